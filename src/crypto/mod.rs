@@ -1,0 +1,112 @@
+//! Keys and sealing: the repository secret and what is derived from it, data keys, age
+//! wrapping, and the chunk envelope (format-spec/keys.md, format-spec/chunk.md).
+
+pub mod envelope;
+pub mod wrap;
+
+use zeroize::Zeroizing;
+
+use crate::ids::ChunkId;
+
+/// Context strings for BLAKE3 `derive_key` (format-spec/conventions.md). Never change these.
+pub mod context {
+    /// Chunk id key.
+    pub const CHUNK_ID: &str = "rsbackup 2026-11 chunk id v1";
+    /// Chunker gear table key.
+    pub const CHUNKER_GEAR: &str = "rsbackup 2026-11 chunker gear v1";
+    /// Manifest cut rule key.
+    pub const MANIFEST_CUT: &str = "rsbackup 2026-11 manifest cut v1";
+    /// Files-cache path hashing key.
+    pub const FILES_CACHE_PATH: &str = "rsbackup 2026-11 files cache path v1";
+    /// Secret check value.
+    pub const SECRET_CHECK: &str = "rsbackup 2026-11 secret check v1";
+}
+
+/// `N` random bytes from the operating system's CSPRNG.
+pub fn random_array<const N: usize>() -> [u8; N] {
+    let mut out = [0u8; N];
+    getrandom::fill(&mut out).expect("the operating system's random source failed");
+    out
+}
+
+/// The 32-byte repository secret. Zeroized on drop; never printed.
+pub struct RepoSecret(Zeroizing<[u8; 32]>);
+
+impl RepoSecret {
+    /// A fresh random secret.
+    pub fn generate() -> Self {
+        RepoSecret(Zeroizing::new(random_array()))
+    }
+
+    /// A secret from its bytes.
+    pub fn from_bytes(bytes: [u8; 32]) -> Self {
+        RepoSecret(Zeroizing::new(bytes))
+    }
+
+    /// The raw bytes (for writing `keys/secret` and wrapping only).
+    pub fn expose(&self) -> &[u8; 32] {
+        &self.0
+    }
+
+    /// `derive_key(context, secret)`.
+    pub fn derive(&self, context: &str) -> Zeroizing<[u8; 32]> {
+        Zeroizing::new(blake3::derive_key(context, &*self.0))
+    }
+
+    /// The 16-byte check value written to `repository.toml`.
+    pub fn check_value(&self) -> [u8; 16] {
+        let full = self.derive(context::SECRET_CHECK);
+        let mut out = [0u8; 16];
+        out.copy_from_slice(&full[..16]);
+        out
+    }
+
+    /// The key for chunk ids.
+    pub fn chunk_id_key(&self) -> ChunkIdKey {
+        ChunkIdKey(self.derive(context::CHUNK_ID))
+    }
+}
+
+impl std::fmt::Debug for RepoSecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("RepoSecret(..)")
+    }
+}
+
+/// The key that names chunks: keyed BLAKE3 over the plaintext.
+#[derive(Clone)]
+pub struct ChunkIdKey(Zeroizing<[u8; 32]>);
+
+impl ChunkIdKey {
+    /// The chunk id of `plaintext`.
+    pub fn chunk_id(&self, plaintext: &[u8]) -> ChunkId {
+        ChunkId(*blake3::keyed_hash(&self.0, plaintext).as_bytes())
+    }
+}
+
+/// A 32-byte data key for XChaCha20-Poly1305. Zeroized on drop; never printed.
+#[derive(Clone)]
+pub struct DataKey(Zeroizing<[u8; 32]>);
+
+impl DataKey {
+    /// A fresh random data key.
+    pub fn generate() -> Self {
+        DataKey(Zeroizing::new(random_array()))
+    }
+
+    /// A data key from its bytes.
+    pub fn from_bytes(bytes: [u8; 32]) -> Self {
+        DataKey(Zeroizing::new(bytes))
+    }
+
+    /// The raw bytes (for the AEAD and wrapping only).
+    pub fn expose(&self) -> &[u8; 32] {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for DataKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("DataKey(..)")
+    }
+}

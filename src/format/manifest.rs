@@ -1,0 +1,205 @@
+//! Manifest bytes (format-spec/manifest.md): entries, extents, the keyed cut rule that splits the
+//! entry stream into manifest chunks, and the reader that checks paths and order.
+
+use crate::error::Result;
+use crate::ids::ChunkId;
+
+/// Manifest chunk magic.
+pub const MANIFEST_MAGIC: &[u8; 8] = b"RSBKMAN1";
+/// Most extents in one kind-2 or kind-9 entry.
+pub const MAX_EXTENTS_PER_ENTRY: usize = 32768;
+/// Largest encoded entry.
+pub const MAX_ENTRY_LEN: usize = 16 << 20;
+
+/// Manifest cut parameters (repository.toml `[manifest]`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ManifestParams {
+    /// Minimum chunk length before a hash cut.
+    pub min_size: u32,
+    /// Target average chunk length.
+    pub avg_size: u32,
+    /// Length past which no further entry is added.
+    pub max_size: u32,
+}
+
+impl ManifestParams {
+    /// 16 KiB / 64 KiB / 1 MiB.
+    pub const DEFAULT: ManifestParams = ManifestParams {
+        min_size: 16 << 10,
+        avg_size: 64 << 10,
+        max_size: 1 << 20,
+    };
+}
+
+/// A piece of a regular file's content.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Extent {
+    /// Stored chunk: plaintext length and id.
+    Chunk {
+        /// Plaintext length.
+        len: u32,
+        /// Chunk id.
+        id: ChunkId,
+    },
+    /// A hole: `len` zero bytes, not stored.
+    Hole {
+        /// Length in bytes.
+        len: u64,
+    },
+}
+
+/// Metadata common to all kinds but "file continued".
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Meta {
+    /// `st_mode & 0o7777`.
+    pub mode: u32,
+    /// Numeric owner.
+    pub uid: u32,
+    /// Numeric group.
+    pub gid: u32,
+    /// mtime seconds.
+    pub mtime_sec: i64,
+    /// mtime nanoseconds.
+    pub mtime_nsec: u32,
+    /// Extended attributes (name, value), sorted by name.
+    pub xattrs: Vec<(Vec<u8>, Vec<u8>)>,
+}
+
+/// What an entry is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Body {
+    /// Kind 1.
+    Dir,
+    /// Kind 2: size and extents (the encoder splits more than [`MAX_EXTENTS_PER_ENTRY`]
+    /// into kind-9 entries; [`ManifestReader`] joins them back).
+    File {
+        /// Logical size.
+        size: u64,
+        /// Extents; lengths add up to `size`.
+        extents: Vec<Extent>,
+    },
+    /// Kind 3.
+    Symlink {
+        /// Link target, never followed.
+        target: Vec<u8>,
+    },
+    /// Kind 4.
+    Hardlink {
+        /// Path of an earlier file entry.
+        target: Vec<u8>,
+    },
+    /// Kind 5.
+    CharDev {
+        /// Device number.
+        rdev: u64,
+    },
+    /// Kind 6.
+    BlockDev {
+        /// Device number.
+        rdev: u64,
+    },
+    /// Kind 7.
+    Fifo,
+    /// Kind 8.
+    Socket,
+    /// Kind 10.
+    Unreadable {
+        /// Why it could not be backed up.
+        message: String,
+    },
+}
+
+/// One path of a session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    /// Relative path bytes; empty for the root.
+    pub path: Vec<u8>,
+    /// Metadata.
+    pub meta: Meta,
+    /// Kind and kind-specific data.
+    pub body: Body,
+}
+
+/// One finished manifest chunk: its plaintext and the data chunk ids its entries name
+/// (sorted, without duplicates).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ManifestChunk {
+    /// Plaintext, starting with [`MANIFEST_MAGIC`].
+    pub bytes: Vec<u8>,
+    /// Referenced data chunks.
+    pub refs: Vec<ChunkId>,
+}
+
+/// Check a path against the rules of format-spec/manifest.md "Paths".
+pub fn validate_path(path: &[u8], is_root: bool) -> Result<()> {
+    let _ = (path, is_root);
+    todo!()
+}
+
+/// Encode extents (also used by the files cache).
+pub fn encode_extents(extents: &[Extent], out: &mut Vec<u8>) {
+    let _ = (extents, out);
+    todo!()
+}
+
+/// Decode extents encoded by [`encode_extents`].
+pub fn decode_extents(bytes: &[u8]) -> Result<Vec<Extent>> {
+    let _ = bytes;
+    todo!()
+}
+
+/// Splits a stream of entries into manifest chunks by the keyed cut rule.
+pub struct ManifestBuilder {
+    _private: (),
+}
+
+impl ManifestBuilder {
+    /// A builder with the repository's parameters and the manifest cut key.
+    pub fn new(params: ManifestParams, cut_key: [u8; 32]) -> Self {
+        let _ = (params, cut_key);
+        todo!()
+    }
+
+    /// Append an entry (in manifest order); returns the chunks completed by it (zero, one, or
+    /// more when a long extent list is split).
+    pub fn push(&mut self, entry: &Entry) -> Result<Vec<ManifestChunk>> {
+        let _ = entry;
+        todo!()
+    }
+
+    /// Emit the last chunk, if any.
+    pub fn finish(self) -> Option<ManifestChunk> {
+        todo!()
+    }
+}
+
+/// Decodes manifest chunks in session order into entries, joining file continuations and
+/// checking paths, order (pre-order, parent seen as a directory) and hard-link targets.
+pub struct ManifestReader {
+    _private: (),
+}
+
+impl ManifestReader {
+    /// A reader for one session.
+    pub fn new() -> Self {
+        todo!()
+    }
+
+    /// Feed the next manifest chunk's plaintext; returns its complete entries. An entry whose
+    /// continuations may follow in the next chunk is held back until then.
+    pub fn feed(&mut self, chunk: &[u8]) -> Result<Vec<Entry>> {
+        let _ = chunk;
+        todo!()
+    }
+
+    /// End of the session: returns any held-back entry.
+    pub fn finish(self) -> Result<Vec<Entry>> {
+        todo!()
+    }
+}
+
+impl Default for ManifestReader {
+    fn default() -> Self {
+        Self::new()
+    }
+}

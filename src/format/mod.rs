@@ -1,0 +1,7 @@
+//! Bytes only: encoders and decoders for each document in `format-spec/`. Nothing here does I/O
+//! or cryptography.
+
+pub mod chunk;
+pub mod manifest;
+pub mod pack;
+pub mod repository;

@@ -1,0 +1,37 @@
+//! # rsbackup
+//!
+//! A push-only, encrypted, deduplicating backup system. Clients behind firewalls push their files
+//! with rsync over ssh into a staging area on the server; the server's `complete` step ingests
+//! that staging area into a content-addressed, encrypted store, and `restore` brings any session
+//! back byte for byte.
+//!
+//! The modules read like the architecture, lowest layer first; a module only uses the ones above
+//! it in this list:
+//!
+//! * [`error`], [`ids`]: the error type and identifiers.
+//! * [`format`]: bytes only: one file per document in `format-spec/`.
+//! * [`crypto`], [`chunking`]: key derivation, age wrapping, the chunk envelope; keyed FastCDC.
+//! * [`index`], [`store`], [`repo`]: the SQLite index, pack files, and the repository that ties
+//!   them together (init, open, locks, cleanup of dead writers).
+//! * [`files_cache`], [`ingest`], [`reader`], [`restore`], [`check`]: the operations.
+//!
+//! The library never prints, exits, or reads the environment: the binary does.
+
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+pub mod check;
+pub mod chunking;
+pub mod crypto;
+pub mod error;
+pub mod files_cache;
+pub mod format;
+pub mod ids;
+pub mod index;
+pub mod ingest;
+pub mod reader;
+pub mod repo;
+pub mod restore;
+pub mod store;
+
+pub use error::{Error, ErrorKind, Result};
