@@ -15,6 +15,9 @@
 //!   them together (init, open, locks, cleanup of dead writers).
 //! * [`files_cache`], [`ingest`], [`reader`], [`restore`], [`check`]: the operations.
 //!
+//! * [`config`], [`server`], [`report`]: the push path (server forced command, configuration,
+//!   mailed reports).
+//!
 //! The library never prints, exits, or reads the environment: the binary does.
 
 #![forbid(unsafe_code)]
@@ -22,6 +25,7 @@
 
 pub mod check;
 pub mod chunking;
+pub mod config;
 pub mod crypto;
 pub mod error;
 pub mod files_cache;
@@ -30,8 +34,10 @@ pub mod ids;
 pub mod index;
 pub mod ingest;
 pub mod reader;
+pub mod report;
 pub mod repo;
 pub mod restore;
+pub mod server;
 pub mod store;
 
 pub use error::{Error, ErrorKind, Result};

@@ -1,0 +1,2 @@
+//! Configuration files: `server.toml` and `client.toml`, parsed raw (serde) then validated, with
+//! errors that name the file and line.

@@ -1,0 +1,1 @@
+//! Reports: plain-data job and error reports, and their mailing (lettre).

@@ -1,0 +1,2 @@
+//! The server side: the ssh forced command `rsbackup serve`: authorization, rsync argv
+//! validation, prepare/complete, audit.

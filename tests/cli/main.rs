@@ -1,0 +1,8 @@
+//! Integration tests: one test binary that drives the real `rsbackup` binary.
+
+mod common;
+
+mod check_damage;
+mod cli_basic;
+mod ingest_crash;
+mod restore_fidelity;
