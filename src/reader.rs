@@ -1,28 +1,191 @@
 //! Reading a session back: locate, read, open and verify chunks; decode its manifest. Shared by
 //! restore, ls, cat and check.
+//!
+//! A [`SessionReader`] is shared by many threads at once (restore writes files in parallel), so
+//! everything in it is `Sync`: SQLite connections are not, hence a small pool of them, one taken
+//! per call; unwrapped data keys are cached behind a read-write lock because every chunk of an
+//! ingest shares one key and unwrapping (an X25519 operation) per chunk would be wasteful.
 
-use crate::crypto::wrap::Identities;
-use crate::error::Result;
-use crate::format::manifest::Entry;
-use crate::ids::{ChunkId, SessionId};
+use std::collections::HashMap;
+use std::ops::ControlFlow;
+use std::path::PathBuf;
+use std::sync::{Mutex, RwLock};
+
+use crate::crypto::wrap::{Identities, unwrap_data_key};
+use crate::crypto::{ChunkIdKey, DataKey, envelope};
+use crate::error::{Error, ErrorKind, Result};
+use crate::format::manifest::{Entry, ManifestReader};
+use crate::ids::{ChunkId, KeyId, SessionId};
+use crate::index::{ChunkKind, ChunkLocation, Index, SessionInfo};
 use crate::repo::Repo;
+use crate::store::PackReader;
+
+/// Largest manifest chunk plaintext a reader accepts (format-spec/manifest.md "Limits": the
+/// manifest max-size plus one entry's bound).
+pub const MAX_MANIFEST_CHUNK: usize = 17 << 20;
+
+/// A pool of index connections: `rusqlite::Connection` is `Send` but not `Sync`, so each call
+/// borrows one connection for its duration and gives it back. The pool grows to the number of
+/// threads that use it at once.
+pub(crate) struct IndexPool {
+    path: PathBuf,
+    free: Mutex<Vec<Index>>,
+}
+
+impl IndexPool {
+    /// An empty pool for the index of `repo`.
+    pub(crate) fn new(repo: &Repo) -> Self {
+        IndexPool {
+            path: repo.root().join("index.db"),
+            free: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Run `f` with a connection of the pool (opening one if none is free).
+    pub(crate) fn with<T>(&self, f: impl FnOnce(&Index) -> Result<T>) -> Result<T> {
+        let taken = self.free.lock().unwrap_or_else(|p| p.into_inner()).pop();
+        let index = match taken {
+            Some(index) => index,
+            None => Index::open(&self.path)?,
+        };
+        let result = f(&index);
+        self.free
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(index);
+        result
+    }
+}
 
 /// Reads chunks and manifests with the administrator's identity. Cheap to share across threads.
 pub struct SessionReader {
-    _private: (),
+    repo: Repo,
+    pool: IndexPool,
+    identities: Identities,
+    id_key: ChunkIdKey,
+    packs: PackReader,
+    keys: RwLock<HashMap<KeyId, DataKey>>,
+}
+
+impl std::fmt::Debug for SessionReader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SessionReader")
+            .field("repo", &self.repo.root())
+            .finish_non_exhaustive()
+    }
 }
 
 impl SessionReader {
     /// Unlock the repository secret with `identities` and prepare to read.
+    /// `WrongIdentity` when none of the identities is a recipient of the repository.
     pub fn new(repo: &Repo, identities: Identities) -> Result<SessionReader> {
-        let _ = (repo, identities);
-        todo!()
+        let secret = repo.unlock_secret(&identities)?;
+        let id_key = secret.chunk_id_key();
+        // A `Repo` of our own (it is not `Clone`) so that callers need not keep theirs alive.
+        let repo = Repo::open(repo.root())?;
+        Ok(SessionReader {
+            packs: PackReader::new(repo.root()),
+            pool: IndexPool::new(&repo),
+            repo,
+            identities,
+            id_key,
+            keys: RwLock::new(HashMap::new()),
+        })
+    }
+
+    /// The repository this reader reads.
+    pub fn repo(&self) -> &Repo {
+        &self.repo
+    }
+
+    /// Visible sessions, oldest first, optionally of one client.
+    pub fn sessions(&self, client: Option<&str>) -> Result<Vec<SessionInfo>> {
+        self.pool.with(|index| index.sessions(client))
+    }
+
+    /// One visible session; `NotFound` otherwise.
+    pub fn session(&self, session: SessionId) -> Result<SessionInfo> {
+        self.pool.with(|index| index.session(session))
+    }
+
+    /// Where a chunk is stored; `Corrupt` naming it when the index does not have it (something
+    /// that should exist does not).
+    pub fn locate(&self, id: &ChunkId) -> Result<ChunkLocation> {
+        self.pool
+            .with(|index| index.lookup_chunk(id))?
+            .ok_or_else(|| {
+                Error::corrupt(format!(
+                    "chunk {id} is needed but the index has no record of it \
+                     (run `rsbackup check` to see what else is missing)"
+                ))
+            })
     }
 
     /// Read, decrypt, decompress a chunk and verify its id.
     pub fn read_chunk(&self, id: &ChunkId) -> Result<Vec<u8>> {
-        let _ = id;
-        todo!()
+        let loc = self.locate(id)?;
+        self.read_located(&loc)
+    }
+
+    /// Read the chunk at `loc` from its pack, open it and verify its id.
+    pub fn read_located(&self, loc: &ChunkLocation) -> Result<Vec<u8>> {
+        let envelope = self.packs.read_envelope(loc).map_err(|e| {
+            e.context(format!(
+                "reading chunk {} from pack {} at offset {}",
+                loc.id, loc.pack, loc.offset
+            ))
+        })?;
+        self.open_envelope(loc, &envelope)
+    }
+
+    /// Open an envelope already read from `loc` (check reads packs sequentially itself): unwrap
+    /// its data key, authenticate, decrypt, decompress within the size bound of its kind, and
+    /// verify that the keyed hash of the plaintext is the chunk id.
+    pub fn open_envelope(&self, loc: &ChunkLocation, envelope_bytes: &[u8]) -> Result<Vec<u8>> {
+        let key = self
+            .data_key(loc.key_id)
+            .map_err(|e| e.context(format!("chunk {} in pack {}", loc.id, loc.pack)))?;
+        let max = match loc.kind {
+            ChunkKind::Data => self.repo.config().chunker.max_size as usize,
+            ChunkKind::Manifest => MAX_MANIFEST_CHUNK,
+        };
+        let plaintext =
+            envelope::open(&key, loc.key_id, &loc.id, envelope_bytes, max).map_err(|e| {
+                e.context(format!(
+                    "opening chunk {} (pack {}, offset {})",
+                    loc.id, loc.pack, loc.offset
+                ))
+            })?;
+        let actual = self.id_key.chunk_id(&plaintext);
+        if actual != loc.id {
+            return Err(Error::corrupt(format!(
+                "chunk {} (pack {}, offset {}) decrypted but its content hashes to {actual}: \
+                 the stored chunk is not the one its id names",
+                loc.id, loc.pack, loc.offset
+            )));
+        }
+        Ok(plaintext)
+    }
+
+    /// The data key `id`, unwrapped once and cached.
+    fn data_key(&self, id: KeyId) -> Result<DataKey> {
+        if let Some(key) = self.keys.read().unwrap_or_else(|p| p.into_inner()).get(&id) {
+            return Ok(key.clone());
+        }
+        let wrapped = self.pool.with(|index| index.data_key(id)).map_err(|e| {
+            if e.kind() == ErrorKind::NotFound {
+                Error::corrupt(format!("data key {} is missing from the index", id.0))
+            } else {
+                e.context(format!("reading data key {}", id.0))
+            }
+        })?;
+        let key = unwrap_data_key(&wrapped, &self.identities)
+            .map_err(|e| e.context(format!("unwrapping data key {}", id.0)))?;
+        self.keys
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(id, key.clone());
+        Ok(key)
     }
 
     /// Visit the session's entries in manifest order.
@@ -31,7 +194,76 @@ impl SessionReader {
         session: SessionId,
         visit: &mut dyn FnMut(Entry) -> Result<()>,
     ) -> Result<()> {
-        let _ = (session, visit);
-        todo!()
+        self.walk(session, &mut |entry| {
+            visit(entry)?;
+            Ok(ControlFlow::Continue(()))
+        })
+    }
+
+    /// Visit the session's entries in manifest order until `visit` breaks. Only one manifest
+    /// chunk is decoded at a time, so memory stays bounded whatever the session's size.
+    /// `NotFound` for a session that does not exist or is not visible.
+    pub fn walk(
+        &self,
+        session: SessionId,
+        visit: &mut dyn FnMut(Entry) -> Result<ControlFlow<()>>,
+    ) -> Result<()> {
+        let root = self.pool.with(|index| {
+            index.session(session)?;
+            index.session_root(session)
+        })?;
+        let mut manifest = ManifestReader::new();
+        for (seq, id) in root.iter().enumerate() {
+            let loc = self
+                .locate(id)
+                .map_err(|e| e.context(format!("session {session}, manifest chunk {seq}")))?;
+            if loc.kind != ChunkKind::Manifest {
+                return Err(Error::corrupt(format!(
+                    "session {session}: manifest chunk {seq} ({id}) is recorded as a data chunk"
+                )));
+            }
+            let bytes = self
+                .read_located(&loc)
+                .map_err(|e| e.context(format!("session {session}, manifest chunk {seq}")))?;
+            let entries = manifest.feed(&bytes).map_err(|e| {
+                e.context(format!(
+                    "session {session}: decoding manifest chunk {seq} ({id})"
+                ))
+            })?;
+            for entry in entries {
+                if visit(entry)?.is_break() {
+                    return Ok(());
+                }
+            }
+        }
+        let rest = manifest
+            .finish()
+            .map_err(|e| e.context(format!("session {session}: end of manifest")))?;
+        for entry in rest {
+            if visit(entry)?.is_break() {
+                return Ok(());
+            }
+        }
+        Ok(())
+    }
+
+    /// The entry of `path` in `session`, if any (stops reading at it).
+    pub fn find_entry(&self, session: SessionId, path: &[u8]) -> Result<Option<Entry>> {
+        let mut found = None;
+        self.walk(session, &mut |entry| {
+            if entry.path == path {
+                found = Some(entry);
+                Ok(ControlFlow::Break(()))
+            } else {
+                Ok(ControlFlow::Continue(()))
+            }
+        })?;
+        Ok(found)
     }
 }
+
+// A reader is shared by restore's worker threads.
+const _: fn() = || {
+    fn assert_sync<T: Sync + Send>() {}
+    assert_sync::<SessionReader>();
+};
