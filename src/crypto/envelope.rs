@@ -1,12 +1,36 @@
 //! Sealing and opening chunk envelopes (format-spec/chunk.md): zstd if it pays, then
 //! XChaCha20-Poly1305 with a random 24-byte nonce and the chunk id bound as associated data.
+//!
+//! Sealing writes the header, compresses straight into the output buffer and encrypts that
+//! buffer in place, so a chunk is copied once (into the envelope) apart from compression itself.
+//! zstd contexts are cached per thread: creating one per chunk costs more than compressing a
+//! small chunk.
 
-use crate::crypto::DataKey;
-use crate::error::Result;
+use std::cell::RefCell;
+
+use chacha20poly1305::aead::AeadInPlace;
+use chacha20poly1305::{KeyInit, Tag, XChaCha20Poly1305, XNonce};
+
+use crate::crypto::{DataKey, random_array};
+use crate::error::{Error, Result};
+use crate::format::chunk::{
+    ENVELOPE_HEADER_LEN, ENVELOPE_OVERHEAD, ENVELOPE_VERSION, EnvelopeHeader, FLAG_ZSTD, NONCE_LEN,
+    TAG_LEN, associated_data,
+};
 use crate::ids::{ChunkId, KeyId};
+
+thread_local! {
+    static COMPRESSOR: RefCell<Option<(i32, zstd::bulk::Compressor<'static>)>> =
+        const { RefCell::new(None) };
+    static DECOMPRESSOR: RefCell<Option<zstd::bulk::Decompressor<'static>>> =
+        const { RefCell::new(None) };
+}
 
 /// Seal `plaintext` (the chunk named `id`) under `key`/`key_id`, compressing with zstd at
 /// `zstd_level` when that makes it strictly shorter. Returns the envelope bytes.
+///
+/// The nonce is 24 fresh bytes from the operating system's CSPRNG (the nonce rule of
+/// format-spec/chunk.md): with a fresh data key per ingest a repeat is negligible.
 pub fn seal(
     key: &DataKey,
     key_id: KeyId,
@@ -14,12 +38,87 @@ pub fn seal(
     plaintext: &[u8],
     zstd_level: i32,
 ) -> Result<Vec<u8>> {
-    let _ = (key, key_id, id, plaintext, zstd_level);
-    todo!()
+    seal_with_nonce(key, key_id, id, plaintext, zstd_level, random_array())
+}
+
+/// [`seal`] with a caller-chosen nonce. For test vectors only: reusing a nonce under one key
+/// destroys confidentiality and authenticity, so production code MUST call [`seal`].
+#[doc(hidden)]
+pub fn seal_with_nonce(
+    key: &DataKey,
+    key_id: KeyId,
+    id: &ChunkId,
+    plaintext: &[u8],
+    zstd_level: i32,
+    nonce: [u8; NONCE_LEN],
+) -> Result<Vec<u8>> {
+    let n = plaintext.len();
+    // Room for the largest envelope (raw body), so appending the tag never reallocates.
+    let mut out = vec![0u8; ENVELOPE_OVERHEAD + n];
+    // A frame is only worth it when strictly shorter: give zstd a destination one byte
+    // shorter than the plaintext and let "destination too small" mean "store raw".
+    let compressed_len = if n > 1 {
+        compress_into(
+            plaintext,
+            &mut out[ENVELOPE_HEADER_LEN..ENVELOPE_HEADER_LEN + n - 1],
+            zstd_level,
+        )?
+    } else {
+        None
+    };
+    let (flags, body_len) = match compressed_len {
+        Some(len) => (FLAG_ZSTD, len),
+        None => {
+            out[ENVELOPE_HEADER_LEN..ENVELOPE_HEADER_LEN + n].copy_from_slice(plaintext);
+            (0, n)
+        }
+    };
+    let header = EnvelopeHeader {
+        version: ENVELOPE_VERSION,
+        flags,
+        nonce,
+    };
+    out[..ENVELOPE_HEADER_LEN].copy_from_slice(&header.encode());
+    out.truncate(ENVELOPE_HEADER_LEN + body_len);
+    let aad = associated_data(id, key_id, ENVELOPE_VERSION, flags);
+    let cipher = XChaCha20Poly1305::new(key.expose().into());
+    let tag = cipher
+        .encrypt_in_place_detached(
+            XNonce::from_slice(&nonce),
+            &aad,
+            &mut out[ENVELOPE_HEADER_LEN..],
+        )
+        .map_err(|_| {
+            Error::new(
+                crate::error::ErrorKind::Internal,
+                format!("chunk {id}: encryption refused a {body_len}-byte body"),
+            )
+        })?;
+    out.extend_from_slice(&tag);
+    Ok(out)
+}
+
+/// Compress into `dst`; `Ok(None)` when the frame does not fit (it would not be shorter).
+fn compress_into(src: &[u8], dst: &mut [u8], level: i32) -> Result<Option<usize>> {
+    COMPRESSOR.with(|cell| {
+        let mut slot = cell.borrow_mut();
+        if slot.as_ref().is_none_or(|(l, _)| *l != level) {
+            let c = zstd::bulk::Compressor::new(level).map_err(|e| {
+                Error::invalid(format!("zstd compression level {level} is not usable: {e}"))
+            })?;
+            *slot = Some((level, c));
+        }
+        let (_, compressor) = slot.as_mut().expect("compressor was just set");
+        // Any failure here is "does not fit": storing raw is always correct.
+        Ok(compressor.compress_to_buffer(src, dst).ok())
+    })
 }
 
 /// Open an envelope: check version and flags, authenticate and decrypt, decompress (refusing
 /// output over `max_plaintext` bytes). Does not verify the chunk id: see [`crate::crypto::ChunkIdKey`].
+///
+/// A wrong key, key id or chunk id, and any changed byte, all fail authentication and are
+/// reported as `Corrupt`: the AEAD cannot tell them apart.
 pub fn open(
     key: &DataKey,
     key_id: KeyId,
@@ -27,6 +126,86 @@ pub fn open(
     envelope: &[u8],
     max_plaintext: usize,
 ) -> Result<Vec<u8>> {
-    let _ = (key, key_id, id, envelope, max_plaintext);
-    todo!()
+    let (header, sealed) = EnvelopeHeader::parse(envelope, id)?;
+    let body_len = sealed.len() - TAG_LEN;
+    if header.flags & FLAG_ZSTD == 0 && body_len > max_plaintext {
+        return Err(Error::corrupt(format!(
+            "chunk {id}: stored body of {body_len} bytes exceeds the limit of {max_plaintext}"
+        )));
+    }
+    let mut body = sealed[..body_len].to_vec();
+    let tag = Tag::from_slice(&sealed[body_len..]);
+    let aad = associated_data(id, key_id, header.version, header.flags);
+    let cipher = XChaCha20Poly1305::new(key.expose().into());
+    cipher
+        .decrypt_in_place_detached(XNonce::from_slice(&header.nonce), &aad, &mut body, tag)
+        .map_err(|_| {
+            Error::corrupt(format!(
+                "chunk {id}: envelope failed authentication (damaged, or not sealed under \
+                 data key {} for this chunk id)",
+                key_id.0
+            ))
+        })?;
+    if header.flags & FLAG_ZSTD == 0 {
+        return Ok(body);
+    }
+    decompress_bounded(&body, max_plaintext, id)
+}
+
+/// Decompress one zstd frame into at most `max` bytes. The buffer is sized from the frame's
+/// declared content size (checked against `max`) so a frame cannot make us allocate more.
+fn decompress_bounded(frame: &[u8], max: usize, id: &ChunkId) -> Result<Vec<u8>> {
+    let bad = |what: String| Error::corrupt(format!("chunk {id}: compressed body {what}"));
+    match zstd::zstd_safe::find_frame_compressed_size(frame) {
+        Ok(len) if len == frame.len() => {}
+        Ok(len) => {
+            return Err(bad(format!(
+                "is not a single zstd frame ({len} of {} bytes)",
+                frame.len()
+            )));
+        }
+        Err(_) => return Err(bad("is not a valid zstd frame".into())),
+    }
+    let declared = zstd::zstd_safe::get_frame_content_size(frame)
+        .map_err(|_| bad("has an invalid zstd frame header".into()))?;
+    let capacity = match declared {
+        Some(n) if n > max as u64 => {
+            return Err(bad(format!(
+                "declares {n} bytes, more than the limit of {max}"
+            )));
+        }
+        Some(n) => n as usize,
+        None => max,
+    };
+    let mut out = Vec::with_capacity(capacity);
+    DECOMPRESSOR.with(|cell| {
+        let mut slot = cell.borrow_mut();
+        if slot.is_none() {
+            let d = zstd::bulk::Decompressor::new()
+                .map_err(|e| bad(format!("cannot be decompressed: zstd: {e}")))?;
+            *slot = Some(d);
+        }
+        let d = slot.as_mut().expect("decompressor was just set");
+        // The destination is a Vec with `capacity` spare bytes: zstd fails rather than grow it.
+        d.decompress_to_buffer(frame, &mut out).map_err(|e| {
+            bad(format!(
+                "does not decompress within {capacity} bytes (limit {max}): {e}"
+            ))
+        })
+    })?;
+    if out.len() > max {
+        return Err(bad(format!(
+            "decompressed to {} bytes, more than the limit of {max}",
+            out.len()
+        )));
+    }
+    if let Some(n) = declared {
+        if out.len() as u64 != n {
+            return Err(bad(format!(
+                "decompressed to {} bytes but declares {n}",
+                out.len()
+            )));
+        }
+    }
+    Ok(out)
 }

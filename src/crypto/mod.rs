@@ -2,6 +2,8 @@
 //! wrapping, and the chunk envelope (format-spec/keys.md, format-spec/chunk.md).
 
 pub mod envelope;
+#[cfg(test)]
+pub(crate) mod testvec;
 pub mod wrap;
 
 use zeroize::Zeroizing;

@@ -1,9 +1,25 @@
 //! age wrapping of the repository secret and of data keys (format-spec/keys.md).
+//!
+//! Both are the age binary format (v1, X25519 recipients) over a 40-byte plaintext: an 8-byte
+//! magic that says what the plaintext is, then the 32-byte key. The magic stops a wrapped data
+//! key from being accepted as a secret (or the reverse) and catches a file that decrypts but is
+//! not ours. Plaintext buffers are zeroized; no key material ever goes into an error message.
 
+use std::io::{Read, Write};
 use std::path::Path;
 
+use age::secrecy::ExposeSecret;
+use zeroize::Zeroizing;
+
 use crate::crypto::{DataKey, RepoSecret};
-use crate::error::Result;
+use crate::error::{Error, ErrorKind, Result};
+
+/// Magic of a wrapped data key's plaintext.
+pub const DATA_KEY_MAGIC: &[u8; 8] = b"RSBKDK01";
+/// Magic of the repository secret's plaintext (in `keys/secret` and `keys/secret.age`).
+pub const SECRET_MAGIC: &[u8; 8] = b"RSBKSEC1";
+/// Length of a wrapped plaintext: magic and key.
+pub const WRAPPED_PLAINTEXT_LEN: usize = 40;
 
 /// The repository's age recipients (public keys).
 #[derive(Clone)]
@@ -12,54 +28,253 @@ pub struct Recipients(pub Vec<age::x25519::Recipient>);
 /// Age identities (private keys) loaded from an identity file.
 pub struct Identities(pub Vec<age::x25519::Identity>);
 
+impl std::fmt::Debug for Recipients {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list()
+            .entries(self.0.iter().map(|r| r.to_string()))
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for Identities {
+    // Never the keys themselves; their public halves are enough to tell files apart.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("Identities")
+            .field(&self.recipients())
+            .finish()
+    }
+}
+
 impl Recipients {
     /// Parse `age1...` strings; an invalid one is an error naming it.
     pub fn parse(list: &[String]) -> Result<Recipients> {
-        let _ = list;
-        todo!()
+        if list.is_empty() {
+            return Err(Error::invalid(
+                "no age recipients given: at least one `age1...` public key is needed",
+            ));
+        }
+        let mut out = Vec::with_capacity(list.len());
+        for (i, s) in list.iter().enumerate() {
+            let trimmed = s.trim();
+            if trimmed.to_ascii_uppercase().starts_with("AGE-SECRET-KEY-") {
+                // Do not echo it: it is a private key pasted where a public key belongs.
+                return Err(Error::invalid(format!(
+                    "recipient #{} is an age identity (private key), not a recipient; give its \
+                     public key (`age-keygen -y` or the `# public key:` line of the identity file)",
+                    i + 1
+                )));
+            }
+            let r = trimmed.parse::<age::x25519::Recipient>().map_err(|e| {
+                Error::invalid(format!(
+                    "recipient #{} {trimmed:?} is not an age X25519 public key (age1...): {e}",
+                    i + 1
+                ))
+            })?;
+            out.push(r);
+        }
+        Ok(Recipients(out))
+    }
+
+    /// The recipients as `age1...` strings.
+    pub fn to_strings(&self) -> Vec<String> {
+        self.0.iter().map(|r| r.to_string()).collect()
     }
 }
 
 impl Identities {
     /// Load an identity file (`AGE-SECRET-KEY-1...` lines, `#` comments); errors name the file.
     pub fn load(path: &Path) -> Result<Identities> {
-        let _ = path;
-        todo!()
+        let origin = path.display().to_string();
+        let bytes = Zeroizing::new(
+            std::fs::read(path)
+                .map_err(|e| Error::io(format!("cannot read identity file {origin}"), e))?,
+        );
+        let text = std::str::from_utf8(&bytes).map_err(|_| {
+            Error::invalid(format!(
+                "identity file {origin} is not text: expected AGE-SECRET-KEY-1... lines \
+                 (a passphrase-protected or armored identity file is not supported)"
+            ))
+        })?;
+        Self::parse(text, &origin)
     }
 
     /// Parse identity file text.
     pub fn parse(text: &str, origin: &str) -> Result<Identities> {
-        let _ = (text, origin);
-        todo!()
+        let mut out = Vec::new();
+        for (n, line) in text.lines().enumerate() {
+            let line = line.trim();
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            let hint = if line.starts_with("age1") {
+                "this is a recipient (public key); restore needs the identity (private key)"
+            } else if line.starts_with("-----BEGIN") {
+                "armored or encrypted identity files are not supported; decrypt it first"
+            } else {
+                "expected an AGE-SECRET-KEY-1... line"
+            };
+            // The line itself is never echoed: it may be a damaged private key.
+            let id = line.parse::<age::x25519::Identity>().map_err(|_| {
+                Error::invalid(format!(
+                    "identity file {origin}, line {}: not an age X25519 identity ({hint})",
+                    n + 1
+                ))
+            })?;
+            out.push(id);
+        }
+        if out.is_empty() {
+            return Err(Error::invalid(format!(
+                "identity file {origin} holds no identity (no AGE-SECRET-KEY-1... line)"
+            )));
+        }
+        Ok(Identities(out))
+    }
+
+    /// The public keys of these identities.
+    pub fn recipients(&self) -> Recipients {
+        Recipients(self.0.iter().map(|i| i.to_public()).collect())
     }
 }
 
 /// A new identity: (identity file text including a `# public key:` comment, recipient string).
+///
+/// The text holds the private key: write it to a file only the administrator can read.
 pub fn keygen() -> (String, String) {
-    todo!()
+    let identity = age::x25519::Identity::generate();
+    let recipient = identity.to_public().to_string();
+    let created = jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ");
+    let secret = identity.to_string();
+    let text = format!(
+        "# created: {created}\n# public key: {recipient}\n{}\n",
+        secret.expose_secret()
+    );
+    (text, recipient)
+}
+
+/// age-encrypt a 40-byte plaintext to every recipient.
+fn wrap(
+    plaintext: &[u8; WRAPPED_PLAINTEXT_LEN],
+    recipients: &Recipients,
+    what: &str,
+) -> Result<Vec<u8>> {
+    let encryptor =
+        age::Encryptor::with_recipients(recipients.0.iter().map(|r| r as &dyn age::Recipient))
+            .map_err(|e| Error::invalid(format!("cannot wrap the {what}: {e}")))?;
+    let mut out = Vec::with_capacity(512);
+    let failed = |e: std::io::Error| {
+        Error::new(
+            ErrorKind::Internal,
+            format!("wrapping the {what} in memory failed: {e}"),
+        )
+    };
+    let mut writer = encryptor.wrap_output(&mut out).map_err(failed)?;
+    writer.write_all(plaintext).map_err(failed)?;
+    writer.finish().map_err(failed)?;
+    Ok(out)
+}
+
+/// age-decrypt a wrapped 40-byte plaintext and check its magic; returns the 32-byte key.
+fn unwrap(
+    wrapped: &[u8],
+    identities: &Identities,
+    magic: &[u8; 8],
+    what: &str,
+) -> Result<Zeroizing<[u8; 32]>> {
+    let corrupt = |why: String| Error::corrupt(format!("wrapped {what} {why}"));
+    let decryptor = age::Decryptor::new_buffered(wrapped).map_err(|e| match e {
+        age::DecryptError::UnknownFormat => Error::new(
+            ErrorKind::UnsupportedVersion,
+            format!("wrapped {what} uses an age format version this build does not know"),
+        ),
+        other => corrupt(format!("is not a valid age file: {other}")),
+    })?;
+    if decryptor.is_scrypt() {
+        return Err(corrupt(
+            "is passphrase-encrypted; rsbackup wraps to X25519 recipients".into(),
+        ));
+    }
+    let mut reader = decryptor
+        .decrypt(identities.0.iter().map(|i| i as &dyn age::Identity))
+        .map_err(|e| match e {
+            age::DecryptError::NoMatchingKeys => Error::new(
+                ErrorKind::WrongIdentity,
+                format!(
+                    "none of the {} given identities can unwrap the {what}: use an identity \
+                     whose public key is one of the repository's recipients",
+                    identities.0.len()
+                ),
+            ),
+            other => corrupt(format!("cannot be decrypted: {other}")),
+        })?;
+    // Read one byte more than expected: a longer payload is refused without reading it all.
+    let mut plain = Zeroizing::new(Vec::with_capacity(WRAPPED_PLAINTEXT_LEN + 1));
+    (&mut reader)
+        .take(WRAPPED_PLAINTEXT_LEN as u64 + 1)
+        .read_to_end(&mut plain)
+        .map_err(|e| corrupt(format!("failed authentication: {e}")))?;
+    if plain.len() != WRAPPED_PLAINTEXT_LEN {
+        return Err(corrupt(format!(
+            "has a plaintext of {}{} bytes, expected {WRAPPED_PLAINTEXT_LEN}",
+            plain.len().min(WRAPPED_PLAINTEXT_LEN),
+            if plain.len() > WRAPPED_PLAINTEXT_LEN {
+                "+"
+            } else {
+                ""
+            }
+        )));
+    }
+    if &plain[..8] != magic {
+        return Err(corrupt(format!(
+            "has the wrong magic (expected {}): it is not a {what}",
+            String::from_utf8_lossy(magic)
+        )));
+    }
+    let mut key = Zeroizing::new([0u8; 32]);
+    key.copy_from_slice(&plain[8..]);
+    Ok(key)
+}
+
+fn with_magic(magic: &[u8; 8], key: &[u8; 32]) -> Zeroizing<[u8; WRAPPED_PLAINTEXT_LEN]> {
+    let mut plain = Zeroizing::new([0u8; WRAPPED_PLAINTEXT_LEN]);
+    plain[..8].copy_from_slice(magic);
+    plain[8..].copy_from_slice(key);
+    plain
 }
 
 /// Wrap a data key to the recipients (age binary format over `RSBKDK01 || key`).
 pub fn wrap_data_key(key: &DataKey, recipients: &Recipients) -> Result<Vec<u8>> {
-    let _ = (key, recipients);
-    todo!()
+    wrap(
+        &with_magic(DATA_KEY_MAGIC, key.expose()),
+        recipients,
+        "data key",
+    )
 }
 
 /// Unwrap a data key; `ErrorKind::WrongIdentity` when no identity matches, `Corrupt` when the
 /// plaintext is malformed.
 pub fn unwrap_data_key(wrapped: &[u8], identities: &Identities) -> Result<DataKey> {
-    let _ = (wrapped, identities);
-    todo!()
+    let key = unwrap(wrapped, identities, DATA_KEY_MAGIC, "data key")?;
+    Ok(DataKey::from_bytes(*key))
 }
 
 /// Wrap the repository secret (age binary format over `RSBKSEC1 || secret`).
 pub fn wrap_secret(secret: &RepoSecret, recipients: &Recipients) -> Result<Vec<u8>> {
-    let _ = (secret, recipients);
-    todo!()
+    wrap(
+        &with_magic(SECRET_MAGIC, secret.expose()),
+        recipients,
+        "repository secret",
+    )
 }
 
 /// Unwrap the repository secret; `WrongIdentity` when no identity matches.
+///
+/// The caller MUST then compare [`RepoSecret::check_value`] with `repository.toml`'s
+/// `secret-check` (format-spec/keys.md): this function does not know it.
 pub fn unwrap_secret(wrapped: &[u8], identities: &Identities) -> Result<RepoSecret> {
-    let _ = (wrapped, identities);
-    todo!()
+    let key = unwrap(wrapped, identities, SECRET_MAGIC, "repository secret")?;
+    Ok(RepoSecret::from_bytes(*key))
 }
+
+#[cfg(test)]
+#[path = "wrap_tests.rs"]
+mod tests;

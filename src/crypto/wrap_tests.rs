@@ -1,0 +1,206 @@
+//! Tests for age wrapping: round trips, wrong identities, malformed plaintexts, identity files.
+
+use super::*;
+
+fn identity() -> (Identities, Recipients) {
+    let (text, recipient) = keygen();
+    let ids = Identities::parse(&text, "test").unwrap();
+    let rs = Recipients::parse(&[recipient]).unwrap();
+    (ids, rs)
+}
+
+/// age-encrypt arbitrary bytes (to build malformed wrapped keys).
+fn age_encrypt(plain: &[u8], rs: &Recipients) -> Vec<u8> {
+    let enc =
+        age::Encryptor::with_recipients(rs.0.iter().map(|r| r as &dyn age::Recipient)).unwrap();
+    let mut out = Vec::new();
+    let mut w = enc.wrap_output(&mut out).unwrap();
+    w.write_all(plain).unwrap();
+    w.finish().unwrap();
+    out
+}
+
+#[test]
+fn keygen_text_is_an_identity_file_for_its_recipient() {
+    let (text, recipient) = keygen();
+    assert!(recipient.starts_with("age1"));
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 3);
+    assert!(lines[0].starts_with("# created: 20"), "{}", lines[0]);
+    assert!(lines[0].ends_with('Z'));
+    assert_eq!(lines[1], format!("# public key: {recipient}"));
+    assert!(lines[2].starts_with("AGE-SECRET-KEY-1"));
+    let ids = Identities::parse(&text, "t").unwrap();
+    assert_eq!(ids.recipients().to_strings(), vec![recipient]);
+}
+
+#[test]
+fn data_key_round_trip_with_several_recipients() {
+    let (ids_a, rs_a) = identity();
+    let (ids_b, rs_b) = identity();
+    let both = Recipients(rs_a.0.iter().chain(&rs_b.0).cloned().collect());
+    let key = DataKey::from_bytes([0x5a; 32]);
+    let wrapped = wrap_data_key(&key, &both).unwrap();
+    assert_eq!(
+        unwrap_data_key(&wrapped, &ids_a).unwrap().expose(),
+        &[0x5a; 32]
+    );
+    assert_eq!(
+        unwrap_data_key(&wrapped, &ids_b).unwrap().expose(),
+        &[0x5a; 32]
+    );
+}
+
+#[test]
+fn secret_round_trip() {
+    let (ids, rs) = identity();
+    let secret = RepoSecret::from_bytes([3; 32]);
+    let wrapped = wrap_secret(&secret, &rs).unwrap();
+    let back = unwrap_secret(&wrapped, &ids).unwrap();
+    assert_eq!(back.expose(), secret.expose());
+    assert_eq!(back.check_value(), secret.check_value());
+}
+
+#[test]
+fn wrong_identity_is_reported_as_such() {
+    let (_, rs) = identity();
+    let (other, _) = identity();
+    let wrapped = wrap_data_key(&DataKey::from_bytes([1; 32]), &rs).unwrap();
+    let err = unwrap_data_key(&wrapped, &other).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::WrongIdentity);
+    let err = unwrap_secret(
+        &wrap_secret(&RepoSecret::from_bytes([1; 32]), &rs).unwrap(),
+        &other,
+    )
+    .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::WrongIdentity);
+}
+
+#[test]
+fn data_key_and_secret_are_not_interchangeable() {
+    let (ids, rs) = identity();
+    let wrapped = wrap_secret(&RepoSecret::from_bytes([1; 32]), &rs).unwrap();
+    let err = unwrap_data_key(&wrapped, &ids).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Corrupt);
+    assert!(err.message().contains("magic"), "{err}");
+}
+
+#[test]
+fn malformed_plaintexts_are_corrupt() {
+    let (ids, rs) = identity();
+    let mut long = DATA_KEY_MAGIC.to_vec();
+    long.extend_from_slice(&[0; 33]);
+    let huge = vec![0u8; 200_000];
+    for plain in [
+        &DATA_KEY_MAGIC[..],
+        &long[..40 - 1],
+        &long[..],
+        &huge[..],
+        &[][..],
+    ] {
+        let err = unwrap_data_key(&age_encrypt(plain, &rs), &ids).unwrap_err();
+        assert_eq!(
+            err.kind(),
+            ErrorKind::Corrupt,
+            "{} bytes: {err}",
+            plain.len()
+        );
+    }
+}
+
+#[test]
+fn damaged_wrapped_keys_are_corrupt() {
+    let (ids, rs) = identity();
+    let wrapped = wrap_data_key(&DataKey::from_bytes([9; 32]), &rs).unwrap();
+    // Last byte (payload tag), a header byte, a truncation, garbage: all refused.
+    let mut tail = wrapped.clone();
+    *tail.last_mut().unwrap() ^= 1;
+    let mut head = wrapped.clone();
+    head[30] ^= 1;
+    let truncated = wrapped[..wrapped.len() - 5].to_vec();
+    for (name, bad) in [
+        ("tail", tail),
+        ("head", head),
+        ("truncated", truncated),
+        ("garbage", b"hello".to_vec()),
+    ] {
+        let err = unwrap_data_key(&bad, &ids).unwrap_err();
+        assert!(
+            matches!(err.kind(), ErrorKind::Corrupt | ErrorKind::WrongIdentity),
+            "{name}: {err}"
+        );
+    }
+    let mut tail = wrapped.clone();
+    *tail.last_mut().unwrap() ^= 1;
+    assert_eq!(
+        unwrap_data_key(&tail, &ids).unwrap_err().kind(),
+        ErrorKind::Corrupt
+    );
+}
+
+#[test]
+fn recipients_parse_refuses_bad_input_without_echoing_secrets() {
+    assert!(Recipients::parse(&[]).is_err());
+    let err = Recipients::parse(&["age1nope".into()]).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidInput);
+    assert!(
+        err.message().contains("age1nope") && err.message().contains("#1"),
+        "{err}"
+    );
+    let (text, _) = keygen();
+    let secret_line = text.lines().nth(2).unwrap().to_string();
+    let err = Recipients::parse(&[secret_line.clone()]).unwrap_err();
+    assert!(
+        !err.to_string().contains(&secret_line[16..]),
+        "secret echoed: {err}"
+    );
+    assert!(err.message().contains("private key"), "{err}");
+}
+
+#[test]
+fn identity_files_errors_name_file_and_line_not_the_key() {
+    let (text, recipient) = keygen();
+    let secret_line = text.lines().nth(2).unwrap().to_string();
+    // A damaged key: one character changed breaks the bech32 checksum.
+    let mut damaged = secret_line.clone();
+    let last = damaged.pop().unwrap();
+    damaged.push(if last == 'Q' { 'P' } else { 'Q' });
+    let err = Identities::parse(&format!("# c\n\n{damaged}\n"), "/etc/id.txt").unwrap_err();
+    let msg = err.to_string();
+    assert!(
+        msg.contains("/etc/id.txt") && msg.contains("line 3"),
+        "{msg}"
+    );
+    assert!(
+        !msg.contains(&damaged[16..40]),
+        "key material in message: {msg}"
+    );
+
+    let err = Identities::parse(&recipient, "pub.txt").unwrap_err();
+    assert!(err.message().contains("recipient (public key)"), "{err}");
+    let err = Identities::parse("# only comments\n", "empty.txt").unwrap_err();
+    assert!(err.message().contains("no identity"), "{err}");
+
+    let ids = Identities::parse(&format!("  {secret_line}  \r\n"), "crlf").unwrap();
+    assert_eq!(ids.recipients().to_strings(), vec![recipient]);
+    assert!(!format!("{ids:?}").contains("AGE-SECRET"));
+}
+
+#[test]
+fn identities_load_reads_files_and_names_missing_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("id.txt");
+    let (text, recipient) = keygen();
+    std::fs::write(&path, &text).unwrap();
+    let ids = Identities::load(&path).unwrap();
+    assert_eq!(ids.recipients().to_strings(), vec![recipient]);
+
+    let missing = dir.path().join("missing.txt");
+    let err = Identities::load(&missing).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::NotFound);
+    assert!(err.message().contains("missing.txt"), "{err}");
+
+    std::fs::write(&path, [0xff, 0xfe, 0]).unwrap();
+    let err = Identities::load(&path).unwrap_err();
+    assert!(err.message().contains("not text"), "{err}");
+}
