@@ -1,6 +1,217 @@
-//! The `rsbackup` command.
+//! The `rsbackup` command: parses arguments, calls the library, prints, and picks the exit code.
+//!
+//! Every command lives in its own file. Errors are printed as one line on stderr,
+//! `rsbackup: <what>`, and mapped to an exit code from the library's [`rsbackup::ErrorKind`].
 
-fn main() {
-    eprintln!("rsbackup: not yet");
-    std::process::exit(1);
+#![forbid(unsafe_code)]
+
+mod cat;
+mod check;
+mod ingest;
+mod init;
+mod keygen;
+mod ls;
+mod open;
+mod output;
+mod restore;
+mod sessions;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use rsbackup::ErrorKind;
+
+/// Exit codes; documented in docs/usage.md and in `--help`.
+pub mod exit {
+    /// Success.
+    pub const OK: u8 = 0;
+    /// Any other failure.
+    pub const FAILURE: u8 = 1;
+    /// Bad command line.
+    pub const USAGE: u8 = 2;
+    /// Partial success: ingest incomplete, restore with failed paths, check found problems.
+    pub const PARTIAL: u8 = 3;
+    /// Not a repository.
+    pub const NOT_A_REPOSITORY: u8 = 4;
+    /// Unsupported format version.
+    pub const UNSUPPORTED_VERSION: u8 = 5;
+    /// The identity cannot unlock the repository.
+    pub const WRONG_IDENTITY: u8 = 6;
+    /// Restore target not empty.
+    pub const TARGET_NOT_EMPTY: u8 = 7;
+    /// Restore target not a directory.
+    pub const TARGET_NOT_DIRECTORY: u8 = 8;
+    /// Repository locked.
+    pub const LOCKED: u8 = 9;
+    /// Stored data is corrupt.
+    pub const CORRUPT: u8 = 10;
+    /// Session or path not found.
+    pub const NOT_FOUND: u8 = 11;
 }
+
+const EXIT_CODES_HELP: &str = "\
+Exit codes:
+   0  success
+   1  failure (anything not listed below)
+   2  usage: bad command line
+   3  partial: ingest incomplete, restore with failed paths, check found problems
+   4  not a repository
+   5  unsupported format version
+   6  wrong identity: the identity file cannot unlock the repository
+   7  restore target is not empty (use --force)
+   8  restore target is not a directory
+   9  repository locked by another process
+  10  corrupt data
+  11  not found: session or path";
+
+/// Push-only, encrypted, deduplicating backups.
+#[derive(Parser)]
+#[command(
+    name = "rsbackup",
+    version,
+    about = "Push-only, encrypted, deduplicating backups",
+    after_help = EXIT_CODES_HELP,
+    propagate_version = true
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Create an age identity file (private key) and print its recipient (public key).
+    Keygen(keygen::Args),
+    /// Create a repository for one or more age recipients.
+    Init(init::Args),
+    /// Store a directory as a new session of a client.
+    Ingest(ingest::Args),
+    /// List sessions.
+    Sessions(sessions::Args),
+    /// List the paths of a session.
+    Ls(ls::Args),
+    /// Restore a session, or some of its paths, into a target directory.
+    Restore(restore::Args),
+    /// Write one file of a session to standard output.
+    Cat(cat::Args),
+    /// Check the repository's index and packs (and with --read-data, every record).
+    Check(check::Args),
+}
+
+/// How a command that did not fail ended.
+pub enum Outcome {
+    /// Everything done.
+    Ok,
+    /// Done, but something was left out (reported already).
+    Partial,
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(err) => return clap_error(err),
+    };
+    let result = match cli.command {
+        Command::Keygen(a) => keygen::run(a),
+        Command::Init(a) => init::run(a),
+        Command::Ingest(a) => ingest::run(a),
+        Command::Sessions(a) => sessions::run(a),
+        Command::Ls(a) => ls::run(a),
+        Command::Restore(a) => restore::run(a),
+        Command::Cat(a) => cat::run(a),
+        Command::Check(a) => check::run(a),
+    };
+    match result {
+        Ok(Outcome::Ok) => ExitCode::from(exit::OK),
+        Ok(Outcome::Partial) => ExitCode::from(exit::PARTIAL),
+        Err(err) => {
+            if output::broken_pipe() || is_broken_pipe(&err) {
+                // `rsbackup ls ... | head`: the reader has all it wanted.
+                return ExitCode::from(exit::OK);
+            }
+            eprintln!("rsbackup: {}", one_line(&err));
+            ExitCode::from(exit_code(&err))
+        }
+    }
+}
+
+/// Print a clap error as one line (help and version as clap renders them).
+fn clap_error(err: clap::Error) -> ExitCode {
+    use clap::error::ErrorKind as K;
+    if matches!(err.kind(), K::DisplayHelp | K::DisplayVersion)
+        || err.kind() == K::DisplayHelpOnMissingArgumentOrSubcommand
+    {
+        let _ = err.print();
+        return ExitCode::from(if err.use_stderr() {
+            exit::USAGE
+        } else {
+            exit::OK
+        });
+    }
+    let rendered = err.render().to_string();
+    let body = rendered.split("\n\nUsage:").next().unwrap_or(&rendered);
+    let body = body.trim().strip_prefix("error: ").unwrap_or(body.trim());
+    let body: Vec<&str> = body.split_whitespace().collect();
+    eprintln!("rsbackup: {} (see rsbackup --help)", body.join(" "));
+    ExitCode::from(exit::USAGE)
+}
+
+/// The error chain as one line, without repeating a source the message already contains.
+fn one_line(err: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in err.chain() {
+        let text = cause.to_string();
+        if line.is_empty() {
+            line = text;
+        } else if !line.ends_with(&text) {
+            line.push_str(": ");
+            line.push_str(&text);
+        }
+    }
+    line.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+fn is_broken_pipe(err: &anyhow::Error) -> bool {
+    err.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
+    })
+}
+
+/// The exit code for an error: from the library's kind, else failure.
+fn exit_code(err: &anyhow::Error) -> u8 {
+    if let Some(usage) = err.downcast_ref::<UsageError>() {
+        let _ = usage;
+        return exit::USAGE;
+    }
+    let Some(kind) = err
+        .chain()
+        .find_map(|c| c.downcast_ref::<rsbackup::Error>())
+        .map(|e| e.kind())
+    else {
+        return exit::FAILURE;
+    };
+    match kind {
+        ErrorKind::NotARepository => exit::NOT_A_REPOSITORY,
+        ErrorKind::UnsupportedVersion => exit::UNSUPPORTED_VERSION,
+        ErrorKind::WrongIdentity => exit::WRONG_IDENTITY,
+        ErrorKind::TargetNotEmpty => exit::TARGET_NOT_EMPTY,
+        ErrorKind::TargetNotDirectory => exit::TARGET_NOT_DIRECTORY,
+        ErrorKind::Locked => exit::LOCKED,
+        ErrorKind::Corrupt => exit::CORRUPT,
+        ErrorKind::NotFound => exit::NOT_FOUND,
+        _ => exit::FAILURE,
+    }
+}
+
+/// A command-line mistake the parser cannot see (exit code 2).
+#[derive(Debug)]
+pub struct UsageError(pub String);
+
+impl std::fmt::Display for UsageError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for UsageError {}

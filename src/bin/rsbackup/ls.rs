@@ -1,0 +1,175 @@
+//! `rsbackup ls --repo R --session ID --identity F [--long] [PATH]`: list a session's paths.
+
+use std::ffi::OsString;
+use std::io::Write;
+use std::path::PathBuf;
+
+use anyhow::Result;
+use rsbackup::format::manifest::{Body, Entry};
+use rsbackup::{Error, ErrorKind};
+
+use crate::Outcome;
+use crate::output::{path_bytes, path_display, time};
+
+/// Arguments of `ls`.
+#[derive(clap::Args)]
+pub struct Args {
+    /// The repository directory.
+    #[arg(long, value_name = "DIR")]
+    repo: PathBuf,
+    /// Session id, or `latest` together with --client.
+    #[arg(long, value_name = "ID|latest")]
+    session: String,
+    /// The client, for `--session latest` (or to confirm a session id's client).
+    #[arg(long, value_name = "NAME")]
+    client: Option<String>,
+    /// The age identity file that can unlock the repository.
+    #[arg(long, value_name = "FILE")]
+    identity: PathBuf,
+    /// Show type, mode, owner, size and mtime.
+    #[arg(long, short = 'l')]
+    long: bool,
+    /// List only this path and what is below it.
+    #[arg(value_name = "PATH")]
+    path: Option<OsString>,
+}
+
+/// Run `ls`.
+pub fn run(args: Args) -> Result<Outcome> {
+    let prefix = match &args.path {
+        Some(p) => crate::open::session_path(p)?,
+        None => Vec::new(),
+    };
+    let repo = crate::open::repo(&args.repo)?;
+    let index = repo.index()?;
+    let session = crate::open::session(&index, &args.repo, &args.session, args.client.as_deref())?;
+    let reader = crate::open::reader(&repo, &args.identity)?;
+    let mut out = crate::output::Stdout::new();
+    let mut found = false;
+    let mut line = Vec::with_capacity(256);
+    reader.for_each_entry(session, &mut |entry: Entry| {
+        if !under(&entry.path, &prefix) {
+            return Ok(());
+        }
+        found = true;
+        line.clear();
+        if args.long {
+            long_line(&entry, &mut line);
+        } else {
+            path_bytes(&entry.path, &mut line);
+            if matches!(entry.body, Body::Dir) && !entry.path.is_empty() {
+                line.push(b'/');
+            }
+        }
+        line.push(b'\n');
+        out.write_all(&line)
+            .map_err(|e| Error::io("cannot write to standard output", e))
+    })?;
+    out.flush()?;
+    if !found {
+        return Err(Error::new(
+            ErrorKind::NotFound,
+            format!("{} is not in session {session}", path_display(&prefix)),
+        )
+        .into());
+    }
+    Ok(Outcome::Ok)
+}
+
+/// Whether `path` is `prefix` or below it (the empty prefix is the root: everything).
+pub fn under(path: &[u8], prefix: &[u8]) -> bool {
+    prefix.is_empty()
+        || path == prefix
+        || (path.len() > prefix.len() && path.starts_with(prefix) && path[prefix.len()] == b'/')
+}
+
+fn long_line(entry: &Entry, line: &mut Vec<u8>) {
+    let m = &entry.meta;
+    let (kind, size, suffix): (char, String, Vec<u8>) = match &entry.body {
+        Body::Dir => ('d', "-".into(), Vec::new()),
+        Body::File { size, .. } => ('-', size.to_string(), Vec::new()),
+        Body::Symlink { target } => ('l', "-".into(), {
+            let mut s = b" -> ".to_vec();
+            path_bytes(target, &mut s);
+            s
+        }),
+        Body::Hardlink { target } => ('-', "-".into(), {
+            let mut s = b" => ".to_vec();
+            path_bytes(target, &mut s);
+            s.extend_from_slice(b" (hard link)");
+            s
+        }),
+        Body::CharDev { rdev } => ('c', dev(*rdev), Vec::new()),
+        Body::BlockDev { rdev } => ('b', dev(*rdev), Vec::new()),
+        Body::Fifo => ('p', "-".into(), Vec::new()),
+        Body::Socket => ('s', "-".into(), Vec::new()),
+        Body::Unreadable { message } => (
+            '?',
+            "-".into(),
+            format!(" (not backed up: {message})").into_bytes(),
+        ),
+    };
+    let head = format!(
+        "{}{} {:>5} {:>5} {:>13} {} ",
+        kind,
+        perms(m.mode),
+        m.uid,
+        m.gid,
+        size,
+        time(m.mtime_sec)
+    );
+    line.extend_from_slice(head.as_bytes());
+    path_bytes(&entry.path, line);
+    line.extend_from_slice(&suffix);
+}
+
+fn dev(rdev: u64) -> String {
+    // Linux encoding of major/minor in a dev_t.
+    let major = ((rdev >> 32) & 0xffff_f000) | ((rdev >> 8) & 0xfff);
+    let minor = ((rdev >> 12) & 0xffff_ff00) | (rdev & 0xff);
+    format!("{major},{minor}")
+}
+
+/// `rwxr-xr-x` with setuid, setgid and sticky bits as `ls` shows them.
+pub fn perms(mode: u32) -> String {
+    let mut s = String::with_capacity(9);
+    let special = [(0o4000, 's', 'S'), (0o2000, 's', 'S'), (0o1000, 't', 'T')];
+    for (i, (bit, on, off)) in special.iter().enumerate() {
+        let shift = 6 - 3 * i as u32;
+        let r = mode >> shift & 4 != 0;
+        let w = mode >> shift & 2 != 0;
+        let x = mode >> shift & 1 != 0;
+        s.push(if r { 'r' } else { '-' });
+        s.push(if w { 'w' } else { '-' });
+        s.push(match (mode & bit != 0, x) {
+            (true, true) => *on,
+            (true, false) => *off,
+            (false, true) => 'x',
+            (false, false) => '-',
+        });
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prefix_matches_whole_components_only() {
+        assert!(under(b"a/b", b""));
+        assert!(under(b"a/b", b"a"));
+        assert!(under(b"a", b"a"));
+        assert!(!under(b"ab", b"a"));
+        assert!(!under(b"a", b"a/b"));
+    }
+
+    #[test]
+    fn permissions_render_like_ls() {
+        assert_eq!(perms(0o755), "rwxr-xr-x");
+        assert_eq!(perms(0o4755), "rwsr-xr-x");
+        assert_eq!(perms(0o2644), "rw-r-Sr--");
+        assert_eq!(perms(0o1777), "rwxrwxrwt");
+        assert_eq!(dev((8 << 8) | 1), "8,1");
+    }
+}

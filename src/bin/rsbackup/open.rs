@@ -1,0 +1,135 @@
+//! What several commands share: opening the repository, loading an identity, resolving
+//! `--session ID|latest`, and turning command-line paths into session paths.
+
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+
+use anyhow::Result;
+use rsbackup::crypto::wrap::Identities;
+use rsbackup::ids::SessionId;
+use rsbackup::index::Index;
+use rsbackup::reader::SessionReader;
+use rsbackup::repo::Repo;
+use rsbackup::{Error, ErrorKind};
+
+use crate::UsageError;
+
+/// Open the repository at `path`.
+pub fn repo(path: &Path) -> Result<Repo> {
+    if !path.exists() {
+        return Err(Error::new(
+            ErrorKind::NotARepository,
+            format!(
+                "{} is not a repository: the directory does not exist",
+                path.display()
+            ),
+        )
+        .into());
+    }
+    Ok(Repo::open(path)?)
+}
+
+/// Load the identity file and unlock the repository with it.
+pub fn reader(repo: &Repo, identity: &Path) -> Result<SessionReader> {
+    let identities = Identities::load(identity)?;
+    Ok(SessionReader::new(repo, identities)?)
+}
+
+/// Resolve `--session` (`ID` or `latest`) with the optional `--client`.
+pub fn session(
+    index: &Index,
+    repo: &Path,
+    session: &str,
+    client: Option<&str>,
+) -> Result<SessionId> {
+    if session == "latest" {
+        let Some(client) = client else {
+            return Err(UsageError("--session latest needs --client NAME".into()).into());
+        };
+        let sessions = index.sessions(Some(client))?;
+        let Some(last) = sessions.last() else {
+            return Err(Error::new(
+                ErrorKind::NotFound,
+                format!(
+                    "client {client:?} has no sessions in repository {}",
+                    repo.display()
+                ),
+            )
+            .into());
+        };
+        return Ok(SessionId(last.id));
+    }
+    let id: SessionId = session.parse().map_err(|_| {
+        UsageError(format!(
+            "--session must be a session id or \"latest\", got {session:?}"
+        ))
+    })?;
+    let info = index.session(id).map_err(|e| {
+        if e.kind() == ErrorKind::NotFound {
+            Error::new(
+                ErrorKind::NotFound,
+                format!("session {id} not found in repository {}", repo.display()),
+            )
+        } else {
+            e
+        }
+    })?;
+    if let Some(client) = client
+        && info.client != client
+    {
+        return Err(Error::new(
+            ErrorKind::NotFound,
+            format!(
+                "session {id} belongs to client {:?}, not {client:?}",
+                info.client
+            ),
+        )
+        .into());
+    }
+    Ok(id)
+}
+
+/// A command-line path as a session path: bytes, relative, without empty or `.` components.
+/// `/`, `.` and the empty string name the session root (an empty path).
+pub fn session_path(arg: &OsStr) -> Result<Vec<u8>> {
+    let mut out: Vec<u8> = Vec::new();
+    for part in arg.as_bytes().split(|b| *b == b'/') {
+        match part {
+            b"" | b"." => {}
+            b".." => {
+                return Err(UsageError(format!(
+                    "path {:?} contains \"..\": give a path inside the session",
+                    arg
+                ))
+                .into());
+            }
+            name => {
+                if !out.is_empty() {
+                    out.push(b'/');
+                }
+                out.extend_from_slice(name);
+            }
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn command_line_paths_become_session_paths() {
+        let p = |s: &str| session_path(OsStr::new(s)).unwrap();
+        assert_eq!(p("/etc/hosts"), b"etc/hosts");
+        assert_eq!(p("./a//b/"), b"a/b");
+        assert_eq!(p("/"), b"");
+        assert_eq!(p("."), b"");
+        assert!(session_path(OsStr::new("a/../b")).is_err());
+        assert_eq!(
+            session_path(OsStr::from_bytes(b"x/\xff")).unwrap(),
+            b"x/\xff"
+        );
+    }
+}

@@ -1,0 +1,85 @@
+//! `rsbackup restore --repo R --session ID --identity F --target DIR [--force] [PATH...]`.
+
+use std::ffi::OsString;
+use std::io::Write;
+use std::path::PathBuf;
+
+use anyhow::Result;
+use rsbackup::restore::{RestoreOptions, restore};
+
+use crate::Outcome;
+use crate::output::{duration, rate, size_exact};
+
+/// Arguments of `restore`.
+#[derive(clap::Args)]
+pub struct Args {
+    /// The repository directory.
+    #[arg(long, value_name = "DIR")]
+    repo: PathBuf,
+    /// Session id, or `latest` together with --client.
+    #[arg(long, value_name = "ID|latest")]
+    session: String,
+    /// The client, for `--session latest` (or to confirm a session id's client).
+    #[arg(long, value_name = "NAME")]
+    client: Option<String>,
+    /// The age identity file that can unlock the repository.
+    #[arg(long, value_name = "FILE")]
+    identity: PathBuf,
+    /// Where to restore (created if missing; must be empty unless --force).
+    #[arg(long, value_name = "DIR")]
+    target: PathBuf,
+    /// Restore into a non-empty target, replacing what is in the way.
+    #[arg(long)]
+    force: bool,
+    /// Restore only these paths of the session (and what is below them).
+    #[arg(value_name = "PATH")]
+    paths: Vec<OsString>,
+}
+
+/// Run `restore`.
+pub fn run(args: Args) -> Result<Outcome> {
+    let mut paths = Vec::with_capacity(args.paths.len());
+    for p in &args.paths {
+        paths.push(crate::open::session_path(p)?);
+    }
+    if paths.iter().any(|p| p.is_empty()) {
+        paths.clear(); // the root names everything
+    }
+    let repo = crate::open::repo(&args.repo)?;
+    let index = repo.index()?;
+    let session = crate::open::session(&index, &args.repo, &args.session, args.client.as_deref())?;
+    let reader = crate::open::reader(&repo, &args.identity)?;
+    let opts = RestoreOptions {
+        target: args.target.clone(),
+        paths,
+        allow_non_empty: args.force,
+        restore_owner: rustix::process::geteuid().is_root(),
+    };
+    let started = std::time::Instant::now();
+    let report = restore(&reader, session, &opts)?;
+    let seconds = started.elapsed().as_secs_f64();
+    let mut out = crate::output::Stdout::new();
+    writeln!(
+        out,
+        "restored session {session} into {}: {} entries, {} regular files, {} in {} ({})",
+        args.target.display(),
+        report.entries,
+        report.files,
+        size_exact(report.bytes),
+        duration(seconds),
+        rate(report.bytes, seconds)
+    )?;
+    out.flush()?;
+    if report.errors.is_empty() {
+        return Ok(Outcome::Ok);
+    }
+    for e in &report.errors {
+        eprintln!("rsbackup: cannot restore {}: {}", e.path, e.message);
+    }
+    eprintln!(
+        "rsbackup: restore of session {session} is partial: {} path{} failed",
+        report.errors.len(),
+        if report.errors.len() == 1 { "" } else { "s" }
+    );
+    Ok(Outcome::Partial)
+}

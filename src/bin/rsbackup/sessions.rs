@@ -1,0 +1,110 @@
+//! `rsbackup sessions --repo R [--client NAME] [--json]`: list visible sessions, oldest first.
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use anyhow::Result;
+use rsbackup::index::{SessionInfo, SessionState};
+use rsbackup::ingest::validate_client_name;
+
+use crate::Outcome;
+use crate::output::{duration, size, time};
+
+/// Arguments of `sessions`.
+#[derive(clap::Args)]
+pub struct Args {
+    /// The repository directory.
+    #[arg(long, value_name = "DIR")]
+    repo: PathBuf,
+    /// Only this client's sessions.
+    #[arg(long, value_name = "NAME")]
+    client: Option<String>,
+    /// Print the sessions as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Run `sessions`.
+pub fn run(args: Args) -> Result<Outcome> {
+    if let Some(client) = &args.client {
+        validate_client_name(client)?;
+    }
+    let repo = crate::open::repo(&args.repo)?;
+    let sessions = repo.index()?.sessions(args.client.as_deref())?;
+    if args.json {
+        crate::output::print_json(&sessions)?;
+        return Ok(Outcome::Ok);
+    }
+    let mut out = crate::output::Stdout::new();
+    if sessions.is_empty() {
+        match &args.client {
+            Some(c) => writeln!(out, "no sessions of client {c}")?,
+            None => writeln!(out, "no sessions")?,
+        }
+        out.flush()?;
+        return Ok(Outcome::Ok);
+    }
+    let rows: Vec<[String; 8]> = sessions.iter().map(row).collect();
+    let header = [
+        "ID",
+        "CLIENT",
+        "STATE",
+        "STARTED",
+        "TOOK",
+        "FILES",
+        "SIZE",
+        "NEW STORED",
+    ]
+    .map(String::from);
+    let mut widths = header.clone().map(|h| h.len());
+    for r in &rows {
+        for (w, cell) in widths.iter_mut().zip(r) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    for r in std::iter::once(&header).chain(&rows) {
+        let mut line = String::new();
+        for (i, (cell, w)) in r.iter().zip(widths).enumerate() {
+            // Numbers right-aligned, words left-aligned.
+            let right = matches!(i, 0 | 5 | 6 | 7);
+            if i > 0 {
+                line.push_str("  ");
+            }
+            if right {
+                line.push_str(&format!("{cell:>w$}"));
+            } else {
+                line.push_str(&format!("{cell:<w$}"));
+            }
+        }
+        writeln!(out, "{}", line.trim_end())?;
+    }
+    out.flush()?;
+    Ok(Outcome::Ok)
+}
+
+fn row(s: &SessionInfo) -> [String; 8] {
+    let state = match s.state {
+        SessionState::Complete => "complete".to_string(),
+        SessionState::Incomplete => format!("incomplete ({} errors)", s.stats.errors),
+        SessionState::Running => "running".to_string(),
+    };
+    let state = if s.pinned {
+        format!("{state}, pinned")
+    } else {
+        state
+    };
+    let took = match s.finished {
+        Some(f) => duration((f - s.started) as f64),
+        None => "-".into(),
+    };
+    [
+        s.id.to_string(),
+        s.client.clone(),
+        state,
+        time(s.started),
+        took,
+        s.stats.files.to_string(),
+        size(s.stats.bytes),
+        size(s.stats.new_bytes),
+    ]
+}
