@@ -1,9 +1,28 @@
 //! Check a repository: the index against the packs; with `read_data` every record's hash; with
 //! an identity every chunk's authentication and id. Names each damaged chunk and what depends on it.
+//!
+//! Without a key, check verifies everything the server can: SQLite's own consistency, the
+//! references between tables, that every pack file exists with its sealed size and holds each
+//! record where the index says, and (`read_data`) that every record still hashes to what was
+//! stored. With an identity it also opens every chunk, decodes every session's manifest, and
+//! names the paths that a damaged chunk breaks, so an administrator knows what a restore would
+//! miss before the bad day.
+
+mod packs;
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::ops::ControlFlow;
+
+use rayon::prelude::*;
 
 use crate::crypto::wrap::Identities;
-use crate::error::Result;
+use crate::error::{Error, Result};
+use crate::format::manifest::Body;
+use crate::ids::{ChunkId, PackName, SessionId};
+use crate::index::{Index, PackInfo};
+use crate::reader::{IndexPool, SessionReader};
 use crate::repo::Repo;
+use crate::restore::display;
 
 /// What to check.
 #[derive(Default)]
@@ -42,8 +61,325 @@ pub struct CheckReport {
     pub problems: Vec<Problem>,
 }
 
+/// Most paths listed for one damaged chunk; the count of the rest follows them.
+const MAX_PATHS_PER_PROBLEM: usize = 1000;
+
+/// A problem before the sessions and paths that depend on it are attached.
+pub(crate) struct Finding {
+    what: String,
+    chunk: Option<ChunkId>,
+    pack: Option<String>,
+    /// Sessions known to be affected besides those that use `chunk`.
+    sessions: Vec<i64>,
+}
+
 /// Run a check.
 pub fn check(repo: &Repo, opts: &CheckOptions) -> Result<CheckReport> {
-    let _ = (repo, opts);
-    todo!()
+    // Unlock first: a wrong identity is an error of the command, not a problem of the repository.
+    let reader = match &opts.identities {
+        Some(ids) => Some(SessionReader::new(repo, Identities(ids.0.clone()))?),
+        None => None,
+    };
+    let index = repo.index()?;
+    let mut findings = Vec::new();
+    let mut report = CheckReport::default();
+
+    quick_check(&index, &mut findings)?;
+    references(&index, &mut findings)?;
+
+    let all_packs = index.packs()?;
+    leftovers(repo, &all_packs, &mut findings);
+    unknown_files(repo, &all_packs, &mut findings);
+
+    let sealed: Vec<&PackInfo> = all_packs.iter().filter(|p| p.sealed).collect();
+    report.packs = sealed.len() as u64;
+    let pool = IndexPool::new(repo);
+    let outcomes: Vec<packs::PackOutcome> = sealed
+        .par_iter()
+        .map(|pack| packs::check_pack(repo, &pool, pack, opts.read_data, reader.as_ref()))
+        .collect();
+    let mut damaged = HashSet::new();
+    for outcome in outcomes {
+        report.chunks += outcome.chunks;
+        report.bytes_read += outcome.bytes_read;
+        findings.extend(outcome.findings);
+        damaged.extend(outcome.damaged);
+    }
+    // Chunks named by findings outside the pack scan (a root or reference to a missing chunk).
+    damaged.extend(findings.iter().filter_map(|f| f.chunk));
+
+    let mut paths = HashMap::new();
+    if let Some(reader) = &reader {
+        manifests(reader, &damaged, &mut findings, &mut paths)?;
+    }
+
+    for finding in findings {
+        let mut sessions = finding.sessions;
+        if let Some(id) = &finding.chunk {
+            sessions.extend(index.sessions_using_chunk(id)?.into_iter().map(|s| s.0));
+        }
+        sessions.sort_unstable();
+        sessions.dedup();
+        let paths = finding
+            .chunk
+            .and_then(|id| paths.get(&id).cloned())
+            .map(|set: BTreeSet<String>| limit_paths(set))
+            .unwrap_or_default();
+        report.problems.push(Problem {
+            what: finding.what,
+            chunk: finding.chunk.map(|c| c.to_hex()),
+            pack: finding.pack,
+            sessions,
+            paths,
+        });
+    }
+    Ok(report)
+}
+
+fn limit_paths(set: BTreeSet<String>) -> Vec<String> {
+    let total = set.len();
+    let mut out: Vec<String> = set.into_iter().take(MAX_PATHS_PER_PROBLEM).collect();
+    if total > out.len() {
+        out.push(format!("... and {} more paths", total - out.len()));
+    }
+    out
+}
+
+/// SQLite's own consistency check of the index file.
+fn quick_check(index: &Index, findings: &mut Vec<Finding>) -> Result<()> {
+    let mut stmt = index.conn().prepare("PRAGMA quick_check")?;
+    let rows = stmt.query_map([], |row| row.get::<_, String>(0))?;
+    for row in rows {
+        let line = row?;
+        if line != "ok" {
+            findings.push(Finding {
+                what: format!("the index database is damaged: {line}"),
+                chunk: None,
+                pack: None,
+                sessions: Vec::new(),
+            });
+        }
+    }
+    Ok(())
+}
+
+fn chunk_from_blob(blob: Vec<u8>) -> Result<ChunkId> {
+    let bytes: [u8; 32] = blob.as_slice().try_into().map_err(|_| {
+        Error::corrupt(format!(
+            "the index holds a chunk id of {} bytes instead of 32",
+            blob.len()
+        ))
+    })?;
+    Ok(ChunkId(bytes))
+}
+
+/// References between tables that must hold (format-spec/index.md "Invariants").
+fn references(index: &Index, findings: &mut Vec<Finding>) -> Result<()> {
+    let conn = index.conn();
+    let mut stmt = conn.prepare(
+        "SELECT sm.session, sm.seq, sm.chunk FROM session_manifest sm \
+         JOIN sessions s ON s.id = sm.session \
+         WHERE s.state != 'running' \
+           AND NOT EXISTS (SELECT 1 FROM chunks c WHERE c.id = sm.chunk) \
+         ORDER BY sm.session, sm.seq",
+    )?;
+    let rows = stmt.query_map([], |r| {
+        Ok((
+            r.get::<_, i64>(0)?,
+            r.get::<_, i64>(1)?,
+            r.get::<_, Vec<u8>>(2)?,
+        ))
+    })?;
+    for row in rows {
+        let (session, seq, chunk) = row?;
+        let id = chunk_from_blob(chunk)?;
+        findings.push(Finding {
+            what: format!(
+                "manifest chunk {seq} of session {session} is missing from the index: \
+                 the session cannot be read"
+            ),
+            chunk: Some(id),
+            pack: None,
+            sessions: Vec::new(),
+        });
+    }
+    let mut stmt = conn.prepare(
+        "SELECT r.parent, r.child FROM chunk_refs r \
+         WHERE NOT EXISTS (SELECT 1 FROM chunks c WHERE c.id = r.child)",
+    )?;
+    let rows = stmt.query_map([], |r| {
+        Ok((r.get::<_, Vec<u8>>(0)?, r.get::<_, Vec<u8>>(1)?))
+    })?;
+    for row in rows {
+        let (parent, child) = row?;
+        let (parent, child) = (chunk_from_blob(parent)?, chunk_from_blob(child)?);
+        findings.push(Finding {
+            what: format!(
+                "data chunk is named by manifest chunk {parent} but missing from the index"
+            ),
+            chunk: Some(child),
+            pack: None,
+            sessions: Vec::new(),
+        });
+    }
+    let mut stmt = conn.prepare(
+        "SELECT c.id, c.key_id, c.pack, p.state, p.name FROM chunks c \
+         LEFT JOIN packs p ON p.id = c.pack \
+         WHERE p.id IS NULL OR p.state != 'sealed' \
+            OR NOT EXISTS (SELECT 1 FROM data_keys k WHERE k.id = c.key_id)",
+    )?;
+    let rows = stmt.query_map([], |r| {
+        Ok((
+            r.get::<_, Vec<u8>>(0)?,
+            r.get::<_, i64>(1)?,
+            r.get::<_, i64>(2)?,
+            r.get::<_, Option<String>>(3)?,
+            r.get::<_, Option<Vec<u8>>>(4)?,
+        ))
+    })?;
+    for row in rows {
+        let (id, key_id, pack_row, state, name) = row?;
+        let id = chunk_from_blob(id)?;
+        let pack = name.map(hex::encode);
+        let what = match state.as_deref() {
+            None => format!("the chunk's pack (row {pack_row}) is missing from the index"),
+            Some(s) if s != "sealed" => {
+                format!("the chunk is recorded in pack row {pack_row}, which is not sealed ({s})")
+            }
+            _ => format!("the chunk was sealed with data key {key_id}, which the index lacks"),
+        };
+        findings.push(Finding {
+            what,
+            chunk: Some(id),
+            pack,
+            sessions: Vec::new(),
+        });
+    }
+    Ok(())
+}
+
+/// Whether the writer `writer` is dead: its lock file is gone or can be locked.
+fn writer_is_dead(repo: &Repo, writer: &str) -> bool {
+    let path = repo.root().join("locks").join(format!("{writer}.lock"));
+    match std::fs::File::open(&path) {
+        Err(_) => true,
+        // Taking the lock for an instant is harmless: a dead writer never comes back, and the
+        // lock is released when the file closes at the end of this arm.
+        Ok(file) => {
+            rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockShared).is_ok()
+        }
+    }
+}
+
+/// Packs still `writing` whose writer is dead (a live writer's are work in progress).
+fn leftovers(repo: &Repo, all: &[PackInfo], findings: &mut Vec<Finding>) {
+    for pack in all.iter().filter(|p| !p.sealed) {
+        let writer = pack.writer.as_deref().unwrap_or("");
+        if writer.is_empty() || writer_is_dead(repo, writer) {
+            findings.push(Finding {
+                what: format!(
+                    "pack {} was left unsealed by writer {writer:?}, which is no longer running \
+                     (an interrupted ingest); the next ingest or prune removes it",
+                    pack.name
+                ),
+                chunk: None,
+                pack: Some(pack.name.to_hex()),
+                sessions: Vec::new(),
+            });
+        }
+    }
+}
+
+/// Files under `packs/` that the index does not know.
+fn unknown_files(repo: &Repo, all: &[PackInfo], findings: &mut Vec<Finding>) {
+    let known: HashSet<PackName> = all.iter().map(|p| p.name).collect();
+    let packs_dir = repo.root().join("packs");
+    let Ok(subdirs) = std::fs::read_dir(&packs_dir) else {
+        return;
+    };
+    for sub in subdirs.flatten() {
+        let Ok(files) = std::fs::read_dir(sub.path()) else {
+            continue;
+        };
+        for file in files.flatten() {
+            let name = file.file_name();
+            let name = name.to_string_lossy();
+            let known_pack = name
+                .strip_suffix(".pack")
+                .and_then(|hex| hex.parse::<PackName>().ok())
+                .is_some_and(|n| known.contains(&n));
+            if !known_pack {
+                findings.push(Finding {
+                    what: format!(
+                        "{} is not a pack the index knows; nothing refers to it (it can be \
+                         moved away after checking what it is)",
+                        file.path().display()
+                    ),
+                    chunk: None,
+                    pack: name.strip_suffix(".pack").map(str::to_string),
+                    sessions: Vec::new(),
+                });
+            }
+        }
+    }
+}
+
+/// Decode every session's manifest; collect, for each damaged chunk, the paths that need it.
+fn manifests(
+    reader: &SessionReader,
+    damaged: &HashSet<ChunkId>,
+    findings: &mut Vec<Finding>,
+    paths: &mut HashMap<ChunkId, BTreeSet<String>>,
+) -> Result<()> {
+    for session in reader.sessions(None)? {
+        let id = SessionId(session.id);
+        // Files of this session that name a damaged chunk, for the hard links to them.
+        let mut broken_files: HashMap<Vec<u8>, Vec<ChunkId>> = HashMap::new();
+        let walked = reader.walk(id, &mut |entry| {
+            match &entry.body {
+                Body::File { extents, .. } => {
+                    let mut hit = Vec::new();
+                    for extent in extents {
+                        if let crate::format::manifest::Extent::Chunk { id: chunk, .. } = extent
+                            && damaged.contains(chunk)
+                        {
+                            hit.push(*chunk);
+                        }
+                    }
+                    for chunk in &hit {
+                        paths.entry(*chunk).or_default().insert(format!(
+                            "{}:{}",
+                            id.0,
+                            display(&entry.path)
+                        ));
+                    }
+                    if !hit.is_empty() {
+                        broken_files.insert(entry.path.clone(), hit);
+                    }
+                }
+                Body::Hardlink { target } => {
+                    if let Some(chunks) = broken_files.get(target) {
+                        for chunk in chunks {
+                            paths.entry(*chunk).or_default().insert(format!(
+                                "{}:{}",
+                                id.0,
+                                display(&entry.path)
+                            ));
+                        }
+                    }
+                }
+                _ => {}
+            }
+            Ok(ControlFlow::Continue(()))
+        });
+        if let Err(e) = walked {
+            findings.push(Finding {
+                what: format!("the manifest of session {} cannot be read: {e}", id.0),
+                chunk: None,
+                pack: None,
+                sessions: vec![id.0],
+            });
+        }
+    }
+    Ok(())
 }
