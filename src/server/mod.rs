@@ -1,2 +1,4 @@
 //! The server side: the ssh forced command `rsbackup serve`: authorization, rsync argv
 //! validation, prepare/complete, audit.
+
+pub mod audit;

@@ -1,0 +1,483 @@
+//! `server.toml`: the repository, the staging root, the administrator's mail, defaults, and one
+//! `[clients.NAME]` table per client with everything that client may do.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use ipnet::IpNet;
+use jiff::tz::TimeZone;
+use lettre::message::Mailbox;
+use serde::Deserialize;
+use toml::Spanned;
+
+use super::mail::RawMail;
+use super::{
+    ClientName, Hook, MailConfig, RawHook, SourceFile, TimeWindow, parse_size, read_config_file,
+};
+use crate::error::Result;
+
+/// Audit log path when the file does not set one.
+pub const DEFAULT_AUDIT_LOG: &str = "/var/log/rsbackup/audit.log";
+/// The rsync the server execs when the file does not name one.
+pub const DEFAULT_RSYNC_PATH: &str = "/usr/bin/rsync";
+/// Refusal alerts within this many minutes of the last one are coalesced into one mail.
+pub const DEFAULT_ALERT_COALESCE_MINUTES: u64 = 15;
+
+/// A command a client may be allowed to run (`commands = [...]`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Command {
+    /// `prepare`: lock staging, run the server's prepare hooks.
+    Prepare,
+    /// The rsync upload into staging.
+    Upload,
+    /// `complete`: ingest staging into the repository.
+    Complete,
+    /// `sessions`: list this client's sessions.
+    Sessions,
+}
+
+impl Command {
+    /// Every command, in the order of a run.
+    pub const ALL: [Command; 4] = [
+        Command::Prepare,
+        Command::Upload,
+        Command::Complete,
+        Command::Sessions,
+    ];
+
+    /// The name used in `commands = [...]`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Command::Prepare => "prepare",
+            Command::Upload => "upload",
+            Command::Complete => "complete",
+            Command::Sessions => "sessions",
+        }
+    }
+
+    fn from_name(name: &str) -> Option<Command> {
+        Command::ALL.into_iter().find(|c| c.name() == name)
+    }
+}
+
+/// What stays in a client's staging directory after `complete` (see `docs/configuration.md`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StagingMode {
+    /// The latest tree stays in plaintext: full rsync delta efficiency.
+    Keep,
+    /// Files are replaced by sparse placeholders of the same size and mtime.
+    Hollow,
+    /// Staging is emptied: every run sends everything.
+    Purge,
+}
+
+/// One OpenSSH public key: `ALGORITHM BASE64 [COMMENT]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SshPublicKey {
+    /// e.g. `ssh-ed25519`.
+    pub algorithm: String,
+    /// The base64 key blob, which identifies the key.
+    pub blob: String,
+    /// The comment, possibly empty.
+    pub comment: String,
+}
+
+const KEY_ALGORITHMS: [&str; 7] = [
+    "ssh-ed25519",
+    "ssh-rsa",
+    "ecdsa-sha2-nistp256",
+    "ecdsa-sha2-nistp384",
+    "ecdsa-sha2-nistp521",
+    "sk-ssh-ed25519@openssh.com",
+    "sk-ecdsa-sha2-nistp256@openssh.com",
+];
+
+impl SshPublicKey {
+    /// Parse one key line. Options in front of the key (`command=...`, `from=...`) are refused:
+    /// the server writes those itself in `authorized-keys`.
+    pub fn parse(line: &str) -> Result<SshPublicKey, String> {
+        if line.chars().any(|c| c.is_control()) {
+            return Err("the key contains a control character (a newline?)".into());
+        }
+        let mut parts = line.trim().splitn(3, ' ');
+        let algorithm = parts.next().unwrap_or_default();
+        if !KEY_ALGORITHMS.contains(&algorithm) {
+            return Err(format!(
+                "{:?} is not a known key type (one of {}); give the key alone, without options",
+                algorithm,
+                KEY_ALGORITHMS.join(", ")
+            ));
+        }
+        let blob = parts.next().unwrap_or_default();
+        let base64 = |b: u8| b.is_ascii_alphanumeric() || b"+/=".contains(&b);
+        if blob.len() < 16 || !blob.bytes().all(base64) {
+            return Err("the key data after the type is missing or not base64".into());
+        }
+        Ok(SshPublicKey {
+            algorithm: algorithm.to_owned(),
+            blob: blob.to_owned(),
+            comment: parts.next().unwrap_or_default().trim().to_owned(),
+        })
+    }
+}
+
+/// Everything one client may do, defaults applied.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClientPolicy {
+    /// The client's name.
+    pub name: ClientName,
+    /// Its ssh public keys (at least one).
+    pub keys: Vec<SshPublicKey>,
+    /// Source networks it may connect from (at least one; plain addresses are /32 or /128).
+    pub addresses: Vec<IpNet>,
+    /// When it may connect (at least one window).
+    pub windows: Vec<TimeWindow>,
+    /// The zone the windows are read in.
+    pub timezone: TimeZone,
+    /// The zone's name as written, for messages.
+    pub timezone_name: String,
+    /// Commands it may run.
+    pub commands: BTreeSet<Command>,
+    /// What stays in staging after `complete`.
+    pub staging_mode: StagingMode,
+    /// Most bytes its staging may hold; `None`: no limit.
+    pub quota: Option<u64>,
+    /// May it download (rsync `--sender`) from its staging area?
+    pub restore: bool,
+    /// Hooks the server runs on `prepare`.
+    pub prepare_hooks: Vec<Hook>,
+    /// Hooks the server runs after a successful `complete`.
+    pub complete_hooks: Vec<Hook>,
+}
+
+/// The validated `server.toml`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServerConfig {
+    /// The file it was read from.
+    pub path: PathBuf,
+    /// The repository (store and index).
+    pub repository: PathBuf,
+    /// Each client's staging directory is `staging_root/NAME`.
+    pub staging_root: PathBuf,
+    /// Where audit records are appended.
+    pub audit_log: PathBuf,
+    /// The rsync binary the server execs.
+    pub rsync_path: PathBuf,
+    /// Refusal alerts closer together than this are coalesced.
+    pub alert_coalesce: Duration,
+    /// How mail leaves the server.
+    pub mail: MailConfig,
+    /// Who gets run notices and refusal alerts.
+    pub admin: Vec<Mailbox>,
+    /// The clients, by name.
+    pub clients: BTreeMap<ClientName, ClientPolicy>,
+}
+
+impl ServerConfig {
+    /// Read and validate `path`.
+    pub fn load(path: &Path) -> Result<ServerConfig> {
+        let text = read_config_file(path)?;
+        ServerConfig::parse(&text, path)
+    }
+
+    /// Validate `text`, naming `path` in errors.
+    pub fn parse(text: &str, path: &Path) -> Result<ServerConfig> {
+        let src = SourceFile::new(path, text);
+        let mut raw: RawServer = src.parse()?;
+        let Some(admin) = raw.mail.admin.take() else {
+            return Err(src.error("[mail] admin = [\"...\"] is missing: who gets refusal alerts?"));
+        };
+        let admin = src.mailboxes(admin, "admin")?;
+        let mail = src.mail(raw.mail)?;
+        if raw.defaults.keys.is_some() {
+            let span = raw
+                .defaults
+                .keys
+                .as_ref()
+                .map(|k| k.span())
+                .unwrap_or_default();
+            return Err(src.error_at(
+                &span,
+                "[defaults] keys: keys belong to one client, not to the defaults",
+            ));
+        }
+        let alert_coalesce = match raw.alert_coalesce_minutes {
+            None => DEFAULT_ALERT_COALESCE_MINUTES,
+            Some(m) if *m.get_ref() <= 24 * 60 => m.into_inner(),
+            Some(m) => {
+                return Err(src.error_at(&m.span(), "alert-coalesce-minutes is over a day (1440)"));
+            }
+        };
+        let mut clients = BTreeMap::new();
+        let mut key_owner: BTreeMap<String, ClientName> = BTreeMap::new();
+        for (name, raw_client) in raw.clients {
+            let span = name.span();
+            let name =
+                ClientName::parse(name.get_ref()).map_err(|e| src.error_at(&span, e.message()))?;
+            let policy = src.policy(&name, raw_client, &raw.defaults)?;
+            for key in &policy.keys {
+                if let Some(other) = key_owner.insert(key.blob.clone(), name.clone()) {
+                    return Err(src.error_at(
+                        &span,
+                        format!(
+                            "client {name}: ssh key {} {}... is also a key of client {other}; a key \
+                             must identify one client",
+                            key.algorithm,
+                            &key.blob[..key.blob.len().min(24)]
+                        ),
+                    ));
+                }
+            }
+            clients.insert(name, policy);
+        }
+        Ok(ServerConfig {
+            path: path.to_owned(),
+            repository: src.absolute_path(raw.repository, "repository")?,
+            staging_root: src.absolute_path(raw.staging_root, "staging-root")?,
+            audit_log: match raw.audit_log {
+                Some(p) => src.absolute_path(p, "audit-log")?,
+                None => PathBuf::from(DEFAULT_AUDIT_LOG),
+            },
+            rsync_path: match raw.rsync_path {
+                Some(p) => src.absolute_path(p, "rsync-path")?,
+                None => PathBuf::from(DEFAULT_RSYNC_PATH),
+            },
+            alert_coalesce: Duration::from_secs(alert_coalesce * 60),
+            mail,
+            admin,
+            clients,
+        })
+    }
+
+    /// The client's policy, if it is configured.
+    pub fn client(&self, name: &str) -> Option<&ClientPolicy> {
+        self.clients
+            .iter()
+            .find(|(n, _)| n.as_str() == name)
+            .map(|(_, p)| p)
+    }
+
+    /// The client's staging directory (not checked on disk).
+    pub fn staging_dir(&self, name: &ClientName) -> PathBuf {
+        self.staging_root.join(name.as_str())
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct RawServer {
+    repository: Spanned<PathBuf>,
+    staging_root: Spanned<PathBuf>,
+    audit_log: Option<Spanned<PathBuf>>,
+    rsync_path: Option<Spanned<PathBuf>>,
+    alert_coalesce_minutes: Option<Spanned<u64>>,
+    mail: RawMail,
+    #[serde(default)]
+    defaults: RawPolicy,
+    #[serde(default)]
+    clients: BTreeMap<Spanned<String>, RawPolicy>,
+}
+
+/// `[defaults]` and `[clients.NAME]` share these keys; a client's value replaces the default.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct RawPolicy {
+    keys: Option<Spanned<Vec<String>>>,
+    addresses: Option<Spanned<Vec<String>>>,
+    windows: Option<Spanned<Vec<String>>>,
+    timezone: Option<Spanned<String>>,
+    commands: Option<Spanned<Vec<String>>>,
+    staging_mode: Option<Spanned<String>>,
+    quota: Option<Spanned<toml::Value>>,
+    restore: Option<bool>,
+    prepare_hooks: Option<Vec<RawHook>>,
+    complete_hooks: Option<Vec<RawHook>>,
+}
+
+/// Take the client's value, else a clone of the default.
+fn pick<T: Clone>(own: Option<T>, default: &Option<T>) -> Option<T> {
+    own.or_else(|| default.clone())
+}
+
+impl SourceFile<'_> {
+    fn policy(
+        &self,
+        name: &ClientName,
+        raw: RawPolicy,
+        defaults: &RawPolicy,
+    ) -> Result<ClientPolicy> {
+        let at = |span: &std::ops::Range<usize>, what: String| {
+            self.error_at(span, format!("client {name}: {what}"))
+        };
+        let Some(keys) = raw.keys else {
+            return Err(self.error(format!(
+                "client {name}: keys = [\"ssh-ed25519 ...\"] is missing"
+            )));
+        };
+        if keys.get_ref().is_empty() {
+            return Err(at(&keys.span(), "keys is empty".into()));
+        }
+        let keys = keys
+            .get_ref()
+            .iter()
+            .map(|k| SshPublicKey::parse(k).map_err(|e| at(&keys.span(), format!("keys: {e}"))))
+            .collect::<Result<Vec<_>>>()?;
+
+        let Some(addresses) = pick(raw.addresses, &defaults.addresses) else {
+            return Err(self.error(format!(
+                "client {name}: addresses is missing (deny by default: write [\"0.0.0.0/0\", \"::/0\"] \
+                 to allow any address)"
+            )));
+        };
+        if addresses.get_ref().is_empty() {
+            return Err(at(
+                &addresses.span(),
+                "addresses is empty: the client could never connect".into(),
+            ));
+        }
+        let addresses = addresses
+            .get_ref()
+            .iter()
+            .map(|a| parse_network(a).map_err(|e| at(&addresses.span(), format!("addresses: {e}"))))
+            .collect::<Result<Vec<_>>>()?;
+
+        let Some(windows) = pick(raw.windows, &defaults.windows) else {
+            return Err(self.error(format!(
+                "client {name}: windows is missing (deny by default: write [\"daily 00:00-24:00\"] to \
+                 allow any time)"
+            )));
+        };
+        if windows.get_ref().is_empty() {
+            return Err(at(
+                &windows.span(),
+                "windows is empty: the client could never connect".into(),
+            ));
+        }
+        let windows = windows
+            .get_ref()
+            .iter()
+            .map(|w| TimeWindow::parse(w).map_err(|e| at(&windows.span(), e)))
+            .collect::<Result<Vec<_>>>()?;
+
+        let (timezone, timezone_name) = match pick(raw.timezone, &defaults.timezone) {
+            None => (TimeZone::UTC, "UTC".to_owned()),
+            Some(tz) => {
+                let zone = TimeZone::get(tz.get_ref()).map_err(|e| {
+                    at(
+                        &tz.span(),
+                        format!(
+                            "timezone {:?} is not a known time zone (e.g. \"Europe/Berlin\"): {e}",
+                            tz.get_ref()
+                        ),
+                    )
+                })?;
+                (zone, tz.into_inner())
+            }
+        };
+
+        let commands = match pick(raw.commands, &defaults.commands) {
+            None => Command::ALL.into_iter().collect(),
+            Some(list) => list
+                .get_ref()
+                .iter()
+                .map(|c| {
+                    Command::from_name(c).ok_or_else(|| {
+                        at(
+                            &list.span(),
+                            format!(
+                                "commands: {c:?} is not one of prepare, upload, complete, sessions"
+                            ),
+                        )
+                    })
+                })
+                .collect::<Result<BTreeSet<_>>>()?,
+        };
+
+        let staging_mode = match pick(raw.staging_mode, &defaults.staging_mode) {
+            None => StagingMode::Purge,
+            Some(mode) => match mode.get_ref().as_str() {
+                "keep" => StagingMode::Keep,
+                "hollow" => StagingMode::Hollow,
+                "purge" => StagingMode::Purge,
+                other => {
+                    return Err(at(
+                        &mode.span(),
+                        format!("staging-mode = {other:?} is not one of keep, hollow, purge"),
+                    ));
+                }
+            },
+        };
+
+        let quota = match pick(raw.quota, &defaults.quota) {
+            None => None,
+            Some(q) => {
+                let bytes = match q.get_ref() {
+                    toml::Value::Integer(n) => u64::try_from(*n).ok(),
+                    toml::Value::String(s) => parse_size(s),
+                    _ => None,
+                };
+                match bytes {
+                    Some(b) if b > 0 => Some(b),
+                    _ => {
+                        return Err(at(
+                            &q.span(),
+                            format!(
+                                "quota = {} is not a size such as \"200G\" or a byte count",
+                                q.get_ref()
+                            ),
+                        ));
+                    }
+                }
+            }
+        };
+
+        let hooks = |own: Option<Vec<RawHook>>, default: &Option<Vec<RawHook>>, what: &str| {
+            self.hooks(
+                pick(own, default).unwrap_or_default(),
+                &format!("client {name}: {what}"),
+            )
+        };
+        Ok(ClientPolicy {
+            name: name.clone(),
+            keys,
+            addresses,
+            windows,
+            timezone,
+            timezone_name,
+            commands,
+            staging_mode,
+            quota,
+            restore: raw.restore.or(defaults.restore).unwrap_or(false),
+            prepare_hooks: hooks(raw.prepare_hooks, &defaults.prepare_hooks, "prepare-hooks")?,
+            complete_hooks: hooks(
+                raw.complete_hooks,
+                &defaults.complete_hooks,
+                "complete-hooks",
+            )?,
+        })
+    }
+}
+
+/// Parse `192.0.2.0/24`, `2001:db8::/32`, or a plain address (a /32 or /128). An IPv4-mapped
+/// IPv6 address is stored as the IPv4 address it maps, so the rule and the connection agree.
+pub fn parse_network(text: &str) -> Result<IpNet, String> {
+    if let Ok(ip) = text.parse::<IpAddr>() {
+        return Ok(IpNet::from(ip.to_canonical()));
+    }
+    let net: IpNet = text.parse().map_err(|_| {
+        format!("{text:?} is neither an IP address nor a network such as 192.0.2.0/24")
+    })?;
+    if net.trunc() != net {
+        return Err(format!(
+            "{text:?} has host bits set; did you mean {}?",
+            net.trunc()
+        ));
+    }
+    Ok(net)
+}
+
+#[cfg(test)]
+#[path = "server_tests.rs"]
+mod tests;

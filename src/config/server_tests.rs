@@ -1,0 +1,306 @@
+use super::*;
+use crate::error::ErrorKind;
+
+const KEY1: &str =
+    "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIE1111111111111111111111111111111111111111 web1@host";
+const KEY2: &str =
+    "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIE2222222222222222222222222222222222222222 db1@host";
+
+pub(crate) fn example() -> String {
+    format!(
+        r#"repository = "/srv/rsbackup/repo"
+staging-root = "/srv/rsbackup/staging"
+
+[mail]
+from = "rsbackup@backup.example.org"
+admin = ["root@example.org"]
+transport = "directory"
+directory = "/var/spool/rsbackup-mail"
+
+[defaults]
+windows = ["mon-fri 22:00-06:00", "sat,sun 00:00-24:00"]
+timezone = "Europe/Berlin"
+staging-mode = "hollow"
+
+[clients.web1]
+keys = ["{KEY1}"]
+addresses = ["192.0.2.10", "2001:db8::/64"]
+quota = "200G"
+prepare-hooks = [{{ argv = ["/usr/local/bin/check-space", "web1"], timeout-seconds = 60 }}]
+
+[clients.db1]
+keys = ["{KEY2}"]
+addresses = ["198.51.100.0/24"]
+commands = ["prepare", "upload", "complete"]
+staging-mode = "keep"
+restore = true
+windows = ["daily 01:00-05:00"]
+timezone = "UTC"
+"#
+    )
+}
+
+fn parse(text: &str) -> Result<ServerConfig> {
+    ServerConfig::parse(text, Path::new("/etc/rsbackup/server.toml"))
+}
+
+/// Parse the example with `from` replaced by `to`, expecting an error at `line` that
+/// mentions `needle`.
+fn refused(from: &str, to: &str, line: usize, needle: &str) {
+    let text = example();
+    assert!(text.contains(from), "test bug: {from:?} not in example");
+    let err = parse(&text.replacen(from, to, 1)).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Config);
+    let msg = err.message();
+    assert!(
+        msg.starts_with(&format!("/etc/rsbackup/server.toml:{line}:")),
+        "{msg}"
+    );
+    assert!(msg.contains(needle), "{msg:?} lacks {needle:?}");
+}
+
+#[test]
+fn example_parses_with_defaults_applied() {
+    let cfg = parse(&example()).unwrap();
+    assert_eq!(cfg.repository, Path::new("/srv/rsbackup/repo"));
+    assert_eq!(cfg.audit_log, Path::new(DEFAULT_AUDIT_LOG));
+    assert_eq!(cfg.admin.len(), 1);
+    let web1 = cfg.client("web1").unwrap();
+    assert_eq!(web1.keys[0].comment, "web1@host");
+    assert_eq!(
+        web1.addresses,
+        vec![
+            "192.0.2.10/32".parse::<IpNet>().unwrap(),
+            "2001:db8::/64".parse().unwrap()
+        ]
+    );
+    assert_eq!(web1.windows.len(), 2);
+    assert_eq!(web1.timezone_name, "Europe/Berlin");
+    assert_eq!(web1.staging_mode, StagingMode::Hollow);
+    assert_eq!(web1.quota, Some(200 << 30));
+    assert!(!web1.restore);
+    assert_eq!(web1.commands.len(), 4);
+    assert_eq!(web1.prepare_hooks[0].timeout, Duration::from_secs(60));
+    assert!(web1.complete_hooks.is_empty());
+    let db1 = cfg.client("db1").unwrap();
+    assert_eq!(db1.staging_mode, StagingMode::Keep);
+    assert!(db1.restore);
+    assert!(!db1.commands.contains(&Command::Sessions));
+    assert_eq!(db1.timezone_name, "UTC");
+    assert!(cfg.client("nobody").is_none());
+    assert_eq!(
+        cfg.staging_dir(&db1.name),
+        Path::new("/srv/rsbackup/staging/db1")
+    );
+}
+
+#[test]
+fn syntax_errors_and_unknown_keys_name_the_line() {
+    refused("staging-root =", "stagin-root =", 2, "unknown field");
+    refused(
+        "quota = \"200G\"",
+        "quota = \"200G\"\nsize = 3",
+        19,
+        "unknown field",
+    );
+    refused("[clients.db1]", "[clients.db1\n", 21, "");
+    refused("restore = true", "restore = \"yes\"", 26, "");
+}
+
+#[test]
+fn bad_values_name_the_line() {
+    refused("[clients.db1]", "[clients.DB1]", 21, "client name \"DB1\"");
+    refused("[clients.db1]", "[clients.\"../x\"]", 21, "not valid");
+    refused(
+        "\"198.51.100.0/24\"",
+        "\"198.51.100.7/24\"",
+        23,
+        "host bits",
+    );
+    refused(
+        "\"198.51.100.0/24\"",
+        "\"198.51.100.300\"",
+        23,
+        "neither an IP",
+    );
+    refused(
+        "\"daily 01:00-05:00\"",
+        "\"daily 1:00-05:00\"",
+        27,
+        "time window",
+    );
+    refused(
+        "timezone = \"UTC\"",
+        "timezone = \"Mars/Olympus\"",
+        28,
+        "not a known time zone",
+    );
+    refused(
+        "staging-mode = \"keep\"",
+        "staging-mode = \"kept\"",
+        25,
+        "keep, hollow, purge",
+    );
+    refused(
+        "\"prepare\", \"upload\"",
+        "\"prepare\", \"download\"",
+        24,
+        "\"download\" is not one of",
+    );
+    refused("quota = \"200G\"", "quota = \"200Q\"", 18, "not a size");
+    refused("quota = \"200G\"", "quota = -5", 18, "not a size");
+    refused(
+        "\"/usr/local/bin/check-space\"",
+        "\"check-space\"",
+        19,
+        "not an absolute path",
+    );
+    refused(
+        "timeout-seconds = 60",
+        "timeout-seconds = 0",
+        19,
+        "out of range",
+    );
+    refused(
+        "keys = [\"ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIE2",
+        "keys = [\"command=\\\"x\\\" ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIE2",
+        22,
+        "not a known key type",
+    );
+    refused(
+        "\"root@example.org\"",
+        "\"root at example\"",
+        6,
+        "not a mail address",
+    );
+    refused(
+        "repository = \"/srv",
+        "repository = \"srv",
+        1,
+        "not an absolute path",
+    );
+    refused(
+        "transport = \"directory\"",
+        "transport = \"pigeon\"",
+        7,
+        "not one of",
+    );
+}
+
+#[test]
+fn duplicate_key_is_refused() {
+    let text = example().replace(KEY2, KEY1);
+    let err = parse(&text).unwrap_err();
+    assert!(err.message().contains("also a key of client"), "{err}");
+}
+
+#[test]
+fn missing_windows_or_addresses_deny_by_default() {
+    let text = example().replace(
+        "windows = [\"mon-fri 22:00-06:00\", \"sat,sun 00:00-24:00\"]\n",
+        "",
+    );
+    let err = parse(&text).unwrap_err();
+    assert!(
+        err.message().contains("client web1: windows is missing"),
+        "{err}"
+    );
+    let text = example().replace("addresses = [\"198.51.100.0/24\"]\n", "");
+    let err = parse(&text).unwrap_err();
+    assert!(
+        err.message().contains("client db1: addresses is missing"),
+        "{err}"
+    );
+    let text = example().replace("addresses = [\"198.51.100.0/24\"]", "addresses = []");
+    assert!(
+        parse(&text)
+            .unwrap_err()
+            .message()
+            .contains("addresses is empty")
+    );
+}
+
+#[test]
+fn keys_in_defaults_and_smtp_rules() {
+    let text = example().replace(
+        "[defaults]\n",
+        &format!("[defaults]\nkeys = [\"{KEY1}\"]\n"),
+    );
+    assert!(
+        parse(&text)
+            .unwrap_err()
+            .message()
+            .contains("keys belong to one client")
+    );
+    let smtp = example().replace(
+        "transport = \"directory\"\ndirectory = \"/var/spool/rsbackup-mail\"",
+        "transport = \"smtp\"\nhost = \"mail.example.org\"\nsecurity = \"none\"",
+    );
+    assert!(
+        parse(&smtp)
+            .unwrap_err()
+            .message()
+            .contains("only allowed for a loopback host")
+    );
+    let smtp = smtp.replace("mail.example.org", "127.0.0.1");
+    let cfg = parse(&smtp).unwrap();
+    assert!(matches!(
+        cfg.mail.transport,
+        crate::config::MailTransport::Smtp { port: 25, .. }
+    ));
+    let wrong_key = example().replace("directory = \"/var", "host = \"x\"\ndirectory = \"/var");
+    assert!(
+        parse(&wrong_key)
+            .unwrap_err()
+            .message()
+            .contains("host has no meaning")
+    );
+    let client_key = example().replace("admin = [", "reports-to = [\"a@b.c\"]\nadmin = [");
+    assert!(
+        parse(&client_key)
+            .unwrap_err()
+            .message()
+            .contains("reports-to is not used")
+    );
+}
+
+#[test]
+fn networks() {
+    assert_eq!(
+        parse_network("::ffff:192.0.2.1").unwrap(),
+        "192.0.2.1/32".parse::<IpNet>().unwrap()
+    );
+    assert_eq!(
+        parse_network("2001:db8::1").unwrap(),
+        "2001:db8::1/128".parse::<IpNet>().unwrap()
+    );
+    assert_eq!(
+        parse_network("0.0.0.0/0").unwrap(),
+        "0.0.0.0/0".parse::<IpNet>().unwrap()
+    );
+    for bad in [
+        "",
+        "192.0.2.1/33",
+        "192.0.2",
+        "host.example.org",
+        "10.0.0.1/8",
+    ] {
+        assert!(parse_network(bad).is_err(), "{bad}");
+    }
+}
+
+#[test]
+fn ssh_keys() {
+    let k = SshPublicKey::parse(KEY1).unwrap();
+    assert_eq!(k.algorithm, "ssh-ed25519");
+    for bad in [
+        "",
+        "ssh-dss AAAAB3NzaC1kc3MAAACBAP",
+        "ssh-ed25519",
+        "ssh-ed25519 not*base64!!!!!!!!!!!!",
+        "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIE1 x\nssh-ed25519 AAAA",
+        "restrict ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIE1",
+    ] {
+        assert!(SshPublicKey::parse(bad).is_err(), "{bad:?}");
+    }
+}
