@@ -209,3 +209,7 @@ fn decompress_bounded(frame: &[u8], max: usize, id: &ChunkId) -> Result<Vec<u8>>
     }
     Ok(out)
 }
+
+#[cfg(test)]
+#[path = "envelope_tests.rs"]
+mod tests;
