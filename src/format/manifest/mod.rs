@@ -1,7 +1,19 @@
 //! Manifest bytes (format-spec/manifest.md): entries, extents, the keyed cut rule that splits the
 //! entry stream into manifest chunks, and the reader that checks paths and order.
 
-use crate::error::Result;
+mod builder;
+mod entry;
+mod order;
+mod reader;
+#[cfg(test)]
+mod tests;
+#[cfg(test)]
+mod vectors;
+
+pub use builder::ManifestBuilder;
+pub use reader::ManifestReader;
+
+use crate::error::{Error, Result};
 use crate::ids::ChunkId;
 
 /// Manifest chunk magic.
@@ -10,6 +22,10 @@ pub const MANIFEST_MAGIC: &[u8; 8] = b"RSBKMAN1";
 pub const MAX_EXTENTS_PER_ENTRY: usize = 32768;
 /// Largest encoded entry.
 pub const MAX_ENTRY_LEN: usize = 16 << 20;
+/// Largest manifest chunk a reader accepts.
+pub const MAX_CHUNK_LEN: usize = 17 << 20;
+/// Longest path, in bytes.
+pub const MAX_PATH_LEN: usize = order::MAX_PATH_LEN;
 
 /// Manifest cut parameters (repository.toml `[manifest]`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -130,76 +146,38 @@ pub struct ManifestChunk {
     pub refs: Vec<ChunkId>,
 }
 
-/// Check a path against the rules of format-spec/manifest.md "Paths".
+/// Check a path against the rules of format-spec/manifest.md "Paths": the root has the empty
+/// path; any other path is relative, non-empty, at most [`MAX_PATH_LEN`] bytes, without NUL,
+/// without empty, `.` or `..` components. Fails with [`crate::ErrorKind::InvalidInput`].
 pub fn validate_path(path: &[u8], is_root: bool) -> Result<()> {
-    let _ = (path, is_root);
-    todo!()
+    match order::path_problem(path, is_root) {
+        None => Ok(()),
+        Some(problem) => Err(Error::invalid(format!(
+            "path {}: {problem}",
+            order::show(path)
+        ))),
+    }
 }
 
-/// Encode extents (also used by the files cache).
+/// Encode an extent list: `extent count u32`, then the extents (also used by the files cache).
 pub fn encode_extents(extents: &[Extent], out: &mut Vec<u8>) {
-    let _ = (extents, out);
-    todo!()
+    entry::put_extents(extents, out);
 }
 
-/// Decode extents encoded by [`encode_extents`].
+/// Decode an extent list encoded by [`encode_extents`]; the whole of `bytes` must be the list.
+/// Refuses a truncated list, trailing bytes, an unknown tag and a zero-length extent
+/// ([`crate::ErrorKind::Corrupt`]). The count is not limited to [`MAX_EXTENTS_PER_ENTRY`]:
+/// the files cache stores a whole file's list.
 pub fn decode_extents(bytes: &[u8]) -> Result<Vec<Extent>> {
-    let _ = bytes;
-    todo!()
-}
-
-/// Splits a stream of entries into manifest chunks by the keyed cut rule.
-pub struct ManifestBuilder {
-    _private: (),
-}
-
-impl ManifestBuilder {
-    /// A builder with the repository's parameters and the manifest cut key.
-    pub fn new(params: ManifestParams, cut_key: [u8; 32]) -> Self {
-        let _ = (params, cut_key);
-        todo!()
+    let mut cur = entry::Cursor::new(bytes, 0);
+    let extents = cur
+        .extents(None)
+        .map_err(|p| Error::corrupt(format!("extent list: {p}")))?;
+    if !cur.is_empty() {
+        return Err(Error::corrupt(format!(
+            "extent list: {} bytes after the last extent",
+            bytes.len() - cur.pos()
+        )));
     }
-
-    /// Append an entry (in manifest order); returns the chunks completed by it (zero, one, or
-    /// more when a long extent list is split).
-    pub fn push(&mut self, entry: &Entry) -> Result<Vec<ManifestChunk>> {
-        let _ = entry;
-        todo!()
-    }
-
-    /// Emit the last chunk, if any.
-    pub fn finish(self) -> Option<ManifestChunk> {
-        todo!()
-    }
-}
-
-/// Decodes manifest chunks in session order into entries, joining file continuations and
-/// checking paths, order (pre-order, parent seen as a directory) and hard-link targets.
-pub struct ManifestReader {
-    _private: (),
-}
-
-impl ManifestReader {
-    /// A reader for one session.
-    pub fn new() -> Self {
-        todo!()
-    }
-
-    /// Feed the next manifest chunk's plaintext; returns its complete entries. An entry whose
-    /// continuations may follow in the next chunk is held back until then.
-    pub fn feed(&mut self, chunk: &[u8]) -> Result<Vec<Entry>> {
-        let _ = chunk;
-        todo!()
-    }
-
-    /// End of the session: returns any held-back entry.
-    pub fn finish(self) -> Result<Vec<Entry>> {
-        todo!()
-    }
-}
-
-impl Default for ManifestReader {
-    fn default() -> Self {
-        Self::new()
-    }
+    Ok(extents)
 }

@@ -1,0 +1,195 @@
+//! The writer side: entries in, manifest chunks out, cut by the keyed rule of
+//! format-spec/manifest.md "Cut rule". It holds at most the current chunk.
+
+use super::entry::{self, Problem};
+use super::order::{OrderCheck, show};
+use super::{
+    Body, Entry, Extent, MANIFEST_MAGIC, MAX_ENTRY_LEN, MAX_EXTENTS_PER_ENTRY, ManifestChunk,
+    ManifestParams,
+};
+use crate::error::{Error, ErrorKind, Result};
+use crate::ids::ChunkId;
+
+/// Splits a stream of entries into manifest chunks by the keyed cut rule.
+///
+/// It refuses ([`ErrorKind::Internal`]) any entry or order that a [`super::ManifestReader`]
+/// would refuse, so that a bug in the tree walker cannot produce a manifest that restore
+/// rejects. After any error the builder refuses every further call: its output would be
+/// incomplete.
+pub struct ManifestBuilder {
+    params: ManifestParams,
+    cut_key: [u8; 32],
+    order: OrderCheck,
+    /// The current chunk, starting with the magic.
+    buf: Vec<u8>,
+    has_entry: bool,
+    refs: Vec<ChunkId>,
+    /// Reused encoding buffer for one entry.
+    scratch: Vec<u8>,
+    failed: bool,
+}
+
+impl ManifestBuilder {
+    /// A builder with the repository's parameters and the manifest cut key
+    /// (`derive_key("rsbackup 2026-11 manifest cut v1", secret)`).
+    pub fn new(params: ManifestParams, cut_key: [u8; 32]) -> Self {
+        ManifestBuilder {
+            params,
+            cut_key,
+            order: OrderCheck::default(),
+            buf: MANIFEST_MAGIC.to_vec(),
+            has_entry: false,
+            refs: Vec::new(),
+            scratch: Vec::new(),
+            failed: false,
+        }
+    }
+
+    /// Append an entry (in manifest order); returns the chunks completed by it (zero, one, or
+    /// more when a long extent list is split).
+    ///
+    /// Errors: [`ErrorKind::InvalidInput`] when the entry is too large to store (a path over
+    /// 65,536 bytes, an encoded entry over 16 MiB: the caller may skip that path), and
+    /// [`ErrorKind::Internal`] for anything a correct walker never produces (bad order, unsorted
+    /// xattrs, extents not adding up to the size, bad parameters).
+    pub fn push(&mut self, entry: &Entry) -> Result<Vec<ManifestChunk>> {
+        if self.failed {
+            return Err(Error::new(
+                ErrorKind::Internal,
+                "manifest builder used after an earlier error",
+            ));
+        }
+        let result = self.push_inner(entry);
+        if result.is_err() {
+            self.failed = true;
+        }
+        result
+    }
+
+    fn push_inner(&mut self, entry: &Entry) -> Result<Vec<ManifestChunk>> {
+        let p = self.params;
+        if !(p.min_size < p.avg_size && p.avg_size <= p.max_size)
+            || p.max_size as usize > MAX_ENTRY_LEN
+        {
+            return Err(Error::new(
+                ErrorKind::Internal,
+                format!(
+                    "manifest parameters min {} avg {} max {} break min < avg <= max <= 16 MiB",
+                    p.min_size, p.avg_size, p.max_size
+                ),
+            ));
+        }
+        let path = &entry.path;
+        let bug = |problem: Problem| {
+            Error::new(
+                ErrorKind::Internal,
+                format!("refusing to write manifest entry {}: {problem}", show(path)),
+            )
+        };
+        if path.len() > super::MAX_PATH_LEN {
+            return Err(Error::invalid(format!(
+                "cannot store path {}...: {} bytes, longer than the manifest's limit of 65536",
+                show(&path[..64]),
+                path.len()
+            )));
+        }
+        entry::check_meta(&entry.meta).map_err(bug)?;
+        let hardlink = match &entry.body {
+            Body::Hardlink { target } => Some(target.as_slice()),
+            _ => None,
+        };
+        let is_dir = matches!(entry.body, Body::Dir);
+        self.order.entry(path, is_dir, hardlink).map_err(bug)?;
+
+        let mut out = Vec::new();
+        let mut scratch = std::mem::take(&mut self.scratch);
+        let result = (|| {
+            let (first, rest): (&[Extent], &[Extent]) = match &entry.body {
+                Body::File { size, extents } => {
+                    let total = entry::extents_len(extents).map_err(bug)?;
+                    if total != *size {
+                        return Err(bug(format!(
+                            "extents add up to {total} bytes, the size is {size}"
+                        )));
+                    }
+                    let split = extents.len().min(MAX_EXTENTS_PER_ENTRY);
+                    self.order
+                        .file(path, *size, &extents[..split])
+                        .map_err(bug)?;
+                    extents.split_at(split)
+                }
+                _ => (&[], &[]),
+            };
+            scratch.clear();
+            entry::encode_entry(entry, first, &mut scratch).map_err(bug)?;
+            self.append(&scratch, first, path, &mut out)?;
+            for piece in rest.chunks(MAX_EXTENTS_PER_ENTRY) {
+                self.order.continued(path, piece).map_err(bug)?;
+                scratch.clear();
+                entry::encode_continued(path, piece, &mut scratch).map_err(bug)?;
+                self.append(&scratch, piece, path, &mut out)?;
+            }
+            Ok(())
+        })();
+        self.scratch = scratch;
+        result.map(|()| out)
+    }
+
+    /// Apply the cut rule around one encoded entry.
+    fn append(
+        &mut self,
+        encoded: &[u8],
+        extents: &[Extent],
+        path: &[u8],
+        out: &mut Vec<ManifestChunk>,
+    ) -> Result<()> {
+        let e = encoded.len() as u64;
+        if encoded.len() > MAX_ENTRY_LEN {
+            return Err(Error::invalid(format!(
+                "cannot store manifest entry {}: it encodes to {e} bytes, more than the 16 MiB \
+                 limit (too many or too large extended attributes?)",
+                show(path)
+            )));
+        }
+        let (min, avg, max) = (
+            u64::from(self.params.min_size),
+            u64::from(self.params.avg_size),
+            u64::from(self.params.max_size),
+        );
+        // Rule 1: never let a chunk grow past max, unless the entry alone does.
+        if self.has_entry && self.buf.len() as u64 + e > max {
+            out.push(self.emit());
+        }
+        self.buf.extend_from_slice(encoded);
+        self.has_entry = true;
+        for extent in extents {
+            if let Extent::Chunk { id, .. } = extent {
+                self.refs.push(*id);
+            }
+        }
+        // Rule 2: a keyed hash of the entry, with a cut probability proportional to its length,
+        // so that the expected chunk length past min is avg - min whatever the entry sizes.
+        let hash = blake3::keyed_hash(&self.cut_key, encoded);
+        let h = u32::from_le_bytes(hash.as_bytes()[..4].try_into().expect("4 bytes"));
+        let p = ((u128::from(e) << 32) / u128::from(avg - min)).min(u128::from(u32::MAX));
+        if self.buf.len() as u64 >= min && u128::from(h) < p {
+            out.push(self.emit());
+        }
+        Ok(())
+    }
+
+    fn emit(&mut self) -> ManifestChunk {
+        let bytes = std::mem::replace(&mut self.buf, MANIFEST_MAGIC.to_vec());
+        let mut refs = std::mem::take(&mut self.refs);
+        refs.sort_unstable();
+        refs.dedup();
+        self.has_entry = false;
+        ManifestChunk { bytes, refs }
+    }
+
+    /// Emit the last chunk, if any. After a `push` error there is none: the manifest is
+    /// incomplete and no session may be recorded from it.
+    pub fn finish(mut self) -> Option<ManifestChunk> {
+        (self.has_entry && !self.failed).then(|| self.emit())
+    }
+}

@@ -1,0 +1,713 @@
+//! Unit tests of the manifest format: round trips, every refusal of the reader and the builder,
+//! and the statistical properties of the cut rule.
+
+use std::collections::HashSet;
+
+use proptest::prelude::*;
+
+use super::entry::{encode_continued, encode_entry};
+use super::*;
+use crate::error::ErrorKind;
+
+pub(super) const KEY: [u8; 32] = [7; 32];
+
+pub(super) fn id(n: u64) -> ChunkId {
+    ChunkId(*blake3::hash(&n.to_le_bytes()).as_bytes())
+}
+
+pub(super) fn meta(n: u32) -> Meta {
+    Meta {
+        mode: 0o644,
+        uid: 1000 + n % 3,
+        gid: 100,
+        mtime_sec: 1_795_675_200 + i64::from(n),
+        mtime_nsec: n * 7 % 1_000_000_000,
+        xattrs: Vec::new(),
+    }
+}
+
+pub(super) fn dir(path: &str) -> Entry {
+    Entry {
+        path: path.as_bytes().to_vec(),
+        meta: Meta {
+            mode: 0o755,
+            ..meta(1)
+        },
+        body: Body::Dir,
+    }
+}
+
+pub(super) fn file(path: &str, extents: Vec<Extent>) -> Entry {
+    let size = super::entry::extents_len(&extents).unwrap();
+    Entry {
+        path: path.as_bytes().to_vec(),
+        meta: meta(path.len() as u32),
+        body: Body::File { size, extents },
+    }
+}
+
+/// Every kind, with xattrs, holes and a hard link.
+pub(super) fn every_kind() -> Vec<Entry> {
+    let mut with_xattrs = file(
+        "a/file",
+        vec![
+            Extent::Chunk {
+                len: 100,
+                id: id(1),
+            },
+            Extent::Hole { len: 4096 },
+            Extent::Chunk { len: 5, id: id(2) },
+        ],
+    );
+    with_xattrs.meta.xattrs = vec![
+        (
+            b"security.selinux".to_vec(),
+            b"system_u:object_r:etc_t:s0\0".to_vec(),
+        ),
+        (b"user.comment".to_vec(), Vec::new()),
+    ];
+    with_xattrs.meta.mode = 0o4755;
+    let other = |path: &str, body| Entry {
+        path: path.as_bytes().to_vec(),
+        meta: meta(3),
+        body,
+    };
+    vec![
+        dir(""),
+        dir("a"),
+        other("a/blk", Body::BlockDev { rdev: 0x0801 }),
+        other("a/chr", Body::CharDev { rdev: 0x0103 }),
+        file("a/empty", vec![]),
+        with_xattrs,
+        other(
+            "a/link",
+            Body::Hardlink {
+                target: b"a/file".to_vec(),
+            },
+        ),
+        other("a/pipe", Body::Fifo),
+        other("a/sock", Body::Socket),
+        other(
+            "a/sym",
+            Body::Symlink {
+                target: b"../etc/passwd".to_vec(),
+            },
+        ),
+        other(
+            "a/unreadable",
+            Body::Unreadable {
+                message: "Permission denied (os error 13)".into(),
+            },
+        ),
+        dir("b"),
+        file(
+            "b/x",
+            vec![Extent::Chunk {
+                len: 100,
+                id: id(1),
+            }],
+        ),
+    ]
+}
+
+pub(super) fn build(params: ManifestParams, entries: &[Entry]) -> Result<Vec<ManifestChunk>> {
+    let mut builder = ManifestBuilder::new(params, KEY);
+    let mut chunks = Vec::new();
+    for entry in entries {
+        chunks.extend(builder.push(entry)?);
+    }
+    chunks.extend(builder.finish());
+    Ok(chunks)
+}
+
+pub(super) fn read<'a>(chunks: impl IntoIterator<Item = &'a [u8]>) -> Result<Vec<Entry>> {
+    let mut reader = ManifestReader::new();
+    let mut out = Vec::new();
+    for chunk in chunks {
+        out.extend(reader.feed(chunk)?);
+    }
+    out.extend(reader.finish()?);
+    Ok(out)
+}
+
+fn round_trip(params: ManifestParams, entries: &[Entry]) -> Vec<ManifestChunk> {
+    let chunks = build(params, entries).unwrap();
+    let back = read(chunks.iter().map(|c| c.bytes.as_slice())).unwrap();
+    assert_eq!(back, entries);
+    chunks
+}
+
+/// A tree of `dirs` directories of `files` files each, paths of about 40 bytes, one or two
+/// extents; `extra` adds one file in the middle directory.
+pub(super) fn realistic(dirs: u32, files: u32, extra: bool) -> Vec<Entry> {
+    let mut out = vec![dir("")];
+    for d in 0..dirs {
+        let dname = format!("srv/data-{d:05}");
+        if d == 0 {
+            out.push(dir("srv"));
+        }
+        out.push(dir(&dname));
+        for f in 0..files {
+            let n = u64::from(d) * 1_000_000 + u64::from(f);
+            let name = format!("{dname}/report-{f:06}-final.txt");
+            let mut extents = vec![Extent::Chunk {
+                len: 1 + (n % 900_000) as u32,
+                id: id(n),
+            }];
+            if n % 3 == 0 {
+                extents.push(Extent::Chunk {
+                    len: 4096,
+                    id: id(n + 7),
+                });
+            }
+            out.push(file(&name, extents));
+            if extra && d == dirs / 2 && f == files / 2 {
+                out.push(file(&format!("{name}.new"), vec![Extent::Hole { len: 1 }]));
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn every_kind_round_trips_in_one_chunk() {
+    let entries = every_kind();
+    let chunks = round_trip(ManifestParams::DEFAULT, &entries);
+    assert_eq!(chunks.len(), 1);
+    assert!(chunks[0].bytes.starts_with(MANIFEST_MAGIC));
+    // Sorted and without the duplicate id(1).
+    let mut want = vec![id(1), id(2)];
+    want.sort();
+    assert_eq!(chunks[0].refs, want);
+}
+
+#[test]
+fn small_chunks_round_trip_and_respect_max() {
+    let params = ManifestParams {
+        min_size: 200,
+        avg_size: 600,
+        max_size: 1000,
+    };
+    let entries = realistic(5, 40, false);
+    let chunks = round_trip(params, &entries);
+    assert!(chunks.len() > 10, "{} chunks", chunks.len());
+    for chunk in &chunks {
+        assert!(chunk.bytes.len() <= 1000);
+        // Each chunk decodes on its own once the stream state is right: it starts at an entry.
+        assert!(chunk.bytes.len() > 8);
+    }
+}
+
+#[test]
+fn cut_rule_is_deterministic_and_keyed() {
+    let params = ManifestParams {
+        min_size: 1024,
+        avg_size: 4096,
+        max_size: 65536,
+    };
+    let entries = realistic(10, 100, false);
+    let a = build(params, &entries).unwrap();
+    let b = build(params, &entries).unwrap();
+    assert_eq!(a, b);
+    let mut other = ManifestBuilder::new(params, [8; 32]);
+    let mut c = Vec::new();
+    for e in &entries {
+        c.extend(other.push(e).unwrap());
+    }
+    c.extend(other.finish());
+    let lens = |v: &[ManifestChunk]| v.iter().map(|c| c.bytes.len()).collect::<Vec<_>>();
+    assert_ne!(lens(&a), lens(&c), "another key must cut elsewhere");
+}
+
+#[test]
+fn insertion_changes_only_nearby_chunks() {
+    let a = build(ManifestParams::DEFAULT, &realistic(316, 317, false)).unwrap();
+    let b = build(ManifestParams::DEFAULT, &realistic(316, 317, true)).unwrap();
+    assert!(a.len() > 150, "{} chunks", a.len());
+    let in_a: HashSet<&[u8]> = a.iter().map(|c| c.bytes.as_slice()).collect();
+    let in_b: HashSet<&[u8]> = b.iter().map(|c| c.bytes.as_slice()).collect();
+    let only_b = in_b.difference(&in_a).count();
+    let only_a = in_a.difference(&in_b).count();
+    assert!(
+        (1..=3).contains(&only_a),
+        "{only_a} chunks of {} lost",
+        a.len()
+    );
+    assert!((1..=3).contains(&only_b), "{only_b} new chunks");
+}
+
+#[test]
+fn chunk_sizes_average_close_to_avg() {
+    let chunks = build(ManifestParams::DEFAULT, &realistic(400, 500, false)).unwrap();
+    let sizes: Vec<usize> = chunks.iter().map(|c| c.bytes.len()).collect();
+    let n = sizes.len() - 1; // the last chunk is cut by the end of the stream
+    let mean = sizes[..n].iter().sum::<usize>() as f64 / n as f64;
+    let avg = f64::from(ManifestParams::DEFAULT.avg_size);
+    assert!(
+        (mean - avg).abs() < 0.1 * avg,
+        "mean {mean} over {n} chunks"
+    );
+    assert!(
+        sizes[..n].iter().all(|&s| s >= 16 << 10),
+        "a chunk below min"
+    );
+    let max = *sizes.iter().max().unwrap();
+    assert!(max < 5 * (64 << 10), "largest chunk {max}");
+}
+
+#[test]
+fn long_extent_list_splits_into_continuations_and_joins_back() {
+    let extents: Vec<Extent> = (0..70_000u64)
+        .map(|i| match i % 8 {
+            0..7 => Extent::Chunk {
+                len: 1 + (i % 1000) as u32,
+                id: id(i),
+            },
+            _ => Extent::Hole { len: i },
+        })
+        .collect();
+    let entries = vec![dir(""), file("big", extents), file("small", vec![])];
+    let chunks = round_trip(ManifestParams::DEFAULT, &entries);
+    // 32768 extents, mostly chunks, exceed the 1 MiB max: kind 2 and both kind 9 each alone.
+    let lens: Vec<usize> = chunks.iter().map(|c| c.bytes.len()).collect();
+    assert!(chunks.len() >= 4, "{lens:?}");
+    assert_eq!(chunks[1].bytes[8], 2, "{lens:?}");
+    assert_eq!(chunks[2].bytes[8], 9);
+    assert_eq!(chunks[3].bytes[8], 9);
+    let refs: usize = chunks.iter().map(|c| c.refs.len()).sum();
+    assert_eq!(refs, 61_250);
+    // Read chunk by chunk: the file is held back until its last continuation arrives.
+    let mut reader = ManifestReader::new();
+    assert_eq!(reader.feed(&chunks[0].bytes).unwrap().len(), 1);
+    assert!(reader.feed(&chunks[1].bytes).unwrap().is_empty());
+    assert!(reader.feed(&chunks[2].bytes).unwrap().is_empty());
+    let mut rest = reader.feed(&chunks[3].bytes).unwrap();
+    assert_eq!(rest[0], entries[1]);
+    for chunk in &chunks[4..] {
+        rest.extend(reader.feed(&chunk.bytes).unwrap());
+    }
+    assert_eq!(rest, entries[1..]);
+    assert!(reader.finish().unwrap().is_empty());
+    // Without the last continuation the manifest is incomplete.
+    let err = read(chunks[..3].iter().map(|c| c.bytes.as_slice())).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Corrupt);
+    assert!(err.message().contains("ends inside file \"big\""), "{err}");
+}
+
+#[test]
+fn extents_encode_and_decode() {
+    let extents = vec![
+        Extent::Chunk { len: 1, id: id(9) },
+        Extent::Hole { len: u64::MAX },
+    ];
+    let mut bytes = Vec::new();
+    encode_extents(&extents, &mut bytes);
+    assert_eq!(bytes.len(), 4 + 37 + 9);
+    assert_eq!(decode_extents(&bytes).unwrap(), extents);
+    for bad in [
+        &bytes[..bytes.len() - 1],
+        &[bytes.as_slice(), &[0]].concat()[..],
+    ] {
+        assert_eq!(decode_extents(bad).unwrap_err().kind(), ErrorKind::Corrupt);
+    }
+    let mut zero = Vec::new();
+    encode_extents(&[Extent::Hole { len: 0 }], &mut zero);
+    assert!(
+        decode_extents(&zero)
+            .unwrap_err()
+            .message()
+            .contains("length 0")
+    );
+    // A huge count with no bytes behind it fails without allocating for it.
+    assert!(decode_extents(&u32::MAX.to_le_bytes()).is_err());
+    assert!(decode_extents(&[]).is_err());
+}
+
+#[test]
+fn paths_are_validated() {
+    assert!(validate_path(b"", true).is_ok());
+    assert!(validate_path(b"a", true).is_err());
+    for good in [&b"a"[..], b"a/b", b"..a", b"a/.b", b"\xff\xfe"] {
+        assert!(validate_path(good, false).is_ok(), "{good:?}");
+    }
+    let long = vec![b'a'; 65537];
+    for bad in [
+        &b""[..],
+        b"/a",
+        b"a/",
+        b"a//b",
+        b".",
+        b"..",
+        b"a/../b",
+        b"a/.",
+        b"a\0b",
+        &long,
+    ] {
+        let err = validate_path(bad, false).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::InvalidInput, "{bad:?}");
+    }
+    assert!(validate_path(&long[..65536], false).is_ok());
+}
+
+/// A chunk from raw entries, bypassing the builder's checks.
+pub(super) fn raw_chunk(entries: &[Entry]) -> Vec<u8> {
+    let mut out = MANIFEST_MAGIC.to_vec();
+    for e in entries {
+        let extents = match &e.body {
+            Body::File { extents, .. } => extents.as_slice(),
+            _ => &[],
+        };
+        encode_entry(e, extents, &mut out).unwrap();
+    }
+    out
+}
+
+fn reader_refuses(chunk: &[u8], kind: ErrorKind, needle: &str) {
+    let err = read([chunk]).unwrap_err();
+    assert_eq!(err.kind(), kind, "{err}");
+    assert!(err.message().contains(needle), "{err:?} lacks {needle:?}");
+}
+
+fn builder_refuses(entries: &[Entry], kind: ErrorKind, needle: &str) {
+    let err = build(ManifestParams::DEFAULT, entries).unwrap_err();
+    assert_eq!(err.kind(), kind, "{err}");
+    assert!(err.message().contains(needle), "{err:?} lacks {needle:?}");
+}
+
+/// Both sides refuse the same bad stream.
+fn both_refuse(entries: &[Entry], needle: &str) {
+    builder_refuses(entries, ErrorKind::Internal, needle);
+    reader_refuses(&raw_chunk(entries), ErrorKind::Corrupt, needle);
+}
+
+#[test]
+fn bad_entries_are_refused_by_builder_and_reader() {
+    let root = dir("");
+    let with = |f: &dyn Fn(&mut Entry)| {
+        let mut e = file("f", vec![Extent::Chunk { len: 3, id: id(0) }]);
+        f(&mut e);
+        vec![root.clone(), e]
+    };
+    both_refuse(&with(&|e| e.meta.mtime_nsec = 1_000_000_000), "nanoseconds");
+    both_refuse(&with(&|e| e.meta.mode = 0o100644), "mode");
+    both_refuse(
+        &with(&|e| e.meta.xattrs = vec![(b"b".to_vec(), vec![]), (b"a".to_vec(), vec![])]),
+        "not sorted",
+    );
+    both_refuse(
+        &with(&|e| e.meta.xattrs = vec![(b"a".to_vec(), vec![]), (b"a".to_vec(), vec![1])]),
+        "not sorted",
+    );
+    both_refuse(
+        &with(&|e| e.meta.xattrs = vec![(vec![], vec![])]),
+        "xattr name",
+    );
+    both_refuse(
+        &with(&|e| {
+            e.body = Body::File {
+                size: 4,
+                extents: vec![],
+            }
+        }),
+        "4",
+    );
+    both_refuse(
+        &with(&|e| {
+            e.body = Body::File {
+                size: 2,
+                extents: vec![Extent::Chunk { len: 3, id: id(0) }],
+            }
+        }),
+        "extents add up to 3 bytes",
+    );
+    both_refuse(
+        &with(&|e| {
+            e.body = Body::File {
+                size: 0,
+                extents: vec![Extent::Hole { len: 0 }],
+            }
+        }),
+        "length 0",
+    );
+    both_refuse(
+        &with(&|e| {
+            e.body = Body::File {
+                size: 0,
+                extents: vec![Extent::Chunk { len: 0, id: id(0) }],
+            }
+        }),
+        "length 0",
+    );
+    both_refuse(&with(&|e| e.path = b"a/../f".to_vec()), "'..'");
+    both_refuse(&with(&|e| e.path = b"f/".to_vec()), "ends with");
+    both_refuse(&with(&|e| e.path = Vec::new()), "empty path");
+    both_refuse(&[file("f", vec![])], "first entry must be the root");
+    both_refuse(&[dir(""), dir("")], "empty path");
+}
+
+#[test]
+fn order_violations_are_refused_by_builder_and_reader() {
+    let f = |p: &str| file(p, vec![]);
+    both_refuse(&[dir(""), f("b"), f("a")], "strictly increasing");
+    both_refuse(&[dir(""), f("a"), f("a")], "strictly increasing");
+    both_refuse(&[dir(""), dir("a"), f("b"), f("a/x")], "parent \"a\"");
+    both_refuse(&[dir(""), f("a"), f("a/x")], "parent \"a\"");
+    both_refuse(&[dir(""), f("a/x")], "parent \"a\"");
+    both_refuse(&[dir(""), dir("b"), f("a")], "strictly increasing");
+    // Pre-order is by components: "a/b" comes before "a.c" although '.' < '/'.
+    let ok = [dir(""), dir("a"), f("a/b"), f("a.c")];
+    round_trip(ManifestParams::DEFAULT, &ok);
+    both_refuse(&[dir(""), f("a.c"), dir("a")], "strictly increasing");
+}
+
+#[test]
+fn hard_link_targets_are_checked() {
+    let link = |target: &str| Entry {
+        path: b"d/link".to_vec(),
+        meta: meta(0),
+        body: Body::Hardlink {
+            target: target.as_bytes().to_vec(),
+        },
+    };
+    let stream = |target| vec![dir(""), dir("d"), file("d/a", vec![]), link(target)];
+    round_trip(ManifestParams::DEFAULT, &stream("d/a"));
+    both_refuse(&stream("d/z"), "does not come before");
+    both_refuse(&stream("d/link"), "does not come before");
+    both_refuse(&stream("d"), "directory above");
+    both_refuse(&stream(""), "hard link target (root)");
+    both_refuse(&stream("d/../a"), "'..'");
+}
+
+#[test]
+fn reader_refuses_bad_chunks() {
+    let good = raw_chunk(&every_kind());
+    reader_refuses(
+        b"RSBKMAN2xxxx",
+        ErrorKind::UnsupportedVersion,
+        "version '2'",
+    );
+    reader_refuses(b"NOTAMANIxxxx", ErrorKind::UnsupportedVersion, "magic");
+    reader_refuses(b"RSBK", ErrorKind::Corrupt, "too short");
+    reader_refuses(MANIFEST_MAGIC, ErrorKind::Corrupt, "no entries");
+    for cut in [9, 12, 20, 60, good.len() - 1] {
+        reader_refuses(&good[..cut], ErrorKind::Corrupt, "truncated");
+    }
+    for kind in [0u8, 11, 255] {
+        let mut bad = good.clone();
+        let second = raw_chunk(&[dir("")]).len();
+        bad[second] = kind;
+        reader_refuses(
+            &bad,
+            ErrorKind::Corrupt,
+            &format!("unknown entry kind {kind}"),
+        );
+    }
+    let mut bad_tag = raw_chunk(&[dir(""), file("f", vec![Extent::Hole { len: 1 }])]);
+    let at = bad_tag.len() - 9;
+    bad_tag[at] = 2;
+    reader_refuses(&bad_tag, ErrorKind::Corrupt, "unknown extent tag 2");
+    let mut bad_utf8 = raw_chunk(&[dir("")]);
+    encode_entry(
+        &Entry {
+            path: b"u".to_vec(),
+            meta: meta(0),
+            body: Body::Unreadable {
+                message: "é".into(),
+            },
+        },
+        &[],
+        &mut bad_utf8,
+    )
+    .unwrap();
+    let last = bad_utf8.len() - 1;
+    bad_utf8[last] = 0xff;
+    reader_refuses(&bad_utf8, ErrorKind::Corrupt, "not UTF-8");
+    let mut too_many = raw_chunk(&[dir("")]);
+    too_many.extend([2, 1, 0, 0, 0, b'f']);
+    too_many.extend([0; 28]);
+    too_many.extend(0u64.to_le_bytes());
+    too_many.extend(32769u32.to_le_bytes());
+    reader_refuses(&too_many, ErrorKind::Corrupt, "32769 extents");
+    let mut huge = MANIFEST_MAGIC.to_vec();
+    huge.resize(MAX_CHUNK_LEN + 1, 0);
+    reader_refuses(&huge, ErrorKind::Corrupt, "more than 17 MiB");
+    // The message names the chunk, the offset and the entry.
+    let mut nsec = raw_chunk(&[dir("")]);
+    let offset = nsec.len();
+    let mut e = file("caf\u{e9}", vec![]);
+    e.meta.mtime_nsec = u32::MAX;
+    encode_entry(&e, &[], &mut nsec).unwrap();
+    let err = read([nsec.as_slice()]).unwrap_err();
+    assert_eq!(
+        err.message(),
+        format!(
+            "manifest chunk 1 (counting from 1), offset {offset}, entry \"café\": mtime \
+             nanoseconds 4294967295 out of range (must be below 10^9)"
+        )
+    );
+}
+
+#[test]
+fn continuations_are_checked() {
+    let full: Vec<Extent> = vec![Extent::Hole { len: 1 }; MAX_EXTENTS_PER_ENTRY];
+    let head = |size| Entry {
+        path: b"f".to_vec(),
+        meta: meta(0),
+        body: Body::File {
+            size,
+            extents: full.clone(),
+        },
+    };
+    let chunk = |size, cont: &[(&str, usize)]| {
+        let mut out = raw_chunk(&[dir(""), head(size)]);
+        for (path, n) in cont {
+            encode_continued(
+                path.as_bytes(),
+                &vec![Extent::Hole { len: 1 }; *n],
+                &mut out,
+            )
+            .unwrap();
+        }
+        out
+    };
+    let n = MAX_EXTENTS_PER_ENTRY as u64;
+    let entries = read([chunk(n + 2, &[("f", 2)]).as_slice()]).unwrap();
+    assert_eq!(entries.len(), 2);
+    reader_refuses(
+        &chunk(n + 2, &[("g", 2)]),
+        ErrorKind::Corrupt,
+        "different path",
+    );
+    reader_refuses(&chunk(n + 2, &[("f", 0)]), ErrorKind::Corrupt, "no extents");
+    reader_refuses(
+        &chunk(n + 2, &[("f", 3)]),
+        ErrorKind::Corrupt,
+        "more than the size",
+    );
+    reader_refuses(
+        &chunk(n + 2, &[("f", 1), ("f", 1)]),
+        ErrorKind::Corrupt,
+        "only 1 extents",
+    );
+    reader_refuses(
+        &chunk(n, &[("f", 1)]),
+        ErrorKind::Corrupt,
+        "does not follow",
+    );
+    let mut after_file = raw_chunk(&[dir(""), head(n + 1)]);
+    encode_entry(&file("g", vec![]), &[], &mut after_file).unwrap();
+    reader_refuses(&after_file, ErrorKind::Corrupt, "not its continuation");
+}
+
+#[test]
+fn builder_refuses_oversized_input_and_stays_failed() {
+    let mut big = file("f", vec![]);
+    big.meta.xattrs = vec![(b"user.big".to_vec(), vec![0; MAX_ENTRY_LEN])];
+    builder_refuses(&[dir(""), big], ErrorKind::InvalidInput, "16 MiB limit");
+    let long = "a".repeat(65537);
+    builder_refuses(
+        &[dir(""), file(&long, vec![])],
+        ErrorKind::InvalidInput,
+        "65536",
+    );
+
+    let mut builder = ManifestBuilder::new(ManifestParams::DEFAULT, KEY);
+    builder.push(&dir("")).unwrap();
+    assert!(builder.push(&dir("")).is_err());
+    let err = builder.push(&dir("a")).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Internal);
+    assert!(builder.finish().is_none(), "no chunk from a failed builder");
+
+    let bad = ManifestParams {
+        min_size: 10,
+        avg_size: 10,
+        max_size: 100,
+    };
+    let mut builder = ManifestBuilder::new(bad, KEY);
+    assert_eq!(
+        builder.push(&dir("")).unwrap_err().kind(),
+        ErrorKind::Internal
+    );
+}
+
+#[test]
+fn empty_manifest_is_refused() {
+    let err = ManifestReader::new().finish().unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Corrupt);
+    assert!(
+        ManifestBuilder::new(ManifestParams::DEFAULT, KEY)
+            .finish()
+            .is_none()
+    );
+}
+
+fn arb_meta() -> impl Strategy<Value = Meta> {
+    (
+        0u32..0o10000,
+        any::<u32>(),
+        any::<u32>(),
+        any::<i64>(),
+        0u32..1_000_000_000,
+        prop::collection::btree_map(
+            prop::collection::vec(1u8..=255, 1..8),
+            prop::collection::vec(any::<u8>(), 0..8),
+            0..3,
+        ),
+    )
+        .prop_map(|(mode, uid, gid, mtime_sec, mtime_nsec, xattrs)| Meta {
+            mode,
+            uid,
+            gid,
+            mtime_sec,
+            mtime_nsec,
+            xattrs: xattrs.into_iter().collect(),
+        })
+}
+
+fn arb_body() -> impl Strategy<Value = Body> {
+    let extent = prop_oneof![
+        (1u32.., any::<[u8; 32]>()).prop_map(|(len, id)| Extent::Chunk {
+            len,
+            id: ChunkId(id)
+        }),
+        (1u64..1 << 40).prop_map(|len| Extent::Hole { len }),
+    ];
+    prop_oneof![
+        prop::collection::vec(extent, 0..5).prop_map(|extents| {
+            let size = super::entry::extents_len(&extents).unwrap();
+            Body::File { size, extents }
+        }),
+        prop::collection::vec(any::<u8>(), 0..20).prop_map(|target| Body::Symlink { target }),
+        any::<u64>().prop_map(|rdev| Body::CharDev { rdev }),
+        any::<u64>().prop_map(|rdev| Body::BlockDev { rdev }),
+        Just(Body::Fifo),
+        Just(Body::Socket),
+        ".{0,20}".prop_map(|message| Body::Unreadable { message }),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+    #[test]
+    fn arbitrary_entries_round_trip(
+        items in prop::collection::btree_map("[a-z.]{1,6}", (arb_meta(), arb_body()), 1..40),
+        subdir in prop::collection::btree_map("[a-z]{1,3}", arb_body(), 0..5),
+    ) {
+        let mut entries = vec![dir("")];
+        for (name, (meta, body)) in items {
+            if name == "." || name == ".." || name == "~sub" {
+                continue;
+            }
+            entries.push(Entry { path: name.into_bytes(), meta, body });
+        }
+        // "~" sorts after every generated name, so the subdirectory comes last.
+        entries.push(dir("~sub"));
+        for (name, body) in subdir {
+            entries.push(Entry { path: format!("~sub/{name}").into_bytes(), meta: meta(2), body });
+        }
+        let params = ManifestParams { min_size: 64, avg_size: 256, max_size: 512 };
+        let chunks = build(params, &entries).unwrap();
+        let back = read(chunks.iter().map(|c| c.bytes.as_slice())).unwrap();
+        prop_assert_eq!(back, entries);
+    }
+}
