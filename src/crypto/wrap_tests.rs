@@ -204,3 +204,135 @@ fn identities_load_reads_files_and_names_missing_ones() {
     let err = Identities::load(&path).unwrap_err();
     assert!(err.message().contains("not text"), "{err}");
 }
+
+// ---- vectors ----
+
+const VECTOR_SECRET: [u8; 32] = [0x42; 32];
+
+#[test]
+fn vectors_keys_derived() {
+    use crate::crypto::context;
+    use crate::crypto::testvec::pattern;
+    let secret = RepoSecret::from_bytes(VECTOR_SECRET);
+    let mut v = crate::crypto::testvec::Vector {
+        comments: vec![
+            "Keys derived from a fixed repository secret (conventions.md, keys.md).".into(),
+            "data = the keys/secret file: magic RSBKSEC1 then the secret.".into(),
+        ],
+        ..Default::default()
+    };
+    v.field("expect", "success")
+        .field("secret", hex::encode(VECTOR_SECRET))
+        .field(
+            "chunk-id-key",
+            hex::encode(*secret.derive(context::CHUNK_ID)),
+        )
+        .field(
+            "chunker-gear-key",
+            hex::encode(*secret.derive(context::CHUNKER_GEAR)),
+        )
+        .field(
+            "manifest-cut-key",
+            hex::encode(*secret.derive(context::MANIFEST_CUT)),
+        )
+        .field(
+            "files-cache-path-key",
+            hex::encode(*secret.derive(context::FILES_CACHE_PATH)),
+        )
+        .field("secret-check", hex::encode(secret.check_value()))
+        .field(
+            "chunk-id-of-P(1,1000)",
+            secret.chunk_id_key().chunk_id(&pattern(1, 1000)).to_hex(),
+        )
+        .field(
+            "chunk-id-of-empty",
+            secret.chunk_id_key().chunk_id(b"").to_hex(),
+        );
+    let mut file = SECRET_MAGIC.to_vec();
+    file.extend_from_slice(&VECTOR_SECRET);
+    v.set_data_hex(&file);
+    v.check_or_write("keys-derived.txt");
+    // The check value is the first half of the derived key, as keys.md says.
+    assert_eq!(
+        v.get("secret-check"),
+        &hex::encode(*secret.derive(context::SECRET_CHECK))[..32]
+    );
+}
+
+/// Wrapped-key vectors: age output is randomized, so the files are written once and then
+/// checked by unwrapping them with the identity they hold.
+#[test]
+fn vectors_keys_wrapped() {
+    use crate::crypto::testvec::{Vector, writing};
+    let cases: [(&str, &[u8; 8], &str); 4] = [
+        ("keys-wrapped-data-key.txt", DATA_KEY_MAGIC, "success"),
+        ("keys-wrapped-secret.txt", SECRET_MAGIC, "success"),
+        ("keys-wrapped-bad-magic.txt", b"RSBKDK02", "corrupt"),
+        ("keys-wrapped-short.txt", DATA_KEY_MAGIC, "corrupt"),
+    ];
+    if writing() {
+        let (text, recipient) = keygen();
+        let identity = text.lines().nth(2).unwrap().to_string();
+        let rs = Recipients::parse(&[recipient.clone()]).unwrap();
+        for (name, magic, outcome) in cases {
+            let mut plain = magic.to_vec();
+            plain.extend_from_slice(&[0x5a; 32]);
+            if name.ends_with("short.txt") {
+                plain.pop();
+            }
+            let mut v = Vector {
+                comments: vec![
+                    "age-wrapped key (keys.md) and a throwaway test identity that unwraps it."
+                        .into(),
+                    "data = the age file (binary format).".into(),
+                ],
+                ..Default::default()
+            };
+            v.field(
+                "expect",
+                if outcome == "success" {
+                    "success"
+                } else {
+                    "failure"
+                },
+            );
+            if outcome != "success" {
+                v.field("error", outcome);
+            }
+            v.field("identity", &identity)
+                .field("recipient", &recipient)
+                .field("plaintext", hex::encode(&plain));
+            v.set_data_hex(&age_encrypt(&plain, &rs));
+            std::fs::write(crate::crypto::testvec::path(name), v.render()).unwrap();
+        }
+    }
+    for (name, magic, outcome) in cases {
+        let v = Vector::load(name);
+        let ids = Identities::parse(v.get("identity"), name).unwrap();
+        let wrapped = v.data_hex();
+        let result = if magic == SECRET_MAGIC {
+            unwrap_secret(&wrapped, &ids).map(|s| *s.expose())
+        } else {
+            unwrap_data_key(&wrapped, &ids).map(|k| *k.expose())
+        };
+        match outcome {
+            "success" => {
+                assert_eq!(v.get("expect"), "success");
+                assert_eq!(result.unwrap().to_vec(), v.hex("plaintext")[8..], "{name}");
+            }
+            _ => {
+                assert_eq!(v.get("expect"), "failure");
+                assert_eq!(v.get("error"), "corrupt");
+                assert_eq!(
+                    result.err().map(|e| e.kind()),
+                    Some(ErrorKind::Corrupt),
+                    "{name}"
+                );
+            }
+        }
+        // Any other identity is told apart from damage.
+        let (other, _) = identity();
+        let err = unwrap_data_key(&wrapped, &other).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::WrongIdentity, "{name}");
+    }
+}
