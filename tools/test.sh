@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# The test suite on a fresh Debian machine, as root: installs the packages the tests use, then
+# cargo fmt --check, clippy with warnings as errors, and every test. Exits non-zero on any failure.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+. tools/apt-ensure.sh
+
+# rsync, sshd and ssh: the push path; python3-aiosmtpd: a real SMTP server for mailed reports;
+# attr: setfattr/getfattr for xattr tests; sqlite3: inspecting and damaging index.db in tests.
+apt_ensure rsync openssh-server openssh-client python3-aiosmtpd attr sqlite3 ca-certificates
+
+step() {
+  local name=$1 start=$SECONDS
+  shift
+  echo "== $name: $*" >&2
+  "$@"
+  echo "== $name: ok in $((SECONDS - start)) s" >&2
+}
+
+step fmt cargo fmt --all --check
+step clippy cargo clippy --all-targets -- -D warnings
+step test cargo test --all-targets
+echo "== all checks passed" >&2
