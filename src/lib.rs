@@ -37,6 +37,7 @@ pub mod reader;
 pub mod report;
 pub mod repo;
 pub mod restore;
+pub mod retention;
 pub mod server;
 pub mod store;
 
