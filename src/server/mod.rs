@@ -2,3 +2,5 @@
 //! validation, prepare/complete, audit.
 
 pub mod audit;
+pub mod rsync_argv;
+pub mod rsync_version;

@@ -1,0 +1,258 @@
+//! The rsync upload: validate the `rsync --server ...` command line that rsbackup's client sends,
+//! and build the argv the server execs itself.
+//!
+//! The client runs `rsync -a -H [-A -X] --numeric-ids --delete --partial --stats SRC/ host:`;
+//! its rsync asks ssh to run, for example,
+//!
+//! ```text
+//! rsync --server -lHogDtpre.iLsfxCIvu --delete --stats --partial --numeric-ids . .
+//! ```
+//!
+//! (learned from rsync 3.2.7 with a fake `-e` program that prints its argv). The short options
+//! come as one bundle whose `e` starts the client's capability string (`.iLsfxCIvu`: protocol
+//! sub-version, then feature letters). Every short letter and every long option must be on a
+//! fixed allow-list; anything that names a path (`--temp-dir`, `--partial-dir`, `--backup-dir`,
+//! `--log-file`, `--files-from`), runs a program (`--rsync-path`, `-e` with a value), hides the
+//! real arguments from us (`-s`, `--protect-args`, `--secluded-args`), deletes on the sending side
+//! (`--remove-source-files`), or follows links out of the tree (`-K`, `-L`) is refused because it
+//! is not on the list. The paths must be `.` and `.`: the destination is always the client's own
+//! staging directory, which the server names itself.
+
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+
+use crate::error::{Error, Result};
+
+/// Short option letters accepted in the bundle (besides `e`, which starts the capabilities).
+///
+/// archive mode (`-a` = `-rlptgoD`), `-H` hard links, `-A` ACLs, `-X` xattrs, `-z` compress,
+/// `-v` verbose, `-S` sparse, `-c` checksum, `-x` one file system (sender side, harmless),
+/// `-W` whole file, `-I` ignore times.
+pub const ALLOWED_SHORT: &str = "rlptgoDHAXzvScxWI";
+
+/// Capability letters rsync 3.2/3.4 clients send after `-e.`.
+pub const ALLOWED_CAPABILITIES: &str = "iLsfxCIvu";
+
+/// Long options accepted exactly as written.
+///
+/// `--delete` is the only deletion form accepted: it is what the client sends, and it only ever
+/// deletes inside the destination. `--inplace` is absent on purpose: it rewrites staging files in
+/// place, which would defeat the hollow staging mode's placeholders.
+pub const ALLOWED_LONG: [&str; 5] = [
+    "--delete",
+    "--stats",
+    "--partial",
+    "--numeric-ids",
+    "--safe-links",
+];
+
+/// Long options accepted with a numeric value (`--timeout=600`).
+pub const ALLOWED_LONG_NUMERIC: [&str; 2] = ["--timeout", "--bwlimit"];
+
+/// Added to every server argv: symlinks the receiver creates are made harmless
+/// (`/rsyncd-munged/` prefix), so nothing in staging can point out of it, and a sender un-munges
+/// them again on the way back.
+pub const MUNGE_LINKS: &str = "--munge-links";
+
+/// A validated rsync server request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RsyncRequest {
+    /// `--sender`: the client downloads (restore) rather than uploads.
+    pub sender: bool,
+    /// The short option letters, in the order sent, without `e`.
+    pub short: String,
+    /// The capability string after `e` (e.g. `.iLsfxCIvu`), if sent.
+    pub capabilities: Option<String>,
+    /// The long options, in the order sent.
+    pub long: Vec<String>,
+}
+
+impl RsyncRequest {
+    /// Parse the words of a command line that starts with `rsync`. `words` come from the
+    /// caller's split on ASCII spaces (see `authz`); the reason for a refusal is returned.
+    pub fn parse(words: &[&str]) -> Result<RsyncRequest, String> {
+        let mut words = words.iter().copied();
+        if words.next() != Some("rsync") {
+            return Err("not an rsync command (the program must be \"rsync\")".into());
+        }
+        if words.next() != Some("--server") {
+            return Err("rsync without --server as its first option".into());
+        }
+        let mut req = RsyncRequest {
+            sender: false,
+            short: String::new(),
+            capabilities: None,
+            long: Vec::new(),
+        };
+        let mut paths = Vec::new();
+        for word in words {
+            if !paths.is_empty() || !word.starts_with('-') {
+                paths.push(word);
+                continue;
+            }
+            if word == "--sender" {
+                req.sender = true;
+            } else if let Some(long) = word.strip_prefix("--") {
+                req.long_option(long)?;
+            } else {
+                req.short_bundle(&word[1..])?;
+            }
+        }
+        check_paths(&paths)?;
+        Ok(req)
+    }
+
+    fn long_option(&mut self, long: &str) -> Result<(), String> {
+        let word = format!("--{long}");
+        if ALLOWED_LONG.contains(&word.as_str()) {
+            self.long.push(word);
+            return Ok(());
+        }
+        if let Some((name, value)) = word.split_once('=')
+            && ALLOWED_LONG_NUMERIC.contains(&name)
+        {
+            if value.is_empty() || value.len() > 9 || !value.bytes().all(|b| b.is_ascii_digit()) {
+                return Err(format!(
+                    "rsync option {name} needs a plain number, not {value:?}"
+                ));
+            }
+            self.long.push(word);
+            return Ok(());
+        }
+        let name = word.split_once('=').map_or(word.as_str(), |(n, _)| n);
+        Err(format!("rsync option {name} is not allowed"))
+    }
+
+    fn short_bundle(&mut self, bundle: &str) -> Result<(), String> {
+        if bundle.is_empty() {
+            return Err("a lone \"-\" is not an rsync option".into());
+        }
+        for (i, letter) in bundle.char_indices() {
+            if letter == 'e' {
+                if self.capabilities.is_some() {
+                    return Err("rsync capability string (-e) sent twice".into());
+                }
+                self.capabilities = Some(check_capabilities(&bundle[i + 1..])?);
+                return Ok(());
+            }
+            match letter {
+                's' => return Err("rsync -s (--protect-args/--secluded-args) is not allowed: it hides the real arguments".into()),
+                l if ALLOWED_SHORT.contains(l) => self.short.push(l),
+                other => return Err(format!("rsync option -{other} is not allowed")),
+            }
+        }
+        Ok(())
+    }
+
+    /// The argv the server execs: `rsync_path`, the validated options, `--munge-links`, `.`,
+    /// and `staging` (which must come from [`checked_staging_dir`]).
+    pub fn server_argv(&self, rsync_path: &Path, staging: &Path) -> Vec<OsString> {
+        let mut argv: Vec<OsString> = vec![rsync_path.into(), "--server".into()];
+        if self.sender {
+            argv.push("--sender".into());
+        }
+        let mut bundle = format!("-{}", self.short);
+        if let Some(caps) = &self.capabilities {
+            bundle.push('e');
+            bundle.push_str(caps);
+        }
+        if bundle.len() > 1 {
+            argv.push(bundle.into());
+        }
+        argv.extend(self.long.iter().map(OsString::from));
+        argv.push(MUNGE_LINKS.into());
+        argv.push(".".into());
+        // A trailing slash makes rsync treat the path as the directory itself, not a name in
+        // its parent.
+        let mut dest = staging.as_os_str().to_owned();
+        dest.push("/");
+        argv.push(dest);
+        argv
+    }
+}
+
+fn check_capabilities(caps: &str) -> Result<String, String> {
+    // Sub-version prefix: "." for release builds, "PROTOCOL.SUBPROTOCOL" (e.g. "32.1") for
+    // pre-releases; then the feature letters.
+    let Some((protocol, rest)) = caps.split_once('.') else {
+        return Err(format!("rsync capability string {caps:?} has no \".\""));
+    };
+    let letters = rest.trim_start_matches(|c: char| c.is_ascii_digit());
+    let subprotocol = &rest[..rest.len() - letters.len()];
+    if !protocol.bytes().all(|b| b.is_ascii_digit())
+        || protocol.len() > 3
+        || subprotocol.len() > 3
+        || protocol.is_empty() != subprotocol.is_empty()
+        || letters.chars().any(|c| !ALLOWED_CAPABILITIES.contains(c))
+    {
+        return Err(format!(
+            "rsync capability string {caps:?} is not one rsbackup knows"
+        ));
+    }
+    Ok(caps.to_owned())
+}
+
+fn check_paths(paths: &[&str]) -> Result<(), String> {
+    for p in paths {
+        if p.starts_with('/') {
+            return Err(format!(
+                "rsync path {p:?} is absolute; only the client's own staging area can be written"
+            ));
+        }
+        if p.split('/').any(|part| part == "..") {
+            return Err(format!("rsync path {p:?} contains \"..\""));
+        }
+    }
+    match paths {
+        [".", dest] if *dest == "." || *dest == "./" => Ok(()),
+        [".", dest] => Err(format!(
+            "rsync destination {dest:?} is not allowed: the client writes to \"host:\" and the \
+             server picks the staging directory"
+        )),
+        [] | [_] => Err("rsync command without the \". DEST\" paths".into()),
+        _ => Err(format!(
+            "rsync command with {} path arguments; expected \". .\"",
+            paths.len()
+        )),
+    }
+}
+
+/// The client's staging directory, checked: `root/name` must exist, be a directory and not a
+/// symlink, and resolve inside the canonical `root`. Returns the canonical path.
+pub fn checked_staging_dir(root: &Path, name: &crate::config::ClientName) -> Result<PathBuf> {
+    let root = root
+        .canonicalize()
+        .map_err(|e| Error::io(format!("staging root {}", root.display()), e))?;
+    let dir = root.join(name.as_str());
+    let meta = std::fs::symlink_metadata(&dir).map_err(|e| {
+        Error::io(
+            format!("staging directory of client {name}: {}", dir.display()),
+            e,
+        )
+    })?;
+    if meta.file_type().is_symlink() || !meta.is_dir() {
+        return Err(Error::invalid(format!(
+            "staging directory of client {name}: {} is not a directory (a symlink?); refusing to \
+             write through it",
+            dir.display()
+        )));
+    }
+    let canonical = dir.canonicalize().map_err(|e| {
+        Error::io(
+            format!("staging directory of client {name}: {}", dir.display()),
+            e,
+        )
+    })?;
+    if canonical != dir {
+        return Err(Error::invalid(format!(
+            "staging directory of client {name}: {} resolves to {}, outside the staging root",
+            dir.display(),
+            canonical.display()
+        )));
+    }
+    Ok(canonical)
+}
+
+#[cfg(test)]
+#[path = "rsync_argv_tests.rs"]
+mod tests;
