@@ -368,3 +368,5 @@ impl TargetState {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+pub(crate) mod testutil;
