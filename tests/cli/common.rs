@@ -116,7 +116,13 @@ impl Run {
                 self.args
             );
         }
-        for bad in ["panicked", "RUST_BACKTRACE", "Error {", "kind:"] {
+        for bad in [
+            "panicked",
+            "internal error",
+            "RUST_BACKTRACE",
+            "Error {",
+            "kind:",
+        ] {
             assert!(
                 !err.contains(bad),
                 "rsbackup {:?}: stderr looks like a panic or Debug output: {err}",

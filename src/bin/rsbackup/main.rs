@@ -111,15 +111,28 @@ fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(err) => return clap_error(err),
     };
-    let result = match cli.command {
-        Command::Keygen(a) => keygen::run(a),
-        Command::Init(a) => init::run(a),
-        Command::Ingest(a) => ingest::run(a),
-        Command::Sessions(a) => sessions::run(a),
-        Command::Ls(a) => ls::run(a),
-        Command::Restore(a) => restore::run(a),
-        Command::Cat(a) => cat::run(a),
-        Command::Check(a) => check::run(a),
+    std::panic::set_hook(Box::new(|info| {
+        // A panic is a bug; still one line, with where it happened, and no backtrace.
+        let what = info
+            .payload()
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| info.payload().downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "unknown panic".into());
+        let at = info
+            .location()
+            .map(|l| format!(" at {}:{}", l.file(), l.line()))
+            .unwrap_or_default();
+        let what: Vec<&str> = what.split_whitespace().collect();
+        eprintln!(
+            "rsbackup: internal error (a bug, please report it): {}{at}",
+            what.join(" ")
+        );
+    }));
+    let result = std::panic::catch_unwind(|| run(cli.command));
+    let result = match result {
+        Ok(r) => r,
+        Err(_) => return ExitCode::from(exit::FAILURE),
     };
     match result {
         Ok(Outcome::Ok) => ExitCode::from(exit::OK),
@@ -132,6 +145,19 @@ fn main() -> ExitCode {
             eprintln!("rsbackup: {}", one_line(&err));
             ExitCode::from(exit_code(&err))
         }
+    }
+}
+
+fn run(command: Command) -> anyhow::Result<Outcome> {
+    match command {
+        Command::Keygen(a) => keygen::run(a),
+        Command::Init(a) => init::run(a),
+        Command::Ingest(a) => ingest::run(a),
+        Command::Sessions(a) => sessions::run(a),
+        Command::Ls(a) => ls::run(a),
+        Command::Restore(a) => restore::run(a),
+        Command::Cat(a) => cat::run(a),
+        Command::Check(a) => check::run(a),
     }
 }
 
