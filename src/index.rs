@@ -1,10 +1,25 @@
 //! The SQLite index (format-spec/index.md): schema, version check, and the queries the
 //! operations need. Each `Index` is one connection; open one per thread.
+//!
+//! Every write runs in its own `BEGIN IMMEDIATE` transaction: taking the write lock up front
+//! means a busy database waits in the busy handler instead of failing half way through when a
+//! read transaction would have to be upgraded.
 
-use std::path::Path;
+mod schema;
 
-use crate::error::Result;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use rusqlite::{Connection, OpenFlags, OptionalExtension, Row, params};
+
+use crate::error::{Error, ErrorKind, Result};
 use crate::ids::{ChunkId, KeyId, PackName, SessionId, WriterId};
+
+pub use schema::{APPLICATION_ID, INDEX_VERSION};
+
+/// How long a connection waits for another writer before reporting `Locked`. Ingests hold the
+/// write lock only for short transactions, so a minute means something is stuck.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// What a chunk holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -67,6 +82,27 @@ pub enum SessionState {
     Incomplete,
 }
 
+impl SessionState {
+    fn as_sql(self) -> &'static str {
+        match self {
+            SessionState::Running => "running",
+            SessionState::Complete => "complete",
+            SessionState::Incomplete => "incomplete",
+        }
+    }
+
+    fn from_sql(s: &str) -> Result<Self> {
+        match s {
+            "running" => Ok(SessionState::Running),
+            "complete" => Ok(SessionState::Complete),
+            "incomplete" => Ok(SessionState::Incomplete),
+            other => Err(Error::corrupt(format!(
+                "index: unknown session state {other:?}"
+            ))),
+        }
+    }
+}
+
 /// Statistics stored with a session.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 pub struct SessionStats {
@@ -119,20 +155,196 @@ pub struct PackInfo {
 
 /// One connection to `index.db`.
 pub struct Index {
-    conn: rusqlite::Connection,
+    conn: Connection,
+    path: PathBuf,
+}
+
+impl std::fmt::Debug for Index {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Index({})", self.path.display())
+    }
+}
+
+/// SQLite stores signed integers; these convert the unsigned fields of the format.
+fn to_i64(v: u64, what: &str) -> Result<i64> {
+    i64::try_from(v).map_err(|_| Error::invalid(format!("{what} {v} is too large for the index")))
+}
+
+fn to_u64(v: i64, what: &str) -> rusqlite::Result<u64> {
+    u64::try_from(v).map_err(|_| {
+        rusqlite::Error::FromSqlConversionFailure(
+            0,
+            rusqlite::types::Type::Integer,
+            format!("negative {what} {v}").into(),
+        )
+    })
+}
+
+fn kind_from_sql(v: i64) -> rusqlite::Result<ChunkKind> {
+    match v {
+        0 => Ok(ChunkKind::Data),
+        1 => Ok(ChunkKind::Manifest),
+        _ => Err(rusqlite::Error::FromSqlConversionFailure(
+            0,
+            rusqlite::types::Type::Integer,
+            format!("unknown chunk kind {v}").into(),
+        )),
+    }
+}
+
+/// Columns: c.id, c.kind, c.pack, p.name, c.offset, c.length, c.key_id, c.stored_hash.
+const LOCATION_COLUMNS: &str = "SELECT c.id, c.kind, c.pack, p.name, c.offset, c.length, \
+     c.key_id, c.stored_hash FROM chunks c JOIN packs p ON p.id = c.pack";
+
+fn location_from_row(row: &Row<'_>) -> rusqlite::Result<ChunkLocation> {
+    let length: i64 = row.get(5)?;
+    Ok(ChunkLocation {
+        id: ChunkId(row.get(0)?),
+        kind: kind_from_sql(row.get(1)?)?,
+        pack_row: row.get(2)?,
+        pack: PackName(row.get(3)?),
+        offset: to_u64(row.get(4)?, "record offset")?,
+        length: u32::try_from(length).map_err(|_| {
+            rusqlite::Error::FromSqlConversionFailure(
+                5,
+                rusqlite::types::Type::Integer,
+                format!("record length {length} out of range").into(),
+            )
+        })?,
+        key_id: KeyId(to_u64(row.get(6)?, "key id")?),
+        stored_hash: row.get(7)?,
+    })
+}
+
+/// Columns: id, client, state, started, finished, files, bytes, errors, new_chunks,
+/// new_bytes, pinned.
+const SESSION_COLUMNS: &str = "SELECT id, client, state, started, finished, files, bytes, \
+     errors, new_chunks, new_bytes, pinned FROM sessions";
+
+fn session_from_row(row: &Row<'_>) -> rusqlite::Result<(SessionInfo, String)> {
+    let state: String = row.get(2)?;
+    Ok((
+        SessionInfo {
+            id: row.get(0)?,
+            client: row.get(1)?,
+            state: SessionState::Running, // replaced by the caller from the raw state
+            started: row.get(3)?,
+            finished: row.get(4)?,
+            stats: SessionStats {
+                files: to_u64(row.get(5)?, "file count")?,
+                bytes: to_u64(row.get(6)?, "byte count")?,
+                errors: to_u64(row.get(7)?, "error count")?,
+                new_chunks: to_u64(row.get(8)?, "chunk count")?,
+                new_bytes: to_u64(row.get(9)?, "byte count")?,
+            },
+            pinned: row.get::<_, i64>(10)? != 0,
+        },
+        state,
+    ))
+}
+
+fn finish_session_row((mut info, state): (SessionInfo, String)) -> Result<SessionInfo> {
+    info.state = SessionState::from_sql(&state)?;
+    Ok(info)
 }
 
 impl Index {
     /// Create a new index with the v1 schema.
     pub fn create(path: &Path, repository_id: &str) -> Result<Index> {
-        let _ = (path, repository_id);
-        todo!()
+        if path.exists() {
+            return Err(Error::invalid(format!(
+                "cannot create index {}: it already exists",
+                path.display()
+            )));
+        }
+        let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
+            | OpenFlags::SQLITE_OPEN_CREATE
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let conn = Connection::open_with_flags(path, flags)
+            .map_err(|e| Error::from(e).context(format!("creating index {}", path.display())))?;
+        let index = Index {
+            conn,
+            path: path.to_path_buf(),
+        };
+        index.configure()?;
+        index.write_tx("creating the schema", |conn| {
+            schema::create(conn, repository_id)
+        })?;
+        Ok(index)
     }
 
     /// Open an existing index, checking application id and version.
     pub fn open(path: &Path) -> Result<Index> {
-        let _ = path;
-        todo!()
+        if !path.is_file() {
+            return Err(Error::corrupt(format!(
+                "index {} is missing: the repository is damaged",
+                path.display()
+            )));
+        }
+        // Without SQLITE_OPEN_CREATE a vanished file is an error, not a fresh empty database.
+        let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let conn = Connection::open_with_flags(path, flags)
+            .map_err(|e| Error::from(e).context(format!("opening index {}", path.display())))?;
+        let index = Index {
+            conn,
+            path: path.to_path_buf(),
+        };
+        schema::check_version(&index.conn, path)?;
+        index.configure()?;
+        Ok(index)
+    }
+
+    /// Per-connection settings (format-spec/index.md): WAL, full sync, foreign keys, busy wait.
+    fn configure(&self) -> Result<()> {
+        let ctx = |e: rusqlite::Error| {
+            Error::from(e).context(format!("configuring index {}", self.path.display()))
+        };
+        self.conn.busy_timeout(BUSY_TIMEOUT).map_err(ctx)?;
+        let mode: String = self
+            .conn
+            .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
+            .map_err(ctx)?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            return Err(Error::new(
+                ErrorKind::Io,
+                format!(
+                    "index {}: cannot switch to WAL journal mode (got {mode:?})",
+                    self.path.display()
+                ),
+            ));
+        }
+        self.conn
+            .execute_batch("PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;")
+            .map_err(ctx)?;
+        Ok(())
+    }
+
+    /// Run `f` in a `BEGIN IMMEDIATE` transaction; roll back on error.
+    fn write_tx<T>(&self, what: &str, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
+        let ctx = |e: rusqlite::Error| {
+            Error::from(e).context(format!("index {}: {what}", self.path.display()))
+        };
+        self.conn.execute_batch("BEGIN IMMEDIATE").map_err(ctx)?;
+        match f(&self.conn) {
+            Ok(v) => match self.conn.execute_batch("COMMIT") {
+                Ok(()) => Ok(v),
+                Err(e) => {
+                    let _ = self.conn.execute_batch("ROLLBACK");
+                    Err(ctx(e))
+                }
+            },
+            Err(e) => {
+                // The error from `f` is the one worth reporting; a failed rollback leaves the
+                // transaction to be rolled back when the connection closes.
+                let _ = self.conn.execute_batch("ROLLBACK");
+                Err(e.context(format!("index {}: {what}", self.path.display())))
+            }
+        }
+    }
+
+    /// A database error with what was being done, and which index.
+    fn err(&self, e: rusqlite::Error, what: impl std::fmt::Display) -> Error {
+        Error::from(e).context(format!("index {}: {what}", self.path.display()))
     }
 
     /// The raw connection (for queries not wrapped here).
@@ -140,41 +352,136 @@ impl Index {
         &self.conn
     }
 
+    /// The repository id recorded at creation (`meta.repository-id`).
+    pub fn repository_id(&self) -> Result<String> {
+        self.conn
+            .query_row(
+                "SELECT value FROM meta WHERE key = 'repository-id'",
+                [],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(|e| self.err(e, "reading the repository id"))?
+            .ok_or_else(|| {
+                Error::corrupt(format!(
+                    "index {} has no repository-id",
+                    self.path.display()
+                ))
+            })
+    }
+
     /// Where a chunk is, if stored.
     pub fn lookup_chunk(&self, id: &ChunkId) -> Result<Option<ChunkLocation>> {
-        let _ = id;
-        todo!()
+        let mut stmt = self
+            .conn
+            .prepare_cached(&format!("{LOCATION_COLUMNS} WHERE c.id = ?1"))
+            .map_err(|e| self.err(e, "looking up a chunk"))?;
+        stmt.query_row([&id.0], location_from_row)
+            .optional()
+            .map_err(|e| self.err(e, format_args!("looking up chunk {id}")))
     }
 
     /// Whether a chunk is stored (cheaper than [`Index::lookup_chunk`]).
     pub fn has_chunk(&self, id: &ChunkId) -> Result<bool> {
-        let _ = id;
-        todo!()
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT 1 FROM chunks WHERE id = ?1")
+            .map_err(|e| self.err(e, "looking up a chunk"))?;
+        stmt.exists([&id.0])
+            .map_err(|e| self.err(e, format_args!("looking up chunk {id}")))
     }
 
     /// Commit a wrapped data key; returns its id.
     pub fn insert_data_key(&self, wrapped: &[u8], now: i64) -> Result<KeyId> {
-        let _ = (wrapped, now);
-        todo!()
+        self.write_tx("recording a data key", |conn| {
+            conn.execute(
+                "INSERT INTO data_keys (wrapped, created) VALUES (?1, ?2)",
+                params![wrapped, now],
+            )?;
+            Ok(KeyId(to_u64(conn.last_insert_rowid(), "key id")?))
+        })
     }
 
     /// The wrapped data key `id`.
     pub fn data_key(&self, id: KeyId) -> Result<Vec<u8>> {
-        let _ = id;
-        todo!()
+        let row = to_i64(id.0, "key id")?;
+        self.conn
+            .prepare_cached("SELECT wrapped FROM data_keys WHERE id = ?1")
+            .and_then(|mut s| s.query_row([row], |r| r.get(0)).optional())
+            .map_err(|e| self.err(e, format_args!("reading data key {}", id.0)))?
+            .ok_or_else(|| {
+                Error::corrupt(format!(
+                    "index {}: data key {} is missing",
+                    self.path.display(),
+                    id.0
+                ))
+            })
     }
 
     /// Commit a pack row in state `writing`; returns its row id.
     pub fn begin_pack(&self, name: &PackName, writer: &WriterId, now: i64) -> Result<i64> {
-        let _ = (name, writer, now);
-        todo!()
+        self.write_tx(&format!("starting pack {name}"), |conn| {
+            conn.execute(
+                "INSERT INTO packs (name, state, writer, size, created) \
+                 VALUES (?1, 'writing', ?2, 0, ?3)",
+                params![&name.0, &writer.0, now],
+            )?;
+            Ok(conn.last_insert_rowid())
+        })
     }
 
     /// In one transaction: insert the chunks (and manifest refs), mark the pack sealed.
-    /// A chunk already present is left as it is (first copy wins).
+    /// A chunk already present is left as it is (first copy wins). A manifest chunk naming a
+    /// chunk that is not stored is refused (`Internal`): it would break invariant 2.
     pub fn seal_pack(&self, pack_row: i64, size: u64, chunks: &[SealedChunk]) -> Result<()> {
-        let _ = (pack_row, size, chunks);
-        todo!()
+        let size = to_i64(size, "pack size")?;
+        self.write_tx(&format!("sealing pack row {pack_row}"), |conn| {
+            let mut insert_chunk = conn.prepare_cached(
+                "INSERT OR IGNORE INTO chunks (id, kind, pack, offset, length, key_id, stored_hash) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            )?;
+            let mut insert_ref = conn.prepare_cached(
+                "INSERT OR IGNORE INTO chunk_refs (parent, child) VALUES (?1, ?2)",
+            )?;
+            let mut exists = conn.prepare_cached("SELECT 1 FROM chunks WHERE id = ?1")?;
+            for c in chunks {
+                insert_chunk.execute(params![
+                    &c.id.0,
+                    c.kind as i64,
+                    pack_row,
+                    to_i64(c.offset, "record offset")?,
+                    i64::from(c.length),
+                    to_i64(c.key_id.0, "key id")?,
+                    &c.stored_hash,
+                ])?;
+                if c.kind == ChunkKind::Manifest {
+                    for child in &c.refs {
+                        if !exists.exists([&child.0])? {
+                            return Err(Error::new(
+                                ErrorKind::Internal,
+                                format!(
+                                    "manifest chunk {} names chunk {child}, which is not stored",
+                                    c.id
+                                ),
+                            ));
+                        }
+                        insert_ref.execute([&c.id.0, &child.0])?;
+                    }
+                }
+            }
+            let updated = conn.execute(
+                "UPDATE packs SET state = 'sealed', size = ?1, writer = NULL \
+                 WHERE id = ?2 AND state = 'writing'",
+                params![size, pack_row],
+            )?;
+            if updated != 1 {
+                return Err(Error::new(
+                    ErrorKind::Internal,
+                    format!("pack row {pack_row} is not a pack being written"),
+                ));
+            }
+            Ok(())
+        })
     }
 
     /// Commit a session in state `running`.
@@ -184,11 +491,18 @@ impl Index {
         writer: &WriterId,
         started: i64,
     ) -> Result<SessionId> {
-        let _ = (client, writer, started);
-        todo!()
+        self.write_tx(&format!("starting a session of {client}"), |conn| {
+            conn.execute(
+                "INSERT INTO sessions (client, state, writer, started) \
+                 VALUES (?1, 'running', ?2, ?3)",
+                params![client, &writer.0, started],
+            )?;
+            Ok(SessionId(conn.last_insert_rowid()))
+        })
     }
 
-    /// In one transaction: store the root and make the session visible.
+    /// In one transaction: store the root and make the session visible. Every root chunk must
+    /// be stored (invariant 3), else `Internal`.
     pub fn finish_session(
         &self,
         id: SessionId,
@@ -197,66 +511,224 @@ impl Index {
         stats: &SessionStats,
         root: &[ChunkId],
     ) -> Result<()> {
-        let _ = (id, state, finished, stats, root);
-        todo!()
+        if state == SessionState::Running {
+            return Err(Error::new(
+                ErrorKind::Internal,
+                format!("session {id} cannot be finished in state running"),
+            ));
+        }
+        self.write_tx(&format!("finishing session {id}"), |conn| {
+            let current: Option<String> = conn
+                .query_row("SELECT state FROM sessions WHERE id = ?1", [id.0], |r| {
+                    r.get(0)
+                })
+                .optional()?;
+            if current.as_deref() != Some("running") {
+                return Err(Error::new(
+                    ErrorKind::Internal,
+                    format!("session {id} is not a running session"),
+                ));
+            }
+            let mut exists = conn.prepare_cached("SELECT 1 FROM chunks WHERE id = ?1")?;
+            let mut insert = conn.prepare_cached(
+                "INSERT INTO session_manifest (session, seq, chunk) VALUES (?1, ?2, ?3)",
+            )?;
+            for (seq, chunk) in root.iter().enumerate() {
+                if !exists.exists([&chunk.0])? {
+                    return Err(Error::new(
+                        ErrorKind::Internal,
+                        format!("root chunk {chunk} of session {id} is not stored"),
+                    ));
+                }
+                insert.execute(params![id.0, seq as i64, &chunk.0])?;
+            }
+            let updated = conn.execute(
+                "UPDATE sessions SET state = ?1, finished = ?2, files = ?3, bytes = ?4, \
+                 errors = ?5, new_chunks = ?6, new_bytes = ?7, writer = NULL \
+                 WHERE id = ?8 AND state = 'running'",
+                params![
+                    state.as_sql(),
+                    finished,
+                    to_i64(stats.files, "file count")?,
+                    to_i64(stats.bytes, "byte count")?,
+                    to_i64(stats.errors, "error count")?,
+                    to_i64(stats.new_chunks, "chunk count")?,
+                    to_i64(stats.new_bytes, "byte count")?,
+                    id.0,
+                ],
+            )?;
+            if updated != 1 {
+                return Err(Error::new(
+                    ErrorKind::Internal,
+                    format!("session {id} is not a running session"),
+                ));
+            }
+            Ok(())
+        })
     }
 
     /// Visible sessions, oldest first, optionally of one client.
     pub fn sessions(&self, client: Option<&str>) -> Result<Vec<SessionInfo>> {
-        let _ = client;
-        todo!()
+        let mut stmt = self
+            .conn
+            .prepare_cached(&format!(
+                "{SESSION_COLUMNS} WHERE state != 'running' AND (?1 IS NULL OR client = ?1) \
+                 ORDER BY started, id"
+            ))
+            .map_err(|e| self.err(e, "listing sessions"))?;
+        let rows = stmt
+            .query_map([client], session_from_row)
+            .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
+            .map_err(|e| self.err(e, "listing sessions"))?;
+        rows.into_iter().map(finish_session_row).collect()
     }
 
     /// One visible session; `NotFound` otherwise.
     pub fn session(&self, id: SessionId) -> Result<SessionInfo> {
-        let _ = id;
-        todo!()
+        let row = self
+            .conn
+            .prepare_cached(&format!(
+                "{SESSION_COLUMNS} WHERE id = ?1 AND state != 'running'"
+            ))
+            .and_then(|mut s| s.query_row([id.0], session_from_row).optional())
+            .map_err(|e| self.err(e, format_args!("reading session {id}")))?;
+        match row {
+            Some(row) => finish_session_row(row),
+            None => Err(Error::new(
+                ErrorKind::NotFound,
+                format!("session {id} does not exist"),
+            )),
+        }
     }
 
-    /// The session's manifest chunk ids, in order.
+    /// The session's manifest chunk ids, in order; `NotFound` for a session that is not visible.
     pub fn session_root(&self, id: SessionId) -> Result<Vec<ChunkId>> {
-        let _ = id;
-        todo!()
+        self.session(id)?;
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT chunk FROM session_manifest WHERE session = ?1 ORDER BY seq")
+            .map_err(|e| self.err(e, format_args!("reading the root of session {id}")))?;
+        stmt.query_map([id.0], |r| Ok(ChunkId(r.get(0)?)))
+            .and_then(|rows| rows.collect())
+            .map_err(|e| self.err(e, format_args!("reading the root of session {id}")))
     }
 
     /// The current gc generation.
     pub fn gc_generation(&self) -> Result<i64> {
-        todo!()
+        self.conn
+            .query_row(
+                "SELECT value FROM meta WHERE key = 'gc-generation'",
+                [],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(|e| self.err(e, "reading the gc generation"))?
+            .ok_or_else(|| {
+                Error::corrupt(format!(
+                    "index {} has no gc-generation",
+                    self.path.display()
+                ))
+            })
     }
 
-    /// All pack rows.
+    /// All pack rows, by row id.
     pub fn packs(&self) -> Result<Vec<PackInfo>> {
-        todo!()
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT id, name, state, writer, size FROM packs ORDER BY id")
+            .map_err(|e| self.err(e, "listing packs"))?;
+        stmt.query_map([], |r| {
+            Ok(PackInfo {
+                row: r.get(0)?,
+                name: PackName(r.get(1)?),
+                sealed: r.get::<_, String>(2)? == "sealed",
+                writer: r.get(3)?,
+                size: to_u64(r.get(4)?, "pack size")?,
+            })
+        })
+        .and_then(|rows| rows.collect())
+        .map_err(|e| self.err(e, "listing packs"))
     }
 
     /// Chunks stored in one pack, by offset.
     pub fn chunks_in_pack(&self, pack_row: i64) -> Result<Vec<ChunkLocation>> {
-        let _ = pack_row;
-        todo!()
+        let mut stmt = self
+            .conn
+            .prepare_cached(&format!(
+                "{LOCATION_COLUMNS} WHERE c.pack = ?1 ORDER BY c.offset"
+            ))
+            .map_err(|e| self.err(e, "listing the chunks of a pack"))?;
+        stmt.query_map([pack_row], location_from_row)
+            .and_then(|rows| rows.collect())
+            .map_err(|e| self.err(e, format_args!("listing the chunks of pack row {pack_row}")))
     }
 
     /// Visible sessions whose root or whose manifest chunks' references include `id`.
     pub fn sessions_using_chunk(&self, id: &ChunkId) -> Result<Vec<SessionId>> {
-        let _ = id;
-        todo!()
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT s.id FROM sessions s WHERE s.state != 'running' AND s.id IN ( \
+                   SELECT session FROM session_manifest WHERE chunk = ?1 \
+                   UNION \
+                   SELECT m.session FROM chunk_refs r \
+                     JOIN session_manifest m ON m.chunk = r.parent WHERE r.child = ?1) \
+                 ORDER BY s.id",
+            )
+            .map_err(|e| self.err(e, "finding sessions using a chunk"))?;
+        stmt.query_map([&id.0], |r| Ok(SessionId(r.get(0)?)))
+            .and_then(|rows| rows.collect())
+            .map_err(|e| self.err(e, format_args!("finding sessions using chunk {id}")))
     }
 
     /// Writer ids that own `writing` packs or `running` sessions.
     pub fn writers_with_leftovers(&self) -> Result<Vec<String>> {
-        todo!()
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT writer FROM packs WHERE state = 'writing' AND writer IS NOT NULL \
+                 UNION \
+                 SELECT writer FROM sessions WHERE state = 'running' AND writer IS NOT NULL",
+            )
+            .map_err(|e| self.err(e, "listing writers"))?;
+        stmt.query_map([], |r| r.get(0))
+            .and_then(|rows| rows.collect())
+            .map_err(|e| self.err(e, "listing writers"))
     }
 
-    /// Delete the rows of a dead writer (its writing packs, running sessions and their roots),
-    /// in one transaction. Returns the names of the packs whose files the caller must have
-    /// deleted before calling this.
+    /// The names of a writer's packs in state `writing`: the files the caller deletes before
+    /// [`Index::forget_writer`].
     pub fn writing_packs_of(&self, writer: &str) -> Result<Vec<PackName>> {
-        let _ = writer;
-        todo!()
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT name FROM packs WHERE state = 'writing' AND writer = ?1")
+            .map_err(|e| self.err(e, "listing packs being written"))?;
+        stmt.query_map([writer], |r| Ok(PackName(r.get(0)?)))
+            .and_then(|rows| rows.collect())
+            .map_err(|e| self.err(e, format_args!("listing the packs of writer {writer}")))
     }
 
-    /// Delete the rows of a dead writer, in one transaction (after its pack files are gone).
+    /// Delete the rows of a dead writer, in one transaction (after its pack files are gone):
+    /// its `writing` packs, its `running` sessions and their roots.
     pub fn forget_writer(&self, writer: &str) -> Result<()> {
-        let _ = writer;
-        todo!()
+        self.write_tx(&format!("forgetting writer {writer}"), |conn| {
+            conn.execute(
+                "DELETE FROM session_manifest WHERE session IN \
+                 (SELECT id FROM sessions WHERE state = 'running' AND writer = ?1)",
+                [writer],
+            )?;
+            conn.execute(
+                "DELETE FROM sessions WHERE state = 'running' AND writer = ?1",
+                [writer],
+            )?;
+            conn.execute(
+                "DELETE FROM packs WHERE state = 'writing' AND writer = ?1",
+                [writer],
+            )?;
+            Ok(())
+        })
     }
 }
+
+#[cfg(test)]
+mod tests;

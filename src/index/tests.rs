@@ -1,0 +1,352 @@
+use super::*;
+
+fn new_index(dir: &Path) -> Index {
+    Index::create(&dir.join("index.db"), "00112233445566778899aabbccddeeff").unwrap()
+}
+
+fn cid(n: u8) -> ChunkId {
+    ChunkId([n; 32])
+}
+
+fn writer() -> WriterId {
+    WriterId("aa".repeat(16))
+}
+
+fn sealed(
+    id: ChunkId,
+    kind: ChunkKind,
+    offset: u64,
+    key: KeyId,
+    refs: Vec<ChunkId>,
+) -> SealedChunk {
+    SealedChunk {
+        id,
+        kind,
+        offset,
+        length: 100,
+        key_id: key,
+        stored_hash: [id.0[0]; 32],
+        refs,
+    }
+}
+
+#[test]
+fn create_then_open_checks_identity() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("index.db");
+    drop(new_index(dir.path()));
+    let index = Index::open(&path).unwrap();
+    assert_eq!(
+        index.repository_id().unwrap(),
+        "00112233445566778899aabbccddeeff"
+    );
+    assert_eq!(index.gc_generation().unwrap(), 0);
+    let mode: String = index
+        .conn()
+        .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(mode, "wal");
+    let fk: i64 = index
+        .conn()
+        .query_row("PRAGMA foreign_keys", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(fk, 1);
+    let sync: i64 = index
+        .conn()
+        .query_row("PRAGMA synchronous", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(sync, 2, "synchronous must be FULL");
+    // Creating over an existing index is refused.
+    assert!(Index::create(&path, "x").is_err());
+}
+
+#[test]
+fn open_refuses_foreign_and_future_databases() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("index.db");
+    drop(new_index(dir.path()));
+    {
+        let conn = Connection::open(&path).unwrap();
+        conn.execute_batch("PRAGMA user_version = 2").unwrap();
+    }
+    let err = Index::open(&path).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::UnsupportedVersion);
+    assert!(
+        err.message().contains("schema version 2"),
+        "{}",
+        err.message()
+    );
+
+    let other = dir.path().join("other.db");
+    Connection::open(&other)
+        .unwrap()
+        .execute_batch("CREATE TABLE t (x)")
+        .unwrap();
+    let err = Index::open(&other).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::UnsupportedVersion);
+    assert!(
+        err.message().contains("not an rsbackup index"),
+        "{}",
+        err.message()
+    );
+
+    let junk = dir.path().join("junk.db");
+    std::fs::write(&junk, vec![0x5a; 8192]).unwrap();
+    let err = Index::open(&junk).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Corrupt, "{}", err.message());
+    assert!(err.message().contains("junk.db"), "{}", err.message());
+
+    let missing = dir.path().join("missing.db");
+    let err = Index::open(&missing).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Corrupt);
+    assert!(err.message().contains("missing"), "{}", err.message());
+    assert!(!missing.exists(), "open must not create a database");
+}
+
+#[test]
+fn pack_chunks_and_sessions_round_trip() {
+    let dir = tempfile::tempdir().unwrap();
+    let index = new_index(dir.path());
+    let key = index.insert_data_key(b"wrapped", 10).unwrap();
+    assert_eq!(index.data_key(key).unwrap(), b"wrapped");
+    assert_eq!(
+        index.data_key(KeyId(999)).unwrap_err().kind(),
+        ErrorKind::Corrupt
+    );
+
+    let w = writer();
+    let name = PackName([7; 16]);
+    let row = index.begin_pack(&name, &w, 11).unwrap();
+    assert!(!index.has_chunk(&cid(1)).unwrap());
+    index
+        .seal_pack(
+            row,
+            500,
+            &[
+                sealed(cid(1), ChunkKind::Data, 32, key, vec![]),
+                sealed(cid(2), ChunkKind::Manifest, 132, key, vec![cid(1)]),
+            ],
+        )
+        .unwrap();
+    assert!(index.has_chunk(&cid(1)).unwrap());
+    let loc = index.lookup_chunk(&cid(2)).unwrap().unwrap();
+    assert_eq!(
+        loc,
+        ChunkLocation {
+            id: cid(2),
+            kind: ChunkKind::Manifest,
+            pack_row: row,
+            pack: name,
+            offset: 132,
+            length: 100,
+            key_id: key,
+            stored_hash: [2; 32],
+        }
+    );
+    assert_eq!(index.lookup_chunk(&cid(9)).unwrap(), None);
+    let packs = index.packs().unwrap();
+    assert_eq!(packs.len(), 1);
+    assert!(packs[0].sealed);
+    assert_eq!(packs[0].size, 500);
+    assert_eq!(packs[0].writer, None);
+    let in_pack: Vec<u64> = index
+        .chunks_in_pack(row)
+        .unwrap()
+        .iter()
+        .map(|c| c.offset)
+        .collect();
+    assert_eq!(in_pack, [32, 132]);
+    // Sealing twice is a bug in the caller.
+    assert_eq!(
+        index.seal_pack(row, 500, &[]).unwrap_err().kind(),
+        ErrorKind::Internal
+    );
+
+    // A second pack with the same chunk: first copy wins.
+    let row2 = index.begin_pack(&PackName([8; 16]), &w, 12).unwrap();
+    index
+        .seal_pack(
+            row2,
+            200,
+            &[sealed(cid(1), ChunkKind::Data, 32, key, vec![])],
+        )
+        .unwrap();
+    assert_eq!(index.lookup_chunk(&cid(1)).unwrap().unwrap().pack_row, row);
+
+    let s = index.create_session("web1", &w, 100).unwrap();
+    assert!(
+        index.sessions(None).unwrap().is_empty(),
+        "running sessions are invisible"
+    );
+    assert_eq!(index.session(s).unwrap_err().kind(), ErrorKind::NotFound);
+    assert_eq!(
+        index.session_root(s).unwrap_err().kind(),
+        ErrorKind::NotFound
+    );
+    let stats = SessionStats {
+        files: 3,
+        bytes: 4,
+        errors: 0,
+        new_chunks: 2,
+        new_bytes: 200,
+    };
+    index
+        .finish_session(s, SessionState::Complete, 110, &stats, &[cid(2)])
+        .unwrap();
+    let info = index.session(s).unwrap();
+    assert_eq!(info.state, SessionState::Complete);
+    assert_eq!(info.finished, Some(110));
+    assert_eq!(info.stats, stats);
+    assert_eq!(index.session_root(s).unwrap(), [cid(2)]);
+    assert_eq!(index.sessions(Some("web1")).unwrap().len(), 1);
+    assert!(index.sessions(Some("db1")).unwrap().is_empty());
+    assert_eq!(index.sessions_using_chunk(&cid(1)).unwrap(), [s]);
+    assert_eq!(index.sessions_using_chunk(&cid(2)).unwrap(), [s]);
+    assert!(index.sessions_using_chunk(&cid(9)).unwrap().is_empty());
+    // Finishing again is refused and changes nothing.
+    let err = index
+        .finish_session(s, SessionState::Incomplete, 120, &stats, &[cid(2)])
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Internal);
+    assert_eq!(index.session(s).unwrap().state, SessionState::Complete);
+    assert!(index.writers_with_leftovers().unwrap().is_empty());
+}
+
+#[test]
+fn broken_references_are_refused_and_roll_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let index = new_index(dir.path());
+    let key = index.insert_data_key(b"k", 1).unwrap();
+    let row = index.begin_pack(&PackName([1; 16]), &writer(), 1).unwrap();
+    let err = index
+        .seal_pack(
+            row,
+            300,
+            &[
+                sealed(cid(1), ChunkKind::Data, 32, key, vec![]),
+                sealed(cid(2), ChunkKind::Manifest, 132, key, vec![cid(3)]),
+            ],
+        )
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Internal);
+    assert!(
+        err.message().contains(&cid(3).to_hex()),
+        "{}",
+        err.message()
+    );
+    assert!(
+        !index.has_chunk(&cid(1)).unwrap(),
+        "the transaction must roll back"
+    );
+    assert!(!index.packs().unwrap()[0].sealed);
+    // An unknown key id violates the foreign key.
+    assert!(
+        index
+            .seal_pack(
+                row,
+                100,
+                &[sealed(cid(1), ChunkKind::Data, 32, KeyId(77), vec![])]
+            )
+            .is_err()
+    );
+    // A root naming a chunk that is not stored.
+    let s = index.create_session("c", &writer(), 1).unwrap();
+    let err = index
+        .finish_session(
+            s,
+            SessionState::Complete,
+            2,
+            &SessionStats::default(),
+            &[cid(5)],
+        )
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Internal);
+    let err = index
+        .finish_session(s, SessionState::Running, 2, &SessionStats::default(), &[])
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Internal);
+}
+
+#[test]
+fn forget_writer_removes_only_that_writers_leftovers() {
+    let dir = tempfile::tempdir().unwrap();
+    let index = new_index(dir.path());
+    let dead = WriterId("dd".repeat(16));
+    let live = WriterId("11".repeat(16));
+    let key = index.insert_data_key(b"k", 1).unwrap();
+    let sealed_row = index.begin_pack(&PackName([1; 16]), &dead, 1).unwrap();
+    index
+        .seal_pack(
+            sealed_row,
+            132,
+            &[sealed(cid(1), ChunkKind::Manifest, 32, key, vec![])],
+        )
+        .unwrap();
+    index.begin_pack(&PackName([2; 16]), &dead, 1).unwrap();
+    index.begin_pack(&PackName([3; 16]), &live, 1).unwrap();
+    let dead_session = index.create_session("c", &dead, 1).unwrap();
+    index.create_session("c", &live, 1).unwrap();
+    let mut writers = index.writers_with_leftovers().unwrap();
+    writers.sort();
+    assert_eq!(writers, [live.0.clone(), dead.0.clone()]);
+    assert_eq!(
+        index.writing_packs_of(&dead.0).unwrap(),
+        [PackName([2; 16])]
+    );
+    // A running session may already have root rows in a future ingest; they go too.
+    index
+        .conn()
+        .execute(
+            "INSERT INTO session_manifest (session, seq, chunk) VALUES (?1, 0, ?2)",
+            params![dead_session.0, &cid(1).0],
+        )
+        .unwrap();
+    index.forget_writer(&dead.0).unwrap();
+    assert_eq!(index.writers_with_leftovers().unwrap(), [live.0.clone()]);
+    let names: Vec<PackName> = index.packs().unwrap().iter().map(|p| p.name).collect();
+    assert_eq!(
+        names,
+        [PackName([1; 16]), PackName([3; 16])],
+        "sealed packs stay"
+    );
+    assert!(index.has_chunk(&cid(1)).unwrap());
+}
+
+/// Schema objects of a connection, comments stripped and whitespace collapsed.
+fn normalized_schema(conn: &Connection) -> Vec<(String, String)> {
+    let mut stmt = conn
+        .prepare("SELECT name, sql FROM sqlite_master WHERE sql IS NOT NULL ORDER BY name")
+        .unwrap();
+    stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))
+        .unwrap()
+        .map(|row| {
+            let (name, sql) = row.unwrap();
+            let stripped: Vec<&str> = sql.lines().map(|l| l.split("--").next().unwrap()).collect();
+            (
+                name,
+                stripped
+                    .join(" ")
+                    .split_whitespace()
+                    .collect::<Vec<_>>()
+                    .join(" "),
+            )
+        })
+        .collect()
+}
+
+/// The code's DDL is the DDL of format-spec/index.md (the spec is normative).
+#[test]
+fn schema_matches_the_spec() {
+    let spec =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/format-spec/index.md"))
+            .unwrap();
+    let start = spec.find("```sql\n").expect("index.md has an sql block") + 7;
+    let end = start + spec[start..].find("```").unwrap();
+    let from_spec = Connection::open_in_memory().unwrap();
+    from_spec.execute_batch(&spec[start..end]).unwrap();
+    let from_code = Connection::open_in_memory().unwrap();
+    from_code.execute_batch(schema::DDL_V1).unwrap();
+    let spec_schema = normalized_schema(&from_spec);
+    assert_eq!(spec_schema.len(), 11, "{spec_schema:?}");
+    assert_eq!(normalized_schema(&from_code), spec_schema);
+}
