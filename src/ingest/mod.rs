@@ -1,0 +1,475 @@
+//! Ingest: walk a staged tree, chunk, deduplicate, compress, seal and store it as a new session
+//! (the server's `complete` step).
+//!
+//! The pipeline, every stage joined by a bounded channel:
+//!
+//! ```text
+//! walker ──files──▶ workers (N threads) ──sealed chunks──▶ pack writer (1 thread)
+//!    │                 │   └─ big files: windows sealed on a rayon pool        ▲
+//!    │                 ▼                                                        │
+//!    └──other entries──▶ consumer: reorder by sequence number, build the manifest,
+//!                        submit manifest chunks after the data they name ────────┘
+//! ```
+//!
+//! The walker emits entries in manifest order and takes a token per entry; the consumer gives
+//! it back when the entry is consumed, so at most [`REORDER_WINDOW`] entries are in flight.
+//! Write order (format-spec/index.md): data key, running session, packs (each sealed then
+//! committed), then the session's root and state in one transaction. The files cache is
+//! renamed into place only after that.
+
+mod consume;
+mod inflight;
+mod meta;
+mod read;
+mod walk;
+mod writer;
+
+#[cfg(test)]
+mod tests;
+
+use std::path::PathBuf;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use zeroize::Zeroizing;
+
+use crate::chunking::{ChunkerParams, GearTable};
+use crate::crypto::{ChunkIdKey, DataKey, context};
+use crate::error::{Error, ErrorKind, Result};
+use crate::files_cache::{CacheReader, CacheWriter, CachedFile, PathHasher, cache_path};
+use crate::format::manifest::{Body, Entry, Meta};
+use crate::ids::{KeyId, SessionId};
+use crate::index::{Index, SessionState, SessionStats};
+use crate::repo::Repo;
+
+/// Entries between the walker and the consumer at most (bounds the reorder buffer).
+const REORDER_WINDOW: usize = 512;
+/// Sealed chunks waiting for the pack writer at most (each up to the chunker's max size).
+const WRITER_QUEUE: usize = 8;
+
+/// What to ingest.
+#[derive(Debug, Clone)]
+pub struct IngestOptions {
+    /// Client name (validated: `[a-z0-9][a-z0-9._-]{0,63}`).
+    pub client: String,
+    /// The staged tree.
+    pub source: PathBuf,
+    /// Worker threads (default: a few more than cores, to overlap I/O).
+    pub threads: Option<usize>,
+    /// Use and write the files cache.
+    pub files_cache: bool,
+}
+
+/// A path that could not be backed up.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct PathError {
+    /// Path relative to the source (lossy UTF-8 for display).
+    pub path: String,
+    /// What went wrong.
+    pub message: String,
+}
+
+/// The result of an ingest.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct IngestReport {
+    /// The new session.
+    pub session: i64,
+    /// Complete or incomplete.
+    pub state: SessionState,
+    /// Entries in the manifest.
+    pub entries: u64,
+    /// Regular files.
+    pub files: u64,
+    /// Logical bytes of regular files.
+    pub bytes: u64,
+    /// Files read (not proven unchanged by the files cache).
+    pub files_read: u64,
+    /// Bytes read.
+    pub bytes_read: u64,
+    /// Chunks added to the store.
+    pub new_chunks: u64,
+    /// Plaintext bytes of the chunks added.
+    pub new_plain_bytes: u64,
+    /// Record bytes added to packs.
+    pub new_stored_bytes: u64,
+    /// Paths that could not be read.
+    pub errors: Vec<PathError>,
+    /// Wall time in seconds.
+    pub seconds: f64,
+}
+
+impl IngestReport {
+    /// The session id.
+    pub fn session_id(&self) -> SessionId {
+        SessionId(self.session)
+    }
+}
+
+/// Check a client name: `[a-z0-9][a-z0-9._-]{0,63}`.
+pub fn validate_client_name(name: &str) -> Result<()> {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && name.bytes().enumerate().all(|(i, b)| {
+            b.is_ascii_lowercase()
+                || b.is_ascii_digit()
+                || (i > 0 && matches!(b, b'.' | b'_' | b'-'))
+        });
+    if ok {
+        Ok(())
+    } else {
+        Err(crate::Error::invalid(format!(
+            "client name {name:?} is invalid: use 1-64 of a-z 0-9 . _ -, starting with a letter or digit"
+        )))
+    }
+}
+
+/// Ingest `opts.source` into `repo` as a new session of `opts.client`.
+///
+/// Unreadable paths do not fail the run: each becomes an "unreadable" entry, a
+/// [`PathError`] in the report, and the session is committed as incomplete. Any other error
+/// (index, packs, keys) fails the run; its running session stays invisible and the next writer
+/// removes what it left.
+pub fn ingest(repo: &Repo, opts: &IngestOptions) -> Result<IngestReport> {
+    ingest_with(repo, opts, &Hooks::default())
+}
+
+/// Test seams; empty in production.
+#[derive(Default)]
+pub(crate) struct Hooks {
+    /// Called with a file's path just before it is opened for reading.
+    #[allow(clippy::type_complexity)]
+    pub before_open: Option<Box<dyn Fn(&[u8]) + Send + Sync>>,
+}
+
+fn unix_now_ns() -> i64 {
+    let d = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    i64::try_from(d.as_nanos()).unwrap_or(i64::MAX)
+}
+
+pub(crate) fn ingest_with(
+    repo: &Repo,
+    opts: &IngestOptions,
+    hooks: &Hooks,
+) -> Result<IngestReport> {
+    let clock = Instant::now();
+    validate_client_name(&opts.client)?;
+    let root_fd = walk::open_root(&opts.source)?;
+
+    let writer = repo.start_writer()?;
+    let started_ns = unix_now_ns();
+    let started = started_ns.div_euclid(1_000_000_000);
+    let index = repo.index()?;
+    let secret = repo.load_secret()?;
+    let data_key = DataKey::generate();
+    let wrapped = crate::crypto::wrap::wrap_data_key(&data_key, &repo.recipients()?)?;
+    let key_id = index.insert_data_key(&wrapped, started)?;
+    let session = index.create_session(&opts.client, &writer.id, started)?;
+    let gc_generation = index.gc_generation()?;
+
+    let final_cache = cache_path(repo.root(), &opts.client);
+    let (cache_read, cache_trusted, cache_writer) = if opts.files_cache {
+        let reader = CacheReader::open(&final_cache);
+        let trusted = reader
+            .as_ref()
+            .is_some_and(|r| r.gc_generation() == Some(gc_generation));
+        let readable = reader.map(|_| final_cache.clone());
+        // A cache that cannot be written costs the next run a re-read, nothing more.
+        let w = CacheWriter::create(&final_cache, gc_generation)
+            .ok()
+            .flatten();
+        (readable, trusted, w)
+    } else {
+        (None, false, None)
+    };
+
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let workers = opts.threads.unwrap_or((2 * cores).max(4)).max(1);
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(cores)
+        .thread_name(|i| format!("rsbackup-seal-{i}"))
+        .build()
+        .map_err(|e| Error::new(ErrorKind::Internal, format!("starting threads: {e}")))?;
+    let config = repo.config();
+    let sh = Shared {
+        repo,
+        params: config.chunker,
+        gear: GearTable::from_key(&secret.derive(context::CHUNKER_GEAR)),
+        id_key: secret.chunk_id_key(),
+        manifest_cut_key: secret.derive(context::MANIFEST_CUT),
+        data_key,
+        key_id,
+        zstd_level: config.zstd_level,
+        hasher: PathHasher::new(&secret),
+        cache_path: cache_read,
+        cache_trusted,
+        indexes: IndexPool {
+            repo,
+            free: Mutex::new(vec![index]),
+        },
+        inflight: inflight::InFlight::default(),
+        abort: Abort::default(),
+        pool,
+        hooks,
+        started_ns,
+    };
+    drop(secret);
+
+    let (consumed, written) = run_pipeline(&sh, root_fd, opts, &writer.id, workers, cache_writer)?;
+
+    let errors = consumed.errors;
+    let state = if errors.is_empty() {
+        SessionState::Complete
+    } else {
+        SessionState::Incomplete
+    };
+    let stats = SessionStats {
+        files: consumed.entries,
+        bytes: consumed.bytes,
+        errors: errors.len() as u64,
+        new_chunks: written.chunks,
+        new_bytes: written.stored_bytes,
+    };
+    let finished = unix_now_ns().div_euclid(1_000_000_000);
+    sh.indexes
+        .get()?
+        .finish_session(session, state, finished, &stats, &consumed.root)
+        .map_err(|e| {
+            e.context(format!(
+                "committing session {session} of client {}",
+                opts.client
+            ))
+        })?;
+    if let Some(w) = consumed.cache {
+        // The session is committed; a cache that fails to land only costs a re-read.
+        let _ = w.commit();
+    }
+    drop(writer);
+    Ok(IngestReport {
+        session: session.0,
+        state,
+        entries: consumed.entries,
+        files: consumed.files,
+        bytes: consumed.bytes,
+        files_read: consumed.files_read,
+        bytes_read: consumed.bytes_read,
+        new_chunks: written.chunks,
+        new_plain_bytes: written.plain_bytes,
+        new_stored_bytes: written.stored_bytes,
+        errors,
+        seconds: clock.elapsed().as_secs_f64(),
+    })
+}
+
+fn run_pipeline(
+    sh: &Shared<'_>,
+    root_fd: std::os::fd::OwnedFd,
+    opts: &IngestOptions,
+    writer_id: &crate::ids::WriterId,
+    workers: usize,
+    cache_writer: Option<CacheWriter>,
+) -> Result<(consume::Consumed, writer::Written)> {
+    let (write_tx, write_rx) = crossbeam_channel::bounded::<writer::WriteMsg>(WRITER_QUEUE);
+    let (job_tx, job_rx) = crossbeam_channel::unbounded::<(u64, walk::FileJob)>();
+    let (res_tx, res_rx) = crossbeam_channel::unbounded::<(u64, Option<Done>)>();
+    let (token_tx, token_rx) = crossbeam_channel::bounded::<()>(REORDER_WINDOW);
+    let consumer = consume::Consumer::new(sh, write_tx.clone(), cache_writer)?;
+
+    let (walked, consumed, written) = std::thread::scope(|s| {
+        let writer_h = s.spawn(move || writer::run(sh, writer_id, write_rx));
+        let consumer_h = s.spawn(move || consumer.run(res_rx, token_rx));
+        for _ in 0..workers {
+            let (jobs, results, tx) = (job_rx.clone(), res_tx.clone(), write_tx.clone());
+            s.spawn(move || read::worker(sh, jobs, results, tx));
+        }
+        drop((job_rx, write_tx));
+        let mut seq = 0u64;
+        let walked = walk::walk(root_fd, &opts.source, &sh.abort.flag, &mut |item| {
+            if token_tx.send(()).is_err() {
+                return;
+            }
+            let s = seq;
+            seq += 1;
+            match item {
+                walk::Item::Done(done) => {
+                    let _ = res_tx.send((s, Some(done)));
+                }
+                walk::Item::File(job) => {
+                    let _ = job_tx.send((s, job));
+                }
+            }
+        });
+        drop((job_tx, res_tx));
+        let consumed = consumer_h.join();
+        let written = writer_h.join();
+        (walked, consumed, written)
+    });
+    let consumed = consumed.map_err(|_| panicked("manifest builder"))?;
+    let written = written.map_err(|_| panicked("pack writer"))?;
+    if let Some(e) = sh.abort.take() {
+        if let Some(w) = consumed.cache {
+            w.abandon();
+        }
+        return Err(e.context(format!(
+            "ingest of {} for client {} failed",
+            opts.source.display(),
+            opts.client
+        )));
+    }
+    walked?;
+    Ok((consumed, written))
+}
+
+fn panicked(what: &str) -> Error {
+    Error::new(
+        ErrorKind::Internal,
+        format!("the {what} thread panicked (a bug)"),
+    )
+}
+
+/// What every thread of one ingest shares (read-only, or internally synchronised).
+pub(super) struct Shared<'r> {
+    repo: &'r Repo,
+    params: ChunkerParams,
+    gear: GearTable,
+    id_key: ChunkIdKey,
+    manifest_cut_key: Zeroizing<[u8; 32]>,
+    data_key: DataKey,
+    key_id: KeyId,
+    zstd_level: i32,
+    hasher: PathHasher,
+    /// The existing files cache, if it opened; each worker opens its own connection.
+    cache_path: Option<PathBuf>,
+    /// The cache was written at the index's current gc generation: no chunk it names can
+    /// have been deleted since.
+    cache_trusted: bool,
+    indexes: IndexPool<'r>,
+    inflight: inflight::InFlight,
+    abort: Abort,
+    pool: rayon::ThreadPool,
+    hooks: &'r Hooks,
+    started_ns: i64,
+}
+
+/// The first fatal error of the run; once raised, every stage drains and stops.
+#[derive(Default)]
+struct Abort {
+    flag: AtomicBool,
+    first: Mutex<Option<Error>>,
+}
+
+impl Abort {
+    fn fail(&self, e: Error) {
+        let mut first = self.first.lock().unwrap_or_else(|p| p.into_inner());
+        if first.is_none() {
+            *first = Some(e);
+        }
+        self.flag.store(true, Ordering::SeqCst);
+    }
+
+    fn is_set(&self) -> bool {
+        self.flag.load(Ordering::Relaxed)
+    }
+
+    fn take(&self) -> Option<Error> {
+        self.first.lock().unwrap_or_else(|p| p.into_inner()).take()
+    }
+}
+
+/// Index connections for threads that only look chunks up (a connection is not `Sync`).
+struct IndexPool<'r> {
+    repo: &'r Repo,
+    free: Mutex<Vec<Index>>,
+}
+
+struct PooledIndex<'p> {
+    pool: &'p Mutex<Vec<Index>>,
+    index: Option<Index>,
+}
+
+impl IndexPool<'_> {
+    fn get(&self) -> Result<PooledIndex<'_>> {
+        let reused = self.free.lock().unwrap_or_else(|p| p.into_inner()).pop();
+        let index = match reused {
+            Some(i) => i,
+            None => self.repo.index()?,
+        };
+        Ok(PooledIndex {
+            pool: &self.free,
+            index: Some(index),
+        })
+    }
+}
+
+impl std::ops::Deref for PooledIndex<'_> {
+    type Target = Index;
+    fn deref(&self) -> &Index {
+        self.index.as_ref().expect("present until drop")
+    }
+}
+
+impl Drop for PooledIndex<'_> {
+    fn drop(&mut self) {
+        if let Some(i) = self.index.take() {
+            self.pool.lock().unwrap_or_else(|p| p.into_inner()).push(i);
+        }
+    }
+}
+
+/// One path's outcome, in manifest order, for the consumer.
+pub(super) struct Done {
+    /// Manifest path.
+    path: Vec<u8>,
+    /// The entry; `None` for a path that cannot be represented at all.
+    entry: Option<Entry>,
+    /// Why the path could not be backed up.
+    error: Option<String>,
+    /// Files-cache row to write for this path.
+    cache: Option<([u8; 16], CachedFile)>,
+    /// Bytes read, when the file was read (not a cache hit).
+    bytes_read: Option<u64>,
+    /// Later paths are hard links to this one.
+    link_target: bool,
+}
+
+impl Done {
+    fn entry(path: Vec<u8>, meta: Meta, body: Body) -> Done {
+        Done {
+            entry: Some(Entry {
+                path: path.clone(),
+                meta,
+                body,
+            }),
+            path,
+            error: None,
+            cache: None,
+            bytes_read: None,
+            link_target: false,
+        }
+    }
+
+    fn unreadable(path: Vec<u8>, meta: Meta, message: String) -> Done {
+        let mut d = Done::entry(
+            path,
+            meta,
+            Body::Unreadable {
+                message: message.clone(),
+            },
+        );
+        d.error = Some(message);
+        d
+    }
+
+    fn skipped(path: Vec<u8>, message: String) -> Done {
+        Done {
+            path,
+            entry: None,
+            error: Some(message),
+            cache: None,
+            bytes_read: None,
+            link_target: false,
+        }
+    }
+}
