@@ -1,0 +1,232 @@
+//! Authorization of one forced-command request: a pure function of the configuration, the
+//! client name from the forced command, `SSH_CONNECTION`, `SSH_ORIGINAL_COMMAND` and the time.
+//!
+//! Deny by default: a request is allowed only when every check passes, in this order: the client
+//! is configured; the source address is in its `addresses`; the wall clock in its zone is inside
+//! one of its `windows`; the command parses (without a shell) and is one it may run. The first
+//! failing check is the reason. The reason is for the administrator (audit log, alert mail); the
+//! client only ever sees [`REFUSAL_MESSAGE`].
+
+use std::net::IpAddr;
+
+use jiff::Timestamp;
+
+use crate::config::{ClientPolicy, Command, ServerConfig};
+use crate::server::rsync_argv::RsyncRequest;
+
+/// Longest `SSH_ORIGINAL_COMMAND` accepted, in bytes. rsbackup's own commands are far shorter.
+pub const MAX_COMMAND_BYTES: usize = 1024;
+
+/// What a refused client is told: nothing that helps an attacker probe the policy.
+pub const REFUSAL_MESSAGE: &str = "rsbackup: request refused; the administrator has been notified";
+
+/// A parsed request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Request {
+    /// `prepare`.
+    Prepare,
+    /// rsync upload into staging.
+    Upload(RsyncRequest),
+    /// rsync download from staging (`--sender`); needs `restore = true`.
+    Download(RsyncRequest),
+    /// `complete`.
+    Complete,
+    /// `sessions`.
+    Sessions,
+}
+
+impl Request {
+    /// The configured command this request needs, or `None` for a download (which needs
+    /// `restore = true` instead).
+    pub fn command(&self) -> Option<Command> {
+        match self {
+            Request::Prepare => Some(Command::Prepare),
+            Request::Upload(_) => Some(Command::Upload),
+            Request::Download(_) => None,
+            Request::Complete => Some(Command::Complete),
+            Request::Sessions => Some(Command::Sessions),
+        }
+    }
+
+    /// A short name for logs and reports.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Request::Download(_) => "download",
+            other => other.command().map_or("?", Command::name),
+        }
+    }
+}
+
+/// The outcome of [`authorize`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decision {
+    /// May the request go ahead?
+    pub allowed: bool,
+    /// Why (for the audit log and the administrator), in either case.
+    pub reason: String,
+    /// The parsed request, when it parsed (also on some refusals, e.g. a forbidden command).
+    pub request: Option<Request>,
+    /// The source address, when `SSH_CONNECTION` parsed (IPv4-mapped IPv6 shown as IPv4).
+    pub client_ip: Option<IpAddr>,
+}
+
+impl Decision {
+    fn refuse(reason: String, client_ip: Option<IpAddr>, request: Option<Request>) -> Decision {
+        Decision {
+            allowed: false,
+            reason,
+            request,
+            client_ip,
+        }
+    }
+}
+
+/// Decide one request. Nothing here touches the disk or the network.
+pub fn authorize(
+    config: &ServerConfig,
+    client: &str,
+    ssh_connection: Option<&str>,
+    ssh_original_command: Option<&str>,
+    now: Timestamp,
+) -> Decision {
+    let Some(policy) = config.client(client) else {
+        return Decision::refuse(
+            format!(
+                "client {:?} is not configured in {} (check the forced command in authorized_keys)",
+                crate::server::audit::escape_for_log(client, 80),
+                config.path.display()
+            ),
+            None,
+            None,
+        );
+    };
+    let ip = match parse_ssh_connection(ssh_connection) {
+        Ok(ip) => ip,
+        Err(reason) => return Decision::refuse(format!("client {client}: {reason}"), None, None),
+    };
+    if !policy.addresses.iter().any(|net| net.contains(&ip)) {
+        let allowed: Vec<String> = policy.addresses.iter().map(|n| n.to_string()).collect();
+        return Decision::refuse(
+            format!(
+                "client {client}: address {ip} is not in its addresses ({})",
+                allowed.join(", ")
+            ),
+            Some(ip),
+            None,
+        );
+    }
+    if !policy
+        .windows
+        .iter()
+        .any(|w| w.contains(now, &policy.timezone))
+    {
+        return Decision::refuse(outside_windows(policy, now), Some(ip), None);
+    }
+    let request = match parse_command(ssh_original_command) {
+        Ok(request) => request,
+        Err(reason) => {
+            return Decision::refuse(format!("client {client}: {reason}"), Some(ip), None);
+        }
+    };
+    let permitted = match request.command() {
+        Some(command) => policy.commands.contains(&command),
+        None => policy.restore,
+    };
+    if !permitted {
+        let why = match request.command() {
+            Some(c) => format!("command {} is not in its commands", c.name()),
+            None => "downloads (rsync --sender) need restore = true".to_owned(),
+        };
+        return Decision::refuse(format!("client {client}: {why}"), Some(ip), Some(request));
+    }
+    Decision {
+        allowed: true,
+        reason: format!("client {client}: {} allowed from {ip}", request.name()),
+        request: Some(request),
+        client_ip: Some(ip),
+    }
+}
+
+fn outside_windows(policy: &ClientPolicy, now: Timestamp) -> String {
+    let local = now.to_zoned(policy.timezone.clone());
+    let windows: Vec<String> = policy.windows.iter().map(|w| w.to_string()).collect();
+    format!(
+        "client {}: {} ({:?}, {}) is outside its windows ({})",
+        policy.name,
+        local.strftime("%Y-%m-%d %H:%M"),
+        local.weekday(),
+        policy.timezone_name,
+        windows.join(", ")
+    )
+}
+
+/// The client address from `SSH_CONNECTION` (`CLIENT_IP CLIENT_PORT SERVER_IP SERVER_PORT`).
+/// An IPv4-mapped IPv6 address (`::ffff:192.0.2.1`) becomes the IPv4 address, so IPv4 rules
+/// match it.
+pub fn parse_ssh_connection(value: Option<&str>) -> Result<IpAddr, String> {
+    let value = value.ok_or("SSH_CONNECTION is not set (not called by sshd?)")?;
+    let first = value.split(' ').next().unwrap_or_default();
+    // A link-local address may carry a zone ("fe80::1%eth0"); the zone is not part of the rule.
+    let address = first.split('%').next().unwrap_or_default();
+    let ip: IpAddr = address.parse().map_err(|_| {
+        format!(
+            "SSH_CONNECTION {:?} does not start with an IP address",
+            crate::server::audit::escape_for_log(value, 80)
+        )
+    })?;
+    Ok(ip.to_canonical())
+}
+
+/// Parse `SSH_ORIGINAL_COMMAND` without a shell: printable ASCII only, no quotes or
+/// backslashes, words separated by single ASCII spaces.
+pub fn parse_command(value: Option<&str>) -> Result<Request, String> {
+    let Some(command) = value else {
+        return Err("no command given (an interactive login is never allowed)".into());
+    };
+    if command.len() > MAX_COMMAND_BYTES {
+        return Err(format!(
+            "command is {} bytes, over the limit of {MAX_COMMAND_BYTES}",
+            command.len()
+        ));
+    }
+    if let Some(b) = command.bytes().find(|b| !(0x20..0x7f).contains(b)) {
+        return Err(format!(
+            "command contains the byte 0x{b:02x} (control character, newline or non-ASCII)"
+        ));
+    }
+    if let Some(c) = command
+        .chars()
+        .find(|c| matches!(c, '"' | '\'' | '`' | '\\'))
+    {
+        return Err(format!("command contains {c:?}; quoting is never needed"));
+    }
+    let words: Vec<&str> = command.split(' ').collect();
+    if words.iter().any(|w| w.is_empty()) {
+        return Err("command has empty words (leading, trailing or double spaces)".into());
+    }
+    let simple = |request: Request| {
+        if words.len() == 1 {
+            Ok(request)
+        } else {
+            Err(format!("{} takes no arguments", words[0]))
+        }
+    };
+    match words[0] {
+        "prepare" => simple(Request::Prepare),
+        "complete" => simple(Request::Complete),
+        "sessions" => simple(Request::Sessions),
+        "rsync" => {
+            let req = RsyncRequest::parse(&words)?;
+            Ok(if req.sender {
+                Request::Download(req)
+            } else {
+                Request::Upload(req)
+            })
+        }
+        other => Err(format!("unknown command {other:?}")),
+    }
+}
+
+#[cfg(test)]
+#[path = "authz_tests.rs"]
+mod tests;
