@@ -199,13 +199,13 @@ fn decompress_bounded(frame: &[u8], max: usize, id: &ChunkId) -> Result<Vec<u8>>
             out.len()
         )));
     }
-    if let Some(n) = declared {
-        if out.len() as u64 != n {
-            return Err(bad(format!(
-                "decompressed to {} bytes but declares {n}",
-                out.len()
-            )));
-        }
+    if let Some(n) = declared
+        && out.len() as u64 != n
+    {
+        return Err(bad(format!(
+            "decompressed to {} bytes but declares {n}",
+            out.len()
+        )));
     }
     Ok(out)
 }

@@ -149,7 +149,7 @@ fn recipients_parse_refuses_bad_input_without_echoing_secrets() {
     );
     let (text, _) = keygen();
     let secret_line = text.lines().nth(2).unwrap().to_string();
-    let err = Recipients::parse(&[secret_line.clone()]).unwrap_err();
+    let err = Recipients::parse(std::slice::from_ref(&secret_line)).unwrap_err();
     assert!(
         !err.to_string().contains(&secret_line[16..]),
         "secret echoed: {err}"
@@ -273,7 +273,7 @@ fn vectors_keys_wrapped() {
     if writing() {
         let (text, recipient) = keygen();
         let identity = text.lines().nth(2).unwrap().to_string();
-        let rs = Recipients::parse(&[recipient.clone()]).unwrap();
+        let rs = Recipients::parse(std::slice::from_ref(&recipient)).unwrap();
         for (name, magic, outcome) in cases {
             let mut plain = magic.to_vec();
             plain.extend_from_slice(&[0x5a; 32]);
