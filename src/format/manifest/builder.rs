@@ -88,9 +88,8 @@ impl ManifestBuilder {
         };
         if path.len() > super::MAX_PATH_LEN {
             return Err(Error::invalid(format!(
-                "cannot store path {}...: {} bytes, longer than the manifest's limit of 65536",
-                show(&path[..64]),
-                path.len()
+                "cannot store path {}: longer than the manifest's limit of 65536 bytes",
+                show(path)
             )));
         }
         entry::check_meta(&entry.meta).map_err(bug)?;

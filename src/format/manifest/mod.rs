@@ -6,6 +6,8 @@ mod entry;
 mod order;
 mod reader;
 #[cfg(test)]
+mod refusal_tests;
+#[cfg(test)]
 mod tests;
 #[cfg(test)]
 mod vectors;

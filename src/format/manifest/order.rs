@@ -63,10 +63,18 @@ pub(super) fn cmp_paths(a: &[u8], b: &[u8]) -> Ordering {
     }
 }
 
-/// Lossy, quoted form of a path for messages.
+/// Lossy, quoted form of a path for messages; a path of more than 512 bytes is shortened so
+/// that a message stays readable.
 pub(super) fn show(path: &[u8]) -> String {
+    const SHOWN: usize = 512;
     if path.is_empty() {
         "(root)".into()
+    } else if path.len() > SHOWN {
+        format!(
+            "{:?}... ({} bytes)",
+            String::from_utf8_lossy(&path[..SHOWN]),
+            path.len()
+        )
     } else {
         format!("{:?}", String::from_utf8_lossy(path))
     }

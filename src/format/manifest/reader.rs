@@ -9,7 +9,7 @@ use crate::error::{Error, ErrorKind, Result};
 /// checking paths, order (pre-order, parent seen as a directory) and hard-link targets.
 ///
 /// Every refusal is [`ErrorKind::Corrupt`] (or [`ErrorKind::UnsupportedVersion`] for an unknown
-/// magic) with the chunk number (counting from 1), the byte offset and the entry's path. A
+/// magic) with the chunk number (counting from 0), the byte offset and the entry's path. A
 /// hard-link target is only checked to come earlier and not to be a directory above the link:
 /// whether it exists as a file is left to restore, which keeps memory bounded.
 pub struct ManifestReader {
@@ -40,8 +40,8 @@ impl ManifestReader {
                 "manifest reader used after an earlier error",
             ));
         }
-        self.chunks += 1;
         let result = self.feed_inner(chunk);
+        self.chunks += 1;
         if result.is_err() {
             self.failed = true;
         }
@@ -54,7 +54,7 @@ impl ManifestReader {
             None => String::new(),
         };
         Error::corrupt(format!(
-            "manifest chunk {} (counting from 1), offset {offset}{at}: {problem}",
+            "manifest chunk {} (counting from 0), offset {offset}{at}: {problem}",
             self.chunks
         ))
     }
@@ -76,7 +76,7 @@ impl ManifestReader {
             return Err(Error::new(
                 ErrorKind::UnsupportedVersion,
                 format!(
-                    "manifest chunk {} (counting from 1): {what} is not known to this build \
+                    "manifest chunk {} (counting from 0): {what} is not known to this build \
                      (expected {:?}); a newer rsbackup may read it",
                     self.chunks,
                     String::from_utf8_lossy(MANIFEST_MAGIC)
