@@ -6,6 +6,7 @@ use std::path::PathBuf;
 
 use anyhow::Result;
 use rsbackup::restore::{RestoreOptions, restore};
+use rsbackup::{Error, ErrorKind};
 
 use crate::Outcome;
 use crate::output::{duration, rate, size_exact};
@@ -56,7 +57,16 @@ pub fn run(args: Args) -> Result<Outcome> {
         restore_owner: rustix::process::geteuid().is_root(),
     };
     let started = std::time::Instant::now();
-    let report = restore(&reader, session, &opts)?;
+    let report = restore(&reader, session, &opts).map_err(|e| {
+        if e.kind() == ErrorKind::TargetNotEmpty && !e.to_string().contains("--force") {
+            Error::new(
+                ErrorKind::TargetNotEmpty,
+                format!("{e}; use --force to restore into it anyway"),
+            )
+        } else {
+            e
+        }
+    })?;
     let seconds = started.elapsed().as_secs_f64();
     let mut out = crate::output::Stdout::new();
     writeln!(
