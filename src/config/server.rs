@@ -219,11 +219,15 @@ impl ServerConfig {
             let policy = src.policy(&name, raw_client, &raw.defaults)?;
             for key in &policy.keys {
                 if let Some(other) = key_owner.insert(key.blob.clone(), name.clone()) {
+                    let whose = if other == name {
+                        "appears twice in its keys".to_owned()
+                    } else {
+                        format!("is also a key of client {other}; a key must identify one client")
+                    };
                     return Err(src.error_at(
                         &span,
                         format!(
-                            "client {name}: ssh key {} {}... is also a key of client {other}; a key \
-                             must identify one client",
+                            "client {name}: ssh key {} {}... {whose}",
                             key.algorithm,
                             &key.blob[..key.blob.len().min(24)]
                         ),

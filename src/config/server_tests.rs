@@ -192,6 +192,16 @@ fn duplicate_key_is_refused() {
     let text = example().replace(KEY2, KEY1);
     let err = parse(&text).unwrap_err();
     assert!(err.message().contains("also a key of client"), "{err}");
+    let text = example().replace(
+        &format!("keys = [\"{KEY2}\"]"),
+        &format!("keys = [\"{KEY2}\", \"{KEY2} copy\"]"),
+    );
+    let err = parse(&text).unwrap_err();
+    assert!(
+        err.message()
+            .contains("client db1: ssh key ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAA... appears twice"),
+        "{err}"
+    );
 }
 
 #[test]

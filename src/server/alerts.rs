@@ -1,1 +1,180 @@
-//! Refusal alerts.
+//! Refusal alerts, coalesced: the first refusal is mailed at once; refusals within the
+//! configured interval after a mail wait, and go out together in the next mail, so that a
+//! misconfigured cron job or a scan cannot flood the administrator.
+//!
+//! The state (when the last alert went out, what waits) lives in a small JSON file, locked with
+//! `flock` while it is read and rewritten, because every ssh request is its own process. A
+//! waiting batch goes out with the next refusal after the interval, or when anything calls
+//! [`flush_due`] (the `serve` entry point does on every request; a cron job may too). The audit
+//! log always has every refusal, whatever happens to the mail.
+
+use std::io::{Read, Seek, Write};
+use std::path::Path;
+use std::time::Duration;
+
+use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+/// Most refusals kept waiting; more are only counted.
+pub const MAX_PENDING_ALERTS: usize = 200;
+
+/// The coalescing state.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AlertState {
+    /// When the last alert mail went out (Unix seconds).
+    pub last_sent: Option<i64>,
+    /// Refusals (audit lines) waiting for the next mail.
+    pub pending: Vec<String>,
+    /// Refusals beyond [`MAX_PENDING_ALERTS`], counted only.
+    pub dropped: u64,
+}
+
+/// Refusals to mail now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AlertBatch {
+    /// The refusals, oldest first.
+    pub refusals: Vec<String>,
+    /// How many more were not kept.
+    pub dropped: u64,
+}
+
+impl AlertState {
+    /// Queue a refusal; returns the batch to mail now, if the interval has passed.
+    pub fn push(
+        &mut self,
+        refusal: String,
+        now: Timestamp,
+        interval: Duration,
+    ) -> Option<AlertBatch> {
+        if self.pending.len() < MAX_PENDING_ALERTS {
+            self.pending.push(refusal);
+        } else {
+            self.dropped += 1;
+        }
+        self.flush_due(now, interval)
+    }
+
+    /// Take the waiting batch if there is one and the interval since the last mail has passed.
+    pub fn flush_due(&mut self, now: Timestamp, interval: Duration) -> Option<AlertBatch> {
+        if self.pending.is_empty() && self.dropped == 0 {
+            return None;
+        }
+        let due = match self.last_sent {
+            None => true,
+            // A clock that went backwards must not silence alerts until it catches up.
+            Some(last) => {
+                let elapsed = now.as_second() - last;
+                elapsed < 0 || elapsed as u64 >= interval.as_secs()
+            }
+        };
+        if !due {
+            return None;
+        }
+        self.last_sent = Some(now.as_second());
+        Some(AlertBatch {
+            refusals: std::mem::take(&mut self.pending),
+            dropped: std::mem::take(&mut self.dropped),
+        })
+    }
+}
+
+/// Record a refusal in the state file at `path`; returns the batch to mail now, if any.
+pub fn record_refusal(
+    path: &Path,
+    refusal: &str,
+    now: Timestamp,
+    interval: Duration,
+) -> Result<Option<AlertBatch>> {
+    with_state(path, |state| state.push(refusal.to_owned(), now, interval))
+}
+
+/// Take a waiting batch from the state file at `path` if it is due.
+pub fn flush_due(path: &Path, now: Timestamp, interval: Duration) -> Result<Option<AlertBatch>> {
+    with_state(path, |state| state.flush_due(now, interval))
+}
+
+fn with_state<T>(path: &Path, change: impl FnOnce(&mut AlertState) -> T) -> Result<T> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let what = |doing: &str| format!("{doing} alert state {}", path.display());
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(path)
+        .map_err(|e| Error::io(what("opening"), e))?;
+    rustix::fs::flock(&file, rustix::fs::FlockOperation::LockExclusive)
+        .map_err(|e| Error::io(what("locking"), e.into()))?;
+    let mut text = String::new();
+    file.read_to_string(&mut text)
+        .map_err(|e| Error::io(what("reading"), e))?;
+    // A damaged state file must not stop alerts: start afresh (the audit log keeps everything).
+    let mut state: AlertState = serde_json::from_str(&text).unwrap_or_default();
+    let result = change(&mut state);
+    let json = serde_json::to_vec(&state)
+        .map_err(|e| Error::new(crate::ErrorKind::Internal, what("encoding")).with_source(e))?;
+    file.set_len(0)
+        .and_then(|()| file.rewind())
+        .and_then(|()| file.write_all(&json))
+        .and_then(|()| file.sync_data())
+        .map_err(|e| Error::io(what("writing"), e))?;
+    Ok(result)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MIN15: Duration = Duration::from_secs(15 * 60);
+
+    fn at(minutes: i64) -> Timestamp {
+        Timestamp::from_second(1_800_000_000 + minutes * 60).unwrap()
+    }
+
+    #[test]
+    fn first_is_sent_then_burst_is_coalesced() {
+        let mut s = AlertState::default();
+        let first = s.push("r1".into(), at(0), MIN15).unwrap();
+        assert_eq!(first.refusals, ["r1"]);
+        assert_eq!(s.push("r2".into(), at(1), MIN15), None);
+        assert_eq!(s.push("r3".into(), at(14), MIN15), None);
+        assert_eq!(s.flush_due(at(14), MIN15), None);
+        let batch = s.flush_due(at(15), MIN15).unwrap();
+        assert_eq!(batch.refusals, ["r2", "r3"]);
+        assert_eq!(s.flush_due(at(40), MIN15), None, "nothing waits");
+        // Long after the last mail, a refusal goes out at once again.
+        assert_eq!(s.push("r4".into(), at(40), MIN15).unwrap().refusals, ["r4"]);
+    }
+
+    #[test]
+    fn overflow_is_counted_and_clock_going_back_does_not_silence() {
+        let mut s = AlertState::default();
+        s.push("first".into(), at(0), MIN15);
+        for i in 0..MAX_PENDING_ALERTS + 5 {
+            assert!(s.push(format!("r{i}"), at(1), MIN15).is_none());
+        }
+        let batch = s.flush_due(at(-10), MIN15).unwrap();
+        assert_eq!(batch.refusals.len(), MAX_PENDING_ALERTS);
+        assert_eq!(batch.dropped, 5);
+        assert_eq!(s.dropped, 0);
+    }
+
+    #[test]
+    fn state_file_round_trip_and_damage() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("alerts.json");
+        assert!(record_refusal(&path, "a", at(0), MIN15).unwrap().is_some());
+        assert!(record_refusal(&path, "b", at(1), MIN15).unwrap().is_none());
+        assert!(flush_due(&path, at(2), MIN15).unwrap().is_none());
+        assert_eq!(
+            flush_due(&path, at(16), MIN15).unwrap().unwrap().refusals,
+            ["b"]
+        );
+        std::fs::write(&path, b"{not json").unwrap();
+        assert!(record_refusal(&path, "c", at(17), MIN15).unwrap().is_some());
+        assert!(record_refusal(&dir.path().join("no/such/dir"), "d", at(0), MIN15).is_err());
+    }
+}

@@ -10,6 +10,7 @@
 
 pub mod alerts;
 pub mod audit;
+pub mod authorized_keys;
 pub mod authz;
 pub mod rsync_argv;
 pub mod rsync_version;
