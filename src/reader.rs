@@ -267,3 +267,80 @@ const _: fn() = || {
     fn assert_sync<T: Sync + Send>() {}
     assert_sync::<SessionReader>();
 };
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crypto::wrap::keygen;
+    use crate::restore::testutil::{SessionBuilder, TestRepo};
+
+    #[test]
+    fn chunks_and_entries_read_back() {
+        let t = TestRepo::new();
+        let mut s = SessionBuilder::new(&t);
+        s.dir(b"d").file(b"d/f", b"hello");
+        let id = s.chunk(b"hello");
+        let session = s.commit();
+        let reader = t.reader();
+        assert_eq!(reader.read_chunk(&id).unwrap(), b"hello");
+        let mut paths = Vec::new();
+        reader
+            .for_each_entry(session, &mut |e| {
+                paths.push(e.path);
+                Ok(())
+            })
+            .unwrap();
+        assert_eq!(paths, vec![b"".to_vec(), b"d".to_vec(), b"d/f".to_vec()]);
+        assert_eq!(
+            reader.find_entry(session, b"d/f").unwrap().unwrap().path,
+            b"d/f"
+        );
+        assert!(reader.find_entry(session, b"d/g").unwrap().is_none());
+    }
+
+    #[test]
+    fn unknown_things_are_named() {
+        let t = TestRepo::new();
+        let session = SessionBuilder::new(&t).file(b"f", b"x").commit();
+        let reader = t.reader();
+        let missing = ChunkId([7; 32]);
+        let err = reader.read_chunk(&missing).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Corrupt);
+        assert!(err.message().contains(&missing.to_hex()), "{err}");
+        let err = reader
+            .for_each_entry(SessionId(session.0 + 100), &mut |_| Ok(()))
+            .unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::NotFound);
+    }
+
+    #[test]
+    fn a_wrong_identity_cannot_read() {
+        let t = TestRepo::new();
+        let (other, _) = keygen();
+        let ids = Identities::parse(&other, "other").unwrap();
+        let err = SessionReader::new(&t.repo, ids).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::WrongIdentity);
+    }
+
+    #[test]
+    fn a_chunk_under_another_id_is_refused() {
+        let t = TestRepo::new();
+        let mut s = SessionBuilder::new(&t);
+        s.file(b"a", b"first").file(b"b", b"second");
+        let (a, b) = (s.chunk(b"first"), s.chunk(b"second"));
+        s.commit();
+        // Make a's row point at b's record: the record header check refuses it.
+        let index = t.repo.index().unwrap();
+        let loc_b = index.lookup_chunk(&b).unwrap().unwrap();
+        index
+            .conn()
+            .execute(
+                "UPDATE chunks SET offset = ?1, length = ?2 WHERE id = ?3",
+                rusqlite::params![loc_b.offset as i64, loc_b.length, a.0.to_vec()],
+            )
+            .unwrap();
+        let err = t.reader().read_chunk(&a).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Corrupt, "{err}");
+        assert!(err.message().contains(&a.to_hex()), "{err}");
+    }
+}

@@ -383,3 +383,6 @@ fn manifests(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests;
