@@ -1,11 +1,33 @@
 //! Pack files on disk (format-spec/pack.md): one sequential writer that makes packs durable
 //! before the index points at them, and a reader that checks each record against the index.
+//!
+//! Write order (format-spec/index.md): the pack row is committed in state `writing` before the
+//! file exists, so a crash at any point leaves either nothing or a row that names the file and
+//! its writer, which the next writer cleans up. The chunk rows are committed only after the
+//! file and its directory entry are on disk.
 
+pub mod durable;
+
+use std::collections::HashSet;
+use std::fs::{File, OpenOptions};
+use std::io::{BufWriter, Write};
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
-use crate::error::Result;
+use crate::error::{Error, ErrorKind, Result};
+use crate::format::pack::{
+    PACK_HEADER_LEN, RECORD_HEADER_LEN, RecordHeader, decode_pack_header, decode_record_header,
+    encode_pack_header, encode_record_header,
+};
 use crate::ids::{ChunkId, KeyId, PackName, WriterId};
-use crate::index::{ChunkKind, ChunkLocation, Index};
+use crate::index::{ChunkKind, ChunkLocation, Index, SealedChunk};
+
+/// Buffer of the pack writer: records are written in large sequential pieces.
+const WRITE_BUFFER: usize = 1 << 20;
+
+/// Pack files a reader keeps open (restore reads packs in bursts, mostly one at a time).
+const OPEN_FILES: usize = 16;
 
 /// Path of a pack file under the repository root.
 pub fn pack_path(root: &Path, name: &PackName) -> PathBuf {
@@ -13,6 +35,14 @@ pub fn pack_path(root: &Path, name: &PackName) -> PathBuf {
     root.join("packs")
         .join(&hex[..2])
         .join(format!("{hex}.pack"))
+}
+
+/// Server time, Unix seconds.
+pub(crate) fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
 }
 
 /// A chunk handed to the writer.
@@ -41,53 +71,303 @@ pub struct WriteStats {
     pub packs: u64,
 }
 
+/// The pack being written.
+struct OpenPack {
+    row: i64,
+    name: PackName,
+    path: PathBuf,
+    file: BufWriter<File>,
+    len: u64,
+    chunks: Vec<SealedChunk>,
+}
+
 /// Appends chunks to packs, sealing each when it reaches the target size (fsync file and
 /// directory, then commit its chunk rows). Used from one thread.
+///
+/// After any error the writer refuses further work: the pack it was writing stays in state
+/// `writing` and is removed by the cleanup of the next writer, never sealed half written.
 pub struct PackWriter<'a> {
-    _index: &'a Index,
+    root: PathBuf,
+    index: &'a Index,
+    writer: WriterId,
+    target_size: u64,
+    open: Option<OpenPack>,
+    /// Ids in the open pack and in the packs this writer sealed: the ingest relies on this for
+    /// dedup within one run, before the index knows the chunks.
+    seen: HashSet<ChunkId>,
+    stats: WriteStats,
+    failed: bool,
 }
 
 impl<'a> PackWriter<'a> {
     /// A writer for the repository at `root`, recording into `index` as `writer`.
     pub fn new(root: &Path, index: &'a Index, writer: &WriterId, target_size: u64) -> Self {
-        let _ = (root, writer, target_size);
-        PackWriter { _index: index }
+        PackWriter {
+            root: root.to_path_buf(),
+            index,
+            writer: writer.clone(),
+            target_size,
+            open: None,
+            seen: HashSet::new(),
+            stats: WriteStats::default(),
+            failed: false,
+        }
     }
 
     /// Append a chunk. A chunk id already appended by this writer is skipped (returns false).
     pub fn append(&mut self, chunk: PendingChunk) -> Result<bool> {
-        let _ = chunk;
-        todo!()
+        self.check_usable()?;
+        if self.seen.contains(&chunk.id) {
+            return Ok(false);
+        }
+        let result = self.append_inner(chunk);
+        if result.is_err() {
+            self.failed = true;
+        }
+        result.map(|()| true)
+    }
+
+    fn append_inner(&mut self, chunk: PendingChunk) -> Result<()> {
+        let envelope_len = u32::try_from(chunk.envelope.len())
+            .ok()
+            .filter(|n| *n <= u32::MAX - RECORD_HEADER_LEN as u32)
+            .ok_or_else(|| {
+                Error::invalid(format!(
+                    "chunk {}: envelope of {} bytes is too large for a pack record",
+                    chunk.id,
+                    chunk.envelope.len()
+                ))
+            })?;
+        if self.open.is_none() {
+            self.open = Some(self.start_pack()?);
+        }
+        let pack = self.open.as_mut().expect("opened above");
+        let header = encode_record_header(&RecordHeader {
+            envelope_len,
+            chunk_id: chunk.id,
+            key_id: chunk.key_id,
+        });
+        let mut hasher = blake3::Hasher::new();
+        hasher.update(&header);
+        hasher.update(&chunk.envelope);
+        pack.file
+            .write_all(&header)
+            .and_then(|()| pack.file.write_all(&chunk.envelope))
+            .map_err(|e| Error::io(format_args!("writing pack {}", pack.path.display()), e))?;
+        let length = RECORD_HEADER_LEN as u32 + envelope_len;
+        pack.chunks.push(SealedChunk {
+            id: chunk.id,
+            kind: chunk.kind,
+            offset: pack.len,
+            length,
+            key_id: chunk.key_id,
+            stored_hash: *hasher.finalize().as_bytes(),
+            refs: chunk.refs,
+        });
+        pack.len += u64::from(length);
+        self.seen.insert(chunk.id);
+        self.stats.chunks += 1;
+        self.stats.bytes += u64::from(length);
+        if pack.len >= self.target_size {
+            self.seal_open()?;
+        }
+        Ok(())
+    }
+
+    fn check_usable(&self) -> Result<()> {
+        if self.failed {
+            return Err(Error::new(
+                ErrorKind::Internal,
+                "the pack writer failed earlier; its pack was not sealed",
+            ));
+        }
+        Ok(())
+    }
+
+    /// Commit the pack row, then create the file exclusively and write its header.
+    fn start_pack(&mut self) -> Result<OpenPack> {
+        let name = PackName::random();
+        let row = self.index.begin_pack(&name, &self.writer, now())?;
+        let path = pack_path(&self.root, &name);
+        let dir = path.parent().expect("pack path has a directory");
+        if !dir.is_dir() {
+            durable::create_dir_synced(dir)?;
+        }
+        let file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&path)
+            .map_err(|e| Error::io(format_args!("creating pack {}", path.display()), e))?;
+        let mut file = BufWriter::with_capacity(WRITE_BUFFER, file);
+        file.write_all(&encode_pack_header(&name))
+            .map_err(|e| Error::io(format_args!("writing pack {}", path.display()), e))?;
+        Ok(OpenPack {
+            row,
+            name,
+            path,
+            file,
+            len: PACK_HEADER_LEN as u64,
+            chunks: Vec::new(),
+        })
+    }
+
+    /// Make the open pack durable (file, then directory entry), then commit its chunks.
+    fn seal_open(&mut self) -> Result<()> {
+        let Some(pack) = self.open.take() else {
+            return Ok(());
+        };
+        let OpenPack {
+            row,
+            name,
+            path,
+            file,
+            len,
+            chunks,
+        } = pack;
+        let file = file.into_inner().map_err(|e| {
+            Error::io(
+                format_args!("writing pack {}", path.display()),
+                e.into_error(),
+            )
+        })?;
+        file.sync_all()
+            .map_err(|e| Error::io(format_args!("syncing pack {}", path.display()), e))?;
+        durable::sync_dir(path.parent().expect("pack path has a directory"))?;
+        self.index
+            .seal_pack(row, len, &chunks)
+            .map_err(|e| e.context(format_args!("sealing pack {name}")))?;
+        self.stats.packs += 1;
+        Ok(())
     }
 
     /// Seal the open pack, if any, and return what was written.
-    pub fn finish(self) -> Result<WriteStats> {
-        todo!()
+    pub fn finish(mut self) -> Result<WriteStats> {
+        self.check_usable()?;
+        self.seal_open()?;
+        Ok(std::mem::take(&mut self.stats))
     }
 }
 
-/// Reads records from packs, keeping a few files open.
+/// Reads records from packs, keeping a few files open. Shared between threads.
 pub struct PackReader {
-    _root: PathBuf,
+    root: PathBuf,
+    /// Most recently used last.
+    files: Mutex<Vec<(PackName, Arc<File>)>>,
 }
 
 impl PackReader {
     /// A reader for the repository at `root`.
     pub fn new(root: &Path) -> Self {
         PackReader {
-            _root: root.to_path_buf(),
+            root: root.to_path_buf(),
+            files: Mutex::new(Vec::new()),
         }
+    }
+
+    /// The open file of a pack, opening it (and checking its header) when it is not cached.
+    fn file(&self, name: &PackName) -> Result<Arc<File>> {
+        // The cache holds only file handles: a panic elsewhere cannot leave it inconsistent.
+        {
+            let mut files = self.files.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(pos) = files.iter().position(|(n, _)| n == name) {
+                let entry = files.remove(pos);
+                let file = entry.1.clone();
+                files.push(entry);
+                return Ok(file);
+            }
+        }
+        let path = pack_path(&self.root, name);
+        let file = File::open(&path).map_err(|e| {
+            if e.kind() == std::io::ErrorKind::NotFound {
+                Error::corrupt(format!("pack {name} is missing ({})", path.display()))
+            } else {
+                Error::io(format_args!("opening pack {}", path.display()), e)
+            }
+        })?;
+        let mut header = [0u8; PACK_HEADER_LEN];
+        read_exact_at(&file, &mut header, 0, name)?;
+        let in_file =
+            decode_pack_header(&header).map_err(|e| e.context(format_args!("pack {name}")))?;
+        if in_file != *name {
+            return Err(Error::corrupt(format!(
+                "pack {name}: the file's header names pack {in_file}"
+            )));
+        }
+        let file = Arc::new(file);
+        let mut files = self.files.lock().unwrap_or_else(|e| e.into_inner());
+        if files.len() >= OPEN_FILES {
+            files.remove(0);
+        }
+        files.push((*name, file.clone()));
+        Ok(file)
     }
 
     /// Read a record and check its header against `loc`; returns the envelope. Does not hash.
     pub fn read_envelope(&self, loc: &ChunkLocation) -> Result<Vec<u8>> {
-        let _ = loc;
-        todo!()
+        let mut record = self.read_record(loc)?;
+        record.drain(..RECORD_HEADER_LEN);
+        Ok(record)
     }
 
-    /// Read the whole record (header + envelope) as stored.
+    /// Read the whole record (header + envelope) as stored, after checking its header against
+    /// `loc` (chunk id, key id, length).
     pub fn read_record(&self, loc: &ChunkLocation) -> Result<Vec<u8>> {
-        let _ = loc;
-        todo!()
+        let name = &loc.pack;
+        if (loc.length as usize) < RECORD_HEADER_LEN || loc.offset < PACK_HEADER_LEN as u64 {
+            return Err(Error::corrupt(format!(
+                "index: chunk {} has an impossible location in pack {name} \
+                 (offset {}, length {})",
+                loc.id, loc.offset, loc.length
+            )));
+        }
+        let file = self.file(name)?;
+        let mut record = vec![0u8; loc.length as usize];
+        read_exact_at(&file, &mut record, loc.offset, name).map_err(|e| {
+            e.context(format_args!(
+                "chunk {} (offset {}, length {})",
+                loc.id, loc.offset, loc.length
+            ))
+        })?;
+        let header = decode_record_header(&record).map_err(|e| {
+            e.context(format_args!(
+                "pack {name}, offset {}, chunk {}",
+                loc.offset, loc.id
+            ))
+        })?;
+        if header.chunk_id != loc.id
+            || header.key_id != loc.key_id
+            || header.record_len() != u64::from(loc.length)
+        {
+            return Err(Error::corrupt(format!(
+                "pack {name}, offset {}: the record header (chunk {}, key {}, length {}) \
+                 does not match the index (chunk {}, key {}, length {})",
+                loc.offset,
+                header.chunk_id,
+                header.key_id.0,
+                header.record_len(),
+                loc.id,
+                loc.key_id.0,
+                loc.length
+            )));
+        }
+        Ok(record)
     }
 }
+
+/// `pread` the whole buffer; a short file is `Corrupt` ("truncated").
+fn read_exact_at(file: &File, buf: &mut [u8], offset: u64, name: &PackName) -> Result<()> {
+    file.read_exact_at(buf, offset).map_err(|e| {
+        if e.kind() == std::io::ErrorKind::UnexpectedEof {
+            let size = file.metadata().map(|m| m.len()).unwrap_or(0);
+            Error::corrupt(format!(
+                "pack {name} is truncated: {} bytes at offset {offset} run past its end ({size} bytes)",
+                buf.len()
+            ))
+        } else {
+            Error::io(format_args!("reading pack {name}"), e)
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests;
