@@ -310,3 +310,67 @@ proptest::proptest! {
         }
     }
 }
+
+/// Entries for a set of paths: every ancestor becomes a directory, the other paths files,
+/// in manifest order.
+fn tree(paths: &std::collections::BTreeSet<Vec<String>>) -> Vec<Entry> {
+    let mut all = std::collections::BTreeMap::new();
+    for path in paths {
+        for depth in 1..=path.len() {
+            let dir = depth < path.len();
+            let entry = all.entry(path[..depth].to_vec()).or_insert(dir);
+            *entry |= dir;
+        }
+    }
+    // BTreeMap over component vectors is exactly the manifest's component-wise order.
+    let mut out = vec![dir("")];
+    for (components, is_dir) in all {
+        let path = components.join("/");
+        out.push(if is_dir {
+            dir(&path)
+        } else {
+            file(&path, vec![])
+        });
+    }
+    out
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig {
+        cases: 256,
+        ..proptest::prelude::ProptestConfig::default()
+    })]
+    /// The builder accepts exactly the streams the reader accepts: random trees, then two
+    /// entries swapped and a hard link to a random path.
+    #[test]
+    fn builder_and_reader_agree(
+        paths in proptest::collection::btree_set(
+            proptest::collection::vec("[ab.]{1,2}", 1..4), 1..12),
+        swap in proptest::option::of((0usize..64, 0usize..64)),
+        link in proptest::option::of((0usize..64, 0usize..64)),
+    ) {
+        let paths: std::collections::BTreeSet<Vec<String>> = paths
+            .into_iter()
+            .filter(|p| p.iter().all(|c| c != "." && c != ".."))
+            .collect();
+        let mut entries = tree(&paths);
+        let n = entries.len();
+        if let Some((a, b)) = swap {
+            entries.swap(a % n, b % n);
+        }
+        if let Some((at, to)) = link {
+            let target = entries[to % n].path.clone();
+            let at = at % n;
+            if matches!(entries[at].body, Body::File { .. }) {
+                entries[at].body = Body::Hardlink { target };
+            }
+        }
+        let built = build(ManifestParams::DEFAULT, &entries);
+        let read_back = read([raw_chunk(&entries).as_slice()]);
+        proptest::prop_assert_eq!(built.is_ok(), read_back.is_ok(), "{:?} / {:?}",
+            built.as_ref().err(), read_back.as_ref().err());
+        if let Ok(read_back) = read_back {
+            proptest::prop_assert_eq!(read_back, entries);
+        }
+    }
+}
