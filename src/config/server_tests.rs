@@ -314,3 +314,41 @@ fn ssh_keys() {
         assert!(SshPublicKey::parse(bad).is_err(), "{bad:?}");
     }
 }
+
+/// The commented examples in docs/configuration.md must load as they are.
+#[test]
+fn documented_examples_load() {
+    let doc = include_str!("../../docs/configuration.md");
+    let blocks: Vec<&str> = doc
+        .split("```toml\n")
+        .skip(1)
+        .map(|b| b.split("```").next().unwrap())
+        .collect();
+    let server = blocks
+        .iter()
+        .find(|b| b.contains("staging-root ="))
+        .expect("server example");
+    let cfg = parse(server).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(cfg.clients.len(), 2);
+    assert_eq!(cfg.client("db1").unwrap().keys.len(), 2);
+    assert_eq!(
+        cfg.client("web1").unwrap().staging_mode,
+        StagingMode::Hollow
+    );
+    let client = blocks
+        .iter()
+        .find(|b| b.contains("errors-to ="))
+        .expect("client example");
+    let cfg = crate::config::ClientConfig::parse(client, Path::new("/etc/rsbackup/client.toml"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(cfg.name.as_str(), "web1");
+    let hooks = blocks
+        .iter()
+        .find(|b| b.starts_with("init-hooks"))
+        .expect("hook example");
+    let with_hooks =
+        format!("{hooks}\n{client}").replacen("init-hooks = [{ argv", "# init-hooks = [{ argv", 1);
+    let cfg = crate::config::ClientConfig::parse(&with_hooks, Path::new("/x"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(cfg.init_hooks.len(), 2);
+}
