@@ -1,5 +1,16 @@
 //! Manifest bytes (format-spec/manifest.md): entries, extents, the keyed cut rule that splits the
 //! entry stream into manifest chunks, and the reader that checks paths and order.
+//!
+//! A session's manifest is one stream of [`Entry`] values in depth-first pre-order.
+//! [`ManifestBuilder`] encodes it and cuts it into [`ManifestChunk`]s where a keyed hash of an
+//! entry says so, so that an unchanged stretch of a tree gives the same chunks in the next
+//! session; [`ManifestReader`] turns the chunks back into entries.
+//!
+//! Both sides run the same checks (`entry` for one entry's fields, `order` for the stream):
+//! what the builder writes, the reader accepts, and a walker bug that would produce a stream
+//! restore must refuse is caught at ingest time instead, as [`crate::ErrorKind::Internal`].
+//! Memory stays bounded on both sides: the builder holds one chunk, the reader one chunk plus
+//! the file whose continuations are still to come, and the order check one path.
 
 mod builder;
 mod entry;
