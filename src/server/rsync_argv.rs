@@ -169,6 +169,15 @@ impl RsyncRequest {
         argv.push(dest);
         argv
     }
+
+    /// The process to exec: [`Self::server_argv`] with a cleared environment (nothing the
+    /// client's ssh session set reaches rsync) and the staging directory as working directory.
+    pub fn server_command(&self, rsync_path: &Path, staging: &Path) -> std::process::Command {
+        let argv = self.server_argv(rsync_path, staging);
+        let mut command = std::process::Command::new(&argv[0]);
+        command.args(&argv[1..]).env_clear().current_dir(staging);
+        command
+    }
 }
 
 fn check_capabilities(caps: &str) -> Result<String, String> {

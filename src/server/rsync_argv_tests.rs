@@ -290,3 +290,85 @@ fn installed_rsync_is_understood() {
     let v = parse_rsync_version(&String::from_utf8_lossy(&out.stdout)).unwrap();
     assert!(v.version >= (3, 0, 0));
 }
+
+/// The real rsync, both ends: what the client's rsync asks ssh to run must parse, and the argv
+/// the server builds from it must receive the upload into staging with symlinks munged.
+#[test]
+fn real_rsync_round_trip() {
+    use std::os::unix::fs::PermissionsExt;
+    let rsync = Path::new("/usr/bin/rsync");
+    if !rsync.exists() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    std::fs::create_dir_all(src.join("sub")).unwrap();
+    std::fs::write(src.join("sub/file"), b"content").unwrap();
+    std::fs::hard_link(src.join("sub/file"), src.join("hardlink")).unwrap();
+    std::os::unix::fs::symlink("/etc/passwd", src.join("escape")).unwrap();
+    let root = tmp.path().join("staging");
+    std::fs::create_dir_all(root.join("web1")).unwrap();
+    let staging = checked_staging_dir(&root, &ClientName::parse("web1").unwrap()).unwrap();
+
+    // Pass 1: a fake ssh that records the remote command words.
+    let fake_ssh = tmp.path().join("fake-ssh");
+    let words = tmp.path().join("words");
+    let script = |body: String| {
+        std::fs::write(&fake_ssh, format!("#!/bin/sh\n{body}")).unwrap();
+        std::fs::set_permissions(&fake_ssh, std::fs::Permissions::from_mode(0o755)).unwrap();
+    };
+    script(format!(
+        "shift 3\necho \"$*\" > {}\nexit 1\n",
+        words.display()
+    ));
+    let client = |ssh: &Path| {
+        std::process::Command::new(rsync)
+            .args([
+                "-a",
+                "-H",
+                "--numeric-ids",
+                "--delete",
+                "--partial",
+                "--stats",
+                "-e",
+            ])
+            .arg(ssh)
+            .arg(format!("{}/", src.display()))
+            .arg("web1@backup:")
+            .output()
+            .unwrap()
+    };
+    client(&fake_ssh);
+    let sent = std::fs::read_to_string(&words).unwrap();
+    let request = match crate::server::authz::parse_command(Some(sent.trim_end())) {
+        Ok(crate::server::authz::Request::Upload(r)) => r,
+        other => panic!("{sent:?}: {other:?}"),
+    };
+
+    // Pass 2: the fake ssh execs the argv the server builds, with an empty environment.
+    let argv = request.server_argv(rsync, &staging);
+    let quoted: Vec<String> = argv
+        .iter()
+        .map(|a| format!("'{}'", a.to_str().unwrap()))
+        .collect();
+    script(format!("exec env -i {}\n", quoted.join(" ")));
+    let out = client(&fake_ssh);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(std::fs::read(staging.join("sub/file")).unwrap(), b"content");
+    use std::os::unix::fs::MetadataExt;
+    let (a, b) = (
+        std::fs::metadata(staging.join("sub/file")).unwrap(),
+        std::fs::metadata(staging.join("hardlink")).unwrap(),
+    );
+    assert_eq!(a.ino(), b.ino(), "hard links preserved");
+    let link = std::fs::read_link(staging.join("escape")).unwrap();
+    assert_eq!(link, Path::new("/rsyncd-munged//etc/passwd"));
+    let cmd = request.server_command(rsync, &staging);
+    // std shows a cleared environment as `env -i` in the command's Debug form.
+    assert!(format!("{cmd:?}").contains("env -i "), "{cmd:?}");
+    assert_eq!(cmd.get_current_dir(), Some(staging.as_path()));
+}
