@@ -49,9 +49,11 @@ impl ManifestBuilder {
     /// more when a long extent list is split).
     ///
     /// Errors: [`ErrorKind::InvalidInput`] when the entry is too large to store (a path over
-    /// 65,536 bytes, an encoded entry over 16 MiB: the caller may skip that path), and
-    /// [`ErrorKind::Internal`] for anything a correct walker never produces (bad order, unsorted
-    /// xattrs, extents not adding up to the size, bad parameters).
+    /// 65,536 bytes, an encoded entry over 16 MiB): the builder is left unchanged, and the
+    /// caller may push a replacement for that path (say, kind 10 without the xattrs) or skip it
+    /// (and, for a directory, its contents). [`ErrorKind::Internal`] for anything a correct
+    /// walker never produces (bad order, unsorted xattrs, extents not adding up to the size,
+    /// bad parameters): the builder then refuses every further call.
     pub fn push(&mut self, entry: &Entry) -> Result<Vec<ManifestChunk>> {
         if self.failed {
             return Err(Error::new(
@@ -60,7 +62,9 @@ impl ManifestBuilder {
             ));
         }
         let result = self.push_inner(entry);
-        if result.is_err() {
+        if let Err(err) = &result
+            && err.kind() != ErrorKind::InvalidInput
+        {
             self.failed = true;
         }
         result
@@ -93,45 +97,76 @@ impl ManifestBuilder {
             )));
         }
         entry::check_meta(&entry.meta).map_err(bug)?;
+        let (first, rest): (&[Extent], &[Extent]) = match &entry.body {
+            Body::File { size, extents } => {
+                let total = entry::extents_len(extents).map_err(bug)?;
+                if total != *size {
+                    return Err(bug(format!(
+                        "extents add up to {total} bytes, the size is {size}"
+                    )));
+                }
+                extents.split_at(extents.len().min(MAX_EXTENTS_PER_ENTRY))
+            }
+            _ => (&[], &[]),
+        };
+        // Encode before touching any state: an entry too large to store is refused with the
+        // builder unchanged, so the caller can push a replacement for that path. Continuations
+        // are at most 32768 extents and one path, far below the limit.
+        let too_large = |what: String| {
+            Error::invalid(format!(
+                "cannot store manifest entry {}: {what} (too many or too large extended \
+                 attributes?)",
+                show(path)
+            ))
+        };
+        let mut scratch = std::mem::take(&mut self.scratch);
+        scratch.clear();
+        let encoded = entry::encode_entry(entry, first, &mut scratch).map_err(too_large);
+        let encoded = encoded.and_then(|()| match scratch.len() {
+            len if len > MAX_ENTRY_LEN => Err(too_large(format!(
+                "it encodes to {len} bytes, more than the 16 MiB limit"
+            ))),
+            _ => Ok(()),
+        });
+        let result = encoded.and_then(|()| self.append_all(entry, &scratch, first, rest));
+        self.scratch = scratch;
+        result
+    }
+
+    /// Check the order and append an encoded entry and its continuations.
+    fn append_all(
+        &mut self,
+        entry: &Entry,
+        encoded: &[u8],
+        first: &[Extent],
+        rest: &[Extent],
+    ) -> Result<Vec<ManifestChunk>> {
+        let path = &entry.path;
+        let bug = |problem: Problem| {
+            Error::new(
+                ErrorKind::Internal,
+                format!("refusing to write manifest entry {}: {problem}", show(path)),
+            )
+        };
         let hardlink = match &entry.body {
             Body::Hardlink { target } => Some(target.as_slice()),
             _ => None,
         };
         let is_dir = matches!(entry.body, Body::Dir);
         self.order.entry(path, is_dir, hardlink).map_err(bug)?;
-
+        if let Body::File { size, .. } = &entry.body {
+            self.order.file(path, *size, first).map_err(bug)?;
+        }
         let mut out = Vec::new();
-        let mut scratch = std::mem::take(&mut self.scratch);
-        let result = (|| {
-            let (first, rest): (&[Extent], &[Extent]) = match &entry.body {
-                Body::File { size, extents } => {
-                    let total = entry::extents_len(extents).map_err(bug)?;
-                    if total != *size {
-                        return Err(bug(format!(
-                            "extents add up to {total} bytes, the size is {size}"
-                        )));
-                    }
-                    let split = extents.len().min(MAX_EXTENTS_PER_ENTRY);
-                    self.order
-                        .file(path, *size, &extents[..split])
-                        .map_err(bug)?;
-                    extents.split_at(split)
-                }
-                _ => (&[], &[]),
-            };
-            scratch.clear();
-            entry::encode_entry(entry, first, &mut scratch).map_err(bug)?;
-            self.append(&scratch, first, path, &mut out)?;
-            for piece in rest.chunks(MAX_EXTENTS_PER_ENTRY) {
-                self.order.continued(path, piece).map_err(bug)?;
-                scratch.clear();
-                entry::encode_continued(path, piece, &mut scratch).map_err(bug)?;
-                self.append(&scratch, piece, path, &mut out)?;
-            }
-            Ok(())
-        })();
-        self.scratch = scratch;
-        result.map(|()| out)
+        self.append(encoded, first, path, &mut out)?;
+        let mut piece_bytes = Vec::new();
+        for piece in rest.chunks(MAX_EXTENTS_PER_ENTRY) {
+            self.order.continued(path, piece).map_err(bug)?;
+            piece_bytes.clear();
+            entry::encode_continued(path, piece, &mut piece_bytes).map_err(bug)?;
+            self.append(&piece_bytes, piece, path, &mut out)?;
+        }
+        Ok(out)
     }
 
     /// Apply the cut rule around one encoded entry.
@@ -144,11 +179,13 @@ impl ManifestBuilder {
     ) -> Result<()> {
         let e = encoded.len() as u64;
         if encoded.len() > MAX_ENTRY_LEN {
-            return Err(Error::invalid(format!(
-                "cannot store manifest entry {}: it encodes to {e} bytes, more than the 16 MiB \
-                 limit (too many or too large extended attributes?)",
-                show(path)
-            )));
+            return Err(Error::new(
+                ErrorKind::Internal,
+                format!(
+                    "manifest entry {} of {e} bytes reached the cut rule",
+                    show(path)
+                ),
+            ));
         }
         let (min, avg, max) = (
             u64::from(self.params.min_size),

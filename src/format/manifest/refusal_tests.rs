@@ -247,7 +247,11 @@ fn continuations_are_checked() {
 fn builder_refuses_oversized_input_and_stays_failed() {
     let mut big = file("f", vec![]);
     big.meta.xattrs = vec![(b"user.big".to_vec(), vec![0; MAX_ENTRY_LEN])];
-    builder_refuses(&[dir(""), big], ErrorKind::InvalidInput, "16 MiB limit");
+    builder_refuses(
+        &[dir(""), big.clone()],
+        ErrorKind::InvalidInput,
+        "16 MiB limit",
+    );
     let long = "a".repeat(65537);
     builder_refuses(
         &[dir(""), file(&long, vec![])],
@@ -255,6 +259,23 @@ fn builder_refuses_oversized_input_and_stays_failed() {
         "65536",
     );
 
+    // Too large is not a bug: the builder is unchanged and takes a replacement for the path.
+    let mut builder = ManifestBuilder::new(ManifestParams::DEFAULT, KEY);
+    builder.push(&dir("")).unwrap();
+    assert_eq!(
+        builder.push(&big).unwrap_err().kind(),
+        ErrorKind::InvalidInput
+    );
+    let mut replacement = big.clone();
+    replacement.meta.xattrs.clear();
+    replacement.body = Body::Unreadable {
+        message: "extended attributes too large".into(),
+    };
+    assert!(builder.push(&replacement).unwrap().is_empty());
+    let chunk = builder.finish().unwrap();
+    assert_eq!(read([chunk.bytes.as_slice()]).unwrap()[1], replacement);
+
+    // A bug is: after it the builder refuses everything and yields no chunk.
     let mut builder = ManifestBuilder::new(ManifestParams::DEFAULT, KEY);
     builder.push(&dir("")).unwrap();
     assert!(builder.push(&dir("")).is_err());
