@@ -102,12 +102,22 @@ fn print_human(client: &str, r: &IngestReport) -> Result<()> {
         r.files,
         size_exact(r.bytes)
     )?;
-    writeln!(
-        out,
-        "  read:     {} files, {} (the rest proven unchanged by the files cache)",
-        r.files_read,
-        size(r.bytes_read)
-    )?;
+    let skipped = r.files.saturating_sub(r.files_read);
+    if skipped > 0 {
+        writeln!(
+            out,
+            "  read:     {} files, {} ({skipped} proven unchanged by the files cache)",
+            r.files_read,
+            size(r.bytes_read)
+        )?;
+    } else {
+        writeln!(
+            out,
+            "  read:     {} files, {}",
+            r.files_read,
+            size(r.bytes_read)
+        )?;
+    }
     writeln!(
         out,
         "  new:      {} chunks, {} before compression, {} stored",
@@ -115,12 +125,16 @@ fn print_human(client: &str, r: &IngestReport) -> Result<()> {
         size(r.new_plain_bytes),
         size_exact(r.new_stored_bytes)
     )?;
-    writeln!(
-        out,
-        "  time:     {} ({} read)",
-        duration(r.seconds),
-        rate(r.bytes_read, r.seconds)
-    )?;
+    if r.bytes_read > 0 {
+        writeln!(
+            out,
+            "  time:     {} ({} read)",
+            duration(r.seconds),
+            rate(r.bytes_read, r.seconds)
+        )?;
+    } else {
+        writeln!(out, "  time:     {}", duration(r.seconds))?;
+    }
     for e in &r.errors {
         writeln!(out, "  not backed up: {}: {}", e.path, e.message)?;
     }

@@ -10,6 +10,15 @@ use rsbackup::ingest::validate_client_name;
 use crate::Outcome;
 use crate::output::{duration, size, time};
 
+/// A duration in whole seconds (session times have one-second resolution).
+fn whole_seconds(secs: i64) -> String {
+    if secs < 60 {
+        format!("{} s", secs.max(0))
+    } else {
+        duration(secs as f64)
+    }
+}
+
 /// Arguments of `sessions`.
 #[derive(clap::Args)]
 pub struct Args {
@@ -94,7 +103,7 @@ fn row(s: &SessionInfo) -> [String; 8] {
         state
     };
     let took = match s.finished {
-        Some(f) => duration((f - s.started) as f64),
+        Some(f) => whole_seconds(f - s.started),
         None => "-".into(),
     };
     [
