@@ -25,6 +25,8 @@ pub(super) struct Consumed {
     pub files_read: u64,
     pub bytes_read: u64,
     pub errors: Vec<PathError>,
+    /// Results consumed in order (must equal what the walker emitted).
+    pub consumed: u64,
     pub cache: Option<CacheWriter>,
 }
 
@@ -78,6 +80,7 @@ impl<'s, 'r> Consumer<'s, 'r> {
                 }
             }
         }
+        self.out.consumed = next;
         if !self.sh.abort.is_set()
             && let Err(e) = self.finish_manifest()
         {

@@ -304,7 +304,7 @@ fn run_pipeline(
         drop((job_tx, res_tx));
         let consumed = consumer_h.join();
         let written = writer_h.join();
-        (walked, consumed, written)
+        (walked.map(|()| seq), consumed, written)
     });
     let consumed = consumed.map_err(|_| panicked("manifest builder"))?;
     let written = written.map_err(|_| panicked("pack writer"))?;
@@ -318,7 +318,18 @@ fn run_pipeline(
             opts.client
         )));
     }
-    walked?;
+    let emitted = walked?;
+    if consumed.consumed != emitted {
+        // Never commit a manifest with a silently missing entry.
+        return Err(Error::new(
+            ErrorKind::Internal,
+            format!(
+                "ingest of {}: {emitted} paths walked but {} recorded (a bug)",
+                opts.source.display(),
+                consumed.consumed
+            ),
+        ));
+    }
     Ok((consumed, written))
 }
 

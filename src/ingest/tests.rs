@@ -123,7 +123,7 @@ fn every_kind_of_entry_round_trips() {
     fs::hard_link(src.join("a/small.txt"), src.join("z-hard")).unwrap();
     rustix::fs::mknodat(
         rustix::fs::CWD,
-        &src.join("fifo"),
+        src.join("fifo"),
         rustix::fs::FileType::Fifo,
         rustix::fs::Mode::from_raw_mode(0o640),
         0,
@@ -131,7 +131,7 @@ fn every_kind_of_entry_round_trips() {
     .unwrap();
     let chardev = rustix::fs::mknodat(
         rustix::fs::CWD,
-        &src.join("null"),
+        src.join("null"),
         rustix::fs::FileType::CharacterDevice,
         rustix::fs::Mode::from_raw_mode(0o666),
         rustix::fs::makedev(1, 3),
@@ -140,7 +140,7 @@ fn every_kind_of_entry_round_trips() {
     let _sock = std::os::unix::net::UnixListener::bind(src.join("sock")).unwrap();
     fs::set_permissions(src.join("a/small.txt"), fs::Permissions::from_mode(0o4751)).unwrap();
     let xattr = rustix::fs::lsetxattr(
-        &src.join("a/small.txt"),
+        src.join("a/small.txt"),
         "user.note",
         b"kept",
         rustix::fs::XattrFlags::empty(),
