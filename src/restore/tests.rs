@@ -35,6 +35,7 @@ use std::fs;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 
+use crate::format::manifest::Entry;
 use crate::restore::testutil::{Piece, SessionBuilder, TestRepo, meta};
 
 fn opts(target: &std::path::Path) -> RestoreOptions {
@@ -68,7 +69,7 @@ fn every_kind_comes_back_with_its_metadata() {
         .file(b"a/big", &big)
         .file(b"a/empty", b"")
         .entry(b"a/empty-dir", meta(0o1777, 1_500_000_000), Body::Dir)
-        .file_pieces(b"a/owned", owned.clone(), vec![Piece::Data(b"x".to_vec())])
+        .entry(b"a/fifo", meta(0o640, 1_400_000_001), Body::Fifo)
         .entry(
             b"a/link",
             meta(0o644, 1_650_000_000),
@@ -76,6 +77,7 @@ fn every_kind_comes_back_with_its_metadata() {
                 target: b"a/big".to_vec(),
             },
         )
+        .file_pieces(b"a/owned", owned.clone(), vec![Piece::Data(b"x".to_vec())])
         .entry(
             b"a/sym",
             meta(0o777, 1_400_000_000),
@@ -83,7 +85,6 @@ fn every_kind_comes_back_with_its_metadata() {
                 target: b"/nonexistent/abs".to_vec(),
             },
         )
-        .entry(b"a/fifo", meta(0o640, 1_400_000_001), Body::Fifo)
         .entry(b"b\xff", meta(0o700, 1_400_000_002), Body::Dir)
         .entry(
             b"b\xff/gone",
@@ -233,37 +234,67 @@ fn bad_targets_are_refused_before_anything_is_written() {
 
 #[test]
 fn a_symlink_in_the_session_is_never_followed() {
-    let t = TestRepo::new();
-    let outside = t.path("outside");
+    // The manifest builder and reader refuse such a manifest (a's entry is not a directory),
+    // so feed the entries to the walker directly: it must not go through the symlink either.
+    let dir = tempfile::tempdir().unwrap();
+    let outside = dir.path().join("outside");
     fs::create_dir(&outside).unwrap();
-    let mut s = SessionBuilder::new(&t);
-    s.entry(
-        b"a",
-        meta(0o777, 1),
-        Body::Symlink {
-            target: outside.as_os_str().as_bytes().to_vec(),
+    let target = dir.path().join("out");
+    fs::create_dir(&target).unwrap();
+    let entries = vec![
+        Entry {
+            path: b"a".to_vec(),
+            meta: meta(0o777, 1),
+            body: Body::Symlink {
+                target: outside.as_os_str().as_bytes().to_vec(),
+            },
         },
-    )
-    .file(b"a/x", b"escaped");
-    let session = s.commit();
-    let target = t.path("out");
-    // The manifest reader may refuse this manifest outright (a's parent entry is not a
-    // directory); if it lets it through, the walker must refuse to go through the symlink.
-    match restore(&t.reader(), session, &opts(&target)) {
-        Ok(report) => {
-            assert!(
-                report.errors.iter().any(|e| e.path == "a/x"),
-                "{:?}",
-                report.errors
-            );
-        }
-        Err(e) => assert_eq!(e.kind(), ErrorKind::Corrupt, "{e}"),
-    }
+        Entry {
+            path: b"a/x".to_vec(),
+            meta: meta(0o644, 1),
+            body: Body::File {
+                size: 0,
+                extents: Vec::new(),
+            },
+        },
+        Entry {
+            path: b"a/d".to_vec(),
+            meta: meta(0o755, 1),
+            body: Body::Dir,
+        },
+        Entry {
+            path: b"a/d/y".to_vec(),
+            meta: meta(0o644, 1),
+            body: Body::Fifo,
+        },
+        Entry {
+            path: b"../escape".to_vec(),
+            meta: meta(0o644, 1),
+            body: Body::Fifo,
+        },
+    ];
+    let report = tree::walk_entries_for_test(&target, entries);
     assert_eq!(
         fs::read_dir(&outside).unwrap().count(),
         0,
         "wrote outside the target"
     );
+    assert!(
+        !dir.path().join("escape").exists(),
+        "wrote beside the target"
+    );
+    assert!(
+        fs::symlink_metadata(target.join("a"))
+            .unwrap()
+            .file_type()
+            .is_symlink()
+    );
+    let failed: Vec<&str> = report.errors.iter().map(|e| e.path.as_str()).collect();
+    assert!(
+        failed.contains(&"a/x") && failed.contains(&"a/d"),
+        "{failed:?}"
+    );
+    assert!(failed.contains(&"../escape"), "{failed:?}");
 }
 
 #[test]
@@ -430,4 +461,3 @@ fn cat_writes_content_and_refuses_what_is_not_a_file() {
     assert!(err.message().contains("d/none"));
     assert!(out.is_empty());
 }
-

@@ -376,3 +376,40 @@ fn join(base: &[u8], name: &[u8]) -> Vec<u8> {
     out.extend_from_slice(name);
     out
 }
+
+/// Run the walker alone over `entries` into `target` (regular files are created but not
+/// filled): lets tests feed manifests that the manifest reader would refuse.
+#[cfg(test)]
+pub(super) fn walk_entries_for_test(
+    target: &std::path::Path,
+    entries: Vec<Entry>,
+) -> RestoreReport {
+    let (tx, _rx) = crossbeam_channel::unbounded();
+    let fd = rustix::fs::open(
+        target,
+        rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::DIRECTORY,
+        rustix::fs::Mode::empty(),
+    )
+    .unwrap();
+    let selection = Selection { roots: Vec::new() };
+    let mut walker = Walker {
+        selection: &selection,
+        restore_owner: false,
+        stack: vec![OpenDir {
+            path: Vec::new(),
+            fd,
+            meta: None,
+        }],
+        apply_root_meta: false,
+        failed_dir: None,
+        wanted: HashSet::new(),
+        held: HashMap::new(),
+        link_to: HashMap::new(),
+        jobs: tx,
+        report: RestoreReport::default(),
+    };
+    for entry in entries {
+        walker.visit(entry);
+    }
+    walker.finish()
+}
