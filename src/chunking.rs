@@ -41,7 +41,8 @@ impl ChunkerParams {
     ///
     /// Errors are [`ErrorKind::Config`]: the parameters come from `repository.toml`.
     pub fn validate(&self) -> Result<()> {
-        let bad = |what: String| Err(Error::new(ErrorKind::Config, format!("[chunker] {what}")));
+        // Messages name the repository.toml keys; the caller adds the file and section.
+        let bad = |what: String| Err(Error::new(ErrorKind::Config, what));
         let range = |name: &str, v: u32, lo: u32, hi: u32| -> Result<()> {
             if (lo..=hi).contains(&v) {
                 Ok(())
@@ -160,6 +161,9 @@ fn cut(
     .1
 }
 
+/// First size of a chunker's buffer; it doubles as needed up to `2 * max_size`.
+const INITIAL_BUFFER: usize = 64 << 10;
+
 /// Cuts a reader into chunks; each call to [`Chunker::next_chunk`] returns the next chunk.
 pub struct Chunker<'g, R: Read> {
     reader: R,
@@ -198,21 +202,27 @@ impl<'g, R: Read> Chunker<'g, R> {
 
     /// Make sure `buf[start..end]` holds a whole window (`max_size` bytes) or the rest of the
     /// input. Short reads are normal (pipes, sockets); `Interrupted` is retried.
+    ///
+    /// The buffer starts small and doubles up to two windows, so chunking a small file (the
+    /// common case on a file server) costs a small allocation, not `2 * max_size` bytes.
     fn fill(&mut self) -> std::io::Result<()> {
         let window = self.params.max_size as usize;
         if self.eof || self.end - self.start >= window {
             return Ok(());
-        }
-        if self.buf.is_empty() {
-            // Allocated on first use so that a chunker over an empty file costs nothing.
-            self.buf = vec![0u8; 2 * window];
         }
         if self.start > 0 {
             self.buf.copy_within(self.start..self.end, 0);
             self.end -= self.start;
             self.start = 0;
         }
-        while self.end < self.buf.len() {
+        loop {
+            if self.end == self.buf.len() {
+                if self.buf.len() >= 2 * window {
+                    break;
+                }
+                let grown = (self.buf.len() * 2).max(INITIAL_BUFFER).min(2 * window);
+                self.buf.resize(grown, 0);
+            }
             match self.reader.read(&mut self.buf[self.end..]) {
                 Ok(0) => {
                     self.eof = true;

@@ -134,6 +134,22 @@ fn standard_table_matches_stream_cdc_on_many_mib_with_short_reads() {
 }
 
 #[test]
+fn smallest_parameters_match_stream_cdc() {
+    // max-size below the initial buffer size: the buffer must still be capped at two windows.
+    let p = ChunkerParams {
+        min_size: 64,
+        avg_size: 256,
+        max_size: 1024,
+        normalization: 2,
+    };
+    let gear = GearTable::standard();
+    let data = pattern(8, 100_000);
+    let (got, joined) = streamed(&data[..], p, &gear);
+    assert_eq!(got, stream_cdc_lengths(&data, p));
+    assert_eq!(joined, data);
+}
+
+#[test]
 fn zeros_cut_at_max_size() {
     let gear = GearTable::standard();
     let data = vec![0u8; 3 * SMALL.max_size as usize + 10];
@@ -208,6 +224,23 @@ fn chunk_into_and_slice_agree_with_next_chunk() {
 }
 
 #[test]
+fn small_inputs_get_a_small_buffer() {
+    let gear = GearTable::standard();
+    let data = pattern(6, 1000);
+    let mut c = Chunker::new(&data[..], ChunkerParams::DEFAULT, &gear);
+    assert_eq!(c.next_slice().unwrap(), Some(&data[..]));
+    assert!(c.next_slice().unwrap().is_none());
+    assert_eq!(c.buf.len(), INITIAL_BUFFER);
+    // A large input grows it to two windows and no further.
+    let big = pattern(6, 20 << 20);
+    let mut c = Chunker::new(&big[..], ChunkerParams::DEFAULT, &gear);
+    while c.next_slice().unwrap().is_some() {}
+    assert_eq!(c.buf.len(), 2 * ChunkerParams::DEFAULT.max_size as usize);
+    let mut c = Chunker::new(&[][..], ChunkerParams::DEFAULT, &gear);
+    assert!(c.next_chunk().unwrap().is_none());
+}
+
+#[test]
 fn read_errors_are_returned() {
     struct Failing(usize);
     impl Read for Failing {
@@ -261,7 +294,10 @@ fn validate_refuses_bad_parameters() {
     for p in bad {
         let err = p.validate().unwrap_err();
         assert_eq!(err.kind(), ErrorKind::Config, "{p:?}");
-        assert!(err.message().starts_with("[chunker]"), "{err}");
+        assert!(
+            err.message().contains("size") || err.message().contains("normalization"),
+            "{err}"
+        );
     }
 }
 
@@ -338,5 +374,33 @@ fn vectors_chunking() {
     ];
     for (file, table, seed, n, p) in cases {
         lengths_vector(table, seed, n, p).check_or_write(file);
+    }
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(48))]
+
+    /// Any valid parameters, any input length, any read sizes: the same cuts as StreamCDC.
+    #[test]
+    fn streaming_matches_stream_cdc_for_random_parameters(
+        min_log in 6u32..12,
+        avg_extra in 1u32..4,
+        max_extra in 1u32..4,
+        normalization in 0u32..4,
+        n in 0usize..200_000,
+        step in 1usize..70_000,
+        seed in 0u8..255,
+    ) {
+        let min_size = 1u32 << min_log;
+        let avg_size = (min_size << avg_extra).max(256);
+        let max_size = (avg_size << max_extra).max(1024);
+        let p = ChunkerParams { min_size, avg_size, max_size, normalization };
+        proptest::prop_assume!(p.validate().is_ok());
+        let data = pattern(seed, n);
+        let gear = GearTable::standard();
+        let (got, joined) = streamed(Choppy { data: &data, step, calls: 0 }, p, &gear);
+        proptest::prop_assert_eq!(&got, &stream_cdc_lengths(&data, p));
+        proptest::prop_assert_eq!(&got, &chunk_lengths(&data, p, &gear));
+        proptest::prop_assert!(joined == data);
     }
 }
