@@ -20,6 +20,8 @@ use crate::error::Result;
 
 /// Audit log path when the file does not set one.
 pub const DEFAULT_AUDIT_LOG: &str = "/var/log/rsbackup/audit.log";
+/// Refusal-alert coalescing state when the file does not name one.
+pub const DEFAULT_ALERT_STATE: &str = "/var/lib/rsbackup/alert-state.json";
 /// The rsync the server execs when the file does not name one.
 pub const DEFAULT_RSYNC_PATH: &str = "/usr/bin/rsync";
 /// Refusal alerts within this many minutes of the last one are coalesced into one mail.
@@ -163,6 +165,8 @@ pub struct ServerConfig {
     pub staging_root: PathBuf,
     /// Where audit records are appended.
     pub audit_log: PathBuf,
+    /// The state file that coalesces refusal alerts (see `server::alerts`).
+    pub alert_state: PathBuf,
     /// The rsync binary the server execs.
     pub rsync_path: PathBuf,
     /// Refusal alerts closer together than this are coalesced.
@@ -244,6 +248,10 @@ impl ServerConfig {
                 Some(p) => src.absolute_path(p, "audit-log")?,
                 None => PathBuf::from(DEFAULT_AUDIT_LOG),
             },
+            alert_state: match raw.alert_state {
+                Some(p) => src.absolute_path(p, "alert-state")?,
+                None => PathBuf::from(DEFAULT_ALERT_STATE),
+            },
             rsync_path: match raw.rsync_path {
                 Some(p) => src.absolute_path(p, "rsync-path")?,
                 None => PathBuf::from(DEFAULT_RSYNC_PATH),
@@ -275,6 +283,7 @@ struct RawServer {
     repository: Spanned<PathBuf>,
     staging_root: Spanned<PathBuf>,
     audit_log: Option<Spanned<PathBuf>>,
+    alert_state: Option<Spanned<PathBuf>>,
     rsync_path: Option<Spanned<PathBuf>>,
     alert_coalesce_minutes: Option<Spanned<u64>>,
     mail: RawMail,

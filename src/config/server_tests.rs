@@ -64,6 +64,11 @@ fn example_parses_with_defaults_applied() {
     let cfg = parse(&example()).unwrap();
     assert_eq!(cfg.repository, Path::new("/srv/rsbackup/repo"));
     assert_eq!(cfg.audit_log, Path::new(DEFAULT_AUDIT_LOG));
+    assert_eq!(cfg.alert_state, Path::new(DEFAULT_ALERT_STATE));
+    assert_eq!(
+        cfg.alert_coalesce,
+        Duration::from_secs(DEFAULT_ALERT_COALESCE_MINUTES * 60)
+    );
     assert_eq!(cfg.admin.len(), 1);
     let web1 = cfg.client("web1").unwrap();
     assert_eq!(web1.keys[0].comment, "web1@host");
@@ -330,6 +335,10 @@ fn documented_examples_load() {
         .expect("server example");
     let cfg = parse(server).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(cfg.clients.len(), 2);
+    assert_eq!(
+        cfg.alert_state,
+        Path::new("/var/lib/rsbackup/alert-state.json")
+    );
     assert_eq!(cfg.client("db1").unwrap().keys.len(), 2);
     assert_eq!(
         cfg.client("web1").unwrap().staging_mode,
