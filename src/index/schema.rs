@@ -19,7 +19,7 @@ CREATE TABLE meta (
 ) STRICT;
 
 CREATE TABLE data_keys (
-  id      INTEGER PRIMARY KEY,
+  id      INTEGER PRIMARY KEY AUTOINCREMENT,
   wrapped BLOB NOT NULL,
   created INTEGER NOT NULL
 ) STRICT;
@@ -52,7 +52,7 @@ CREATE TABLE chunk_refs (
 CREATE INDEX chunk_refs_by_child ON chunk_refs(child);
 
 CREATE TABLE sessions (
-  id          INTEGER PRIMARY KEY,
+  id          INTEGER PRIMARY KEY AUTOINCREMENT,
   client      TEXT NOT NULL,
   state       TEXT NOT NULL CHECK (state IN ('running', 'complete', 'incomplete')),
   writer      TEXT,
