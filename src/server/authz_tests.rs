@@ -224,3 +224,35 @@ fn refusal_message_says_nothing_specific() {
     assert!(!REFUSAL_MESSAGE.contains("address"));
     assert!(!REFUSAL_MESSAGE.contains("window"));
 }
+
+proptest::proptest! {
+    /// Whatever arrives in SSH_ORIGINAL_COMMAND, parsing never panics, and anything accepted
+    /// is plain printable ASCII without quotes.
+    #[test]
+    fn any_command_is_handled(cmd in "\\PC{0,80}|[ -~\\n\\t]{0,200}") {
+        if parse_command(Some(&cmd)).is_ok() {
+            proptest::prop_assert!(cmd.bytes().all(|b| (0x20..0x7f).contains(&b)));
+            proptest::prop_assert!(!cmd.contains(['"', '\'', '`', '\\']));
+        }
+        let record = crate::server::audit::escape_for_log(&cmd, 256);
+        proptest::prop_assert!(record.len() <= 256);
+        proptest::prop_assert!(record.bytes().all(|b| (0x20..0x7f).contains(&b)));
+    }
+
+    /// Random rsync words: only the allow-listed shapes pass, and the destination never moves.
+    #[test]
+    fn any_rsync_line_keeps_the_destination(
+        opts in proptest::collection::vec("-[lHogDtpreAXsKLT.iCIvu]{1,12}|--(delete|stats|partial|sender|timeout|inplace|[a-z-]{1,14})(=[0-9a-z/.]{0,6})?", 0..6),
+        paths in proptest::collection::vec("\\.|\\./|\\.\\.|[./a-z]{1,6}", 0..4),
+    ) {
+        let mut words = vec!["rsync", "--server"];
+        words.extend(opts.iter().map(String::as_str));
+        words.extend(paths.iter().map(String::as_str));
+        if let Ok(req) = RsyncRequest::parse(&words) {
+            let argv = req.server_argv(Path::new("/usr/bin/rsync"), Path::new("/srv/staging/web1"));
+            proptest::prop_assert_eq!(argv.last().unwrap(), "/srv/staging/web1/");
+            proptest::prop_assert!(argv.iter().filter(|a| a.to_str().unwrap().starts_with('/')).count() == 2);
+            proptest::prop_assert!(!req.short.contains(['s', 'K', 'L', 'T', 'M', 'f', 'B']));
+        }
+    }
+}
