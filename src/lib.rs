@@ -14,6 +14,7 @@
 //! * [`index`], [`store`], [`repo`]: the SQLite index, pack files, and the repository that ties
 //!   them together (init, open, locks, cleanup of dead writers).
 //! * [`files_cache`], [`ingest`], [`reader`], [`restore`], [`check`]: the operations.
+//! * [`retention`], [`gc`]: which sessions to keep, and roll-off: forget, collect, repack.
 //!
 //! * [`config`], [`server`], [`report`]: the push path (server forced command, configuration,
 //!   mailed reports).
@@ -30,6 +31,7 @@ pub mod crypto;
 pub mod error;
 pub mod files_cache;
 pub mod format;
+pub mod gc;
 pub mod ids;
 pub mod index;
 pub mod ingest;

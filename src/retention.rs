@@ -49,6 +49,24 @@ pub struct Policy {
     pub keep_within: Option<Span>,
 }
 
+// `Span` compares field by field only on request: "24h" and "1d" are different rules as
+// written, which is what a configuration comparison wants.
+impl PartialEq for Policy {
+    fn eq(&self, other: &Self) -> bool {
+        self.keep_last == other.keep_last
+            && self.keep_hourly == other.keep_hourly
+            && self.keep_daily == other.keep_daily
+            && self.keep_weekly == other.keep_weekly
+            && self.keep_monthly == other.keep_monthly
+            && self.keep_yearly == other.keep_yearly
+            && match (self.keep_within, other.keep_within) {
+                (Some(a), Some(b)) => a.fieldwise() == b.fieldwise(),
+                (None, None) => true,
+                _ => false,
+            }
+    }
+}
+
 impl Policy {
     /// True when no rule is set: nothing is rolled off.
     pub fn is_empty(&self) -> bool {

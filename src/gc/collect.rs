@@ -1,0 +1,294 @@
+//! Collect, under the exclusive repository lock: live set, dead chunk rows, empty packs,
+//! repacking, unused keys, stray pack files, then `gc-pending` cleared.
+//!
+//! Order (format-spec/index.md "Garbage collection"): index first, files after. Every step
+//! leaves the invariants true, so a crash between any two leaves a repository that reads
+//! correctly; what it leaves behind (a pack file without a row, a `writing` pack of the dead
+//! collector) is garbage the next collect removes, and `gc-pending` stays set until then.
+
+use std::path::{Path, PathBuf};
+
+use rusqlite::params;
+
+use super::{Failpoint, repack, set_gc_pending, write_tx};
+use crate::error::{Error, Result};
+use crate::ids::PackName;
+use crate::index::Index;
+use crate::repo::{Repo, RepoLock};
+use crate::store::durable::sync_dir;
+use crate::store::pack_path;
+
+/// What a collect did.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
+pub struct CollectReport {
+    /// Dead writers whose leftovers were removed first.
+    pub dead_writers: u64,
+    /// Chunks still used by a kept session.
+    pub live_chunks: u64,
+    /// Chunk rows deleted.
+    pub chunks_deleted: u64,
+    /// Packs deleted because nothing in them was live.
+    pub packs_emptied: u64,
+    /// Packs rewritten because little in them was live.
+    pub packs_repacked: u64,
+    /// New packs written by repacking.
+    pub packs_written: u64,
+    /// Data keys deleted.
+    pub keys_deleted: u64,
+    /// Pack files without an index row that were removed.
+    pub stray_files: u64,
+    /// Pack file bytes removed minus pack file bytes written.
+    pub bytes_reclaimed: u64,
+    /// Packs left alone, with why (e.g. a record that does not match its stored hash).
+    pub skipped: Vec<String>,
+}
+
+/// A sealed pack and how much of it is live.
+#[derive(Debug, Clone)]
+pub(super) struct PackUse {
+    pub row: i64,
+    pub name: PackName,
+    pub size: u64,
+    pub live_bytes: u64,
+    pub live_chunks: u64,
+}
+
+/// Run a collect. The caller holds `_lock` (exclusive).
+pub(super) fn collect(
+    repo: &Repo,
+    _lock: &RepoLock,
+    threshold: f64,
+    fail: &Failpoint,
+) -> Result<CollectReport> {
+    let mut report = CollectReport::default();
+    let writer = super::lock::start(repo)?;
+    let index = repo.index()?;
+    // A dead ingest's sealed packs hold chunks no session names: they are collected below.
+    report.dead_writers = repo.cleanup_dead_writers(&index)? as u64;
+    fail.hit("after-cleanup");
+
+    // The live set lives in a TEMP table on disk, never in memory: its size grows with the
+    // repository.
+    let conn = index.conn();
+    conn.execute_batch(
+        "PRAGMA temp_store = FILE; \
+         DROP TABLE IF EXISTS temp.live; \
+         CREATE TEMP TABLE live (id BLOB PRIMARY KEY) WITHOUT ROWID;",
+    )?;
+    let result = collect_with_live(repo, &index, &writer.id, threshold, fail, &mut report);
+    let _ = conn.execute_batch("DROP TABLE IF EXISTS temp.live");
+    result?;
+    Ok(report)
+}
+
+fn collect_with_live(
+    repo: &Repo,
+    index: &Index,
+    writer: &crate::ids::WriterId,
+    threshold: f64,
+    fail: &Failpoint,
+    report: &mut CollectReport,
+) -> Result<()> {
+    write_tx(index, "deleting chunks no session uses", |conn| {
+        conn.execute_batch(
+            "DELETE FROM temp.live; \
+             INSERT OR IGNORE INTO temp.live SELECT chunk FROM session_manifest; \
+             INSERT OR IGNORE INTO temp.live SELECT r.child FROM chunk_refs r \
+               WHERE r.parent IN (SELECT chunk FROM session_manifest);",
+        )?;
+        report.live_chunks =
+            conn.query_row("SELECT COUNT(*) FROM temp.live", [], |r| r.get::<_, i64>(0))? as u64;
+        conn.execute(
+            "DELETE FROM chunk_refs WHERE parent NOT IN (SELECT id FROM temp.live)",
+            [],
+        )?;
+        let deleted = conn.execute(
+            "DELETE FROM chunks WHERE id NOT IN (SELECT id FROM temp.live)",
+            [],
+        )?;
+        report.chunks_deleted = deleted as u64;
+        if deleted > 0 {
+            // Files caches written before this generation re-verify every chunk they reuse.
+            conn.execute(
+                "UPDATE meta SET value = value + 1 WHERE key = 'gc-generation'",
+                [],
+            )?;
+        }
+        // Keys are deleted only here, under the exclusive lock: an ingest's fresh key has no
+        // chunks yet, and no ingest runs now.
+        report.keys_deleted = conn.execute(
+            "DELETE FROM data_keys WHERE id NOT IN (SELECT DISTINCT key_id FROM chunks)",
+            [],
+        )? as u64;
+        Ok(())
+    })?;
+    fail.hit("after-chunk-delete");
+    fail.hit("after-keys-delete");
+
+    let packs = pack_use(index)?;
+    let (empty, rest): (Vec<PackUse>, Vec<PackUse>) =
+        packs.into_iter().partition(|p| p.live_chunks == 0);
+    if !empty.is_empty() {
+        write_tx(index, "deleting packs with no live chunk", |conn| {
+            let mut del = conn.prepare_cached(
+                "DELETE FROM packs WHERE id = ?1 AND state = 'sealed' \
+                 AND NOT EXISTS (SELECT 1 FROM chunks WHERE pack = ?1)",
+            )?;
+            for p in &empty {
+                if del.execute(params![p.row])? != 1 {
+                    return Err(Error::new(
+                        crate::error::ErrorKind::Internal,
+                        format!("pack {} is not an empty sealed pack", p.name),
+                    ));
+                }
+            }
+            Ok(())
+        })?;
+        let mut dirs = Vec::new();
+        for p in &empty {
+            fail.hit("before-empty-unlink");
+            report.bytes_reclaimed += remove_pack_file(repo.root(), &p.name, &mut dirs)?;
+            report.packs_emptied += 1;
+        }
+        sync_dirs(&dirs)?;
+        fail.hit("after-empty-unlink");
+    }
+
+    let sparse: Vec<PackUse> = rest
+        .into_iter()
+        .filter(|p| {
+            p.size > 0 && (p.live_bytes as f64) < threshold * p.size as f64 && threshold > 0.0
+        })
+        .collect();
+    if !sparse.is_empty() {
+        let r = repack::repack(repo, index, writer, &sparse, fail)?;
+        report.packs_repacked = r.packs_repacked;
+        report.packs_written = r.packs_written;
+        report.bytes_reclaimed =
+            (report.bytes_reclaimed + r.bytes_removed).saturating_sub(r.bytes_written);
+        report.skipped.extend(r.skipped);
+    }
+
+    let (n, bytes) = sweep_stray_packs(repo, index, fail)?;
+    report.stray_files = n;
+    report.bytes_reclaimed += bytes;
+
+    fail.hit("before-clear-pending");
+    write_tx(index, "clearing gc-pending", |conn| {
+        set_gc_pending(conn, false)
+    })?;
+    Ok(())
+}
+
+/// Every sealed pack with its live bytes (one row per pack, not per chunk).
+fn pack_use(index: &Index) -> Result<Vec<PackUse>> {
+    let mut stmt = index.conn().prepare(
+        "SELECT p.id, p.name, p.size, COALESCE(SUM(c.length), 0), COUNT(c.id) \
+         FROM packs p LEFT JOIN chunks c ON c.pack = p.id \
+         WHERE p.state = 'sealed' GROUP BY p.id ORDER BY p.id",
+    )?;
+    let rows = stmt
+        .query_map([], |r| {
+            Ok(PackUse {
+                row: r.get(0)?,
+                name: PackName(r.get(1)?),
+                size: r.get::<_, i64>(2)?.max(0) as u64,
+                live_bytes: r.get::<_, i64>(3)?.max(0) as u64,
+                live_chunks: r.get::<_, i64>(4)?.max(0) as u64,
+            })
+        })?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    Ok(rows)
+}
+
+/// Unlink a pack file whose row is gone; returns its size (0 if it was already gone).
+pub(super) fn remove_pack_file(
+    root: &Path,
+    name: &PackName,
+    dirs: &mut Vec<PathBuf>,
+) -> Result<u64> {
+    let path = pack_path(root, name);
+    let size = match std::fs::metadata(&path) {
+        Ok(m) => m.len(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err(Error::io(format_args!("reading {}", path.display()), e)),
+    };
+    match std::fs::remove_file(&path) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+        Err(e) => {
+            return Err(Error::io(
+                format_args!("removing pack {}", path.display()),
+                e,
+            ));
+        }
+    }
+    let dir = path
+        .parent()
+        .expect("pack path has a directory")
+        .to_path_buf();
+    if !dirs.contains(&dir) {
+        dirs.push(dir);
+    }
+    Ok(size)
+}
+
+pub(super) fn sync_dirs(dirs: &[PathBuf]) -> Result<()> {
+    for d in dirs.iter().filter(|d| d.is_dir()) {
+        sync_dir(d)?;
+    }
+    Ok(())
+}
+
+/// Remove `packs/xx/<name>.pack` files that have no row. Rows are always committed before
+/// their file is created, so under the exclusive lock a file without a row is what a crash
+/// between deleting a row and unlinking its file left. Anything not named like a pack is left
+/// for `check` to report.
+fn sweep_stray_packs(repo: &Repo, index: &Index, fail: &Failpoint) -> Result<(u64, u64)> {
+    let packs_dir = repo.root().join("packs");
+    let subdirs = match std::fs::read_dir(&packs_dir) {
+        Ok(d) => d,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((0, 0)),
+        Err(e) => {
+            return Err(Error::io(
+                format_args!("reading {}", packs_dir.display()),
+                e,
+            ));
+        }
+    };
+    let mut known = index
+        .conn()
+        .prepare("SELECT 1 FROM packs WHERE name = ?1")?;
+    let (mut count, mut bytes) = (0, 0);
+    let mut dirs = Vec::new();
+    for sub in subdirs {
+        let sub = sub.map_err(|e| Error::io(format_args!("reading {}", packs_dir.display()), e))?;
+        let sub_name = sub.file_name();
+        let Some(prefix) = sub_name.to_str().filter(|s| s.len() == 2) else {
+            continue;
+        };
+        let Ok(files) = std::fs::read_dir(sub.path()) else {
+            continue;
+        };
+        for file in files.flatten() {
+            let file_name = file.file_name();
+            let Some(name) = file_name
+                .to_str()
+                .and_then(|n| n.strip_suffix(".pack"))
+                .filter(|hex| hex.starts_with(prefix))
+                .and_then(|hex| hex.parse::<PackName>().ok())
+                .filter(|n| n.to_hex().starts_with(prefix))
+            else {
+                continue;
+            };
+            if pack_path(repo.root(), &name) != file.path() || known.exists([&name.0])? {
+                continue;
+            }
+            fail.hit("before-sweep-unlink");
+            bytes += remove_pack_file(repo.root(), &name, &mut dirs)?;
+            count += 1;
+        }
+    }
+    sync_dirs(&dirs)?;
+    Ok((count, bytes))
+}

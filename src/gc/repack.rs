@@ -1,0 +1,266 @@
+//! Repacking: copy the live records of sparse packs, verbatim, into new packs, then move the
+//! chunk rows and delete the old packs.
+//!
+//! A record is copied byte for byte (header and envelope), so its `stored_hash` stays valid
+//! and no key is needed. Each new pack is written like an ingest's: `writing` row with the
+//! collector's writer id, `O_EXCL` file, fsync of file and directory; then ONE transaction
+//! points the moved chunk rows at it, seals it, and deletes the rows of the old packs whose
+//! every live record has moved; only then are the old files unlinked. A crash before that
+//! transaction leaves a dead writer's `writing` pack (cleaned up by the next writer) and the old
+//! packs untouched; a crash after it leaves old files without rows (swept by the next collect).
+
+use std::fs::{File, OpenOptions};
+use std::io::{BufWriter, Write};
+use std::path::PathBuf;
+
+use rusqlite::params;
+
+use super::collect::{PackUse, remove_pack_file, sync_dirs};
+use super::{Failpoint, write_tx};
+use crate::error::{Error, ErrorKind, Result};
+use crate::format::pack::{PACK_HEADER_LEN, encode_pack_header};
+use crate::ids::{ChunkId, PackName, WriterId};
+use crate::index::Index;
+use crate::repo::Repo;
+use crate::store::durable::{create_dir_synced, sync_dir};
+use crate::store::{PackReader, pack_path};
+
+/// What repacking did.
+#[derive(Debug, Default)]
+pub(super) struct RepackReport {
+    pub packs_repacked: u64,
+    pub packs_written: u64,
+    pub bytes_removed: u64,
+    pub bytes_written: u64,
+    pub skipped: Vec<String>,
+}
+
+/// A chunk row to move: (id, old pack row, old offset, new offset).
+struct Moved {
+    id: ChunkId,
+    old_pack: i64,
+    old_offset: u64,
+    new_offset: u64,
+}
+
+struct NewPack {
+    row: i64,
+    path: PathBuf,
+    file: BufWriter<File>,
+    len: u64,
+    moved: Vec<Moved>,
+}
+
+struct Repacker<'a> {
+    repo: &'a Repo,
+    index: &'a Index,
+    writer: &'a WriterId,
+    fail: &'a Failpoint,
+    target: u64,
+    open: Option<NewPack>,
+    /// Old packs whose every live record is in the open pack or an earlier one.
+    done_old: Vec<PackUse>,
+    report: RepackReport,
+}
+
+pub(super) fn repack(
+    repo: &Repo,
+    index: &Index,
+    writer: &WriterId,
+    sparse: &[PackUse],
+    fail: &Failpoint,
+) -> Result<RepackReport> {
+    let mut r = Repacker {
+        repo,
+        index,
+        writer,
+        fail,
+        target: repo.config().pack_target_size,
+        open: None,
+        done_old: Vec::new(),
+        report: RepackReport::default(),
+    };
+    for old in sparse {
+        // Read and verify the whole old pack's live records before copying any: a record that
+        // does not match its stored hash is left where it is, with its pack, for `check` to
+        // report; copying it would hide the damage behind a fresh file.
+        let reader = PackReader::new(repo.root());
+        let mut records = Vec::new();
+        let mut bad = None;
+        for loc in index.chunks_in_pack(old.row)? {
+            match reader.read_record(&loc) {
+                Ok(rec) if *blake3::hash(&rec).as_bytes() == loc.stored_hash => {
+                    records.push((loc, rec))
+                }
+                Ok(_) => {
+                    bad = Some(format!(
+                        "pack {} not repacked: the record of chunk {} does not match its \
+                         stored hash (run rsbackup check)",
+                        old.name, loc.id
+                    ));
+                    break;
+                }
+                Err(e) => {
+                    bad = Some(format!("pack {} not repacked: {e}", old.name));
+                    break;
+                }
+            }
+        }
+        if let Some(why) = bad {
+            r.report.skipped.push(why);
+            continue;
+        }
+        for (loc, rec) in records {
+            r.append(loc.id, loc.pack_row, loc.offset, &rec)?;
+        }
+        r.done_old.push(old.clone());
+    }
+    r.seal()?;
+    Ok(r.report)
+}
+
+impl Repacker<'_> {
+    fn append(&mut self, id: ChunkId, old_pack: i64, old_offset: u64, rec: &[u8]) -> Result<()> {
+        if self.open.is_none() {
+            self.open = Some(self.start()?);
+        }
+        let pack = self.open.as_mut().expect("opened above");
+        pack.file
+            .write_all(rec)
+            .map_err(|e| Error::io(format_args!("writing pack {}", pack.path.display()), e))?;
+        pack.moved.push(Moved {
+            id,
+            old_pack,
+            old_offset,
+            new_offset: pack.len,
+        });
+        pack.len += rec.len() as u64;
+        if pack.len >= self.target {
+            self.seal()?;
+        }
+        Ok(())
+    }
+
+    fn start(&mut self) -> Result<NewPack> {
+        let name = PackName::random();
+        let row = self
+            .index
+            .begin_pack(&name, self.writer, crate::store::now())?;
+        let path = pack_path(self.repo.root(), &name);
+        let dir = path.parent().expect("pack path has a directory");
+        if !dir.is_dir() {
+            create_dir_synced(dir)?;
+        }
+        let file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&path)
+            .map_err(|e| Error::io(format_args!("creating pack {}", path.display()), e))?;
+        let mut file = BufWriter::with_capacity(1 << 20, file);
+        file.write_all(&encode_pack_header(&name))
+            .map_err(|e| Error::io(format_args!("writing pack {}", path.display()), e))?;
+        Ok(NewPack {
+            row,
+            path,
+            file,
+            len: PACK_HEADER_LEN as u64,
+            moved: Vec::new(),
+        })
+    }
+
+    /// Make the open pack durable, move the rows to it, delete fully moved old packs (rows in
+    /// the same transaction, files after).
+    fn seal(&mut self) -> Result<()> {
+        // With no open pack there may still be old packs to delete: the last new pack was
+        // sealed by the very record that finished them.
+        let (row, len, moved) = match self.open.take() {
+            Some(pack) => {
+                let NewPack {
+                    row,
+                    path,
+                    file,
+                    len,
+                    moved,
+                } = pack;
+                let file = file.into_inner().map_err(|e| {
+                    Error::io(
+                        format_args!("writing pack {}", path.display()),
+                        e.into_error(),
+                    )
+                })?;
+                file.sync_all()
+                    .map_err(|e| Error::io(format_args!("syncing pack {}", path.display()), e))?;
+                drop(file);
+                sync_dir(path.parent().expect("pack path has a directory"))?;
+                self.fail.hit("after-pack-written");
+                (Some(row), len, moved)
+            }
+            None if self.done_old.is_empty() => return Ok(()),
+            None => (None, 0, Vec::new()),
+        };
+
+        let old = std::mem::take(&mut self.done_old);
+        let size = i64::try_from(len).map_err(|_| Error::invalid("pack too large"))?;
+        write_tx(self.index, "moving repacked chunks", |conn| {
+            let mut mv = conn.prepare_cached(
+                "UPDATE chunks SET pack = ?1, offset = ?2 WHERE id = ?3 AND pack = ?4 AND offset = ?5",
+            )?;
+            for m in &moved {
+                let n = mv.execute(params![
+                    row,
+                    m.new_offset as i64,
+                    &m.id.0,
+                    m.old_pack,
+                    m.old_offset as i64
+                ])?;
+                if n != 1 {
+                    return Err(Error::new(
+                        ErrorKind::Internal,
+                        format!("chunk {} moved while it was being repacked", m.id),
+                    ));
+                }
+            }
+            let sealed = match row {
+                Some(row) => conn.execute(
+                    "UPDATE packs SET state = 'sealed', size = ?1, writer = NULL \
+                     WHERE id = ?2 AND state = 'writing'",
+                    params![size, row],
+                )?,
+                None => 1,
+            };
+            if sealed != 1 {
+                return Err(Error::new(
+                    ErrorKind::Internal,
+                    format!("repacked pack row {row:?} is not a pack being written"),
+                ));
+            }
+            let mut del = conn.prepare_cached(
+                "DELETE FROM packs WHERE id = ?1 AND NOT EXISTS \
+                 (SELECT 1 FROM chunks WHERE pack = ?1)",
+            )?;
+            for p in &old {
+                if del.execute([p.row])? != 1 {
+                    return Err(Error::new(
+                        ErrorKind::Internal,
+                        format!("pack {} still holds chunks after repacking", p.name),
+                    ));
+                }
+            }
+            Ok(())
+        })?;
+        if row.is_some() {
+            self.report.packs_written += 1;
+            self.report.bytes_written += len;
+        }
+        self.fail.hit("after-move");
+
+        let mut dirs = Vec::new();
+        for p in &old {
+            self.fail.hit("before-old-unlink");
+            self.report.bytes_removed += remove_pack_file(self.repo.root(), &p.name, &mut dirs)?;
+            self.report.packs_repacked += 1;
+        }
+        sync_dirs(&dirs)?;
+        Ok(())
+    }
+}
