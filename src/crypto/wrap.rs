@@ -101,6 +101,8 @@ impl Identities {
     /// Parse identity file text.
     pub fn parse(text: &str, origin: &str) -> Result<Identities> {
         let mut out = Vec::new();
+        // A byte-order mark from a Windows editor must not make line 1 unreadable.
+        let text = text.strip_prefix('\u{feff}').unwrap_or(text);
         for (n, line) in text.lines().enumerate() {
             let line = line.trim();
             if line.is_empty() || line.starts_with('#') {

@@ -181,7 +181,7 @@ fn identity_files_errors_name_file_and_line_not_the_key() {
     let err = Identities::parse("# only comments\n", "empty.txt").unwrap_err();
     assert!(err.message().contains("no identity"), "{err}");
 
-    let ids = Identities::parse(&format!("  {secret_line}  \r\n"), "crlf").unwrap();
+    let ids = Identities::parse(&format!("\u{feff}  {secret_line}  \r\n"), "crlf").unwrap();
     assert_eq!(ids.recipients().to_strings(), vec![recipient]);
     assert!(!format!("{ids:?}").contains("AGE-SECRET"));
 }
