@@ -1,1 +1,475 @@
+//! Roll-off over real repositories built with `ingest`: forget, collect, repack, keys, pins,
+//! dry runs, a busy lock, and an ingest running beside a prune.
 
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use super::*;
+use crate::check::{CheckOptions, check};
+use crate::ids::SessionId;
+use crate::ingest::{IngestOptions, ingest};
+use crate::repo::Repo;
+use crate::restore::testutil::TestRepo;
+use crate::restore::{RestoreOptions, restore};
+
+/// Deterministic incompressible bytes, distinct per seed.
+fn noise(seed: u64, n: usize) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let mut out = Vec::with_capacity(n + 8);
+    while out.len() < n {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        out.extend_from_slice(&x.to_le_bytes());
+    }
+    out.truncate(n);
+    out
+}
+
+/// A test repository whose packs are small, so a few files spread over several packs.
+fn small_pack_repo() -> TestRepo {
+    let mut t = TestRepo::new();
+    let mut config = t.repo.config().clone();
+    config.pack_target_size = 100_000;
+    let path = t.repo.root().join("repository.toml");
+    fs::write(&path, config.to_toml()).unwrap();
+    t.repo = Repo::open(t.repo.root()).unwrap();
+    t
+}
+
+/// Write a tree of `files` (name -> seed), 30 000 bytes each.
+fn tree(t: &TestRepo, name: &str, files: &[(&str, u64)]) -> PathBuf {
+    let dir = t.path(name);
+    for (f, seed) in files {
+        let p = dir.join(f);
+        fs::create_dir_all(p.parent().unwrap()).unwrap();
+        fs::write(&p, noise(*seed, 30_000)).unwrap();
+    }
+    fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn ingest_tree(t: &TestRepo, client: &str, dir: &Path) -> SessionId {
+    let r = ingest(
+        &t.repo,
+        &IngestOptions {
+            client: client.into(),
+            source: dir.to_path_buf(),
+            threads: Some(2),
+            files_cache: false,
+        },
+    )
+    .unwrap();
+    SessionId(r.session)
+}
+
+/// Restore `session` and compare every file with `source`.
+fn assert_restores(t: &TestRepo, session: SessionId, source: &Path) {
+    let target = t.path(&format!("restore-{}-{}", session.0, rand_suffix()));
+    let report = restore(
+        &t.reader(),
+        session,
+        &RestoreOptions {
+            target: target.clone(),
+            paths: Vec::new(),
+            allow_non_empty: false,
+            restore_owner: false,
+        },
+    )
+    .unwrap();
+    assert!(report.errors.is_empty(), "{:?}", report.errors);
+    assert_eq!(files_of(&target), files_of(source), "session {session}");
+}
+
+fn rand_suffix() -> String {
+    hex::encode(crate::crypto::random_array::<4>())
+}
+
+fn files_of(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
+    let mut out = BTreeMap::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in fs::read_dir(&d).unwrap() {
+            let e = e.unwrap();
+            if e.file_type().unwrap().is_dir() {
+                stack.push(e.path());
+            } else {
+                out.insert(
+                    e.path().strip_prefix(dir).unwrap().to_path_buf(),
+                    fs::read(e.path()).unwrap(),
+                );
+            }
+        }
+    }
+    out
+}
+
+fn assert_check_clean(t: &TestRepo) {
+    let report = check(
+        &t.repo,
+        &CheckOptions {
+            read_data: true,
+            identities: Some(t.identities()),
+        },
+    )
+    .unwrap();
+    assert!(report.problems.is_empty(), "{:#?}", report.problems);
+}
+
+fn count(t: &TestRepo, sql: &str) -> i64 {
+    t.repo
+        .index()
+        .unwrap()
+        .conn()
+        .query_row(sql, [], |r| r.get(0))
+        .unwrap()
+}
+
+fn packs_bytes(t: &TestRepo) -> u64 {
+    let mut total = 0;
+    for sub in fs::read_dir(t.repo.root().join("packs")).unwrap() {
+        for f in fs::read_dir(sub.unwrap().path()).unwrap() {
+            total += f.unwrap().metadata().unwrap().len();
+        }
+    }
+    total
+}
+
+fn keep_last(n: u32) -> PruneOptions {
+    PruneOptions::new(Rules::same(ClientRules::utc(Policy {
+        keep_last: n,
+        ..Policy::default()
+    })))
+}
+
+/// Four sessions: A and B shared by all, one unique file each; a fifth of another client.
+fn four_sessions(t: &TestRepo) -> Vec<(SessionId, PathBuf)> {
+    let mut out = Vec::new();
+    for i in 0..4u64 {
+        let dir = tree(
+            t,
+            &format!("src{i}"),
+            &[
+                ("a", 1),
+                ("sub/b", 2),
+                (&format!("u{i}"), 100 + i),
+                (&format!("v{i}"), 200 + i),
+            ],
+        );
+        out.push((ingest_tree(t, "web", &dir), dir));
+    }
+    out
+}
+
+#[test]
+fn prune_removes_rolled_off_sessions_and_kept_ones_restore() {
+    let t = small_pack_repo();
+    let sessions = four_sessions(&t);
+    let other = tree(&t, "other", &[("a", 1), ("o", 300)]);
+    let other_id = ingest_tree(&t, "db", &other);
+    let keys_before = count(&t, "SELECT count(*) FROM data_keys");
+    let bytes_before = packs_bytes(&t);
+    let generation = t.repo.index().unwrap().gc_generation().unwrap();
+
+    let mut opts = keep_last(2);
+    opts.client = Some("web".into());
+    let report = prune(&t.repo, &opts).unwrap();
+    assert_eq!(report.removed, 2);
+    let removed: Vec<i64> = report
+        .sessions
+        .iter()
+        .filter(|f| !f.keep)
+        .map(|f| f.id)
+        .collect();
+    assert_eq!(removed, vec![sessions[0].0.0, sessions[1].0.0]);
+    let c = report.collect.expect("collect ran");
+    // u0, v0, u1, v1 and the two old manifests' chunks at least.
+    assert!(c.chunks_deleted >= 4, "{c:?}");
+    assert!(c.bytes_reclaimed >= 4 * 30_000, "{c:?}");
+    assert!(!report.gc_pending);
+
+    let listed: Vec<i64> = t
+        .repo
+        .index()
+        .unwrap()
+        .sessions(None)
+        .unwrap()
+        .iter()
+        .map(|s| s.id)
+        .collect();
+    assert_eq!(listed, vec![sessions[2].0.0, sessions[3].0.0, other_id.0]);
+    for (id, dir) in &sessions[2..] {
+        assert_restores(&t, *id, dir);
+    }
+    assert_restores(&t, other_id, &other);
+    assert_check_clean(&t);
+    assert!(packs_bytes(&t) < bytes_before);
+    assert!(t.repo.index().unwrap().gc_generation().unwrap() > generation);
+    // Keys of the removed sessions that no chunk needs are gone; every key left is used.
+    assert!(count(&t, "SELECT count(*) FROM data_keys") < keys_before);
+    assert_eq!(
+        count(
+            &t,
+            "SELECT count(*) FROM data_keys WHERE id NOT IN (SELECT key_id FROM chunks)"
+        ),
+        0
+    );
+    // No pack is left mostly empty.
+    assert_eq!(
+        count(
+            &t,
+            "SELECT count(*) FROM packs p WHERE (SELECT coalesce(sum(length), 0) FROM chunks \
+             WHERE pack = p.id) * 2 < p.size"
+        ),
+        0
+    );
+
+    // A second prune is a no-op that does not even take the exclusive lock.
+    let again = prune(&t.repo, &opts).unwrap();
+    assert_eq!(again.removed, 0);
+    assert!(again.collect.is_none());
+    assert_eq!(packs_bytes(&t), packs_bytes(&t));
+}
+
+#[test]
+fn repacking_moves_live_records_verbatim() {
+    let t = small_pack_repo();
+    // One session with many files, then one that keeps every other file: the old packs end up
+    // about half live.
+    let files: Vec<(String, u64)> = (0..12).map(|i| (format!("f{i:02}"), 500 + i)).collect();
+    let refs: Vec<(&str, u64)> = files.iter().map(|(n, s)| (n.as_str(), *s)).collect();
+    let full = tree(&t, "full", &refs);
+    ingest_tree(&t, "web", &full);
+    let half: Vec<(&str, u64)> = refs.iter().step_by(3).copied().collect();
+    let half_dir = tree(&t, "half", &half);
+    let kept = ingest_tree(&t, "web", &half_dir);
+    let before: Vec<(Vec<u8>, Vec<u8>)> = {
+        let index = t.repo.index().unwrap();
+        let mut stmt = index
+            .conn()
+            .prepare("SELECT id, stored_hash FROM chunks ORDER BY id")
+            .unwrap();
+        stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .map(|r| r.unwrap())
+            .collect()
+    };
+
+    let report = prune(&t.repo, &keep_last(1)).unwrap();
+    let c = report.collect.unwrap();
+    assert!(c.packs_repacked >= 1, "{c:?}");
+    assert!(c.packs_written >= 1, "{c:?}");
+    assert!(c.skipped.is_empty());
+    // Every kept chunk keeps its stored hash: records were copied, not re-sealed.
+    let index = t.repo.index().unwrap();
+    let mut stmt = index
+        .conn()
+        .prepare("SELECT stored_hash FROM chunks WHERE id = ?1")
+        .unwrap();
+    let mut still = 0;
+    for (id, hash) in &before {
+        if let Some(h) = stmt
+            .query_row([id], |r| r.get::<_, Vec<u8>>(0))
+            .optional()
+            .unwrap()
+        {
+            assert_eq!(&h, hash);
+            still += 1;
+        }
+    }
+    assert!(still >= 4);
+    assert_restores(&t, kept, &half_dir);
+    assert_check_clean(&t);
+}
+
+#[test]
+fn pinned_sessions_stay_until_unpinned_and_dry_run_changes_nothing() {
+    let t = small_pack_repo();
+    let sessions = four_sessions(&t);
+    set_pinned(&t.repo, sessions[0].0, true).unwrap();
+
+    let mut dry = keep_last(1);
+    dry.dry_run = true;
+    let bytes = packs_bytes(&t);
+    let r = prune(&t.repo, &dry).unwrap();
+    assert_eq!(r.removed, 0);
+    assert!(r.collect.is_none());
+    let fates: Vec<(i64, bool)> = r.sessions.iter().map(|f| (f.id, f.keep)).collect();
+    let ids: Vec<i64> = sessions.iter().map(|s| s.0.0).collect();
+    assert_eq!(
+        fates,
+        vec![
+            (ids[0], true),
+            (ids[1], false),
+            (ids[2], false),
+            (ids[3], true)
+        ]
+    );
+    assert_eq!(r.sessions[0].reasons, vec![Reason::Pinned]);
+    assert_eq!(t.repo.index().unwrap().sessions(None).unwrap().len(), 4);
+    assert_eq!(packs_bytes(&t), bytes);
+
+    prune(&t.repo, &keep_last(1)).unwrap();
+    assert_restores(&t, sessions[0].0, &sessions[0].1);
+    assert_eq!(t.repo.index().unwrap().sessions(None).unwrap().len(), 2);
+    set_pinned(&t.repo, sessions[0].0, false).unwrap();
+    prune(&t.repo, &keep_last(1)).unwrap();
+    let left = t.repo.index().unwrap().sessions(None).unwrap();
+    assert_eq!(left.len(), 1);
+    assert_eq!(left[0].id, ids[3]);
+    assert_restores(&t, sessions[3].0, &sessions[3].1);
+    assert_check_clean(&t);
+
+    let missing = set_pinned(&t.repo, SessionId(9999), true).unwrap_err();
+    assert_eq!(missing.kind(), ErrorKind::NotFound);
+}
+
+#[test]
+fn no_rules_keep_everything() {
+    let t = small_pack_repo();
+    four_sessions(&t);
+    let r = prune(
+        &t.repo,
+        &PruneOptions::new(Rules::same(ClientRules::utc(Policy::default()))),
+    )
+    .unwrap();
+    assert_eq!(r.removed, 0);
+    assert!(r.sessions.iter().all(|f| f.keep));
+    assert_eq!(t.repo.index().unwrap().sessions(None).unwrap().len(), 4);
+}
+
+#[test]
+fn bad_options_are_refused() {
+    let t = small_pack_repo();
+    let mut o = keep_last(1);
+    o.repack_threshold = 1.5;
+    assert_eq!(
+        prune(&t.repo, &o).unwrap_err().kind(),
+        ErrorKind::InvalidInput
+    );
+    let mut o = keep_last(1);
+    o.failpoint = Some("no-such-point".into());
+    assert_eq!(
+        prune(&t.repo, &o).unwrap_err().kind(),
+        ErrorKind::InvalidInput
+    );
+    let mut o = keep_last(1);
+    o.failpoint = Some("after-move#0".into());
+    assert!(prune(&t.repo, &o).is_err());
+}
+
+#[test]
+fn after_ingest_leaves_collect_pending_when_the_repository_is_busy() {
+    let t = small_pack_repo();
+    let sessions = four_sessions(&t);
+    let rules = ClientRules::utc(Policy {
+        keep_last: 2,
+        ..Policy::default()
+    });
+    let held = t.repo.lock_shared().unwrap();
+    let r = after_ingest(&t.repo, "web", &rules, 0.5, Timestamp::now()).unwrap();
+    assert_eq!(r.removed, vec![sessions[0].0.0, sessions[1].0.0]);
+    assert!(r.gc_pending);
+    assert!(r.collect.is_none());
+    assert!(gc_pending(t.repo.index().unwrap().conn()).unwrap());
+    drop(held);
+
+    // Nothing more to forget, but the pending collect is done by the next run.
+    let r = after_ingest(&t.repo, "web", &rules, 0.5, Timestamp::now()).unwrap();
+    assert!(r.removed.is_empty());
+    assert!(r.collect.unwrap().chunks_deleted > 0);
+    assert!(!gc_pending(t.repo.index().unwrap().conn()).unwrap());
+    for (id, dir) in &sessions[2..] {
+        assert_restores(&t, *id, dir);
+    }
+    assert_check_clean(&t);
+}
+
+#[test]
+fn collect_removes_what_a_dead_ingest_sealed() {
+    let t = small_pack_repo();
+    let sessions = four_sessions(&t);
+    // A sealed pack whose chunk no session names: what an ingest killed after sealing a pack
+    // but before committing its session leaves behind.
+    {
+        let index = t.repo.index().unwrap();
+        let writer = crate::ids::WriterId::random();
+        let mut w = crate::store::PackWriter::new(t.repo.root(), &index, &writer, 1 << 20);
+        w.append(crate::store::PendingChunk {
+            id: crate::ids::ChunkId([7; 32]),
+            kind: crate::index::ChunkKind::Data,
+            key_id: crate::ids::KeyId(1),
+            envelope: vec![0; 5000],
+            refs: Vec::new(),
+        })
+        .unwrap();
+        w.finish().unwrap();
+        write_tx(&index, "test", |c| set_gc_pending(c, true)).unwrap();
+    }
+    let r = prune(&t.repo, &keep_last(10)).unwrap();
+    assert_eq!(r.removed, 0);
+    let c = r.collect.unwrap();
+    assert_eq!(c.chunks_deleted, 1);
+    assert_eq!(c.packs_emptied, 1);
+    assert_eq!(
+        count(
+            &t,
+            "SELECT count(*) FROM chunks WHERE id = x'0707070707070707070707070707070707070707070707070707070707070707'"
+        ),
+        0
+    );
+    for (id, dir) in &sessions {
+        assert_restores(&t, *id, dir);
+    }
+    assert_check_clean(&t);
+}
+
+#[test]
+fn stray_pack_files_are_swept_and_other_files_left() {
+    let t = small_pack_repo();
+    let sessions = four_sessions(&t);
+    let stray = crate::store::pack_path(t.repo.root(), &crate::ids::PackName([0xab; 16]));
+    fs::create_dir_all(stray.parent().unwrap()).unwrap();
+    fs::write(&stray, b"left by a crash").unwrap();
+    let other = stray.parent().unwrap().join("notes.txt");
+    fs::write(&other, b"not a pack").unwrap();
+    prune(&t.repo, &keep_last(3)).unwrap();
+    assert!(!stray.exists());
+    assert!(other.exists());
+    fs::remove_file(&other).unwrap();
+    for (id, dir) in &sessions[1..] {
+        assert_restores(&t, *id, dir);
+    }
+    assert_check_clean(&t);
+}
+
+#[test]
+fn an_ingest_beside_a_prune_both_succeed() {
+    let t = small_pack_repo();
+    let sessions = four_sessions(&t);
+    // The new tree shares a and b with the sessions being rolled off.
+    let files: Vec<(String, u64)> = (0..30).map(|i| (format!("n{i}"), 900 + i)).collect();
+    let mut refs: Vec<(&str, u64)> = files.iter().map(|(n, s)| (n.as_str(), *s)).collect();
+    refs.extend([("a", 1), ("sub/b", 2), ("u0", 100)]);
+    let new_dir = tree(&t, "new", &refs);
+    let (ingested, pruned) = std::thread::scope(|s| {
+        let i = s.spawn(|| ingest_tree(&t, "web", &new_dir));
+        let p = s.spawn(|| {
+            let mut reports = Vec::new();
+            for _ in 0..5 {
+                reports.push(prune(&t.repo, &keep_last(1)).unwrap());
+            }
+            reports
+        });
+        (i.join().unwrap(), p.join().unwrap())
+    });
+    assert!(pruned.iter().map(|r| r.removed).sum::<u64>() >= 3);
+    let r = prune(&t.repo, &keep_last(1)).unwrap();
+    assert!(!r.gc_pending);
+    let left = t.repo.index().unwrap().sessions(None).unwrap();
+    assert_eq!(left.last().unwrap().id, ingested.0);
+    assert_restores(&t, ingested, &new_dir);
+    assert_check_clean(&t);
+    let _ = sessions;
+}
