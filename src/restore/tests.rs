@@ -23,7 +23,7 @@ fn selection_selects_below_and_knows_ancestors() {
     assert!(!sel.selects(b"etc"));
     assert!(sel.is_ancestor(b"etc"));
     assert!(sel.is_ancestor(b""));
-    assert!(sel.is_ancestor(b"var/log") == false);
+    assert!(!sel.is_ancestor(b"var/log"));
     assert!(sel.is_ancestor(b"var"));
     assert!(!sel.is_ancestor(b"et"));
     let all = Selection::new(&[b"x".to_vec(), b"/".to_vec()]).unwrap();
