@@ -5,153 +5,29 @@
 //! means a busy database waits in the busy handler instead of failing half way through when a
 //! read transaction would have to be upgraded.
 
+mod rows;
 mod schema;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use rusqlite::{Connection, OpenFlags, OptionalExtension, Row, params};
+use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::ids::{ChunkId, KeyId, PackName, SessionId, WriterId};
 
+pub use rows::{
+    ChunkKind, ChunkLocation, PackInfo, SealedChunk, SessionInfo, SessionState, SessionStats,
+};
+use rows::{
+    SESSION_COLUMNS, finish_session_row, location_from_row, location_select, session_from_row,
+    to_i64, to_u64,
+};
 pub use schema::{APPLICATION_ID, INDEX_VERSION};
 
 /// How long a connection waits for another writer before reporting `Locked`. Ingests hold the
 /// write lock only for short transactions, so a minute means something is stuck.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(60);
-
-/// What a chunk holds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ChunkKind {
-    /// File content.
-    Data = 0,
-    /// A manifest chunk.
-    Manifest = 1,
-}
-
-/// Where a chunk's record is.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ChunkLocation {
-    /// The chunk.
-    pub id: ChunkId,
-    /// Data or manifest.
-    pub kind: ChunkKind,
-    /// Pack row id.
-    pub pack_row: i64,
-    /// Pack name (file name).
-    pub pack: PackName,
-    /// Record offset in the pack.
-    pub offset: u64,
-    /// Record length (header + envelope).
-    pub length: u32,
-    /// Data key id.
-    pub key_id: KeyId,
-    /// BLAKE3 of the record.
-    pub stored_hash: [u8; 32],
-}
-
-/// A chunk to record when its pack is sealed.
-#[derive(Debug, Clone)]
-pub struct SealedChunk {
-    /// The chunk.
-    pub id: ChunkId,
-    /// Data or manifest.
-    pub kind: ChunkKind,
-    /// Record offset.
-    pub offset: u64,
-    /// Record length.
-    pub length: u32,
-    /// Data key id.
-    pub key_id: KeyId,
-    /// BLAKE3 of the record.
-    pub stored_hash: [u8; 32],
-    /// For manifest chunks: the data chunks it names.
-    pub refs: Vec<ChunkId>,
-}
-
-/// Session states.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum SessionState {
-    /// Being written; invisible.
-    Running,
-    /// Everything went in.
-    Complete,
-    /// Committed, but some paths could not be read.
-    Incomplete,
-}
-
-impl SessionState {
-    fn as_sql(self) -> &'static str {
-        match self {
-            SessionState::Running => "running",
-            SessionState::Complete => "complete",
-            SessionState::Incomplete => "incomplete",
-        }
-    }
-
-    fn from_sql(s: &str) -> Result<Self> {
-        match s {
-            "running" => Ok(SessionState::Running),
-            "complete" => Ok(SessionState::Complete),
-            "incomplete" => Ok(SessionState::Incomplete),
-            other => Err(Error::corrupt(format!(
-                "index: unknown session state {other:?}"
-            ))),
-        }
-    }
-}
-
-/// Statistics stored with a session.
-#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
-pub struct SessionStats {
-    /// Paths in the manifest.
-    pub files: u64,
-    /// Logical bytes of regular files.
-    pub bytes: u64,
-    /// Unreadable paths.
-    pub errors: u64,
-    /// Chunks added.
-    pub new_chunks: u64,
-    /// Record bytes added to packs.
-    pub new_bytes: u64,
-}
-
-/// A session as listed.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct SessionInfo {
-    /// Id.
-    pub id: i64,
-    /// Client name.
-    pub client: String,
-    /// State.
-    pub state: SessionState,
-    /// Server time at start.
-    pub started: i64,
-    /// Server time at end.
-    pub finished: Option<i64>,
-    /// Statistics.
-    #[serde(flatten)]
-    pub stats: SessionStats,
-    /// Pinned against roll-off.
-    pub pinned: bool,
-}
-
-/// A pack row.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PackInfo {
-    /// Row id.
-    pub row: i64,
-    /// Name.
-    pub name: PackName,
-    /// True once sealed.
-    pub sealed: bool,
-    /// Writer id while writing.
-    pub writer: Option<String>,
-    /// Size once sealed.
-    pub size: u64,
-}
 
 /// One connection to `index.db`.
 pub struct Index {
@@ -163,89 +39,6 @@ impl std::fmt::Debug for Index {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "Index({})", self.path.display())
     }
-}
-
-/// SQLite stores signed integers; these convert the unsigned fields of the format.
-fn to_i64(v: u64, what: &str) -> Result<i64> {
-    i64::try_from(v).map_err(|_| Error::invalid(format!("{what} {v} is too large for the index")))
-}
-
-fn to_u64(v: i64, what: &str) -> rusqlite::Result<u64> {
-    u64::try_from(v).map_err(|_| {
-        rusqlite::Error::FromSqlConversionFailure(
-            0,
-            rusqlite::types::Type::Integer,
-            format!("negative {what} {v}").into(),
-        )
-    })
-}
-
-fn kind_from_sql(v: i64) -> rusqlite::Result<ChunkKind> {
-    match v {
-        0 => Ok(ChunkKind::Data),
-        1 => Ok(ChunkKind::Manifest),
-        _ => Err(rusqlite::Error::FromSqlConversionFailure(
-            0,
-            rusqlite::types::Type::Integer,
-            format!("unknown chunk kind {v}").into(),
-        )),
-    }
-}
-
-/// Columns: c.id, c.kind, c.pack, p.name, c.offset, c.length, c.key_id, c.stored_hash.
-const LOCATION_COLUMNS: &str = "SELECT c.id, c.kind, c.pack, p.name, c.offset, c.length, \
-     c.key_id, c.stored_hash FROM chunks c JOIN packs p ON p.id = c.pack";
-
-fn location_from_row(row: &Row<'_>) -> rusqlite::Result<ChunkLocation> {
-    let length: i64 = row.get(5)?;
-    Ok(ChunkLocation {
-        id: ChunkId(row.get(0)?),
-        kind: kind_from_sql(row.get(1)?)?,
-        pack_row: row.get(2)?,
-        pack: PackName(row.get(3)?),
-        offset: to_u64(row.get(4)?, "record offset")?,
-        length: u32::try_from(length).map_err(|_| {
-            rusqlite::Error::FromSqlConversionFailure(
-                5,
-                rusqlite::types::Type::Integer,
-                format!("record length {length} out of range").into(),
-            )
-        })?,
-        key_id: KeyId(to_u64(row.get(6)?, "key id")?),
-        stored_hash: row.get(7)?,
-    })
-}
-
-/// Columns: id, client, state, started, finished, files, bytes, errors, new_chunks,
-/// new_bytes, pinned.
-const SESSION_COLUMNS: &str = "SELECT id, client, state, started, finished, files, bytes, \
-     errors, new_chunks, new_bytes, pinned FROM sessions";
-
-fn session_from_row(row: &Row<'_>) -> rusqlite::Result<(SessionInfo, String)> {
-    let state: String = row.get(2)?;
-    Ok((
-        SessionInfo {
-            id: row.get(0)?,
-            client: row.get(1)?,
-            state: SessionState::Running, // replaced by the caller from the raw state
-            started: row.get(3)?,
-            finished: row.get(4)?,
-            stats: SessionStats {
-                files: to_u64(row.get(5)?, "file count")?,
-                bytes: to_u64(row.get(6)?, "byte count")?,
-                errors: to_u64(row.get(7)?, "error count")?,
-                new_chunks: to_u64(row.get(8)?, "chunk count")?,
-                new_bytes: to_u64(row.get(9)?, "byte count")?,
-            },
-            pinned: row.get::<_, i64>(10)? != 0,
-        },
-        state,
-    ))
-}
-
-fn finish_session_row((mut info, state): (SessionInfo, String)) -> Result<SessionInfo> {
-    info.state = SessionState::from_sql(&state)?;
-    Ok(info)
 }
 
 impl Index {
@@ -374,7 +167,7 @@ impl Index {
     pub fn lookup_chunk(&self, id: &ChunkId) -> Result<Option<ChunkLocation>> {
         let mut stmt = self
             .conn
-            .prepare_cached(&format!("{LOCATION_COLUMNS} WHERE c.id = ?1"))
+            .prepare_cached(location_select!("WHERE c.id = ?1"))
             .map_err(|e| self.err(e, "looking up a chunk"))?;
         stmt.query_row([&id.0], location_from_row)
             .optional()
@@ -654,9 +447,7 @@ impl Index {
     pub fn chunks_in_pack(&self, pack_row: i64) -> Result<Vec<ChunkLocation>> {
         let mut stmt = self
             .conn
-            .prepare_cached(&format!(
-                "{LOCATION_COLUMNS} WHERE c.pack = ?1 ORDER BY c.offset"
-            ))
+            .prepare_cached(location_select!("WHERE c.pack = ?1 ORDER BY c.offset"))
             .map_err(|e| self.err(e, "listing the chunks of a pack"))?;
         stmt.query_map([pack_row], location_from_row)
             .and_then(|rows| rows.collect())

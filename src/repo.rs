@@ -2,6 +2,7 @@
 //! (format-spec/repository.md).
 
 use std::fs::{File, OpenOptions};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use rustix::fs::{FlockOperation, flock};
@@ -17,7 +18,7 @@ use crate::format::repository::RepoConfig;
 use crate::ids::WriterId;
 use crate::index::Index;
 use crate::store::durable::{create_dir_synced, sync_dir, write_atomic, write_new_synced};
-use crate::store::pack_path;
+use crate::store::{now, pack_path};
 
 /// zstd level of new repositories.
 pub const DEFAULT_ZSTD_LEVEL: i32 = 3;
@@ -87,13 +88,6 @@ fn try_flock(file: &File, op: FlockOperation, what: &Path) -> Result<Flock> {
     }
 }
 
-fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
-}
-
 /// A writer id is 32 lowercase hex digits; anything else read from the index must not be used
 /// to build a path.
 fn is_writer_id(s: &str) -> bool {
@@ -142,6 +136,10 @@ impl Repo {
         for dir in ["keys", LOCKS_DIR, "packs", "cache", "tmp"] {
             create_dir_synced(&root.join(dir))?;
         }
+        // keys/ holds the secret in the clear: nobody but the repository's owner lists it.
+        let keys = root.join("keys");
+        std::fs::set_permissions(&keys, std::fs::Permissions::from_mode(0o700))
+            .map_err(|e| Error::io(format_args!("restricting {}", keys.display()), e))?;
         write_new_synced(&root.join(LOCK_FILE), b"", 0o644)?;
 
         let secret = RepoSecret::generate();

@@ -1,5 +1,3 @@
-use std::os::unix::fs::PermissionsExt;
-
 use super::*;
 use crate::crypto::wrap::keygen;
 use crate::ids::{ChunkId, PackName};
@@ -31,6 +29,11 @@ fn init_then_open_round_trip() {
     for dir in ["keys", "locks", "packs", "cache", "tmp"] {
         assert!(root.join(dir).is_dir(), "{dir} missing");
     }
+    let keys_mode = std::fs::metadata(root.join("keys"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(keys_mode & 0o777, 0o700);
     let mode = std::fs::metadata(root.join("keys/secret"))
         .unwrap()
         .permissions()
