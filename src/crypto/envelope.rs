@@ -152,6 +152,26 @@ pub fn open(
     decompress_bounded(&body, max_plaintext, id)
 }
 
+/// Decompress a frame without a declared size, reading at most `max + 1` bytes of output.
+fn decompress_stream_bounded(frame: &[u8], max: usize, id: &ChunkId) -> Result<Vec<u8>> {
+    use std::io::Read;
+    let bad = |what: String| Error::corrupt(format!("chunk {id}: compressed body {what}"));
+    let decoder = zstd::stream::read::Decoder::with_buffer(frame)
+        .map_err(|e| bad(format!("cannot be decompressed: zstd: {e}")))?
+        .single_frame();
+    let mut out = Vec::new();
+    decoder
+        .take((max as u64).saturating_add(1))
+        .read_to_end(&mut out)
+        .map_err(|e| bad(format!("cannot be decompressed: zstd: {e}")))?;
+    if out.len() > max {
+        return Err(bad(format!(
+            "decompresses to more than the limit of {max} bytes"
+        )));
+    }
+    Ok(out)
+}
+
 /// Decompress one zstd frame into at most `max` bytes. The buffer is sized from the frame's
 /// declared content size (checked against `max`) so a frame cannot make us allocate more.
 fn decompress_bounded(frame: &[u8], max: usize, id: &ChunkId) -> Result<Vec<u8>> {
@@ -175,7 +195,10 @@ fn decompress_bounded(frame: &[u8], max: usize, id: &ChunkId) -> Result<Vec<u8>>
             )));
         }
         Some(n) => n as usize,
-        None => max,
+        // rsbackup's writer always declares the size; a frame that does not is decoded as a
+        // stream that stops one byte past the limit, so no buffer of `max` is allocated up
+        // front (a caller may pass a generous limit).
+        None => return decompress_stream_bounded(frame, max, id),
     };
     let mut out = Vec::with_capacity(capacity);
     DECOMPRESSOR.with(|cell| {
@@ -189,7 +212,7 @@ fn decompress_bounded(frame: &[u8], max: usize, id: &ChunkId) -> Result<Vec<u8>>
         // The destination is a Vec with `capacity` spare bytes: zstd fails rather than grow it.
         d.decompress_to_buffer(frame, &mut out).map_err(|e| {
             bad(format!(
-                "does not decompress within {capacity} bytes (limit {max}): {e}"
+                "does not decompress to its declared {capacity} bytes: {e}"
             ))
         })
     })?;

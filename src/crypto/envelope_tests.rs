@@ -187,7 +187,14 @@ fn zstd_bomb_without_declared_size_stops_at_the_limit() {
     assert_eq!(
         open(&key(), KEY_ID, &id, &env, 16 << 20).unwrap().len(),
         16 << 20
+    ); // A generous limit is not allocated up front.
+    assert_eq!(
+        open(&key(), KEY_ID, &id, &env, usize::MAX).unwrap().len(),
+        16 << 20
     );
+    // Exactly at the limit is fine, one byte below is not.
+    let below = open(&key(), KEY_ID, &id, &env, (16 << 20) - 1);
+    assert_eq!(below.err().map(|e| e.kind()), Some(ErrorKind::Corrupt));
 }
 
 #[test]
@@ -230,6 +237,43 @@ fn bad_compression_level_is_an_error_not_a_panic() {
                 data
             );
         }
+    }
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+
+    /// Sealing any bytes at any usual level opens to the same bytes.
+    #[test]
+    fn seal_open_round_trip(
+        data in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..5000),
+        repeat in 1usize..8,
+        level in 1i32..10,
+    ) {
+        let data = data.repeat(repeat);
+        let id = id_of(&data);
+        let env = seal(&key(), KEY_ID, &id, &data, level).unwrap();
+        proptest::prop_assert!(env.len() <= data.len() + ENVELOPE_OVERHEAD);
+        proptest::prop_assert_eq!(open(&key(), KEY_ID, &id, &env, data.len()).unwrap(), data);
+    }
+
+    /// Arbitrary bytes, and valid envelopes with arbitrary edits, are refused without panic.
+    #[test]
+    fn damaged_input_is_refused_never_panics(
+        garbage in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..200),
+        pos in proptest::prelude::any::<usize>(),
+        xor in 1u8..=255,
+        cut in proptest::prelude::any::<usize>(),
+    ) {
+        let id = ChunkId([4; 32]);
+        proptest::prop_assert!(open(&key(), KEY_ID, &id, &garbage, MAX).is_err());
+        let data = compressible(2048);
+        let env = seal(&key(), KEY_ID, &id, &data, 3).unwrap();
+        let mut bad = env.clone();
+        bad[pos % env.len()] ^= xor;
+        proptest::prop_assert!(open(&key(), KEY_ID, &id, &bad, MAX).is_err());
+        let short = &env[..cut % env.len()];
+        proptest::prop_assert!(open(&key(), KEY_ID, &id, short, MAX).is_err());
     }
 }
 
