@@ -11,6 +11,7 @@
 
 pub mod client;
 pub mod mail;
+pub mod retention;
 pub mod server;
 pub mod window;
 
@@ -27,6 +28,7 @@ use crate::error::{Error, ErrorKind, Result};
 
 pub use client::ClientConfig;
 pub use mail::{MailConfig, MailTransport, SmtpSecurity};
+pub use retention::{ClientRetention, RetentionConfig};
 pub use server::{ClientPolicy, Command, ServerConfig, SshPublicKey, StagingMode};
 pub use window::TimeWindow;
 

@@ -13,6 +13,7 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use super::mail::RawMail;
+use super::retention::{RawRetention, RetentionConfig};
 use super::{
     ClientName, Hook, MailConfig, RawHook, SourceFile, TimeWindow, parse_size, read_config_file,
 };
@@ -177,6 +178,8 @@ pub struct ServerConfig {
     pub admin: Vec<Mailbox>,
     /// The clients, by name.
     pub clients: BTreeMap<ClientName, ClientPolicy>,
+    /// `[retention]` and `[clients.NAME.retention]`.
+    pub retention: RetentionConfig,
 }
 
 impl ServerConfig {
@@ -214,12 +217,19 @@ impl ServerConfig {
                 return Err(src.error_at(&m.span(), "alert-coalesce-minutes is over a day (1440)"));
             }
         };
+        if raw.defaults.retention.is_some() {
+            return Err(src.error("[defaults.retention]: write the defaults as [retention]"));
+        }
         let mut clients = BTreeMap::new();
+        let mut retention = Vec::new();
         let mut key_owner: BTreeMap<String, ClientName> = BTreeMap::new();
-        for (name, raw_client) in raw.clients {
+        for (name, mut raw_client) in raw.clients {
             let span = name.span();
             let name =
                 ClientName::parse(name.get_ref()).map_err(|e| src.error_at(&span, e.message()))?;
+            if let Some(r) = raw_client.retention.take() {
+                retention.push((name.clone(), r));
+            }
             let policy = src.policy(&name, raw_client, &raw.defaults)?;
             for key in &policy.keys {
                 if let Some(other) = key_owner.insert(key.blob.clone(), name.clone()) {
@@ -260,6 +270,7 @@ impl ServerConfig {
             mail,
             admin,
             clients,
+            retention: src.retention(raw.retention, retention)?,
         })
     }
 
@@ -291,6 +302,7 @@ struct RawServer {
     defaults: RawPolicy,
     #[serde(default)]
     clients: BTreeMap<Spanned<String>, RawPolicy>,
+    retention: Option<RawRetention>,
 }
 
 /// `[defaults]` and `[clients.NAME]` share these keys; a client's value replaces the default.
@@ -307,6 +319,7 @@ struct RawPolicy {
     restore: Option<bool>,
     prepare_hooks: Option<Vec<RawHook>>,
     complete_hooks: Option<Vec<RawHook>>,
+    retention: Option<RawRetention>,
 }
 
 /// Take the client's value, else a clone of the default.
