@@ -18,6 +18,7 @@
 //!
 //! * [`config`], [`server`], [`report`]: the push path (server forced command, configuration,
 //!   mailed reports).
+//! * [`client`]: the client's cron run (`rsbackup run`): hooks, ssh, rsync, reports.
 //!
 //! The library never prints, exits, or reads the environment: the binary does.
 
@@ -26,6 +27,7 @@
 
 pub mod check;
 pub mod chunking;
+pub mod client;
 pub mod config;
 pub mod crypto;
 pub mod error;

@@ -14,6 +14,7 @@ mod ls;
 mod open;
 mod output;
 mod restore;
+mod run;
 mod sessions;
 
 use std::process::ExitCode;
@@ -96,6 +97,8 @@ enum Command {
     Cat(cat::Args),
     /// Check the repository's index and packs (and with --read-data, every record).
     Check(check::Args),
+    /// The client's backup run (from cron): hooks, prepare, rsync, complete, reports.
+    Run(run::Args),
 }
 
 /// How a command that did not fail ended.
@@ -158,6 +161,7 @@ fn run(command: Command) -> anyhow::Result<Outcome> {
         Command::Restore(a) => restore::run(a),
         Command::Cat(a) => cat::run(a),
         Command::Check(a) => check::run(a),
+        Command::Run(a) => run::run(a),
     }
 }
 
