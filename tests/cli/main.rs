@@ -6,3 +6,6 @@ mod check_damage;
 mod cli_basic;
 mod ingest_crash;
 mod restore_fidelity;
+mod push_server;
+mod smtp;
+mod sshd;
