@@ -13,6 +13,8 @@ mod keygen;
 mod ls;
 mod open;
 mod output;
+mod pin;
+mod prune;
 mod restore;
 mod run;
 mod sessions;
@@ -97,6 +99,12 @@ enum Command {
     Cat(cat::Args),
     /// Check the repository's index and packs (and with --read-data, every record).
     Check(check::Args),
+    /// Roll sessions off by the retention rules and collect what no kept session needs.
+    Prune(prune::Args),
+    /// Keep a session whatever the retention rules say.
+    Pin(pin::Args),
+    /// Hand a pinned session back to the retention rules.
+    Unpin(pin::Args),
     /// The client's backup run (from cron): hooks, prepare, rsync, complete, reports.
     Run(run::Args),
 }
@@ -161,6 +169,9 @@ fn run(command: Command) -> anyhow::Result<Outcome> {
         Command::Restore(a) => restore::run(a),
         Command::Cat(a) => cat::run(a),
         Command::Check(a) => check::run(a),
+        Command::Prune(a) => prune::run(a),
+        Command::Pin(a) => pin::run(a, true),
+        Command::Unpin(a) => pin::run(a, false),
         Command::Run(a) => run::run(a),
     }
 }
