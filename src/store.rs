@@ -321,6 +321,19 @@ impl PackReader {
             )));
         }
         let file = self.file(name)?;
+        // Check the extent against the file before allocating: a damaged index row must not
+        // make a restore allocate gigabytes.
+        let size = file
+            .metadata()
+            .map_err(|e| Error::io(format_args!("reading pack {name}"), e))?
+            .len();
+        if loc.offset + u64::from(loc.length) > size {
+            return Err(Error::corrupt(format!(
+                "pack {name} is truncated: chunk {} (offset {}, length {}) runs past its end \
+                 ({size} bytes)",
+                loc.id, loc.offset, loc.length
+            )));
+        }
         let mut record = vec![0u8; loc.length as usize];
         read_exact_at(&file, &mut record, loc.offset, name).map_err(|e| {
             e.context(format_args!(

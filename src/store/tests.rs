@@ -234,6 +234,23 @@ fn reader_detects_a_truncated_pack() {
 }
 
 #[test]
+fn reader_refuses_an_impossible_location_without_allocating_it() {
+    let f = fixture();
+    let mut loc = one_pack(&f);
+    loc.length = u32::MAX;
+    let err = PackReader::new(f.dir.path()).read_record(&loc).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Corrupt);
+    assert!(err.message().contains("truncated"), "{}", err.message());
+    loc.length = 10;
+    let err = PackReader::new(f.dir.path()).read_record(&loc).unwrap_err();
+    assert!(
+        err.message().contains("impossible location"),
+        "{}",
+        err.message()
+    );
+}
+
+#[test]
 fn reader_reports_a_missing_pack() {
     let f = fixture();
     let loc = one_pack(&f);
