@@ -25,7 +25,7 @@ CREATE TABLE data_keys (
 ) STRICT;
 
 CREATE TABLE packs (
-  id      INTEGER PRIMARY KEY,
+  id      INTEGER PRIMARY KEY AUTOINCREMENT,
   name    BLOB NOT NULL UNIQUE,
   state   TEXT NOT NULL CHECK (state IN ('writing', 'sealed')),
   writer  TEXT,
@@ -74,6 +74,19 @@ CREATE TABLE session_manifest (
   PRIMARY KEY (session, seq)
 ) STRICT, WITHOUT ROWID;
 CREATE INDEX session_manifest_by_chunk ON session_manifest(chunk);
+
+CREATE TABLE mirror_targets (
+  name      TEXT PRIMARY KEY,
+  watermark INTEGER NOT NULL,
+  digest    BLOB NOT NULL,
+  chunks    INTEGER NOT NULL,
+  updated   INTEGER NOT NULL
+) STRICT;
+
+CREATE TABLE damaged_chunks (
+  id    BLOB PRIMARY KEY,
+  found INTEGER NOT NULL
+) STRICT, WITHOUT ROWID;
 ";
 
 /// Create the v1 schema and its meta rows; runs inside the caller's transaction.
