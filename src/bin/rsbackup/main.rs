@@ -11,6 +11,7 @@ mod ingest;
 mod init;
 mod keygen;
 mod ls;
+mod mirror;
 mod open;
 mod output;
 mod pin;
@@ -107,6 +108,11 @@ enum Command {
     Unpin(pin::Args),
     /// The client's backup run (from cron): hooks, prepare, rsync, complete, reports.
     Run(run::Args),
+    /// Copy the repository's new chunks and sessions to an offsite mirror (or a local path).
+    Mirror(mirror::Args),
+    /// The mirror's side of `mirror` (sshd's forced command on the offsite box).
+    #[command(hide = true)]
+    MirrorServe(mirror::ServeArgs),
 }
 
 /// How a command that did not fail ended.
@@ -173,6 +179,8 @@ fn run(command: Command) -> anyhow::Result<Outcome> {
         Command::Pin(a) => pin::run(a, true),
         Command::Unpin(a) => pin::run(a, false),
         Command::Run(a) => run::run(a),
+        Command::Mirror(a) => mirror::run(a),
+        Command::MirrorServe(a) => mirror::serve(a),
     }
 }
 
