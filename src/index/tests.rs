@@ -354,6 +354,20 @@ fn schema_matches_the_spec() {
     let from_code = Connection::open_in_memory().unwrap();
     from_code.execute_batch(schema::DDL_V1).unwrap();
     let spec_schema = normalized_schema(&from_spec);
-    assert_eq!(spec_schema.len(), 12, "{spec_schema:?}");
+    // The sql block was found and holds the v1 core (later additions are compared as well).
+    for name in [
+        "meta",
+        "data_keys",
+        "packs",
+        "chunks",
+        "chunk_refs",
+        "sessions",
+        "session_manifest",
+    ] {
+        assert!(
+            spec_schema.iter().any(|(n, _)| n == name),
+            "{name} missing from the spec"
+        );
+    }
     assert_eq!(normalized_schema(&from_code), spec_schema);
 }
