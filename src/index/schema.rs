@@ -75,6 +75,17 @@ CREATE TABLE session_manifest (
 ) STRICT, WITHOUT ROWID;
 CREATE INDEX session_manifest_by_chunk ON session_manifest(chunk);
 
+CREATE TABLE audit (
+  id       INTEGER PRIMARY KEY AUTOINCREMENT,
+  time     INTEGER NOT NULL,
+  client   TEXT NOT NULL,
+  ip       TEXT NOT NULL,
+  command  TEXT NOT NULL,
+  decision TEXT NOT NULL CHECK (decision IN ('allow', 'refuse')),
+  reason   TEXT NOT NULL
+) STRICT;
+CREATE INDEX audit_by_client ON audit(client, time);
+
 CREATE TABLE mirror_targets (
   name      TEXT PRIMARY KEY,
   watermark INTEGER NOT NULL,
