@@ -38,7 +38,7 @@ RESTORED=$DEMO_DIR/restored
 
 say "generating a sample tree in $SRC"
 python3 tools/gen_corpus.py generate "$SRC" --profile demo --seed 7
-echo "$(find "$SRC" | wc -l) entries, $(du -sb --apparent-size "$SRC" | cut -f1) bytes apparent, $(du -sb "$SRC" | cut -f1) on disk"
+echo "$(find "$SRC" | wc -l) entries, $(du -sb --apparent-size "$SRC" | cut -f1) bytes apparent, $(du -s -B1 "$SRC" | cut -f1) on disk"
 # What the first session must restore to, kept aside before the tree changes.
 cp -a --sparse=always "$SRC" "$FIRST"
 

@@ -60,7 +60,7 @@ pub fn run(args: Args) -> Result<Outcome> {
         "STATE",
         "STARTED",
         "TOOK",
-        "FILES",
+        "ENTRIES",
         "SIZE",
         "NEW STORED",
     ]
