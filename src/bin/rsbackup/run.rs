@@ -1,8 +1,40 @@
 //! `rsbackup run`: the client's backup run, from cron.
+//!
+//! Quiet when everything worked (cron mails whatever a job prints, and the job report is mailed
+//! already); one `rsbackup: ...` line per problem on stderr otherwise. The exit code says what
+//! happened (docs/usage.md, "rsbackup run").
 
 use std::path::PathBuf;
+use std::time::Duration;
+
+use rsbackup::client::hooks::OnFailure;
+use rsbackup::client::remote::Connection;
+use rsbackup::client::{RunOptions, RunStatus};
+use rsbackup::config::ClientConfig;
 
 use crate::Outcome;
+
+/// Exit codes of `rsbackup run` beyond the common ones (0 ok, 1 failure, 2 usage, 3 partial).
+pub mod code {
+    /// client.toml does not load, or its sources/excludes cannot be transferred.
+    pub const CONFIG: u8 = 12;
+    /// Another run of this configuration still holds the lock.
+    pub const LOCKED: u8 = 13;
+    /// An init hook failed; no backup was made.
+    pub const INIT_HOOK: u8 = 14;
+    /// The server cannot be reached.
+    pub const UNREACHABLE: u8 = 15;
+    /// The server refused.
+    pub const REFUSED: u8 = 16;
+    /// A connection, the transfer or a server step timed out.
+    pub const TIMED_OUT: u8 = 17;
+    /// rsync failed.
+    pub const TRANSFER: u8 = 18;
+    /// The server's prepare or complete failed.
+    pub const SERVER: u8 = 19;
+    /// The backup was made, but a hook failed.
+    pub const HOOK: u8 = 20;
+}
 
 /// Arguments of `rsbackup run`.
 #[derive(clap::Args)]
@@ -10,9 +42,120 @@ pub struct Args {
     /// The client configuration file.
     #[arg(long, value_name = "FILE", default_value = "/etc/rsbackup/client.toml")]
     config: PathBuf,
+    /// The lock file that keeps two runs of this configuration apart
+    /// [default: /run/rsbackup/client-NAME.lock].
+    #[arg(long, value_name = "FILE")]
+    lock_file: Option<PathBuf>,
+    /// What a failing init hook does: `abort` (no backup; cleanup hooks still run) or
+    /// `continue` (report it and back up anyway).
+    #[arg(long, value_name = "WHAT", default_value = "abort", value_parser = ["abort", "continue"])]
+    on_init_hook_failure: String,
+    /// ssh connect timeout, in seconds.
+    #[arg(long, value_name = "SECONDS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    connect_timeout: u64,
+    /// rsync I/O timeout: give up when no data moved for this long, in seconds.
+    #[arg(long, value_name = "SECONDS", default_value_t = 600, value_parser = clap::value_parser!(u64).range(1..=86400))]
+    io_timeout: u64,
+    /// rsync bandwidth limit in KiB/s.
+    #[arg(long, value_name = "KIB", value_parser = clap::value_parser!(u32).range(1..))]
+    bwlimit: Option<u32>,
+    /// Compress on the wire (rsync -z).
+    #[arg(long)]
+    compress: bool,
+    /// Also print the job report (and the error report) on standard output.
+    #[arg(long)]
+    print: bool,
 }
 
-/// Run the backup.
+/// Run the backup, mail the reports, and exit with the code that says what happened.
 pub fn run(args: Args) -> anyhow::Result<Outcome> {
-    anyhow::bail!("run: not implemented yet ({})", args.config.display())
+    let config = match ClientConfig::load(&args.config) {
+        Ok(c) => c,
+        Err(err) => {
+            // No configuration, no mail: cron mails this line.
+            eprintln!("rsbackup: {err}; no backup was made");
+            std::process::exit(code::CONFIG.into());
+        }
+    };
+    let options = RunOptions {
+        host: host_name(),
+        lock_path: args
+            .lock_file
+            .clone()
+            .unwrap_or_else(|| PathBuf::from(format!("/run/rsbackup/client-{}.lock", config.name))),
+        connection: Connection {
+            connect_timeout: Duration::from_secs(args.connect_timeout),
+            io_timeout: Duration::from_secs(args.io_timeout),
+            bwlimit_kib: args.bwlimit,
+            compress: args.compress,
+            ..Connection::default()
+        },
+        init_hook_failure: if args.on_init_hook_failure == "continue" {
+            OnFailure::Continue
+        } else {
+            OnFailure::Abort
+        },
+    };
+    let result = rsbackup::client::run(&config, &options);
+    if args.print {
+        if let Some(error) = &result.error {
+            println!("{}\n\n{}", error.subject(), error.render_text());
+        }
+        if let Some(job) = &result.job {
+            println!("{}\n\n{}", job.subject(), job.render_text());
+        }
+    }
+    if let Some(error) = &result.error {
+        for failure in &error.failures {
+            eprintln!(
+                "rsbackup: {} failed: {} ({}); to do: {}",
+                failure.step,
+                one_line(&failure.what),
+                one_line(&failure.location),
+                one_line(&failure.action)
+            );
+        }
+    }
+    for problem in rsbackup::client::send_reports(&config, &result) {
+        // The backup's own result stands: a mail problem does not change the exit code.
+        eprintln!(
+            "rsbackup: warning: a report could not be mailed: {}; {}",
+            one_line(&problem.to_string()),
+            if result.status.backup_made() {
+                "the backup itself was made"
+            } else {
+                "the backup failed too (see the lines above)"
+            }
+        );
+    }
+    let exit = match result.status {
+        RunStatus::Ok => return Ok(Outcome::Ok),
+        RunStatus::Partial => return Ok(Outcome::Partial),
+        RunStatus::Config => code::CONFIG,
+        RunStatus::Locked => code::LOCKED,
+        RunStatus::InitHookFailed => code::INIT_HOOK,
+        RunStatus::Unreachable => code::UNREACHABLE,
+        RunStatus::Refused => code::REFUSED,
+        RunStatus::TimedOut => code::TIMED_OUT,
+        RunStatus::TransferFailed => code::TRANSFER,
+        RunStatus::ServerFailed => code::SERVER,
+        RunStatus::HookFailed => code::HOOK,
+        RunStatus::Failed => crate::exit::FAILURE,
+    };
+    use std::io::Write as _;
+    let _ = std::io::stdout().flush();
+    std::process::exit(exit.into());
+}
+
+/// This machine's name for the reports (the kernel's host name).
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_owned())
+        .ok()
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "unknown-host".to_owned())
+}
+
+fn one_line(text: &str) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
 }

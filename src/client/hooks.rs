@@ -1,0 +1,109 @@
+//! Client hooks: argv lists (never a shell), run with a cleared environment from `/`, in their
+//! own process group, with a time limit after which the whole group is killed, output captured.
+
+use std::process::Command;
+
+use jiff::Timestamp;
+
+use super::process::{Ended, Limits, run_captured};
+use crate::config::Hook;
+use crate::report::{StepReport, StepStatus};
+
+/// What a failing init hook does to the run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum OnFailure {
+    /// Stop: no backup (cleanup hooks still run). The default: a failed database dump must not
+    /// be silently replaced by yesterday's in the backup.
+    #[default]
+    Abort,
+    /// Report the failure and back up anyway.
+    Continue,
+}
+
+/// Run one hook; `kind` is `init` or `cleanup`, for the step's name.
+pub fn run_hook(hook: &Hook, kind: &str) -> StepReport {
+    let started = Timestamp::now();
+    let mut command = Command::new(&hook.argv[0]);
+    command.args(&hook.argv[1..]).env_clear().current_dir("/");
+    let got = run_captured(
+        command,
+        Limits {
+            timeout: Some(hook.timeout),
+            own_group: true,
+        },
+        None,
+    );
+    let status = match &got.ended {
+        Ended::Exited(0) => StepStatus::Ok,
+        Ended::TimedOut(limit) => StepStatus::TimedOut(*limit),
+        other => StepStatus::Failed(other.describe()),
+    };
+    StepReport {
+        name: format!("{kind} hook {}", hook_name(hook)),
+        started,
+        duration: got.elapsed,
+        status,
+        output: got.output,
+    }
+}
+
+/// The hook as one short line: its argv, cut to 80 characters.
+pub fn hook_name(hook: &Hook) -> String {
+    let line = hook.argv.join(" ");
+    if line.chars().count() <= 80 {
+        line
+    } else {
+        format!("{}...", line.chars().take(77).collect::<String>())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn hook(argv: &[&str], secs: u64) -> Hook {
+        Hook {
+            argv: argv.iter().map(|s| s.to_string()).collect(),
+            timeout: Duration::from_secs(secs),
+        }
+    }
+
+    #[test]
+    fn success_failure_and_timeout() {
+        let ok = run_hook(&hook(&["/bin/echo", "dumped"], 10), "init");
+        assert_eq!(ok.status, StepStatus::Ok);
+        assert_eq!(ok.output, "dumped\n");
+        assert_eq!(ok.name, "init hook /bin/echo dumped");
+
+        let failed = run_hook(
+            &hook(&["/bin/sh", "-c", "echo no space >&2; exit 4"], 10),
+            "init",
+        );
+        assert_eq!(failed.status, StepStatus::Failed("exit code 4".into()));
+        assert_eq!(failed.output, "no space\n");
+
+        let slow = run_hook(&hook(&["/bin/sleep", "30"], 1), "cleanup");
+        assert_eq!(slow.status, StepStatus::TimedOut(Duration::from_secs(1)));
+        assert!(
+            slow.duration < Duration::from_secs(5),
+            "{:?}",
+            slow.duration
+        );
+        assert!(slow.status.is_failure());
+
+        let missing = run_hook(&hook(&["/no/such/hook"], 10), "init");
+        assert!(
+            matches!(missing.status, StepStatus::Failed(ref w) if w.contains("could not be started"))
+        );
+    }
+
+    #[test]
+    fn environment_is_cleared() {
+        let env = run_hook(&hook(&["/usr/bin/env"], 10), "init");
+        assert_eq!(env.status, StepStatus::Ok);
+        assert_eq!(env.output, "");
+        let long = hook(&["/bin/echo", &"x".repeat(200)], 10);
+        assert!(hook_name(&long).len() <= 80);
+    }
+}

@@ -1,0 +1,520 @@
+//! One cron run, step by step: lock, init hooks, `prepare`, rsync, `complete`, cleanup hooks;
+//! then the reports (see [`super::summary`]) and their mailing.
+//!
+//! Every step is timed and its output kept. A failure stops the steps that depend on it (no
+//! `complete` after a failed upload: staging keeps what arrived, and the next run resumes it),
+//! but the cleanup hooks always run.
+
+use std::path::PathBuf;
+
+use jiff::Timestamp;
+
+use super::diagnosis::{FailureKind, classify_rsync, classify_ssh, rsync_exit_words, ssh_advice};
+use super::hooks::{OnFailure, hook_name, run_hook};
+use super::lock::ClientLock;
+use super::process::{Ended, Limits, run_captured};
+use super::remote::{Connection, ServerAnswer, rsync_command, server_label, ssh_command};
+use super::stats::RsyncStats;
+use super::summary;
+use crate::config::ClientConfig;
+use crate::error::{Error, ErrorKind};
+use crate::report::{ErrorReport, Failure, JobReport, Mailer, StepReport, StepStatus};
+
+/// How to run, besides the configuration file.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    /// This machine's name, for the reports.
+    pub host: String,
+    /// The client lock file.
+    pub lock_path: PathBuf,
+    /// Timeouts and transfer options.
+    pub connection: Connection,
+    /// What a failing init hook does.
+    pub init_hook_failure: OnFailure,
+}
+
+/// How the run ended, most important first; the binary turns it into the exit code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunStatus {
+    /// Everything worked.
+    Ok,
+    /// The backup was made but is incomplete: rsync 23/24, or the session is `incomplete`.
+    Partial,
+    /// Another run of this configuration holds the lock; nothing was done.
+    Locked,
+    /// The configuration cannot be used for a transfer (sources, excludes).
+    Config,
+    /// An init hook failed and the run was aborted (no backup).
+    InitHookFailed,
+    /// The server could not be reached.
+    Unreachable,
+    /// The server refused.
+    Refused,
+    /// A connection, transfer or step timed out.
+    TimedOut,
+    /// rsync failed.
+    TransferFailed,
+    /// The server's `prepare` or `complete` failed.
+    ServerFailed,
+    /// The backup was made, but a hook failed (a cleanup hook, or an init hook with
+    /// `on-failure = continue`).
+    HookFailed,
+    /// Something on this machine failed before anything ran (the lock file cannot be made).
+    Failed,
+}
+
+impl RunStatus {
+    fn from_kind(kind: FailureKind) -> RunStatus {
+        match kind {
+            FailureKind::Partial => RunStatus::Partial,
+            FailureKind::Unreachable => RunStatus::Unreachable,
+            FailureKind::Refused => RunStatus::Refused,
+            FailureKind::TimedOut => RunStatus::TimedOut,
+            FailureKind::ServerFailed => RunStatus::ServerFailed,
+            FailureKind::TransferFailed => RunStatus::TransferFailed,
+        }
+    }
+
+    /// Did the backup itself succeed (fully or partly)?
+    pub fn backup_made(self) -> bool {
+        matches!(
+            self,
+            RunStatus::Ok | RunStatus::Partial | RunStatus::HookFailed
+        )
+    }
+}
+
+/// Everything a run produced.
+#[derive(Debug, Clone)]
+pub struct RunResult {
+    /// How it ended.
+    pub status: RunStatus,
+    /// The job report (`None` when the run did nothing because another one holds the lock).
+    pub job: Option<JobReport>,
+    /// The error report, when anything failed.
+    pub error: Option<ErrorReport>,
+    /// rsync's statistics, if rsync ran and printed them.
+    pub stats: Option<RsyncStats>,
+    /// The server's answer to `complete`, if any.
+    pub answer: Option<ServerAnswer>,
+}
+
+/// The run in progress.
+struct Run<'a> {
+    config: &'a ClientConfig,
+    options: &'a RunOptions,
+    started: Timestamp,
+    steps: Vec<StepReport>,
+    failures: Vec<Failure>,
+    /// The first failure that stopped the backup.
+    fatal: Option<RunStatus>,
+    partial: bool,
+    hook_failed: bool,
+}
+
+/// Run the backup once. Never panics on a failing step: every outcome ends up in the result.
+pub fn run(config: &ClientConfig, options: &RunOptions) -> RunResult {
+    let mut run = Run {
+        config,
+        options,
+        started: Timestamp::now(),
+        steps: Vec::new(),
+        failures: Vec::new(),
+        fatal: None,
+        partial: false,
+        hook_failed: false,
+    };
+    let lock = match ClientLock::acquire(&options.lock_path) {
+        Ok(lock) => lock,
+        Err(err) => return run.not_started(&err),
+    };
+    let (stats, answer) = run.steps(&lock);
+    for hook in &config.cleanup_hooks {
+        let step = run_hook(hook, "cleanup");
+        if step.status.is_failure() {
+            run.hook_failed = true;
+            run.failures.push(Failure {
+                step: step.name.clone(),
+                what: format!(
+                    "{}{}",
+                    step_status_words(&step.status),
+                    last_line(&step.output)
+                ),
+                location: format!("on {}: {}", options.host, hook_name(hook)),
+                action: "run the hook by hand as root to see why; cleanup hooks run after every \
+                         backup, so whatever it should undo may still be in place"
+                    .into(),
+            });
+        }
+        run.steps.push(step);
+    }
+    drop(lock);
+    run.finish(stats, answer)
+}
+
+impl Run<'_> {
+    fn not_started(mut self, err: &Error) -> RunResult {
+        let status = if err.kind() == ErrorKind::Locked {
+            RunStatus::Locked
+        } else {
+            RunStatus::Failed
+        };
+        self.failures.push(Failure {
+            step: "client lock".into(),
+            what: err.message().to_owned(),
+            location: format!(
+                "on {}: {}",
+                self.options.host,
+                self.options.lock_path.display()
+            ),
+            action: if status == RunStatus::Locked {
+                "nothing, if the previous run is just slow (it will mail its own report); if runs \
+                 overlap every night, run the cron job less often"
+                    .into()
+            } else {
+                "make the lock file's directory writable for the user cron runs rsbackup as".into()
+            },
+        });
+        RunResult {
+            status,
+            job: None,
+            error: Some(summary::error_report(
+                self.config,
+                &self.options.host,
+                self.started,
+                self.failures,
+            )),
+            stats: None,
+            answer: None,
+        }
+    }
+
+    /// Init hooks, prepare, rsync, complete: stops at the first failure that forbids the next.
+    fn steps(&mut self, lock: &ClientLock) -> (Option<RsyncStats>, Option<ServerAnswer>) {
+        let rsync = match rsync_command(self.config, &self.options.connection) {
+            Ok(c) => c,
+            Err(err) => {
+                self.fail(
+                    RunStatus::Config,
+                    "configuration",
+                    err.message().to_owned(),
+                    self.config.path.display().to_string(),
+                    "correct client.toml".into(),
+                );
+                self.skip(
+                    &["prepare", "rsync", "complete"],
+                    "the configuration is unusable",
+                );
+                return (None, None);
+            }
+        };
+        for hook in &self.config.init_hooks {
+            let step = run_hook(hook, "init");
+            let failed = step.status.is_failure();
+            let name = step.name.clone();
+            let what = format!(
+                "{}{}",
+                step_status_words(&step.status),
+                last_line(&step.output)
+            );
+            self.steps.push(step);
+            if !failed {
+                continue;
+            }
+            let location = format!("on {}: {}", self.options.host, hook_name(hook));
+            if self.options.init_hook_failure == OnFailure::Continue {
+                self.hook_failed = true;
+                self.failures.push(Failure {
+                    step: name,
+                    what,
+                    location,
+                    action: "run the hook by hand as root to see why; the backup was made anyway \
+                             (init hooks are set to continue on failure), without what the hook \
+                             should have prepared"
+                        .into(),
+                });
+                continue;
+            }
+            self.fail(
+                RunStatus::InitHookFailed,
+                &name,
+                what,
+                location,
+                "run the hook by hand as root to see why, fix it, then run rsbackup again; no \
+                 backup was made (the cleanup hooks did run)"
+                    .into(),
+            );
+            self.skip(&["prepare", "rsync", "complete"], "an init hook failed");
+            return (None, None);
+        }
+
+        let prepare = self.remote("prepare", self.options.connection.prepare_timeout);
+        if prepare.is_none() {
+            self.skip(&["rsync", "complete"], "prepare failed");
+            return (None, None);
+        }
+
+        let stats = self.upload(rsync, lock);
+        if self.fatal.is_some() {
+            self.skip(&["complete"], "the upload failed; the next run resumes it");
+            return (stats, None);
+        }
+
+        let answer = self.remote("complete", self.options.connection.complete_timeout);
+        if let Some(answer) = &answer {
+            let state = answer.text(&["state"]).unwrap_or_default();
+            if state == "incomplete" {
+                self.partial = true;
+                let errors = answer.errors();
+                self.failures.push(Failure {
+                    step: "complete".into(),
+                    what: format!(
+                        "the session is incomplete: {} path{} could not be stored{}",
+                        errors.len(),
+                        if errors.len() == 1 { "" } else { "s" },
+                        errors
+                            .first()
+                            .map(|e| format!(", e.g. {e}"))
+                            .unwrap_or_default()
+                    ),
+                    location: server_label(self.config),
+                    action: "see the complete step's output in the job report for every path"
+                        .into(),
+                });
+            }
+        }
+        (stats, answer)
+    }
+
+    /// `prepare` or `complete` over ssh. `None` if it failed (recorded).
+    fn remote(&mut self, word: &str, timeout: std::time::Duration) -> Option<ServerAnswer> {
+        let started = Timestamp::now();
+        let got = run_captured(
+            ssh_command(self.config, &self.options.connection, word),
+            Limits {
+                timeout: Some(timeout),
+                own_group: false,
+            },
+            None,
+        );
+        let server = server_label(self.config);
+        let (status, failure) = match &got.ended {
+            Ended::Exited(0) => (StepStatus::Ok, None),
+            Ended::TimedOut(limit) => (
+                StepStatus::TimedOut(*limit),
+                Some((
+                    FailureKind::TimedOut,
+                    format!("{word} did not finish in time"),
+                    format!(
+                        "the server took longer than {}: check its load and the step's output",
+                        crate::report::human_duration(*limit)
+                    ),
+                )),
+            ),
+            other => {
+                let kind =
+                    if matches!(other, Ended::Exited(255)) || classify_ssh(&got.output).is_some() {
+                        classify_ssh(&got.output).unwrap_or(FailureKind::Unreachable)
+                    } else {
+                        FailureKind::ServerFailed
+                    };
+                let advice = if kind == FailureKind::ServerFailed {
+                    format!(
+                        "the server's {word} failed: see its output in the job report and the \
+                         server's logs; staging keeps what was sent, and the next run resumes"
+                    )
+                } else {
+                    ssh_advice(kind, &got.output, &server)
+                };
+                (
+                    StepStatus::Failed(other.describe()),
+                    Some((
+                        kind,
+                        format!("ssh {word}: {}{}", other.describe(), last_line(&got.output)),
+                        advice,
+                    )),
+                )
+            }
+        };
+        self.steps.push(StepReport {
+            name: word.into(),
+            started,
+            duration: got.elapsed,
+            status,
+            output: got.output.clone(),
+        });
+        if let Some((kind, what, action)) = failure {
+            self.fail(RunStatus::from_kind(kind), word, what, server, action);
+            return None;
+        }
+        Some(ServerAnswer::parse(&got.output).unwrap_or_default())
+    }
+
+    /// The rsync upload; records its step and any failure, returns its statistics.
+    fn upload(&mut self, rsync: std::process::Command, lock: &ClientLock) -> Option<RsyncStats> {
+        let started = Timestamp::now();
+        // rsync holds a copy of the lock: a killed run's rsync keeps the next run out.
+        let inherit = lock.inheritable().ok();
+        let got = run_captured(
+            rsync,
+            Limits {
+                timeout: None,
+                own_group: false,
+            },
+            inherit,
+        );
+        let stats = RsyncStats::parse(&got.output);
+        let stats = (!stats.is_empty()).then_some(stats);
+        let server = server_label(self.config);
+        let (status, failure) = match &got.ended {
+            Ended::Exited(0) => (StepStatus::Ok, None),
+            Ended::Exited(code) => {
+                let (words, todo) = rsync_exit_words(*code);
+                let kind = classify_rsync(*code, &got.output);
+                let action = match kind {
+                    FailureKind::Refused | FailureKind::Unreachable => {
+                        ssh_advice(kind, &got.output, &server)
+                    }
+                    _ => todo.to_owned(),
+                };
+                (
+                    StepStatus::Failed(format!("rsync exit code {code}: {words}")),
+                    Some((kind, format!("rsync exit code {code}: {words}"), action)),
+                )
+            }
+            other => (
+                StepStatus::Failed(other.describe()),
+                Some((
+                    FailureKind::TransferFailed,
+                    format!("rsync {}", other.describe()),
+                    "rsync was killed: rerun; the next run resumes the transfer".into(),
+                )),
+            ),
+        };
+        self.steps.push(StepReport {
+            name: "rsync".into(),
+            started,
+            duration: got.elapsed,
+            status,
+            output: got.output,
+        });
+        if let Some((kind, what, action)) = failure {
+            if kind == FailureKind::Partial {
+                self.partial = true;
+                self.failures.push(Failure {
+                    step: "rsync".into(),
+                    what,
+                    location: format!("from {} to {server}", self.options.host),
+                    action,
+                });
+            } else {
+                self.fail(
+                    RunStatus::from_kind(kind),
+                    "rsync",
+                    what,
+                    format!("from {} to {server}", self.options.host),
+                    action,
+                );
+            }
+        }
+        stats
+    }
+
+    fn fail(
+        &mut self,
+        status: RunStatus,
+        step: &str,
+        what: String,
+        location: String,
+        action: String,
+    ) {
+        self.fatal.get_or_insert(status);
+        self.failures.push(Failure {
+            step: step.into(),
+            what,
+            location,
+            action,
+        });
+    }
+
+    fn skip(&mut self, names: &[&str], why: &str) {
+        for name in names {
+            self.steps.push(StepReport {
+                name: (*name).into(),
+                started: Timestamp::now(),
+                duration: std::time::Duration::ZERO,
+                status: StepStatus::Skipped(why.into()),
+                output: String::new(),
+            });
+        }
+    }
+
+    fn finish(self, stats: Option<RsyncStats>, answer: Option<ServerAnswer>) -> RunResult {
+        let status = match self.fatal {
+            Some(s) => s,
+            None if self.partial => RunStatus::Partial,
+            None if self.hook_failed => RunStatus::HookFailed,
+            None => RunStatus::Ok,
+        };
+        let job = summary::job_report(
+            self.config,
+            &self.options.host,
+            self.started,
+            self.steps,
+            stats.as_ref(),
+            answer.as_ref(),
+        );
+        let error = (!self.failures.is_empty()).then(|| {
+            summary::error_report(self.config, &self.options.host, self.started, self.failures)
+        });
+        RunResult {
+            status,
+            job: Some(job),
+            error,
+            stats,
+            answer,
+        }
+    }
+}
+
+/// `exit code 4` etc. for a failed step.
+fn step_status_words(status: &StepStatus) -> String {
+    match status {
+        StepStatus::Failed(why) => why.clone(),
+        StepStatus::TimedOut(limit) => format!(
+            "timed out after {}, killed",
+            crate::report::human_duration(*limit)
+        ),
+        StepStatus::Ok => "ok".into(),
+        StepStatus::Skipped(why) => format!("skipped: {why}"),
+    }
+}
+
+/// `: <last non-empty line>` of some output, cut to 200 characters, or nothing.
+fn last_line(output: &str) -> String {
+    match output.lines().rev().map(str::trim).find(|l| !l.is_empty()) {
+        Some(line) => format!(": {}", line.chars().take(200).collect::<String>()),
+        None => String::new(),
+    }
+}
+
+/// Mail the error report (if any) to `errors-to`, then the job report to `reports-to`. Returns
+/// what could not be sent; the run's result stands either way.
+pub fn send_reports(config: &ClientConfig, result: &RunResult) -> Vec<Error> {
+    let mailer = match Mailer::from_config(&config.mail) {
+        Ok(m) => m,
+        Err(e) => return vec![e],
+    };
+    let mut problems = Vec::new();
+    if let Some(error) = &result.error
+        && let Err(e) = mailer.send(&config.errors_to, &error.subject(), &error.render_text())
+    {
+        problems.push(e);
+    }
+    if let Some(job) = &result.job
+        && let Err(e) = mailer.send(&config.reports_to, &job.subject(), &job.render_text())
+    {
+        problems.push(e);
+    }
+    problems
+}

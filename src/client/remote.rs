@@ -1,0 +1,313 @@
+//! The client's side of the wire: the ssh command for `prepare` and `complete`, the rsync
+//! command for the upload (exactly the options the server's allow-list accepts), where each
+//! source lands in staging, and reading the server's JSON answers.
+
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use crate::config::ClientConfig;
+use crate::error::{Error, ErrorKind, Result};
+
+/// Timeouts and options of the connection; defaults suit a nightly cron run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Connection {
+    /// ssh `ConnectTimeout`: how long to wait for the TCP connection and banner.
+    pub connect_timeout: Duration,
+    /// rsync `--timeout`: the longest time without any data moving before rsync gives up.
+    pub io_timeout: Duration,
+    /// The longest `prepare` may take (server hooks such as space checks run in it).
+    pub prepare_timeout: Duration,
+    /// The longest `complete` may take (the server ingests staging in it).
+    pub complete_timeout: Duration,
+    /// rsync `--bwlimit` in KiB/s (`None`: no limit).
+    pub bwlimit_kib: Option<u32>,
+    /// rsync `-z`: compress on the wire (helps on slow links, costs CPU on both ends).
+    pub compress: bool,
+}
+
+impl Default for Connection {
+    fn default() -> Self {
+        Connection {
+            connect_timeout: Duration::from_secs(30),
+            io_timeout: Duration::from_secs(600),
+            prepare_timeout: Duration::from_secs(30 * 60),
+            complete_timeout: Duration::from_secs(12 * 60 * 60),
+            bwlimit_kib: None,
+            compress: false,
+        }
+    }
+}
+
+/// The environment ssh and rsync get: nothing of ours (no agent socket, no locale that changes
+/// rsync's number format), a fixed `PATH` for what ssh may run itself.
+fn clean_env(command: &mut Command) {
+    command
+        .env_clear()
+        .env("PATH", "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin")
+        .env("LC_ALL", "C");
+}
+
+/// `host:port`, for messages.
+pub fn server_label(config: &ClientConfig) -> String {
+    format!(
+        "{}@{}:{}",
+        config.server.user, config.server.host, config.server.port
+    )
+}
+
+/// ssh's options (without the program): key, port, batch mode, timeouts, pinned host key.
+pub fn ssh_options(config: &ClientConfig, conn: &Connection) -> Vec<OsString> {
+    let s = &config.server;
+    let mut argv: Vec<OsString> = vec![
+        "-i".into(),
+        s.ssh_key.clone().into(),
+        "-p".into(),
+        s.port.to_string().into(),
+    ];
+    let mut opt = |o: String| {
+        argv.push("-o".into());
+        argv.push(o.into());
+    };
+    opt("BatchMode=yes".into());
+    opt("IdentitiesOnly=yes".into());
+    opt(format!(
+        "ConnectTimeout={}",
+        conn.connect_timeout.as_secs().max(1)
+    ));
+    // A dead server or a broken link is noticed within about two minutes.
+    opt("ServerAliveInterval=30".into());
+    opt("ServerAliveCountMax=4".into());
+    opt("ClearAllForwardings=yes".into());
+    opt("LogLevel=ERROR".into());
+    if let Some(known) = &s.known_hosts {
+        opt(format!("UserKnownHostsFile={}", known.display()));
+        opt("StrictHostKeyChecking=yes".into());
+    }
+    argv.push("-T".into());
+    argv
+}
+
+/// `ssh ... user@host -- WORD`: `prepare` or `complete` (they take no arguments).
+pub fn ssh_command(config: &ClientConfig, conn: &Connection, word: &str) -> Command {
+    let mut command = Command::new(&config.ssh_path);
+    command
+        .args(ssh_options(config, conn))
+        .arg(format!("{}@{}", config.server.user, config.server.host))
+        .arg("--")
+        .arg(word);
+    clean_env(&mut command);
+    command
+}
+
+/// One word for rsync's `-e`, which splits on spaces and honours single quotes.
+fn rsh_word(word: &std::ffi::OsStr) -> Result<String> {
+    let text = word.to_str().ok_or_else(|| {
+        Error::new(
+            ErrorKind::Config,
+            format!("{word:?} is not UTF-8; rsync -e cannot pass it"),
+        )
+    })?;
+    if text.contains('\'') || text.chars().any(char::is_control) {
+        return Err(Error::new(
+            ErrorKind::Config,
+            format!("{text:?} contains a quote or control character; rsync -e cannot pass it"),
+        ));
+    }
+    if text.is_empty() || text.contains([' ', '"', '\\']) {
+        Ok(format!("'{text}'"))
+    } else {
+        Ok(text.to_owned())
+    }
+}
+
+/// The rsync command: `rsync -a -H -X --numeric-ids --delete --partial --stats
+/// --timeout=N [-z] [--bwlimit=N] -e 'ssh ...' --exclude=... SOURCES user@host:`.
+pub fn rsync_command(config: &ClientConfig, conn: &Connection) -> Result<Command> {
+    let mut rsh = vec![rsh_word(config.ssh_path.as_os_str())?];
+    for o in ssh_options(config, conn) {
+        rsh.push(rsh_word(&o)?);
+    }
+    let mut command = Command::new(&config.rsync_path);
+    command.args([
+        "-a",
+        "-H",
+        "-X",
+        "--numeric-ids",
+        "--delete",
+        "--partial",
+        "--stats",
+    ]);
+    command.arg(format!("--timeout={}", conn.io_timeout.as_secs().max(1)));
+    if conn.compress {
+        command.arg("-z");
+    }
+    if let Some(kib) = conn.bwlimit_kib {
+        command.arg(format!("--bwlimit={kib}"));
+    }
+    command.arg("-e").arg(rsh.join(" "));
+    for exclude in transfer_excludes(&config.sources, &config.excludes)? {
+        command.arg(format!("--exclude={exclude}"));
+    }
+    for source in transfer_sources(&config.sources)? {
+        command.arg(source);
+    }
+    let host = &config.server.host;
+    let host = if host.contains(':') {
+        format!("[{host}]")
+    } else {
+        host.clone()
+    };
+    command.arg(format!("{}@{host}:", config.server.user));
+    clean_env(&mut command);
+    Ok(command)
+}
+
+/// The sources as rsync gets them: trailing slashes removed, so that each lands in staging
+/// under its last component (`/var/www` becomes `www/`); `/` alone sends the whole tree. Two
+/// sources with the same last component would land on each other and are refused.
+pub fn transfer_sources(sources: &[PathBuf]) -> Result<Vec<PathBuf>> {
+    let mut seen: Vec<(OsString, &Path)> = Vec::new();
+    let mut out = Vec::new();
+    for source in sources {
+        let normal: PathBuf = source.components().collect();
+        match normal.file_name() {
+            None if sources.len() == 1 => out.push(PathBuf::from("/")),
+            None => {
+                return Err(Error::new(
+                    ErrorKind::Config,
+                    "sources: \"/\" must be the only source (it already contains every other)",
+                ));
+            }
+            Some(name) => {
+                if let Some((_, other)) = seen.iter().find(|(n, _)| n == name) {
+                    return Err(Error::new(
+                        ErrorKind::Config,
+                        format!(
+                            "sources: {} and {} would both land in staging as {:?}: back up their \
+                             common parent instead",
+                            other.display(),
+                            source.display(),
+                            name
+                        ),
+                    ));
+                }
+                seen.push((name.to_owned(), source));
+                out.push(normal.clone());
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// The excludes as rsync gets them. An anchored pattern (`/var/www/cache/`) is written as the
+/// administrator sees the file system; rsync anchors at the transfer root, where `/var/www`
+/// is `/www`, so it is rewritten to `/www/cache/`. An anchored pattern under no source could
+/// never match and is refused; unanchored patterns (`*.tmp`) pass unchanged.
+pub fn transfer_excludes(sources: &[PathBuf], excludes: &[String]) -> Result<Vec<String>> {
+    let whole_tree = transfer_sources(sources)? == [PathBuf::from("/")];
+    excludes
+        .iter()
+        .map(|pattern| {
+            if !pattern.starts_with('/') || whole_tree {
+                return Ok(pattern.clone());
+            }
+            for source in sources {
+                let source: PathBuf = source.components().collect();
+                let (Some(name), Some(base)) = (source.file_name(), source.to_str()) else {
+                    continue;
+                };
+                let Some(rest) = pattern.strip_prefix(base) else {
+                    continue;
+                };
+                if rest.is_empty() || rest.starts_with('/') {
+                    return Ok(format!("/{}{rest}", name.to_string_lossy()));
+                }
+            }
+            Err(Error::new(
+                ErrorKind::Config,
+                format!(
+                    "excludes: {pattern:?} starts with '/' but is under no source, so it could \
+                     never match; write it as a full path below a source, or without the \
+                     leading '/'"
+                ),
+            ))
+        })
+        .collect()
+}
+
+/// What the server said to `complete` (or `prepare`): the JSON object it printed, read
+/// tolerantly (missing fields are `None`).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ServerAnswer {
+    /// The whole object.
+    pub json: serde_json::Value,
+}
+
+impl ServerAnswer {
+    /// The last line of `stdout` that is a JSON object. `None`: no answer.
+    pub fn parse(stdout: &str) -> Option<ServerAnswer> {
+        stdout.lines().rev().find_map(|line| {
+            let line = line.trim();
+            if !line.starts_with('{') {
+                return None;
+            }
+            match serde_json::from_str::<serde_json::Value>(line) {
+                Ok(json @ serde_json::Value::Object(_)) => Some(ServerAnswer { json }),
+                _ => None,
+            }
+        })
+    }
+
+    /// A field, looked for at the top level and then one level down (`{"ingest": {...}}`).
+    pub fn field(&self, name: &str) -> Option<&serde_json::Value> {
+        let obj = self.json.as_object()?;
+        obj.get(name).or_else(|| {
+            obj.values()
+                .filter_map(|v| v.as_object())
+                .find_map(|inner| inner.get(name))
+        })
+    }
+
+    /// A numeric field (the first of `names` present).
+    pub fn number(&self, names: &[&str]) -> Option<u64> {
+        names
+            .iter()
+            .find_map(|n| self.field(n).and_then(serde_json::Value::as_u64))
+    }
+
+    /// A field as text (strings as they are, numbers written out).
+    pub fn text(&self, names: &[&str]) -> Option<String> {
+        names.iter().find_map(|n| match self.field(n)? {
+            serde_json::Value::String(s) => Some(s.clone()),
+            serde_json::Value::Number(x) => Some(x.to_string()),
+            serde_json::Value::Bool(b) => Some(b.to_string()),
+            _ => None,
+        })
+    }
+
+    /// The per-path problems the server listed (`errors: [{path, message}]` or strings).
+    pub fn errors(&self) -> Vec<String> {
+        let Some(list) = self.field("errors").and_then(|v| v.as_array()) else {
+            return Vec::new();
+        };
+        list.iter()
+            .map(|e| match e {
+                serde_json::Value::String(s) => s.clone(),
+                other => match (other.get("path"), other.get("message")) {
+                    (Some(p), Some(m)) => format!(
+                        "{}: {}",
+                        p.as_str().unwrap_or_default(),
+                        m.as_str().unwrap_or_default()
+                    ),
+                    _ => other.to_string(),
+                },
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+#[path = "remote_tests.rs"]
+mod tests;
