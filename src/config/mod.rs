@@ -11,6 +11,7 @@
 
 pub mod client;
 pub mod mail;
+pub mod mirror;
 pub mod retention;
 pub mod server;
 pub mod window;

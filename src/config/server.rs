@@ -180,6 +180,8 @@ pub struct ServerConfig {
     pub clients: BTreeMap<ClientName, ClientPolicy>,
     /// `[retention]` and `[clients.NAME.retention]`.
     pub retention: RetentionConfig,
+    /// `[mirrors.NAME]` and `[mirror-of.NAME]`.
+    pub mirrors: super::mirror::MirrorConfig,
 }
 
 impl ServerConfig {
@@ -271,6 +273,7 @@ impl ServerConfig {
             admin,
             clients,
             retention: src.retention(raw.retention, retention)?,
+            mirrors: src.mirrors(raw.mirrors, raw.mirror_of)?,
         })
     }
 
@@ -303,6 +306,10 @@ struct RawServer {
     #[serde(default)]
     clients: BTreeMap<Spanned<String>, RawPolicy>,
     retention: Option<RawRetention>,
+    #[serde(default)]
+    mirrors: BTreeMap<Spanned<String>, super::mirror::RawMirrorTarget>,
+    #[serde(default)]
+    mirror_of: BTreeMap<Spanned<String>, super::mirror::RawMirrorOf>,
 }
 
 /// `[defaults]` and `[clients.NAME]` share these keys; a client's value replaces the default.

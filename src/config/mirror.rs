@@ -1,0 +1,319 @@
+//! Mirror sections of `server.toml`: on the primary, `[mirrors.NAME]` (where to push and how to
+//! reach it); on the offsite box, `[mirror-of.NAME]` (which repository a primary may fill, from
+//! where, when, and whether it may delete). See `docs/configuration.md` and format-spec/wire.md.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use ipnet::IpNet;
+use jiff::tz::TimeZone;
+use serde::Deserialize;
+use toml::Spanned;
+
+use super::server::parse_network;
+use super::{ClientName, SourceFile, TimeWindow};
+use crate::error::Result;
+
+/// ssh port when `[mirrors.NAME]` does not name one.
+pub const DEFAULT_SSH_PORT: u16 = 22;
+
+/// How the primary reaches one mirror (`[mirrors.NAME]`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MirrorTarget {
+    /// The target's name (same alphabet as client names).
+    pub name: ClientName,
+    /// Host name or address of the offsite box.
+    pub host: String,
+    /// Its ssh port.
+    pub port: u16,
+    /// The user to log in as.
+    pub user: String,
+    /// The private key that sshd on the mirror binds to `mirror-serve --mirror-of`.
+    pub ssh_key: PathBuf,
+    /// Extra `-o` options for ssh (`UserKnownHostsFile=...`, `ConnectTimeout=...`).
+    pub ssh_options: Vec<String>,
+    /// Start a mirror run after each `complete` (detached from the client's connection).
+    pub after_complete: bool,
+    /// Ask the mirror to forget sessions the primary rolled off (the mirror may refuse).
+    pub follow_deletes: bool,
+}
+
+/// What a primary may do to this box's mirror repository (`[mirror-of.NAME]`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct MirrorOf {
+    /// The name the forced command gives (`mirror-serve --mirror-of NAME`).
+    pub name: ClientName,
+    /// The mirror repository (created on first contact).
+    pub repository: PathBuf,
+    /// Whether the primary may make this mirror forget sessions it rolled off.
+    pub follow_deletes: bool,
+    /// Source networks the primary may connect from.
+    pub addresses: Vec<IpNet>,
+    /// When it may connect.
+    pub windows: Vec<TimeWindow>,
+    /// The zone the windows are read in.
+    pub timezone: TimeZone,
+}
+
+/// Both kinds of mirror sections of one `server.toml`.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct MirrorConfig {
+    /// `[mirrors.NAME]`: targets this server pushes to.
+    pub targets: BTreeMap<ClientName, MirrorTarget>,
+    /// `[mirror-of.NAME]`: primaries this box mirrors.
+    pub mirror_of: BTreeMap<ClientName, MirrorOf>,
+}
+
+impl MirrorConfig {
+    /// The target named `name`.
+    pub fn target(&self, name: &str) -> Option<&MirrorTarget> {
+        self.targets
+            .iter()
+            .find(|(n, _)| n.as_str() == name)
+            .map(|(_, t)| t)
+    }
+
+    /// The `[mirror-of.NAME]` section named `name`.
+    pub fn mirror_of(&self, name: &str) -> Option<&MirrorOf> {
+        self.mirror_of
+            .iter()
+            .find(|(n, _)| n.as_str() == name)
+            .map(|(_, m)| m)
+    }
+}
+
+/// `[mirrors.NAME]` as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub(crate) struct RawMirrorTarget {
+    host: Spanned<String>,
+    port: Option<u16>,
+    user: Spanned<String>,
+    ssh_key: Spanned<PathBuf>,
+    #[serde(default)]
+    ssh_options: Vec<String>,
+    #[serde(default)]
+    after_complete: bool,
+    #[serde(default)]
+    follow_deletes: bool,
+}
+
+/// `[mirror-of.NAME]` as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub(crate) struct RawMirrorOf {
+    repository: Spanned<PathBuf>,
+    #[serde(default)]
+    follow_deletes: bool,
+    addresses: Option<Spanned<Vec<String>>>,
+    windows: Option<Spanned<Vec<String>>>,
+    timezone: Option<Spanned<String>>,
+}
+
+/// A word safe to hand to ssh as one argument: no whitespace, no control characters, and not
+/// starting with `-` (which ssh would read as an option).
+fn plain_word(s: &str) -> bool {
+    !s.is_empty() && !s.starts_with('-') && s.chars().all(|c| c.is_ascii_graphic())
+}
+
+impl SourceFile<'_> {
+    /// Validate both kinds of mirror sections.
+    pub(crate) fn mirrors(
+        &self,
+        targets: BTreeMap<Spanned<String>, RawMirrorTarget>,
+        mirror_of: BTreeMap<Spanned<String>, RawMirrorOf>,
+    ) -> Result<MirrorConfig> {
+        let mut out = MirrorConfig::default();
+        for (name, raw) in targets {
+            let span = name.span();
+            let name = ClientName::parse(name.get_ref())
+                .map_err(|e| self.error_at(&span, format!("[mirrors]: {}", e.message())))?;
+            let at = |span: &std::ops::Range<usize>, what: &str| {
+                self.error_at(span, format!("[mirrors.{name}] {what}"))
+            };
+            if !plain_word(raw.host.get_ref()) || raw.host.get_ref().contains('@') {
+                return Err(at(
+                    &raw.host.span(),
+                    "host must be a host name or address (no spaces, no user@, no leading -)",
+                ));
+            }
+            if !plain_word(raw.user.get_ref()) || raw.user.get_ref().contains('@') {
+                return Err(at(&raw.user.span(), "user must be a plain user name"));
+            }
+            let ssh_key = self.absolute_path(raw.ssh_key, &format!("[mirrors.{name}] ssh-key"))?;
+            for option in &raw.ssh_options {
+                if !option.contains('=') || !option.chars().all(|c| c.is_ascii_graphic()) {
+                    return Err(self.error(format!(
+                        "[mirrors.{name}] ssh-options: {option:?} is not of the form Key=value"
+                    )));
+                }
+            }
+            if raw.port == Some(0) {
+                return Err(self.error(format!("[mirrors.{name}] port 0 is not a port")));
+            }
+            out.targets.insert(
+                name.clone(),
+                MirrorTarget {
+                    name,
+                    host: raw.host.into_inner(),
+                    port: raw.port.unwrap_or(DEFAULT_SSH_PORT),
+                    user: raw.user.into_inner(),
+                    ssh_key,
+                    ssh_options: raw.ssh_options,
+                    after_complete: raw.after_complete,
+                    follow_deletes: raw.follow_deletes,
+                },
+            );
+        }
+        for (name, raw) in mirror_of {
+            let span = name.span();
+            let name = ClientName::parse(name.get_ref())
+                .map_err(|e| self.error_at(&span, format!("[mirror-of]: {}", e.message())))?;
+            out.mirror_of
+                .insert(name.clone(), self.mirror_of_section(name, raw)?);
+        }
+        Ok(out)
+    }
+
+    fn mirror_of_section(&self, name: ClientName, raw: RawMirrorOf) -> Result<MirrorOf> {
+        let at = |span: &std::ops::Range<usize>, what: String| {
+            self.error_at(span, format!("[mirror-of.{name}] {what}"))
+        };
+        let repository =
+            self.absolute_path(raw.repository, &format!("[mirror-of.{name}] repository"))?;
+        let Some(addresses) = raw.addresses else {
+            return Err(self.error(format!(
+                "[mirror-of.{name}] addresses is missing (deny by default: name the primary's \
+                 address, or [\"0.0.0.0/0\", \"::/0\"] for any)"
+            )));
+        };
+        if addresses.get_ref().is_empty() {
+            return Err(at(&addresses.span(), "addresses is empty".into()));
+        }
+        let parsed_addresses = addresses
+            .get_ref()
+            .iter()
+            .map(|a| parse_network(a).map_err(|e| at(&addresses.span(), format!("addresses: {e}"))))
+            .collect::<Result<Vec<_>>>()?;
+        let windows = match raw.windows {
+            None => vec![TimeWindow::parse("daily 00:00-24:00").map_err(|e| self.error(e))?],
+            Some(w) if w.get_ref().is_empty() => {
+                return Err(at(
+                    &w.span(),
+                    "windows is empty: the primary could never connect".into(),
+                ));
+            }
+            Some(w) => w
+                .get_ref()
+                .iter()
+                .map(|text| TimeWindow::parse(text).map_err(|e| at(&w.span(), e)))
+                .collect::<Result<Vec<_>>>()?,
+        };
+        let timezone = match raw.timezone {
+            None => TimeZone::UTC,
+            Some(tz) => TimeZone::get(tz.get_ref()).map_err(|e| {
+                at(
+                    &tz.span(),
+                    format!("timezone {:?} is not a known time zone: {e}", tz.get_ref()),
+                )
+            })?,
+        };
+        Ok(MirrorOf {
+            name,
+            repository,
+            follow_deletes: raw.follow_deletes,
+            addresses: parsed_addresses,
+            windows,
+            timezone,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+
+    fn parse(text: &str) -> Result<MirrorConfig> {
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields, rename_all = "kebab-case")]
+        struct Raw {
+            #[serde(default)]
+            mirrors: BTreeMap<Spanned<String>, RawMirrorTarget>,
+            #[serde(default)]
+            mirror_of: BTreeMap<Spanned<String>, RawMirrorOf>,
+        }
+        let src = SourceFile::new(Path::new("/etc/server.toml"), text);
+        let raw: Raw = src.parse()?;
+        src.mirrors(raw.mirrors, raw.mirror_of)
+    }
+
+    #[test]
+    fn both_sections_parse_with_defaults() {
+        let c = parse(
+            "[mirrors.offsite]\nhost = \"backup.example.org\"\nuser = \"mirror\"\n\
+             ssh-key = \"/etc/rsbackup/mirror_key\"\nafter-complete = true\n\
+             [mirror-of.main]\nrepository = \"/srv/mirror\"\naddresses = [\"192.0.2.1\"]\n",
+        )
+        .unwrap();
+        let t = c.target("offsite").unwrap();
+        assert_eq!(t.port, DEFAULT_SSH_PORT);
+        assert!(t.after_complete && !t.follow_deletes);
+        let m = c.mirror_of("main").unwrap();
+        assert!(
+            !m.follow_deletes,
+            "append-only unless the mirror says otherwise"
+        );
+        assert_eq!(m.repository, PathBuf::from("/srv/mirror"));
+        assert_eq!(m.windows.len(), 1);
+        assert!(c.mirror_of("offsite").is_none());
+    }
+
+    #[test]
+    fn bad_values_are_refused_with_their_line() {
+        let cases = [
+            (
+                "[mirrors.a]\nhost = \"-oProxyCommand=x\"\nuser = \"u\"\nssh-key = \"/k\"\n",
+                "host",
+            ),
+            (
+                "[mirrors.a]\nhost = \"h\"\nuser = \"u\"\nssh-key = \"k\"\n",
+                "ssh-key",
+            ),
+            (
+                "[mirrors.a]\nhost = \"h\"\nuser = \"u\"\nssh-key = \"/k\"\nport = 0\n",
+                "port",
+            ),
+            (
+                "[mirrors.a]\nhost = \"h\"\nuser = \"u\"\nssh-key = \"/k\"\nbogus = 1\n",
+                "bogus",
+            ),
+            (
+                "[mirrors.A]\nhost = \"h\"\nuser = \"u\"\nssh-key = \"/k\"\n",
+                "not valid",
+            ),
+            (
+                "[mirror-of.m]\nrepository = \"/r\"\n",
+                "addresses is missing",
+            ),
+            (
+                "[mirror-of.m]\nrepository = \"/r\"\naddresses = [\"nope\"]\n",
+                "server.toml:3:",
+            ),
+            (
+                "[mirror-of.m]\nrepository = \"/r\"\naddresses = []\n",
+                "empty",
+            ),
+            (
+                "[mirror-of.m]\nrepository = \"/r\"\naddresses = [\"::/0\"]\nwindows = [\"x\"]\n",
+                "server.toml:4:",
+            ),
+        ];
+        for (text, needle) in cases {
+            let err = parse(text).unwrap_err().to_string();
+            assert!(err.contains(needle), "{text:?}: {err}");
+            assert!(err.contains("/etc/server.toml"), "{err}");
+        }
+    }
+}
