@@ -7,6 +7,7 @@ mod cli_basic;
 mod ingest_crash;
 mod prune;
 mod restore_fidelity;
+mod push_client;
 mod push_server;
 mod smtp;
 mod sshd;
