@@ -102,6 +102,9 @@ impl<'s, 'r> Consumer<'s, 'r> {
             self.path_error(&path, message);
         }
         let Some(mut entry) = entry else {
+            if link_target {
+                self.failed_links.insert(path);
+            }
             return Ok(());
         };
         if let Some(n) = bytes_read {
