@@ -5,6 +5,7 @@
 
 #![forbid(unsafe_code)]
 
+mod authorized_keys;
 mod cat;
 mod check;
 mod ingest;
@@ -18,6 +19,7 @@ mod pin;
 mod prune;
 mod restore;
 mod run;
+mod serve;
 mod sessions;
 
 use std::process::ExitCode;
@@ -100,6 +102,10 @@ enum Command {
     Cat(cat::Args),
     /// Check the repository's index and packs (and with --read-data, every record).
     Check(check::Args),
+    /// The ssh forced command on the backup server (reads SSH_ORIGINAL_COMMAND).
+    Serve(serve::Args),
+    /// Print the authorized_keys lines binding each client's keys to `serve`.
+    AuthorizedKeys(authorized_keys::Args),
     /// Roll sessions off by the retention rules and collect what no kept session needs.
     Prune(prune::Args),
     /// Keep a session whatever the retention rules say.
@@ -175,6 +181,8 @@ fn run(command: Command) -> anyhow::Result<Outcome> {
         Command::Restore(a) => restore::run(a),
         Command::Cat(a) => cat::run(a),
         Command::Check(a) => check::run(a),
+        Command::Serve(a) => serve::run(a),
+        Command::AuthorizedKeys(a) => authorized_keys::run(a),
         Command::Prune(a) => prune::run(a),
         Command::Pin(a) => pin::run(a, true),
         Command::Unpin(a) => pin::run(a, false),

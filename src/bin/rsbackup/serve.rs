@@ -1,0 +1,75 @@
+//! `rsbackup serve --client NAME [--config FILE]`: the ssh forced command. Reads
+//! `SSH_ORIGINAL_COMMAND` and `SSH_CONNECTION` (never a shell), hands them to
+//! `rsbackup::server::serve`, prints the answer, or execs rsync.
+//!
+//! Exit codes: 0 done; 3 done in part (an incomplete session, a failed complete hook); 1 the
+//! request was allowed but failed; 12 the request was refused (only the generic refusal message
+//! is printed; the administrator gets the reason by mail and the audit table has it).
+
+use std::os::unix::process::CommandExt;
+use std::path::PathBuf;
+
+use anyhow::Result;
+use rsbackup::config::ServerConfig;
+use rsbackup::server::authz::REFUSAL_MESSAGE;
+use rsbackup::server::serve::{ServeInput, ServeOutcome, serve};
+
+use crate::Outcome;
+
+/// Exit code of a refused request.
+pub const REFUSED: i32 = 12;
+
+/// Arguments of `serve`.
+#[derive(clap::Args)]
+pub struct Args {
+    /// The client this ssh key belongs to (set by the forced command).
+    #[arg(long, value_name = "NAME")]
+    client: String,
+    /// The server configuration.
+    #[arg(long, value_name = "FILE", default_value = "/etc/rsbackup/server.toml")]
+    config: PathBuf,
+}
+
+/// Run `serve`: never returns normally except on success.
+pub fn run(args: Args) -> Result<Outcome> {
+    let config = match ServerConfig::load(&args.config) {
+        Ok(c) => c,
+        Err(_) => {
+            // The client must not learn about the server's files; the administrator sees the
+            // problem with `rsbackup authorized-keys --config ...`, which loads the same file.
+            eprintln!("rsbackup: the server cannot take requests (configuration error)");
+            std::process::exit(1);
+        }
+    };
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .unwrap_or_else(|_| "backup server".to_owned());
+    let command = std::env::var("SSH_ORIGINAL_COMMAND").ok();
+    let connection = std::env::var("SSH_CONNECTION").ok();
+    let input = ServeInput::new(
+        &args.client,
+        connection.as_deref(),
+        command.as_deref(),
+        jiff::Timestamp::now(),
+        &host,
+    );
+    match serve(&config, &input) {
+        ServeOutcome::Answer { stdout, exit } => {
+            print!("{stdout}");
+            match exit {
+                0 => Ok(Outcome::Ok),
+                3 => Ok(Outcome::Partial),
+                other => std::process::exit(i32::from(other)),
+            }
+        }
+        ServeOutcome::Refused => {
+            eprintln!("{REFUSAL_MESSAGE}");
+            std::process::exit(REFUSED);
+        }
+        ServeOutcome::Failed(e) => Err(e.into()),
+        ServeOutcome::Exec(mut command) => {
+            let err = command.exec();
+            Err(anyhow::anyhow!("cannot run rsync: {err}"))
+        }
+    }
+}
