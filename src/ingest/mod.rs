@@ -21,6 +21,7 @@ mod consume;
 mod inflight;
 mod meta;
 mod read;
+pub mod staging;
 mod walk;
 mod writer;
 
@@ -134,6 +135,18 @@ pub fn ingest(repo: &Repo, opts: &IngestOptions) -> Result<IngestReport> {
     ingest_with(repo, opts, &Hooks::default())
 }
 
+/// [`ingest`] of a staging area written by the server's rsync receiver: `staging` says how to
+/// decode it (munged symlinks, `--fake-super` metadata, hollow placeholders; see
+/// [`staging`]). A separate entry point, so that [`IngestOptions`] and plain `ingest` stay as
+/// they are.
+pub fn ingest_staged(
+    repo: &Repo,
+    opts: &IngestOptions,
+    staging: &staging::StagingDecode,
+) -> Result<IngestReport> {
+    ingest_inner(repo, opts, &Hooks::default(), staging)
+}
+
 /// Test seams; empty in production.
 #[derive(Default)]
 pub(crate) struct Hooks {
@@ -153,6 +166,15 @@ pub(crate) fn ingest_with(
     repo: &Repo,
     opts: &IngestOptions,
     hooks: &Hooks,
+) -> Result<IngestReport> {
+    ingest_inner(repo, opts, hooks, &staging::StagingDecode::default())
+}
+
+fn ingest_inner(
+    repo: &Repo,
+    opts: &IngestOptions,
+    hooks: &Hooks,
+    decode: &staging::StagingDecode,
 ) -> Result<IngestReport> {
     let clock = Instant::now();
     validate_client_name(&opts.client)?;
@@ -214,6 +236,7 @@ pub(crate) fn ingest_with(
         pool,
         hooks,
         started_ns,
+        decode,
     };
     drop(secret);
 
@@ -274,33 +297,52 @@ fn run_pipeline(
     let (write_tx, write_rx) = crossbeam_channel::bounded::<writer::WriteMsg>(WRITER_QUEUE);
     let (job_tx, job_rx) = crossbeam_channel::unbounded::<(u64, walk::FileJob)>();
     let (res_tx, res_rx) = crossbeam_channel::unbounded::<(u64, Option<Done>)>();
+    // Every outcome passes the staging tap on its way to the consumer.
+    let (tap_tx, tap_rx) = crossbeam_channel::unbounded::<(u64, Option<Done>)>();
     let (token_tx, token_rx) = crossbeam_channel::bounded::<()>(REORDER_WINDOW);
     let consumer = consume::Consumer::new(sh, write_tx.clone(), cache_writer)?;
 
     let (walked, consumed, written) = std::thread::scope(|s| {
         let writer_h = s.spawn(move || writer::run(sh, writer_id, write_rx));
         let consumer_h = s.spawn(move || consumer.run(res_rx, token_rx));
+        s.spawn(move || {
+            for (seq, done) in tap_rx {
+                if let Some(d) = &done {
+                    staging::report_ingested(sh.decode, d);
+                }
+                if res_tx.send((seq, done)).is_err() {
+                    return;
+                }
+            }
+        });
+        let res_tx = tap_tx;
         for _ in 0..workers {
             let (jobs, results, tx) = (job_rx.clone(), res_tx.clone(), write_tx.clone());
             s.spawn(move || read::worker(sh, jobs, results, tx));
         }
         drop((job_rx, write_tx));
         let mut seq = 0u64;
-        let walked = walk::walk(root_fd, &opts.source, &sh.abort.flag, &mut |item| {
-            if token_tx.send(()).is_err() {
-                return;
-            }
-            let s = seq;
-            seq += 1;
-            match item {
-                walk::Item::Done(done) => {
-                    let _ = res_tx.send((s, Some(done)));
+        let walked = walk::walk(
+            root_fd,
+            &opts.source,
+            &sh.abort.flag,
+            sh.decode,
+            &mut |item| {
+                if token_tx.send(()).is_err() {
+                    return;
                 }
-                walk::Item::File(job) => {
-                    let _ = job_tx.send((s, job));
+                let s = seq;
+                seq += 1;
+                match item {
+                    walk::Item::Done(done) => {
+                        let _ = res_tx.send((s, Some(done)));
+                    }
+                    walk::Item::File(job) => {
+                        let _ = job_tx.send((s, job));
+                    }
                 }
-            }
-        });
+            },
+        );
         drop((job_tx, res_tx));
         let consumed = consumer_h.join();
         let written = writer_h.join();
@@ -362,6 +404,8 @@ pub(super) struct Shared<'r> {
     pool: rayon::ThreadPool,
     hooks: &'r Hooks,
     started_ns: i64,
+    /// How to decode a staging area (off for a plain directory).
+    decode: &'r staging::StagingDecode,
 }
 
 /// The first fatal error of the run; once raised, every stage drains and stops.

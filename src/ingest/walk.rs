@@ -19,6 +19,7 @@ use rustix::fs::{AtFlags, FileType, Mode, OFlags};
 
 use super::Done;
 use super::meta::{FileStat, read_xattrs};
+use super::staging::{self, StagingDecode};
 use crate::error::{Error, Result};
 use crate::format::manifest::{Body, Meta};
 
@@ -83,6 +84,7 @@ pub(super) fn walk(
     root: OwnedFd,
     source: &Path,
     abort: &AtomicBool,
+    decode: &StagingDecode,
     emit: &mut dyn FnMut(Item),
 ) -> Result<()> {
     let proc_fd = Path::new("/proc/self/fd").is_dir();
@@ -99,6 +101,7 @@ pub(super) fn walk(
             e.into(),
         )
     })?;
+    let (st, xattrs) = staging::decode_meta(decode, st, xattrs);
     let names = list_dir(&root)
         .map_err(|e| Error::io(format!("reading directory {}", source.display()), e))?;
     emit(Item::Done(Done::entry(
@@ -143,15 +146,26 @@ pub(super) fn walk(
             }
         };
         let xpath = xattr_path(proc_fd, &dir, source, &path, &name);
-        let meta = match read_xattrs(&xpath, &mut xbuf) {
-            Ok(x) => st.meta(x),
+        let on_disk = st.file_type();
+        let (st, meta) = match read_xattrs(&xpath, &mut xbuf) {
+            Ok(x) => {
+                let (st, x) = staging::decode_meta(decode, st, x);
+                (st, st.meta(x))
+            }
             Err(e) => {
                 let msg = format!("cannot read extended attributes: {e}");
                 emit(Item::Done(Done::unreadable(path, st.meta(Vec::new()), msg)));
                 continue;
             }
         };
-        let body = match st.file_type() {
+        if let Some(body) = staging::fake_super_body(decode, on_disk, &st, &dir, &name) {
+            emit(Item::Done(match body {
+                Ok(body) => Done::entry(path, meta, body),
+                Err(msg) => Done::unreadable(path, meta, msg),
+            }));
+            continue;
+        }
+        let body = match on_disk {
             FileType::Directory => match open_dir(&dir, &name, &st) {
                 Ok((fd, names)) => {
                     emit(Item::Done(Done::entry(path.clone(), meta, Body::Dir)));
@@ -194,6 +208,13 @@ pub(super) fn walk(
                     links.insert(key, seen);
                     link_target = true;
                 }
+                if let Some(mut done) =
+                    staging::placeholder_check(decode, &dir, &name, &path, &st, &meta)
+                {
+                    done.link_target = link_target;
+                    emit(Item::Done(done));
+                    continue;
+                }
                 if st.size == 0 {
                     let mut done = Done::entry(
                         path,
@@ -219,7 +240,7 @@ pub(super) fn walk(
             }
             FileType::Symlink => match rustix::fs::readlinkat(&*dir, &name, Vec::new()) {
                 Ok(target) => Body::Symlink {
-                    target: target.into_bytes(),
+                    target: staging::link_target(decode, target.into_bytes()),
                 },
                 Err(e) => {
                     let msg = format!("cannot read symlink: {e}");

@@ -29,6 +29,9 @@ pub struct AlertState {
     pub pending: Vec<String>,
     /// Refusals beyond [`MAX_PENDING_ALERTS`], counted only.
     pub dropped: u64,
+    /// Why the last alert mail could not be sent, if it failed (cleared by the next success).
+    #[serde(default)]
+    pub last_error: Option<String>,
 }
 
 /// Refusals to mail now.
@@ -93,6 +96,25 @@ pub fn record_refusal(
 /// Take a waiting batch from the state file at `path` if it is due.
 pub fn flush_due(path: &Path, now: Timestamp, interval: Duration) -> Result<Option<AlertBatch>> {
     with_state(path, |state| state.flush_due(now, interval))
+}
+
+/// An alert mail could not be sent: put its refusals back in front of the waiting ones (they go
+/// out with the next attempt after the interval) and record why.
+pub fn requeue_failed(path: &Path, batch: AlertBatch, error: &str) -> Result<()> {
+    with_state(path, |state| {
+        let mut refusals = batch.refusals;
+        refusals.append(&mut state.pending);
+        let keep = refusals.len().min(MAX_PENDING_ALERTS);
+        state.dropped += batch.dropped + (refusals.len() - keep) as u64;
+        refusals.truncate(keep);
+        state.pending = refusals;
+        state.last_error = Some(error.to_owned());
+    })
+}
+
+/// The last alert mail went out: forget an earlier failure.
+pub fn record_sent(path: &Path) -> Result<()> {
+    with_state(path, |state| state.last_error = None)
 }
 
 fn with_state<T>(path: &Path, change: impl FnOnce(&mut AlertState) -> T) -> Result<T> {
@@ -176,5 +198,21 @@ mod tests {
         std::fs::write(&path, b"{not json").unwrap();
         assert!(record_refusal(&path, "c", at(17), MIN15).unwrap().is_some());
         assert!(record_refusal(&dir.path().join("no/such/dir"), "d", at(0), MIN15).is_err());
+
+        // A failed mail puts its refusals back, first, and says why.
+        let batch = record_refusal(&path, "e", at(100), MIN15).unwrap().unwrap();
+        assert!(
+            record_refusal(&path, "f", at(101), MIN15)
+                .unwrap()
+                .is_none()
+        );
+        requeue_failed(&path, batch, "connection refused").unwrap();
+        let state: AlertState = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+        assert_eq!(state.last_error.as_deref(), Some("connection refused"));
+        let again = flush_due(&path, at(120), MIN15).unwrap().unwrap();
+        assert_eq!(again.refusals, ["e", "f"]);
+        record_sent(&path).unwrap();
+        let state: AlertState = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+        assert_eq!(state.last_error, None);
     }
 }

@@ -1,0 +1,159 @@
+//! `complete`: ingest the client's staging area (decoding what the rsync receiver wrote), leave
+//! staging as its mode says, run the complete hooks, roll off old sessions, and answer with the
+//! session's statistics. The run's lease is released whatever happens.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use jiff::Timestamp;
+use serde_json::json;
+
+use crate::config::{ClientPolicy, ServerConfig, StagingMode};
+use crate::error::Result;
+use crate::index::SessionState;
+use crate::ingest::staging::{IngestedFile, Placeholders, StagingDecode};
+use crate::ingest::{IngestOptions, ingest_staged};
+use crate::repo::Repo;
+use crate::server::hooks::run_hooks;
+use crate::server::lock::LeaseFile;
+use crate::server::serve::{mode_name, staging_dir};
+use crate::server::staging;
+
+/// Run `complete` for `policy`'s client. Returns the JSON answer and the exit code (0 all
+/// done; 3 the session was recorded but something was left out or failed afterwards).
+pub(crate) fn complete(
+    config: &ServerConfig,
+    policy: &ClientPolicy,
+    lease: &LeaseFile,
+    now: Timestamp,
+) -> Result<(serde_json::Value, u8)> {
+    let run = lease.begin_complete(now.as_second())?;
+    let result = complete_run(config, policy, now, &run.token);
+    let released = lease.release(&run.token);
+    let answer = result?;
+    released?;
+    Ok(answer)
+}
+
+fn complete_run(
+    config: &ServerConfig,
+    policy: &ClientPolicy,
+    now: Timestamp,
+    token: &str,
+) -> Result<(serde_json::Value, u8)> {
+    let clock = Instant::now();
+    let client = policy.name.as_str();
+    let dir = staging_dir(config, policy)?;
+    let hollow = policy.staging_mode == StagingMode::Hollow;
+    if hollow {
+        staging::check_btime(&dir)?;
+    }
+    let repo = Repo::open(&config.repository)?;
+    let mut notes: Vec<String> = Vec::new();
+    let table_path = staging::placeholders_path(repo.root(), client);
+    let old = if hollow {
+        let index = repo.index()?;
+        staging::load_placeholders(&table_path, &index).unwrap_or_else(|e| {
+            // Without the table every placeholder is sent again: slower, never wrong.
+            notes.push(format!("placeholder table ignored: {e}"));
+            Placeholders::default()
+        })
+    } else {
+        Placeholders::default()
+    };
+    let old = Arc::new(old);
+    let (tx, rx) = crossbeam_channel::unbounded::<IngestedFile>();
+    let collector = std::thread::spawn(move || rx.into_iter().collect::<Vec<_>>());
+    let decode = StagingDecode {
+        munged_links: true,
+        fake_super: true,
+        placeholders: hollow.then(|| Arc::clone(&old)),
+        ingested: hollow.then_some(tx),
+    };
+    let opts = IngestOptions {
+        client: client.to_owned(),
+        source: dir.clone(),
+        threads: None,
+        files_cache: true,
+    };
+    let ingested = ingest_staged(&repo, &opts, &decode);
+    drop(decode);
+    let files = collector.join().unwrap_or_default();
+    let report = ingested?;
+
+    let staging_result = match policy.staging_mode {
+        StagingMode::Keep => json!({"mode": "keep"}),
+        StagingMode::Purge => match staging::purge(&dir) {
+            Ok(n) => json!({"mode": "purge", "removed": n}),
+            Err(e) => {
+                notes.push(e.to_string());
+                json!({"mode": "purge", "error": e.to_string()})
+            }
+        },
+        StagingMode::Hollow => {
+            let gc_generation = repo.index()?.gc_generation()?;
+            match staging::hollow(&dir, &old, files, &table_path, gc_generation) {
+                Ok(h) => {
+                    notes.extend(h.errors.iter().cloned());
+                    json!({"mode": "hollow", "hollowed": h.hollowed, "kept": h.kept,
+                           "removed": h.removed, "errors": h.errors})
+                }
+                Err(e) => {
+                    // Staging keeps plaintext until the next complete; the session is safe.
+                    notes.push(e.to_string());
+                    json!({"mode": "hollow", "error": e.to_string()})
+                }
+            }
+        }
+    };
+    let hooks = run_hooks(&policy.complete_hooks);
+    let hooks_ok = hooks.iter().all(|h| h.ok);
+
+    let retention = config.retention.for_client(client);
+    let rolloff = if retention.auto {
+        match crate::gc::after_ingest(
+            &repo,
+            client,
+            &retention.rules,
+            config.retention.repack_threshold,
+            now,
+        ) {
+            Ok(r) => json!({"removed": r.removed, "gc_pending": r.gc_pending}),
+            Err(e) => {
+                notes.push(format!("roll-off: {e}"));
+                json!({"error": e.to_string()})
+            }
+        }
+    } else {
+        serde_json::Value::Null
+    };
+    // Seam for the offsite mirror: trigger it here once it exists (a committed session and a
+    // finished roll-off are what it should see).
+    let mirror = serde_json::Value::Null;
+
+    let perfect = report.state == SessionState::Complete && hooks_ok && notes.is_empty();
+    let value = json!({
+        "client": client,
+        "token": token,
+        "session": report.session,
+        "state": report.state,
+        "staging_mode": mode_name(policy.staging_mode),
+        "entries": report.entries,
+        "files": report.files,
+        "bytes": report.bytes,
+        "files_read": report.files_read,
+        "bytes_read": report.bytes_read,
+        "new_chunks": report.new_chunks,
+        "new_plain_bytes": report.new_plain_bytes,
+        "new_stored_bytes": report.new_stored_bytes,
+        "ingest_seconds": report.seconds,
+        "seconds": clock.elapsed().as_secs_f64(),
+        "errors": report.errors,
+        "notes": notes,
+        "staging": staging_result,
+        "hooks": hooks,
+        "rolloff": rolloff,
+        "mirror": mirror,
+    });
+    Ok((value, if perfect { 0 } else { 3 }))
+}

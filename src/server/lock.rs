@@ -1,0 +1,259 @@
+//! The client's run lease: one run (prepare, upload, complete) per client at a time.
+//!
+//! Every ssh request is its own process, so a `flock` held by `prepare` would die with it, long
+//! before `complete` arrives. The lock is therefore a *lease* written to a small JSON file,
+//! `staging-root/.leases/NAME.json` (a client name never starts with `.`, so no client's staging
+//! directory can be that directory): the time of `prepare` and a random token, which `prepare`
+//! returns in its JSON answer so that the client can name its run in reports. No process id is
+//! kept: the requests of one run are different processes, and a pid says nothing about whether
+//! the client will still come back.
+//!
+//! * `prepare` takes the lease when there is none, or when the existing one is older than the
+//!   lease timeout (a client that died between prepare and complete); otherwise it is refused
+//!   with the age of the live lease.
+//! * The upload needs a live lease in state `prepared`.
+//! * `complete` needs a live lease, marks it `completing` (so a second `complete` or a `prepare`
+//!   does not run beside it) and removes it when it is done, whatever the outcome.
+//!
+//! Each read-modify-write of the file holds `flock` on it for a few milliseconds, so two requests
+//! never both see "free". The file is replaced by rename, so a crash leaves the old or the new
+//! lease, never half of one.
+
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::ClientName;
+use crate::error::{Error, ErrorKind, Result};
+
+/// How long a lease lives without `complete`, by default: 12 hours.
+pub const DEFAULT_LEASE_TIMEOUT: Duration = Duration::from_secs(12 * 3600);
+
+/// Where the run is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum LeaseState {
+    /// `prepare` succeeded; uploads may run.
+    Prepared,
+    /// `complete` is ingesting.
+    Completing,
+}
+
+/// One run's lease, as stored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Lease {
+    /// Random, hex: names this run.
+    pub token: String,
+    /// When `prepare` took it (Unix seconds, server time).
+    pub prepared: i64,
+    /// Where the run is.
+    pub state: LeaseState,
+}
+
+/// The lease file of one client.
+#[derive(Debug, Clone)]
+pub struct LeaseFile {
+    path: PathBuf,
+    client: ClientName,
+    timeout: Duration,
+}
+
+impl LeaseFile {
+    /// The lease of `client` under `staging_root`; the directory is created on first use.
+    pub fn new(staging_root: &Path, client: &ClientName, timeout: Duration) -> LeaseFile {
+        LeaseFile {
+            path: staging_root
+                .join(".leases")
+                .join(format!("{}.json", client.as_str())),
+            client: client.clone(),
+            timeout,
+        }
+    }
+
+    /// The file's path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// `prepare`: take the lease. Returns it and the expired lease it replaced, if any.
+    /// `ErrorKind::Locked` when a live lease exists.
+    pub fn acquire(&self, now: i64) -> Result<(Lease, Option<Lease>)> {
+        self.with_lock(|current| {
+            if let Some(old) = current
+                && self.is_live(old, now)
+            {
+                return Err(Error::new(
+                    ErrorKind::Locked,
+                    format!(
+                        "client {}: a run is already in progress (prepared {} s ago, state {:?}); it \
+                         ends with complete, or expires {} s after prepare",
+                        self.client,
+                        now - old.prepared,
+                        old.state,
+                        self.timeout.as_secs()
+                    ),
+                ));
+            }
+            let mut raw = [0u8; 16];
+            getrandom::fill(&mut raw).map_err(|e| {
+                Error::new(ErrorKind::Internal, format!("no randomness for the lease: {e}"))
+            })?;
+            let lease = Lease {
+                token: hex::encode(raw),
+                prepared: now,
+                state: LeaseState::Prepared,
+            };
+            let replaced = current.clone();
+            *current = Some(lease.clone());
+            Ok((lease, replaced))
+        })
+    }
+
+    /// The upload: a live lease in state `prepared` must exist.
+    pub fn check_prepared(&self, now: i64) -> Result<Lease> {
+        self.with_lock(|current| match current {
+            Some(l) if self.is_live(l, now) && l.state == LeaseState::Prepared => Ok(l.clone()),
+            Some(l) if self.is_live(l, now) => Err(self.no_run("complete is running")),
+            _ => Err(self.no_run("no prepare (or it expired)")),
+        })
+    }
+
+    /// `complete`: mark the live lease `completing` and return it.
+    pub fn begin_complete(&self, now: i64) -> Result<Lease> {
+        self.with_lock(|current| match current {
+            Some(l) if self.is_live(l, now) && l.state == LeaseState::Prepared => {
+                l.state = LeaseState::Completing;
+                Ok(l.clone())
+            }
+            Some(l) if self.is_live(l, now) => Err(self.no_run("complete is already running")),
+            _ => Err(self.no_run("no prepare (or it expired)")),
+        })
+    }
+
+    /// Remove the lease if it is still the one named `token`.
+    pub fn release(&self, token: &str) -> Result<()> {
+        self.with_lock(|current| {
+            if current.as_ref().is_some_and(|l| l.token == token) {
+                *current = None;
+            }
+            Ok(())
+        })
+    }
+
+    fn is_live(&self, lease: &Lease, now: i64) -> bool {
+        let age = now - lease.prepared;
+        // A lease from the future (clock stepped back) counts as live until it is old enough.
+        age < 0 || (age as u64) < self.timeout.as_secs()
+    }
+
+    fn no_run(&self, why: &str) -> Error {
+        Error::new(
+            ErrorKind::Locked,
+            format!("client {}: no run in progress to use ({why})", self.client),
+        )
+    }
+
+    fn with_lock<T>(&self, change: impl FnOnce(&mut Option<Lease>) -> Result<T>) -> Result<T> {
+        let what = |doing: &str| format!("{doing} lease {}", self.path.display());
+        let dir = self.path.parent().unwrap_or(Path::new("."));
+        std::fs::create_dir_all(dir)
+            .map_err(|e| Error::io(what("creating the directory of"), e))?;
+        let lock_path = self.path.with_extension("lock");
+        let lock = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .mode(0o600)
+            .open(&lock_path)
+            .map_err(|e| Error::io(what("opening the lock of"), e))?;
+        rustix::fs::flock(&lock, rustix::fs::FlockOperation::LockExclusive)
+            .map_err(|e| Error::io(what("locking"), e.into()))?;
+        let before = match std::fs::read(&self.path) {
+            Ok(bytes) => Some(serde_json::from_slice::<Lease>(&bytes).map_err(|e| {
+                Error::corrupt(format!(
+                    "{}: {e}; remove the file if no run of client {} is in progress",
+                    self.path.display(),
+                    self.client
+                ))
+            })?),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => return Err(Error::io(what("reading"), e)),
+        };
+        let mut current = before.clone();
+        let result = change(&mut current)?;
+        if current != before {
+            match &current {
+                None => {
+                    std::fs::remove_file(&self.path).map_err(|e| Error::io(what("removing"), e))?
+                }
+                Some(lease) => {
+                    let tmp = self.path.with_extension("json.new");
+                    let json = serde_json::to_vec(lease).map_err(|e| {
+                        Error::new(ErrorKind::Internal, what("encoding")).with_source(e)
+                    })?;
+                    let mut f = std::fs::OpenOptions::new()
+                        .create(true)
+                        .truncate(true)
+                        .write(true)
+                        .mode(0o600)
+                        .open(&tmp)
+                        .map_err(|e| Error::io(what("writing"), e))?;
+                    f.write_all(&json)
+                        .and_then(|()| f.sync_all())
+                        .and_then(|()| std::fs::rename(&tmp, &self.path))
+                        .map_err(|e| Error::io(what("writing"), e))?;
+                }
+            }
+            if let Ok(d) = std::fs::File::open(dir) {
+                let _ = d.sync_all();
+            }
+        }
+        Ok(result)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_run_at_a_time_and_expiry() {
+        let dir = tempfile::tempdir().unwrap();
+        let name = ClientName::parse("web1").unwrap();
+        let f = LeaseFile::new(dir.path(), &name, Duration::from_secs(100));
+        assert!(f.check_prepared(0).is_err(), "upload without prepare");
+        assert!(f.begin_complete(0).is_err(), "complete without prepare");
+        let (lease, replaced) = f.acquire(1000).unwrap();
+        assert_eq!(replaced, None);
+        assert_eq!(lease.token.len(), 32);
+        let err = f.acquire(1050).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Locked);
+        assert!(err.message().contains("already in progress"), "{err}");
+        assert_eq!(f.check_prepared(1050).unwrap().token, lease.token);
+        let c = f.begin_complete(1060).unwrap();
+        assert_eq!(c.state, LeaseState::Completing);
+        assert!(f.begin_complete(1061).is_err(), "second complete");
+        assert!(f.check_prepared(1061).is_err(), "upload during complete");
+        f.release(&lease.token).unwrap();
+        assert!(!f.path().exists());
+        // A dead run's lease expires and is replaced by the next prepare.
+        let (a, _) = f.acquire(2000).unwrap();
+        let (b, replaced) = f.acquire(2100).unwrap();
+        assert_ne!(a.token, b.token);
+        assert_eq!(replaced.unwrap().token, a.token);
+        // Releasing an old token does not release the new lease.
+        f.release(&a.token).unwrap();
+        assert!(f.check_prepared(2101).is_ok());
+        // A damaged file is reported, naming it.
+        std::fs::write(f.path(), b"{").unwrap();
+        assert!(
+            f.acquire(3000)
+                .unwrap_err()
+                .message()
+                .contains(".leases/web1.json")
+        );
+    }
+}

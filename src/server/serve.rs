@@ -1,0 +1,378 @@
+//! `rsbackup serve --client NAME`: one forced-command request, from decision to answer.
+//!
+//! The binary reads `SSH_ORIGINAL_COMMAND` and `SSH_CONNECTION` and passes them in; this module
+//! never reads the environment, prints or exits. It returns a [`ServeOutcome`]: an answer to
+//! print, a refusal, a failure, or the rsync process for the binary to `exec`.
+//!
+//! Every request, before anything else: [`authorize`], then an audit row in the repository's
+//! index (the file `audit-log` only when the index cannot be written), then the refusal alert
+//! (coalesced; a mail that cannot be sent within a few seconds is queued again and the failure
+//! recorded in the alert state, never failing the request). A refused request does nothing else.
+
+use std::ffi::OsString;
+use std::time::Duration;
+
+use jiff::Timestamp;
+use serde_json::json;
+
+use crate::config::{ClientPolicy, MailTransport, ServerConfig, StagingMode};
+use crate::error::{Error, ErrorKind, Result};
+use crate::repo::Repo;
+use crate::report::{Mailer, RefusalAlert};
+use crate::server::alerts;
+use crate::server::audit::AuditRecord;
+use crate::server::authz::{Request, authorize};
+use crate::server::hooks::run_hooks;
+use crate::server::lock::{DEFAULT_LEASE_TIMEOUT, LeaseFile};
+use crate::server::rsync_argv::{RsyncRequest, checked_staging_dir};
+use crate::server::rsync_version::check_rsync_safe;
+use crate::server::staging;
+
+/// Longest an alert mail may take from a forced command (SMTP connect and each command).
+pub const ALERT_MAIL_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The request as sshd handed it over.
+#[derive(Debug, Clone)]
+pub struct ServeInput {
+    /// `--client` from the forced command.
+    pub client: String,
+    /// `SSH_CONNECTION`.
+    pub ssh_connection: Option<String>,
+    /// `SSH_ORIGINAL_COMMAND`.
+    pub ssh_original_command: Option<String>,
+    /// Now.
+    pub now: Timestamp,
+    /// This server's host name, for alert mails.
+    pub host: String,
+    /// How long a run's lease lives without `complete`.
+    pub lease_timeout: Duration,
+}
+
+impl ServeInput {
+    /// A request with the default lease timeout.
+    pub fn new(
+        client: &str,
+        ssh_connection: Option<&str>,
+        ssh_original_command: Option<&str>,
+        now: Timestamp,
+        host: &str,
+    ) -> ServeInput {
+        ServeInput {
+            client: client.to_owned(),
+            ssh_connection: ssh_connection.map(str::to_owned),
+            ssh_original_command: ssh_original_command.map(str::to_owned),
+            now,
+            host: host.to_owned(),
+            lease_timeout: DEFAULT_LEASE_TIMEOUT,
+        }
+    }
+}
+
+/// How a request ends.
+#[derive(Debug)]
+pub enum ServeOutcome {
+    /// Print `stdout` (JSON) and exit with `exit` (0 ok, 3 partial, 1 failed).
+    Answer {
+        /// The JSON answer.
+        stdout: String,
+        /// Exit code.
+        exit: u8,
+    },
+    /// Refused: print only [`crate::server::authz::REFUSAL_MESSAGE`], exit non-zero.
+    Refused,
+    /// Allowed, but it failed: print the error, exit non-zero.
+    Failed(Error),
+    /// The upload or download: exec this rsync (the environment is already cleared).
+    Exec(std::process::Command),
+}
+
+/// Handle one request.
+pub fn serve(config: &ServerConfig, input: &ServeInput) -> ServeOutcome {
+    let decision = authorize(
+        config,
+        &input.client,
+        input.ssh_connection.as_deref(),
+        input.ssh_original_command.as_deref(),
+        input.now,
+    );
+    let record = AuditRecord::new(
+        input.now,
+        &input.client,
+        input.ssh_connection.as_deref(),
+        input.ssh_original_command.as_deref(),
+        &decision,
+    );
+    let audited = audit(config, &record);
+    alert(config, input, (!decision.allowed).then_some(&record));
+    if !decision.allowed {
+        return ServeOutcome::Refused;
+    }
+    if let Err(e) = audited {
+        // Nothing runs that is not on record.
+        return ServeOutcome::Failed(e.context("the request could not be audited; refusing"));
+    }
+    let (Some(policy), Some(request)) = (config.client(&input.client), decision.request) else {
+        return ServeOutcome::Failed(Error::new(ErrorKind::Internal, "allowed without a request"));
+    };
+    let lease = LeaseFile::new(&config.staging_root, &policy.name, input.lease_timeout);
+    let now = input.now.as_second();
+    let result = match request {
+        Request::Prepare => prepare(config, policy, &lease, now),
+        Request::Complete => crate::server::complete::complete(config, policy, &lease, input.now),
+        Request::Sessions => sessions(config, policy),
+        Request::Upload(req) => {
+            return match rsync_command(config, policy, &req, Some((&lease, now))) {
+                Ok(cmd) => ServeOutcome::Exec(cmd),
+                Err(e) => ServeOutcome::Failed(e),
+            };
+        }
+        Request::Download(req) => {
+            return match rsync_command(config, policy, &req, None) {
+                Ok(cmd) => ServeOutcome::Exec(cmd),
+                Err(e) => ServeOutcome::Failed(e),
+            };
+        }
+    };
+    match result {
+        Ok((value, exit)) => ServeOutcome::Answer {
+            stdout: format!("{value:#}\n"),
+            exit,
+        },
+        Err(e) => ServeOutcome::Failed(e),
+    }
+}
+
+/// Write the audit row to the index; fall back to the audit log file.
+fn audit(config: &ServerConfig, record: &AuditRecord) -> Result<()> {
+    let to_index = || -> Result<()> {
+        let index = Repo::open(&config.repository)?.index()?;
+        index
+            .conn()
+            .execute(
+                "INSERT INTO audit (time, client, ip, command, decision, reason) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                rusqlite::params![
+                    record.time.as_second(),
+                    record.client,
+                    record.ip,
+                    record.command,
+                    if record.allowed { "allow" } else { "refuse" },
+                    record.reason
+                ],
+            )
+            .map_err(|e| Error::from(e).context("inserting the audit row"))?;
+        Ok(())
+    };
+    match to_index() {
+        Ok(()) => Ok(()),
+        Err(index_err) => {
+            let mut fallback = record.clone();
+            fallback.reason = format!("{} [index unavailable: {index_err}]", record.reason);
+            fallback.append_to(&config.audit_log).map_err(|file_err| {
+                Error::new(
+                    ErrorKind::Io,
+                    format!(
+                        "audit: index of {}: {index_err}; audit log: {file_err}",
+                        config.repository.display()
+                    ),
+                )
+            })
+        }
+    }
+}
+
+/// Queue a refusal (if any) and mail what is due. Never fails the request.
+fn alert(config: &ServerConfig, input: &ServeInput, refusal: Option<&AuditRecord>) {
+    let state = &config.alert_state;
+    let batch = match refusal {
+        Some(r) => alerts::record_refusal(state, &r.to_line(), input.now, config.alert_coalesce),
+        None => alerts::flush_due(state, input.now, config.alert_coalesce),
+    };
+    let batch = match batch {
+        Ok(Some(b)) => b,
+        Ok(None) => return,
+        Err(e) => {
+            // No state: still tell the administrator about this refusal, uncoalesced.
+            let Some(r) = refusal else { return };
+            let b = alerts::AlertBatch {
+                refusals: vec![r.to_line(), format!("(alert state unusable: {e})")],
+                dropped: 0,
+            };
+            let _ = send_alert(config, input, &b);
+            return;
+        }
+    };
+    match send_alert(config, input, &batch) {
+        Ok(()) => {
+            let _ = alerts::record_sent(state);
+        }
+        Err(e) => {
+            let _ = alerts::requeue_failed(state, batch, &e.to_string());
+        }
+    }
+}
+
+fn send_alert(config: &ServerConfig, input: &ServeInput, batch: &alerts::AlertBatch) -> Result<()> {
+    let mut mail = config.mail.clone();
+    if let MailTransport::Smtp { timeout, .. } = &mut mail.transport {
+        *timeout = (*timeout).min(ALERT_MAIL_TIMEOUT);
+    }
+    let alert = RefusalAlert {
+        host: input.host.clone(),
+        refusals: batch.refusals.clone(),
+        dropped: batch.dropped,
+    };
+    Mailer::from_config(&mail)?.send(&config.admin, &alert.subject(), &alert.render_text())
+}
+
+/// The staging directory, created (0700) on first use, then checked.
+pub(crate) fn staging_dir(
+    config: &ServerConfig,
+    policy: &ClientPolicy,
+) -> Result<std::path::PathBuf> {
+    let dir = config.staging_dir(&policy.name);
+    if std::fs::symlink_metadata(&dir).is_err() {
+        use std::os::unix::fs::DirBuilderExt;
+        std::fs::DirBuilder::new()
+            .mode(0o700)
+            .create(&dir)
+            .map_err(|e| Error::io(format!("creating staging {}", dir.display()), e))?;
+    }
+    checked_staging_dir(&config.staging_root, &policy.name)
+}
+
+fn prepare(
+    config: &ServerConfig,
+    policy: &ClientPolicy,
+    lease: &LeaseFile,
+    now: i64,
+) -> Result<(serde_json::Value, u8)> {
+    let dir = staging_dir(config, policy)?;
+    if policy.staging_mode == StagingMode::Hollow {
+        staging::check_btime(&dir)?;
+    }
+    let (taken, replaced) = lease.acquire(now)?;
+    let release = |e: Error| {
+        let _ = lease.release(&taken.token);
+        e
+    };
+    let (apparent, allocated) = staging::staging_usage(&dir).map_err(release)?;
+    let free = staging::free_space(&dir).map_err(release)?;
+    if let Some(q) = policy.quota
+        && allocated > q
+    {
+        return Err(release(Error::new(
+            ErrorKind::Io,
+            format!(
+                "client {}: staging {} holds {allocated} bytes, over its quota of {q}",
+                policy.name,
+                dir.display()
+            ),
+        )));
+    }
+    // rsync writes each changed file beside the old one before --delete and the rename free
+    // anything: in the worst case the staging size again, or up to the quota.
+    let needed = policy.quota.unwrap_or(apparent);
+    if free < needed {
+        return Err(release(Error::new(
+            ErrorKind::Io,
+            format!(
+                "client {}: {free} bytes free on the filesystem of {}, {needed} needed (the staging \
+                 size or the quota: rsync may hold old and new copies at once)",
+                policy.name,
+                dir.display()
+            ),
+        )));
+    }
+    let hooks = run_hooks(&policy.prepare_hooks);
+    let hooks_ok = hooks.iter().all(|h| h.ok);
+    if !hooks_ok {
+        let _ = lease.release(&taken.token);
+    }
+    let value = json!({
+        "client": policy.name.as_str(),
+        "ok": hooks_ok,
+        "token": taken.token,
+        "prepared": taken.prepared,
+        "replaced_expired_run": replaced.map(|l| l.token),
+        "staging_mode": mode_name(policy.staging_mode),
+        "staging_bytes": apparent,
+        "staging_allocated_bytes": allocated,
+        "free_bytes": free,
+        "quota": policy.quota,
+        "hooks": hooks,
+    });
+    Ok((value, if hooks_ok { 0 } else { 1 }))
+}
+
+pub(crate) fn mode_name(mode: StagingMode) -> &'static str {
+    match mode {
+        StagingMode::Keep => "keep",
+        StagingMode::Hollow => "hollow",
+        StagingMode::Purge => "purge",
+    }
+}
+
+fn sessions(config: &ServerConfig, policy: &ClientPolicy) -> Result<(serde_json::Value, u8)> {
+    let index = Repo::open(&config.repository)?.index()?;
+    let list = index.sessions(Some(policy.name.as_str()))?;
+    Ok((json!(list), 0))
+}
+
+/// The rsync the server execs: our own argv, `--fake-super` and `--munge-links`, confined to
+/// the staging directory, environment cleared. An upload needs the run's lease.
+fn rsync_command(
+    config: &ServerConfig,
+    policy: &ClientPolicy,
+    req: &RsyncRequest,
+    upload: Option<(&LeaseFile, i64)>,
+) -> Result<std::process::Command> {
+    if let Some((lease, now)) = upload {
+        lease.check_prepared(now)?;
+    }
+    check_installed_rsync(&config.rsync_path)?;
+    let dir = staging_dir(config, policy)?;
+    let mut req = req.clone();
+    if policy.staging_mode == StagingMode::Hollow {
+        // The receiver would punch holes for zero runs (-S), and a file without blocks is what
+        // a placeholder looks like; without -S every sent file arrives allocated.
+        req.short.retain(|c| c != 'S');
+    }
+    let mut argv = req.server_argv(&config.rsync_path, &dir);
+    let at = argv
+        .iter()
+        .position(|a| a == crate::server::rsync_argv::MUNGE_LINKS)
+        .unwrap_or(argv.len());
+    argv.insert(at, OsString::from("--fake-super"));
+    let mut command = std::process::Command::new(&argv[0]);
+    command.args(&argv[1..]).env_clear().current_dir(&dir);
+    Ok(command)
+}
+
+/// Refuse an rsync with the known receiver vulnerabilities (see `rsync_version`).
+fn check_installed_rsync(rsync: &std::path::Path) -> Result<()> {
+    let run = |program: &std::path::Path, args: &[&str]| -> Option<String> {
+        let out = std::process::Command::new(program)
+            .args(args)
+            .env_clear()
+            .stdin(std::process::Stdio::null())
+            .output()
+            .ok()?;
+        out.status
+            .success()
+            .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+    };
+    let version = run(rsync, &["--version"]).ok_or_else(|| {
+        Error::new(
+            ErrorKind::Config,
+            format!("cannot run {} --version", rsync.display()),
+        )
+    })?;
+    let dpkg = run(
+        std::path::Path::new("/usr/bin/dpkg-query"),
+        &["-W", "-f", "${Version}", "rsync"],
+    );
+    check_rsync_safe(rsync, &version, dpkg.as_deref())
+        .map(drop)
+        .map_err(|why| Error::new(ErrorKind::Config, why))
+}
