@@ -302,6 +302,7 @@ mod tests {
     fn spans() {
         assert!(parse_span("30d").is_ok());
         assert!(parse_span("1w 2d").is_ok());
+        assert!(parse_span("1y 6mo").is_ok());
         assert!(parse_span("0d").is_err());
         assert!(parse_span("").is_err());
     }
