@@ -13,7 +13,10 @@ use super::diagnosis::{FailureKind, classify_rsync, classify_ssh, rsync_exit_wor
 use super::hooks::{OnFailure, hook_name, run_hook};
 use super::lock::ClientLock;
 use super::process::{Ended, Limits, run_captured};
-use super::remote::{Connection, ServerAnswer, rsync_command, server_label, ssh_command};
+use super::remote::{
+    Connection, ServerAnswer, rsync_command, server_label, server_problem, ssh_command,
+};
+use super::resume::RunNote;
 use super::stats::RsyncStats;
 use super::summary;
 use crate::config::ClientConfig;
@@ -27,6 +30,8 @@ pub struct RunOptions {
     pub host: String,
     /// The client lock file.
     pub lock_path: PathBuf,
+    /// The note of a run in progress (see [`super::resume`]).
+    pub note_path: PathBuf,
     /// Timeouts and transfer options.
     pub connection: Connection,
     /// What a failing init hook does.
@@ -82,6 +87,19 @@ impl RunStatus {
             RunStatus::Ok | RunStatus::Partial | RunStatus::HookFailed
         )
     }
+}
+
+/// How a `prepare` or `complete` went.
+enum Remote {
+    /// The server answered (exit 0, or complete's 3: recorded with problems).
+    Answered(ServerAnswer),
+    /// It failed (recorded in the run's failures).
+    Failed {
+        /// How.
+        kind: FailureKind,
+        /// What ssh and the server printed.
+        output: String,
+    },
 }
 
 /// Everything a run produced.
@@ -248,10 +266,54 @@ impl Run<'_> {
             return (None, None);
         }
 
+        let note_path = self.options.note_path.clone();
+        let note = RunNote::load(&note_path);
         let prepare = self.remote("prepare", self.options.connection.prepare_timeout);
-        if prepare.is_none() {
-            self.skip(&["rsync", "complete"], "prepare failed");
-            return (None, None);
+        match prepare {
+            Remote::Answered(answer) => {
+                if let (Some(token), Some(prepared)) =
+                    (answer.text(&["token"]), answer.number(&["prepared"]))
+                {
+                    let note = RunNote {
+                        token,
+                        prepared: prepared as i64,
+                        noted_at: Timestamp::now().as_second(),
+                    };
+                    // Without the note an interrupted run cannot be resumed before its lease
+                    // expires; the backup itself is not affected.
+                    if let Err(e) = note.save(&note_path)
+                        && let Some(step) = self.steps.last_mut()
+                    {
+                        step.output.push_str(&format!("\n[rsbackup: {e}]\n"));
+                    }
+                }
+            }
+            Remote::Failed { output, .. }
+                if note
+                    .as_ref()
+                    .is_some_and(|n| n.matches_refusal(&output, Timestamp::now().as_second())) =>
+            {
+                // Our own interrupted run still holds the lease: pick it up.
+                self.failures.pop();
+                self.fatal = None;
+                if let Some(step) = self.steps.last_mut() {
+                    step.status = StepStatus::Ok;
+                    step.output.push_str(&format!(
+                        "\n[rsbackup: resuming this client's interrupted run (lease {}, prepared \
+                         at {}): rsync continues the transfer, complete ends the run]\n",
+                        note.as_ref().map(|n| n.token.as_str()).unwrap_or_default(),
+                        note.as_ref()
+                            .and_then(|n| Timestamp::from_second(n.prepared).ok())
+                            .map(|t| t.to_string())
+                            .unwrap_or_default()
+                    ));
+                    step.name = "prepare (resumed)".into();
+                }
+            }
+            Remote::Failed { .. } => {
+                self.skip(&["rsync", "complete"], "prepare failed");
+                return (None, None);
+            }
         }
 
         let stats = self.upload(rsync, lock);
@@ -260,15 +322,27 @@ impl Run<'_> {
             return (stats, None);
         }
 
-        let answer = self.remote("complete", self.options.connection.complete_timeout);
+        let complete = self.remote("complete", self.options.connection.complete_timeout);
+        let answer = match complete {
+            Remote::Answered(answer) => Some(answer),
+            Remote::Failed { kind, .. } => {
+                // The server ends the lease whenever complete ran at all; only when it was
+                // never reached does the lease (and so the note) stay for the next run.
+                if kind == FailureKind::ServerFailed {
+                    let _ = RunNote::remove(&note_path);
+                }
+                return (stats, None);
+            }
+        };
+        let _ = RunNote::remove(&note_path);
         if let Some(answer) = &answer {
             let state = answer.text(&["state"]).unwrap_or_default();
-            if state == "incomplete" {
+            let problems = answer.problems();
+            if state == "incomplete" || !problems.is_empty() {
                 self.partial = true;
                 let errors = answer.errors();
-                self.failures.push(Failure {
-                    step: "complete".into(),
-                    what: format!(
+                let what = if state == "incomplete" {
+                    format!(
                         "the session is incomplete: {} path{} could not be stored{}",
                         errors.len(),
                         if errors.len() == 1 { "" } else { "s" },
@@ -276,18 +350,26 @@ impl Run<'_> {
                             .first()
                             .map(|e| format!(", e.g. {e}"))
                             .unwrap_or_default()
-                    ),
+                    )
+                } else {
+                    format!(
+                        "the session was recorded, but the server reports: {}",
+                        problems.join(" / ")
+                    )
+                };
+                self.failures.push(Failure {
+                    step: "complete".into(),
+                    what,
                     location: server_label(self.config),
-                    action: "see the complete step's output in the job report for every path"
-                        .into(),
+                    action: "see the complete step's output in the job report for details".into(),
                 });
             }
         }
         (stats, answer)
     }
 
-    /// `prepare` or `complete` over ssh. `None` if it failed (recorded).
-    fn remote(&mut self, word: &str, timeout: std::time::Duration) -> Option<ServerAnswer> {
+    /// `prepare` or `complete` over ssh; records the step, and the failure if any.
+    fn remote(&mut self, word: &str, timeout: std::time::Duration) -> Remote {
         let started = Timestamp::now();
         let got = run_captured(
             ssh_command(self.config, &self.options.connection, word),
@@ -298,8 +380,19 @@ impl Run<'_> {
             None,
         );
         let server = server_label(self.config);
+        let answer = ServerAnswer::parse(&got.output);
+        // complete answers 3 when the session was recorded but something was left out.
+        let recorded = word == "complete"
+            && got.ended == Ended::Exited(3)
+            && answer
+                .as_ref()
+                .is_some_and(|a| a.field("session").is_some());
         let (status, failure) = match &got.ended {
             Ended::Exited(0) => (StepStatus::Ok, None),
+            Ended::Exited(3) if recorded => (
+                StepStatus::Failed("exit code 3: recorded with problems".into()),
+                None,
+            ),
             Ended::TimedOut(limit) => (
                 StepStatus::TimedOut(*limit),
                 Some((
@@ -312,27 +405,31 @@ impl Run<'_> {
                 )),
             ),
             other => {
-                let kind =
-                    if matches!(other, Ended::Exited(255)) || classify_ssh(&got.output).is_some() {
-                        classify_ssh(&got.output).unwrap_or(FailureKind::Unreachable)
-                    } else {
-                        FailureKind::ServerFailed
-                    };
-                let advice = if kind == FailureKind::ServerFailed {
-                    format!(
-                        "the server's {word} failed: see its output in the job report and the \
-                         server's logs; staging keeps what was sent, and the next run resumes"
+                let kind = match classify_ssh(&got.output) {
+                    Some(kind) => kind,
+                    None if matches!(other, Ended::Exited(255)) => FailureKind::Unreachable,
+                    None => FailureKind::ServerFailed,
+                };
+                let (what, advice) = if kind == FailureKind::ServerFailed {
+                    (
+                        format!(
+                            "the server's {word} failed: {}",
+                            server_problem(&got.output)
+                        ),
+                        format!(
+                            "see the {word} step's output in the job report and the server's \
+                             logs; staging keeps what was sent, and the next run resumes"
+                        ),
                     )
                 } else {
-                    ssh_advice(kind, &got.output, &server)
+                    (
+                        format!("ssh {word}: {}{}", other.describe(), last_line(&got.output)),
+                        ssh_advice(kind, &got.output, &server),
+                    )
                 };
                 (
                     StepStatus::Failed(other.describe()),
-                    Some((
-                        kind,
-                        format!("ssh {word}: {}{}", other.describe(), last_line(&got.output)),
-                        advice,
-                    )),
+                    Some((kind, what, advice)),
                 )
             }
         };
@@ -345,9 +442,12 @@ impl Run<'_> {
         });
         if let Some((kind, what, action)) = failure {
             self.fail(RunStatus::from_kind(kind), word, what, server, action);
-            return None;
+            return Remote::Failed {
+                kind,
+                output: got.output,
+            };
         }
-        Some(ServerAnswer::parse(&got.output).unwrap_or_default())
+        Remote::Answered(answer.unwrap_or_default())
     }
 
     /// The rsync upload; records its step and any failure, returns its statistics.

@@ -19,6 +19,7 @@ pub mod job;
 pub mod lock;
 pub mod process;
 pub mod remote;
+pub mod resume;
 pub mod stats;
 pub mod summary;
 

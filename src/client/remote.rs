@@ -246,18 +246,64 @@ pub struct ServerAnswer {
 }
 
 impl ServerAnswer {
-    /// The last line of `stdout` that is a JSON object. `None`: no answer.
-    pub fn parse(stdout: &str) -> Option<ServerAnswer> {
-        stdout.lines().rev().find_map(|line| {
-            let line = line.trim();
-            if !line.starts_with('{') {
-                return None;
-            }
-            match serde_json::from_str::<serde_json::Value>(line) {
-                Ok(json @ serde_json::Value::Object(_)) => Some(ServerAnswer { json }),
+    /// The last JSON object in `output` that starts at the beginning of a line (the server
+    /// pretty-prints it over several lines; ssh's or the server's messages may come before or
+    /// after it). `None`: no answer.
+    pub fn parse(output: &str) -> Option<ServerAnswer> {
+        let mut starts: Vec<usize> = output
+            .match_indices('\n')
+            .map(|(i, _)| i + 1)
+            .filter(|&i| output[i..].starts_with('{'))
+            .collect();
+        if output.starts_with('{') {
+            starts.insert(0, 0);
+        }
+        starts.iter().rev().find_map(|&i| {
+            let mut stream =
+                serde_json::Deserializer::from_str(&output[i..]).into_iter::<serde_json::Value>();
+            match stream.next() {
+                Some(Ok(json @ serde_json::Value::Object(_))) => Some(ServerAnswer { json }),
                 _ => None,
             }
         })
+    }
+
+    /// What went wrong on the server, as the answer says: failed hooks, per-path errors,
+    /// notes. Empty when it lists nothing.
+    pub fn problems(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        if let Some(hooks) = self.json.get("hooks").and_then(|h| h.as_array()) {
+            for hook in hooks {
+                if hook.get("ok").and_then(|v| v.as_bool()) != Some(false) {
+                    continue;
+                }
+                let argv = hook
+                    .get("argv")
+                    .and_then(|a| a.as_array())
+                    .map(|a| {
+                        a.iter()
+                            .filter_map(|w| w.as_str())
+                            .collect::<Vec<_>>()
+                            .join(" ")
+                    })
+                    .unwrap_or_default();
+                let why = if hook.get("timed_out").and_then(|v| v.as_bool()) == Some(true) {
+                    "timed out".to_owned()
+                } else if let Some(e) = hook.get("error").and_then(|v| v.as_str()) {
+                    e.to_owned()
+                } else if let Some(c) = hook.get("code").and_then(|v| v.as_i64()) {
+                    format!("exit code {c}")
+                } else {
+                    "failed".to_owned()
+                };
+                out.push(format!("server hook {argv}: {why}"));
+            }
+        }
+        out.extend(self.errors());
+        if let Some(notes) = self.json.get("notes").and_then(|n| n.as_array()) {
+            out.extend(notes.iter().filter_map(|n| n.as_str()).map(str::to_owned));
+        }
+        out
     }
 
     /// A field, looked for at the top level and then one level down (`{"ingest": {...}}`).
@@ -306,6 +352,31 @@ impl ServerAnswer {
             })
             .collect()
     }
+}
+
+/// What the server said went wrong, from a failed step's output: its `rsbackup: ...` lines,
+/// else the problems its JSON answer lists, else the last line.
+pub fn server_problem(output: &str) -> String {
+    let lines: Vec<&str> = output
+        .lines()
+        .map(str::trim)
+        .filter(|l| l.starts_with("rsbackup: "))
+        .collect();
+    if !lines.is_empty() {
+        return lines.join(" / ");
+    }
+    if let Some(problems) = ServerAnswer::parse(output).map(|a| a.problems())
+        && !problems.is_empty()
+    {
+        return problems.join(" / ");
+    }
+    output
+        .lines()
+        .rev()
+        .map(str::trim)
+        .find(|l| !l.is_empty())
+        .unwrap_or("no output")
+        .to_owned()
 }
 
 #[cfg(test)]

@@ -167,6 +167,19 @@ fn server_answers() {
         ServerAnswer::parse("{\"ok\":true,\"ingest\":{\"state\":\"incomplete\"}}").unwrap();
     assert_eq!(nested.text(&["state"]).as_deref(), Some("incomplete"));
     assert_eq!(nested.number(&["files"]), None);
+    let pretty = "warning: x\n{\n  \"ok\": false,\n  \"hooks\": [{\"argv\": [\"/bin/df\"], \"ok\": false, \"code\": 2}]\n}\n";
+    let a = ServerAnswer::parse(pretty).unwrap();
+    assert_eq!(a.text(&["ok"]).as_deref(), Some("false"));
+    assert_eq!(
+        a.problems(),
+        vec!["server hook /bin/df: exit code 2".to_owned()]
+    );
+    assert_eq!(server_problem(pretty), "server hook /bin/df: exit code 2");
+    assert_eq!(
+        server_problem("x\nrsbackup: client web1: over its quota\n"),
+        "rsbackup: client web1: over its quota"
+    );
+    assert_eq!(server_problem(""), "no output");
     for bad in ["", "not json", "[1,2]", "{broken", "42"] {
         assert!(ServerAnswer::parse(bad).is_none(), "{bad:?}");
     }

@@ -98,14 +98,14 @@ impl Client {
         path
     }
 
-    /// `rsbackup run --config CONFIG --lock-file DIR/lock --connect-timeout 10 ARGS`.
+    /// `rsbackup run --config CONFIG --state-dir DIR/state --connect-timeout 10 ARGS`.
     pub fn run(&self, config: &Path, args: &[&str]) -> Run {
         let mut argv = vec![
             arg("run"),
             arg("--config"),
             arg(config),
-            arg("--lock-file"),
-            arg(self.path("run.lock")),
+            arg("--state-dir"),
+            arg(self.path("state")),
             arg("--connect-timeout"),
             arg("10"),
         ];
@@ -324,7 +324,8 @@ fn second_run_beside_a_running_one_is_locked_out() {
     let mail = client.path("mail");
     fs::create_dir(&mail).unwrap();
     let config = client.config(free_port(), None, MailTo::Dir(&mail), "");
-    let lock = rsbackup::client::lock::ClientLock::acquire(&client.path("run.lock")).unwrap();
+    let lock = rsbackup::client::lock::ClientLock::acquire(&client.path("state/client-web1.lock"))
+        .unwrap();
     let run = client.run(&config, &[]);
     run.code(code::LOCKED);
     assert!(run.stderr.contains("still running"), "{}", run.stderr);

@@ -42,10 +42,10 @@ pub struct Args {
     /// The client configuration file.
     #[arg(long, value_name = "FILE", default_value = "/etc/rsbackup/client.toml")]
     config: PathBuf,
-    /// The lock file that keeps two runs of this configuration apart
-    /// [default: /run/rsbackup/client-NAME.lock].
-    #[arg(long, value_name = "FILE")]
-    lock_file: Option<PathBuf>,
+    /// Where the client lock (`client-NAME.lock`: two runs never overlap) and the note of a
+    /// run in progress (`client-NAME.run`: an interrupted run is resumed) are kept.
+    #[arg(long, value_name = "DIR", default_value = "/var/lib/rsbackup")]
+    state_dir: PathBuf,
     /// What a failing init hook does: `abort` (no backup; cleanup hooks still run) or
     /// `continue` (report it and back up anyway).
     #[arg(long, value_name = "WHAT", default_value = "abort", value_parser = ["abort", "continue"])]
@@ -79,10 +79,8 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
     };
     let options = RunOptions {
         host: host_name(),
-        lock_path: args
-            .lock_file
-            .clone()
-            .unwrap_or_else(|| PathBuf::from(format!("/run/rsbackup/client-{}.lock", config.name))),
+        lock_path: args.state_dir.join(format!("client-{}.lock", config.name)),
+        note_path: rsbackup::client::resume::note_path(&args.state_dir, config.name.as_str()),
         connection: Connection {
             connect_timeout: Duration::from_secs(args.connect_timeout),
             io_timeout: Duration::from_secs(args.io_timeout),
