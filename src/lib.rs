@@ -15,6 +15,7 @@
 //!   them together (init, open, locks, cleanup of dead writers).
 //! * [`files_cache`], [`ingest`], [`reader`], [`restore`], [`check`]: the operations.
 //! * [`retention`], [`gc`]: which sessions to keep, and roll-off: forget, collect, repack.
+//! * [`mirror`]: the chunk-level offsite mirror and its wire protocol (both sides).
 //!
 //! * [`config`], [`server`], [`report`]: the push path (server forced command, configuration,
 //!   mailed reports).
@@ -37,6 +38,7 @@ pub mod gc;
 pub mod ids;
 pub mod index;
 pub mod ingest;
+pub mod mirror;
 pub mod reader;
 pub mod report;
 pub mod repo;

@@ -107,6 +107,11 @@ pub fn check(repo: &Repo, opts: &CheckOptions) -> Result<CheckReport> {
     }
     // Chunks named by findings outside the pack scan (a root or reference to a missing chunk).
     damaged.extend(findings.iter().filter_map(|f| f.chunk));
+    if opts.read_data && !damaged.is_empty() {
+        // Remembered for the next mirror run, which fetches good copies (src/mirror).
+        let ids: Vec<ChunkId> = damaged.iter().copied().collect();
+        crate::mirror::record_damaged(index.conn(), &ids, crate::store::now())?;
+    }
 
     let mut paths = HashMap::new();
     if let Some(reader) = &reader {

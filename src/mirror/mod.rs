@@ -1,0 +1,101 @@
+//! The offsite mirror (format-spec/wire.md): a chunk-level copy of a repository on another box.
+//!
+//! The mirror is a full repository with the same `repository.toml` and `keys/secret.age` but no
+//! `keys/secret`: it never ingests, and needs no key to hold, verify ([`crate::check`] without
+//! an identity) or serve its chunks; `restore` there unwraps `secret.age` with the identity.
+//!
+//! [`push`] is the primary's side, [`serve`] the mirror's; both speak the framed protocol of
+//! [`wire`] over any byte stream (ssh's standard input and output, or a socket pair to a thread
+//! for a local target), so there is one code path. What the mirror lacks is found cheaply: the
+//! primary remembers, per target, a pack watermark and the count and order-independent digest
+//! (XOR of BLAKE3(chunk id)) of the chunks the mirror holds; the mirror reports its own count and
+//! digest on every connection. When they agree only packs above the watermark are candidates;
+//! when they do not (an interrupted run, the mirror's own roll-off, tampering) every chunk id is
+//! offered again. Either way only the chunks the mirror lacks travel, as the verbatim stored
+//! records. The write order is the ingest's: keys, then chunks (data before manifests, each pack
+//! durable before its rows), then sessions, so a session is visible on the mirror only once all
+//! it needs is there.
+
+mod create;
+pub mod push;
+pub mod serve;
+mod state;
+pub mod wire;
+
+use rusqlite::Connection;
+
+use crate::error::Result;
+use crate::ids::ChunkId;
+
+pub use push::{PushOptions, PushReport, push};
+pub use serve::{ServeOptions, ServeReport, serve};
+
+/// The order-independent digest of a set of chunk ids: XOR of BLAKE3 of each id, with a count.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ChunkSetDigest {
+    /// How many chunks.
+    pub count: u64,
+    /// XOR of BLAKE3(chunk id).
+    pub digest: [u8; 32],
+}
+
+impl ChunkSetDigest {
+    /// Add (or remove: XOR is its own inverse) one chunk id.
+    pub fn toggle(&mut self, id: &ChunkId, added: bool) {
+        let h = blake3::hash(&id.0);
+        for (d, b) in self.digest.iter_mut().zip(h.as_bytes()) {
+            *d ^= b;
+        }
+        if added {
+            self.count += 1;
+        } else {
+            self.count = self.count.saturating_sub(1);
+        }
+    }
+
+    /// The digest of every chunk in an index (a scan of the ids: about a second per million).
+    pub fn of_index(conn: &Connection) -> Result<ChunkSetDigest> {
+        let mut out = ChunkSetDigest::default();
+        let mut stmt = conn.prepare("SELECT id FROM chunks")?;
+        let mut rows = stmt.query([])?;
+        while let Some(row) = rows.next()? {
+            let blob: Vec<u8> = row.get(0)?;
+            let id: [u8; 32] = blob.as_slice().try_into().map_err(|_| {
+                crate::error::Error::corrupt(format!(
+                    "index: a chunk id of {} bytes instead of 32",
+                    blob.len()
+                ))
+            })?;
+            out.toggle(&ChunkId(id), true);
+        }
+        Ok(out)
+    }
+}
+
+/// Record chunks that `check --read-data` found damaged (table `damaged_chunks`), so that the
+/// next mirror run fetches good copies; chunks no longer damaged are not removed here (a repair
+/// removes them when it moves the chunk row).
+pub fn record_damaged(conn: &Connection, ids: &[ChunkId], now: i64) -> Result<()> {
+    if ids.is_empty() {
+        return Ok(());
+    }
+    conn.execute_batch("BEGIN IMMEDIATE")?;
+    let result = (|| -> Result<()> {
+        let mut stmt =
+            conn.prepare("INSERT OR IGNORE INTO damaged_chunks (id, found) VALUES (?1, ?2)")?;
+        for id in ids {
+            stmt.execute(rusqlite::params![&id.0, now])?;
+        }
+        Ok(())
+    })();
+    match result {
+        Ok(()) => Ok(conn.execute_batch("COMMIT")?),
+        Err(e) => {
+            let _ = conn.execute_batch("ROLLBACK");
+            Err(e.context("recording damaged chunks"))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,516 @@
+//! The primary's side: offer what the mirror may lack, send the stored records it does lack
+//! (data chunks before manifest chunks), then the sessions, remembering after every
+//! acknowledged batch what the mirror holds so that an interrupted run resumes cheaply.
+
+use std::collections::HashSet;
+use std::io::{Read, Write};
+
+use super::ChunkSetDigest;
+use super::state::{self, TargetState};
+use super::wire::{
+    Conn, MAX_FRAME_PAYLOAD, MAX_IDS, Message, PROTOCOL_VERSION, WireKey, WireRecord, WireSession,
+    code,
+};
+use crate::error::{Error, ErrorKind, Result};
+use crate::ids::{ChunkId, SessionId};
+use crate::index::{ChunkKind, ChunkLocation, Index, SessionState};
+use crate::repo::Repo;
+use crate::store::{PackReader, now};
+
+/// Record bytes per `PutChunks`/`Repair` message (the mirror writes one pack per message).
+const PUT_BATCH_BYTES: u64 = 24 << 20;
+/// Keys per `PutKeys` message (a wrapped key is a few hundred bytes per recipient).
+const KEYS_PER_MESSAGE: usize = 1000;
+
+/// What to push where.
+#[derive(Debug, Clone)]
+pub struct PushOptions {
+    /// The target's name in the primary's `mirror_targets` (a config name, or `path:DIR`).
+    pub target: String,
+    /// Ask the mirror to forget sessions this repository no longer has.
+    pub follow_deletes: bool,
+}
+
+/// What a push did.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct PushReport {
+    /// The target.
+    pub target: String,
+    /// The mirror repository was created by this run.
+    pub created: bool,
+    /// Every chunk id was offered (the remembered state did not match the mirror's).
+    pub full_reconcile: bool,
+    /// Data keys sent.
+    pub keys_sent: u64,
+    /// Chunk ids offered.
+    pub chunks_offered: u64,
+    /// Chunks sent.
+    pub chunks_sent: u64,
+    /// Record bytes sent.
+    pub record_bytes_sent: u64,
+    /// Damaged chunks on the mirror replaced.
+    pub repaired: u64,
+    /// Sessions sent.
+    pub sessions_sent: u64,
+    /// Sessions the mirror forgot at our request.
+    pub forgotten: u64,
+    /// Bytes written to the connection (frames included).
+    pub wire_bytes_sent: u64,
+    /// Bytes read from it.
+    pub wire_bytes_received: u64,
+    /// Chunks the mirror holds at the end.
+    pub mirror_chunks: u64,
+}
+
+/// Push `repo` to the mirror at the other end of `reader`/`writer`.
+pub fn push<R: Read, W: Write>(
+    repo: &Repo,
+    reader: R,
+    writer: W,
+    opts: &PushOptions,
+) -> Result<PushReport> {
+    let mut conn = Conn::new(reader, writer);
+    let mut report = PushReport {
+        target: opts.target.clone(),
+        ..PushReport::default()
+    };
+    let result = Pusher {
+        repo,
+        index: repo.index()?,
+        reader: PackReader::new(repo.root()),
+        opts,
+    }
+    .run(&mut conn, &mut report);
+    report.wire_bytes_sent = conn.sent;
+    report.wire_bytes_received = conn.received;
+    result
+        .map(|()| report)
+        .map_err(|e| e.context(format_args!("mirror {}", opts.target)))
+}
+
+struct Pusher<'a> {
+    repo: &'a Repo,
+    index: Index,
+    reader: PackReader,
+    opts: &'a PushOptions,
+}
+
+/// Receive the reply to a request: the mirror's `Error` becomes ours.
+fn reply<R: Read, W: Write>(conn: &mut Conn<R, W>) -> Result<Message> {
+    match conn.recv()? {
+        Message::Error { code, message } => {
+            let kind = match code {
+                code::REFUSED => ErrorKind::PermissionDenied,
+                code::WRONG_REPOSITORY => ErrorKind::InvalidInput,
+                code::CORRUPT => ErrorKind::Corrupt,
+                code::PROTOCOL => ErrorKind::UnsupportedVersion,
+                _ => ErrorKind::Io,
+            };
+            Err(Error::new(kind, format!("the mirror refused: {message}")))
+        }
+        m => Ok(m),
+    }
+}
+
+fn unexpected(got: &Message, wanted: &str) -> Error {
+    Error::corrupt(format!(
+        "mirror protocol: got {} where {wanted} was expected",
+        got.name()
+    ))
+}
+
+impl Pusher<'_> {
+    fn run<R: Read, W: Write>(&self, conn: &mut Conn<R, W>, report: &mut PushReport) -> Result<()> {
+        // Shared, like an ingest: garbage collection cannot delete a chunk we are offering.
+        let _lock = self.repo.lock_shared()?;
+        let root = self.repo.root();
+        let read = |name: &str| {
+            let path = root.join(name);
+            std::fs::read(&path)
+                .map_err(|e| Error::io(format_args!("reading {}", path.display()), e))
+        };
+        let repository_toml = String::from_utf8(read("repository.toml")?)
+            .map_err(|_| Error::corrupt("repository.toml is not UTF-8"))?;
+        let secret_age = read("keys/secret.age")?;
+
+        // Snapshot before talking: sessions visible now have all their chunks in sealed packs.
+        let sessions = self.index.sessions(None)?;
+        let packs = self.index.packs()?;
+        let top = packs
+            .iter()
+            .filter(|p| p.sealed)
+            .map(|p| p.row)
+            .max()
+            .unwrap_or(0);
+        let first_writing = packs.iter().filter(|p| !p.sealed).map(|p| p.row).min();
+        // A pack still being written below `top` must be offered next time: stop below it.
+        let new_watermark = first_writing.map_or(top, |w| top.min(w - 1));
+
+        conn.send(&Message::Hello {
+            version: PROTOCOL_VERSION,
+            repository_toml,
+            secret_age,
+        })?;
+        let (mirror_set, damaged) = match reply(conn)? {
+            Message::HelloOk {
+                version,
+                created,
+                chunks,
+                digest,
+                damaged,
+            } => {
+                if version != PROTOCOL_VERSION {
+                    return Err(Error::new(
+                        ErrorKind::UnsupportedVersion,
+                        format!("the mirror speaks protocol version {version}"),
+                    ));
+                }
+                report.created = created;
+                (
+                    ChunkSetDigest {
+                        count: chunks,
+                        digest,
+                    },
+                    damaged,
+                )
+            }
+            m => return Err(unexpected(&m, "HelloOk")),
+        };
+        let conn_db = self.index.conn();
+        let remembered = state::load(conn_db, &self.opts.target)?;
+        let from = match remembered {
+            Some(s) if s.set == mirror_set => s.watermark,
+            _ => {
+                report.full_reconcile = true;
+                0
+            }
+        };
+        let mut current = TargetState {
+            watermark: from,
+            set: mirror_set,
+        };
+        state::save(conn_db, &self.opts.target, &current, now())?;
+
+        self.keys(conn, report)?;
+        if damaged > 0 {
+            self.repair(conn, report)?;
+        }
+        for kind in [ChunkKind::Data, ChunkKind::Manifest] {
+            self.chunks(conn, report, kind, from, &mut current)?;
+        }
+        current.watermark = new_watermark.max(0);
+        state::save(conn_db, &self.opts.target, &current, now())?;
+
+        self.sessions(conn, report, &sessions)?;
+        if self.opts.follow_deletes {
+            self.forget(conn, report, &sessions)?;
+        }
+        conn.send(&Message::Bye)?;
+        match reply(conn)? {
+            Message::ByeOk { chunks, digest } => {
+                current.set = ChunkSetDigest {
+                    count: chunks,
+                    digest,
+                };
+                report.mirror_chunks = chunks;
+                state::save(conn_db, &self.opts.target, &current, now())
+            }
+            m => Err(unexpected(&m, "ByeOk")),
+        }
+    }
+
+    fn keys<R: Read, W: Write>(
+        &self,
+        conn: &mut Conn<R, W>,
+        report: &mut PushReport,
+    ) -> Result<()> {
+        let mut stmt = self
+            .index
+            .conn()
+            .prepare("SELECT id FROM data_keys ORDER BY id")?;
+        let ids: Vec<u64> = stmt
+            .query_map([], |r| r.get::<_, i64>(0))?
+            .map(|r| r.map(|v| v as u64))
+            .collect::<rusqlite::Result<_>>()?;
+        for batch in ids.chunks(MAX_IDS as usize) {
+            conn.send(&Message::HaveKeys(batch.to_vec()))?;
+            let lacking = match reply(conn)? {
+                Message::LackKeys(l) => l,
+                m => return Err(unexpected(&m, "LackKeys")),
+            };
+            for part in lacking.chunks(KEYS_PER_MESSAGE) {
+                let mut keys = Vec::with_capacity(part.len());
+                for id in part {
+                    if !batch.contains(id) {
+                        return Err(Error::corrupt(format!(
+                            "mirror protocol: the mirror lacks key {id}, which was not offered"
+                        )));
+                    }
+                    let created: i64 = self.index.conn().query_row(
+                        "SELECT created FROM data_keys WHERE id = ?1",
+                        [*id as i64],
+                        |r| r.get(0),
+                    )?;
+                    keys.push(WireKey {
+                        id: *id,
+                        created,
+                        wrapped: self.index.data_key(crate::ids::KeyId(*id))?,
+                    });
+                }
+                conn.send(&Message::PutKeys(keys))?;
+                match reply(conn)? {
+                    Message::PutKeysOk(n) => report.keys_sent += u64::from(n),
+                    m => return Err(unexpected(&m, "PutKeysOk")),
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// A record as stored, verified against our own index before it leaves.
+    fn record(&self, loc: &ChunkLocation) -> Result<WireRecord> {
+        let record = self.reader.read_record(loc)?;
+        if blake3::hash(&record).as_bytes() != &loc.stored_hash {
+            return Err(Error::corrupt(format!(
+                "chunk {} in pack {} is damaged on this repository (its stored hash does not \
+                 match); run `rsbackup check --read-data` here before mirroring",
+                loc.id, loc.pack
+            )));
+        }
+        let refs = if loc.kind == ChunkKind::Manifest {
+            let mut stmt = self
+                .index
+                .conn()
+                .prepare_cached("SELECT child FROM chunk_refs WHERE parent = ?1")?;
+            stmt.query_map([&loc.id.0], |r| r.get::<_, Vec<u8>>(0))?
+                .map(|b| {
+                    let b = b?;
+                    let id: [u8; 32] = b
+                        .as_slice()
+                        .try_into()
+                        .map_err(|_| Error::corrupt("index: a chunk_refs child is not 32 bytes"))?;
+                    Ok(ChunkId(id))
+                })
+                .collect::<Result<Vec<_>>>()?
+        } else {
+            Vec::new()
+        };
+        Ok(WireRecord {
+            kind: loc.kind as u8,
+            stored_hash: loc.stored_hash,
+            refs,
+            record,
+        })
+    }
+
+    /// Send the records of `ids` in batches of about [`PUT_BATCH_BYTES`], reading in pack order.
+    /// `repair` selects `Repair` instead of `PutChunks`. Returns per-batch replies through `ack`.
+    fn send_records<R: Read, W: Write>(
+        &self,
+        conn: &mut Conn<R, W>,
+        ids: &[ChunkId],
+        repair: bool,
+        mut ack: impl FnMut(Message, u64) -> Result<()>,
+    ) -> Result<()> {
+        let mut locs = Vec::with_capacity(ids.len());
+        for id in ids {
+            match self.index.lookup_chunk(id)? {
+                Some(loc) => locs.push(loc),
+                None if repair => {} // rolled off here since: nothing to repair it with
+                None => {
+                    return Err(Error::corrupt(format!(
+                        "mirror protocol: the mirror lacks chunk {id}, which was not offered"
+                    )));
+                }
+            }
+        }
+        locs.sort_by_key(|l| (l.pack_row, l.offset));
+        let mut batch: Vec<WireRecord> = Vec::new();
+        let mut bytes = 0u64;
+        let mut flush = |batch: &mut Vec<WireRecord>, bytes: &mut u64| -> Result<()> {
+            if batch.is_empty() {
+                return Ok(());
+            }
+            let records = std::mem::take(batch);
+            let sent = std::mem::take(bytes);
+            conn.send(&if repair {
+                Message::Repair(records)
+            } else {
+                Message::PutChunks(records)
+            })?;
+            ack(reply(conn)?, sent)
+        };
+        for loc in &locs {
+            let r = self.record(loc)?;
+            let size = r.record.len() as u64 + 41 + 32 * r.refs.len() as u64;
+            if !batch.is_empty()
+                && (bytes + size > PUT_BATCH_BYTES
+                    || bytes + size > u64::from(MAX_FRAME_PAYLOAD) - 4096)
+            {
+                flush(&mut batch, &mut bytes)?;
+            }
+            bytes += size;
+            batch.push(r);
+        }
+        flush(&mut batch, &mut bytes)
+    }
+
+    fn repair<R: Read, W: Write>(
+        &self,
+        conn: &mut Conn<R, W>,
+        report: &mut PushReport,
+    ) -> Result<()> {
+        conn.send(&Message::ListDamaged)?;
+        let ids = match reply(conn)? {
+            Message::DamagedList(ids) => ids,
+            m => return Err(unexpected(&m, "DamagedList")),
+        };
+        self.send_records(conn, &ids, true, |m, _| match m {
+            Message::RepairOk(n) => {
+                report.repaired += u64::from(n);
+                Ok(())
+            }
+            m => Err(unexpected(&m, "RepairOk")),
+        })
+    }
+
+    /// Offer the chunks of `kind` in sealed packs above `from`, in id order, a batch at a time;
+    /// send those the mirror lacks and remember its state after each acknowledged batch.
+    fn chunks<R: Read, W: Write>(
+        &self,
+        conn: &mut Conn<R, W>,
+        report: &mut PushReport,
+        kind: ChunkKind,
+        from: i64,
+        current: &mut TargetState,
+    ) -> Result<()> {
+        let mut last = vec![0u8; 0];
+        loop {
+            let ids: Vec<ChunkId> = {
+                let mut stmt = self.index.conn().prepare_cached(
+                    "SELECT c.id FROM chunks c JOIN packs p ON p.id = c.pack \
+                     WHERE p.state = 'sealed' AND c.pack > ?1 AND c.kind = ?2 AND c.id > ?3 \
+                     ORDER BY c.id LIMIT ?4",
+                )?;
+                stmt.query_map(
+                    rusqlite::params![from, kind as i64, &last, i64::from(MAX_IDS)],
+                    |r| r.get::<_, Vec<u8>>(0),
+                )?
+                .map(|b| {
+                    let b = b?;
+                    let id: [u8; 32] = b
+                        .as_slice()
+                        .try_into()
+                        .map_err(|_| Error::corrupt("index: a chunk id is not 32 bytes"))?;
+                    Ok(ChunkId(id))
+                })
+                .collect::<Result<_>>()?
+            };
+            let Some(end) = ids.last() else {
+                return Ok(());
+            };
+            last = end.0.to_vec();
+            report.chunks_offered += ids.len() as u64;
+            conn.send(&Message::HaveChunks(ids.clone()))?;
+            let lacking = match reply(conn)? {
+                Message::LackChunks(l) => l,
+                m => return Err(unexpected(&m, "LackChunks")),
+            };
+            let offered: HashSet<&ChunkId> = ids.iter().collect();
+            if let Some(bad) = lacking.iter().find(|id| !offered.contains(id)) {
+                return Err(Error::corrupt(format!(
+                    "mirror protocol: the mirror lacks chunk {bad}, which was not offered"
+                )));
+            }
+            let db = self.index.conn();
+            let target = &self.opts.target;
+            self.send_records(conn, &lacking, false, |m, bytes| match m {
+                Message::PutChunksOk {
+                    stored,
+                    chunks,
+                    digest,
+                } => {
+                    report.chunks_sent += u64::from(stored);
+                    report.record_bytes_sent += bytes;
+                    current.set = ChunkSetDigest {
+                        count: chunks,
+                        digest,
+                    };
+                    state::save(db, target, current, now())
+                }
+                m => Err(unexpected(&m, "PutChunksOk")),
+            })?;
+        }
+    }
+
+    fn sessions<R: Read, W: Write>(
+        &self,
+        conn: &mut Conn<R, W>,
+        report: &mut PushReport,
+        sessions: &[crate::index::SessionInfo],
+    ) -> Result<()> {
+        let mut ids: Vec<i64> = sessions.iter().map(|s| s.id).collect();
+        ids.sort_unstable();
+        for batch in ids.chunks(MAX_IDS as usize) {
+            conn.send(&Message::HaveSessions(batch.to_vec()))?;
+            let lacking = match reply(conn)? {
+                Message::LackSessions(l) => l,
+                m => return Err(unexpected(&m, "LackSessions")),
+            };
+            for id in lacking {
+                let Some(s) = sessions.iter().find(|s| s.id == id) else {
+                    return Err(Error::corrupt(format!(
+                        "mirror protocol: the mirror lacks session {id}, which was not offered"
+                    )));
+                };
+                let st = &s.stats;
+                conn.send(&Message::PutSession(WireSession {
+                    id: s.id,
+                    client: s.client.clone(),
+                    state: if s.state == SessionState::Incomplete {
+                        2
+                    } else {
+                        1
+                    },
+                    started: s.started,
+                    finished: s.finished,
+                    stats: [st.files, st.bytes, st.errors, st.new_chunks, st.new_bytes],
+                    pinned: s.pinned,
+                    root: self.index.session_root(SessionId(s.id))?,
+                }))?;
+                match reply(conn)? {
+                    Message::PutSessionOk => report.sessions_sent += 1,
+                    m => return Err(unexpected(&m, "PutSessionOk")),
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Ask the mirror to forget the sessions it holds that this repository no longer has.
+    fn forget<R: Read, W: Write>(
+        &self,
+        conn: &mut Conn<R, W>,
+        report: &mut PushReport,
+        sessions: &[crate::index::SessionInfo],
+    ) -> Result<()> {
+        conn.send(&Message::ListSessions)?;
+        let held = match reply(conn)? {
+            Message::SessionList(ids) => ids,
+            m => return Err(unexpected(&m, "SessionList")),
+        };
+        let ours: HashSet<i64> = sessions.iter().map(|s| s.id).collect();
+        let gone: Vec<i64> = held.into_iter().filter(|id| !ours.contains(id)).collect();
+        if gone.is_empty() {
+            return Ok(());
+        }
+        conn.send(&Message::Forget(gone))?;
+        match reply(conn)? {
+            Message::ForgetOk(n) => {
+                report.forgotten += u64::from(n);
+                Ok(())
+            }
+            m => Err(unexpected(&m, "ForgetOk")),
+        }
+    }
+}

@@ -1,0 +1,507 @@
+//! The mirror's side of the protocol: one repository, filled only by what the primary sends
+//! and only after every record is verified; append-only unless the configuration allows the
+//! primary's deletes. Needs no key: records are checked by their header and stored hash.
+
+use std::collections::HashSet;
+use std::io::{Read, Write};
+use std::path::PathBuf;
+
+use rusqlite::{Connection, OptionalExtension, params};
+
+use super::ChunkSetDigest;
+use super::create::{create_mirror, is_vacant};
+use super::wire::{
+    Conn, MAX_IDS, Message, PROTOCOL_VERSION, WireKey, WireRecord, WireSession, code,
+};
+use crate::config::ClientName;
+use crate::error::{Error, ErrorKind, Result};
+use crate::format::pack::{RECORD_HEADER_LEN, RecordHeader, decode_record_header};
+use crate::format::repository::RepoConfig;
+use crate::ids::{ChunkId, KeyId};
+use crate::index::{ChunkKind, Index};
+use crate::repo::{Repo, Writer};
+use crate::store::{PackWriter, PendingChunk};
+
+mod repair;
+
+/// What the mirror side may do.
+#[derive(Debug, Clone)]
+pub struct ServeOptions {
+    /// The `[mirror-of.NAME]` name (for messages).
+    pub name: String,
+    /// The mirror repository (created on first contact if missing or empty).
+    pub repository: PathBuf,
+    /// Whether the primary may make this mirror forget sessions.
+    pub follow_deletes: bool,
+}
+
+/// What one connection did.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct ServeReport {
+    /// The repository was created by this connection.
+    pub created: bool,
+    /// Data keys stored.
+    pub keys_stored: u64,
+    /// Chunks stored.
+    pub chunks_stored: u64,
+    /// Record bytes stored.
+    pub bytes_stored: u64,
+    /// Damaged chunks replaced by good copies.
+    pub repaired: u64,
+    /// Sessions made visible.
+    pub sessions_stored: u64,
+    /// Sessions forgotten at the primary's request.
+    pub forgotten: u64,
+}
+
+/// Serve one primary over `reader`/`writer` until it says `Bye`. Any failure is sent to the
+/// primary as an `Error` message (best effort) and returned.
+pub fn serve<R: Read, W: Write>(reader: R, writer: W, opts: &ServeOptions) -> Result<ServeReport> {
+    let mut conn = Conn::new(reader, writer);
+    let mut report = ServeReport::default();
+    match run(&mut conn, opts, &mut report) {
+        Ok(()) => Ok(report),
+        Err(e) => {
+            let code = match e.kind() {
+                ErrorKind::PermissionDenied => code::REFUSED,
+                ErrorKind::NotARepository => code::WRONG_REPOSITORY,
+                ErrorKind::Corrupt => code::CORRUPT,
+                ErrorKind::UnsupportedVersion => code::PROTOCOL,
+                _ => code::FAILED,
+            };
+            let _ = conn.send(&Message::Error {
+                code,
+                message: e.to_string(),
+            });
+            Err(e)
+        }
+    }
+}
+
+fn protocol(what: impl std::fmt::Display) -> Error {
+    Error::corrupt(format!("mirror protocol: {what}"))
+}
+
+/// The open mirror repository during one connection.
+struct Mirror<'a> {
+    repo: Repo,
+    index: Index,
+    writer: Writer,
+    state: ChunkSetDigest,
+    opts: &'a ServeOptions,
+}
+
+fn run<R: Read, W: Write>(
+    conn: &mut Conn<R, W>,
+    opts: &ServeOptions,
+    report: &mut ServeReport,
+) -> Result<()> {
+    let Message::Hello {
+        version,
+        repository_toml,
+        secret_age,
+    } = conn.recv()?
+    else {
+        return Err(protocol("the first message was not Hello"));
+    };
+    if version != PROTOCOL_VERSION {
+        return Err(Error::new(
+            ErrorKind::UnsupportedVersion,
+            format!(
+                "mirror protocol version {version} is not supported (this mirror speaks \
+                 version {PROTOCOL_VERSION})"
+            ),
+        ));
+    }
+    let primary = RepoConfig::parse(&repository_toml, "the primary's repository.toml")?;
+    let root = &opts.repository;
+    if !root.join("repository.toml").exists() && is_vacant(root)? {
+        create_mirror(root, &repository_toml, &secret_age)?;
+        report.created = true;
+    }
+    let repo = Repo::open(root).map_err(|e| {
+        Error::new(
+            ErrorKind::NotARepository,
+            format!("mirror {}: {}", opts.name, e.message()),
+        )
+    })?;
+    if repo.config().id != primary.id || repo.config().secret_check != primary.secret_check {
+        return Err(Error::new(
+            ErrorKind::NotARepository,
+            format!(
+                "mirror {}: {} holds repository {}, but the primary is repository {}; \
+                 refusing to mix them",
+                opts.name,
+                root.display(),
+                repo.config().id,
+                primary.id
+            ),
+        ));
+    }
+    let writer = repo.start_writer()?;
+    let index = repo.index()?;
+    let state = ChunkSetDigest::of_index(index.conn())?;
+    let damaged: i64 = index
+        .conn()
+        .query_row("SELECT count(*) FROM damaged_chunks", [], |r| r.get(0))?;
+    conn.send(&Message::HelloOk {
+        version: PROTOCOL_VERSION,
+        created: report.created,
+        chunks: state.count,
+        digest: state.digest,
+        damaged: u64::try_from(damaged).unwrap_or(0),
+    })?;
+    let mut mirror = Mirror {
+        repo,
+        index,
+        writer,
+        state,
+        opts,
+    };
+    loop {
+        let reply = match conn.recv()? {
+            Message::HaveKeys(ids) => Message::LackKeys(mirror.lacking_keys(&ids)?),
+            Message::PutKeys(keys) => {
+                let n = mirror.put_keys(&keys)?;
+                report.keys_stored += u64::from(n);
+                Message::PutKeysOk(n)
+            }
+            Message::HaveChunks(ids) => Message::LackChunks(mirror.lacking_chunks(&ids)?),
+            Message::PutChunks(records) => {
+                let (n, bytes) = mirror.put_chunks(&records)?;
+                report.chunks_stored += u64::from(n);
+                report.bytes_stored += bytes;
+                Message::PutChunksOk {
+                    stored: n,
+                    chunks: mirror.state.count,
+                    digest: mirror.state.digest,
+                }
+            }
+            Message::ListDamaged => Message::DamagedList(mirror.damaged()?),
+            Message::Repair(records) => {
+                let n = mirror.repair(&records)?;
+                report.repaired += u64::from(n);
+                Message::RepairOk(n)
+            }
+            Message::HaveSessions(ids) => Message::LackSessions(mirror.lacking_sessions(&ids)?),
+            Message::PutSession(s) => {
+                if mirror.put_session(&s)? {
+                    report.sessions_stored += 1;
+                }
+                Message::PutSessionOk
+            }
+            Message::ListSessions => Message::SessionList(mirror.sessions()?),
+            Message::Forget(ids) => {
+                let n = mirror.forget(&ids)?;
+                report.forgotten += u64::from(n);
+                Message::ForgetOk(n)
+            }
+            Message::Bye => {
+                conn.send(&Message::ByeOk {
+                    chunks: mirror.state.count,
+                    digest: mirror.state.digest,
+                })?;
+                return Ok(());
+            }
+            other => {
+                return Err(protocol(format_args!(
+                    "{} is not a request a mirror answers",
+                    other.name()
+                )));
+            }
+        };
+        conn.send(&reply)?;
+    }
+}
+
+/// Run `f` in a `BEGIN IMMEDIATE` transaction.
+fn write_tx<T>(conn: &Connection, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
+    conn.execute_batch("BEGIN IMMEDIATE")?;
+    match f(conn) {
+        Ok(v) => match conn.execute_batch("COMMIT") {
+            Ok(()) => Ok(v),
+            Err(e) => {
+                let _ = conn.execute_batch("ROLLBACK");
+                Err(e.into())
+            }
+        },
+        Err(e) => {
+            let _ = conn.execute_batch("ROLLBACK");
+            Err(e)
+        }
+    }
+}
+
+/// A record's header, checked against its length and the hash the primary's index holds.
+pub(super) fn verify_record(r: &WireRecord) -> Result<RecordHeader> {
+    let header = decode_record_header(&r.record)?;
+    if header.record_len() != r.record.len() as u64 {
+        return Err(Error::corrupt(format!(
+            "chunk {}: the record is {} bytes but its header says {}",
+            header.chunk_id,
+            r.record.len(),
+            header.record_len()
+        )));
+    }
+    if blake3::hash(&r.record).as_bytes() != &r.stored_hash {
+        return Err(Error::corrupt(format!(
+            "chunk {}: the record does not hash to the primary's stored hash (damaged in transit \
+             or on the primary)",
+            header.chunk_id
+        )));
+    }
+    if r.kind == 0 && !r.refs.is_empty() {
+        return Err(protocol(format_args!(
+            "data chunk {} comes with references",
+            header.chunk_id
+        )));
+    }
+    Ok(header)
+}
+
+impl Mirror<'_> {
+    fn exists(&self, sql: &str, value: impl rusqlite::ToSql) -> Result<bool> {
+        let mut stmt = self.index.conn().prepare_cached(sql)?;
+        Ok(stmt.exists([value])?)
+    }
+
+    fn lacking_keys(&self, ids: &[u64]) -> Result<Vec<u64>> {
+        let mut out = Vec::new();
+        for id in ids {
+            let row = i64::try_from(*id).map_err(|_| protocol("key id out of range"))?;
+            if !self.exists("SELECT 1 FROM data_keys WHERE id = ?1", row)? {
+                out.push(*id);
+            }
+        }
+        Ok(out)
+    }
+
+    fn put_keys(&self, keys: &[WireKey]) -> Result<u32> {
+        write_tx(self.index.conn(), |conn| {
+            let mut stored = 0;
+            for k in keys {
+                let row = i64::try_from(k.id).map_err(|_| protocol("key id out of range"))?;
+                let existing: Option<Vec<u8>> = conn
+                    .query_row("SELECT wrapped FROM data_keys WHERE id = ?1", [row], |r| {
+                        r.get(0)
+                    })
+                    .optional()?;
+                match existing {
+                    Some(w) if w == k.wrapped => {}
+                    Some(_) => {
+                        return Err(Error::new(
+                            ErrorKind::PermissionDenied,
+                            format!(
+                                "data key {} on the mirror differs from the primary's; \
+                                 a mirror never overwrites what it holds",
+                                k.id
+                            ),
+                        ));
+                    }
+                    None => {
+                        conn.execute(
+                            "INSERT INTO data_keys (id, wrapped, created) VALUES (?1, ?2, ?3)",
+                            params![row, &k.wrapped, k.created],
+                        )?;
+                        stored += 1;
+                    }
+                }
+            }
+            Ok(stored)
+        })
+    }
+
+    fn lacking_chunks(&self, ids: &[ChunkId]) -> Result<Vec<ChunkId>> {
+        let mut out = Vec::new();
+        for id in ids {
+            if !self.index.has_chunk(id)? {
+                out.push(*id);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Verify every record, then write the new ones to one pack (durable before its rows).
+    fn put_chunks(&mut self, records: &[WireRecord]) -> Result<(u32, u64)> {
+        let mut batch: HashSet<ChunkId> = HashSet::new();
+        let mut pending = Vec::new();
+        for r in records {
+            let header = verify_record(r)?;
+            let id = header.chunk_id;
+            if self.index.has_chunk(&id)? || batch.contains(&id) {
+                continue; // first copy wins; the mirror never overwrites
+            }
+            let key =
+                i64::try_from(header.key_id.0).map_err(|_| protocol("key id out of range"))?;
+            if !self.exists("SELECT 1 FROM data_keys WHERE id = ?1", key)? {
+                return Err(protocol(format_args!(
+                    "chunk {id} is sealed with key {} which was not sent first",
+                    header.key_id.0
+                )));
+            }
+            for child in &r.refs {
+                if !batch.contains(child) && !self.index.has_chunk(child)? {
+                    return Err(protocol(format_args!(
+                        "manifest chunk {id} names chunk {child}, which the mirror does not hold \
+                         (data chunks must be sent before the manifests naming them)"
+                    )));
+                }
+            }
+            batch.insert(id);
+            pending.push((header.key_id, r));
+        }
+        if pending.is_empty() {
+            return Ok((0, 0));
+        }
+        let mut writer = PackWriter::new(self.repo.root(), &self.index, &self.writer.id, u64::MAX);
+        let mut ids = Vec::with_capacity(pending.len());
+        for (key_id, r) in pending {
+            let header = decode_record_header(&r.record)?;
+            writer.append(PendingChunk {
+                id: header.chunk_id,
+                kind: if r.kind == 1 {
+                    ChunkKind::Manifest
+                } else {
+                    ChunkKind::Data
+                },
+                key_id: KeyId(key_id.0),
+                envelope: r.record[RECORD_HEADER_LEN..].to_vec(),
+                refs: r.refs.clone(),
+            })?;
+            ids.push(header.chunk_id);
+        }
+        let stats = writer.finish()?;
+        for id in &ids {
+            self.state.toggle(id, true);
+        }
+        Ok((ids.len() as u32, stats.bytes))
+    }
+
+    fn damaged(&self) -> Result<Vec<ChunkId>> {
+        let mut stmt = self
+            .index
+            .conn()
+            .prepare("SELECT id FROM damaged_chunks ORDER BY id LIMIT ?1")?;
+        let rows = stmt.query_map([i64::from(MAX_IDS)], |r| r.get::<_, Vec<u8>>(0))?;
+        let mut out = Vec::new();
+        for row in rows {
+            let blob = row?;
+            let id: [u8; 32] = blob
+                .as_slice()
+                .try_into()
+                .map_err(|_| Error::corrupt("damaged_chunks holds an id that is not 32 bytes"))?;
+            out.push(ChunkId(id));
+        }
+        Ok(out)
+    }
+
+    fn lacking_sessions(&self, ids: &[i64]) -> Result<Vec<i64>> {
+        let mut out = Vec::new();
+        for id in ids {
+            if !self.exists("SELECT 1 FROM sessions WHERE id = ?1", *id)? {
+                out.push(*id);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Make one session visible: every root chunk must be held (invariant 3); the row and its
+    /// root are inserted in one transaction. A session already held is left as it is.
+    fn put_session(&self, s: &WireSession) -> Result<bool> {
+        ClientName::parse(&s.client).map_err(|e| protocol(e.message()))?;
+        write_tx(self.index.conn(), |conn| {
+            let held: bool = conn
+                .prepare_cached("SELECT 1 FROM sessions WHERE id = ?1")?
+                .exists([s.id])?;
+            if held {
+                return Ok(false);
+            }
+            let mut exists = conn.prepare_cached("SELECT 1 FROM chunks WHERE id = ?1")?;
+            for chunk in &s.root {
+                if !exists.exists([&chunk.0])? {
+                    return Err(protocol(format_args!(
+                        "session {} names manifest chunk {chunk}, which the mirror does not hold",
+                        s.id
+                    )));
+                }
+            }
+            let state = if s.state == 1 {
+                "complete"
+            } else {
+                "incomplete"
+            };
+            let stat = |i: usize| {
+                i64::try_from(s.stats[i]).map_err(|_| protocol("session statistic out of range"))
+            };
+            conn.execute(
+                "INSERT INTO sessions (id, client, state, writer, started, finished, files, bytes, \
+                 errors, new_chunks, new_bytes, pinned) \
+                 VALUES (?1, ?2, ?3, NULL, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+                params![
+                    s.id,
+                    &s.client,
+                    state,
+                    s.started,
+                    s.finished,
+                    stat(0)?,
+                    stat(1)?,
+                    stat(2)?,
+                    stat(3)?,
+                    stat(4)?,
+                    i64::from(s.pinned)
+                ],
+            )?;
+            let mut insert = conn.prepare_cached(
+                "INSERT INTO session_manifest (session, seq, chunk) VALUES (?1, ?2, ?3)",
+            )?;
+            for (seq, chunk) in s.root.iter().enumerate() {
+                insert.execute(params![s.id, seq as i64, &chunk.0])?;
+            }
+            Ok(true)
+        })
+    }
+
+    fn sessions(&self) -> Result<Vec<i64>> {
+        let mut stmt = self
+            .index
+            .conn()
+            .prepare("SELECT id FROM sessions WHERE state != 'running' ORDER BY id LIMIT ?1")?;
+        let rows = stmt.query_map([i64::from(MAX_IDS)], |r| r.get(0))?;
+        Ok(rows.collect::<rusqlite::Result<Vec<i64>>>()?)
+    }
+
+    /// Forget sessions the primary rolled off, only if this mirror's configuration allows it.
+    /// Their chunks stay until the mirror's own `prune` collects them.
+    fn forget(&self, ids: &[i64]) -> Result<u32> {
+        if !self.opts.follow_deletes {
+            return Err(Error::new(
+                ErrorKind::PermissionDenied,
+                format!(
+                    "mirror {} is append-only: the primary asked it to forget {} session(s) \
+                     ({}), but [mirror-of.{}] does not set follow-deletes = true",
+                    self.opts.name,
+                    ids.len(),
+                    ids.iter()
+                        .take(10)
+                        .map(|i| i.to_string())
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                    self.opts.name
+                ),
+            ));
+        }
+        write_tx(self.index.conn(), |conn| {
+            let mut n = 0;
+            for id in ids {
+                conn.execute("DELETE FROM session_manifest WHERE session = ?1", [id])?;
+                n += conn.execute(
+                    "DELETE FROM sessions WHERE id = ?1 AND state != 'running'",
+                    [id],
+                )? as u32;
+            }
+            // The mirror's next prune collects what the forgotten sessions alone used.
+            crate::gc::set_gc_pending(conn, true)?;
+            Ok(n)
+        })
+    }
+}

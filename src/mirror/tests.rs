@@ -1,0 +1,505 @@
+//! Mirror tests over a socket pair: the real [`push`] and [`serve`] with real repositories.
+
+use std::io::Write;
+use std::os::unix::net::UnixStream;
+use std::path::Path;
+
+use super::wire::{Conn, MAX_FRAME_PAYLOAD, MAX_IDS, Message, WireKey, WireRecord, WireSession};
+use super::*;
+use crate::check::{CheckOptions, check};
+use crate::error::ErrorKind;
+use crate::repo::Repo;
+use crate::restore::testutil::{SessionBuilder, TestRepo};
+
+fn opts(target: &str) -> PushOptions {
+    PushOptions {
+        target: target.into(),
+        follow_deletes: false,
+    }
+}
+
+fn serve_opts(path: &Path, follow_deletes: bool) -> ServeOptions {
+    ServeOptions {
+        name: "test".into(),
+        repository: path.to_path_buf(),
+        follow_deletes,
+    }
+}
+
+/// Push `repo` to a mirror served by a thread; both outcomes.
+fn run_pair(
+    repo: &Repo,
+    mirror: &ServeOptions,
+    push_opts: &PushOptions,
+) -> (Result<PushReport>, Result<ServeReport>) {
+    let (a, b) = UnixStream::pair().unwrap();
+    let mirror = mirror.clone();
+    let server = std::thread::spawn(move || serve(b.try_clone().unwrap(), b, &mirror));
+    let pushed = push(repo, a.try_clone().unwrap(), a, push_opts);
+    (pushed, server.join().unwrap())
+}
+
+fn mirror_ok(t: &TestRepo, path: &Path) -> PushReport {
+    let (p, s) = run_pair(&t.repo, &serve_opts(path, false), &opts("m"));
+    s.unwrap();
+    p.unwrap()
+}
+
+/// Incompressible bytes from a xorshift generator seeded with `seed`.
+fn noise(seed: u8, size: usize) -> Vec<u8> {
+    let mut x = 0x9e37_79b9_7f4a_7c15_u64 ^ u64::from(seed);
+    (0..size)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+fn session(t: &TestRepo, seed: u8, size: usize) -> crate::ids::SessionId {
+    let data = noise(seed, size);
+    SessionBuilder::new(t)
+        .dir(b"d")
+        .file(b"d/f", &data)
+        .commit()
+}
+
+fn chunk_ids(repo: &Repo) -> Vec<Vec<u8>> {
+    let index = repo.index().unwrap();
+    let mut stmt = index
+        .conn()
+        .prepare("SELECT id FROM chunks ORDER BY id")
+        .unwrap();
+    stmt.query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<rusqlite::Result<_>>()
+        .unwrap()
+}
+
+#[test]
+fn every_message_round_trips() {
+    let id = crate::ids::ChunkId([7; 32]);
+    let messages = vec![
+        Message::Hello {
+            version: 1,
+            repository_toml: "x".into(),
+            secret_age: vec![1, 2],
+        },
+        Message::HelloOk {
+            version: 1,
+            created: true,
+            chunks: 3,
+            digest: [9; 32],
+            damaged: 1,
+        },
+        Message::Error {
+            code: 2,
+            message: "no".into(),
+        },
+        Message::HaveKeys(vec![1, 2]),
+        Message::LackKeys(vec![2]),
+        Message::PutKeys(vec![WireKey {
+            id: 2,
+            created: -5,
+            wrapped: vec![1; 10],
+        }]),
+        Message::PutKeysOk(1),
+        Message::HaveChunks(vec![id]),
+        Message::LackChunks(vec![]),
+        Message::PutChunks(vec![WireRecord {
+            kind: 1,
+            stored_hash: [3; 32],
+            refs: vec![id, id],
+            record: vec![5; 60],
+        }]),
+        Message::PutChunksOk {
+            stored: 1,
+            chunks: 2,
+            digest: [4; 32],
+        },
+        Message::ListDamaged,
+        Message::DamagedList(vec![id]),
+        Message::Repair(vec![]),
+        Message::RepairOk(0),
+        Message::HaveSessions(vec![-1, 5]),
+        Message::LackSessions(vec![5]),
+        Message::PutSession(WireSession {
+            id: 5,
+            client: "web1".into(),
+            state: 2,
+            started: 10,
+            finished: None,
+            stats: [1, 2, 3, 4, 5],
+            pinned: true,
+            root: vec![id],
+        }),
+        Message::PutSessionOk,
+        Message::ListSessions,
+        Message::SessionList(vec![1]),
+        Message::Forget(vec![1]),
+        Message::ForgetOk(1),
+        Message::Bye,
+        Message::ByeOk {
+            chunks: 1,
+            digest: [0; 32],
+        },
+    ];
+    let mut tags = std::collections::HashSet::new();
+    for m in messages {
+        let (tag, payload) = m.encode();
+        assert!(tags.insert(tag), "tag 0x{tag:02x} used twice");
+        assert_eq!(Message::decode(tag, &payload).unwrap(), m);
+        // Every strict prefix is refused, never misread.
+        for cut in 0..payload.len() {
+            let err = Message::decode(tag, &payload[..cut]).unwrap_err();
+            assert_eq!(err.kind(), ErrorKind::Corrupt, "{} cut at {cut}", m.name());
+        }
+        let mut longer = payload.clone();
+        longer.push(0);
+        assert!(
+            Message::decode(tag, &longer).is_err(),
+            "{}: trailing byte",
+            m.name()
+        );
+    }
+}
+
+#[test]
+fn bad_frames_are_refused() {
+    assert!(Message::decode(0x99, &[]).is_err(), "unknown tag");
+    let (tag, mut payload) = Message::Hello {
+        version: 1,
+        repository_toml: String::new(),
+        secret_age: Vec::new(),
+    }
+    .encode();
+    payload[0] = b'X';
+    assert!(
+        Message::decode(tag, &payload)
+            .unwrap_err()
+            .to_string()
+            .contains("magic")
+    );
+    // A count larger than the frame can hold is refused before allocating.
+    let mut huge = Vec::new();
+    huge.extend_from_slice(&MAX_IDS.to_le_bytes());
+    assert!(Message::decode(0x20, &huge).is_err());
+    huge.clear();
+    huge.extend_from_slice(&(MAX_IDS + 1).to_le_bytes());
+    assert!(
+        Message::decode(0x20, &huge)
+            .unwrap_err()
+            .to_string()
+            .contains("more than")
+    );
+    // Chunk kind and session state outside their ranges.
+    let (tag, mut payload) = Message::PutChunks(vec![WireRecord {
+        kind: 0,
+        stored_hash: [0; 32],
+        refs: vec![],
+        record: vec![],
+    }])
+    .encode();
+    payload[4] = 7;
+    assert!(Message::decode(tag, &payload).is_err());
+    // A frame header announcing more than the limit is refused without reading it.
+    let mut frame = (MAX_FRAME_PAYLOAD + 1).to_le_bytes().to_vec();
+    frame.push(0x3e);
+    let mut conn = Conn::new(&frame[..], Vec::new());
+    assert!(
+        conn.recv()
+            .unwrap_err()
+            .to_string()
+            .contains("over the limit")
+    );
+    let mut conn = Conn::new(&[][..], Vec::new());
+    assert_eq!(conn.recv().unwrap_err().kind(), ErrorKind::Io);
+}
+
+#[test]
+fn first_mirror_is_a_full_repository_without_the_secret() {
+    let t = TestRepo::new();
+    let s1 = session(&t, 3, 300_000);
+    let dest = t.path("mirror");
+    let report = mirror_ok(&t, &dest);
+    assert!(report.created && report.full_reconcile);
+    assert_eq!(report.sessions_sent, 1);
+    assert!(report.chunks_sent > 5, "{report:?}");
+    assert!(!dest.join("keys/secret").exists());
+    assert!(dest.join("keys/secret.age").exists());
+    let mirror = Repo::open(&dest).unwrap();
+    assert_eq!(mirror.config(), t.repo.config());
+    assert_eq!(chunk_ids(&mirror), chunk_ids(&t.repo));
+    assert_eq!(
+        mirror.index().unwrap().sessions(None).unwrap(),
+        t.repo.index().unwrap().sessions(None).unwrap()
+    );
+    // check without identity, and with it (every chunk opened, the manifest decoded).
+    let plain = check(
+        &mirror,
+        &CheckOptions {
+            read_data: true,
+            identities: None,
+        },
+    )
+    .unwrap();
+    assert!(plain.problems.is_empty(), "{:?}", plain.problems);
+    let full = CheckOptions {
+        read_data: true,
+        identities: Some(t.identities()),
+    };
+    let deep = check(&mirror, &full).unwrap();
+    assert!(deep.problems.is_empty(), "{:?}", deep.problems);
+    let reader = crate::reader::SessionReader::new(&mirror, t.identities()).unwrap();
+    let root = mirror.index().unwrap().session_root(s1).unwrap();
+    assert!(!root.is_empty());
+    drop(reader);
+}
+
+#[test]
+fn second_run_sends_only_new_chunks() {
+    let t = TestRepo::new();
+    session(&t, 3, 300_000);
+    let dest = t.path("mirror");
+    let first = mirror_ok(&t, &dest);
+    let before = chunk_ids(&t.repo).len();
+    session(&t, 5, 200_000);
+    let new_chunks = (chunk_ids(&t.repo).len() - before) as u64;
+    let second = mirror_ok(&t, &dest);
+    assert!(!second.full_reconcile && !second.created, "{second:?}");
+    assert_eq!(second.chunks_sent, new_chunks);
+    assert_eq!(second.sessions_sent, 1);
+    assert!(second.chunks_offered < first.chunks_offered + new_chunks);
+    assert!(
+        second.wire_bytes_sent <= second.record_bytes_sent * 105 / 100 + 8192,
+        "{second:?}"
+    );
+    let third = mirror_ok(&t, &dest);
+    assert_eq!(
+        (third.chunks_sent, third.chunks_offered, third.sessions_sent),
+        (0, 0, 0)
+    );
+}
+
+#[test]
+fn another_repository_is_refused() {
+    let a = TestRepo::new();
+    session(&a, 3, 1000);
+    let b = TestRepo::new();
+    session(&b, 4, 1000);
+    let dest = a.path("mirror");
+    mirror_ok(&a, &dest);
+    let (p, s) = run_pair(&b.repo, &serve_opts(&dest, false), &opts("m"));
+    assert_eq!(s.unwrap_err().kind(), ErrorKind::NotARepository);
+    let err = p.unwrap_err();
+    assert!(err.to_string().contains("refusing to mix"), "{err}");
+    // A non-empty directory that is not a repository is not taken over either.
+    let junk = a.path("junk");
+    std::fs::create_dir(&junk).unwrap();
+    std::fs::write(junk.join("file"), b"x").unwrap();
+    let (p, _) = run_pair(&a.repo, &serve_opts(&junk, false), &opts("j"));
+    assert!(p.is_err());
+    assert!(!junk.join("repository.toml").exists());
+}
+
+fn forget_session(repo: &Repo, id: i64) {
+    let index = repo.index().unwrap();
+    index
+        .conn()
+        .execute("DELETE FROM session_manifest WHERE session = ?1", [id])
+        .unwrap();
+    index
+        .conn()
+        .execute("DELETE FROM sessions WHERE id = ?1", [id])
+        .unwrap();
+}
+
+#[test]
+fn deletes_are_refused_unless_the_mirror_allows_them() {
+    let t = TestRepo::new();
+    let s1 = session(&t, 3, 1000);
+    session(&t, 4, 1000);
+    let dest = t.path("mirror");
+    mirror_ok(&t, &dest);
+    forget_session(&t.repo, s1.0);
+    let follow = PushOptions {
+        target: "m".into(),
+        follow_deletes: true,
+    };
+    let (p, s) = run_pair(&t.repo, &serve_opts(&dest, false), &follow);
+    assert_eq!(s.unwrap_err().kind(), ErrorKind::PermissionDenied);
+    let err = p.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::PermissionDenied);
+    assert!(err.to_string().contains("append-only"), "{err}");
+    let mirror = Repo::open(&dest).unwrap();
+    assert_eq!(mirror.index().unwrap().sessions(None).unwrap().len(), 2);
+    // Without asking, the mirror keeps what the primary rolled off.
+    mirror_ok(&t, &dest);
+    assert_eq!(mirror.index().unwrap().sessions(None).unwrap().len(), 2);
+    let (p, s) = run_pair(&t.repo, &serve_opts(&dest, true), &follow);
+    assert_eq!(p.unwrap().forgotten, 1);
+    assert_eq!(s.unwrap().forgotten, 1);
+    assert_eq!(mirror.index().unwrap().sessions(None).unwrap().len(), 1);
+}
+
+/// A writer that fails after `limit` bytes: a network drop in the middle of a run.
+struct DropAfter<W> {
+    inner: W,
+    left: usize,
+}
+
+impl<W: Write> Write for DropAfter<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if self.left == 0 {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::BrokenPipe,
+                "dropped",
+            ));
+        }
+        let n = buf.len().min(self.left);
+        self.left -= n;
+        self.inner.write(&buf[..n])
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+#[test]
+fn an_interrupted_run_resumes_without_resending() {
+    let t = TestRepo::new();
+    // Several batches: 40 MiB of incompressible data in 64 KiB chunks.
+    let data = noise(9, 40 << 20);
+    SessionBuilder::new(&t).file(b"big", &data).commit();
+    let dest = t.path("mirror");
+    let (a, b) = UnixStream::pair().unwrap();
+    let server_opts = serve_opts(&dest, false);
+    let server = std::thread::spawn(move || serve(b.try_clone().unwrap(), b, &server_opts));
+    let writer = DropAfter {
+        inner: a.try_clone().unwrap(),
+        left: 30 << 20,
+    };
+    let err = push(&t.repo, a.try_clone().unwrap(), writer, &opts("m")).unwrap_err();
+    assert!(err.to_string().contains("dropped"), "{err}");
+    drop(a);
+    assert!(server.join().unwrap().is_err());
+    let mirror = Repo::open(&dest).unwrap();
+    let arrived = chunk_ids(&mirror).len() as u64;
+    assert!(arrived > 0, "the first batch was committed");
+    assert!(mirror.index().unwrap().sessions(None).unwrap().is_empty());
+    let again = mirror_ok(&t, &dest);
+    assert_eq!(again.chunks_sent + arrived, chunk_ids(&t.repo).len() as u64);
+    assert!(
+        !again.full_reconcile,
+        "state was remembered per batch: {again:?}"
+    );
+    assert_eq!(chunk_ids(&mirror), chunk_ids(&t.repo));
+    let report = check(
+        &mirror,
+        &CheckOptions {
+            read_data: true,
+            identities: None,
+        },
+    )
+    .unwrap();
+    assert!(report.problems.is_empty(), "{:?}", report.problems);
+}
+
+#[test]
+fn damage_found_by_check_is_repaired_from_the_primary() {
+    let t = TestRepo::new();
+    session(&t, 3, 300_000);
+    let dest = t.path("mirror");
+    mirror_ok(&t, &dest);
+    let mirror = Repo::open(&dest).unwrap();
+    let index = mirror.index().unwrap();
+    let pack = index.packs().unwrap().into_iter().next().unwrap();
+    let loc = index.chunks_in_pack(pack.row).unwrap().remove(1);
+    let path = crate::store::pack_path(&dest, &pack.name);
+    let mut bytes = std::fs::read(&path).unwrap();
+    bytes[(loc.offset + 60) as usize] ^= 0x40;
+    std::fs::write(&path, bytes).unwrap();
+    let found = check(
+        &mirror,
+        &CheckOptions {
+            read_data: true,
+            identities: None,
+        },
+    )
+    .unwrap();
+    assert_eq!(found.problems.len(), 1, "{:?}", found.problems);
+    let report = mirror_ok(&t, &dest);
+    assert_eq!(report.repaired, 1);
+    assert_eq!(report.chunks_sent, 0);
+    let clean = check(
+        &mirror,
+        &CheckOptions {
+            read_data: true,
+            identities: Some(t.identities()),
+        },
+    )
+    .unwrap();
+    assert!(clean.problems.is_empty(), "{:?}", clean.problems);
+    let left: i64 = index
+        .conn()
+        .query_row("SELECT count(*) FROM damaged_chunks", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(left, 0);
+}
+
+#[test]
+fn bad_records_are_refused_by_the_mirror() {
+    let t = TestRepo::new();
+    session(&t, 3, 1000);
+    let dest = t.path("mirror");
+    mirror_ok(&t, &dest);
+    let index = t.repo.index().unwrap();
+    let pack = index.packs().unwrap().remove(0);
+    let loc = index.chunks_in_pack(pack.row).unwrap().remove(0);
+    let good = crate::store::PackReader::new(t.repo.root())
+        .read_record(&loc)
+        .unwrap();
+    let mut flipped = good.clone();
+    let last = flipped.len() - 1;
+    flipped[last] ^= 1;
+    let cases = vec![
+        (flipped, loc.stored_hash, 0u8, vec![], "stored hash"),
+        (
+            good[..good.len() - 1].to_vec(),
+            loc.stored_hash,
+            0,
+            vec![],
+            "header says",
+        ),
+        (good.clone(), loc.stored_hash, 0, vec![loc.id], "references"),
+    ];
+    for (record, stored_hash, kind, refs, needle) in cases {
+        let (a, b) = UnixStream::pair().unwrap();
+        let so = serve_opts(&dest, false);
+        let server = std::thread::spawn(move || serve(b.try_clone().unwrap(), b, &so));
+        let mut conn = Conn::new(a.try_clone().unwrap(), a);
+        conn.send(&Message::Hello {
+            version: 1,
+            repository_toml: std::fs::read_to_string(t.repo.root().join("repository.toml"))
+                .unwrap(),
+            secret_age: Vec::new(),
+        })
+        .unwrap();
+        assert!(matches!(conn.recv().unwrap(), Message::HelloOk { .. }));
+        conn.send(&Message::Repair(vec![WireRecord {
+            kind,
+            stored_hash,
+            refs,
+            record,
+        }]))
+        .unwrap();
+        match conn.recv().unwrap() {
+            Message::Error { message, .. } => assert!(message.contains(needle), "{message}"),
+            m => panic!("expected an error, got {m:?}"),
+        }
+        assert!(server.join().unwrap().is_err());
+    }
+    assert_eq!(chunk_ids(&Repo::open(&dest).unwrap()), chunk_ids(&t.repo));
+}
