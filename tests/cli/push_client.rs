@@ -364,3 +364,347 @@ fn bad_configuration_exits_with_the_config_code() {
     let missing = client.run(&client.path("nope.toml"), &[]);
     missing.fails_with(code::CONFIG, &["nope.toml"]);
 }
+
+/// The backup server: a repository, server.toml, and sshd whose authorized_keys forces
+/// `rsbackup serve --client web1 --config server.toml` for the client's key.
+pub struct Server {
+    pub repo: crate::common::TestRepo,
+    pub sshd: Sshd,
+    /// server.toml.
+    #[allow(dead_code)]
+    pub config: PathBuf,
+    pub staging: PathBuf,
+    pub known_hosts: PathBuf,
+}
+
+impl Server {
+    /// `policy` goes into `[clients.web1]` (keys and addresses are written here).
+    pub fn start(client: &Client, policy: &str) -> Server {
+        let repo = crate::common::TestRepo::new();
+        let staging = repo.path("staging");
+        fs::create_dir_all(&staging).unwrap();
+        fs::create_dir_all(repo.path("server-mail")).unwrap();
+        let config = repo.path("server.toml");
+        let text = format!(
+            "repository = {:?}\nstaging-root = {:?}\naudit-log = {:?}\nalert-state = {:?}\n\n\
+             [mail]\nfrom = \"server@backup.test\"\nadmin = [\"admin@example.org\"]\n\
+             transport = \"directory\"\ndirectory = {:?}\n\n[clients.web1]\nkeys = [{:?}]\n\
+             addresses = [\"127.0.0.0/8\"]\n{policy}\n",
+            repo.repo.display().to_string(),
+            staging.display().to_string(),
+            repo.path("audit.log").display().to_string(),
+            repo.path("alert-state.json").display().to_string(),
+            repo.path("server-mail").display().to_string(),
+            client.key.public,
+        );
+        fs::write(&config, text).unwrap();
+        let line = crate::sshd::forced_command_line(&config, "web1", &client.key);
+        let sshd = Sshd::start(&format!("{line}\n"));
+        let known_hosts = known_hosts(&sshd, repo.dir.path());
+        Server {
+            repo,
+            sshd,
+            config,
+            staging,
+            known_hosts,
+        }
+    }
+
+    /// The newest session of web1, restored into a fresh directory; returns that directory.
+    pub fn restore_latest(&self, name: &str) -> PathBuf {
+        let target = self.repo.path(name);
+        self.repo
+            .run_with_identity(
+                "restore",
+                &[
+                    arg("--session"),
+                    arg("latest"),
+                    arg("--client"),
+                    arg("web1"),
+                    arg("--target"),
+                    arg(&target),
+                ],
+            )
+            .ok();
+        target
+    }
+
+    /// The number of sessions of web1.
+    pub fn sessions(&self) -> usize {
+        let run = self.repo.run("sessions", &["--client", "web1", "--json"]);
+        run.ok();
+        run.json().as_array().map_or(0, Vec::len)
+    }
+}
+
+/// The value of a figure line `  LABEL  VALUE` in a job report.
+#[track_caller]
+pub fn figure<'a>(report: &'a str, label: &str) -> &'a str {
+    report
+        .lines()
+        .find_map(|l| l.trim_start().strip_prefix(label))
+        .map(str::trim)
+        .unwrap_or_else(|| panic!("no figure {label:?} in:\n{report}"))
+}
+
+/// The first number in `text` (digits and commas), e.g. `7,314 bytes ...` -> 7314.
+pub fn first_number(text: &str) -> u64 {
+    let digits: String = text
+        .trim_start()
+        .chars()
+        .take_while(|c| c.is_ascii_digit() || *c == ',')
+        .filter(char::is_ascii_digit)
+        .collect();
+    digits
+        .parse()
+        .unwrap_or_else(|_| panic!("no number at the start of {text:?}"))
+}
+
+/// `bytes sent by rsync`: (sent, total) from `7,314 bytes (7.1 KiB) of 3,000,012 total (0.24%)`.
+pub fn sent_and_total(report: &str) -> (u64, u64) {
+    let value = figure(report, "bytes sent by rsync");
+    let total = value
+        .split(" of ")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no total in {value:?}"));
+    (first_number(value), first_number(total))
+}
+
+#[test]
+fn full_run_then_a_second_run_that_sends_only_the_changes() {
+    let client = Client::new();
+    crate::common::sample_tree(&client.src);
+    let big = client.src.join("big.bin");
+    fs::write(&big, crate::common::pattern(9, 8 << 20)).unwrap();
+    let server = Server::start(
+        &client,
+        "windows = [\"daily 00:00-24:00\"]\nstaging-mode = \"keep\"",
+    );
+    let smtp = Smtp::start();
+    let config = client.config(
+        server.sshd.port,
+        Some(&server.known_hosts),
+        MailTo::Smtp(&smtp),
+        "",
+    );
+
+    let run = client.run(&config, &[]);
+    run.code(code::OK);
+    assert_eq!(run.stderr, "", "a good run is quiet");
+    let messages = smtp.wait_for(1, Duration::from_secs(10));
+    assert_eq!(messages.len(), 1, "only the job report: {messages:#?}");
+    let report = decode_mail(&messages[0]);
+    assert!(report.contains("backup ok"), "{report}");
+    assert!(report.contains("To: reports@example.org"), "{report}");
+    assert!(report.contains("session:  "), "{report}");
+    let (sent, total) = sent_and_total(&report);
+    let source_bytes = first_number(figure(&report, "bytes on the client"));
+    assert_eq!(total, source_bytes);
+    assert!(total >= 8 << 20, "{report}");
+    assert!(
+        sent >= (8 << 20) * 9 / 10,
+        "first run sends everything: {report}"
+    );
+    assert!(
+        first_number(figure(&report, "files changed (sent)")) > 3,
+        "{report}"
+    );
+    assert!(
+        first_number(figure(&report, "new bytes stored")) > 0,
+        "{report}"
+    );
+    assert_eq!(figure(&report, "session state"), "complete");
+    let restored = server.restore_latest("restored-1");
+    crate::common::assert_trees_equal(&client.src, &restored.join("src"));
+
+    // Change 100 bytes in the middle of the big file: rsync sends a delta.
+    let mut data = fs::read(&big).unwrap();
+    data[4 << 20..(4 << 20) + 100].fill(0xAB);
+    fs::write(&big, &data).unwrap();
+    let run = client.run(&config, &[]);
+    run.code(code::OK);
+    let messages = smtp.wait_for(2, Duration::from_secs(10));
+    let report = decode_mail(&messages[1]);
+    let (sent, total) = sent_and_total(&report);
+    eprintln!("second run: rsync sent {sent} of {total} bytes");
+    assert!(
+        sent * 20 < total,
+        "second run sent {sent} of {total}:\n{report}"
+    );
+    assert_eq!(
+        first_number(figure(&report, "files changed (sent)")),
+        1,
+        "{report}"
+    );
+    let matched = figure(&report, "literal / matched data");
+    assert!(
+        first_number(matched.split(" / ").nth(1).unwrap()) > 7 << 20,
+        "{report}"
+    );
+    assert_eq!(server.sessions(), 2);
+    let restored = server.restore_latest("restored-2");
+    crate::common::assert_trees_equal(&client.src, &restored.join("src"));
+}
+
+#[test]
+fn run_outside_the_window_is_refused_and_reported() {
+    let client = Client::new();
+    fs::write(client.src.join("f"), b"x").unwrap();
+    // A half-hour window twelve hours from now.
+    let hour = (jiff::Timestamp::now().as_second() / 3600 + 12) % 24;
+    let server = Server::start(
+        &client,
+        &format!("windows = [\"daily {hour:02}:00-{hour:02}:30\"]"),
+    );
+    let mail = client.path("mail");
+    fs::create_dir(&mail).unwrap();
+    let config = client.config(
+        server.sshd.port,
+        Some(&server.known_hosts),
+        MailTo::Dir(&mail),
+        "",
+    );
+    let run = client.run(&config, &[]);
+    run.code(code::REFUSED);
+    let messages = eml_messages(&mail);
+    let error = message_with(&messages, "ERROR");
+    assert!(error.contains("refused the request"), "{error}");
+    assert!(error.contains("time window"), "{error}");
+    assert_eq!(server.sessions(), 0);
+}
+
+#[test]
+fn vanished_source_is_a_partial_run_and_the_rest_is_stored() {
+    let client = Client::new();
+    fs::write(client.src.join("f"), b"kept").unwrap();
+    let server = Server::start(&client, "windows = [\"daily 00:00-24:00\"]");
+    let mail = client.path("mail");
+    fs::create_dir(&mail).unwrap();
+    let config = client.config(
+        server.sshd.port,
+        Some(&server.known_hosts),
+        MailTo::Dir(&mail),
+        "",
+    );
+    let missing = client.path("missing");
+    let text = fs::read_to_string(&config).unwrap().replace(
+        "sources = [",
+        &format!("sources = [{:?}, ", missing.display().to_string()),
+    );
+    fs::write(&config, text).unwrap();
+    let run = client.run(&config, &[]);
+    run.code(code::PARTIAL);
+    let messages = eml_messages(&mail);
+    let error = message_with(&messages, "ERROR");
+    assert!(
+        error.contains("rsync exit code 23: partial transfer due to error"),
+        "{error}"
+    );
+    assert_eq!(server.sessions(), 1);
+    let restored = server.restore_latest("restored");
+    assert_eq!(fs::read(restored.join("src/f")).unwrap(), b"kept");
+}
+
+#[test]
+fn smtp_down_still_backs_up_and_says_so() {
+    let client = Client::new();
+    fs::write(client.src.join("f"), b"data").unwrap();
+    let server = Server::start(&client, "windows = [\"daily 00:00-24:00\"]");
+    let config = client.config(
+        server.sshd.port,
+        Some(&server.known_hosts),
+        MailTo::DeadSmtp(crate::smtp::dead_smtp_port()),
+        "",
+    );
+    let run = client.run(&config, &[]);
+    run.code(code::OK);
+    assert!(
+        run.stderr.contains("warning: a report could not be mailed")
+            && run.stderr.contains("the backup itself was made"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(server.sessions(), 1);
+}
+
+#[test]
+fn client_killed_mid_transfer_then_the_next_run_resumes_and_succeeds() {
+    let client = Client::new();
+    fs::write(client.src.join("small"), b"small file").unwrap();
+    fs::write(
+        client.src.join("big.bin"),
+        crate::common::pattern(3, 48 << 20),
+    )
+    .unwrap();
+    let server = Server::start(
+        &client,
+        "windows = [\"daily 00:00-24:00\"]\nstaging-mode = \"keep\"",
+    );
+    let mail = client.path("mail");
+    fs::create_dir(&mail).unwrap();
+    let config = client.config(
+        server.sshd.port,
+        Some(&server.known_hosts),
+        MailTo::Dir(&mail),
+        "",
+    );
+    // 8 MiB/s: the big file takes about six seconds, time enough to kill the run mid-file.
+    let mut child = std::process::Command::new(crate::common::bin())
+        .args([
+            arg("run"),
+            arg("--config"),
+            arg(&config),
+            arg("--state-dir"),
+        ])
+        .arg(client.path("state"))
+        .args(["--bwlimit", "8192"])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let staged = server.staging.join("web1/src");
+    let start = std::time::Instant::now();
+    let partial = loop {
+        let found = fs::read_dir(&staged).ok().and_then(|rd| {
+            rd.filter_map(Result::ok)
+                .find(|e| e.file_name().to_string_lossy().starts_with(".big.bin."))
+        });
+        if let Some(f) = found
+            && f.metadata().map(|m| m.len()).unwrap_or(0) > 0
+        {
+            break f.path();
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "rsync never started"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    eprintln!("killed the run while {} was arriving", partial.display());
+    assert!(!staged.join("big.bin").exists(), "killed too late");
+
+    // The killed run's rsync still holds the client lock until it is gone.
+    let lock = client.path("state/client-web1.lock");
+    let start = std::time::Instant::now();
+    loop {
+        match rsbackup::client::lock::ClientLock::acquire(&lock) {
+            Ok(l) => break drop(l),
+            Err(_) => assert!(
+                start.elapsed() < Duration::from_secs(120),
+                "lock never freed"
+            ),
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(server.sessions(), 0);
+    let run = client.run(&config, &[]);
+    run.code(code::OK);
+    let job = message_with(&eml_messages(&mail), "backup ok").to_owned();
+    assert!(job.contains("prepare (resumed)"), "{job}");
+    assert_eq!(server.sessions(), 1);
+    let restored = server.restore_latest("restored");
+    crate::common::assert_trees_equal(&client.src, &restored.join("src"));
+}
