@@ -21,7 +21,7 @@ use crate::repo::Repo;
 use crate::report::{Mailer, RefusalAlert};
 use crate::server::alerts;
 use crate::server::audit::AuditRecord;
-use crate::server::authz::{Request, authorize};
+use crate::server::authz::{Request, authorize, parse_ssh_connection};
 use crate::server::hooks::run_hooks;
 use crate::server::lock::{DEFAULT_LEASE_TIMEOUT, LeaseFile};
 use crate::server::rsync_argv::{RsyncRequest, checked_staging_dir};
@@ -95,13 +95,19 @@ pub fn serve(config: &ServerConfig, input: &ServeInput) -> ServeOutcome {
         input.ssh_original_command.as_deref(),
         input.now,
     );
-    let record = AuditRecord::new(
+    let mut record = AuditRecord::new(
         input.now,
         &input.client,
         input.ssh_connection.as_deref(),
         input.ssh_original_command.as_deref(),
         &decision,
     );
+    if decision.client_ip.is_none()
+        && let Ok(ip) = parse_ssh_connection(input.ssh_connection.as_deref())
+    {
+        // Refused before the address was looked at (an unknown client): still say who it was.
+        record.ip = ip.to_string();
+    }
     let audited = audit(config, &record);
     alert(config, input, (!decision.allowed).then_some(&record));
     if !decision.allowed {

@@ -1,16 +1,203 @@
 //! The server half of the push path through the real parts: sshd on loopback with forced
-//! commands to the built binary, real rsync, real SMTP.
+//! commands to the built binary, real rsync driven by hand (the command line the client sends),
+//! real SMTP.
 
-use std::time::Duration;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
 
+use crate::common::{self, CompareOptions, TestRepo};
 use crate::smtp::Smtp;
-use crate::sshd::{SshKey, Sshd};
+use crate::sshd::{SshKey, Sshd, forced_command_line};
+
+/// Exit code of a refused request (`rsbackup serve`).
+const REFUSED: i32 = 12;
+const REFUSAL: &str = "rsbackup: request refused; the administrator has been notified";
+
+/// A server: repository, staging root, server.toml, sshd with one key per client, SMTP.
+struct Server {
+    dir: tempfile::TempDir,
+    repo: TestRepo,
+    staging: PathBuf,
+    config: PathBuf,
+    keys: Vec<(String, SshKey)>,
+    sshd: Sshd,
+    smtp: Smtp,
+}
+
+impl Server {
+    /// `clients`: (name in authorized_keys, `[clients.NAME]` body without `keys`, or `None` for
+    /// a name that is not configured). `mail`: the `[mail]` table, default this SMTP server.
+    fn start(clients: &[(&str, Option<&str>)], mail: Option<&str>) -> Server {
+        let dir = common::tempdir();
+        let repo = TestRepo::new();
+        let staging = dir.path().join("staging");
+        std::fs::create_dir(&staging).unwrap();
+        let smtp = Smtp::start();
+        let config = dir.path().join("server.toml");
+        let mut keys = Vec::new();
+        let mut text = format!(
+            "repository = {:?}\nstaging-root = {:?}\naudit-log = {:?}\nalert-state = {:?}\n\
+             alert-coalesce-minutes = 0\n",
+            repo.repo,
+            staging,
+            dir.path().join("audit.log"),
+            dir.path().join("alert-state.json"),
+        );
+        text.push_str(&match mail {
+            Some(m) => m.to_owned(),
+            None => smtp.mail_toml("rsbackup@server.test", "admin", &["admin@server.test"]),
+        });
+        let mut authorized = String::new();
+        for (i, (name, body)) in clients.iter().enumerate() {
+            let key = SshKey::generate(dir.path(), &format!("key{i}"));
+            if let Some(body) = body {
+                text.push_str(&format!(
+                    "\n[clients.{name}]\nkeys = [{:?}]\n{body}\n",
+                    key.public
+                ));
+            }
+            authorized.push_str(&forced_command_line(&config, name, &key));
+            authorized.push('\n');
+            keys.push((name.to_string(), key));
+        }
+        std::fs::write(&config, text).unwrap();
+        let sshd = Sshd::start(&authorized);
+        Server {
+            dir,
+            repo,
+            staging,
+            config,
+            keys,
+            sshd,
+            smtp,
+        }
+    }
+
+    fn key(&self, client: &str) -> &SshKey {
+        &self.keys.iter().find(|(n, _)| n == client).unwrap().1
+    }
+
+    fn ssh(&self, client: &str, bind: Option<&str>, command: &str) -> Output {
+        self.sshd.run(self.key(client), bind, command)
+    }
+
+    /// `ssh CLIENT COMMAND`, which must succeed with a JSON answer.
+    fn json(&self, client: &str, command: &str) -> serde_json::Value {
+        let out = self.ssh(client, None, command);
+        assert!(
+            out.status.success(),
+            "{command}: {:?}\nstderr: {}\nstdout: {}\nsshd: {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr),
+            String::from_utf8_lossy(&out.stdout),
+            self.sshd.log()
+        );
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+            panic!(
+                "{command}: not JSON ({e}): {}",
+                String::from_utf8_lossy(&out.stdout)
+            )
+        })
+    }
+
+    /// The client's rsync command line.
+    fn rsync(&self, client: &str, src: &Path, extra: &[&str]) -> Output {
+        let mut cmd = Command::new("rsync");
+        cmd.args([
+            "-a",
+            "-H",
+            "-A",
+            "-X",
+            "--numeric-ids",
+            "--delete",
+            "--partial",
+            "--stats",
+        ])
+        .args(extra)
+        .arg("-e")
+        .arg(self.sshd.rsh(self.key(client), None))
+        .arg(format!("{}/", src.display()))
+        .arg(self.sshd.destination());
+        cmd.output().expect("cannot run rsync")
+    }
+
+    /// prepare, rsync, complete; returns the complete answer.
+    fn push(&self, client: &str, src: &Path, extra: &[&str]) -> serde_json::Value {
+        let prepared = self.json(client, "prepare");
+        assert_eq!(prepared["ok"], true, "{prepared}");
+        let out = self.rsync(client, src, extra);
+        assert!(
+            out.status.success(),
+            "rsync: {}\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            self.sshd.log()
+        );
+        let done = self.json(client, "complete");
+        assert_eq!(done["token"], prepared["token"]);
+        done
+    }
+
+    /// (client, ip, command, decision, reason) of every audit row, oldest first.
+    fn audit(&self) -> Vec<[String; 5]> {
+        let db = rusqlite::Connection::open(self.repo.repo.join("index.db")).unwrap();
+        let mut st = db
+            .prepare("SELECT client, ip, command, decision, reason FROM audit ORDER BY id")
+            .unwrap();
+        st.query_map([], |r| {
+            Ok([r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?])
+        })
+        .unwrap()
+        .map(Result::unwrap)
+        .collect()
+    }
+
+    fn sessions(&self) -> i64 {
+        let db = rusqlite::Connection::open(self.repo.repo.join("index.db")).unwrap();
+        db.query_row("SELECT count(*) FROM sessions", [], |r| r.get(0))
+            .unwrap()
+    }
+
+    fn restore_equals(&self, session: i64, src: &Path) {
+        let target = self.dir.path().join(format!("restore-{session}"));
+        self.repo.restore(session, &target);
+        let opts = CompareOptions {
+            root_meta: false,
+            ..Default::default()
+        };
+        let diffs = common::compare_trees_with(src, &target, &opts);
+        assert!(
+            diffs.is_empty(),
+            "session {session} differs:\n{}",
+            diffs.join("\n")
+        );
+    }
+}
+
+fn tree_with_specials(root: &Path) {
+    common::sample_tree(root);
+    // A device node and an owned setuid file: fake-super keeps them out of staging as such.
+    let dev = root.join("dev-null");
+    let ok = Command::new("mknod")
+        .arg(&dev)
+        .args(["c", "1", "3"])
+        .status();
+    assert!(ok.unwrap().success());
+    let suid = root.join("suid-tool");
+    common::write_file(&suid, b"#!/bin/true\n");
+    std::os::unix::fs::chown(&suid, Some(1234), Some(5678)).unwrap();
+    common::set_mode(&suid, 0o4755);
+    common::set_times_bottom_up(root, 1_700_000_000);
+}
+
+const ANY: &str = "addresses = [\"127.0.0.1\"]\nwindows = [\"daily 00:00-24:00\"]";
 
 /// The harnesses themselves: sshd runs a forced command and shows it the original command and
 /// the connection; aiosmtpd receives a message.
 #[test]
 fn harnesses_run_forced_command_and_receive_mail() {
-    let dir = crate::common::tempdir();
+    let dir = common::tempdir();
     let key = SshKey::generate(dir.path(), "k");
     let line = format!(
         "command=\"/bin/sh -c 'echo \\\"$SSH_ORIGINAL_COMMAND|$SSH_CONNECTION\\\"'\",restrict {}\n",
@@ -45,4 +232,348 @@ fn harnesses_run_forced_command_and_receive_mail() {
     let got = smtp.wait_for(1, Duration::from_secs(10));
     assert_eq!(got.len(), 1);
     assert!(got[0].contains("Subject: hello"), "{}", got[0]);
+}
+
+/// prepare -> rsync -> complete -> restore equals the source, with devices, owners and setuid
+/// bits decoded from fake-super; staging purged; every request audited as allowed.
+#[test]
+fn push_then_restore_equals_source() {
+    let body = format!("{ANY}\nstaging-mode = \"purge\"");
+    let s = Server::start(&[("web1", Some(&body))], None);
+    let src = s.dir.path().join("src");
+    tree_with_specials(&src);
+    let done = s.push("web1", &src, &[]);
+    assert_eq!(done["state"], "complete", "{done:#}");
+    assert!(done["new_chunks"].as_u64().unwrap() > 0);
+    let session = done["session"].as_i64().unwrap();
+    s.restore_equals(session, &src);
+    // Nothing plaintext left, and the staging tree never held a device or a setuid file.
+    let staged: Vec<_> = std::fs::read_dir(s.staging.join("web1")).unwrap().collect();
+    assert!(staged.is_empty(), "purge left {staged:?}");
+    let list = s.json("web1", "sessions");
+    assert_eq!(list.as_array().unwrap().len(), 1, "{list}");
+    assert_eq!(list[0]["id"], session);
+    let audit = s.audit();
+    assert_eq!(audit.len(), 4, "{audit:?}");
+    assert!(
+        audit
+            .iter()
+            .all(|r| r[3] == "allow" && r[0] == "web1" && r[1] == "127.0.0.1")
+    );
+    assert_eq!(audit[0][2], "prepare");
+    assert!(audit[1][2].starts_with("rsync --server "), "{:?}", audit[1]);
+    // A second run in the middle of nothing: complete without prepare is refused by the lease.
+    let out = s.ssh("web1", None, "complete");
+    assert_eq!(out.status.code(), Some(common::exit::LOCKED));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no run in progress"));
+    assert!(s.smtp.messages().is_empty(), "nothing was refused");
+}
+
+/// Refusals by IP, time window, command and unknown client: each audited in the index, mailed
+/// with its reason, and nothing written to staging or the repository.
+#[test]
+fn refusals_are_audited_mailed_and_do_nothing() {
+    let hour = jiff::Timestamp::now()
+        .to_zoned(jiff::tz::TimeZone::UTC)
+        .hour();
+    let closed = format!(
+        "addresses = [\"127.0.0.1\"]\nwindows = [\"daily {:02}:00-{:02}:00\"]",
+        (hour + 2) % 24,
+        (hour + 3) % 24
+    );
+    let only_sessions = format!("{ANY}\ncommands = [\"sessions\"]");
+    let s = Server::start(
+        &[
+            ("web1", Some(ANY)),
+            ("night", Some(&closed)),
+            ("viewer", Some(&only_sessions)),
+            ("ghost", None),
+        ],
+        None,
+    );
+    let attempts = [
+        (
+            "web1",
+            Some("127.0.0.2"),
+            "prepare",
+            "address 127.0.0.2 is not in its addresses",
+        ),
+        ("night", None, "prepare", "is outside its windows"),
+        (
+            "viewer",
+            None,
+            "prepare",
+            "command prepare is not in its commands",
+        ),
+        ("ghost", None, "prepare", "is not configured in"),
+    ];
+    for (client, bind, command, _) in attempts {
+        let start = Instant::now();
+        let out = s.ssh(client, bind, command);
+        assert_eq!(out.status.code(), Some(REFUSED), "{client}: {out:?}");
+        assert_eq!(String::from_utf8_lossy(&out.stderr).trim(), REFUSAL);
+        assert!(out.stdout.is_empty());
+        assert!(start.elapsed() < Duration::from_secs(10));
+    }
+    let audit = s.audit();
+    assert_eq!(audit.len(), attempts.len(), "{audit:?}");
+    for (row, (client, bind, command, why)) in audit.iter().zip(attempts) {
+        assert_eq!(row[0], client);
+        assert_eq!(row[1], bind.unwrap_or("127.0.0.1"));
+        assert_eq!(row[2], command);
+        assert_eq!(row[3], "refuse");
+        assert!(row[4].contains(why), "{row:?} lacks {why}");
+    }
+    // Bodies are quoted-printable: join soft line breaks, decode '='.
+    let mails: Vec<String> = s
+        .smtp
+        .wait_for(attempts.len(), Duration::from_secs(15))
+        .iter()
+        .map(|m| m.replace("=\n", "").replace("=3D", "="))
+        .collect();
+    assert_eq!(mails.len(), attempts.len());
+    for (_, _, _, why) in attempts {
+        assert!(
+            mails.iter().any(|m| m.contains(why)),
+            "no mail says {why}: {mails:?}"
+        );
+    }
+    assert!(mails.iter().all(|m| m.contains("To: admin@server.test")));
+    // Nothing written: no staging directory, no session, no lease.
+    assert_eq!(std::fs::read_dir(&s.staging).unwrap().count(), 0);
+    assert_eq!(s.sessions(), 0);
+    // The one allowed command of the viewer still works, and is audited as allowed.
+    assert_eq!(s.json("viewer", "sessions"), serde_json::json!([]));
+    assert_eq!(s.audit().last().unwrap()[3], "allow");
+}
+
+/// rsync argument attacks through real ssh: each refused (audited, mailed), nothing written
+/// outside or inside staging; a symlinked staging directory is never written through.
+#[test]
+fn rsync_argument_attacks_are_refused() {
+    let s = Server::start(&[("web1", Some(ANY))], None);
+    let attacks = [
+        (
+            "rsync --server -logDtpre.iLsfxCIvu . ../web2",
+            "contains \\\"..\\\"",
+        ),
+        ("rsync --server -logDtpre.iLsfxCIvu . /etc", "is absolute"),
+        (
+            "rsync --server --sender -logDtpre.iLsfxCIvu . .",
+            "need restore = true",
+        ),
+        (
+            "rsync --server -slogDtpre.iLsfxCIvu . .",
+            "-s (--protect-args",
+        ),
+        (
+            "rsync --server --rsync-path=/bin/sh . .",
+            "--rsync-path is not allowed",
+        ),
+        (
+            "rsync --server --log-file=/tmp/x . .",
+            "--log-file is not allowed",
+        ),
+        ("prepare\nrm -rf /", "0x0a"),
+        ("prepare; rm -rf /", "unknown command"),
+    ];
+    for (command, _) in attacks {
+        let out = s.ssh("web1", None, command);
+        assert_eq!(out.status.code(), Some(REFUSED), "{command:?}: {out:?}");
+    }
+    let audit = s.audit();
+    assert_eq!(audit.len(), attacks.len());
+    for (row, (command, why)) in audit.iter().zip(attacks) {
+        assert_eq!(row[3], "refuse", "{command:?}");
+        assert!(row[4].contains(why), "{command:?}: {row:?}");
+        assert!(!row[2].contains('\n'), "escaped: {row:?}");
+    }
+    // A real rsync download (--sender) is refused too.
+    let back = s.dir.path().join("back");
+    let out = Command::new("rsync")
+        .args(["-a", "-e"])
+        .arg(s.sshd.rsh(s.key("web1"), None))
+        .arg(s.sshd.destination())
+        .arg(&back)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert_eq!(s.audit().last().unwrap()[3], "refuse");
+    assert!(
+        s.smtp
+            .wait_for(attacks.len() + 1, Duration::from_secs(15))
+            .len()
+            > attacks.len()
+    );
+
+    // A staging directory that is a symlink is never written through.
+    let elsewhere = s.dir.path().join("elsewhere");
+    std::fs::create_dir(&elsewhere).unwrap();
+    std::os::unix::fs::symlink(&elsewhere, s.staging.join("web1")).unwrap();
+    let out = s.ssh("web1", None, "prepare");
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not a directory (a symlink?)"));
+    let src = s.dir.path().join("src");
+    common::write_file(&src.join("f"), b"data");
+    let out = s.rsync("web1", &src, &[]);
+    assert!(!out.status.success());
+    assert_eq!(std::fs::read_dir(&elsewhere).unwrap().count(), 0);
+    assert_eq!(s.sessions(), 0);
+}
+
+/// SMTP down: the refusal is still refused, quickly, audited, and the failure recorded.
+#[test]
+fn refusal_with_smtp_down_is_quick() {
+    let port = crate::smtp::dead_smtp_port();
+    let mail = format!(
+        "[mail]\nfrom = \"a@server.test\"\nadmin = [\"admin@server.test\"]\ntransport = \"smtp\"\n\
+         host = \"127.0.0.1\"\nport = {port}\nsecurity = \"none\"\ntimeout-seconds = 30\n"
+    );
+    let s = Server::start(&[("web1", Some(ANY))], Some(&mail));
+    let start = Instant::now();
+    let out = s.ssh("web1", Some("127.0.0.2"), "prepare");
+    assert_eq!(out.status.code(), Some(REFUSED));
+    assert!(
+        start.elapsed() < Duration::from_secs(8),
+        "{:?}",
+        start.elapsed()
+    );
+    assert_eq!(s.audit().len(), 1);
+    let state = std::fs::read_to_string(s.dir.path().join("alert-state.json")).unwrap();
+    assert!(state.contains("last_error"), "{state}");
+    assert!(
+        state.contains("127.0.0.2"),
+        "the refusal waits for the next mail: {state}"
+    );
+}
+
+fn blocks(p: &Path) -> u64 {
+    std::fs::symlink_metadata(p).unwrap().blocks()
+}
+
+/// Hollow mode: placeholders are never ingested as content. Metadata-only change, an in-place
+/// rewrite with the same size and mtime, an inode reused after a delete, a fully sparse file and
+/// forged user.rsync.* xattrs from the client: restore equals the source after every run.
+#[test]
+fn hollow_placeholders_are_never_ingested_as_content() {
+    let body = format!("{ANY}\nstaging-mode = \"hollow\"");
+    let s = Server::start(&[("web1", Some(&body))], None);
+    let src = s.dir.path().join("src");
+    common::sample_tree(&src);
+    common::write_file(&src.join("meta-only"), &common::text(7, 5000));
+    common::write_file(&src.join("inplace"), &common::text(8, 6000));
+    common::write_file(&src.join("reused"), &common::text(9, 7000));
+    common::set_times_bottom_up(&src, 1_700_000_000);
+    let staged = s.staging.join("web1");
+
+    // Run 1: everything sent, then hollowed.
+    let done = s.push("web1", &src, &[]);
+    assert_eq!(done["state"], "complete", "{done:#}");
+    assert!(
+        done["staging"]["hollowed"].as_u64().unwrap() >= 5,
+        "{done:#}"
+    );
+    s.restore_equals(done["session"].as_i64().unwrap(), &src);
+    let hollow = staged.join("meta-only");
+    assert_eq!(blocks(&hollow), 0);
+    assert_eq!(std::fs::metadata(&hollow).unwrap().len(), 5000);
+
+    // Run 2: nothing changed: placeholders kept, nothing read, restore still equal.
+    let done = s.push("web1", &src, &[]);
+    assert_eq!(done["files_read"], 0, "{done:#}");
+    s.restore_equals(done["session"].as_i64().unwrap(), &src);
+
+    // Run 3: a metadata-only change (mode), which rsync applies to the placeholder in place.
+    common::set_mode(&src.join("meta-only"), 0o600);
+    // An in-place rewrite with the same size and mtime (as rsync --inplace would do; simulated
+    // on the server, because the allow-list refuses --inplace).
+    let new_content = common::text(10, 6000);
+    common::write_file(&src.join("inplace"), &new_content);
+    // The same mtimes as before, to the nanosecond.
+    common::set_times_bottom_up(&src, 1_700_000_000);
+    {
+        use std::io::Write;
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .open(staged.join("inplace"))
+            .unwrap();
+        f.write_all(&new_content).unwrap();
+        let mtime = std::fs::metadata(src.join("inplace"))
+            .unwrap()
+            .modified()
+            .unwrap();
+        f.set_modified(mtime).unwrap();
+    }
+    let done = s.push("web1", &src, &[]);
+    assert_eq!(done["state"], "complete", "{done:#}");
+    s.restore_equals(done["session"].as_i64().unwrap(), &src);
+
+    // Run 4: an inode reused after a delete: the placeholder is replaced, on the server, by a
+    // new sparse file with the same size and mtime (maybe the same inode number): only the
+    // birth time tells them apart. It must not pass for the placeholder.
+    let p = staged.join("reused");
+    let meta = std::fs::metadata(&p).unwrap();
+    std::fs::remove_file(&p).unwrap();
+    let f = std::fs::File::create(&p).unwrap();
+    f.set_len(meta.len()).unwrap();
+    f.set_modified(meta.modified().unwrap()).unwrap();
+    drop(f);
+    let done = s.ssh("web1", None, "prepare");
+    assert!(done.status.success());
+    // No rsync this time: the client has nothing new to say; complete sees the impostor.
+    let out = s.ssh("web1", None, "complete");
+    let done: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(done["state"], "incomplete", "{done:#}");
+    let errors = done["errors"].to_string();
+    assert!(errors.contains("placeholder without record"), "{errors}");
+    assert!(
+        !p.exists(),
+        "the impostor is removed so that it is sent again"
+    );
+    // The next run sends it again and all is well.
+    let done = s.push("web1", &src, &[]);
+    assert_eq!(done["state"], "complete", "{done:#}");
+    s.restore_equals(done["session"].as_i64().unwrap(), &src);
+
+    // Run 5: a client forging what marks a placeholder: a fully sparse file (sent with -S) and
+    // user.rsync.* xattrs claiming another kind of file.
+    let sparse = src.join("all-holes");
+    std::fs::File::create(&sparse)
+        .unwrap()
+        .set_len(1 << 20)
+        .unwrap();
+    let forged = src.join("forged");
+    common::write_file(&forged, b"real content");
+    let xattrs = common::set_xattr(&forged, "user.rsync.%stat", b"20644 1,3 0:0")
+        && common::set_xattr(&forged, "user.rsync.other", b"kept");
+    common::set_times_bottom_up(&src, 1_700_000_000);
+    let done = s.push("web1", &src, &["-S"]);
+    assert_eq!(done["state"], "complete", "{done:#}");
+    let session = done["session"].as_i64().unwrap();
+    let target = s.dir.path().join("restore-forged");
+    s.repo.restore(session, &target);
+    assert_eq!(
+        std::fs::read(target.join("all-holes")).unwrap(),
+        vec![0u8; 1 << 20]
+    );
+    assert!(
+        std::fs::symlink_metadata(target.join("forged"))
+            .unwrap()
+            .is_file()
+    );
+    assert_eq!(
+        std::fs::read(target.join("forged")).unwrap(),
+        b"real content"
+    );
+    if xattrs {
+        let x = common::xattrs(&target.join("forged"));
+        assert!(!x.contains_key(&b"user.rsync.%stat"[..]), "{x:?}");
+        assert_eq!(
+            x.get(&b"user.rsync.other"[..]).map(Vec::as_slice),
+            Some(&b"kept"[..])
+        );
+    }
+    // And a run with nothing changed after the forgery still reuses, never reads.
+    let done = s.push("web1", &src, &["-S"]);
+    assert_eq!(done["files_read"], 0, "{done:#}");
 }
