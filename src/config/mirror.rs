@@ -55,6 +55,26 @@ pub struct MirrorOf {
     pub timezone: TimeZone,
 }
 
+impl MirrorOf {
+    /// Whether the primary may connect now from `ip` (an address rule and a time window must
+    /// both allow it); the refusal says which did not.
+    pub fn allows(&self, ip: std::net::IpAddr, now: jiff::Timestamp) -> Result<(), String> {
+        if !self.addresses.iter().any(|net| net.contains(&ip)) {
+            return Err(format!(
+                "mirror-of {}: address {ip} is not in its addresses",
+                self.name
+            ));
+        }
+        if !self.windows.iter().any(|w| w.contains(now, &self.timezone)) {
+            return Err(format!(
+                "mirror-of {}: not within its windows at this time",
+                self.name
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// Both kinds of mirror sections of one `server.toml`.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct MirrorConfig {
@@ -268,6 +288,34 @@ mod tests {
         assert_eq!(m.repository, PathBuf::from("/srv/mirror"));
         assert_eq!(m.windows.len(), 1);
         assert!(c.mirror_of("offsite").is_none());
+    }
+
+    #[test]
+    fn address_and_window_rules_apply() {
+        let c = parse(
+            "[mirror-of.m]\nrepository = \"/r\"\naddresses = [\"192.0.2.0/24\"]\n\
+             windows = [\"daily 01:00-02:00\"]\n",
+        )
+        .unwrap();
+        let m = c.mirror_of("m").unwrap();
+        let at = |h: i64| jiff::Timestamp::from_second(1_795_651_200 + h * 3600).unwrap();
+        let inside: std::net::IpAddr = "192.0.2.7".parse().unwrap();
+        let outside: std::net::IpAddr = "198.51.100.1".parse().unwrap();
+        let hour = |t: jiff::Timestamp| t.to_zoned(TimeZone::UTC).hour() as i64;
+        let base = hour(at(0));
+        let in_window = at((25 - base) % 24);
+        let out_window = at((13 - base + 24) % 24);
+        assert!(m.allows(inside, in_window).is_ok());
+        assert!(
+            m.allows(outside, in_window)
+                .unwrap_err()
+                .contains("address")
+        );
+        assert!(
+            m.allows(inside, out_window)
+                .unwrap_err()
+                .contains("windows")
+        );
     }
 
     #[test]

@@ -13,7 +13,6 @@ use super::create::{create_mirror, is_vacant};
 use super::wire::{
     Conn, MAX_IDS, Message, PROTOCOL_VERSION, WireKey, WireRecord, WireSession, code,
 };
-use crate::config::ClientName;
 use crate::error::{Error, ErrorKind, Result};
 use crate::format::pack::{RECORD_HEADER_LEN, RecordHeader, decode_record_header};
 use crate::format::repository::RepoConfig;
@@ -408,7 +407,7 @@ impl Mirror<'_> {
     /// Make one session visible: every root chunk must be held (invariant 3); the row and its
     /// root are inserted in one transaction. A session already held is left as it is.
     fn put_session(&self, s: &WireSession) -> Result<bool> {
-        ClientName::parse(&s.client).map_err(|e| protocol(e.message()))?;
+        crate::ingest::validate_client_name(&s.client).map_err(|e| protocol(e.message()))?;
         write_tx(self.index.conn(), |conn| {
             let held: bool = conn
                 .prepare_cached("SELECT 1 FROM sessions WHERE id = ?1")?

@@ -19,6 +19,8 @@ pub const MAX_IDS: u32 = 65536;
 pub const MAX_WRAPPED_KEY: u32 = 64 << 10;
 /// Largest `repository.toml` accepted in a `Hello`.
 pub const MAX_REPOSITORY_TOML: u32 = 64 << 10;
+/// Longest client name in a session (as `ingest` allows).
+pub const MAX_CLIENT_NAME: u32 = 64;
 /// Longest error message carried (longer ones are cut).
 pub const MAX_ERROR_MESSAGE: usize = 4096;
 /// Frame header: length and tag.
@@ -503,7 +505,7 @@ impl Message {
             0x31 => Message::LackSessions(d.i64s()?),
             0x32 => {
                 let id = d.i64()?;
-                let client = d.text(crate::config::MAX_CLIENT_NAME_LEN as u32)?;
+                let client = d.text(MAX_CLIENT_NAME)?;
                 let state = d.u8()?;
                 if !(1..=2).contains(&state) {
                     return Err(bad(format_args!("session {id}: unknown state {state}")));

@@ -1,23 +1,292 @@
-//! `rsbackup mirror` and the hidden `rsbackup mirror-serve` (the mirror's forced command).
+//! `rsbackup mirror --repo R --to NAME|DIR [--config F] [--follow-deletes] [--json]
+//! [--mail-failures]` and the hidden `rsbackup mirror-serve --config F --mirror-of NAME`, which
+//! sshd on the offsite box runs as the forced command of the primary's key.
+//!
+//! A target with a `/` in it is a local directory: the mirror side runs in a thread of this
+//! process over a socket pair, the same protocol and code as over ssh.
 
+use std::io::{BufReader, BufWriter, Read, Write};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use anyhow::{Context, Result, anyhow};
 use clap::Args as ClapArgs;
+use rsbackup::config::ServerConfig;
+use rsbackup::config::mirror::MirrorTarget;
+use rsbackup::mirror::{PushOptions, PushReport, ServeOptions, push, serve as serve_mirror};
+use rsbackup::repo::Repo;
 
-use crate::Outcome;
+use crate::output::size_exact;
+use crate::{Outcome, UsageError};
 
-/// `rsbackup mirror`.
+/// `server.toml` when `--config` is not given.
+const DEFAULT_CONFIG: &str = "/etc/rsbackup/server.toml";
+/// Buffer of the connection in each direction.
+const CONN_BUFFER: usize = 1 << 20;
+/// Most of ssh's standard error kept for the error message.
+const SSH_STDERR_LIMIT: u64 = 16 << 10;
+
+/// Arguments of `mirror`.
 #[derive(ClapArgs)]
-pub struct Args {}
-
-/// `rsbackup mirror-serve`.
-#[derive(ClapArgs)]
-pub struct ServeArgs {}
-
-/// Run `mirror`.
-pub fn run(_args: Args) -> anyhow::Result<Outcome> {
-    anyhow::bail!("mirror is not implemented yet")
+pub struct Args {
+    /// The repository to mirror (default: `repository` of server.toml).
+    #[arg(long, value_name = "DIR")]
+    repo: Option<PathBuf>,
+    /// A target named in server.toml (`[mirrors.NAME]`), or a directory (any value with a `/`).
+    #[arg(long, value_name = "NAME|DIR")]
+    to: String,
+    /// The server configuration (default /etc/rsbackup/server.toml; needed for a named target).
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Ask the mirror to forget sessions this repository rolled off (a mirror refuses unless
+    /// its own configuration allows it).
+    #[arg(long)]
+    follow_deletes: bool,
+    /// Print the report as JSON.
+    #[arg(long)]
+    json: bool,
+    /// On failure, mail the administrators of server.toml (for runs started after `complete`).
+    #[arg(long)]
+    mail_failures: bool,
 }
 
-/// Run `mirror-serve`.
-pub fn serve(_args: ServeArgs) -> anyhow::Result<Outcome> {
-    anyhow::bail!("mirror-serve is not implemented yet")
+/// Arguments of `mirror-serve`.
+#[derive(ClapArgs)]
+pub struct ServeArgs {
+    /// The offsite box's server configuration.
+    #[arg(long, value_name = "FILE")]
+    config: PathBuf,
+    /// The `[mirror-of.NAME]` section that names the repository and what the primary may do.
+    #[arg(long, value_name = "NAME")]
+    mirror_of: String,
+}
+
+/// Run `mirror`.
+pub fn run(args: Args) -> Result<Outcome> {
+    let config = if args.to.contains('/') && args.config.is_none() {
+        None
+    } else {
+        let path = args
+            .config
+            .clone()
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_CONFIG));
+        Some(ServerConfig::load(&path)?)
+    };
+    let result = mirror(&args, config.as_ref());
+    if let (Err(e), true, Some(cfg)) = (&result, args.mail_failures, &config) {
+        let body = format!(
+            "The mirror run of {} to {} failed:\n\n{}\n\nThe next run resumes where this one \
+             stopped; nothing that arrived is sent again.\n",
+            args.repo.as_deref().unwrap_or(&cfg.repository).display(),
+            args.to,
+            crate::one_line(e)
+        );
+        let subject = format!("rsbackup: mirror to {} failed", args.to);
+        if let Err(mail) = rsbackup::report::mailer::Mailer::from_config(&cfg.mail)
+            .and_then(|m| m.send(&cfg.admin, &subject, &body))
+        {
+            eprintln!("rsbackup: could not mail the failure report: {mail}");
+        }
+    }
+    let report = result?;
+    if args.json {
+        crate::output::print_json(&report)?;
+    } else {
+        print_human(&report)?;
+    }
+    Ok(Outcome::Ok)
+}
+
+fn mirror(args: &Args, config: Option<&ServerConfig>) -> Result<PushReport> {
+    let repo_path = match (&args.repo, config) {
+        (Some(p), _) => p.clone(),
+        (None, Some(cfg)) => cfg.repository.clone(),
+        (None, None) => {
+            return Err(
+                UsageError("give --repo DIR (or --config with a repository)".into()).into(),
+            );
+        }
+    };
+    let repo = crate::open::repo(&repo_path)?;
+    if args.to.contains('/') {
+        return local(&repo, args);
+    }
+    let config = config.expect("loaded for a named target");
+    let target = config.mirrors.target(&args.to).ok_or_else(|| {
+        UsageError(format!(
+            "no [mirrors.{}] in {} (a local directory target needs a '/' in it)",
+            args.to,
+            config.path.display()
+        ))
+    })?;
+    over_ssh(&repo, target, args.follow_deletes || target.follow_deletes)
+}
+
+/// A local directory: the mirror side in a thread, over a socket pair.
+fn local(repo: &Repo, args: &Args) -> Result<PushReport> {
+    let dest = std::path::absolute(Path::new(&args.to))
+        .with_context(|| format!("resolving {}", args.to))?;
+    let serve_opts = ServeOptions {
+        name: dest.display().to_string(),
+        repository: dest.clone(),
+        // The operator owns both repositories: the flag is the mirror's configuration too.
+        follow_deletes: args.follow_deletes,
+    };
+    let (ours, theirs) = UnixStream::pair().context("creating a socket pair")?;
+    let server = std::thread::spawn(move || -> rsbackup::Result<()> {
+        let reader = BufReader::with_capacity(CONN_BUFFER, theirs.try_clone().map_err(io)?);
+        serve_mirror(
+            reader,
+            BufWriter::with_capacity(CONN_BUFFER, theirs),
+            &serve_opts,
+        )
+        .map(|_| ())
+    });
+    let opts = PushOptions {
+        target: format!("path:{}", dest.display()),
+        follow_deletes: args.follow_deletes,
+    };
+    let reader = BufReader::with_capacity(CONN_BUFFER, ours.try_clone()?);
+    let result = push(repo, reader, ours.try_clone()?, &opts);
+    let _ = ours.shutdown(std::net::Shutdown::Both);
+    let served = server
+        .join()
+        .map_err(|_| anyhow!("the local mirror thread panicked"))?;
+    match (result, served) {
+        (Ok(report), _) => Ok(report),
+        // The mirror's own error says more than the closed connection the primary saw.
+        (Err(e), Err(mirror)) if e.kind() == rsbackup::ErrorKind::Io => Err(mirror.into()),
+        (Err(e), _) => Err(e.into()),
+    }
+}
+
+fn io(e: std::io::Error) -> rsbackup::Error {
+    rsbackup::Error::io("local mirror socket", e)
+}
+
+/// A named target: `ssh` to the offsite box, whose sshd forces `mirror-serve`.
+fn over_ssh(repo: &Repo, target: &MirrorTarget, follow_deletes: bool) -> Result<PushReport> {
+    let mut cmd = Command::new("ssh");
+    cmd.arg("-i")
+        .arg(&target.ssh_key)
+        .arg("-p")
+        .arg(target.port.to_string())
+        .args(["-o", "BatchMode=yes", "-o", "IdentitiesOnly=yes"]);
+    for option in &target.ssh_options {
+        cmd.arg("-o").arg(option);
+    }
+    // The forced command ignores what is asked for; the word only shows in the mirror's logs.
+    cmd.arg(format!("{}@{}", target.user, target.host))
+        .arg("--")
+        .arg("rsbackup-mirror")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().context("cannot run ssh")?;
+    let stdin = child.stdin.take().expect("piped");
+    let stdout = child.stdout.take().expect("piped");
+    let stderr = child.stderr.take().expect("piped");
+    let errors = std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = stderr.take(SSH_STDERR_LIMIT).read_to_string(&mut text);
+        text
+    });
+    let opts = PushOptions {
+        target: target.name.to_string(),
+        follow_deletes,
+    };
+    let result = push(
+        repo,
+        BufReader::with_capacity(CONN_BUFFER, stdout),
+        BufWriter::with_capacity(CONN_BUFFER, stdin),
+        &opts,
+    );
+    if result.is_err() {
+        let _ = child.kill();
+    }
+    let status = child.wait().context("waiting for ssh")?;
+    let ssh_said = errors.join().unwrap_or_default();
+    let ssh_said = ssh_said
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .collect::<Vec<_>>()
+        .join("; ");
+    match result {
+        Ok(report) => Ok(report),
+        Err(e) if !ssh_said.is_empty() && e.kind() == rsbackup::ErrorKind::Io => Err(anyhow!(
+            "{e} (ssh to {}@{}:{} exited with {status}: {ssh_said})",
+            target.user,
+            target.host,
+            target.port
+        )),
+        Err(e) => Err(e.into()),
+    }
+}
+
+fn print_human(r: &PushReport) -> Result<()> {
+    let mut out = crate::output::Stdout::new();
+    writeln!(
+        out,
+        "mirror to {}{}: {} chunks ({}) sent, {} sessions, {} keys",
+        r.target,
+        if r.created { " (created)" } else { "" },
+        r.chunks_sent,
+        size_exact(r.record_bytes_sent),
+        r.sessions_sent,
+        r.keys_sent
+    )?;
+    writeln!(
+        out,
+        "  {} chunk ids offered ({}), {} repaired, {} sessions forgotten",
+        r.chunks_offered,
+        if r.full_reconcile {
+            "full reconciliation"
+        } else {
+            "above the watermark"
+        },
+        r.repaired,
+        r.forgotten
+    )?;
+    writeln!(
+        out,
+        "  {} sent and {} received on the wire; the mirror holds {} chunks",
+        size_exact(r.wire_bytes_sent),
+        size_exact(r.wire_bytes_received),
+        r.mirror_chunks
+    )?;
+    out.flush()?;
+    Ok(())
+}
+
+/// Run `mirror-serve`: authorize the connection (address from `SSH_CONNECTION`, time window),
+/// then serve the protocol on standard input and output.
+pub fn serve(args: ServeArgs) -> Result<Outcome> {
+    let config = ServerConfig::load(&args.config)?;
+    let section = config.mirrors.mirror_of(&args.mirror_of).ok_or_else(|| {
+        anyhow!(
+            "no [mirror-of.{}] in {}",
+            args.mirror_of,
+            args.config.display()
+        )
+    })?;
+    let connection = std::env::var("SSH_CONNECTION").ok();
+    let ip = rsbackup::server::authz::parse_ssh_connection(connection.as_deref())
+        .map_err(|e| anyhow!("mirror-serve refused: {e}"))?;
+    section
+        .allows(ip, jiff::Timestamp::now())
+        .map_err(|e| anyhow!("mirror-serve refused: {e}"))?;
+    let opts = ServeOptions {
+        name: args.mirror_of.clone(),
+        repository: section.repository.clone(),
+        follow_deletes: section.follow_deletes,
+    };
+    let stdin = std::io::stdin().lock();
+    let stdout = std::io::stdout().lock();
+    serve_mirror(
+        BufReader::with_capacity(CONN_BUFFER, stdin),
+        BufWriter::with_capacity(CONN_BUFFER, stdout),
+        &opts,
+    )?;
+    Ok(Outcome::Ok)
 }
