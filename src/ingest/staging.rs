@@ -31,7 +31,7 @@ use std::sync::Arc;
 use rustix::fs::{AtFlags, FileType, Mode, OFlags, StatxFlags};
 
 use super::Done;
-use super::meta::FileStat;
+use super::meta::{FileStat, Xattrs};
 use crate::format::manifest::{Body, Extent, Meta};
 
 /// The prefix `--munge-links` puts before every symlink target.
@@ -125,8 +125,8 @@ pub fn parse_fake_super_stat(value: &[u8]) -> Option<(u32, u32, u32, u32, u32)> 
 pub(super) fn decode_meta(
     decode: &StagingDecode,
     mut st: FileStat,
-    mut xattrs: Vec<(Vec<u8>, Vec<u8>)>,
-) -> (FileStat, Vec<(Vec<u8>, Vec<u8>)>) {
+    mut xattrs: Xattrs,
+) -> (FileStat, Xattrs) {
     if !decode.fake_super {
         return (st, xattrs);
     }

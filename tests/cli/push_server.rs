@@ -577,3 +577,29 @@ fn hollow_placeholders_are_never_ingested_as_content() {
     let done = s.push("web1", &src, &["-S"]);
     assert_eq!(done["files_read"], 0, "{done:#}");
 }
+
+/// `rsbackup authorized-keys` prints the forced-command lines for the configured clients, and
+/// sshd accepts them: the printed line works as is.
+#[test]
+fn authorized_keys_lines_work_with_sshd() {
+    let s = Server::start(&[("web1", Some(ANY))], None);
+    let bin = common::bin();
+    let run = common::rsbackup([
+        "authorized-keys".as_ref(),
+        "--config".as_ref(),
+        s.config.as_os_str(),
+        "--program".as_ref(),
+        bin.as_os_str(),
+    ]);
+    run.ok();
+    let text = run.stdout_str();
+    let expected = format!(
+        "command=\"{} serve --config {} --client web1\",restrict {}\n",
+        bin.display(),
+        s.config.display(),
+        s.key("web1").public
+    );
+    assert_eq!(text, expected);
+    s.sshd.set_authorized_keys(&text);
+    assert_eq!(s.json("web1", "sessions"), serde_json::json!([]));
+}
