@@ -354,6 +354,80 @@ mod tests {
         assert_eq!(names, [&b"trusted.t"[..], b"user.foo", b"user.rsync.evil"]);
     }
 
+    /// A fresh fully sparse file `p` in `dir`: its descriptor, stat and true row.
+    fn fresh(dir: &std::path::Path) -> Option<(OwnedFd, FileStat, PlaceholderRow)> {
+        let file = dir.join("p");
+        let _ = std::fs::remove_file(&file);
+        std::fs::File::create(&file).unwrap().set_len(4096).unwrap();
+        let fd = rustix::fs::open(dir, OFlags::RDONLY | OFlags::DIRECTORY, Mode::empty()).unwrap();
+        let st = FileStat::from_stat(&rustix::fs::lstat(&file).unwrap());
+        let btime_ns = btime_at(&fd, &CString::new("p").unwrap()).unwrap()?;
+        let row = PlaceholderRow {
+            dev: st.dev,
+            ino: st.ino,
+            btime_ns,
+            size: st.size,
+            mtime_ns: st.mtime_ns(),
+            extents: vec![Extent::Hole { len: 4096 }],
+        };
+        Some((fd, st, row))
+    }
+
+    fn table(row: PlaceholderRow) -> StagingDecode {
+        StagingDecode {
+            placeholders: Some(Arc::new(Placeholders {
+                rows: [(b"p".to_vec(), row)].into_iter().collect(),
+            })),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn placeholder_needs_every_part_of_its_identity() {
+        let dir = tempfile::tempdir().unwrap();
+        let name = CString::new("p").unwrap();
+        let Some((fd, st, row)) = fresh(dir.path()) else {
+            return; // no birth times here: hollow mode is refused on such filesystems
+        };
+        let meta = st.meta(Vec::new());
+        // Its own untouched placeholder: the row's extents, fresh metadata.
+        let done = placeholder_check(&table(row.clone()), &fd, &name, b"p", &st, &meta).unwrap();
+        assert!(done.error.is_none());
+        assert!(matches!(
+            done.entry.unwrap().body,
+            Body::File { size: 4096, .. }
+        ));
+        // A file with blocks is content, whatever the row says.
+        let mut full = st;
+        full.blocks = 8;
+        assert!(placeholder_check(&table(row), &fd, &name, b"p", &full, &meta).is_none());
+        // Hollow mode off: nothing decided here.
+        let off = StagingDecode::default();
+        assert!(placeholder_check(&off, &fd, &name, b"p", &st, &meta).is_none());
+
+        // Another birth time (an inode number reused), inode, size or mtime: the look-alike is
+        // unreadable and removed from staging.
+        type Change = fn(&mut PlaceholderRow);
+        let changes: [Change; 4] = [
+            |r| r.btime_ns += 1,
+            |r| r.ino += 1,
+            |r| r.size += 1,
+            |r| r.mtime_ns += 1,
+        ];
+        for (i, change) in changes.into_iter().enumerate() {
+            let (fd, st, mut row) = fresh(dir.path()).unwrap();
+            change(&mut row);
+            let meta = st.meta(Vec::new());
+            let done = placeholder_check(&table(row), &fd, &name, b"p", &st, &meta).unwrap();
+            assert_eq!(
+                done.error.as_deref(),
+                Some(PLACEHOLDER_WITHOUT_RECORD),
+                "{i}"
+            );
+            assert!(!dir.path().join("p").exists(), "{i}: removed");
+        }
+    }
+
     #[test]
     fn munged_targets() {
         let on = StagingDecode {

@@ -506,6 +506,8 @@ fn hollow_placeholders_are_never_ingested_as_content() {
     }
     let done = s.push("web1", &src, &[]);
     assert_eq!(done["state"], "complete", "{done:#}");
+    // Only the rewritten file was read; the chmod-ed placeholder reused its row.
+    assert_eq!(done["files_read"], 1, "{done:#}");
     s.restore_equals(done["session"].as_i64().unwrap(), &src);
 
     // Run 4: an inode reused after a delete: the placeholder is replaced, on the server, by a

@@ -28,6 +28,9 @@ pub struct Args {
     /// The server configuration.
     #[arg(long, value_name = "FILE", default_value = "/etc/rsbackup/server.toml")]
     config: PathBuf,
+    /// A run's lease (taken by prepare) expires after this many hours without complete.
+    #[arg(long, value_name = "HOURS", default_value_t = 12, value_parser = clap::value_parser!(u64).range(1..=168))]
+    lease_hours: u64,
 }
 
 /// Run `serve`: never returns normally except on success.
@@ -46,13 +49,14 @@ pub fn run(args: Args) -> Result<Outcome> {
         .unwrap_or_else(|_| "backup server".to_owned());
     let command = std::env::var("SSH_ORIGINAL_COMMAND").ok();
     let connection = std::env::var("SSH_CONNECTION").ok();
-    let input = ServeInput::new(
+    let mut input = ServeInput::new(
         &args.client,
         connection.as_deref(),
         command.as_deref(),
         jiff::Timestamp::now(),
         &host,
     );
+    input.lease_timeout = std::time::Duration::from_secs(args.lease_hours * 3600);
     match serve(&config, &input) {
         ServeOutcome::Answer { stdout, exit } => {
             print!("{stdout}");
