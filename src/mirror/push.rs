@@ -304,7 +304,8 @@ impl Pusher<'_> {
     }
 
     /// Send the records of `ids` in batches of about [`PUT_BATCH_BYTES`], reading in pack order.
-    /// `repair` selects `Repair` instead of `PutChunks`. Returns per-batch replies through `ack`.
+    /// `repair` selects `Repair` instead of `PutChunks`. Each reply goes to `ack` with the
+    /// record bytes of its batch.
     fn send_records<R: Read, W: Write>(
         &self,
         conn: &mut Conn<R, W>,
@@ -332,7 +333,8 @@ impl Pusher<'_> {
                 return Ok(());
             }
             let records = std::mem::take(batch);
-            let sent = std::mem::take(bytes);
+            *bytes = 0;
+            let sent = records.iter().map(|r| r.record.len() as u64).sum();
             conn.send(&if repair {
                 Message::Repair(records)
             } else {

@@ -5,6 +5,7 @@ mod common;
 mod check_damage;
 mod cli_basic;
 mod ingest_crash;
+mod mirror;
 mod prune;
 mod restore_fidelity;
 mod push_client;
