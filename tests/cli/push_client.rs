@@ -633,7 +633,7 @@ fn client_killed_mid_transfer_then_the_next_run_resumes_and_succeeds() {
     fs::write(client.src.join("small"), b"small file").unwrap();
     fs::write(
         client.src.join("big.bin"),
-        crate::common::pattern(3, 48 << 20),
+        crate::common::pattern(3, 24 << 20),
     )
     .unwrap();
     let server = Server::start(
@@ -648,7 +648,7 @@ fn client_killed_mid_transfer_then_the_next_run_resumes_and_succeeds() {
         MailTo::Dir(&mail),
         "",
     );
-    // 8 MiB/s: the big file takes about six seconds, time enough to kill the run mid-file.
+    // 4 MiB/s: the big file takes about six seconds, time enough to kill the run mid-file.
     let mut child = std::process::Command::new(crate::common::bin())
         .args([
             arg("run"),
@@ -657,7 +657,7 @@ fn client_killed_mid_transfer_then_the_next_run_resumes_and_succeeds() {
             arg("--state-dir"),
         ])
         .arg(client.path("state"))
-        .args(["--bwlimit", "8192"])
+        .args(["--bwlimit", "4096"])
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
@@ -699,8 +699,11 @@ fn client_killed_mid_transfer_then_the_next_run_resumes_and_succeeds() {
         }
         std::thread::sleep(Duration::from_millis(100));
     }
+    eprintln!("lock free {:?} after the kill", start.elapsed());
     assert_eq!(server.sessions(), 0);
+    let start = std::time::Instant::now();
     let run = client.run(&config, &[]);
+    eprintln!("next run took {:?}", start.elapsed());
     run.code(code::OK);
     let job = message_with(&eml_messages(&mail), "backup ok").to_owned();
     assert!(job.contains("prepare (resumed)"), "{job}");
