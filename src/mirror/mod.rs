@@ -20,6 +20,7 @@ mod create;
 pub mod push;
 pub mod serve;
 mod state;
+pub mod trigger;
 pub mod wire;
 
 use rusqlite::Connection;
@@ -29,6 +30,7 @@ use crate::ids::ChunkId;
 
 pub use push::{PushOptions, PushReport, push};
 pub use serve::{ServeOptions, ServeReport, serve};
+pub use trigger::{after_complete_command, spawn_after_complete};
 
 /// The order-independent digest of a set of chunk ids: XOR of BLAKE3 of each id, with a count.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

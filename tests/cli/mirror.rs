@@ -358,3 +358,70 @@ fn mirror_serve_refuses_other_addresses_and_unknown_sections() {
         "a refused connection creates nothing"
     );
 }
+
+/// Wait until `done` or a minute passes.
+fn wait_for(mut done: impl FnMut() -> bool) -> bool {
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(60) {
+        if done() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    false
+}
+
+#[test]
+fn after_complete_runs_detached_and_mails_its_failure() {
+    let t = TestRepo::new();
+    let src = t.path("src");
+    tree(&src, 11, 3, 200_000);
+    t.ingest("web", &src);
+    let mail = t.path("mail");
+    std::fs::create_dir(&mail).unwrap();
+    let config = t.path("server.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "repository = {:?}\nstaging-root = \"/srv/s\"\n{}",
+            t.repo.display().to_string(),
+            mail_toml(&mail)
+        ),
+    )
+    .unwrap();
+    let exe = crate::common::bin();
+    // A local target: the detached run mirrors, with nothing of ours held open.
+    let dest = t.path("usb/mirror");
+    std::fs::create_dir(t.path("usb")).unwrap();
+    let started = Instant::now();
+    rsbackup::mirror::spawn_after_complete(&exe, &config, &t.repo, dest.to_str().unwrap()).unwrap();
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "spawning must not wait"
+    );
+    assert!(
+        wait_for(|| {
+            let run = rsbackup([arg("sessions"), arg("--repo"), arg(&dest), arg("--json")]);
+            run.code == 0 && run.json().as_array().is_some_and(|a| a.len() == 1)
+        }),
+        "the detached mirror run did not finish"
+    );
+    assert_eq!(
+        std::fs::read_dir(&mail).unwrap().count(),
+        0,
+        "no mail on success"
+    );
+    // A target that cannot be reached: the failure arrives by mail.
+    rsbackup::mirror::spawn_after_complete(&exe, &config, &t.repo, "/nonexistent/dir/mirror")
+        .unwrap();
+    assert!(
+        wait_for(|| std::fs::read_dir(&mail).unwrap().count() > 0),
+        "no failure mail"
+    );
+    let entry = std::fs::read_dir(&mail).unwrap().next().unwrap().unwrap();
+    let text = std::fs::read_to_string(entry.path()).unwrap();
+    assert!(
+        text.contains("mirror to /nonexistent/dir/mirror failed"),
+        "{text}"
+    );
+}
