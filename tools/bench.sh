@@ -79,7 +79,7 @@ measure() {
   read -r wall user sys rss < <(tail -n 1 "$RUN/time.txt")
   [ -n "$stored_dir" ] && stored=$(du -sb "$stored_dir" | cut -f1)
   printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$tool" "$step" "$wall" \
-    "$(python3 -c "print($user + $sys)")" "$rss" "$bytes" "$stored" >>"$RESULTS"
+    "$(python3 -c "print(round($user + $sys, 2))")" "$rss" "$bytes" "$stored" >>"$RESULTS"
 }
 
 list_files() { find "$DATA" -type f -print0; }

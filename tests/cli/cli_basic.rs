@@ -435,3 +435,52 @@ fn check_of_a_fresh_repository_is_clean() {
         human.stdout_str()
     );
 }
+
+#[test]
+fn ls_into_a_closed_pipe_is_success() {
+    let t = TestRepo::new();
+    let src = t.path("src");
+    // Enough names that the listing overflows the pipe buffer after `head` has gone.
+    for i in 0..1500 {
+        write_file(
+            &src.join(format!(
+                "dir-{:02}/a-rather-long-file-name-number-{i:05}",
+                i % 20
+            )),
+            b"",
+        );
+    }
+    let s = t.ingest("pipe", &src);
+    let script = format!(
+        "set -o pipefail; {:?} ls --repo {:?} --identity {:?} --session {s} | head -n 1 >/dev/null",
+        bin(),
+        t.repo,
+        t.identity
+    );
+    let out = std::process::Command::new("bash")
+        .args(["-c", &script])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "ls | head failed: {:?} {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn usage_doc_lists_every_exit_code() {
+    let doc = include_str!("../../docs/usage.md");
+    for code in 0..=11 {
+        assert!(
+            doc.contains(&format!("\n| {code} | ")),
+            "docs/usage.md does not explain exit code {code}"
+        );
+    }
+}
