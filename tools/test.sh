@@ -9,15 +9,25 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 # attr: setfattr/getfattr for xattr tests; sqlite3: inspecting and damaging index.db in tests.
 apt_ensure rsync openssh-server openssh-client python3-aiosmtpd attr sqlite3 ca-certificates
 
+# Every step runs even when an earlier one failed, so one run shows every problem.
+failed=()
 step() {
   local name=$1 start=$SECONDS
   shift
   echo "== $name: $*" >&2
-  "$@"
-  echo "== $name: ok in $((SECONDS - start)) s" >&2
+  if "$@"; then
+    echo "== $name: ok in $((SECONDS - start)) s" >&2
+  else
+    echo "== $name: FAILED after $((SECONDS - start)) s" >&2
+    failed+=("$name")
+  fi
 }
 
 step fmt cargo fmt --all --check
 step clippy cargo clippy --all-targets -- -D warnings
 step test cargo test --all-targets
+if ((${#failed[@]})); then
+  echo "== failed: ${failed[*]}" >&2
+  exit 1
+fi
 echo "== all checks passed" >&2
