@@ -104,20 +104,28 @@ pub enum Reason {
     /// An incomplete session newer than every complete one.
     NewestIncomplete,
     /// No rules: everything is kept.
+    #[serde(rename = "no-rules")]
     NoPolicy,
     /// `keep-last`.
+    #[serde(rename = "keep-last")]
     Last,
     /// `keep-hourly`.
+    #[serde(rename = "keep-hourly")]
     Hourly,
     /// `keep-daily`.
+    #[serde(rename = "keep-daily")]
     Daily,
     /// `keep-weekly`.
+    #[serde(rename = "keep-weekly")]
     Weekly,
     /// `keep-monthly`.
+    #[serde(rename = "keep-monthly")]
     Monthly,
     /// `keep-yearly`.
+    #[serde(rename = "keep-yearly")]
     Yearly,
     /// `keep-within`.
+    #[serde(rename = "keep-within")]
     Within,
 }
 
@@ -462,6 +470,13 @@ mod tests {
         let d = decide(&s, &p, &utc(), now()).unwrap();
         assert_eq!(kept(&d), vec![2, 3, 4]);
         assert!(d[1].reasons.contains(&Reason::Within));
+    }
+
+    #[test]
+    fn reasons_serialize_as_the_rule_names() {
+        let json = serde_json::to_string(&[Reason::Last, Reason::NewestComplete, Reason::NoPolicy])
+            .unwrap();
+        assert_eq!(json, r#"["keep-last","newest-complete","no-rules"]"#);
     }
 
     #[test]

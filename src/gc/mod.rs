@@ -272,9 +272,11 @@ pub fn prune(repo: &Repo, opts: &PruneOptions) -> Result<PruneReport> {
     Ok(report)
 }
 
-/// The automatic roll-off at the end of `complete`: forget for `client`, then collect only if
-/// the exclusive lock is free at once (an ingest of another client may be running); otherwise
-/// collect stays pending for the next `rsbackup prune`.
+/// The automatic roll-off at the end of `complete`, after the ingest has ended (its writer
+/// dropped): forget for `client`, then collect only if the exclusive lock is free at once (an
+/// ingest of another client may be running); otherwise collect stays pending for the next
+/// `rsbackup prune`. The caller checks the client's `auto` setting; `repack_threshold` is the
+/// repository-wide one from `[retention]`.
 pub fn after_ingest(
     repo: &Repo,
     client: &str,
