@@ -255,6 +255,15 @@ pub fn prune(repo: &Repo, opts: &PruneOptions) -> Result<PruneReport> {
         if report.removed > 0 {
             fail.hit("after-forget");
         }
+        // A dead ingest may have sealed packs before it died: their chunks are named by no
+        // session and only a collect removes them, so cleaning up after it makes one owed.
+        // (Cleanup done at the start of an ingest does not do this; such garbage then waits
+        // for the next collect.)
+        if repo.cleanup_dead_writers(&index)? > 0 {
+            write_tx(&index, "recording that a collect is owed", |conn| {
+                set_gc_pending(conn, true)
+            })?;
+        }
         if !gc_pending(index.conn())? {
             return Ok(report);
         }

@@ -473,3 +473,39 @@ fn an_ingest_beside_a_prune_both_succeed() {
     assert_check_clean(&t);
     let _ = sessions;
 }
+
+#[test]
+fn a_dead_ingest_found_by_prune_makes_a_collect_owed() {
+    let t = small_pack_repo();
+    let sessions = four_sessions(&t);
+    // What an ingest killed after sealing one pack leaves: a running session and a sealed pack
+    // of a writer whose lock file is gone.
+    {
+        let index = t.repo.index().unwrap();
+        let writer = crate::ids::WriterId::random();
+        index.create_session("web", &writer, 1).unwrap();
+        let mut w = crate::store::PackWriter::new(t.repo.root(), &index, &writer, 1 << 20);
+        w.append(crate::store::PendingChunk {
+            id: crate::ids::ChunkId([9; 32]),
+            kind: crate::index::ChunkKind::Data,
+            key_id: crate::ids::KeyId(1),
+            envelope: vec![1; 3000],
+            refs: Vec::new(),
+        })
+        .unwrap();
+        w.finish().unwrap();
+    }
+    assert!(!gc_pending(t.repo.index().unwrap().conn()).unwrap());
+    let r = prune(&t.repo, &keep_last(10)).unwrap();
+    assert_eq!(r.removed, 0);
+    let c = r.collect.expect("the dead ingest's chunks are collected");
+    assert_eq!(c.chunks_deleted, 1);
+    assert_eq!(
+        count(&t, "SELECT count(*) FROM sessions WHERE state = 'running'"),
+        0
+    );
+    for (id, dir) in &sessions {
+        assert_restores(&t, *id, dir);
+    }
+    assert_check_clean(&t);
+}
