@@ -110,7 +110,17 @@ pub fn check(repo: &Repo, opts: &CheckOptions) -> Result<CheckReport> {
     if opts.read_data && !damaged.is_empty() {
         // Remembered for the next mirror run, which fetches good copies (src/mirror).
         let ids: Vec<ChunkId> = damaged.iter().copied().collect();
-        crate::mirror::record_damaged(index.conn(), &ids, crate::store::now())?;
+        if let Err(e) = crate::mirror::record_damaged(index.conn(), &ids, crate::store::now()) {
+            // A read-only index must not stop the check; the next mirror run then cannot repair.
+            findings.push(Finding {
+                what: format!(
+                    "could not record the damaged chunks for repair by a mirror run: {e}"
+                ),
+                chunk: None,
+                pack: None,
+                sessions: Vec::new(),
+            });
+        }
     }
 
     let mut paths = HashMap::new();
