@@ -18,6 +18,8 @@ pub enum FailureKind {
     TransferFailed,
 }
 
+use crate::report::StepStatus;
+
 /// What the rsbackup server prints to a refused client (`server::authz::REFUSAL_MESSAGE`).
 pub const SERVER_REFUSAL: &str = "request refused; the administrator has been notified";
 
@@ -184,6 +186,41 @@ pub fn ssh_advice(kind: FailureKind, stderr: &str, server: &str) -> String {
             "{server} did not answer in time: check the network and the server's load, then rerun"
         ),
         _ => "see the step's output in the job report".to_owned(),
+    }
+}
+
+/// `exit code 4` etc. for a failed step.
+pub fn step_status_words(status: &StepStatus) -> String {
+    match status {
+        StepStatus::Failed(why) => why.clone(),
+        StepStatus::TimedOut(limit) => format!(
+            "timed out after {}, killed",
+            crate::report::human_duration(*limit)
+        ),
+        StepStatus::Ok => "ok".into(),
+        StepStatus::Skipped(why) => format!("skipped: {why}"),
+    }
+}
+
+/// `; the server said: ...` with the server's own `rsbackup: ...` lines, or nothing.
+pub fn server_lines(output: &str) -> String {
+    let lines: Vec<&str> = output
+        .lines()
+        .map(str::trim)
+        .filter(|l| l.starts_with("rsbackup: "))
+        .collect();
+    if lines.is_empty() {
+        String::new()
+    } else {
+        format!("; the server said: {}", lines.join(" / "))
+    }
+}
+
+/// `: <last non-empty line>` of some output, cut to 200 characters, or nothing.
+pub fn last_line(output: &str) -> String {
+    match output.lines().rev().map(str::trim).find(|l| !l.is_empty()) {
+        Some(line) => format!(": {}", line.chars().take(200).collect::<String>()),
+        None => String::new(),
     }
 }
 

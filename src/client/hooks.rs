@@ -39,7 +39,8 @@ pub fn run_hook(hook: &Hook, kind: &str) -> StepReport {
         other => StepStatus::Failed(other.describe()),
     };
     StepReport {
-        name: format!("{kind} hook {}", hook_name(hook)),
+        // Short enough for the report's step table; the failure names the whole argv.
+        name: format!("{kind} hook {}", shorten(&hook_name(hook), 30)),
         started,
         duration: got.elapsed,
         status,
@@ -49,11 +50,15 @@ pub fn run_hook(hook: &Hook, kind: &str) -> StepReport {
 
 /// The hook as one short line: its argv, cut to 80 characters.
 pub fn hook_name(hook: &Hook) -> String {
-    let line = hook.argv.join(" ");
-    if line.chars().count() <= 80 {
-        line
+    shorten(&hook.argv.join(" "), 80)
+}
+
+/// `line` cut to `max` characters, `...` marking a cut.
+fn shorten(line: &str, max: usize) -> String {
+    if line.chars().count() <= max {
+        line.to_owned()
     } else {
-        format!("{}...", line.chars().take(77).collect::<String>())
+        format!("{}...", line.chars().take(max - 3).collect::<String>())
     }
 }
 

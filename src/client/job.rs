@@ -9,7 +9,10 @@ use std::path::PathBuf;
 
 use jiff::Timestamp;
 
-use super::diagnosis::{FailureKind, classify_rsync, classify_ssh, rsync_exit_words, ssh_advice};
+use super::diagnosis::{
+    FailureKind, classify_rsync, classify_ssh, last_line, rsync_exit_words, server_lines,
+    ssh_advice, step_status_words,
+};
 use super::hooks::{OnFailure, hook_name, run_hook};
 use super::lock::ClientLock;
 use super::process::{Ended, Limits, run_captured};
@@ -21,7 +24,7 @@ use super::stats::RsyncStats;
 use super::summary;
 use crate::config::ClientConfig;
 use crate::error::{Error, ErrorKind};
-use crate::report::{ErrorReport, Failure, JobReport, Mailer, StepReport, StepStatus};
+use crate::report::{ErrorReport, Failure, JobReport, StepReport, StepStatus};
 
 /// How to run, besides the configuration file.
 #[derive(Debug, Clone)]
@@ -479,7 +482,14 @@ impl Run<'_> {
                 };
                 (
                     StepStatus::Failed(format!("rsync exit code {code}: {words}")),
-                    Some((kind, format!("rsync exit code {code}: {words}"), action)),
+                    Some((
+                        kind,
+                        format!(
+                            "rsync exit code {code}: {words}{}",
+                            server_lines(&got.output)
+                        ),
+                        action,
+                    )),
                 )
             }
             other => (
@@ -575,46 +585,4 @@ impl Run<'_> {
             answer,
         }
     }
-}
-
-/// `exit code 4` etc. for a failed step.
-fn step_status_words(status: &StepStatus) -> String {
-    match status {
-        StepStatus::Failed(why) => why.clone(),
-        StepStatus::TimedOut(limit) => format!(
-            "timed out after {}, killed",
-            crate::report::human_duration(*limit)
-        ),
-        StepStatus::Ok => "ok".into(),
-        StepStatus::Skipped(why) => format!("skipped: {why}"),
-    }
-}
-
-/// `: <last non-empty line>` of some output, cut to 200 characters, or nothing.
-fn last_line(output: &str) -> String {
-    match output.lines().rev().map(str::trim).find(|l| !l.is_empty()) {
-        Some(line) => format!(": {}", line.chars().take(200).collect::<String>()),
-        None => String::new(),
-    }
-}
-
-/// Mail the error report (if any) to `errors-to`, then the job report to `reports-to`. Returns
-/// what could not be sent; the run's result stands either way.
-pub fn send_reports(config: &ClientConfig, result: &RunResult) -> Vec<Error> {
-    let mailer = match Mailer::from_config(&config.mail) {
-        Ok(m) => m,
-        Err(e) => return vec![e],
-    };
-    let mut problems = Vec::new();
-    if let Some(error) = &result.error
-        && let Err(e) = mailer.send(&config.errors_to, &error.subject(), &error.render_text())
-    {
-        problems.push(e);
-    }
-    if let Some(job) = &result.job
-        && let Err(e) = mailer.send(&config.reports_to, &job.subject(), &job.render_text())
-    {
-        problems.push(e);
-    }
-    problems
 }

@@ -7,7 +7,7 @@
 //! `complete`, runs the cleanup hooks whatever happened, and returns a [`job::RunResult`]: a
 //! status the binary turns into an exit code, the job report, and an error report when anything
 //! failed. [`stats`] reads rsync's `--stats`; [`diagnosis`] turns exit codes and ssh's messages
-//! into words and advice; [`summary`] fills the reports. [`job::send_reports`] mails them; a mail
+//! into words and advice; [`summary`] fills the reports. [`summary::send_reports`] mails them; a mail
 //! that cannot be sent is returned to the caller, not hidden.
 //!
 //! Nothing here prints, exits or reads the environment: the host name, the lock path and the
@@ -23,4 +23,5 @@ pub mod resume;
 pub mod stats;
 pub mod summary;
 
-pub use job::{RunOptions, RunResult, RunStatus, run, send_reports};
+pub use job::{RunOptions, RunResult, RunStatus, run};
+pub use summary::send_reports;

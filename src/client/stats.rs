@@ -93,13 +93,25 @@ fn leading_number(value: &str) -> Option<u64> {
     parse_number(token)
 }
 
-/// One figure of a breakdown such as `7 (reg: 4, dir: 2, link: 1)`.
+/// One figure of a breakdown such as `7 (reg: 4, dir: 2, link: 1)` or, with separators,
+/// `3,128 (reg: 3,016, dir: 108, link: 4)` (so the list cannot be split on commas).
 fn breakdown(value: &str, key: &str) -> Option<u64> {
     let inner = value.split_once('(')?.1.split(')').next()?;
-    inner.split(',').find_map(|part| {
-        let (k, v) = part.split_once(':')?;
-        (k.trim() == key).then(|| parse_number(v.trim())).flatten()
-    })
+    let at = inner.find(&format!("{key}:"))?;
+    if at > 0
+        && inner[..at]
+            .chars()
+            .last()
+            .is_some_and(|c| c.is_ascii_alphabetic())
+    {
+        return None;
+    }
+    let rest = inner[at + key.len() + 1..].trim_start();
+    let number: String = rest
+        .chars()
+        .take_while(|c| c.is_ascii_digit() || ",.'".contains(*c))
+        .collect();
+    parse_number(number.trim_end_matches([',', '.', '\'']))
 }
 
 /// `3,000,008`, `3.000.008`, `3'000'008`, `12`, or with `--human-readable` `2.86M` / `1.05G`.
@@ -151,6 +163,8 @@ mod tests {
     const FIRST: &str = include_str!("testdata/rsync-3.2.7-first.txt");
     const SECOND: &str = include_str!("testdata/rsync-3.2.7-second.txt");
     const UNCHANGED: &str = include_str!("testdata/rsync-3.2.7-unchanged.txt");
+    // The first run of tools/demo.sh (3,128 entries: numbers with separators in the breakdown).
+    const LARGE: &str = include_str!("testdata/rsync-3.2.7-large.txt");
 
     #[test]
     fn first_run_of_rsync_3_2_7() {
@@ -167,6 +181,19 @@ mod tests {
         assert_eq!(s.bytes_sent, Some(3_001_022));
         assert_eq!(s.bytes_received, Some(104));
         assert!(s.sent_percent().unwrap() > 100.0);
+    }
+
+    #[test]
+    fn separators_inside_the_breakdown() {
+        let s = RsyncStats::parse(LARGE);
+        assert_eq!(s.files, Some(3_128));
+        assert_eq!(s.regular_files, Some(3_016));
+        assert_eq!(s.created_files, Some(3_128));
+        assert_eq!(s.files_transferred, Some(3_014));
+        assert_eq!(s.total_file_size, Some(163_494_673));
+        assert_eq!(s.bytes_sent, Some(163_697_926));
+        assert_eq!(breakdown("5 (dir: 2, reg: 3)", "reg"), Some(3));
+        assert_eq!(breakdown("5 (xreg: 2)", "reg"), None);
     }
 
     #[test]

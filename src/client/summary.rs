@@ -3,10 +3,12 @@
 
 use jiff::Timestamp;
 
+use super::job::RunResult;
 use super::remote::ServerAnswer;
 use super::stats::RsyncStats;
 use crate::config::ClientConfig;
-use crate::report::{ErrorReport, Failure, JobReport, StepReport};
+use crate::error::Error;
+use crate::report::{ErrorReport, Failure, JobReport, Mailer, StepReport};
 
 /// Labels of the job report's figures (tests and readers look for them).
 pub mod label {
@@ -173,6 +175,27 @@ pub fn error_report(
         started,
         failures,
     }
+}
+
+/// Mail the error report (if any) to `errors-to`, then the job report to `reports-to`. Returns
+/// what could not be sent; the run's result stands either way.
+pub fn send_reports(config: &ClientConfig, result: &RunResult) -> Vec<Error> {
+    let mailer = match Mailer::from_config(&config.mail) {
+        Ok(m) => m,
+        Err(e) => return vec![e],
+    };
+    let mut problems = Vec::new();
+    if let Some(error) = &result.error
+        && let Err(e) = mailer.send(&config.errors_to, &error.subject(), &error.render_text())
+    {
+        problems.push(e);
+    }
+    if let Some(job) = &result.job
+        && let Err(e) = mailer.send(&config.reports_to, &job.subject(), &job.render_text())
+    {
+        problems.push(e);
+    }
+    problems
 }
 
 #[cfg(test)]

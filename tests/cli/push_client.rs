@@ -18,6 +18,7 @@ pub mod code {
     pub const INIT_HOOK: i32 = 14;
     pub const UNREACHABLE: i32 = 15;
     pub const REFUSED: i32 = 16;
+    pub const TIMED_OUT: i32 = 17;
 }
 
 /// Where the client's mail goes.
@@ -710,4 +711,35 @@ fn client_killed_mid_transfer_then_the_next_run_resumes_and_succeeds() {
     assert_eq!(server.sessions(), 1);
     let restored = server.restore_latest("restored");
     crate::common::assert_trees_equal(&client.src, &restored.join("src"));
+}
+
+#[test]
+fn server_that_never_answers_is_a_timeout() {
+    let client = Client::new();
+    // Accepts connections (the kernel does, into the backlog) but never says a word.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = silent.local_addr().unwrap().port();
+    let mail = client.path("mail");
+    fs::create_dir(&mail).unwrap();
+    let config = client.config(port, None, MailTo::Dir(&mail), "");
+    let start = std::time::Instant::now();
+    let run = rsbackup([
+        arg("run"),
+        arg("--config"),
+        arg(&config),
+        arg("--state-dir"),
+        arg(client.path("state")),
+        arg("--connect-timeout"),
+        arg("2"),
+    ]);
+    run.code(code::TIMED_OUT);
+    assert!(
+        start.elapsed() < Duration::from_secs(30),
+        "{:?}",
+        start.elapsed()
+    );
+    let error = message_with(&eml_messages(&mail), "ERROR").to_owned();
+    assert!(error.contains("timed out"), "{error}");
+    assert!(error.contains("did not answer in time"), "{error}");
+    drop(silent);
 }
