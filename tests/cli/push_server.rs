@@ -605,3 +605,61 @@ fn authorized_keys_lines_work_with_sshd() {
     s.sshd.set_authorized_keys(&text);
     assert_eq!(s.json("web1", "sessions"), serde_json::json!([]));
 }
+
+/// Keep mode with a quota and hooks: a second prepare while a run is open is refused by the
+/// lease; hook output comes back in the answer; a failing hook fails prepare and frees the
+/// lease; a staging area over its quota fails prepare.
+#[test]
+fn prepare_lease_hooks_and_quota() {
+    let hooks = "prepare-hooks = [{ argv = [\"/bin/sh\", \"-c\", \"echo checked $0\", \"space\"] }]\n\
+                 complete-hooks = [{ argv = [\"/bin/sh\", \"-c\", \"echo done\"] }]";
+    let body = format!("{ANY}\nstaging-mode = \"keep\"\nquota = \"64K\"\n{hooks}");
+    let s = Server::start(&[("web1", Some(&body))], None);
+    let src = s.dir.path().join("src");
+    common::write_file(&src.join("big"), &common::pattern(1, 200_000));
+
+    let prepared = s.json("web1", "prepare");
+    assert_eq!(
+        prepared["hooks"][0]["output"], "checked space\n",
+        "{prepared:#}"
+    );
+    assert_eq!(prepared["staging_mode"], "keep");
+    let busy = s.ssh("web1", None, "prepare");
+    assert_eq!(busy.status.code(), Some(common::exit::LOCKED), "{busy:?}");
+    assert!(String::from_utf8_lossy(&busy.stderr).contains("already in progress"));
+    assert!(s.rsync("web1", &src, &[]).status.success());
+    let done = s.json("web1", "complete");
+    assert_eq!(done["hooks"][0]["output"], "done\n", "{done:#}");
+    assert_eq!(done["staging"]["mode"], "keep");
+    assert!(s.staging.join("web1/big").exists(), "keep leaves staging");
+
+    // Now staging holds ~200 KB, over the 64 KiB quota.
+    let over = s.ssh("web1", None, "prepare");
+    assert_eq!(over.status.code(), Some(common::exit::FAILURE), "{over:?}");
+    assert!(String::from_utf8_lossy(&over.stderr).contains("over its quota"));
+    // ... and the lease was given back: an upload is refused for want of a run.
+    let out = s.rsync("web1", &src, &[]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("no run in progress"),
+        "{out:?}"
+    );
+    // The rsync refusal of a missing lease is audited as allowed-then-failed, not as refused.
+    assert_eq!(s.audit().last().unwrap()[3], "allow");
+
+    // A failing prepare hook: prepare answers ok = false, exits 1 and frees the lease.
+    let text = std::fs::read_to_string(&s.config).unwrap();
+    let text = text.replace("quota = \"64K\"\n", "").replace(
+        "\"echo checked $0\", \"space\"",
+        "\"echo no space; exit 4\"",
+    );
+    std::fs::write(&s.config, text).unwrap();
+    for _ in 0..2 {
+        let out = s.ssh("web1", None, "prepare");
+        assert_eq!(out.status.code(), Some(common::exit::FAILURE), "{out:?}");
+        let answer: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(answer["ok"], false);
+        assert_eq!(answer["hooks"][0]["code"], 4);
+        assert_eq!(answer["hooks"][0]["output"], "no space\n");
+    }
+}
