@@ -2,7 +2,7 @@
 //! (data chunks before manifest chunks), then the sessions, remembering after every
 //! acknowledged batch what the mirror holds so that an interrupted run resumes cheaply.
 
-use std::collections::HashSet;
+use std::collections::{HashSet, VecDeque};
 use std::io::{Read, Write};
 
 use super::ChunkSetDigest;
@@ -19,6 +19,8 @@ use crate::store::{PackReader, now};
 
 /// Record bytes per `PutChunks`/`Repair` message (the mirror writes one pack per message).
 const PUT_BATCH_BYTES: u64 = 24 << 20;
+/// `PutChunks`/`Repair` messages sent before the reply to the first of them is awaited.
+const PIPELINE: usize = 2;
 /// Keys per `PutKeys` message (a wrapped key is a few hundred bytes per recipient).
 const KEYS_PER_MESSAGE: usize = 1000;
 
@@ -326,21 +328,31 @@ impl Pusher<'_> {
             }
         }
         locs.sort_by_key(|l| (l.pack_row, l.offset));
+        // Up to PIPELINE batches are in flight: the next batch is read and hashed here while
+        // the mirror writes and syncs the previous one. Replies come back in order.
+        let mut in_flight: VecDeque<u64> = VecDeque::new();
         let mut batch: Vec<WireRecord> = Vec::new();
         let mut bytes = 0u64;
-        let mut flush = |batch: &mut Vec<WireRecord>, bytes: &mut u64| -> Result<()> {
-            if batch.is_empty() {
-                return Ok(());
+        let mut flush = |batch: &mut Vec<WireRecord>,
+                         bytes: &mut u64,
+                         in_flight: &mut VecDeque<u64>,
+                         window: usize|
+         -> Result<()> {
+            if !batch.is_empty() {
+                let records = std::mem::take(batch);
+                *bytes = 0;
+                in_flight.push_back(records.iter().map(|r| r.record.len() as u64).sum());
+                conn.send(&if repair {
+                    Message::Repair(records)
+                } else {
+                    Message::PutChunks(records)
+                })?;
             }
-            let records = std::mem::take(batch);
-            *bytes = 0;
-            let sent = records.iter().map(|r| r.record.len() as u64).sum();
-            conn.send(&if repair {
-                Message::Repair(records)
-            } else {
-                Message::PutChunks(records)
-            })?;
-            ack(reply(conn)?, sent)
+            while in_flight.len() > window {
+                let sent = in_flight.pop_front().expect("non-empty");
+                ack(reply(conn)?, sent)?;
+            }
+            Ok(())
         };
         for loc in &locs {
             let r = self.record(loc)?;
@@ -349,12 +361,12 @@ impl Pusher<'_> {
                 && (bytes + size > PUT_BATCH_BYTES
                     || bytes + size > u64::from(MAX_FRAME_PAYLOAD) - 4096)
             {
-                flush(&mut batch, &mut bytes)?;
+                flush(&mut batch, &mut bytes, &mut in_flight, PIPELINE - 1)?;
             }
             bytes += size;
             batch.push(r);
         }
-        flush(&mut batch, &mut bytes)
+        flush(&mut batch, &mut bytes, &mut in_flight, 0)
     }
 
     fn repair<R: Read, W: Write>(

@@ -391,10 +391,9 @@ fn an_interrupted_run_resumes_without_resending() {
     assert!(mirror.index().unwrap().sessions(None).unwrap().is_empty());
     let again = mirror_ok(&t, &dest);
     assert_eq!(again.chunks_sent + arrived, chunk_ids(&t.repo).len() as u64);
-    assert!(
-        !again.full_reconcile,
-        "state was remembered per batch: {again:?}"
-    );
+    // With two batches in flight, the mirror may have committed one whose reply never came
+    // back: then the digests differ and every id is offered again, but no record is resent.
+    assert!(again.chunks_offered <= chunk_ids(&t.repo).len() as u64);
     assert_eq!(chunk_ids(&mirror), chunk_ids(&t.repo));
     let report = check(
         &mirror,

@@ -233,8 +233,13 @@ fn a_killed_mirror_run_resumes_without_resending() {
         listed.code != 0 || listed.json().as_array().is_none_or(|a| a.is_empty()),
         "a session is visible before all it needs arrived"
     );
-    // The mirror side notices the closed connection and exits; its writer lock goes with it.
-    std::thread::sleep(Duration::from_millis(500));
+    // The mirror side notices the closed connection, finishes or drops its batch and exits;
+    // its writer lock file goes with it.
+    let locks = s.mirror.join("locks");
+    assert!(
+        wait_for(|| std::fs::read_dir(&locks).is_ok_and(|mut d| d.next().is_none())),
+        "mirror-serve did not exit after the primary was killed"
+    );
     let arrived = mirror_chunk_count(&s.mirror) as u64;
     let resumed = s.mirror();
     let total = mirror_chunk_count(&s.mirror) as u64;
