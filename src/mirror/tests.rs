@@ -502,3 +502,93 @@ fn bad_records_are_refused_by_the_mirror() {
     }
     assert_eq!(chunk_ids(&Repo::open(&dest).unwrap()), chunk_ids(&t.repo));
 }
+
+/// Talk to a mirror by hand: each `(request, needle)` pair must end in an `Error` containing it.
+fn refused_by_mirror(dest: &Path, first: Vec<Message>, last: Message, needle: &str) {
+    let (a, b) = UnixStream::pair().unwrap();
+    let so = serve_opts(dest, false);
+    let server = std::thread::spawn(move || serve(b.try_clone().unwrap(), b, &so));
+    let mut conn = Conn::new(a.try_clone().unwrap(), a);
+    for m in first {
+        conn.send(&m).unwrap();
+        assert!(!matches!(conn.recv().unwrap(), Message::Error { .. }));
+    }
+    conn.send(&last).unwrap();
+    match conn.recv().unwrap() {
+        Message::Error { message, .. } => assert!(message.contains(needle), "{message}"),
+        m => panic!("expected an error for {}, got {m:?}", last.name()),
+    }
+    assert!(server.join().unwrap().is_err());
+}
+
+#[test]
+fn protocol_misuse_is_refused() {
+    let t = TestRepo::new();
+    session(&t, 3, 1000);
+    let dest = t.path("mirror");
+    mirror_ok(&t, &dest);
+    let toml = std::fs::read_to_string(t.repo.root().join("repository.toml")).unwrap();
+    let hello = |version| Message::Hello {
+        version,
+        repository_toml: toml.clone(),
+        secret_age: Vec::new(),
+    };
+    refused_by_mirror(&dest, vec![], Message::Bye, "first message was not Hello");
+    refused_by_mirror(&dest, vec![], hello(2), "version 2 is not supported");
+    refused_by_mirror(
+        &dest,
+        vec![hello(1)],
+        hello(1),
+        "not a request a mirror answers",
+    );
+    // A session whose root the mirror does not hold never becomes visible.
+    let missing = crate::ids::ChunkId([0xee; 32]);
+    let session = WireSession {
+        id: 99,
+        client: "web".into(),
+        state: 1,
+        started: 1,
+        finished: Some(2),
+        stats: [0; 5],
+        pinned: false,
+        root: vec![missing],
+    };
+    refused_by_mirror(
+        &dest,
+        vec![hello(1)],
+        Message::PutSession(session.clone()),
+        "does not hold",
+    );
+    let bad_name = WireSession {
+        client: "../etc".into(),
+        root: vec![],
+        ..session
+    };
+    refused_by_mirror(
+        &dest,
+        vec![hello(1)],
+        Message::PutSession(bad_name),
+        "client name",
+    );
+    // A key the mirror holds is never overwritten with other bytes.
+    let key = WireKey {
+        id: 1,
+        created: 0,
+        wrapped: vec![1, 2, 3],
+    };
+    refused_by_mirror(
+        &dest,
+        vec![hello(1)],
+        Message::PutKeys(vec![key]),
+        "never overwrites",
+    );
+    let mirror = Repo::open(&dest).unwrap();
+    assert!(
+        mirror
+            .index()
+            .unwrap()
+            .session(crate::ids::SessionId(99))
+            .is_err()
+    );
+    assert_eq!(mirror.index().unwrap().sessions(None).unwrap().len(), 1);
+}

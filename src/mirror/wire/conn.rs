@@ -1,0 +1,84 @@
+//! Frames on a byte stream: `u32 LE payload length`, `u8 tag`, payload, with the length bounded
+//! before anything is read or allocated, and the bytes counted each way.
+
+use std::io::{Read, Write};
+
+use super::{FRAME_HEADER_LEN, MAX_FRAME_PAYLOAD, Message, bad, tag_name};
+use crate::error::{Error, ErrorKind, Result};
+
+/// One end of a connection: reads and writes frames, counting the bytes each way.
+pub struct Conn<R, W> {
+    reader: R,
+    writer: W,
+    /// Bytes written (frame headers included).
+    pub sent: u64,
+    /// Bytes read (frame headers included).
+    pub received: u64,
+}
+
+impl<R: Read, W: Write> Conn<R, W> {
+    /// A connection over a reader and a writer (a pipe pair, a socket, ssh's stdio).
+    pub fn new(reader: R, writer: W) -> Self {
+        Conn {
+            reader,
+            writer,
+            sent: 0,
+            received: 0,
+        }
+    }
+
+    /// Send one message and flush.
+    pub fn send(&mut self, msg: &Message) -> Result<()> {
+        let (tag, payload) = msg.encode();
+        let len = u32::try_from(payload.len())
+            .ok()
+            .filter(|n| *n <= MAX_FRAME_PAYLOAD)
+            .ok_or_else(|| {
+                Error::new(
+                    ErrorKind::Internal,
+                    format!(
+                        "mirror protocol: {} of {} bytes is over the frame limit",
+                        msg.name(),
+                        payload.len()
+                    ),
+                )
+            })?;
+        let mut header = [0u8; 5];
+        header[..4].copy_from_slice(&len.to_le_bytes());
+        header[4] = tag;
+        self.writer
+            .write_all(&header)
+            .and_then(|()| self.writer.write_all(&payload))
+            .and_then(|()| self.writer.flush())
+            .map_err(|e| Error::io(format_args!("mirror connection: sending {}", msg.name()), e))?;
+        self.sent += FRAME_HEADER_LEN + u64::from(len);
+        Ok(())
+    }
+
+    /// Receive one message. A clean end of stream before a frame is `Io` ("closed").
+    pub fn recv(&mut self) -> Result<Message> {
+        let mut header = [0u8; 5];
+        self.reader.read_exact(&mut header).map_err(|e| {
+            if e.kind() == std::io::ErrorKind::UnexpectedEof {
+                Error::new(ErrorKind::Io, "mirror connection: the other side closed it")
+            } else {
+                Error::io("mirror connection: reading a frame", e)
+            }
+        })?;
+        let len = u32::from_le_bytes(header[..4].try_into().expect("4"));
+        if len > MAX_FRAME_PAYLOAD {
+            return Err(bad(format_args!(
+                "a frame of {len} bytes is over the limit of {MAX_FRAME_PAYLOAD}"
+            )));
+        }
+        let mut payload = vec![0u8; len as usize];
+        self.reader.read_exact(&mut payload).map_err(|e| {
+            Error::io(
+                format_args!("mirror connection: reading a {} frame", tag_name(header[4])),
+                e,
+            )
+        })?;
+        self.received += FRAME_HEADER_LEN + u64::from(len);
+        Message::decode(header[4], &payload)
+    }
+}
