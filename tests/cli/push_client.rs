@@ -90,8 +90,13 @@ impl Client {
         };
         let text = format!(
             "name = \"web1\"\nsources = [{:?}]\n{extra}\n[server]\nhost = \"127.0.0.1\"\n\
-             port = {port}\nuser = \"root\"\nssh-key = {:?}\n{known}\n{mail}",
+             port = {port}\nuser = {:?}\nssh-key = {:?}\n{known}\n{mail}",
             self.src.display().to_string(),
+            // The user the sshd harness logs in as.
+            std::env::var("USER")
+                .ok()
+                .filter(|u| !u.is_empty())
+                .unwrap_or_else(|| "root".to_owned()),
             self.key.private.display().to_string(),
         );
         let path = self.path("client.toml");
