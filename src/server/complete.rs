@@ -51,7 +51,10 @@ fn complete_run(
     let repo = Repo::open(&config.repository)?;
     let mut notes: Vec<String> = Vec::new();
     let table_path = staging::placeholders_path(repo.root(), client);
-    let old = if hollow {
+    // Placeholders left by an earlier hollow run stay placeholders whatever the mode is now:
+    // as long as the table exists it is used, so that they are never read as content.
+    let use_table = hollow || table_path.exists();
+    let old = if use_table {
         let index = repo.index()?;
         staging::load_placeholders(&table_path, &index).unwrap_or_else(|e| {
             // Without the table every placeholder is sent again: slower, never wrong.
@@ -67,7 +70,7 @@ fn complete_run(
     let decode = StagingDecode {
         munged_links: true,
         fake_super: true,
-        placeholders: hollow.then(|| Arc::clone(&old)),
+        placeholders: use_table.then(|| Arc::clone(&old)),
         ingested: hollow.then_some(tx),
     };
     let opts = IngestOptions {
@@ -84,7 +87,11 @@ fn complete_run(
     let staging_result = match policy.staging_mode {
         StagingMode::Keep => json!({"mode": "keep"}),
         StagingMode::Purge => match staging::purge(&dir) {
-            Ok(n) => json!({"mode": "purge", "removed": n}),
+            Ok(n) => {
+                // Nothing left for the table to describe.
+                let _ = std::fs::remove_file(&table_path);
+                json!({"mode": "purge", "removed": n})
+            }
             Err(e) => {
                 notes.push(e.to_string());
                 json!({"mode": "purge", "error": e.to_string()})

@@ -578,6 +578,27 @@ fn hollow_placeholders_are_never_ingested_as_content() {
     // And a run with nothing changed after the forgery still reuses, never reads.
     let done = s.push("web1", &src, &["-S"]);
     assert_eq!(done["files_read"], 0, "{done:#}");
+
+    // (The forged bookkeeping xattr is dropped by design; take it off the source to compare.)
+    let _ = rustix::fs::lremovexattr(&forged, "user.rsync.%stat");
+    // The administrator switches to keep: the placeholders still in staging keep their rows
+    // and are never read as content.
+    let text = std::fs::read_to_string(&s.config).unwrap();
+    std::fs::write(&s.config, text.replace("\"hollow\"", "\"keep\"")).unwrap();
+    let done = s.push("web1", &src, &[]);
+    assert_eq!(
+        (&done["state"], &done["files_read"]),
+        (&"complete".into(), &0.into()),
+        "{done:#}"
+    );
+    s.restore_equals(done["session"].as_i64().unwrap(), &src);
+    // ... then to purge: still right, and the table goes with the placeholders.
+    let text = std::fs::read_to_string(&s.config).unwrap();
+    std::fs::write(&s.config, text.replace("\"keep\"", "\"purge\"")).unwrap();
+    let done = s.push("web1", &src, &[]);
+    assert_eq!(done["state"], "complete", "{done:#}");
+    s.restore_equals(done["session"].as_i64().unwrap(), &src);
+    assert!(!s.repo.repo.join("cache/web1.placeholders.db").exists());
 }
 
 /// `rsbackup authorized-keys` prints the forced-command lines for the configured clients, and
