@@ -11,6 +11,8 @@ use crate::error::ErrorKind;
 use crate::repo::Repo;
 use crate::restore::testutil::{SessionBuilder, TestRepo};
 
+mod repair;
+
 fn opts(target: &str) -> PushOptions {
     PushOptions {
         target: target.into(),
@@ -404,48 +406,6 @@ fn an_interrupted_run_resumes_without_resending() {
     )
     .unwrap();
     assert!(report.problems.is_empty(), "{:?}", report.problems);
-}
-
-#[test]
-fn damage_found_by_check_is_repaired_from_the_primary() {
-    let t = TestRepo::new();
-    session(&t, 3, 300_000);
-    let dest = t.path("mirror");
-    mirror_ok(&t, &dest);
-    let mirror = Repo::open(&dest).unwrap();
-    let index = mirror.index().unwrap();
-    let pack = index.packs().unwrap().into_iter().next().unwrap();
-    let loc = index.chunks_in_pack(pack.row).unwrap().remove(1);
-    let path = crate::store::pack_path(&dest, &pack.name);
-    let mut bytes = std::fs::read(&path).unwrap();
-    bytes[(loc.offset + 60) as usize] ^= 0x40;
-    std::fs::write(&path, bytes).unwrap();
-    let found = check(
-        &mirror,
-        &CheckOptions {
-            read_data: true,
-            identities: None,
-        },
-    )
-    .unwrap();
-    assert_eq!(found.problems.len(), 1, "{:?}", found.problems);
-    let report = mirror_ok(&t, &dest);
-    assert_eq!(report.repaired, 1);
-    assert_eq!(report.chunks_sent, 0);
-    let clean = check(
-        &mirror,
-        &CheckOptions {
-            read_data: true,
-            identities: Some(t.identities()),
-        },
-    )
-    .unwrap();
-    assert!(clean.problems.is_empty(), "{:?}", clean.problems);
-    let left: i64 = index
-        .conn()
-        .query_row("SELECT count(*) FROM damaged_chunks", [], |r| r.get(0))
-        .unwrap();
-    assert_eq!(left, 0);
 }
 
 #[test]
