@@ -261,8 +261,8 @@ impl Run<'_> {
                 &name,
                 what,
                 location,
-                "run the hook by hand as root to see why, fix it, then run rsbackup again; no \
-                 backup was made (the cleanup hooks did run)"
+                "run the hook by hand as root to see why, fix it, then run rsbackup again (the \
+                 cleanup hooks did run)"
                     .into(),
             );
             self.skip(&["prepare", "rsync", "complete"], "an init hook failed");
@@ -538,6 +538,12 @@ impl Run<'_> {
         location: String,
         action: String,
     ) {
+        // The first failure that stops the run says so, for whoever reads only the error mail.
+        let action = if self.fatal.is_none() {
+            format!("{action}. No backup was made by this run.")
+        } else {
+            action
+        };
         self.fatal.get_or_insert(status);
         self.failures.push(Failure {
             step: step.into(),

@@ -218,6 +218,7 @@ fn run_with_nothing_listening_reports_unreachable() {
     assert!(error.contains("To: errors@example.org"), "{error}");
     assert!(error.contains("Connection refused"), "{error}");
     assert!(error.contains("to do: root@127.0.0.1:"), "{error}");
+    assert!(error.contains("No backup was made by this run."), "{error}");
     let job = message_with(&messages, "backup FAILED");
     assert!(job.contains("To: reports@example.org"), "{job}");
     assert!(job.contains("skipped: prepare failed"), "{job}");
@@ -297,7 +298,7 @@ fn failing_init_hook_aborts_and_cleanup_still_runs() {
         error.contains("exit code 5: dump failed: disk full"),
         "{error}"
     );
-    assert!(error.contains("no backup was made"), "{error}");
+    assert!(error.contains("No backup was made by this run."), "{error}");
     let job = message_with(&messages, "backup FAILED");
     assert!(job.contains("skipped: an init hook failed"), "{job}");
     assert!(job.contains("dump failed: disk full"), "{job}");
