@@ -8,6 +8,7 @@ mod ingest_crash;
 mod mirror;
 mod prune;
 mod push_client;
+mod push_hollow;
 mod push_server;
 mod restore_fidelity;
 mod smtp;
