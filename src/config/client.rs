@@ -54,6 +54,37 @@ pub struct ClientConfig {
     pub errors_to: Vec<Mailbox>,
     /// Who gets the job report.
     pub reports_to: Vec<Mailbox>,
+    /// Where the client lock and the note of a run in progress are kept (`state-dir`).
+    pub state_dir: PathBuf,
+    /// What a failing init hook does (`on-init-hook-failure`): abort (the default) or go on.
+    pub continue_after_init_hook_failure: bool,
+    /// How rsync and ssh move the data (`[transfer]`).
+    pub transfer: TransferOptions,
+}
+
+/// The `[transfer]` table: timeouts, bandwidth and wire compression.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TransferOptions {
+    /// ssh connect timeout (`connect-timeout-seconds`, default 30).
+    pub connect_timeout: Duration,
+    /// rsync I/O timeout: give up when no data moved for this long (`io-timeout-seconds`,
+    /// default 600).
+    pub io_timeout: Duration,
+    /// rsync bandwidth limit in KiB/s (`bwlimit-kib`), none by default.
+    pub bwlimit_kib: Option<u32>,
+    /// Compress on the wire, rsync `-z` (`compress`, default false).
+    pub compress: bool,
+}
+
+impl Default for TransferOptions {
+    fn default() -> Self {
+        TransferOptions {
+            connect_timeout: Duration::from_secs(30),
+            io_timeout: Duration::from_secs(600),
+            bwlimit_kib: None,
+            compress: false,
+        }
+    }
 }
 
 impl ClientConfig {
@@ -170,7 +201,71 @@ impl ClientConfig {
             }
         };
 
+        let continue_after_init_hook_failure = match raw.on_init_hook_failure {
+            None => false,
+            Some(v) => match v.get_ref().as_str() {
+                "abort" => false,
+                "continue" => true,
+                other => {
+                    return Err(src.error_at(
+                        &v.span(),
+                        format!("on-init-hook-failure = {other:?}: use \"abort\" or \"continue\""),
+                    ));
+                }
+            },
+        };
+        let transfer = match raw.transfer {
+            None => TransferOptions::default(),
+            Some(t) => {
+                let defaults = TransferOptions::default();
+                let seconds =
+                    |v: Option<Spanned<u64>>, max: u64, what: &str, default: Duration| match v {
+                        None => Ok(default),
+                        Some(v) if (1..=max).contains(v.get_ref()) => {
+                            Ok(Duration::from_secs(*v.get_ref()))
+                        }
+                        Some(v) => Err(src.error_at(
+                            &v.span(),
+                            format!(
+                                "[transfer] {what} = {} is out of range 1..={max}",
+                                v.get_ref()
+                            ),
+                        )),
+                    };
+                TransferOptions {
+                    connect_timeout: seconds(
+                        t.connect_timeout_seconds,
+                        3600,
+                        "connect-timeout-seconds",
+                        defaults.connect_timeout,
+                    )?,
+                    io_timeout: seconds(
+                        t.io_timeout_seconds,
+                        86400,
+                        "io-timeout-seconds",
+                        defaults.io_timeout,
+                    )?,
+                    bwlimit_kib: match t.bwlimit_kib {
+                        Some(v) if *v.get_ref() == 0 => {
+                            return Err(src.error_at(
+                                &v.span(),
+                                "[transfer] bwlimit-kib = 0: leave it out for no limit",
+                            ));
+                        }
+                        v => v.map(Spanned::into_inner),
+                    },
+                    compress: t.compress.unwrap_or(false),
+                }
+            }
+        };
+
         Ok(ClientConfig {
+            state_dir: match raw.state_dir {
+                Some(p) => src.absolute_path(p, "state-dir")?,
+                None => PathBuf::from("/var/lib/rsbackup"),
+            },
+            continue_after_init_hook_failure,
+            transfer,
             path: path.to_owned(),
             name,
             server,
@@ -214,7 +309,19 @@ struct RawClient {
     ssh_path: Option<Spanned<PathBuf>>,
     init_hooks: Option<Vec<RawHook>>,
     cleanup_hooks: Option<Vec<RawHook>>,
+    state_dir: Option<Spanned<PathBuf>>,
+    on_init_hook_failure: Option<Spanned<String>>,
+    transfer: Option<RawTransfer>,
     mail: RawMail,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct RawTransfer {
+    connect_timeout_seconds: Option<Spanned<u64>>,
+    io_timeout_seconds: Option<Spanned<u64>>,
+    bwlimit_kib: Option<Spanned<u32>>,
+    compress: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -364,5 +471,50 @@ password-file = "/etc/rsbackup/smtp-password"
         assert!(err.message().contains("ssh-key"), "{err}");
         let err = parse(&EXAMPLE.replace("[mail]", "[mail]\nadmin = [\"x@y.z\"]")).unwrap_err();
         assert!(err.message().contains("admin is not used"), "{err}");
+    }
+
+    #[test]
+    fn transfer_options_and_state_dir() {
+        let cfg = parse(EXAMPLE).unwrap();
+        assert_eq!(cfg.transfer, TransferOptions::default());
+        assert_eq!(cfg.state_dir, PathBuf::from("/var/lib/rsbackup"));
+        assert!(!cfg.continue_after_init_hook_failure);
+
+        let text = EXAMPLE.replacen(
+            "[server]",
+            "state-dir = \"/srv/rsbackup-state\"\non-init-hook-failure = \"continue\"\n\n\
+             [transfer]\nio-timeout-seconds = 120\nbwlimit-kib = 5000\ncompress = true\n\n[server]",
+            1,
+        );
+        let cfg = parse(&text).unwrap();
+        assert_eq!(cfg.state_dir, PathBuf::from("/srv/rsbackup-state"));
+        assert!(cfg.continue_after_init_hook_failure);
+        assert_eq!(cfg.transfer.io_timeout, Duration::from_secs(120));
+        assert_eq!(cfg.transfer.connect_timeout, Duration::from_secs(30));
+        assert_eq!(cfg.transfer.bwlimit_kib, Some(5000));
+        assert!(cfg.transfer.compress);
+
+        let bad = |from: &str, to: &str, needle: &str| {
+            let err = parse(&text.replacen(from, to, 1)).unwrap_err();
+            assert_eq!(err.kind(), crate::error::ErrorKind::Config);
+            assert!(err.message().contains(needle), "{err} lacks {needle:?}");
+            assert!(
+                err.message().starts_with("/etc/rsbackup/client.toml:"),
+                "{err}"
+            );
+        };
+        bad("\"continue\"", "\"maybe\"", "use \"abort\" or \"continue\"");
+        bad(
+            "io-timeout-seconds = 120",
+            "io-timeout-seconds = 0",
+            "out of range",
+        );
+        bad("bwlimit-kib = 5000", "bwlimit-kib = 0", "no limit");
+        bad(
+            "\"/srv/rsbackup-state\"",
+            "\"state\"",
+            "not an absolute path",
+        );
+        bad("compress = true", "compres = true", "unknown field");
     }
 }

@@ -43,23 +43,25 @@ pub struct Args {
     #[arg(long, value_name = "FILE", default_value = "/etc/rsbackup/client.toml")]
     config: PathBuf,
     /// Where the client lock (`client-NAME.lock`: two runs never overlap) and the note of a
-    /// run in progress (`client-NAME.run`: an interrupted run is resumed) are kept.
-    #[arg(long, value_name = "DIR", default_value = "/var/lib/rsbackup")]
-    state_dir: PathBuf,
+    /// run in progress (`client-NAME.run`: an interrupted run is resumed) are kept; overrides
+    /// `state-dir` of the configuration (default /var/lib/rsbackup).
+    #[arg(long, value_name = "DIR")]
+    state_dir: Option<PathBuf>,
     /// What a failing init hook does: `abort` (no backup; cleanup hooks still run) or
-    /// `continue` (report it and back up anyway).
-    #[arg(long, value_name = "WHAT", default_value = "abort", value_parser = ["abort", "continue"])]
-    on_init_hook_failure: String,
-    /// ssh connect timeout, in seconds.
-    #[arg(long, value_name = "SECONDS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3600))]
-    connect_timeout: u64,
-    /// rsync I/O timeout: give up when no data moved for this long, in seconds.
-    #[arg(long, value_name = "SECONDS", default_value_t = 600, value_parser = clap::value_parser!(u64).range(1..=86400))]
-    io_timeout: u64,
-    /// rsync bandwidth limit in KiB/s.
+    /// `continue` (report it and back up anyway); overrides `on-init-hook-failure`.
+    #[arg(long, value_name = "WHAT", value_parser = ["abort", "continue"])]
+    on_init_hook_failure: Option<String>,
+    /// ssh connect timeout, in seconds; overrides `[transfer] connect-timeout-seconds`.
+    #[arg(long, value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(1..=3600))]
+    connect_timeout: Option<u64>,
+    /// rsync I/O timeout: give up when no data moved for this long, in seconds; overrides
+    /// `[transfer] io-timeout-seconds`.
+    #[arg(long, value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(1..=86400))]
+    io_timeout: Option<u64>,
+    /// rsync bandwidth limit in KiB/s; overrides `[transfer] bwlimit-kib`.
     #[arg(long, value_name = "KIB", value_parser = clap::value_parser!(u32).range(1..))]
     bwlimit: Option<u32>,
-    /// Compress on the wire (rsync -z).
+    /// Compress on the wire (rsync -z), whatever `[transfer] compress` says.
     #[arg(long)]
     compress: bool,
     /// Also print the job report (and the error report) on standard output.
@@ -77,21 +79,31 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
             std::process::exit(code::CONFIG.into());
         }
     };
+    let state_dir = args
+        .state_dir
+        .clone()
+        .unwrap_or_else(|| config.state_dir.clone());
+    let transfer = &config.transfer;
     let options = RunOptions {
         host: host_name(),
-        lock_path: args.state_dir.join(format!("client-{}.lock", config.name)),
-        note_path: rsbackup::client::resume::note_path(&args.state_dir, config.name.as_str()),
+        lock_path: state_dir.join(format!("client-{}.lock", config.name)),
+        note_path: rsbackup::client::resume::note_path(&state_dir, config.name.as_str()),
         connection: Connection {
-            connect_timeout: Duration::from_secs(args.connect_timeout),
-            io_timeout: Duration::from_secs(args.io_timeout),
-            bwlimit_kib: args.bwlimit,
-            compress: args.compress,
+            connect_timeout: args
+                .connect_timeout
+                .map_or(transfer.connect_timeout, Duration::from_secs),
+            io_timeout: args
+                .io_timeout
+                .map_or(transfer.io_timeout, Duration::from_secs),
+            bwlimit_kib: args.bwlimit.or(transfer.bwlimit_kib),
+            compress: args.compress || transfer.compress,
             ..Connection::default()
         },
-        init_hook_failure: if args.on_init_hook_failure == "continue" {
-            OnFailure::Continue
-        } else {
-            OnFailure::Abort
+        init_hook_failure: match args.on_init_hook_failure.as_deref() {
+            Some("continue") => OnFailure::Continue,
+            Some(_) => OnFailure::Abort,
+            None if config.continue_after_init_hook_failure => OnFailure::Continue,
+            None => OnFailure::Abort,
         },
     };
     let result = rsbackup::client::run(&config, &options);
