@@ -74,6 +74,9 @@ impl Index {
                 path.display()
             )));
         }
+        if on_read_only_filesystem(path) {
+            return Index::open_read_only(path);
+        }
         // Without SQLITE_OPEN_CREATE a vanished file is an error, not a fresh empty database.
         let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
         let conn = Connection::open_with_flags(path, flags)
@@ -84,6 +87,47 @@ impl Index {
         };
         schema::check_version(&index.conn, path)?;
         index.configure()?;
+        Ok(index)
+    }
+
+    /// Open an index that cannot be written, such as a repository copy on a read-only disk
+    /// restored from on the bad day: SQLite's `immutable` mode, which needs no `-shm` file. A
+    /// non-empty write-ahead log would hold commits that mode cannot see, so it is refused with
+    /// advice rather than read wrongly. Every write through this connection fails.
+    pub fn open_read_only(path: &Path) -> Result<Index> {
+        let wal = path.with_file_name(format!(
+            "{}-wal",
+            path.file_name()
+                .map_or_else(Default::default, |n| n.to_string_lossy())
+        ));
+        if std::fs::metadata(&wal).is_ok_and(|m| m.len() > 0) {
+            return Err(Error::new(
+                ErrorKind::Io,
+                format!(
+                    "index {} is on a read-only filesystem and its write-ahead log {} holds \
+                     commits not yet merged: copy the repository to writable storage and run the \
+                     command there",
+                    path.display(),
+                    wal.display()
+                ),
+            ));
+        }
+        let flags = OpenFlags::SQLITE_OPEN_READ_ONLY
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX
+            | OpenFlags::SQLITE_OPEN_URI;
+        let uri = format!("file:{}?immutable=1", uri_escape(&path.to_string_lossy()));
+        let conn = Connection::open_with_flags(&uri, flags).map_err(|e| {
+            Error::from(e).context(format!("opening index {} read-only", path.display()))
+        })?;
+        let index = Index {
+            conn,
+            path: path.to_path_buf(),
+        };
+        schema::check_version(&index.conn, path)?;
+        index
+            .conn
+            .busy_timeout(BUSY_TIMEOUT)
+            .map_err(|e| Error::from(e).context(format!("configuring index {}", path.display())))?;
         Ok(index)
     }
 
@@ -523,3 +567,25 @@ impl Index {
 
 #[cfg(test)]
 mod tests;
+
+/// True when the filesystem holding `path` is mounted read-only.
+fn on_read_only_filesystem(path: &Path) -> bool {
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    rustix::fs::statvfs(dir)
+        .is_ok_and(|st| st.f_flag.contains(rustix::fs::StatVfsMountFlags::RDONLY))
+}
+
+/// Percent-escape the characters that are special in an SQLite URI path.
+fn uri_escape(path: &str) -> String {
+    let mut out = String::with_capacity(path.len());
+    for c in path.chars() {
+        match c {
+            '%' | '?' | '#' => out.push_str(&format!("%{:02X}", c as u32)),
+            _ => out.push(c),
+        }
+    }
+    out
+}

@@ -371,3 +371,35 @@ fn schema_matches_the_spec() {
     }
     assert_eq!(normalized_schema(&from_code), spec_schema);
 }
+
+#[test]
+fn read_only_open_reads_and_refuses_writes_and_unmerged_logs() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("index.db");
+    {
+        let index = new_index(dir.path());
+        let s = index
+            .create_session("web1", &writer(), 1_700_000_000)
+            .unwrap();
+        index
+            .finish_session(
+                s,
+                SessionState::Complete,
+                1_700_000_010,
+                &SessionStats::default(),
+                &[],
+            )
+            .unwrap();
+    }
+    // Closing the last connection merged the write-ahead log.
+    let ro = Index::open_read_only(&path).unwrap();
+    assert_eq!(ro.sessions(None).unwrap().len(), 1);
+    assert!(ro.create_session("web2", &writer(), 1_700_000_100).is_err());
+    drop(ro);
+
+    // A log that still holds commits cannot be seen in immutable mode: refuse, with advice.
+    let wal = dir.path().join("index.db-wal");
+    std::fs::write(&wal, b"not merged").unwrap();
+    let err = Index::open_read_only(&path).unwrap_err();
+    assert!(err.message().contains("writable storage"), "{err}");
+}
