@@ -335,6 +335,16 @@ fn documented_examples_load() {
         .expect("server example");
     let cfg = parse(server).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(cfg.clients.len(), 2);
+    let retention = blocks
+        .iter()
+        .find(|b| b.starts_with("[retention]"))
+        .expect("retention example");
+    let with_retention = parse(&format!("{server}\n{retention}")).unwrap_or_else(|e| panic!("{e}"));
+    let db1 = &with_retention.retention.for_client("db1").rules.policy;
+    assert_eq!((db1.keep_last, db1.keep_daily, db1.keep_yearly), (30, 7, 5));
+    let web1 = &with_retention.retention.for_client("web1").rules.policy;
+    assert_eq!((web1.keep_last, web1.keep_weekly), (3, 4));
+    assert!(web1.keep_within.is_some());
     assert_eq!(
         cfg.alert_state,
         Path::new("/var/lib/rsbackup/alert-state.json")
