@@ -26,9 +26,10 @@ pub(crate) fn complete(
     policy: &ClientPolicy,
     lease: &LeaseFile,
     now: Timestamp,
+    exe: Option<&std::path::Path>,
 ) -> Result<(serde_json::Value, u8)> {
     let run = lease.begin_complete(now.as_second())?;
-    let result = complete_run(config, policy, now, &run.token);
+    let result = complete_run(config, policy, now, &run.token, exe);
     let released = lease.release(&run.token);
     let answer = result?;
     released?;
@@ -40,6 +41,7 @@ fn complete_run(
     policy: &ClientPolicy,
     now: Timestamp,
     token: &str,
+    exe: Option<&std::path::Path>,
 ) -> Result<(serde_json::Value, u8)> {
     let clock = Instant::now();
     let client = policy.name.as_str();
@@ -134,9 +136,24 @@ fn complete_run(
     } else {
         serde_json::Value::Null
     };
-    // Seam for the offsite mirror: trigger it here once it exists (a committed session and a
-    // finished roll-off are what it should see).
-    let mirror = serde_json::Value::Null;
+    // The offsite mirrors see the committed session and the finished roll-off. Each run is a
+    // detached process: the client's connection closes as soon as this answer is sent, and a
+    // mirror failure is mailed by that process, not reported to the client.
+    let mut started = Vec::new();
+    if let Some(exe) = exe {
+        for target in config.mirrors.targets.values().filter(|t| t.after_complete) {
+            match crate::mirror::spawn_after_complete(
+                exe,
+                &config.path,
+                &config.repository,
+                target.name.as_str(),
+            ) {
+                Ok(pid) => started.push(json!({"target": target.name.as_str(), "pid": pid})),
+                Err(e) => notes.push(format!("mirror {}: {e}", target.name)),
+            }
+        }
+    }
+    let mirror = json!(started);
 
     let perfect = report.state == SessionState::Complete && hooks_ok && notes.is_empty();
     let value = json!({

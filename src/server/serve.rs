@@ -46,6 +46,9 @@ pub struct ServeInput {
     pub host: String,
     /// How long a run's lease lives without `complete`.
     pub lease_timeout: Duration,
+    /// This program, for the detached mirror runs `complete` starts (`[mirrors.NAME]
+    /// after-complete = true`); `None` starts none.
+    pub exe: Option<std::path::PathBuf>,
 }
 
 impl ServeInput {
@@ -64,6 +67,7 @@ impl ServeInput {
             now,
             host: host.to_owned(),
             lease_timeout: DEFAULT_LEASE_TIMEOUT,
+            exe: None,
         }
     }
 }
@@ -124,7 +128,13 @@ pub fn serve(config: &ServerConfig, input: &ServeInput) -> ServeOutcome {
     let now = input.now.as_second();
     let result = match request {
         Request::Prepare => prepare(config, policy, &lease, now),
-        Request::Complete => crate::server::complete::complete(config, policy, &lease, input.now),
+        Request::Complete => crate::server::complete::complete(
+            config,
+            policy,
+            &lease,
+            input.now,
+            input.exe.as_deref(),
+        ),
         Request::Sessions => sessions(config, policy),
         Request::Upload(req) => {
             return match rsync_command(config, policy, &req, Some((&lease, now))) {

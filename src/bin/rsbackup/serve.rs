@@ -57,6 +57,7 @@ pub fn run(args: Args) -> Result<Outcome> {
         &host,
     );
     input.lease_timeout = std::time::Duration::from_secs(args.lease_hours * 3600);
+    input.exe = std::env::current_exe().ok();
     match serve(&config, &input) {
         ServeOutcome::Answer { stdout, exit } => {
             print!("{stdout}");
