@@ -24,7 +24,19 @@ thread_local! {
         const { RefCell::new(None) };
     static DECOMPRESSOR: RefCell<Option<zstd::bulk::Decompressor<'static>>> =
         const { RefCell::new(None) };
+    static PROBE: RefCell<Option<(zstd::bulk::Compressor<'static>, Vec<u8>)>> =
+        const { RefCell::new(None) };
 }
+
+/// Chunks up to this size are always given to zstd: the probe would cost about as much.
+const PROBE_MIN_LEN: usize = 16 << 10;
+/// Bytes in one probe sample.
+const PROBE_SAMPLE: usize = 4 << 10;
+/// One sample per this many bytes of chunk, between 2 and [`PROBE_MAX_SAMPLES`].
+const PROBE_STRIDE: usize = 32 << 10;
+const PROBE_MAX_SAMPLES: usize = 16;
+/// zstd level of the probe: the fastest regular level.
+const PROBE_LEVEL: i32 = 1;
 
 /// Seal `plaintext` (the chunk named `id`) under `key`/`key_id`, compressing with zstd at
 /// `zstd_level` when that makes it strictly shorter. Returns the envelope bytes.
@@ -57,7 +69,7 @@ pub fn seal_with_nonce(
     let mut out = vec![0u8; ENVELOPE_OVERHEAD + n];
     // A frame is only worth it when strictly shorter: give zstd a destination one byte
     // shorter than the plaintext and let "destination too small" mean "store raw".
-    let compressed_len = if n > 1 {
+    let compressed_len = if n > 1 && worth_compressing(plaintext) {
         compress_into(
             plaintext,
             &mut out[ENVELOPE_HEADER_LEN..ENVELOPE_HEADER_LEN + n - 1],
@@ -96,6 +108,42 @@ pub fn seal_with_nonce(
         })?;
     out.extend_from_slice(&tag);
     Ok(out)
+}
+
+/// The "compress if that pays" heuristic (format-spec/chunk.md "Skipping compression"):
+/// false only when every one of a few 4 KiB samples, spread evenly over the chunk, fails to
+/// shrink by at least 1/32 under zstd level 1. Random or already-compressed data (most of a
+/// backup's bytes, by volume: media, archives) then costs a probe of about 6% of the chunk
+/// at the fastest level instead of a full compression at the repository's level that is
+/// thrown away. A chunk with any compressible region is compressed whole, so mixed chunks
+/// lose nothing; the rule "raw unless the frame is strictly shorter" still decides.
+fn worth_compressing(plaintext: &[u8]) -> bool {
+    let n = plaintext.len();
+    if n <= PROBE_MIN_LEN {
+        return true;
+    }
+    let count = (n / PROBE_STRIDE).clamp(2, PROBE_MAX_SAMPLES);
+    let step = (n - PROBE_SAMPLE) / (count - 1);
+    PROBE.with(|cell| {
+        let mut slot = cell.borrow_mut();
+        if slot.is_none() {
+            match zstd::bulk::Compressor::new(PROBE_LEVEL) {
+                Ok(c) => {
+                    *slot = Some((c, vec![0u8; zstd::zstd_safe::compress_bound(PROBE_SAMPLE)]))
+                }
+                // No probe: compress as if there were no heuristic.
+                Err(_) => return true,
+            }
+        }
+        let (compressor, scratch) = slot.as_mut().expect("probe was just set");
+        (0..count).any(|i| {
+            let sample = &plaintext[i * step..i * step + PROBE_SAMPLE];
+            match compressor.compress_to_buffer(sample, scratch.as_mut_slice()) {
+                Ok(len) => len * 32 < PROBE_SAMPLE * 31,
+                Err(_) => true,
+            }
+        })
+    })
 }
 
 /// Compress into `dst`; `Ok(None)` when the frame does not fit (it would not be shorter).
