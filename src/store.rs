@@ -8,12 +8,13 @@
 
 pub mod durable;
 
-use std::collections::HashSet;
+use std::collections::{HashSet, VecDeque};
 use std::fs::{File, OpenOptions};
 use std::io::{BufWriter, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::format::pack::{
@@ -81,8 +82,24 @@ struct OpenPack {
     chunks: Vec<SealedChunk>,
 }
 
+/// A sealed pack whose `fsync`s run on a helper thread; its chunks are committed once they
+/// are done.
+struct Syncing {
+    row: i64,
+    name: PackName,
+    len: u64,
+    chunks: Vec<SealedChunk>,
+    sync: JoinHandle<Result<()>>,
+}
+
 /// Appends chunks to packs, sealing each when it reaches the target size (fsync file and
 /// directory, then commit its chunk rows). Used from one thread.
+///
+/// With [`PackWriter::overlap_syncs`], the `fsync`s of a sealed pack run on a helper thread
+/// while the next pack is written; packs are still committed one at a time, in the order they
+/// were sealed, each only after its own file and directory are durable. So a chunk is in the
+/// index only once its pack is durable, and a chunk appended after another is committed no
+/// earlier than it.
 ///
 /// After any error the writer refuses further work: the pack it was writing stays in state
 /// `writing` and is removed by the cleanup of the next writer, never sealed half written.
@@ -97,6 +114,10 @@ pub struct PackWriter<'a> {
     seen: HashSet<ChunkId>,
     stats: WriteStats,
     failed: bool,
+    /// Sealed packs whose syncs may still run, oldest first (committed in this order).
+    syncing: VecDeque<Syncing>,
+    /// How many packs may wait for their syncs; 0 = seal synchronously.
+    overlap: usize,
 }
 
 impl<'a> PackWriter<'a> {
@@ -111,7 +132,17 @@ impl<'a> PackWriter<'a> {
             seen: HashSet::new(),
             stats: WriteStats::default(),
             failed: false,
+            syncing: VecDeque::new(),
+            overlap: 0,
         }
+    }
+
+    /// Let up to `packs` sealed packs wait for their `fsync`s on helper threads while the
+    /// next pack is written (0, the default, seals synchronously). Their chunks are committed
+    /// in seal order as the syncs complete, at the latest in [`PackWriter::finish`]; an error
+    /// committing them is then reported by a later `append` or by `finish`.
+    pub fn overlap_syncs(&mut self, packs: usize) {
+        self.overlap = packs;
     }
 
     /// Append a chunk. A chunk id already appended by this writer is skipped (returns false).
@@ -120,7 +151,9 @@ impl<'a> PackWriter<'a> {
         if self.seen.contains(&chunk.id) {
             return Ok(false);
         }
-        let result = self.append_inner(chunk);
+        let result = self
+            .commit_synced(false)
+            .and_then(|()| self.append_inner(chunk));
         if result.is_err() {
             self.failed = true;
         }
@@ -230,22 +263,92 @@ impl<'a> PackWriter<'a> {
                 e.into_error(),
             )
         })?;
-        file.sync_all()
-            .map_err(|e| Error::io(format_args!("syncing pack {}", path.display()), e))?;
-        durable::sync_dir(path.parent().expect("pack path has a directory"))?;
+        if self.overlap == 0 {
+            sync_pack(&file, &path)?;
+            return self.commit_pack(row, &name, len, &chunks);
+        }
+        let sync = std::thread::Builder::new()
+            .name("rsbackup-pack-sync".into())
+            .spawn(move || sync_pack(&file, &path))
+            .map_err(|e| Error::io("starting a pack sync thread", e))?;
+        self.syncing.push_back(Syncing {
+            row,
+            name,
+            len,
+            chunks,
+            sync,
+        });
+        self.commit_synced(false)
+    }
+
+    /// Commit the packs whose syncs are done, oldest first, stopping at the first still
+    /// running; waits for the oldest while more than `overlap` are pending (all of them when
+    /// `all`).
+    fn commit_synced(&mut self, all: bool) -> Result<()> {
+        while let Some(front) = self.syncing.front() {
+            let must_wait = all || self.syncing.len() > self.overlap;
+            if !must_wait && !front.sync.is_finished() {
+                break;
+            }
+            let Syncing {
+                row,
+                name,
+                len,
+                chunks,
+                sync,
+            } = self.syncing.pop_front().expect("front exists");
+            sync.join().map_err(|_| {
+                Error::new(
+                    ErrorKind::Internal,
+                    format!("the sync thread of pack {name} panicked (a bug)"),
+                )
+            })??;
+            self.commit_pack(row, &name, len, &chunks)?;
+        }
+        Ok(())
+    }
+
+    fn commit_pack(
+        &mut self,
+        row: i64,
+        name: &PackName,
+        len: u64,
+        chunks: &[SealedChunk],
+    ) -> Result<()> {
         self.index
-            .seal_pack(row, len, &chunks)
+            .seal_pack(row, len, chunks)
             .map_err(|e| e.context(format_args!("sealing pack {name}")))?;
         self.stats.packs += 1;
         Ok(())
     }
 
-    /// Seal the open pack, if any, and return what was written.
+    /// Seal the open pack, if any, commit every sealed pack, and return what was written.
     pub fn finish(mut self) -> Result<WriteStats> {
         self.check_usable()?;
-        self.seal_open()?;
+        let result = self.seal_open().and_then(|()| self.commit_synced(true));
+        if result.is_err() {
+            self.failed = true;
+        }
+        result?;
         Ok(std::mem::take(&mut self.stats))
     }
+}
+
+impl Drop for PackWriter<'_> {
+    /// Packs not committed stay in state `writing` (the next writer removes them); only wait
+    /// for their sync threads, so none outlives the writer.
+    fn drop(&mut self) {
+        for s in self.syncing.drain(..) {
+            let _ = s.sync.join();
+        }
+    }
+}
+
+/// Make a pack durable: its data, then its directory entry.
+fn sync_pack(file: &File, path: &Path) -> Result<()> {
+    file.sync_all()
+        .map_err(|e| Error::io(format_args!("syncing pack {}", path.display()), e))?;
+    durable::sync_dir(path.parent().expect("pack path has a directory"))
 }
 
 /// Reads records from packs, keeping a few files open. Shared between threads.

@@ -30,6 +30,8 @@ pub(super) struct Written {
 // appends: one indexed lookup per check.
 const FORGET_AFTER: usize = 1024;
 const CHECK_EVERY: u64 = 64;
+/// Sealed packs whose fsyncs may run behind the writer (each holds only its chunk rows).
+const SYNCS_IN_FLIGHT: usize = 2;
 
 /// Run until every sender is gone. After an error (recorded in `sh.abort`) the channel is
 /// still drained, so no worker blocks on a full channel.
@@ -52,6 +54,9 @@ fn write_all(sh: &Shared<'_>, writer: &WriterId, rx: &Receiver<WriteMsg>) -> Res
         writer,
         sh.repo.config().pack_target_size,
     );
+    // Write the next pack while the last one's fsyncs run: on a slow disk they would otherwise
+    // stall every worker behind this thread. Packs are still committed in order.
+    packs.overlap_syncs(SYNCS_IN_FLIGHT);
     let mut plain_bytes = 0u64;
     let mut appended = 0u64;
     let mut uncommitted: VecDeque<ChunkId> = VecDeque::new();

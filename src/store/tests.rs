@@ -67,6 +67,57 @@ fn write_seal_and_read_back() {
     }
 }
 
+/// With overlapped syncs, every pack is still committed by `finish`, in seal order, and a
+/// chunk is never in the index while its pack is waiting for its sync.
+#[test]
+fn overlapped_syncs_commit_every_pack_in_order() {
+    let f = fixture();
+    let mut w = PackWriter::new(f.dir.path(), &f.index, &writer_id(1), 1000);
+    w.overlap_syncs(2);
+    for n in 0..30 {
+        assert!(w.append(chunk(n, f.key, 300)).unwrap());
+        let pending: HashSet<ChunkId> = w
+            .syncing
+            .iter()
+            .flat_map(|s| s.chunks.iter().map(|c| c.id))
+            .collect();
+        assert!(w.syncing.len() <= 2);
+        for id in &pending {
+            assert!(
+                f.index.lookup_chunk(id).unwrap().is_none(),
+                "committed before its sync"
+            );
+        }
+        // Committed chunks are a prefix of the appended ones.
+        let committed = (0..=n)
+            .take_while(|m| {
+                f.index
+                    .lookup_chunk(&chunk(*m, f.key, 1).id)
+                    .unwrap()
+                    .is_some()
+            })
+            .count() as u32;
+        assert!((committed..=n).all(|m| {
+            f.index
+                .lookup_chunk(&chunk(m, f.key, 1).id)
+                .unwrap()
+                .is_none()
+        }));
+    }
+    let stats = w.finish().unwrap();
+    assert_eq!(stats.chunks, 30);
+    assert_eq!(stats.packs, 10);
+    let packs = f.index.packs().unwrap();
+    assert_eq!(packs.len(), 10);
+    assert!(packs.iter().all(|p| p.sealed));
+    let reader = PackReader::new(f.dir.path());
+    for n in 0..30 {
+        let original = chunk(n, f.key, 300);
+        let loc = f.index.lookup_chunk(&original.id).unwrap().unwrap();
+        assert_eq!(reader.read_envelope(&loc).unwrap(), original.envelope);
+    }
+}
+
 #[test]
 fn nothing_appended_writes_nothing() {
     let f = fixture();
