@@ -2,7 +2,6 @@
 
 use std::ffi::OsString;
 use std::io::Write;
-use std::path::PathBuf;
 
 use anyhow::Result;
 use rsbackup::format::manifest::{Body, Entry};
@@ -14,18 +13,8 @@ use crate::output::{path_bytes, path_display, time};
 /// Arguments of `ls`.
 #[derive(clap::Args)]
 pub struct Args {
-    /// The repository directory.
-    #[arg(long, value_name = "DIR")]
-    repo: PathBuf,
-    /// Session id, or `latest` together with --client.
-    #[arg(long, value_name = "ID|latest")]
-    session: String,
-    /// The client, for `--session latest` (or to confirm a session id's client).
-    #[arg(long, value_name = "NAME")]
-    client: Option<String>,
-    /// The age identity file that can unlock the repository.
-    #[arg(long, value_name = "FILE")]
-    identity: PathBuf,
+    #[command(flatten)]
+    at: crate::open::SessionArgs,
     /// Show type, mode, owner, size and mtime.
     #[arg(long, short = 'l')]
     long: bool,
@@ -40,10 +29,7 @@ pub fn run(args: Args) -> Result<Outcome> {
         Some(p) => crate::open::session_path(p)?,
         None => Vec::new(),
     };
-    let repo = crate::open::repo(&args.repo)?;
-    let index = repo.index()?;
-    let session = crate::open::session(&index, &args.repo, &args.session, args.client.as_deref())?;
-    let reader = crate::open::reader(&repo, &args.identity)?;
+    let (session, reader) = args.at.open()?;
     let mut out = crate::output::Stdout::new();
     let mut found = false;
     let mut line = Vec::with_capacity(256);

@@ -3,7 +3,7 @@
 
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::Result;
 use rsbackup::crypto::wrap::Identities;
@@ -14,6 +14,34 @@ use rsbackup::repo::Repo;
 use rsbackup::{Error, ErrorKind};
 
 use crate::UsageError;
+
+/// The flags of every command that reads one session with the identity (`ls`, `cat`,
+/// `restore`).
+#[derive(clap::Args)]
+pub struct SessionArgs {
+    /// The repository directory.
+    #[arg(long, value_name = "DIR")]
+    pub repo: PathBuf,
+    /// Session id, or `latest` together with --client.
+    #[arg(long, value_name = "ID|latest")]
+    pub session: String,
+    /// The client, for `--session latest` (or to confirm a session id's client).
+    #[arg(long, value_name = "NAME")]
+    pub client: Option<String>,
+    /// The age identity file that can unlock the repository.
+    #[arg(long, value_name = "FILE")]
+    pub identity: PathBuf,
+}
+
+impl SessionArgs {
+    /// Open the repository, resolve the session and unlock the repository with the identity.
+    pub fn open(&self) -> Result<(SessionId, SessionReader)> {
+        let repo = repo(&self.repo)?;
+        let index = repo.index()?;
+        let id = session(&index, &self.repo, &self.session, self.client.as_deref())?;
+        Ok((id, reader(&repo, &self.identity)?))
+    }
+}
 
 /// Open the repository at `path`.
 pub fn repo(path: &Path) -> Result<Repo> {

@@ -14,18 +14,8 @@ use crate::output::{duration, rate, size_exact};
 /// Arguments of `restore`.
 #[derive(clap::Args)]
 pub struct Args {
-    /// The repository directory.
-    #[arg(long, value_name = "DIR")]
-    repo: PathBuf,
-    /// Session id, or `latest` together with --client.
-    #[arg(long, value_name = "ID|latest")]
-    session: String,
-    /// The client, for `--session latest` (or to confirm a session id's client).
-    #[arg(long, value_name = "NAME")]
-    client: Option<String>,
-    /// The age identity file that can unlock the repository.
-    #[arg(long, value_name = "FILE")]
-    identity: PathBuf,
+    #[command(flatten)]
+    at: crate::open::SessionArgs,
     /// Where to restore (created if missing; must be empty unless --force).
     #[arg(long, value_name = "DIR")]
     target: PathBuf,
@@ -46,10 +36,7 @@ pub fn run(args: Args) -> Result<Outcome> {
     if paths.iter().any(|p| p.is_empty()) {
         paths.clear(); // the root names everything
     }
-    let repo = crate::open::repo(&args.repo)?;
-    let index = repo.index()?;
-    let session = crate::open::session(&index, &args.repo, &args.session, args.client.as_deref())?;
-    let reader = crate::open::reader(&repo, &args.identity)?;
+    let (session, reader) = args.at.open()?;
     let opts = RestoreOptions {
         target: args.target.clone(),
         paths,
