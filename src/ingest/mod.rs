@@ -208,7 +208,9 @@ fn ingest_inner(
     };
 
     let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
-    let workers = opts.threads.unwrap_or((2 * cores).max(4)).max(1);
+    // Enough readers to keep a virtual disk busy on a cold cache of small files (each worker
+    // waits on one read at a time); big files are sealed on the rayon pool, not by workers.
+    let workers = opts.threads.unwrap_or((2 * cores).max(8)).max(1);
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(cores)
         .thread_name(|i| format!("rsbackup-seal-{i}"))
