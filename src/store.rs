@@ -344,8 +344,8 @@ impl Drop for PackWriter<'_> {
     }
 }
 
-/// Make a pack durable: its data, then its directory entry.
-fn sync_pack(file: &File, path: &Path) -> Result<()> {
+/// Make a written pack durable: its data, then its directory entry (format-spec/index.md).
+pub(crate) fn sync_pack(file: &File, path: &Path) -> Result<()> {
     file.sync_all()
         .map_err(|e| Error::io(format_args!("syncing pack {}", path.display()), e))?;
     durable::sync_dir(path.parent().expect("pack path has a directory"))

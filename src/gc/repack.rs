@@ -22,7 +22,7 @@ use crate::format::pack::{PACK_HEADER_LEN, encode_pack_header};
 use crate::ids::{ChunkId, PackName, WriterId};
 use crate::index::Index;
 use crate::repo::Repo;
-use crate::store::durable::{create_dir_synced, sync_dir};
+use crate::store::durable::create_dir_synced;
 use crate::store::{PackReader, pack_path};
 
 /// What repacking did.
@@ -188,10 +188,8 @@ impl Repacker<'_> {
                         e.into_error(),
                     )
                 })?;
-                file.sync_all()
-                    .map_err(|e| Error::io(format_args!("syncing pack {}", path.display()), e))?;
+                crate::store::sync_pack(&file, &path)?;
                 drop(file);
-                sync_dir(path.parent().expect("pack path has a directory"))?;
                 self.fail.hit("after-pack-written");
                 (Some(row), len, moved)
             }
