@@ -157,21 +157,7 @@ fn a_closed_pipe_on_stdout_is_success() {
         t.repo,
         t.identity
     );
-    let out = std::process::Command::new("bash")
-        .args(["-c", &script])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "cat | head failed: {:?} {}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(
-        out.stderr.is_empty(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_quiet_success_into_closed_pipe(&script, "cat");
 }
 
 #[test]
@@ -457,21 +443,7 @@ fn ls_into_a_closed_pipe_is_success() {
         t.repo,
         t.identity
     );
-    let out = std::process::Command::new("bash")
-        .args(["-c", &script])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "ls | head failed: {:?} {}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(
-        out.stderr.is_empty(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_quiet_success_into_closed_pipe(&script, "ls");
 }
 
 #[test]
@@ -483,4 +455,24 @@ fn usage_doc_lists_every_exit_code() {
             "docs/usage.md does not explain exit code {code}"
         );
     }
+}
+
+/// Run a `bash -c` pipeline whose reader closes early: the pipeline must succeed and rsbackup
+/// must print nothing on stderr (a broken pipe is success).
+fn assert_quiet_success_into_closed_pipe(script: &str, what: &str) {
+    let out = std::process::Command::new("bash")
+        .args(["-c", script])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{what} | head failed: {:?} {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

@@ -204,19 +204,7 @@ fn prune_aborted_at_every_failpoint_recovers() {
         fs::remove_dir_all(&repo).unwrap();
     }
     // Every point but possibly the second hits of repeated ones must have been reached.
-    for must in [
-        "after-forget",
-        "after-cleanup",
-        "after-chunk-delete",
-        "before-empty-unlink",
-        "after-empty-unlink",
-        "after-pack-written",
-        "after-move",
-        "before-old-unlink",
-        "after-keys-delete",
-        "before-sweep-unlink",
-        "before-clear-pending",
-    ] {
+    for must in rsbackup::gc::FAILPOINTS {
         assert!(
             reached.contains(&must),
             "failpoint {must} was never reached"
