@@ -205,10 +205,7 @@ fn prune_aborted_at_every_failpoint_recovers() {
     }
     // Every point but possibly the second hits of repeated ones must have been reached.
     for must in rsbackup::gc::FAILPOINTS {
-        assert!(
-            reached.contains(&must),
-            "failpoint {must} was never reached"
-        );
+        assert!(reached.contains(must), "failpoint {must} was never reached");
     }
 }
 
