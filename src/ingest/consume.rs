@@ -75,6 +75,7 @@ impl<'s, 'r> Consumer<'s, 'r> {
                     continue;
                 }
                 let Some(done) = done else { continue };
+                super::staging::report_ingested(self.sh.decode, &done);
                 if let Err(e) = self.handle(done) {
                     self.sh.abort.fail(e);
                 }

@@ -299,37 +299,29 @@ fn run_pipeline(
     let (write_tx, write_rx) = crossbeam_channel::bounded::<writer::WriteMsg>(WRITER_QUEUE);
     let (job_tx, job_rx) = crossbeam_channel::unbounded::<(u64, walk::FileJob)>();
     let (res_tx, res_rx) = crossbeam_channel::unbounded::<(u64, Option<Done>)>();
-    // Every outcome passes the staging tap on its way to the consumer.
-    let (tap_tx, tap_rx) = crossbeam_channel::unbounded::<(u64, Option<Done>)>();
     let (token_tx, token_rx) = crossbeam_channel::bounded::<()>(REORDER_WINDOW);
     let consumer = consume::Consumer::new(sh, write_tx.clone(), cache_writer)?;
 
+    let named = |name: String| std::thread::Builder::new().name(name);
     let (walked, consumed, written) = std::thread::scope(|s| {
-        let writer_h = s.spawn(move || writer::run(sh, writer_id, write_rx));
-        let consumer_h = s.spawn(move || consumer.run(res_rx, token_rx));
-        s.spawn(move || {
-            for (seq, done) in tap_rx {
-                if let Some(d) = &done {
-                    staging::report_ingested(sh.decode, d);
-                }
-                if res_tx.send((seq, done)).is_err() {
-                    return;
-                }
-            }
-        });
-        let res_tx = tap_tx;
-        for _ in 0..workers {
+        let writer_h = named("rsbackup-write".into())
+            .spawn_scoped(s, move || writer::run(sh, writer_id, write_rx));
+        let consumer_h = named("rsbackup-manifest".into())
+            .spawn_scoped(s, move || consumer.run(res_rx, token_rx));
+        let mut started = Ok(());
+        for i in 0..workers {
             let (jobs, results, tx) = (job_rx.clone(), res_tx.clone(), write_tx.clone());
-            s.spawn(move || read::worker(sh, jobs, results, tx));
+            let worker = named(format!("rsbackup-read-{i}"))
+                .spawn_scoped(s, move || read::worker(sh, jobs, results, tx));
+            if let Err(e) = worker {
+                started = Err(e);
+                break;
+            }
         }
         drop((job_rx, write_tx));
         let mut seq = 0u64;
-        let walked = walk::walk(
-            root_fd,
-            &opts.source,
-            &sh.abort.flag,
-            sh.decode,
-            &mut |item| {
+        let walked = match (&writer_h, &consumer_h, started) {
+            (Ok(_), Ok(_), Ok(())) => walk::walk(root_fd, &opts.source, sh, &mut |item| {
                 if token_tx.send(()).is_err() {
                     return;
                 }
@@ -343,11 +335,19 @@ fn run_pipeline(
                         let _ = job_tx.send((s, job));
                     }
                 }
-            },
-        );
-        drop((job_tx, res_tx));
-        let consumed = consumer_h.join();
-        let written = writer_h.join();
+            }),
+            (Err(e), _, _) | (_, Err(e), _) => {
+                Err(Error::io("starting the ingest's threads", clone_io(e)))
+            }
+            (_, _, Err(e)) => Err(Error::io("starting the ingest's threads", e)),
+        };
+        drop((job_tx, res_tx, token_tx));
+        let consumed = consumer_h
+            .map_err(|_| ())
+            .and_then(|h| h.join().map_err(|_| ()));
+        let written = writer_h
+            .map_err(|_| ())
+            .and_then(|h| h.join().map_err(|_| ()));
         (walked.map(|()| seq), consumed, written)
     });
     let consumed = consumed.map_err(|_| panicked("manifest builder"))?;
@@ -375,6 +375,11 @@ fn run_pipeline(
         ));
     }
     Ok((consumed, written))
+}
+
+/// An `io::Error` kept by reference elsewhere, as an owned one with the same kind and text.
+fn clone_io(e: &std::io::Error) -> std::io::Error {
+    std::io::Error::new(e.kind(), e.to_string())
 }
 
 fn panicked(what: &str) -> Error {

@@ -49,12 +49,11 @@ pub(super) fn worker(
     results: Sender<(u64, Option<Done>)>,
     tx: Sender<WriteMsg>,
 ) {
-    let cache = sh.cache_path.as_deref().and_then(CacheReader::open);
     for (seq, job) in jobs {
         let out = if sh.abort.is_set() {
             None
         } else {
-            match process_file(sh, &tx, cache.as_ref(), job) {
+            match process_file(sh, &tx, job) {
                 Ok(done) => Some(done),
                 Err(e) => {
                     sh.abort.fail(e);
@@ -68,38 +67,31 @@ pub(super) fn worker(
     }
 }
 
-fn process_file(
+/// The files cache's row for a regular file, when it proves the file unchanged (same size,
+/// mtime, ctime, inode and device) and its extents can be reused. Called by the walker's probe
+/// threads; the worker reads every file they did not find.
+pub(super) fn cached_file(
     sh: &Shared<'_>,
-    tx: &Sender<WriteMsg>,
-    cache: Option<&CacheReader>,
-    job: FileJob,
-) -> Result<Done> {
-    let st = job.st;
-    let probe = CachedFile {
-        size: st.size,
-        mtime_ns: st.mtime_ns(),
-        ctime_ns: st.ctime_ns,
-        ino: st.ino,
-        dev: st.dev,
-        extents: Vec::new(),
-    };
-    let hash = sh.hasher.hash(&job.path);
-    if let Some(hit) = cache.and_then(|c| c.get(&hash))
-        && hit.same_file(&probe)
-        && cached_extents_usable(sh, &hit)?
-    {
-        let body = Body::File {
-            size: st.size,
-            extents: hit.extents.clone(),
-        };
-        let mut done = Done::entry(job.path, job.meta, body);
-        done.link_target = job.link_target;
-        done.cache = Some((hash, hit));
-        return Ok(done);
+    cache: &CacheReader,
+    hash: &[u8; 16],
+    st: &FileStat,
+) -> Result<Option<CachedFile>> {
+    match cache.get(hash) {
+        Some(hit)
+            if hit.same_file(&CachedFile::of_stat(st)) && cached_extents_usable(sh, &hit)? =>
+        {
+            Ok(Some(hit))
+        }
+        _ => Ok(None),
     }
+}
+
+fn process_file(sh: &Shared<'_>, tx: &Sender<WriteMsg>, job: FileJob) -> Result<Done> {
+    let st = job.st;
+    let hash = sh.hasher.hash(&job.path);
     match read_file(sh, tx, &job) {
         Ok((extents, bytes_read)) => {
-            let mut row = probe;
+            let mut row = CachedFile::of_stat(&st);
             row.extents = extents.clone();
             let body = Body::File {
                 size: st.size,

@@ -3,28 +3,45 @@
 //! directories are opened relative to their parent's descriptor with `O_NOFOLLOW`, so a
 //! directory swapped for a symlink mid-run cannot lead the walk outside the source.
 //!
+//! The `lstat` and extended-attribute calls, which on a cold inode cache wait on the disk for
+//! every few entries, run ahead of the walker on a few probe threads: each open directory keeps
+//! up to [`PROBE_AHEAD`] batches of [`PROBE_BATCH`] names in flight, and the walker takes the
+//! answers in order. An unchanged tree then ingests at the speed of parallel `lstat`s rather
+//! than serial ones.
+//!
 //! Memory: the names of every directory on the current path from the root are held (one
-//! sorted list per open directory), plus the (device, inode) of hard-linked files whose
-//! other links have not all been seen yet. Nothing else grows with the tree.
+//! sorted list per open directory, plus at most `PROBE_AHEAD * PROBE_BATCH` probed entries
+//! each), and the (device, inode) of hard-linked files whose other links have not all been
+//! seen yet. Nothing else grows with the tree.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::ffi::CString;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
 
+use crossbeam_channel::{Receiver, Sender};
 use rustix::fs::{AtFlags, FileType, Mode, OFlags};
+use rustix::io::Errno;
 
-use super::Done;
-use super::meta::{FileStat, read_xattrs};
+use super::meta::{FileStat, Xattrs, read_xattrs};
 use super::staging::{self, StagingDecode};
+use super::{Done, Shared};
 use crate::error::{Error, Result};
+use crate::files_cache::{CacheReader, CachedFile};
 use crate::format::manifest::{Body, Meta};
 
 /// Longest path the manifest allows (format-spec/manifest.md "Paths").
 const MAX_PATH_LEN: usize = 65_536;
+/// Names probed together by one probe thread.
+const PROBE_BATCH: usize = 8;
+/// Batches in flight per open directory.
+const PROBE_AHEAD: usize = 8;
+/// Threads that `lstat` and list extended attributes ahead of the walker (each waits on one
+/// inode read at a time on a cold cache).
+const PROBE_THREADS: usize = 8;
 
 /// A regular file for a worker to read.
 pub(super) struct FileJob {
@@ -66,10 +83,180 @@ pub(super) fn open_root(source: &Path) -> Result<OwnedFd> {
     })
 }
 
+/// One directory entry as the probe threads found it: its `lstat`, (when that worked) its
+/// extended attributes, and for a regular file the files-cache row that proves it unchanged.
+struct Probed {
+    name: CString,
+    st: std::result::Result<FileStat, Errno>,
+    xattrs: std::result::Result<Xattrs, Errno>,
+    /// Path hash and row of a files-cache hit.
+    cached: Option<([u8; 16], CachedFile)>,
+}
+
+/// Names of one directory for a probe thread; the answers go back on `reply`, in order.
+struct ProbeJob {
+    dir: Arc<OwnedFd>,
+    dir_path: Arc<Vec<u8>>,
+    names: Vec<CString>,
+    reply: Sender<Vec<Probed>>,
+}
+
+/// The probe threads' queue. A mutex and a condition variable rather than a channel: an idle
+/// probe thread then sleeps at once instead of spinning for the next batch, which on two cores
+/// took the CPU the busy ones needed.
+#[derive(Default)]
+struct ProbeQueue {
+    jobs: Mutex<(VecDeque<ProbeJob>, bool)>,
+    ready: Condvar,
+}
+
+impl ProbeQueue {
+    fn push(&self, job: ProbeJob) {
+        let mut q = self.jobs.lock().unwrap_or_else(|p| p.into_inner());
+        q.0.push_back(job);
+        drop(q);
+        self.ready.notify_one();
+    }
+
+    /// The next job; `None` once closed and drained.
+    fn pop(&self) -> Option<ProbeJob> {
+        let mut q = self.jobs.lock().unwrap_or_else(|p| p.into_inner());
+        loop {
+            if let Some(job) = q.0.pop_front() {
+                return Some(job);
+            }
+            if q.1 {
+                return None;
+            }
+            q = self.ready.wait(q).unwrap_or_else(|p| p.into_inner());
+        }
+    }
+
+    fn close(&self) {
+        self.jobs.lock().unwrap_or_else(|p| p.into_inner()).1 = true;
+        self.ready.notify_all();
+    }
+}
+
+/// Closes the queue when the walker returns, however it returns, so the probe threads end.
+struct CloseOnDrop<'q>(&'q ProbeQueue);
+
+impl Drop for CloseOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.close();
+    }
+}
+
+/// A probe thread. Files-cache lookups happen here too, so that a file the cache proves
+/// unchanged never travels to a worker.
+fn probe_thread(sh: &Shared<'_>, jobs: &ProbeQueue, proc_fd: bool, source: &Path) {
+    let mut xbuf = Vec::new();
+    let cache = sh.cache_path.as_deref().and_then(CacheReader::open);
+    let mut path = Vec::new();
+    while let Some(job) = jobs.pop() {
+        let out = job
+            .names
+            .into_iter()
+            .map(|name| {
+                let st = rustix::fs::statat(&*job.dir, &name, AtFlags::SYMLINK_NOFOLLOW)
+                    .map(|st| FileStat::from_stat(&st));
+                let xattrs = match st {
+                    Ok(_) => {
+                        let xpath = xattr_path(proc_fd, &job.dir, source, &job.dir_path, &name);
+                        read_xattrs(&xpath, &mut xbuf)
+                    }
+                    Err(e) => Err(e),
+                };
+                let cached = match (&cache, &st) {
+                    (Some(cache), Ok(st))
+                        if st.file_type() == FileType::RegularFile && st.size > 0 =>
+                    {
+                        path.clear();
+                        path.extend_from_slice(&job.dir_path);
+                        if !path.is_empty() {
+                            path.push(b'/');
+                        }
+                        path.extend_from_slice(name.as_bytes());
+                        let hash = sh.hasher.hash(&path);
+                        match super::read::cached_file(sh, cache, &hash, st) {
+                            Ok(hit) => hit.map(|row| (hash, row)),
+                            Err(e) => {
+                                sh.abort.fail(e);
+                                None
+                            }
+                        }
+                    }
+                    _ => None,
+                };
+                Probed {
+                    name,
+                    st,
+                    xattrs,
+                    cached,
+                }
+            })
+            .collect();
+        // The walker may have stopped (abort); the answer is then not needed.
+        let _ = job.reply.send(out);
+    }
+}
+
 struct Frame {
     fd: Arc<OwnedFd>,
-    path: Vec<u8>,
+    path: Arc<Vec<u8>>,
+    /// Names not yet handed to a probe thread.
     names: std::vec::IntoIter<CString>,
+    /// Batches handed out, oldest first.
+    pending: VecDeque<Receiver<Vec<Probed>>>,
+    /// The batch being walked.
+    current: std::vec::IntoIter<Probed>,
+}
+
+impl Frame {
+    fn new(fd: OwnedFd, path: Vec<u8>, names: Vec<CString>, probes: &ProbeQueue) -> Frame {
+        let mut frame = Frame {
+            fd: Arc::new(fd),
+            path: Arc::new(path),
+            names: names.into_iter(),
+            pending: VecDeque::new(),
+            current: Vec::new().into_iter(),
+        };
+        frame.refill(probes);
+        frame
+    }
+
+    /// Keep [`PROBE_AHEAD`] batches in flight while names remain.
+    fn refill(&mut self, probes: &ProbeQueue) {
+        while self.pending.len() < PROBE_AHEAD {
+            let names: Vec<CString> = self.names.by_ref().take(PROBE_BATCH).collect();
+            if names.is_empty() {
+                return;
+            }
+            let (reply, rx) = crossbeam_channel::bounded(1);
+            let job = ProbeJob {
+                dir: Arc::clone(&self.fd),
+                dir_path: Arc::clone(&self.path),
+                names,
+                reply,
+            };
+            probes.push(job);
+            self.pending.push_back(rx);
+        }
+    }
+
+    /// The next entry in name order, or `None` when the directory is done.
+    fn next(&mut self, probes: &ProbeQueue) -> Option<Probed> {
+        loop {
+            if let Some(p) = self.current.next() {
+                return Some(p);
+            }
+            let rx = self.pending.pop_front()?;
+            self.refill(probes);
+            // A probe thread always answers unless it panicked; then the directory ends here
+            // and the entry count check fails the run loudly.
+            self.current = rx.recv().ok()?.into_iter();
+        }
+    }
 }
 
 struct LinkSeen {
@@ -79,15 +266,36 @@ struct LinkSeen {
 }
 
 /// Walk `source` (already opened as `root`), calling `emit` for every path in manifest order.
-/// Stops early, without error, when `abort` is raised.
+/// Stops early, without error, when the run aborts.
 pub(super) fn walk(
+    root: OwnedFd,
+    source: &Path,
+    sh: &Shared<'_>,
+    emit: &mut dyn FnMut(Item),
+) -> Result<()> {
+    let proc_fd = Path::new("/proc/self/fd").is_dir();
+    let queue = ProbeQueue::default();
+    std::thread::scope(|s| {
+        let _close = CloseOnDrop(&queue);
+        for i in 0..PROBE_THREADS {
+            let jobs = &queue;
+            std::thread::Builder::new()
+                .name(format!("rsbackup-probe-{i}"))
+                .spawn_scoped(s, move || probe_thread(sh, jobs, proc_fd, source))
+                .map_err(|e| Error::io("starting the walker's threads", e))?;
+        }
+        walk_tree(root, source, &sh.abort.flag, sh.decode, emit, &queue)
+    })
+}
+
+fn walk_tree(
     root: OwnedFd,
     source: &Path,
     abort: &AtomicBool,
     decode: &StagingDecode,
     emit: &mut dyn FnMut(Item),
+    probes: &ProbeQueue,
 ) -> Result<()> {
-    let proc_fd = Path::new("/proc/self/fd").is_dir();
     let mut xbuf = Vec::new();
     let st = FileStat::from_stat(
         &rustix::fs::fstat(&root)
@@ -109,22 +317,24 @@ pub(super) fn walk(
         st.meta(xattrs),
         Body::Dir,
     )));
-    let mut stack = vec![Frame {
-        fd: Arc::new(root),
-        path: Vec::new(),
-        names: names.into_iter(),
-    }];
+    let mut stack = vec![Frame::new(root, Vec::new(), names, probes)];
     let mut links: HashMap<(u64, u64), LinkSeen> = HashMap::new();
 
     while let Some(frame) = stack.last_mut() {
         if abort.load(Ordering::Relaxed) {
             return Ok(());
         }
-        let Some(name) = frame.names.next() else {
+        let Some(Probed {
+            name,
+            st,
+            xattrs,
+            cached,
+        }) = frame.next(probes)
+        else {
             stack.pop();
             continue;
         };
-        let mut path = frame.path.clone();
+        let mut path = frame.path.to_vec();
         if !path.is_empty() {
             path.push(b'/');
         }
@@ -137,17 +347,16 @@ pub(super) fn walk(
             continue;
         }
         let dir = Arc::clone(&frame.fd);
-        let st = match rustix::fs::statat(&*dir, &name, AtFlags::SYMLINK_NOFOLLOW) {
-            Ok(st) => FileStat::from_stat(&st),
+        let st = match st {
+            Ok(st) => st,
             Err(e) => {
                 let msg = format!("cannot stat: {e}");
                 emit(Item::Done(Done::unreadable(path, Meta::default(), msg)));
                 continue;
             }
         };
-        let xpath = xattr_path(proc_fd, &dir, source, &path, &name);
         let on_disk = st.file_type();
-        let (st, meta) = match read_xattrs(&xpath, &mut xbuf) {
+        let (st, meta) = match xattrs {
             Ok(x) => {
                 let (st, x) = staging::decode_meta(decode, st, x);
                 (st, st.meta(x))
@@ -169,11 +378,7 @@ pub(super) fn walk(
             FileType::Directory => match open_dir(&dir, &name, &st) {
                 Ok((fd, names)) => {
                     emit(Item::Done(Done::entry(path.clone(), meta, Body::Dir)));
-                    stack.push(Frame {
-                        fd: Arc::new(fd),
-                        path,
-                        names: names.into_iter(),
-                    });
+                    stack.push(Frame::new(fd, path, names, probes));
                     continue;
                 }
                 Err(msg) => {
@@ -226,6 +431,17 @@ pub(super) fn walk(
                     );
                     done.link_target = link_target;
                     emit(Item::Done(done));
+                } else if let Some((hash, row)) = cached
+                    && row.same_file(&CachedFile::of_stat(&st))
+                {
+                    let body = Body::File {
+                        size: st.size,
+                        extents: row.extents.clone(),
+                    };
+                    let mut done = Done::entry(path, meta, body);
+                    done.link_target = link_target;
+                    done.cache = Some((hash, row));
+                    emit(Item::Done(done));
                 } else {
                     emit(Item::File(FileJob {
                         dir,
@@ -265,7 +481,13 @@ pub(super) fn walk(
 
 /// The path to give the `l*xattr` calls. Through `/proc/self/fd/N/name` when available, so the
 /// lookup starts at the already-open directory (no path race); else the full path.
-fn xattr_path(proc_fd: bool, dir: &OwnedFd, source: &Path, path: &[u8], name: &CString) -> CString {
+fn xattr_path(
+    proc_fd: bool,
+    dir: &OwnedFd,
+    source: &Path,
+    dir_path: &[u8],
+    name: &CString,
+) -> CString {
     let bytes = if proc_fd {
         let mut b = format!("/proc/self/fd/{}/", dir.as_raw_fd()).into_bytes();
         b.extend_from_slice(name.as_bytes());
@@ -273,7 +495,11 @@ fn xattr_path(proc_fd: bool, dir: &OwnedFd, source: &Path, path: &[u8], name: &C
     } else {
         let mut b = source.as_os_str().as_bytes().to_vec();
         b.push(b'/');
-        b.extend_from_slice(path);
+        if !dir_path.is_empty() {
+            b.extend_from_slice(dir_path);
+            b.push(b'/');
+        }
+        b.extend_from_slice(name.as_bytes());
         b
     };
     // Names from readdir never hold a NUL; the source was checked at the start.
