@@ -218,6 +218,22 @@ impl Index {
             .map_err(|e| self.err(e, format_args!("looking up chunk {id}")))
     }
 
+    /// Start a read transaction: the reads that follow see the index as of the first one, and
+    /// do not each take and drop the database's shared lock. Only for a connection that
+    /// nothing writes through until [`Index::end_read`].
+    pub fn begin_read(&self) -> Result<()> {
+        self.conn
+            .execute_batch("BEGIN DEFERRED")
+            .map_err(|e| self.err(e, "starting a read transaction"))
+    }
+
+    /// End a read transaction started by [`Index::begin_read`].
+    pub fn end_read(&self) -> Result<()> {
+        self.conn
+            .execute_batch("COMMIT")
+            .map_err(|e| self.err(e, "ending a read transaction"))
+    }
+
     /// Whether a chunk is stored (cheaper than [`Index::lookup_chunk`]).
     pub fn has_chunk(&self, id: &ChunkId) -> Result<bool> {
         let mut stmt = self

@@ -30,7 +30,7 @@ mod tests;
 
 use std::path::PathBuf;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use zeroize::Zeroizing;
@@ -44,8 +44,23 @@ use crate::ids::{KeyId, SessionId};
 use crate::index::{Index, SessionState, SessionStats};
 use crate::repo::Repo;
 
-/// Entries between the walker and the consumer at most (bounds the reorder buffer).
-const REORDER_WINDOW: usize = 512;
+/// Entries between the walker and the consumer at most (bounds the reorder buffer). Large,
+/// because a big file holds the consumer back for as long as it is read, while the other
+/// workers go on with the small files behind it: with 512, they sat idle after the first 512
+/// and a first ingest used about 1.3 of 2 cores. An entry in flight costs a few hundred bytes
+/// and may keep its directory open, so the window also stays under half the process's
+/// open-file limit (see [`reorder_window`]).
+const REORDER_WINDOW: usize = 8192;
+
+/// [`REORDER_WINDOW`], or less when the open-file limit is low (each entry in flight may hold
+/// its directory's descriptor).
+fn reorder_window() -> usize {
+    let soft = rustix::process::getrlimit(rustix::process::Resource::Nofile)
+        .current
+        .unwrap_or(u64::MAX);
+    let budget = usize::try_from(soft / 2).unwrap_or(usize::MAX);
+    budget.clamp(256, REORDER_WINDOW)
+}
 /// Sealed chunks waiting for the pack writer at most (each up to the chunker's max size).
 const WRITER_QUEUE: usize = 8;
 
@@ -231,7 +246,8 @@ fn ingest_inner(
         cache_trusted,
         indexes: IndexPool {
             repo,
-            free: Mutex::new(vec![index]),
+            free: Mutex::new(Vec::new()),
+            epoch: AtomicU64::new(0),
         },
         inflight: inflight::InFlight::default(),
         abort: Abort::default(),
@@ -258,8 +274,7 @@ fn ingest_inner(
         new_bytes: written.stored_bytes,
     };
     let finished = unix_now_ns().div_euclid(1_000_000_000);
-    sh.indexes
-        .get()?
+    index
         .finish_session(session, state, finished, &stats, &consumed.root)
         .map_err(|e| {
             e.context(format!(
@@ -299,7 +314,7 @@ fn run_pipeline(
     let (write_tx, write_rx) = crossbeam_channel::bounded::<writer::WriteMsg>(WRITER_QUEUE);
     let (job_tx, job_rx) = crossbeam_channel::unbounded::<(u64, walk::FileJob)>();
     let (res_tx, res_rx) = crossbeam_channel::unbounded::<(u64, Option<Done>)>();
-    let (token_tx, token_rx) = crossbeam_channel::bounded::<()>(REORDER_WINDOW);
+    let (token_tx, token_rx) = crossbeam_channel::bounded::<()>(reorder_window());
     let consumer = consume::Consumer::new(sh, write_tx.clone(), cache_writer)?;
 
     let named = |name: String| std::thread::Builder::new().name(name);
@@ -441,34 +456,75 @@ impl Abort {
 }
 
 /// Index connections for threads that only look chunks up (a connection is not `Sync`).
+///
+/// Each connection keeps one read transaction open across lookups: a lookup in its own
+/// transaction takes and drops SQLite's shared lock (`fcntl`) every time, which cost about a
+/// tenth of a first ingest of small files. A connection's snapshot is renewed when the pack
+/// writer has bumped [`IndexPool::epoch`] since (it does so before telling the in-flight map to
+/// forget committed chunks, so a chunk this run committed is never looked up in a snapshot
+/// older than its commit), and at least every [`SNAPSHOT_MAX_AGE`], so that chunks another
+/// ingest commits are seen soon (a chunk two concurrent ingests both store is harmless: the
+/// index keeps one, the other record is dead space for repacking).
 struct IndexPool<'r> {
     repo: &'r Repo,
-    free: Mutex<Vec<Index>>,
+    free: Mutex<Vec<Snapshot>>,
+    epoch: AtomicU64,
+}
+
+/// Longest a lookup connection keeps one snapshot.
+const SNAPSHOT_MAX_AGE: std::time::Duration = std::time::Duration::from_millis(500);
+
+struct Snapshot {
+    index: Index,
+    epoch: u64,
+    since: Instant,
+    open: bool,
 }
 
 struct PooledIndex<'p> {
-    pool: &'p Mutex<Vec<Index>>,
-    index: Option<Index>,
+    pool: &'p Mutex<Vec<Snapshot>>,
+    index: Option<Snapshot>,
 }
 
 impl IndexPool<'_> {
     fn get(&self) -> Result<PooledIndex<'_>> {
         let reused = self.free.lock().unwrap_or_else(|p| p.into_inner()).pop();
-        let index = match reused {
-            Some(i) => i,
-            None => self.repo.index()?,
+        let mut snap = match reused {
+            Some(s) => s,
+            None => Snapshot {
+                index: self.repo.index()?,
+                epoch: 0,
+                since: Instant::now(),
+                open: false,
+            },
         };
+        // Read the epoch before renewing: the snapshot is then at least that new.
+        let epoch = self.epoch.load(Ordering::SeqCst);
+        if !snap.open || snap.epoch != epoch || snap.since.elapsed() > SNAPSHOT_MAX_AGE {
+            if snap.open {
+                snap.index.end_read()?;
+            }
+            snap.index.begin_read()?;
+            snap.open = true;
+            snap.epoch = epoch;
+            snap.since = Instant::now();
+        }
         Ok(PooledIndex {
             pool: &self.free,
-            index: Some(index),
+            index: Some(snap),
         })
+    }
+
+    /// Chunks were committed: later lookups must see them.
+    fn bump(&self) {
+        self.epoch.fetch_add(1, Ordering::SeqCst);
     }
 }
 
 impl std::ops::Deref for PooledIndex<'_> {
     type Target = Index;
     fn deref(&self) -> &Index {
-        self.index.as_ref().expect("present until drop")
+        &self.index.as_ref().expect("present until drop").index
     }
 }
 

@@ -156,6 +156,11 @@ fn read_file(
     }
     let file = open_file(job)?;
     let size = job.st.size;
+    // A file no longer than the chunker's minimum is one chunk: read it in one go into a
+    // buffer of its size (most files on a file server), without the chunker's window.
+    if size <= u64::from(sh.params.min_size) && !job.st.maybe_sparse() {
+        return read_small(sh, tx, &file, size);
+    }
     let _ = rustix::fs::fadvise(&file, 0, None, rustix::fs::Advice::Sequential);
     let mut extents = Vec::new();
     let mut bytes_read = 0u64;
@@ -204,6 +209,41 @@ fn read_file(
         )));
     }
     Ok((extents, bytes_read))
+}
+
+/// [`read_file`] for a file that is a single chunk.
+fn read_small(
+    sh: &Shared<'_>,
+    tx: &Sender<WriteMsg>,
+    file: &File,
+    size: u64,
+) -> std::result::Result<(Vec<Extent>, u64), Fail> {
+    let len = usize::try_from(size).map_err(|_| Fail::Path("file too large".into()))?;
+    let mut buf = vec![0u8; len];
+    let mut got = 0usize;
+    while got < len {
+        match file.read_at(&mut buf[got..], got as u64) {
+            Ok(0) => {
+                return Err(Fail::Path(format!(
+                    "file shrank while being read (expected {size} bytes, ended at {got})"
+                )));
+            }
+            Ok(n) => got += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(Fail::Path(format!("read error: {e}"))),
+        }
+    }
+    let now = rustix::fs::fstat(file)
+        .map_err(|e| Fail::Path(format!("cannot stat after reading: {e}")))?;
+    let now = FileStat::from_stat(&now);
+    if now.size != size {
+        return Err(Fail::Path(format!(
+            "size changed while being read (from {size} to {} bytes)",
+            now.size
+        )));
+    }
+    let extent = seal_chunk(sh, tx, &buf)?;
+    Ok((vec![extent], size))
 }
 
 /// Open the job's file read-only without following symlinks or blocking on a fifo swapped in,

@@ -435,3 +435,45 @@ fn recently_modified_files_are_not_cached() {
     let r = ingest(&t.repo, &opts("c", &src)).unwrap();
     assert_eq!(r.files_read, 1, "mtime within 2 s of the start: read again");
 }
+
+#[test]
+fn files_at_the_minimum_chunk_size_are_chunked_as_the_chunker_would() {
+    // Files up to min-size are read whole (one chunk) without the chunker; one byte more goes
+    // through it. Both must give the chunker's boundaries, or dedup breaks between the paths.
+    let t = TestRepo::new();
+    let params = t.repo.config().chunker;
+    let min = params.min_size as usize;
+    let gear = crate::chunking::GearTable::from_key(
+        &t.repo
+            .load_secret()
+            .unwrap()
+            .derive(crate::crypto::context::CHUNKER_GEAR),
+    );
+    let src = t.path("src");
+    let sizes = [1, min - 1, min, min + 1, 3 * min + 17];
+    for (i, n) in sizes.iter().enumerate() {
+        write(&src.join(format!("f{i}")), &noise(i as u64 + 40, *n));
+    }
+    let r = ingest(&t.repo, &opts("c", &src)).unwrap();
+    let got = entries(&t, r.session_id());
+    for (i, n) in sizes.iter().enumerate() {
+        let data = noise(i as u64 + 40, *n);
+        let e = find(&got, format!("f{i}").as_bytes());
+        let Body::File { extents, .. } = &e.body else {
+            panic!("f{i} is not a file")
+        };
+        let lens: Vec<usize> = extents
+            .iter()
+            .map(|x| match x {
+                Extent::Chunk { len, .. } => *len as usize,
+                Extent::Hole { len } => panic!("hole of {len} in a dense file"),
+            })
+            .collect();
+        assert_eq!(
+            lens,
+            crate::chunking::chunk_lengths(&data, params, &gear),
+            "f{i} ({n} bytes)"
+        );
+        assert_eq!(content(&t, e), data, "f{i} reads back");
+    }
+}

@@ -84,6 +84,8 @@ fn write_all(sh: &Shared<'_>, writer: &WriterId, rx: &Receiver<WriteMsg>) -> Res
                 done.push(*front);
                 uncommitted.pop_front();
             }
+            // Lookups renew their snapshots before they can miss what is forgotten here.
+            sh.indexes.bump();
             sh.inflight.forget(&done);
         }
     }

@@ -129,6 +129,24 @@ pub enum Outcome {
     Partial,
 }
 
+/// Raise the soft open-file limit to the hard one (at most 2^20), as most long-running tools
+/// do: ingest keeps a directory descriptor open per entry in flight and sizes its pipeline by
+/// this limit, and a cron job's soft limit of 1024 would hold it back. Failure changes nothing.
+fn raise_open_file_limit() {
+    use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
+    let limit = getrlimit(Resource::Nofile);
+    let want = limit.maximum.unwrap_or(u64::MAX).min(1 << 20);
+    if limit.current.is_some_and(|c| c < want) {
+        let _ = setrlimit(
+            Resource::Nofile,
+            Rlimit {
+                current: Some(want),
+                maximum: limit.maximum,
+            },
+        );
+    }
+}
+
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
@@ -152,6 +170,7 @@ fn main() -> ExitCode {
             what.join(" ")
         );
     }));
+    raise_open_file_limit();
     let result = std::panic::catch_unwind(|| run(cli.command));
     let result = match result {
         Ok(r) => r,
