@@ -179,7 +179,7 @@ const WRITER_CACHE_KIB: i64 = 32 << 10;
 /// [`CacheWriter::commit`]. All rows go in one transaction.
 ///
 /// Rows arrive in walk order, which is random order for path hashes; they are buffered
-/// ([`INSERT_BATCH`] at most) and inserted sorted, so each batch walks the B-tree once from
+/// (`INSERT_BATCH` at most) and inserted sorted, so each batch walks the B-tree once from
 /// left to right instead of splitting pages all over it.
 pub struct CacheWriter {
     conn: Option<Connection>,

@@ -4,15 +4,18 @@
 //! The pipeline, every stage joined by a bounded channel:
 //!
 //! ```text
-//! walker ──files──▶ workers (N threads) ──sealed chunks──▶ pack writer (1 thread)
-//!    │                 │   └─ big files: windows sealed on a rayon pool        ▲
-//!    │                 ▼                                                        │
-//!    └──other entries──▶ consumer: reorder by sequence number, build the manifest,
-//!                        submit manifest chunks after the data they name ────────┘
+//! probes (lstat, xattrs, files-cache lookup; see walk.rs)
+//!    ▲ │
+//!    │ ▼
+//! walker ──files to read──▶ workers (N threads) ──sealed chunks──▶ pack writer (1 thread)
+//!    │                         │   └─ big files: windows sealed on a rayon pool      ▲
+//!    │                         ▼                                                      │
+//!    └──other entries, cache hits──▶ consumer: reorder by sequence number, build the
+//!                                    manifest, submit manifest chunks after the data ┘
 //! ```
 //!
 //! The walker emits entries in manifest order and takes a token per entry; the consumer gives
-//! it back when the entry is consumed, so at most [`REORDER_WINDOW`] entries are in flight.
+//! it back when the entry is consumed, so at most `reorder_window()` entries are in flight.
 //! Write order (format-spec/index.md): data key, running session, packs (each sealed then
 //! committed), then the session's root and state in one transaction. The files cache is
 //! renamed into place only after that.
