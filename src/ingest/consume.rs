@@ -3,9 +3,9 @@
 
 use std::collections::{HashMap, HashSet};
 
-use crossbeam_channel::{Receiver, Sender};
+use crossbeam_channel::Receiver;
 
-use super::writer::WriteMsg;
+use super::writer::{WriteMsg, WriteQueue};
 use super::{Done, PathError, Shared};
 use crate::crypto::envelope;
 use crate::error::Result;
@@ -32,7 +32,7 @@ pub(super) struct Consumed {
 
 pub(super) struct Consumer<'s, 'r> {
     sh: &'s Shared<'r>,
-    tx: Sender<WriteMsg>,
+    tx: WriteQueue,
     index: Index,
     builder: Option<ManifestBuilder>,
     // Hard-link targets that turned out unreadable: their links cannot point at them.
@@ -42,11 +42,7 @@ pub(super) struct Consumer<'s, 'r> {
 }
 
 impl<'s, 'r> Consumer<'s, 'r> {
-    pub fn new(
-        sh: &'s Shared<'r>,
-        tx: Sender<WriteMsg>,
-        cache: Option<CacheWriter>,
-    ) -> Result<Self> {
+    pub fn new(sh: &'s Shared<'r>, tx: WriteQueue, cache: Option<CacheWriter>) -> Result<Self> {
         let secret_cut = *sh.manifest_cut_key;
         Ok(Consumer {
             sh,

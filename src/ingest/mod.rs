@@ -64,8 +64,6 @@ fn reorder_window() -> usize {
     let budget = usize::try_from(soft / 2).unwrap_or(usize::MAX);
     budget.clamp(256, REORDER_WINDOW)
 }
-/// Sealed chunks waiting for the pack writer at most (each up to the chunker's max size).
-const WRITER_QUEUE: usize = 8;
 
 /// What to ingest.
 #[derive(Debug, Clone)]
@@ -314,7 +312,7 @@ fn run_pipeline(
     workers: usize,
     cache_writer: Option<CacheWriter>,
 ) -> Result<(consume::Consumed, writer::Written)> {
-    let (write_tx, write_rx) = crossbeam_channel::bounded::<writer::WriteMsg>(WRITER_QUEUE);
+    let (write_tx, write_rx) = writer::queue();
     let (job_tx, job_rx) = crossbeam_channel::unbounded::<(u64, walk::FileJob)>();
     let (res_tx, res_rx) = crossbeam_channel::unbounded::<(u64, Option<Done>)>();
     let (token_tx, token_rx) = crossbeam_channel::bounded::<()>(reorder_window());

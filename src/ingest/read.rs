@@ -17,7 +17,7 @@ use rustix::fs::{FileType, Mode, OFlags, SeekFrom};
 use rustix::io::Errno;
 
 use super::walk::FileJob;
-use super::writer::WriteMsg;
+use super::writer::{WriteMsg, WriteQueue};
 use super::{Done, Shared};
 use crate::chunking::Chunker;
 use crate::crypto::envelope;
@@ -47,7 +47,7 @@ pub(super) fn worker(
     sh: &Shared<'_>,
     jobs: Receiver<(u64, FileJob)>,
     results: Sender<(u64, Option<Done>)>,
-    tx: Sender<WriteMsg>,
+    tx: WriteQueue,
 ) {
     for (seq, job) in jobs {
         let out = if sh.abort.is_set() {
@@ -86,7 +86,7 @@ pub(super) fn cached_file(
     }
 }
 
-fn process_file(sh: &Shared<'_>, tx: &Sender<WriteMsg>, job: FileJob) -> Result<Done> {
+fn process_file(sh: &Shared<'_>, tx: &WriteQueue, job: FileJob) -> Result<Done> {
     let st = job.st;
     let hash = sh.hasher.hash(&job.path);
     match read_file(sh, tx, &job) {
@@ -148,7 +148,7 @@ fn cached_extents_usable(sh: &Shared<'_>, hit: &CachedFile) -> Result<bool> {
 
 fn read_file(
     sh: &Shared<'_>,
-    tx: &Sender<WriteMsg>,
+    tx: &WriteQueue,
     job: &FileJob,
 ) -> std::result::Result<(Vec<Extent>, u64), Fail> {
     if let Some(hook) = &sh.hooks.before_open {
@@ -214,7 +214,7 @@ fn read_file(
 /// [`read_file`] for a file that is a single chunk.
 fn read_small(
     sh: &Shared<'_>,
-    tx: &Sender<WriteMsg>,
+    tx: &WriteQueue,
     file: &File,
     size: u64,
 ) -> std::result::Result<(Vec<Extent>, u64), Fail> {
@@ -299,7 +299,7 @@ impl Read for RangeReader<'_> {
 /// Chunk `[start, end)` into `extents`; returns the bytes read.
 fn chunk_range(
     sh: &Shared<'_>,
-    tx: &Sender<WriteMsg>,
+    tx: &WriteQueue,
     file: &File,
     start: u64,
     end: u64,
@@ -355,7 +355,7 @@ fn read_window<R: Read>(
     Ok((window, false))
 }
 
-fn seal_window(sh: &Shared<'_>, tx: &Sender<WriteMsg>, window: &[Vec<u8>]) -> Result<Vec<Extent>> {
+fn seal_window(sh: &Shared<'_>, tx: &WriteQueue, window: &[Vec<u8>]) -> Result<Vec<Extent>> {
     if window.len() <= 1 {
         return window.iter().map(|c| seal_chunk(sh, tx, c)).collect();
     }
@@ -365,7 +365,7 @@ fn seal_window(sh: &Shared<'_>, tx: &Sender<WriteMsg>, window: &[Vec<u8>]) -> Re
 
 /// Name a chunk; unless this run or the index already has it, seal it and hand it to the
 /// writer.
-fn seal_chunk(sh: &Shared<'_>, tx: &Sender<WriteMsg>, plaintext: &[u8]) -> Result<Extent> {
+fn seal_chunk(sh: &Shared<'_>, tx: &WriteQueue, plaintext: &[u8]) -> Result<Extent> {
     let id = sh.id_key.chunk_id(plaintext);
     if let Some(claim) = sh.inflight.claim(id) {
         let stored = sh.indexes.get()?.has_chunk(&id)?;

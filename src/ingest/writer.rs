@@ -2,8 +2,9 @@
 //! and, as packs get committed, tells the in-flight map to forget their chunks.
 
 use std::collections::VecDeque;
+use std::sync::{Arc, Condvar, Mutex};
 
-use crossbeam_channel::Receiver;
+use crossbeam_channel::{Receiver, Sender};
 
 use super::Shared;
 use crate::error::Result;
@@ -16,6 +17,92 @@ pub(super) struct WriteMsg {
     pub chunk: PendingChunk,
     /// Plaintext length (for statistics).
     pub plain_len: u64,
+}
+
+/// Envelope bytes that may wait for the pack writer. Generous, so that sealing goes on while
+/// the writer commits a pack or waits for its fsync (a count of 8 chunks stalled every worker
+/// behind each commit of a pack of small files); bounded, so memory is.
+const WRITE_BUDGET: usize = 24 << 20;
+
+/// Bytes queued for the writer, and whether it has stopped taking any.
+#[derive(Default)]
+struct Budget {
+    state: Mutex<(usize, bool)>,
+    freed: Condvar,
+}
+
+impl Budget {
+    fn lock(&self) -> std::sync::MutexGuard<'_, (usize, bool)> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// The sending side of the writer's queue (one per worker and the consumer).
+#[derive(Clone)]
+pub(super) struct WriteQueue {
+    tx: Sender<WriteMsg>,
+    budget: Arc<Budget>,
+}
+
+/// The writer's side of the queue. Dropping it (the writer is done, or panicked) releases
+/// every sender waiting for room.
+pub(super) struct WriteInbox {
+    rx: Receiver<WriteMsg>,
+    budget: Arc<Budget>,
+}
+
+/// A queue of sealed chunks for the pack writer, bounded by [`WRITE_BUDGET`] bytes.
+pub(super) fn queue() -> (WriteQueue, WriteInbox) {
+    let (tx, rx) = crossbeam_channel::unbounded();
+    let budget = Arc::new(Budget::default());
+    (
+        WriteQueue {
+            tx,
+            budget: Arc::clone(&budget),
+        },
+        WriteInbox { rx, budget },
+    )
+}
+
+impl WriteQueue {
+    /// Queue a chunk, waiting while the queue holds [`WRITE_BUDGET`] bytes (a chunk always
+    /// fits an empty queue). `Err` once the writer is gone.
+    pub fn send(&self, msg: WriteMsg) -> std::result::Result<(), ()> {
+        let n = msg.chunk.envelope.len();
+        let mut state = self.budget.lock();
+        loop {
+            if state.1 {
+                return Err(());
+            }
+            if state.0 == 0 || state.0 + n <= WRITE_BUDGET {
+                break;
+            }
+            state = self
+                .budget
+                .freed
+                .wait(state)
+                .unwrap_or_else(|p| p.into_inner());
+        }
+        state.0 += n;
+        drop(state);
+        self.tx.send(msg).map_err(|_| ())
+    }
+}
+
+impl WriteInbox {
+    fn recv(&self) -> Option<WriteMsg> {
+        let msg = self.rx.recv().ok()?;
+        self.budget.lock().0 -= msg.chunk.envelope.len();
+        self.budget.freed.notify_all();
+        Some(msg)
+    }
+}
+
+impl Drop for WriteInbox {
+    fn drop(&mut self) {
+        self.budget.lock().1 = true;
+        self.budget.freed.notify_all();
+    }
 }
 
 /// What the writer added.
@@ -35,18 +122,18 @@ const SYNCS_IN_FLIGHT: usize = 2;
 
 /// Run until every sender is gone. After an error (recorded in `sh.abort`) the channel is
 /// still drained, so no worker blocks on a full channel.
-pub(super) fn run(sh: &Shared<'_>, writer: &WriterId, rx: Receiver<WriteMsg>) -> Written {
+pub(super) fn run(sh: &Shared<'_>, writer: &WriterId, rx: WriteInbox) -> Written {
     match write_all(sh, writer, &rx) {
         Ok(w) => w,
         Err(e) => {
             sh.abort.fail(e);
-            for _ in rx {}
+            while rx.recv().is_some() {}
             Written::default()
         }
     }
 }
 
-fn write_all(sh: &Shared<'_>, writer: &WriterId, rx: &Receiver<WriteMsg>) -> Result<Written> {
+fn write_all(sh: &Shared<'_>, writer: &WriterId, rx: &WriteInbox) -> Result<Written> {
     let index = sh.repo.index()?;
     let mut packs = PackWriter::new(
         sh.repo.root(),
@@ -60,7 +147,7 @@ fn write_all(sh: &Shared<'_>, writer: &WriterId, rx: &Receiver<WriteMsg>) -> Res
     let mut plain_bytes = 0u64;
     let mut appended = 0u64;
     let mut uncommitted: VecDeque<ChunkId> = VecDeque::new();
-    for msg in rx.iter() {
+    while let Some(msg) = rx.recv() {
         if sh.abort.is_set() {
             // Drain; the session will not be committed.
             continue;
