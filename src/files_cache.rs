@@ -17,7 +17,7 @@ use crate::format::manifest::{Extent, decode_extents, encode_extents};
 /// `PRAGMA application_id` of a files cache (`'RSBC'`).
 pub const CACHE_APPLICATION_ID: i32 = 1_381_188_163;
 /// `PRAGMA user_version` of a files cache.
-pub const CACHE_VERSION: i32 = 1;
+pub const CACHE_VERSION: i32 = 2;
 
 /// Files whose mtime is this close to (or after) the ingest start are not cached: they may
 /// still change within the timestamp resolution.
@@ -66,6 +66,9 @@ pub struct CachedFile {
     pub ino: u64,
     /// Device number.
     pub dev: u64,
+    /// The file had extended attributes (any, before staging decoding). A hit without them
+    /// needs no `listxattr`: an xattr change moves the ctime.
+    pub has_xattrs: bool,
     /// The file's extents as ingested.
     pub extents: Vec<Extent>,
 }
@@ -140,7 +143,8 @@ impl CacheReader {
         let mut stmt = self
             .conn
             .prepare_cached(
-                "SELECT size, mtime_ns, ctime_ns, ino, dev, extents FROM files WHERE path_hash = ?1",
+                "SELECT size, mtime_ns, ctime_ns, ino, dev, has_xattrs, extents FROM files \
+                 WHERE path_hash = ?1",
             )
             .ok()?;
         let row = stmt
@@ -151,12 +155,13 @@ impl CacheReader {
                     r.get::<_, i64>(2)?,
                     r.get::<_, i64>(3)?,
                     r.get::<_, i64>(4)?,
-                    r.get::<_, Vec<u8>>(5)?,
+                    r.get::<_, i64>(5)?,
+                    r.get::<_, Vec<u8>>(6)?,
                 ))
             })
             .optional()
             .ok()??;
-        let extents = decode_extents(&row.5).ok()?;
+        let extents = decode_extents(&row.6).ok()?;
         // Integers are stored as their two's-complement bit patterns (SQLite has no u64).
         Some(CachedFile {
             size: row.0 as u64,
@@ -164,6 +169,7 @@ impl CacheReader {
             ctime_ns: row.2,
             ino: row.3 as u64,
             dev: row.4 as u64,
+            has_xattrs: row.5 != 0,
             extents,
         })
     }
@@ -242,6 +248,7 @@ impl CacheWriter {
                ctime_ns  INTEGER NOT NULL,
                ino       INTEGER NOT NULL,
                dev       INTEGER NOT NULL,
+               has_xattrs INTEGER NOT NULL,
                extents   BLOB NOT NULL
              ) WITHOUT ROWID;
              BEGIN;"
@@ -278,8 +285,9 @@ impl CacheWriter {
         let conn = self.conn.as_ref().ok_or_else(closed)?;
         self.batch.sort_by_key(|row| row.0);
         let mut stmt = conn.prepare_cached(
-            "INSERT OR REPLACE INTO files (path_hash, size, mtime_ns, ctime_ns, ino, dev, extents)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            "INSERT OR REPLACE INTO files
+               (path_hash, size, mtime_ns, ctime_ns, ino, dev, has_xattrs, extents)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
         )?;
         for (path_hash, file) in self.batch.drain(..) {
             self.buf.clear();
@@ -291,6 +299,7 @@ impl CacheWriter {
                 file.ctime_ns,
                 file.ino as i64,
                 file.dev as i64,
+                i64::from(file.has_xattrs),
                 &self.buf,
             ])?;
         }

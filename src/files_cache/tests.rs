@@ -3,6 +3,7 @@ use crate::ids::ChunkId;
 
 fn sample() -> CachedFile {
     CachedFile {
+        has_xattrs: false,
         size: 10,
         mtime_ns: 1_700_000_000_123_456_789,
         ctime_ns: 1_700_000_001_000_000_000,

@@ -128,13 +128,14 @@ pub(super) fn read_xattrs(path: &CStr, buf: &mut Vec<u8>) -> Result<Xattrs, Errn
 
 impl crate::files_cache::CachedFile {
     /// The identifying fields of a files-cache row for `st`, with no extents yet.
-    pub(super) fn of_stat(st: &FileStat) -> Self {
+    pub(super) fn of_stat(st: &FileStat, has_xattrs: bool) -> Self {
         crate::files_cache::CachedFile {
             size: st.size,
             mtime_ns: st.mtime_ns(),
             ctime_ns: st.ctime_ns,
             ino: st.ino,
             dev: st.dev,
+            has_xattrs,
             extents: Vec::new(),
         }
     }

@@ -78,7 +78,8 @@ pub(super) fn cached_file(
 ) -> Result<Option<CachedFile>> {
     match cache.get(hash) {
         Some(hit)
-            if hit.same_file(&CachedFile::of_stat(st)) && cached_extents_usable(sh, &hit)? =>
+            if hit.same_file(&CachedFile::of_stat(st, hit.has_xattrs))
+                && cached_extents_usable(sh, &hit)? =>
         {
             Ok(Some(hit))
         }
@@ -91,7 +92,7 @@ fn process_file(sh: &Shared<'_>, tx: &WriteQueue, job: FileJob) -> Result<Done> 
     let hash = sh.hasher.hash(&job.path);
     match read_file(sh, tx, &job) {
         Ok((extents, bytes_read)) => {
-            let mut row = CachedFile::of_stat(&st);
+            let mut row = CachedFile::of_stat(&st, job.has_xattrs);
             row.extents = extents.clone();
             let body = Body::File {
                 size: st.size,

@@ -477,3 +477,45 @@ fn files_at_the_minimum_chunk_size_are_chunked_as_the_chunker_would() {
         assert_eq!(content(&t, e), data, "f{i} reads back");
     }
 }
+
+#[test]
+fn extended_attributes_of_unchanged_files_are_kept_and_new_ones_seen() {
+    // A files-cache hit whose row says "no xattrs" skips listing them: adding one must still
+    // be seen (it moves the ctime, so the file is no longer a hit), and a file that has some
+    // keeps them on every hit.
+    let t = TestRepo::new();
+    let src = t.path("src");
+    write(&src.join("plain"), &noise(1, 5000));
+    write(&src.join("tagged"), &noise(2, 5000));
+    let set = |name: &str, key: &str, value: &[u8]| {
+        rustix::fs::lsetxattr(src.join(name), key, value, rustix::fs::XattrFlags::empty())
+    };
+    if set("tagged", "user.note", b"kept").is_err() {
+        eprintln!("skipped: the temporary filesystem has no user xattrs");
+        return;
+    }
+    age_tree(&src);
+    let xattrs_of = |r: &IngestReport, path: &[u8]| {
+        find(&entries(&t, r.session_id()), path).meta.xattrs.clone()
+    };
+    let first = ingest(&t.repo, &opts("c", &src)).unwrap();
+    assert_eq!(first.files_read, 2);
+    let second = ingest(&t.repo, &opts("c", &src)).unwrap();
+    assert_eq!(second.files_read, 0, "both are cache hits");
+    assert_eq!(
+        xattrs_of(&second, b"tagged"),
+        vec![(b"user.note".to_vec(), b"kept".to_vec())]
+    );
+    assert!(xattrs_of(&second, b"plain").is_empty());
+
+    set("plain", "user.new", b"seen").unwrap();
+    let third = ingest(&t.repo, &opts("c", &src)).unwrap();
+    assert_eq!(
+        xattrs_of(&third, b"plain"),
+        vec![(b"user.new".to_vec(), b"seen".to_vec())]
+    );
+    assert_eq!(
+        xattrs_of(&third, b"tagged"),
+        vec![(b"user.note".to_vec(), b"kept".to_vec())]
+    );
+}

@@ -57,6 +57,8 @@ pub(super) struct FileJob {
     pub meta: Meta,
     /// Later paths are hard links to this one.
     pub link_target: bool,
+    /// It has extended attributes on disk (before staging decoding), for the files cache.
+    pub has_xattrs: bool,
 }
 
 /// What the walker produces, in manifest order.
@@ -160,13 +162,6 @@ fn probe_thread(sh: &Shared<'_>, jobs: &ProbeQueue, proc_fd: bool, source: &Path
             .map(|name| {
                 let st = rustix::fs::statat(&*job.dir, &name, AtFlags::SYMLINK_NOFOLLOW)
                     .map(|st| FileStat::from_stat(&st));
-                let xattrs = match st {
-                    Ok(_) => {
-                        let xpath = xattr_path(proc_fd, &job.dir, source, &job.dir_path, &name);
-                        read_xattrs(&xpath, &mut xbuf)
-                    }
-                    Err(e) => Err(e),
-                };
                 let cached = match (&cache, &st) {
                     (Some(cache), Ok(st))
                         if st.file_type() == FileType::RegularFile && st.size > 0 =>
@@ -187,6 +182,18 @@ fn probe_thread(sh: &Shared<'_>, jobs: &ProbeQueue, proc_fd: bool, source: &Path
                         }
                     }
                     _ => None,
+                };
+                let xattrs = match st {
+                    // The cache proves the file unchanged since it had no extended attributes:
+                    // setting or removing one would have moved the ctime.
+                    Ok(_) if cached.as_ref().is_some_and(|(_, row)| !row.has_xattrs) => {
+                        Ok(Vec::new())
+                    }
+                    Ok(_) => {
+                        let xpath = xattr_path(proc_fd, &job.dir, source, &job.dir_path, &name);
+                        read_xattrs(&xpath, &mut xbuf)
+                    }
+                    Err(e) => Err(e),
                 };
                 Probed {
                     name,
@@ -356,6 +363,7 @@ fn walk_tree(
             }
         };
         let on_disk = st.file_type();
+        let has_xattrs = xattrs.as_ref().is_ok_and(|x| !x.is_empty());
         let (st, meta) = match xattrs {
             Ok(x) => {
                 let (st, x) = staging::decode_meta(decode, st, x);
@@ -431,9 +439,10 @@ fn walk_tree(
                     );
                     done.link_target = link_target;
                     emit(Item::Done(done));
-                } else if let Some((hash, row)) = cached
-                    && row.same_file(&CachedFile::of_stat(&st))
+                } else if let Some((hash, mut row)) = cached
+                    && row.same_file(&CachedFile::of_stat(&st, has_xattrs))
                 {
+                    row.has_xattrs = has_xattrs;
                     let body = Body::File {
                         size: st.size,
                         extents: row.extents.clone(),
@@ -450,6 +459,7 @@ fn walk_tree(
                         st,
                         meta,
                         link_target,
+                        has_xattrs,
                     }));
                 }
                 continue;
