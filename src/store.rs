@@ -147,30 +147,28 @@ impl<'a> PackWriter<'a> {
 
     /// Append a chunk. A chunk id already appended by this writer is skipped (returns false).
     pub fn append(&mut self, chunk: PendingChunk) -> Result<bool> {
+        let hash = record_hash(&chunk)?;
+        self.append_hashed(chunk, hash)
+    }
+
+    /// [`PackWriter::append`] with the record's BLAKE3 computed by the caller with
+    /// [`record_hash`] (so that many threads can hash while one writes).
+    pub fn append_hashed(&mut self, chunk: PendingChunk, hash: [u8; 32]) -> Result<bool> {
         self.check_usable()?;
         if self.seen.contains(&chunk.id) {
             return Ok(false);
         }
         let result = self
             .commit_synced(false)
-            .and_then(|()| self.append_inner(chunk));
+            .and_then(|()| self.append_inner(chunk, hash));
         if result.is_err() {
             self.failed = true;
         }
         result.map(|()| true)
     }
 
-    fn append_inner(&mut self, chunk: PendingChunk) -> Result<()> {
-        let envelope_len = u32::try_from(chunk.envelope.len())
-            .ok()
-            .filter(|n| *n <= u32::MAX - RECORD_HEADER_LEN as u32)
-            .ok_or_else(|| {
-                Error::invalid(format!(
-                    "chunk {}: envelope of {} bytes is too large for a pack record",
-                    chunk.id,
-                    chunk.envelope.len()
-                ))
-            })?;
+    fn append_inner(&mut self, chunk: PendingChunk, stored_hash: [u8; 32]) -> Result<()> {
+        let envelope_len = envelope_len(&chunk)?;
         if self.open.is_none() {
             self.open = Some(self.start_pack()?);
         }
@@ -180,9 +178,6 @@ impl<'a> PackWriter<'a> {
             chunk_id: chunk.id,
             key_id: chunk.key_id,
         });
-        let mut hasher = blake3::Hasher::new();
-        hasher.update(&header);
-        hasher.update(&chunk.envelope);
         pack.file
             .write_all(&header)
             .and_then(|()| pack.file.write_all(&chunk.envelope))
@@ -194,7 +189,7 @@ impl<'a> PackWriter<'a> {
             offset: pack.len,
             length,
             key_id: chunk.key_id,
-            stored_hash: *hasher.finalize().as_bytes(),
+            stored_hash,
             refs: chunk.refs,
         });
         pack.len += u64::from(length);
@@ -345,6 +340,34 @@ impl Drop for PackWriter<'_> {
 }
 
 /// Make a written pack durable: its data, then its directory entry (format-spec/index.md).
+/// The envelope length as the record header stores it; an error if it does not fit.
+fn envelope_len(chunk: &PendingChunk) -> Result<u32> {
+    u32::try_from(chunk.envelope.len())
+        .ok()
+        .filter(|n| *n <= u32::MAX - RECORD_HEADER_LEN as u32)
+        .ok_or_else(|| {
+            Error::invalid(format!(
+                "chunk {}: envelope of {} bytes is too large for a pack record",
+                chunk.id,
+                chunk.envelope.len()
+            ))
+        })
+}
+
+/// BLAKE3 of the record `chunk` becomes in a pack (header, then envelope): the index's
+/// `stored_hash` (format-spec/index.md).
+pub fn record_hash(chunk: &PendingChunk) -> Result<[u8; 32]> {
+    let header = encode_record_header(&RecordHeader {
+        envelope_len: envelope_len(chunk)?,
+        chunk_id: chunk.id,
+        key_id: chunk.key_id,
+    });
+    let mut hasher = blake3::Hasher::new();
+    hasher.update(&header);
+    hasher.update(&chunk.envelope);
+    Ok(*hasher.finalize().as_bytes())
+}
+
 pub(crate) fn sync_pack(file: &File, path: &Path) -> Result<()> {
     file.sync_all()
         .map_err(|e| Error::io(format_args!("syncing pack {}", path.display()), e))?;

@@ -172,16 +172,15 @@ impl<'s, 'r> Consumer<'s, 'r> {
             return Err(super::read::aborted());
         }
         let envelope = envelope::seal(&sh.data_key, sh.key_id, &id, &chunk.bytes, sh.zstd_level)?;
-        let msg = WriteMsg {
-            plain_len: chunk.bytes.len() as u64,
-            chunk: PendingChunk {
-                id,
-                kind: ChunkKind::Manifest,
-                key_id: sh.key_id,
-                envelope,
-                refs: chunk.refs,
-            },
+        let plain_len = chunk.bytes.len() as u64;
+        let pending = PendingChunk {
+            id,
+            kind: ChunkKind::Manifest,
+            key_id: sh.key_id,
+            envelope,
+            refs: chunk.refs,
         };
+        let msg = WriteMsg::new(pending, plain_len)?;
         self.tx.send(msg).map_err(|_| super::read::aborted())
     }
 }

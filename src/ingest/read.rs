@@ -379,10 +379,7 @@ fn seal_chunk(sh: &Shared<'_>, tx: &WriteQueue, plaintext: &[u8]) -> Result<Exte
                 envelope,
                 refs: Vec::new(),
             };
-            let msg = WriteMsg {
-                chunk,
-                plain_len: plaintext.len() as u64,
-            };
+            let msg = WriteMsg::new(chunk, plaintext.len() as u64)?;
             tx.send(msg).map_err(|_| aborted())?;
             claim.submitted();
         }

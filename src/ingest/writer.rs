@@ -15,8 +15,21 @@ use crate::store::{PackWriter, PendingChunk};
 /// A sealed chunk on its way to the pack writer.
 pub(super) struct WriteMsg {
     pub chunk: PendingChunk,
+    /// The record's BLAKE3, computed by the sender (the writer is one thread; the senders are
+    /// many).
+    pub record_hash: [u8; 32],
     /// Plaintext length (for statistics).
     pub plain_len: u64,
+}
+
+impl WriteMsg {
+    pub fn new(chunk: PendingChunk, plain_len: u64) -> Result<WriteMsg> {
+        Ok(WriteMsg {
+            record_hash: crate::store::record_hash(&chunk)?,
+            chunk,
+            plain_len,
+        })
+    }
 }
 
 /// Envelope bytes that may wait for the pack writer. Generous, so that sealing goes on while
@@ -154,7 +167,7 @@ fn write_all(sh: &Shared<'_>, writer: &WriterId, rx: &WriteInbox) -> Result<Writ
         }
         let id = msg.chunk.id;
         let data = msg.chunk.kind == ChunkKind::Data;
-        if packs.append(msg.chunk)? {
+        if packs.append_hashed(msg.chunk, msg.record_hash)? {
             plain_bytes += msg.plain_len;
             appended += 1;
             if data {
