@@ -306,8 +306,13 @@ impl CacheWriter {
         Ok(())
     }
 
-    /// Commit, make the file durable and rename it over the old cache.
-    pub fn commit(mut self) -> Result<()> {
+    /// Insert what is buffered, commit, and make the file durable, without renaming it into
+    /// place yet (that waits for the session; see [`CacheWriter::commit`]). Lets the ingest do
+    /// this while its last pack is still being synced. Idempotent.
+    pub fn prepare(&mut self) -> Result<()> {
+        if self.conn.is_none() {
+            return Ok(());
+        }
         self.flush()?;
         let conn = self.conn.take().ok_or_else(closed)?;
         conn.execute_batch("COMMIT")?;
@@ -316,6 +321,12 @@ impl CacheWriter {
             .map_err(|e| Error::io(format!("opening {}", self.new_path.display()), e))?;
         file.sync_all()
             .map_err(|e| Error::io(format!("syncing {}", self.new_path.display()), e))?;
+        Ok(())
+    }
+
+    /// Commit, make the file durable and rename it over the old cache.
+    pub fn commit(mut self) -> Result<()> {
+        self.prepare()?;
         std::fs::rename(&self.new_path, &self.final_path).map_err(|e| {
             Error::io(
                 format!(

@@ -83,6 +83,15 @@ impl<'s, 'r> Consumer<'s, 'r> {
         {
             self.sh.abort.fail(e);
         }
+        // Make the next files cache durable now, while the writer syncs the last pack; it is
+        // renamed into place only after the session commits.
+        if !self.sh.abort.is_set()
+            && let Some(w) = self.out.cache.as_mut()
+            && w.prepare().is_err()
+            && let Some(w) = self.out.cache.take()
+        {
+            w.abandon();
+        }
         self.out
     }
 
