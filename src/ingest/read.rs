@@ -200,7 +200,13 @@ fn read_file(
         }
         pos = end;
     }
-    let now = rustix::fs::fstat(&file)
+    same_size_after_reading(&file, size)?;
+    Ok((extents, bytes_read))
+}
+
+/// A file that grew or shrank while it was read is not backed up as it was read.
+fn same_size_after_reading(file: &File, size: u64) -> std::result::Result<(), Fail> {
+    let now = rustix::fs::fstat(file)
         .map_err(|e| Fail::Path(format!("cannot stat after reading: {e}")))?;
     let now = FileStat::from_stat(&now);
     if now.size != size {
@@ -209,7 +215,7 @@ fn read_file(
             now.size
         )));
     }
-    Ok((extents, bytes_read))
+    Ok(())
 }
 
 /// [`read_file`] for a file that is a single chunk.
@@ -234,15 +240,7 @@ fn read_small(
             Err(e) => return Err(Fail::Path(format!("read error: {e}"))),
         }
     }
-    let now = rustix::fs::fstat(file)
-        .map_err(|e| Fail::Path(format!("cannot stat after reading: {e}")))?;
-    let now = FileStat::from_stat(&now);
-    if now.size != size {
-        return Err(Fail::Path(format!(
-            "size changed while being read (from {size} to {} bytes)",
-            now.size
-        )));
-    }
+    same_size_after_reading(file, size)?;
     let extent = seal_chunk(sh, tx, &buf)?;
     Ok((vec![extent], size))
 }
