@@ -8,6 +8,9 @@
 #   FILES=5000 SESSIONS=20 tools/bench-prune.sh
 #   BENCH_DIR=/var/tmp/rsbackup-bench-prune tools/bench-prune.sh
 #
+# index.db and the packs are reported apart, with the bytes of each table and index of index.db
+# (SQLite's dbstat), before and after the prune.
+#
 # Everything is made fresh under BENCH_DIR on each run. Results go to stdout and to
 # BENCH_DIR/results.txt.
 set -euo pipefail
@@ -105,7 +108,26 @@ print(sqlite3.connect(sys.argv[1]).execute(sys.argv[2]).fetchone()[0])
 EOF
 }
 
+# Bytes of index.db (with its write-ahead log) and of packs/.
+index_bytes() {
+  echo $(($(stat -c %s "$REPO/index.db") + $(stat -c %s "$REPO/index.db-wal" 2>/dev/null || echo 0)))
+}
+pack_bytes() { du -sb "$REPO/packs" | cut -f1; }
+# Bytes per table and index of index.db, largest first.
+table_bytes() {
+  python3 - "$REPO/index.db" <<'EOF'
+import sqlite3, sys
+db = sqlite3.connect(sys.argv[1])
+rows = db.execute("SELECT name, sum(pgsize) FROM dbstat GROUP BY name ORDER BY 2 DESC").fetchall()
+free = db.execute("PRAGMA freelist_count").fetchone()[0] * db.execute("PRAGMA page_size").fetchone()[0]
+print("  " + ", ".join(f"{n} {b}" for n, b in rows if b >= 65536) + f"; free pages {free}")
+EOF
+}
+
 LOGICAL_BEFORE=$(logical_sum)
+INDEX_BEFORE=$(index_bytes)
+PACKS_BYTES_BEFORE=$(pack_bytes)
+TABLES_BEFORE=$(table_bytes)
 SIZE_BEFORE=$(du -sb "$REPO" | cut -f1)
 CHUNKS_BEFORE=$(count "SELECT count(*) FROM chunks")
 PACKS_BEFORE=$(count "SELECT count(*) FROM packs")
@@ -118,6 +140,9 @@ SIZE_AFTER=$(du -sb "$REPO" | cut -f1)
 LOGICAL_AFTER=$(logical_sum)
 CHUNKS_AFTER=$(count "SELECT count(*) FROM chunks")
 PACKS_AFTER=$(count "SELECT count(*) FROM packs")
+INDEX_AFTER=$(index_bytes)
+PACKS_BYTES_AFTER=$(pack_bytes)
+TABLES_AFTER=$(table_bytes)
 
 echo "== second prune (nothing to do)" >&2
 /usr/bin/time -f '%e %M' -o "$BENCH_DIR/prune2.time" \
@@ -135,9 +160,13 @@ NOOP_COLLECT=$(python3 -c 'import json,sys; print("ran" if json.load(open(sys.ar
 {
   echo "tree: $FILES small files + 4 large; $SESSIONS sessions; keep-last $KEEP"
   echo "before prune: repository $SIZE_BEFORE bytes, $CHUNKS_BEFORE chunks, $PACKS_BEFORE packs; sum of logical sizes $LOGICAL_BEFORE bytes ($(python3 -c "print(f'{$SIZE_BEFORE/$LOGICAL_BEFORE*100:.2f}')")% of logical)"
+  echo "before prune: index.db $INDEX_BEFORE bytes, packs $PACKS_BYTES_BEFORE bytes; index.db tables and indexes (bytes, >= 64 KiB):"
+  echo "$TABLES_BEFORE"
   echo "prune: ${PRUNE_S} s wall, peak RSS ${PRUNE_KB} KiB"
   echo "reclaimed (du): $((SIZE_BEFORE - SIZE_AFTER)) bytes; reported: bytes chunks emptied repacked written keys = $REPORTED"
   echo "after prune: repository $SIZE_AFTER bytes, $CHUNKS_AFTER chunks, $PACKS_AFTER packs; sum of logical sizes $LOGICAL_AFTER bytes ($(python3 -c "print(f'{$SIZE_AFTER/$LOGICAL_AFTER*100:.2f}')")% of logical)"
+  echo "after prune: index.db $INDEX_AFTER bytes, packs $PACKS_BYTES_AFTER bytes; index.db tables and indexes:"
+  echo "$TABLES_AFTER"
   echo "no-op prune: ${NOOP_S} s wall, peak RSS ${NOOP_KB} KiB, collect $NOOP_COLLECT"
   echo "check --read-data after prune: ${CHECK_S} s, clean"
 } | tee "$RESULTS"
