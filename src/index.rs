@@ -286,6 +286,10 @@ impl Index {
     /// In one transaction: insert the chunks (and manifest refs), mark the pack sealed.
     /// A chunk already present is left as it is (first copy wins). A manifest chunk naming a
     /// chunk that is not stored is refused (`Internal`): it would break invariant 2.
+    ///
+    /// References are stored by chunk number (`chunks.num`), which exists only once the chunk's
+    /// row does: the chunk rows go in first, so a manifest chunk may name a chunk sealed
+    /// earlier or in this same pack, never one that is not in the index.
     pub fn seal_pack(&self, pack_row: i64, size: u64, chunks: &[SealedChunk]) -> Result<()> {
         let size = to_i64(size, "pack size")?;
         self.write_tx(&format!("sealing pack row {pack_row}"), |conn| {
@@ -293,10 +297,6 @@ impl Index {
                 "INSERT OR IGNORE INTO chunks (id, kind, pack, offset, length, key_id, stored_hash) \
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
             )?;
-            let mut insert_ref = conn.prepare_cached(
-                "INSERT OR IGNORE INTO chunk_refs (parent, child) VALUES (?1, ?2)",
-            )?;
-            let mut exists = conn.prepare_cached("SELECT 1 FROM chunks WHERE id = ?1")?;
             for c in chunks {
                 insert_chunk.execute(params![
                     &c.id.0,
@@ -307,19 +307,28 @@ impl Index {
                     to_i64(c.key_id.0, "key id")?,
                     &c.stored_hash,
                 ])?;
-                if c.kind == ChunkKind::Manifest {
-                    for child in &c.refs {
-                        if !exists.exists([&child.0])? {
-                            return Err(Error::new(
-                                ErrorKind::Internal,
-                                format!(
-                                    "manifest chunk {} names chunk {child}, which is not stored",
-                                    c.id
-                                ),
-                            ));
-                        }
-                        insert_ref.execute([&c.id.0, &child.0])?;
-                    }
+            }
+            let mut insert_ref = conn.prepare_cached(
+                "INSERT OR IGNORE INTO chunk_refs (parent, child) VALUES (?1, ?2)",
+            )?;
+            for c in chunks.iter().filter(|c| c.kind == ChunkKind::Manifest) {
+                let parent = chunk_num(conn, &c.id)?.ok_or_else(|| {
+                    Error::new(
+                        ErrorKind::Internal,
+                        format!("manifest chunk {} has no row after its insert", c.id),
+                    )
+                })?;
+                for child in &c.refs {
+                    let Some(child) = chunk_num(conn, child)? else {
+                        return Err(Error::new(
+                            ErrorKind::Internal,
+                            format!(
+                                "manifest chunk {} names chunk {child}, which is not stored",
+                                c.id
+                            ),
+                        ));
+                    };
+                    insert_ref.execute([parent, child])?;
                 }
             }
             let updated = conn.execute(
@@ -382,18 +391,17 @@ impl Index {
                     format!("session {id} is not a running session"),
                 ));
             }
-            let mut exists = conn.prepare_cached("SELECT 1 FROM chunks WHERE id = ?1")?;
             let mut insert = conn.prepare_cached(
                 "INSERT INTO session_manifest (session, seq, chunk) VALUES (?1, ?2, ?3)",
             )?;
             for (seq, chunk) in root.iter().enumerate() {
-                if !exists.exists([&chunk.0])? {
+                let Some(num) = chunk_num(conn, chunk)? else {
                     return Err(Error::new(
                         ErrorKind::Internal,
                         format!("root chunk {chunk} of session {id} is not stored"),
                     ));
-                }
-                insert.execute(params![id.0, seq as i64, &chunk.0])?;
+                };
+                insert.execute(params![id.0, seq as i64, num])?;
             }
             let updated = conn.execute(
                 "UPDATE sessions SET state = ?1, finished = ?2, files = ?3, bytes = ?4, \
@@ -459,7 +467,10 @@ impl Index {
         self.session(id)?;
         let mut stmt = self
             .conn
-            .prepare_cached("SELECT chunk FROM session_manifest WHERE session = ?1 ORDER BY seq")
+            .prepare_cached(
+                "SELECT c.id FROM session_manifest m JOIN chunks c ON c.num = m.chunk \
+                 WHERE m.session = ?1 ORDER BY m.seq",
+            )
             .map_err(|e| self.err(e, format_args!("reading the root of session {id}")))?;
         stmt.query_map([id.0], |r| Ok(ChunkId(r.get(0)?)))
             .and_then(|rows| rows.collect())
@@ -514,16 +525,32 @@ impl Index {
             .map_err(|e| self.err(e, format_args!("listing the chunks of pack row {pack_row}")))
     }
 
+    /// The chunks a manifest chunk names (its `chunk_refs`), by id; empty for a data chunk or
+    /// a chunk that is not stored.
+    pub fn chunk_refs(&self, id: &ChunkId) -> Result<Vec<ChunkId>> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT c.id FROM chunks p JOIN chunk_refs r ON r.parent = p.num \
+                 JOIN chunks c ON c.num = r.child WHERE p.id = ?1 ORDER BY c.id",
+            )
+            .map_err(|e| self.err(e, "reading the references of a chunk"))?;
+        stmt.query_map([&id.0], |r| Ok(ChunkId(r.get(0)?)))
+            .and_then(|rows| rows.collect())
+            .map_err(|e| self.err(e, format_args!("reading the references of chunk {id}")))
+    }
+
     /// Visible sessions whose root or whose manifest chunks' references include `id`.
     pub fn sessions_using_chunk(&self, id: &ChunkId) -> Result<Vec<SessionId>> {
         let mut stmt = self
             .conn
             .prepare_cached(
                 "SELECT s.id FROM sessions s WHERE s.state != 'running' AND s.id IN ( \
-                   SELECT session FROM session_manifest WHERE chunk = ?1 \
+                   SELECT m.session FROM chunks c \
+                     JOIN session_manifest m ON m.chunk = c.num WHERE c.id = ?1 \
                    UNION \
-                   SELECT m.session FROM chunk_refs r \
-                     JOIN session_manifest m ON m.chunk = r.parent WHERE r.child = ?1) \
+                   SELECT m.session FROM chunks c JOIN chunk_refs r ON r.child = c.num \
+                     JOIN session_manifest m ON m.chunk = r.parent WHERE c.id = ?1) \
                  ORDER BY s.id",
             )
             .map_err(|e| self.err(e, "finding sessions using a chunk"))?;
@@ -604,4 +631,12 @@ fn uri_escape(path: &str) -> String {
         }
     }
     out
+}
+
+/// The number (`chunks.num`) of a stored chunk, or `None`. Numbers are local to one index and
+/// never leave it: everything outside names a chunk by its id.
+pub(crate) fn chunk_num(conn: &Connection, id: &ChunkId) -> rusqlite::Result<Option<i64>> {
+    conn.prepare_cached("SELECT num FROM chunks WHERE id = ?1")?
+        .query_row([&id.0], |r| r.get(0))
+        .optional()
 }

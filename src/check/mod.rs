@@ -178,6 +178,18 @@ fn quick_check(index: &Index, findings: &mut Vec<Finding>) -> Result<()> {
     Ok(())
 }
 
+/// Session ids from SQLite's `group_concat` (comma separated).
+fn session_list(list: Option<&str>) -> Result<Vec<i64>> {
+    list.unwrap_or("")
+        .split(',')
+        .filter(|s| !s.is_empty())
+        .map(|s| {
+            s.parse()
+                .map_err(|_| Error::corrupt(format!("the index holds a session id {s:?}")))
+        })
+        .collect()
+}
+
 fn chunk_from_blob(blob: Vec<u8>) -> Result<ChunkId> {
     let bytes: [u8; 32] = blob.as_slice().try_into().map_err(|_| {
         Error::corrupt(format!(
@@ -188,51 +200,89 @@ fn chunk_from_blob(blob: Vec<u8>) -> Result<ChunkId> {
     Ok(ChunkId(bytes))
 }
 
-/// References between tables that must hold (format-spec/index.md "Invariants").
+/// References between tables that must hold (format-spec/index.md "Invariants"). Roots and
+/// references name chunks by number (`chunks.num`); a number without a row has lost its chunk id
+/// with the row, so those findings name the number, the manifest chunk that names it and the
+/// sessions that need it. The foreign keys make such rows impossible through rsbackup: they
+/// appear only when the index was edited without them, or damaged.
 fn references(index: &Index, findings: &mut Vec<Finding>) -> Result<()> {
     let conn = index.conn();
     let mut stmt = conn.prepare(
         "SELECT sm.session, sm.seq, sm.chunk FROM session_manifest sm \
          JOIN sessions s ON s.id = sm.session \
          WHERE s.state != 'running' \
-           AND NOT EXISTS (SELECT 1 FROM chunks c WHERE c.id = sm.chunk) \
+           AND NOT EXISTS (SELECT 1 FROM chunks c WHERE c.num = sm.chunk) \
          ORDER BY sm.session, sm.seq",
     )?;
     let rows = stmt.query_map([], |r| {
         Ok((
             r.get::<_, i64>(0)?,
             r.get::<_, i64>(1)?,
-            r.get::<_, Vec<u8>>(2)?,
+            r.get::<_, i64>(2)?,
         ))
     })?;
     for row in rows {
-        let (session, seq, chunk) = row?;
-        let id = chunk_from_blob(chunk)?;
+        let (session, seq, num) = row?;
         findings.push(Finding {
             what: format!(
-                "manifest chunk {seq} of session {session} is missing from the index: \
-                 the session cannot be read"
+                "manifest chunk {seq} of session {session} (chunk number {num}) is missing from \
+                 the index: the session cannot be read"
             ),
-            chunk: Some(id),
+            chunk: None,
             pack: None,
-            sessions: Vec::new(),
+            sessions: vec![session],
         });
     }
+    // A reference to a missing chunk: the sessions whose root holds the manifest chunk lose it.
     let mut stmt = conn.prepare(
-        "SELECT r.parent, r.child FROM chunk_refs r \
-         WHERE NOT EXISTS (SELECT 1 FROM chunks c WHERE c.id = r.child)",
+        "SELECT r.parent, p.id, r.child, \
+           (SELECT group_concat(DISTINCT m.session) FROM session_manifest m \
+              JOIN sessions s ON s.id = m.session \
+              WHERE m.chunk = r.parent AND s.state != 'running') \
+         FROM chunk_refs r LEFT JOIN chunks p ON p.num = r.parent \
+         WHERE NOT EXISTS (SELECT 1 FROM chunks c WHERE c.num = r.child) \
+         ORDER BY r.child, r.parent",
     )?;
     let rows = stmt.query_map([], |r| {
-        Ok((r.get::<_, Vec<u8>>(0)?, r.get::<_, Vec<u8>>(1)?))
+        Ok((
+            r.get::<_, i64>(0)?,
+            r.get::<_, Option<Vec<u8>>>(1)?,
+            r.get::<_, i64>(2)?,
+            r.get::<_, Option<String>>(3)?,
+        ))
     })?;
     for row in rows {
-        let (parent, child) = row?;
-        let (parent, child) = (chunk_from_blob(parent)?, chunk_from_blob(child)?);
+        let (parent_num, parent, child, sessions) = row?;
+        let parent = match parent {
+            Some(blob) => chunk_from_blob(blob)?.to_string(),
+            None => format!("number {parent_num} (itself missing)"),
+        };
         findings.push(Finding {
             what: format!(
-                "data chunk is named by manifest chunk {parent} but missing from the index"
+                "chunk number {child}, named by manifest chunk {parent}, is missing from the \
+                 index: the files that use it cannot be restored"
             ),
-            chunk: Some(child),
+            chunk: None,
+            pack: None,
+            sessions: session_list(sessions.as_deref())?,
+        });
+    }
+    // References whose manifest chunk is gone: no restore needs them, but they are a sign of
+    // an index edited without its foreign keys.
+    let mut stmt = conn.prepare(
+        "SELECT r.parent, count(*) FROM chunk_refs r \
+         WHERE NOT EXISTS (SELECT 1 FROM chunks c WHERE c.num = r.parent) \
+         GROUP BY r.parent ORDER BY r.parent",
+    )?;
+    let rows = stmt.query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?)))?;
+    for row in rows {
+        let (parent, count) = row?;
+        findings.push(Finding {
+            what: format!(
+                "the index holds {count} reference(s) from chunk number {parent}, which is \
+                 missing from the index"
+            ),
+            chunk: None,
             pack: None,
             sessions: Vec::new(),
         });

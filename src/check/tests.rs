@@ -193,6 +193,54 @@ fn an_unknown_pack_file_and_a_missing_key_are_reported() {
     assert_eq!(p.sessions.len(), 1);
 }
 
+/// Chunk rows deleted behind the foreign keys' back leave references and roots naming chunk
+/// numbers without a row; check names the number, the manifest chunk and the sessions.
+#[test]
+fn rows_deleted_without_foreign_keys_leave_numbers_that_check_reports() {
+    let (t, session, victim, _) = setup();
+    let index = t.repo.index().unwrap();
+    let conn = index.conn();
+    let num = |id: &ChunkId| crate::index::chunk_num(conn, id).unwrap().unwrap();
+    let root = index.session_root(session).unwrap();
+    let victim_num = num(&victim);
+    let root_num = num(&root[0]);
+    let delete = |id: &ChunkId| {
+        conn.execute("DELETE FROM chunks WHERE id = ?1", [id.0.to_vec()])
+            .unwrap_err();
+        conn.execute_batch("PRAGMA foreign_keys = OFF").unwrap();
+        conn.execute("DELETE FROM chunks WHERE id = ?1", [id.0.to_vec()])
+            .unwrap();
+        conn.execute_batch("PRAGMA foreign_keys = ON").unwrap();
+    };
+
+    delete(&victim);
+    let report = check(&t.repo, &opts(&t, false, false)).unwrap();
+    let p = report
+        .problems
+        .iter()
+        .find(|p| p.what.contains(&format!("chunk number {victim_num},")))
+        .unwrap_or_else(|| panic!("{:#?}", report.problems));
+    assert!(p.what.contains(&root[0].to_hex()), "{}", p.what);
+    assert_eq!(p.sessions, vec![session.0]);
+
+    delete(&root[0]);
+    let report = check(&t.repo, &opts(&t, false, false)).unwrap();
+    let p = report
+        .problems
+        .iter()
+        .find(|p| p.what.contains(&format!("(chunk number {root_num})")))
+        .unwrap_or_else(|| panic!("{:#?}", report.problems));
+    assert!(p.what.contains("cannot be read"), "{}", p.what);
+    assert_eq!(p.sessions, vec![session.0]);
+    assert!(
+        report.problems.iter().any(|p| p
+            .what
+            .contains(&format!("from chunk number {root_num}, which is missing"))),
+        "{:#?}",
+        report.problems
+    );
+}
+
 #[test]
 fn a_wrong_identity_is_an_error_not_a_problem() {
     let (t, _, _, _) = setup();

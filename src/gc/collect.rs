@@ -68,12 +68,13 @@ pub(super) fn collect(
     fail.hit("after-cleanup");
 
     // The live set lives in a TEMP table on disk, never in memory: its size grows with the
-    // repository.
+    // repository. It holds chunk numbers (`chunks.num`), as `chunk_refs` and
+    // `session_manifest` do.
     let conn = index.conn();
     conn.execute_batch(
         "PRAGMA temp_store = FILE; \
          DROP TABLE IF EXISTS temp.live; \
-         CREATE TEMP TABLE live (id BLOB PRIMARY KEY) WITHOUT ROWID;",
+         CREATE TEMP TABLE live (num INTEGER PRIMARY KEY);",
     )?;
     let result = collect_with_live(repo, &index, &writer.id, threshold, fail, &mut report);
     let _ = conn.execute_batch("DROP TABLE IF EXISTS temp.live");
@@ -98,12 +99,14 @@ fn collect_with_live(
         )?;
         report.live_chunks =
             conn.query_row("SELECT COUNT(*) FROM temp.live", [], |r| r.get::<_, i64>(0))? as u64;
+        // References of dead manifest chunks first: the foreign keys refuse to delete a chunk
+        // row that a reference still names.
         conn.execute(
-            "DELETE FROM chunk_refs WHERE parent NOT IN (SELECT id FROM temp.live)",
+            "DELETE FROM chunk_refs WHERE parent NOT IN (SELECT num FROM temp.live)",
             [],
         )?;
         let deleted = conn.execute(
-            "DELETE FROM chunks WHERE id NOT IN (SELECT id FROM temp.live)",
+            "DELETE FROM chunks WHERE num NOT IN (SELECT num FROM temp.live)",
             [],
         )?;
         report.chunks_deleted = deleted as u64;

@@ -34,19 +34,20 @@ CREATE TABLE packs (
 ) STRICT;
 
 CREATE TABLE chunks (
-  id          BLOB PRIMARY KEY,
+  num         INTEGER PRIMARY KEY AUTOINCREMENT,
+  id          BLOB NOT NULL UNIQUE,
   kind        INTEGER NOT NULL,
   pack        INTEGER NOT NULL REFERENCES packs(id),
   offset      INTEGER NOT NULL,
   length      INTEGER NOT NULL,
   key_id      INTEGER NOT NULL REFERENCES data_keys(id),
   stored_hash BLOB NOT NULL
-) STRICT, WITHOUT ROWID;
+) STRICT;
 CREATE INDEX chunks_by_pack ON chunks(pack, offset);
 
 CREATE TABLE chunk_refs (
-  parent BLOB NOT NULL,
-  child  BLOB NOT NULL,
+  parent INTEGER NOT NULL REFERENCES chunks(num),
+  child  INTEGER NOT NULL REFERENCES chunks(num),
   PRIMARY KEY (parent, child)
 ) STRICT, WITHOUT ROWID;
 CREATE INDEX chunk_refs_by_child ON chunk_refs(child);
@@ -70,7 +71,7 @@ CREATE INDEX sessions_by_client ON sessions(client, started);
 CREATE TABLE session_manifest (
   session INTEGER NOT NULL REFERENCES sessions(id),
   seq     INTEGER NOT NULL,
-  chunk   BLOB NOT NULL,
+  chunk   INTEGER NOT NULL REFERENCES chunks(num),
   PRIMARY KEY (session, seq)
 ) STRICT, WITHOUT ROWID;
 CREATE INDEX session_manifest_by_chunk ON session_manifest(chunk);

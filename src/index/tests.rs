@@ -267,6 +267,91 @@ fn broken_references_are_refused_and_roll_back() {
     assert_eq!(err.kind(), ErrorKind::Internal);
 }
 
+/// `chunk_refs` and `session_manifest` hold chunk numbers (`chunks.num`), resolved when the
+/// rows are written and translated back to ids when read; the foreign keys keep every number
+/// naming a row, and numbers are never handed out twice.
+#[test]
+fn references_are_chunk_numbers_that_always_name_a_row() {
+    let dir = tempfile::tempdir().unwrap();
+    let index = new_index(dir.path());
+    let key = index.insert_data_key(b"k", 1).unwrap();
+    let row = index.begin_pack(&PackName([1; 16]), &writer(), 1).unwrap();
+    // A manifest chunk may come before a chunk it names in the same pack: the chunk rows of a
+    // pack go in before its references.
+    index
+        .seal_pack(
+            row,
+            400,
+            &[
+                sealed(cid(1), ChunkKind::Data, 32, key, vec![]),
+                sealed(cid(3), ChunkKind::Manifest, 132, key, vec![cid(1), cid(2)]),
+                sealed(cid(2), ChunkKind::Data, 232, key, vec![]),
+            ],
+        )
+        .unwrap();
+    let mut refs = index.chunk_refs(&cid(3)).unwrap();
+    refs.sort();
+    assert_eq!(refs, [cid(1), cid(2)]);
+    assert!(index.chunk_refs(&cid(1)).unwrap().is_empty());
+    assert!(index.chunk_refs(&cid(9)).unwrap().is_empty());
+    let s = index.create_session("c", &writer(), 1).unwrap();
+    index
+        .finish_session(
+            s,
+            SessionState::Complete,
+            2,
+            &SessionStats::default(),
+            &[cid(3)],
+        )
+        .unwrap();
+    assert_eq!(index.session_root(s).unwrap(), [cid(3)]);
+    assert_eq!(index.sessions_using_chunk(&cid(2)).unwrap(), [s]);
+    let conn = index.conn();
+    let types: Vec<String> = conn
+        .prepare(
+            "SELECT DISTINCT typeof(parent) || ' ' || typeof(child) FROM chunk_refs \
+             UNION SELECT DISTINCT typeof(chunk) FROM session_manifest",
+        )
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<rusqlite::Result<_>>()
+        .unwrap();
+    assert_eq!(types, ["integer", "integer integer"]);
+
+    // A chunk that a reference or a root names cannot be deleted.
+    for id in [cid(2), cid(3)] {
+        let err = conn
+            .execute("DELETE FROM chunks WHERE id = ?1", [&id.0])
+            .unwrap_err();
+        assert!(err.to_string().contains("FOREIGN KEY"), "{err}");
+    }
+    // Without references, the highest chunk goes; its number is never handed out again
+    // (AUTOINCREMENT), so a reference left dangling by an edit without foreign keys could never
+    // come to name another chunk.
+    let highest: i64 = conn
+        .query_row("SELECT max(num) FROM chunks", [], |r| r.get(0))
+        .unwrap();
+    conn.execute_batch(
+        "DELETE FROM session_manifest; DELETE FROM chunk_refs; \
+         DELETE FROM chunks WHERE num = (SELECT max(num) FROM chunks);",
+    )
+    .unwrap();
+    let row = index.begin_pack(&PackName([2; 16]), &writer(), 2).unwrap();
+    index
+        .seal_pack(
+            row,
+            100,
+            &[sealed(cid(4), ChunkKind::Data, 32, key, vec![])],
+        )
+        .unwrap();
+    let fresh = chunk_num(conn, &cid(4)).unwrap().unwrap();
+    assert!(
+        fresh > highest,
+        "number {fresh} reused (highest was {highest})"
+    );
+}
+
 #[test]
 fn forget_writer_removes_only_that_writers_leftovers() {
     let dir = tempfile::tempdir().unwrap();
@@ -297,7 +382,8 @@ fn forget_writer_removes_only_that_writers_leftovers() {
     index
         .conn()
         .execute(
-            "INSERT INTO session_manifest (session, seq, chunk) VALUES (?1, 0, ?2)",
+            "INSERT INTO session_manifest (session, seq, chunk) \
+             SELECT ?1, 0, num FROM chunks WHERE id = ?2",
             params![dead_session.0, &cid(1).0],
         )
         .unwrap();

@@ -279,21 +279,9 @@ impl Pusher<'_> {
                 loc.id, loc.pack
             )));
         }
+        // References travel by chunk id: chunk numbers are local to each index.
         let refs = if loc.kind == ChunkKind::Manifest {
-            let mut stmt = self
-                .index
-                .conn()
-                .prepare_cached("SELECT child FROM chunk_refs WHERE parent = ?1")?;
-            stmt.query_map([&loc.id.0], |r| r.get::<_, Vec<u8>>(0))?
-                .map(|b| {
-                    let b = b?;
-                    let id: [u8; 32] = b
-                        .as_slice()
-                        .try_into()
-                        .map_err(|_| Error::corrupt("index: a chunk_refs child is not 32 bytes"))?;
-                    Ok(ChunkId(id))
-                })
-                .collect::<Result<Vec<_>>>()?
+            self.index.chunk_refs(&loc.id)?
         } else {
             Vec::new()
         };

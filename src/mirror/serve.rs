@@ -17,7 +17,7 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::format::pack::{RECORD_HEADER_LEN, RecordHeader, decode_record_header};
 use crate::format::repository::RepoConfig;
 use crate::ids::{ChunkId, KeyId};
-use crate::index::{ChunkKind, Index};
+use crate::index::{ChunkKind, Index, chunk_num};
 use crate::repo::{Repo, Writer};
 use crate::store::{PackWriter, PendingChunk};
 
@@ -415,14 +415,16 @@ impl Mirror<'_> {
             if held {
                 return Ok(false);
             }
-            let mut exists = conn.prepare_cached("SELECT 1 FROM chunks WHERE id = ?1")?;
+            // The root is stored by this index's chunk numbers; the wire names chunks by id.
+            let mut root = Vec::with_capacity(s.root.len());
             for chunk in &s.root {
-                if !exists.exists([&chunk.0])? {
+                let Some(num) = chunk_num(conn, chunk)? else {
                     return Err(protocol(format_args!(
                         "session {} names manifest chunk {chunk}, which the mirror does not hold",
                         s.id
                     )));
-                }
+                };
+                root.push(num);
             }
             let state = if s.state == 1 {
                 "complete"
@@ -453,8 +455,8 @@ impl Mirror<'_> {
             let mut insert = conn.prepare_cached(
                 "INSERT INTO session_manifest (session, seq, chunk) VALUES (?1, ?2, ?3)",
             )?;
-            for (seq, chunk) in s.root.iter().enumerate() {
-                insert.execute(params![s.id, seq as i64, &chunk.0])?;
+            for (seq, num) in root.iter().enumerate() {
+                insert.execute(params![s.id, seq as i64, num])?;
             }
             Ok(true)
         })
