@@ -84,3 +84,46 @@ fn path_hash_depends_on_secret_and_path() {
     assert_eq!(a.hash(b"x"), a.hash(b"x"));
     assert_eq!(format!("{a:?}"), "PathHasher(..)");
 }
+
+#[test]
+fn schema_matches_the_spec() {
+    // format-spec/files-cache.md is the contract: the columns (names, types, order), the
+    // application id and the version written must be the ones it shows.
+    let spec = include_str!("../../format-spec/files-cache.md");
+    let block = spec
+        .split("CREATE TABLE files (")
+        .nth(1)
+        .and_then(|rest| rest.split(") WITHOUT ROWID;").next())
+        .expect("the spec shows CREATE TABLE files");
+    let spec_columns: Vec<(String, String)> = block
+        .lines()
+        .map(|l| l.split("--").next().unwrap_or("").trim())
+        .filter(|l| !l.is_empty())
+        .map(|l| {
+            let mut words = l.split_whitespace();
+            let name = words.next().unwrap().to_string();
+            let ty = words.next().unwrap().trim_end_matches(',').to_string();
+            (name, ty)
+        })
+        .collect();
+    assert!(spec.contains(&format!("PRAGMA user_version = {CACHE_VERSION};")));
+    assert!(spec.contains(&format!("PRAGMA application_id = {CACHE_APPLICATION_ID};")));
+
+    let dir = tempfile::tempdir().unwrap();
+    let path = cache_path(dir.path(), "web1");
+    let mut w = CacheWriter::create(&path, 1).unwrap().unwrap();
+    w.insert(&[1; 16], &sample()).unwrap();
+    w.commit().unwrap();
+    let conn = Connection::open(&path).unwrap();
+    let mut stmt = conn.prepare("PRAGMA table_info(files)").unwrap();
+    let columns: Vec<(String, String)> = stmt
+        .query_map([], |r| Ok((r.get(1)?, r.get(2)?)))
+        .unwrap()
+        .collect::<rusqlite::Result<_>>()
+        .unwrap();
+    assert_eq!(columns, spec_columns);
+    let version: i32 = conn
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(version, CACHE_VERSION);
+}
