@@ -10,22 +10,8 @@ use crate::check::{CheckOptions, check};
 use crate::ids::SessionId;
 use crate::ingest::{IngestOptions, ingest};
 use crate::repo::Repo;
-use crate::restore::testutil::TestRepo;
+use crate::restore::testutil::{TestRepo, noise};
 use crate::restore::{RestoreOptions, restore};
-
-/// Deterministic incompressible bytes, distinct per seed.
-fn noise(seed: u64, n: usize) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    let mut out = Vec::with_capacity(n + 8);
-    while out.len() < n {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        out.extend_from_slice(&x.to_le_bytes());
-    }
-    out.truncate(n);
-    out
-}
 
 /// A test repository whose packs are small, so a few files spread over several packs.
 fn small_pack_repo() -> TestRepo {

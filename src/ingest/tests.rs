@@ -10,21 +10,7 @@ use std::time::{Duration, SystemTime};
 
 use super::*;
 use crate::format::manifest::Extent;
-use crate::restore::testutil::TestRepo;
-
-/// Deterministic pseudo-random bytes (xorshift): incompressible, distinct per seed.
-fn noise(seed: u64, n: usize) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    let mut out = Vec::with_capacity(n + 8);
-    while out.len() < n {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        out.extend_from_slice(&x.to_le_bytes());
-    }
-    out.truncate(n);
-    out
-}
+use crate::restore::testutil::{TestRepo, noise};
 
 fn write(path: &Path, bytes: &[u8]) {
     fs::create_dir_all(path.parent().unwrap()).unwrap();
