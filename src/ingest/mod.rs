@@ -320,24 +320,35 @@ fn run_pipeline(
 
     let named = |name: String| std::thread::Builder::new().name(name);
     let (walked, consumed, written) = std::thread::scope(|s| {
-        let writer_h = named("rsbackup-write".into())
-            .spawn_scoped(s, move || writer::run(sh, writer_id, write_rx));
-        let consumer_h = named("rsbackup-manifest".into())
-            .spawn_scoped(s, move || consumer.run(res_rx, token_rx));
-        let mut started = Ok(());
+        // The first thread that fails to start fails the run; those started end as the
+        // channels close.
+        let mut spawn_error = None;
+        let writer_h = started(
+            named("rsbackup-write".into())
+                .spawn_scoped(s, move || writer::run(sh, writer_id, write_rx)),
+            &mut spawn_error,
+        );
+        let consumer_h = started(
+            named("rsbackup-manifest".into())
+                .spawn_scoped(s, move || consumer.run(res_rx, token_rx)),
+            &mut spawn_error,
+        );
         for i in 0..workers {
-            let (jobs, results, tx) = (job_rx.clone(), res_tx.clone(), write_tx.clone());
-            let worker = named(format!("rsbackup-read-{i}"))
-                .spawn_scoped(s, move || read::worker(sh, jobs, results, tx));
-            if let Err(e) = worker {
-                started = Err(e);
+            if spawn_error.is_some() {
                 break;
             }
+            let (jobs, results, tx) = (job_rx.clone(), res_tx.clone(), write_tx.clone());
+            started(
+                named(format!("rsbackup-read-{i}"))
+                    .spawn_scoped(s, move || read::worker(sh, jobs, results, tx)),
+                &mut spawn_error,
+            );
         }
         drop((job_rx, write_tx));
         let mut seq = 0u64;
-        let walked = match (&writer_h, &consumer_h, started) {
-            (Ok(_), Ok(_), Ok(())) => walk::walk(root_fd, &opts.source, sh, &mut |item| {
+        let walked = match spawn_error {
+            Some(e) => Err(Error::io("starting the ingest's threads", e)),
+            None => walk::walk(root_fd, &opts.source, sh, &mut |item| {
                 if token_tx.send(()).is_err() {
                     return;
                 }
@@ -352,18 +363,10 @@ fn run_pipeline(
                     }
                 }
             }),
-            (Err(e), _, _) | (_, Err(e), _) => {
-                Err(Error::io("starting the ingest's threads", clone_io(e)))
-            }
-            (_, _, Err(e)) => Err(Error::io("starting the ingest's threads", e)),
         };
         drop((job_tx, res_tx, token_tx));
-        let consumed = consumer_h
-            .map_err(|_| ())
-            .and_then(|h| h.join().map_err(|_| ()));
-        let written = writer_h
-            .map_err(|_| ())
-            .and_then(|h| h.join().map_err(|_| ()));
+        let consumed = consumer_h.ok_or(()).and_then(|h| h.join().map_err(|_| ()));
+        let written = writer_h.ok_or(()).and_then(|h| h.join().map_err(|_| ()));
         (walked.map(|()| seq), consumed, written)
     });
     let consumed = consumed.map_err(|_| panicked("manifest builder"))?;
@@ -393,9 +396,9 @@ fn run_pipeline(
     Ok((consumed, written))
 }
 
-/// An `io::Error` kept by reference elsewhere, as an owned one with the same kind and text.
-fn clone_io(e: &std::io::Error) -> std::io::Error {
-    std::io::Error::new(e.kind(), e.to_string())
+/// A started thread's handle; or `None`, keeping the first start error in `first`.
+fn started<H>(spawned: std::io::Result<H>, first: &mut Option<std::io::Error>) -> Option<H> {
+    spawned.map_err(|e| first.get_or_insert(e)).ok()
 }
 
 fn panicked(what: &str) -> Error {
@@ -475,11 +478,11 @@ struct IndexPool<'r> {
 /// Longest a lookup connection keeps one snapshot.
 const SNAPSHOT_MAX_AGE: std::time::Duration = std::time::Duration::from_millis(500);
 
+/// A connection inside a read transaction since `since`, begun at writer epoch `epoch`.
 struct Snapshot {
     index: Index,
     epoch: u64,
     since: Instant,
-    open: bool,
 }
 
 struct PooledIndex<'p> {
@@ -490,26 +493,29 @@ struct PooledIndex<'p> {
 impl IndexPool<'_> {
     fn get(&self) -> Result<PooledIndex<'_>> {
         let reused = self.free.lock().unwrap_or_else(|p| p.into_inner()).pop();
-        let mut snap = match reused {
-            Some(s) => s,
-            None => Snapshot {
-                index: self.repo.index()?,
-                epoch: 0,
-                since: Instant::now(),
-                open: false,
-            },
-        };
-        // Read the epoch before renewing: the snapshot is then at least that new.
+        // Read the epoch before (re)starting a snapshot: it is then at least that new.
         let epoch = self.epoch.load(Ordering::SeqCst);
-        if !snap.open || snap.epoch != epoch || snap.since.elapsed() > SNAPSHOT_MAX_AGE {
-            if snap.open {
-                snap.index.end_read()?;
+        let snap = match reused {
+            Some(s) if s.epoch == epoch && s.since.elapsed() <= SNAPSHOT_MAX_AGE => s,
+            Some(s) => {
+                s.index.end_read()?;
+                s.index.begin_read()?;
+                Snapshot {
+                    epoch,
+                    since: Instant::now(),
+                    ..s
+                }
             }
-            snap.index.begin_read()?;
-            snap.open = true;
-            snap.epoch = epoch;
-            snap.since = Instant::now();
-        }
+            None => {
+                let index = self.repo.index()?;
+                index.begin_read()?;
+                Snapshot {
+                    index,
+                    epoch,
+                    since: Instant::now(),
+                }
+            }
+        };
         Ok(PooledIndex {
             pool: &self.free,
             index: Some(snap),
