@@ -213,12 +213,11 @@ fn ingest_inner(
         let trusted = reader
             .as_ref()
             .is_some_and(|r| r.gc_generation() == Some(gc_generation));
-        let readable = reader.map(|_| final_cache.clone());
         // A cache that cannot be written costs the next run a re-read, nothing more.
         let w = CacheWriter::create(&final_cache, gc_generation)
             .ok()
             .flatten();
-        (readable, trusted, w)
+        (reader, trusted, w)
     } else {
         (None, false, None)
     };
@@ -243,7 +242,7 @@ fn ingest_inner(
         key_id,
         zstd_level: config.zstd_level,
         hasher: PathHasher::new(&secret),
-        cache_path: cache_read,
+        cache: cache_read,
         cache_trusted,
         indexes: IndexPool {
             repo,
@@ -419,8 +418,8 @@ pub(super) struct Shared<'r> {
     key_id: KeyId,
     zstd_level: i32,
     hasher: PathHasher,
-    /// The existing files cache, if it opened; each worker opens its own connection.
-    cache_path: Option<PathBuf>,
+    /// The existing files cache, if it opened, shared by the probe threads.
+    cache: Option<CacheReader>,
     /// The cache was written at the index's current gc generation: no chunk it names can
     /// have been deleted since.
     cache_trusted: bool,

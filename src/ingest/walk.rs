@@ -30,7 +30,7 @@ use super::meta::{FileStat, Xattrs, read_xattrs};
 use super::staging::{self, StagingDecode};
 use super::{Done, Shared};
 use crate::error::{Error, Result};
-use crate::files_cache::{CacheReader, CachedFile};
+use crate::files_cache::CachedFile;
 use crate::format::manifest::{Body, Meta};
 
 /// Longest path the manifest allows (format-spec/manifest.md "Paths").
@@ -153,7 +153,6 @@ impl Drop for CloseOnDrop<'_> {
 /// unchanged never travels to a worker.
 fn probe_thread(sh: &Shared<'_>, jobs: &ProbeQueue, proc_fd: bool, source: &Path) {
     let mut xbuf = Vec::new();
-    let cache = sh.cache_path.as_deref().and_then(CacheReader::open);
     let mut path = Vec::new();
     while let Some(job) = jobs.pop() {
         let out = job
@@ -162,7 +161,7 @@ fn probe_thread(sh: &Shared<'_>, jobs: &ProbeQueue, proc_fd: bool, source: &Path
             .map(|name| {
                 let st = rustix::fs::statat(&*job.dir, &name, AtFlags::SYMLINK_NOFOLLOW)
                     .map(|st| FileStat::from_stat(&st));
-                let cached = match (&cache, &st) {
+                let cached = match (&sh.cache, &st) {
                     (Some(cache), Ok(st))
                         if st.file_type() == FileType::RegularFile && st.size > 0 =>
                     {
