@@ -6,7 +6,7 @@ use std::collections::{HashMap, HashSet};
 use crossbeam_channel::Receiver;
 
 use super::writer::{WriteMsg, WriteQueue};
-use super::{Done, PathError, Shared};
+use super::{Done, PathError, Results, Shared, Window};
 use crate::crypto::envelope;
 use crate::error::Result;
 use crate::files_cache::{CacheWriter, RECENT_MTIME_NS};
@@ -14,6 +14,16 @@ use crate::format::manifest::{Body, ManifestBuilder, ManifestChunk};
 use crate::ids::ChunkId;
 use crate::index::{ChunkKind, Index};
 use crate::store::PendingChunk;
+
+/// Closes the window when the consumer ends, however it ends, so the walker never waits for a
+/// place that will not come back.
+struct CloseOnDrop<'w>(&'w Window);
+
+impl Drop for CloseOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.close();
+    }
+}
 
 /// What the consumer saw.
 #[derive(Default)]
@@ -58,24 +68,29 @@ impl<'s, 'r> Consumer<'s, 'r> {
         })
     }
 
-    /// Consume until every producer is gone; one token goes back to the walker per result.
-    pub fn run(mut self, results: Receiver<(u64, Option<Done>)>, tokens: Receiver<()>) -> Consumed {
+    /// Consume until every producer is gone, giving the walker a place in `window` back per
+    /// entry consumed.
+    pub fn run(mut self, results: Receiver<Results>, window: &Window) -> Consumed {
+        let _close = CloseOnDrop(window);
         let mut next = 0u64;
         let mut early: HashMap<u64, Option<Done>> = HashMap::new();
-        for (seq, done) in results.iter() {
-            early.insert(seq, done);
-            while let Some(done) = early.remove(&next) {
-                next += 1;
-                let _ = tokens.recv();
-                if self.sh.abort.is_set() {
+        for batch in results.iter() {
+            let before = next;
+            for (seq, done) in batch {
+                if seq != next {
+                    early.insert(seq, done);
                     continue;
                 }
-                let Some(done) = done else { continue };
-                super::staging::report_ingested(self.sh.decode, &done);
-                if let Err(e) = self.handle(done) {
-                    self.sh.abort.fail(e);
+                self.consume(done);
+                next += 1;
+                while !early.is_empty()
+                    && let Some(done) = early.remove(&next)
+                {
+                    self.consume(done);
+                    next += 1;
                 }
             }
+            window.give_back((next - before) as usize);
         }
         self.out.consumed = next;
         if !self.sh.abort.is_set()
@@ -93,6 +108,18 @@ impl<'s, 'r> Consumer<'s, 'r> {
             w.abandon();
         }
         self.out
+    }
+
+    /// The next entry in manifest order (`None`: the run is aborting).
+    fn consume(&mut self, done: Option<Done>) {
+        if self.sh.abort.is_set() {
+            return;
+        }
+        let Some(done) = done else { return };
+        super::staging::report_ingested(self.sh.decode, &done);
+        if let Err(e) = self.handle(done) {
+            self.sh.abort.fail(e);
+        }
     }
 
     fn handle(&mut self, done: Done) -> Result<()> {

@@ -14,8 +14,10 @@
 //!                                    manifest, submit manifest chunks after the data ┘
 //! ```
 //!
-//! The walker emits entries in manifest order and takes a token per entry; the consumer gives
-//! it back when the entry is consumed, so at most `reorder_window()` entries are in flight.
+//! The walker emits entries in manifest order and takes a place in a [`Window`] per entry; the
+//! consumer gives places back as it consumes entries, so at most `reorder_window()` entries are
+//! in flight. The walker's own entries (directories, cache hits, ...) reach the consumer in
+//! batches of up to [`RESULT_BATCH`], a worker's one at a time.
 //! Write order (format-spec/index.md): data key, running session, packs (each sealed then
 //! committed), then the session's root and state in one transaction. The files cache is
 //! renamed into place only after that.
@@ -32,8 +34,8 @@ mod writer;
 mod tests;
 
 use std::path::PathBuf;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Condvar, Mutex};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use zeroize::Zeroizing;
@@ -54,6 +56,73 @@ use crate::repo::Repo;
 /// and may keep its directory open, so the window also stays under half the process's
 /// open-file limit (see [`reorder_window`]).
 const REORDER_WINDOW: usize = 8192;
+
+/// Entries the walker sends the consumer at once: one channel message and at most one wake-up
+/// per batch instead of per entry (on an unchanged tree, nearly every entry is the walker's).
+const RESULT_BATCH: usize = 64;
+
+/// Results on their way to the consumer: (sequence number, entry or `None` when aborting).
+type Results = Vec<(u64, Option<Done>)>;
+
+/// Counts the entries in flight between the walker and the consumer.
+struct Window {
+    cap: usize,
+    /// Entries in flight, and whether the consumer is gone.
+    state: Mutex<(usize, bool)>,
+    freed: Condvar,
+}
+
+impl Window {
+    fn new(cap: usize) -> Window {
+        Window {
+            cap,
+            state: Mutex::new((0, false)),
+            freed: Condvar::new(),
+        }
+    }
+
+    /// Take a place if one is free.
+    fn try_take(&self) -> bool {
+        let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        if st.0 < self.cap && !st.1 {
+            st.0 += 1;
+            return true;
+        }
+        false
+    }
+
+    /// Take a place, waiting for one; `false` once the consumer is gone.
+    fn take(&self) -> bool {
+        let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        while st.0 >= self.cap && !st.1 {
+            st = self.freed.wait(st).unwrap_or_else(|e| e.into_inner());
+        }
+        if st.1 {
+            return false;
+        }
+        st.0 += 1;
+        true
+    }
+
+    /// Give back `n` places.
+    fn give_back(&self, n: usize) {
+        if n == 0 {
+            return;
+        }
+        let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let was_full = st.0 >= self.cap;
+        st.0 = st.0.saturating_sub(n);
+        if was_full {
+            self.freed.notify_all();
+        }
+    }
+
+    /// The consumer is gone: nobody will give places back.
+    fn close(&self) {
+        self.state.lock().unwrap_or_else(|e| e.into_inner()).1 = true;
+        self.freed.notify_all();
+    }
+}
 
 /// [`REORDER_WINDOW`], or less when the open-file limit is low (each entry in flight may hold
 /// its directory's descriptor).
@@ -313,8 +382,8 @@ fn run_pipeline(
 ) -> Result<(consume::Consumed, writer::Written)> {
     let (write_tx, write_rx) = writer::queue();
     let (job_tx, job_rx) = crossbeam_channel::unbounded::<(u64, walk::FileJob)>();
-    let (res_tx, res_rx) = crossbeam_channel::unbounded::<(u64, Option<Done>)>();
-    let (token_tx, token_rx) = crossbeam_channel::bounded::<()>(reorder_window());
+    let (res_tx, res_rx) = crossbeam_channel::unbounded::<Results>();
+    let window = Window::new(reorder_window());
     let consumer = consume::Consumer::new(sh, write_tx.clone(), cache_writer)?;
 
     let named = |name: String| std::thread::Builder::new().name(name);
@@ -328,8 +397,7 @@ fn run_pipeline(
             &mut spawn_error,
         );
         let consumer_h = started(
-            named("rsbackup-manifest".into())
-                .spawn_scoped(s, move || consumer.run(res_rx, token_rx)),
+            named("rsbackup-manifest".into()).spawn_scoped(s, || consumer.run(res_rx, &window)),
             &mut spawn_error,
         );
         for i in 0..workers {
@@ -345,17 +413,32 @@ fn run_pipeline(
         }
         drop((job_rx, write_tx));
         let mut seq = 0u64;
+        let mut batch: Results = Vec::with_capacity(RESULT_BATCH);
+        let flush = |batch: &mut Results| {
+            if !batch.is_empty() {
+                let full = std::mem::replace(batch, Vec::with_capacity(RESULT_BATCH));
+                let _ = res_tx.send(full);
+            }
+        };
         let walked = match spawn_error {
             Some(e) => Err(Error::io("starting the ingest's threads", e)),
             None => walk::walk(root_fd, &opts.source, sh, &mut |item| {
-                if token_tx.send(()).is_err() {
-                    return;
+                // The consumer frees places only for entries it has: hand over the batch
+                // before waiting for one.
+                if !window.try_take() {
+                    flush(&mut batch);
+                    if !window.take() {
+                        return;
+                    }
                 }
                 let s = seq;
                 seq += 1;
                 match item {
                     walk::Item::Done(done) => {
-                        let _ = res_tx.send((s, Some(done)));
+                        batch.push((s, Some(done)));
+                        if batch.len() >= RESULT_BATCH {
+                            flush(&mut batch);
+                        }
                     }
                     walk::Item::File(job) => {
                         let _ = job_tx.send((s, job));
@@ -363,7 +446,8 @@ fn run_pipeline(
                 }
             }),
         };
-        drop((job_tx, res_tx, token_tx));
+        flush(&mut batch);
+        drop((job_tx, res_tx));
         let consumed = consumer_h.ok_or(()).and_then(|h| h.join().map_err(|_| ()));
         let written = writer_h.ok_or(()).and_then(|h| h.join().map_err(|_| ()));
         (walked.map(|()| seq), consumed, written)

@@ -46,7 +46,7 @@ impl From<Error> for Fail {
 pub(super) fn worker(
     sh: &Shared<'_>,
     jobs: Receiver<(u64, FileJob)>,
-    results: Sender<(u64, Option<Done>)>,
+    results: Sender<super::Results>,
     tx: WriteQueue,
 ) {
     for (seq, job) in jobs {
@@ -61,7 +61,7 @@ pub(super) fn worker(
                 }
             }
         };
-        if results.send((seq, out)).is_err() {
+        if results.send(vec![(seq, out)]).is_err() {
             return;
         }
     }

@@ -505,3 +505,51 @@ fn extended_attributes_of_unchanged_files_are_kept_and_new_ones_seen() {
         vec![(b"user.note".to_vec(), b"kept".to_vec())]
     );
 }
+
+#[test]
+fn window_counts_places_and_releases_a_waiting_walker() {
+    let w = super::Window::new(2);
+    assert!(w.try_take());
+    assert!(w.take());
+    assert!(!w.try_take(), "full");
+    std::thread::scope(|s| {
+        let waiter = s.spawn(|| w.take());
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        assert!(!waiter.is_finished(), "waits while full");
+        w.give_back(1);
+        assert!(waiter.join().unwrap(), "a place came back");
+    });
+    assert!(!w.try_take());
+    std::thread::scope(|s| {
+        let waiter = s.spawn(|| w.take());
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        w.close();
+        assert!(!waiter.join().unwrap(), "the consumer is gone");
+    });
+    w.give_back(2);
+    assert!(!w.try_take(), "closed for good");
+}
+
+#[test]
+fn a_directory_larger_than_the_window_and_batches_ingests_whole() {
+    // More entries than the reorder window (at least 256) and many result batches, with the
+    // files cache proving them unchanged the second time: everything comes through, in order.
+    let t = TestRepo::new();
+    let src = t.path("src");
+    for i in 0..1500 {
+        write(&src.join(format!("d{}/f{i:04}", i % 3)), format!("{i}").as_bytes());
+    }
+    age_tree(&src);
+    let first = ingest(&t.repo, &opts("c", &src)).unwrap();
+    let second = ingest(&t.repo, &opts("c", &src)).unwrap();
+    assert_eq!(first.entries, 1504);
+    assert_eq!(second.entries, 1504);
+    assert_eq!(second.files_read, 0);
+    let got = entries(&t, SessionId(second.session));
+    let paths: Vec<&[u8]> = got.iter().map(|e| e.path.as_slice()).collect();
+    let mut sorted = paths.clone();
+    sorted.sort();
+    assert_eq!(paths.len(), 1504);
+    assert_eq!(paths, sorted, "manifest order");
+    assert_eq!(content(&t, find(&got, b"d2/f1499")), b"1499");
+}

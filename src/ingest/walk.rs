@@ -108,34 +108,48 @@ struct ProbeJob {
 /// took the CPU the busy ones needed.
 #[derive(Default)]
 struct ProbeQueue {
-    jobs: Mutex<(VecDeque<ProbeJob>, bool)>,
+    jobs: Mutex<ProbeJobs>,
     ready: Condvar,
+}
+
+#[derive(Default)]
+struct ProbeJobs {
+    queue: VecDeque<ProbeJob>,
+    closed: bool,
+    /// Probe threads waiting for a job: a push wakes one only if there is one (a wake-up is a
+    /// system call, and the walker pushes a few thousand batches per 100,000 files).
+    idle: usize,
 }
 
 impl ProbeQueue {
     fn push(&self, job: ProbeJob) {
         let mut q = self.jobs.lock().unwrap_or_else(|p| p.into_inner());
-        q.0.push_back(job);
+        q.queue.push_back(job);
+        let wake = q.idle > 0;
         drop(q);
-        self.ready.notify_one();
+        if wake {
+            self.ready.notify_one();
+        }
     }
 
     /// The next job; `None` once closed and drained.
     fn pop(&self) -> Option<ProbeJob> {
         let mut q = self.jobs.lock().unwrap_or_else(|p| p.into_inner());
         loop {
-            if let Some(job) = q.0.pop_front() {
+            if let Some(job) = q.queue.pop_front() {
                 return Some(job);
             }
-            if q.1 {
+            if q.closed {
                 return None;
             }
+            q.idle += 1;
             q = self.ready.wait(q).unwrap_or_else(|p| p.into_inner());
+            q.idle -= 1;
         }
     }
 
     fn close(&self) {
-        self.jobs.lock().unwrap_or_else(|p| p.into_inner()).1 = true;
+        self.jobs.lock().unwrap_or_else(|p| p.into_inner()).closed = true;
         self.ready.notify_all();
     }
 }
