@@ -189,8 +189,8 @@ impl CacheReader {
     }
 
     /// The index gc generation recorded when the cache was written.
-    pub fn gc_generation(&self) -> Option<i64> {
-        Some(self.gc_generation)
+    pub fn gc_generation(&self) -> i64 {
+        self.gc_generation
     }
 
     /// The row for a path hash. A row that does not decode is reported as absent.

@@ -31,7 +31,7 @@ fn written_rows_read_back_after_commit() {
     assert!(CacheReader::open(&path).is_none());
     w.commit().unwrap();
     let r = CacheReader::open(&path).unwrap();
-    assert_eq!(r.gc_generation(), Some(5));
+    assert_eq!(r.gc_generation(), 5);
     assert_eq!(r.get(&[1; 16]), Some(sample()));
     assert_eq!(r.get(&[2; 16]), None);
     assert!(!suffixed(&path, ".new").exists());
@@ -246,7 +246,7 @@ fn an_empty_cache_opens_and_misses() {
     written(&path, &[]);
     assert_eq!(std::fs::metadata(&path).unwrap().len(), 16 + 64);
     let r = CacheReader::open(&path).unwrap();
-    assert_eq!(r.gc_generation(), Some(7));
+    assert_eq!(r.gc_generation(), 7);
     assert_eq!(r.get(&[1; 16]), None);
 }
 
@@ -349,10 +349,30 @@ fn layout_matches_the_spec_vectors() {
         v.set_data_hex(&bytes);
         v.check_or_write(name);
         let r = CacheReader::open(&path).unwrap();
-        assert_eq!(r.gc_generation(), Some(generation));
+        assert_eq!(r.gc_generation(), generation);
         for (h, f) in &rows {
             assert_eq!(r.get(h).as_ref(), Some(f));
         }
         assert_eq!(r.get(&[0x11; 16]), None);
     }
+}
+
+#[test]
+fn leftovers_of_a_killed_writer_are_cleaned_by_the_next() {
+    // A writer killed mid-run leaves `.new` (locked by nobody now) and perhaps `.new.runs`.
+    let dir = tempfile::tempdir().unwrap();
+    let path = cache_path(dir.path(), "c");
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(suffixed(&path, ".new"), b"half a cache").unwrap();
+    std::fs::write(suffixed(&path, ".new.runs"), vec![7u8; 1000]).unwrap();
+    let mut w = CacheWriter::create(&path, 1).unwrap().unwrap();
+    assert!(!suffixed(&path, ".new.runs").exists());
+    w.run_bytes = 1;
+    w.insert(&[4; 16], &sample()).unwrap();
+    w.insert(&[2; 16], &sample()).unwrap();
+    w.commit().unwrap();
+    assert!(!suffixed(&path, ".new.runs").exists());
+    let r = CacheReader::open(&path).unwrap();
+    assert_eq!(r.get(&[2; 16]), Some(sample()));
+    assert_eq!(r.get(&[4; 16]), Some(sample()));
 }

@@ -281,7 +281,7 @@ fn ingest_inner(
         let reader = CacheReader::open(&final_cache);
         let trusted = reader
             .as_ref()
-            .is_some_and(|r| r.gc_generation() == Some(gc_generation));
+            .is_some_and(|r| r.gc_generation() == gc_generation);
         // A cache that cannot be written costs the next run a re-read, nothing more.
         let w = CacheWriter::create(&final_cache, gc_generation)
             .ok()

@@ -537,7 +537,10 @@ fn a_directory_larger_than_the_window_and_batches_ingests_whole() {
     let t = TestRepo::new();
     let src = t.path("src");
     for i in 0..1500 {
-        write(&src.join(format!("d{}/f{i:04}", i % 3)), format!("{i}").as_bytes());
+        write(
+            &src.join(format!("d{}/f{i:04}", i % 3)),
+            format!("{i}").as_bytes(),
+        );
     }
     age_tree(&src);
     let first = ingest(&t.repo, &opts("c", &src)).unwrap();
