@@ -27,6 +27,9 @@ pub enum ErrorKind {
     Locked,
     /// The operating system refused access.
     PermissionDenied,
+    /// The request is not allowed by this side's configuration (a mirror asked to forget
+    /// sessions while append-only, or to overwrite what it holds).
+    Refused,
     /// A configuration file is invalid.
     Config,
     /// Any other I/O error.
