@@ -11,7 +11,7 @@ pub enum ErrorKind {
     NotARepository,
     /// A persisted structure carries a version (or magic) this build does not know.
     UnsupportedVersion,
-    /// The identity given cannot unwrap the repository's keys.
+    /// The identity given is not an age identity, or cannot unwrap the repository's keys.
     WrongIdentity,
     /// Stored data failed a check: bad magic, bad length, failed authentication, wrong hash.
     Corrupt,
