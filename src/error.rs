@@ -11,7 +11,7 @@ pub enum ErrorKind {
     NotARepository,
     /// A persisted structure carries a version (or magic) this build does not know.
     UnsupportedVersion,
-    /// The identity given cannot unwrap the repository's keys.
+    /// The identity given is not an age identity, or cannot unwrap the repository's keys.
     WrongIdentity,
     /// Stored data failed a check: bad magic, bad length, failed authentication, wrong hash.
     Corrupt,
@@ -27,6 +27,9 @@ pub enum ErrorKind {
     Locked,
     /// The operating system refused access.
     PermissionDenied,
+    /// The request is not allowed by this side's configuration (a mirror asked to forget
+    /// sessions while append-only, or to overwrite what it holds).
+    Refused,
     /// A configuration file is invalid.
     Config,
     /// Any other I/O error.

@@ -60,15 +60,23 @@ impl MirrorOf {
     /// both allow it); the refusal says which did not.
     pub fn allows(&self, ip: std::net::IpAddr, now: jiff::Timestamp) -> Result<(), String> {
         if !self.addresses.iter().any(|net| net.contains(&ip)) {
+            let allowed: Vec<String> = self.addresses.iter().map(|n| n.to_string()).collect();
             return Err(format!(
-                "mirror-of {}: address {ip} is not in its addresses",
-                self.name
+                "mirror-of {}: address {ip} is not in its addresses ({})",
+                self.name,
+                allowed.join(", ")
             ));
         }
         if !self.windows.iter().any(|w| w.contains(now, &self.timezone)) {
+            let local = now.to_zoned(self.timezone.clone());
+            let windows: Vec<String> = self.windows.iter().map(|w| w.to_string()).collect();
             return Err(format!(
-                "mirror-of {}: not within its windows at this time",
-                self.name
+                "mirror-of {}: {} ({:?}, {}) is not within its windows ({})",
+                self.name,
+                local.strftime("%Y-%m-%d %H:%M"),
+                local.weekday(),
+                self.timezone.iana_name().unwrap_or("its timezone"),
+                windows.join(", ")
             ));
         }
         Ok(())
@@ -306,15 +314,15 @@ mod tests {
         let in_window = at((25 - base) % 24);
         let out_window = at((13 - base + 24) % 24);
         assert!(m.allows(inside, in_window).is_ok());
-        assert!(
-            m.allows(outside, in_window)
-                .unwrap_err()
-                .contains("address")
+        assert_eq!(
+            m.allows(outside, in_window).unwrap_err(),
+            "mirror-of m: address 198.51.100.1 is not in its addresses (192.0.2.0/24)"
         );
+        let late = m.allows(inside, out_window).unwrap_err();
         assert!(
-            m.allows(inside, out_window)
-                .unwrap_err()
-                .contains("windows")
+            late.contains("13:00")
+                && late.contains("is not within its windows (daily 01:00-02:00)"),
+            "{late}"
         );
     }
 

@@ -83,22 +83,32 @@ impl Recipients {
 
 impl Identities {
     /// Load an identity file (`AGE-SECRET-KEY-1...` lines, `#` comments); errors name the file.
+    /// A missing file is `NotFound`; a file that is not an age identity is `WrongIdentity`, as
+    /// is an identity that fits no recipient: either way the administrator needs the right file.
     pub fn load(path: &Path) -> Result<Identities> {
         let origin = path.display().to_string();
-        let bytes = Zeroizing::new(
-            std::fs::read(path)
-                .map_err(|e| Error::io(format!("cannot read identity file {origin}"), e))?,
-        );
+        let bytes = match std::fs::read(path) {
+            Ok(bytes) => Zeroizing::new(bytes),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(Error::new(
+                    ErrorKind::NotFound,
+                    format!("identity file {origin} does not exist"),
+                ));
+            }
+            Err(e) => return Err(Error::io(format!("cannot read identity file {origin}"), e)),
+        };
         let text = std::str::from_utf8(&bytes).map_err(|_| {
-            Error::invalid(format!(
-                "identity file {origin} is not text: expected AGE-SECRET-KEY-1... lines \
-                 (a passphrase-protected or armored identity file is not supported)"
-            ))
+            not_an_identity(
+                &origin,
+                "it is not text (expected AGE-SECRET-KEY-1... lines; a passphrase-protected or \
+                 armored identity file is not supported)",
+            )
         })?;
         Self::parse(text, &origin)
     }
 
-    /// Parse identity file text.
+    /// Parse identity file text; `origin` names it in errors (`WrongIdentity`: not an age
+    /// identity). A line is never echoed: it may be a damaged private key.
     pub fn parse(text: &str, origin: &str) -> Result<Identities> {
         let mut out = Vec::new();
         // A byte-order mark from a Windows editor must not make line 1 unreadable.
@@ -108,26 +118,34 @@ impl Identities {
             if line.is_empty() || line.starts_with('#') {
                 continue;
             }
-            let hint = if line.starts_with("age1") {
-                "this is a recipient (public key); restore needs the identity (private key)"
-            } else if line.starts_with("-----BEGIN") {
-                "armored or encrypted identity files are not supported; decrypt it first"
-            } else {
-                "expected an AGE-SECRET-KEY-1... line"
-            };
-            // The line itself is never echoed: it may be a damaged private key.
+            let n = n + 1;
             let id = line.parse::<age::x25519::Identity>().map_err(|_| {
-                Error::invalid(format!(
-                    "identity file {origin}, line {}: not an age X25519 identity ({hint})",
-                    n + 1
-                ))
+                let why = if line.starts_with("age1") {
+                    format!(
+                        "line {n} is a recipient (public key); restore needs the identity \
+                         (private key)"
+                    )
+                } else if line.starts_with("-----BEGIN") {
+                    format!(
+                        "line {n} starts an armored or encrypted file, which is not supported; \
+                         decrypt it first"
+                    )
+                } else if line.to_ascii_uppercase().starts_with("AGE-SECRET-KEY-1") {
+                    format!(
+                        "line {n} is an AGE-SECRET-KEY-1... line that does not decode (damaged?)"
+                    )
+                } else {
+                    format!("line {n} is not an AGE-SECRET-KEY-1... line")
+                };
+                not_an_identity(origin, &why)
             })?;
             out.push(id);
         }
         if out.is_empty() {
-            return Err(Error::invalid(format!(
-                "identity file {origin} holds no identity (no AGE-SECRET-KEY-1... line)"
-            )));
+            return Err(not_an_identity(
+                origin,
+                "it holds no AGE-SECRET-KEY-1... line",
+            ));
         }
         Ok(Identities(out))
     }
@@ -136,6 +154,14 @@ impl Identities {
     pub fn recipients(&self) -> Recipients {
         Recipients(self.0.iter().map(|i| i.to_public()).collect())
     }
+}
+
+/// The identity file `origin` is not an age identity, because of `why`.
+fn not_an_identity(origin: &str, why: &str) -> Error {
+    Error::new(
+        ErrorKind::WrongIdentity,
+        format!("identity file {origin} is not an age identity: {why}"),
+    )
 }
 
 /// A new identity: (identity file text including a `# public key:` comment, recipient string).

@@ -62,7 +62,7 @@ pub fn serve<R: Read, W: Write>(reader: R, writer: W, opts: &ServeOptions) -> Re
         Ok(()) => Ok(report),
         Err(e) => {
             let code = match e.kind() {
-                ErrorKind::PermissionDenied => code::REFUSED,
+                ErrorKind::Refused | ErrorKind::PermissionDenied => code::REFUSED,
                 ErrorKind::NotARepository => code::WRONG_REPOSITORY,
                 ErrorKind::Corrupt => code::CORRUPT,
                 ErrorKind::UnsupportedVersion => code::PROTOCOL,
@@ -289,7 +289,7 @@ impl Mirror<'_> {
                     Some(w) if w == k.wrapped => {}
                     Some(_) => {
                         return Err(Error::new(
-                            ErrorKind::PermissionDenied,
+                            ErrorKind::Refused,
                             format!(
                                 "data key {} on the mirror differs from the primary's; \
                                  a mirror never overwrites what it holds",
@@ -476,7 +476,7 @@ impl Mirror<'_> {
     fn forget(&self, ids: &[i64]) -> Result<u32> {
         if !self.opts.follow_deletes {
             return Err(Error::new(
-                ErrorKind::PermissionDenied,
+                ErrorKind::Refused,
                 format!(
                     "mirror {} is append-only: the primary asked it to forget {} session(s) \
                      ({}), but [mirror-of.{}] does not set follow-deletes = true",

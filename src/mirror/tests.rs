@@ -331,7 +331,7 @@ fn deletes_are_refused_unless_the_mirror_allows_them() {
         follow_deletes: true,
     };
     let (p, s) = run_pair(&t.repo, &serve_opts(&dest, false), &follow);
-    assert_eq!(s.unwrap_err().kind(), ErrorKind::PermissionDenied);
+    assert_eq!(s.unwrap_err().kind(), ErrorKind::Refused);
     let err = p.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::PermissionDenied);
     assert!(err.to_string().contains("append-only"), "{err}");

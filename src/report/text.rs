@@ -261,8 +261,9 @@ impl RefusalAlert {
         let _ = writeln!(
             out,
             "A refusal did nothing on the server. If a client should have been allowed, check its \
-             addresses, windows and commands in server.toml; otherwise, someone holds a client key \
-             or is probing the server."
+             addresses, windows and commands in server.toml ([clients.NAME]; for client \
+             mirror-of:NAME, the primary's [mirror-of.NAME]); otherwise, someone holds a client's \
+             or the primary's key, or is probing the server."
         );
         out
     }

@@ -5,8 +5,9 @@
 //! The state (when the last alert went out, what waits) lives in a small JSON file, locked with
 //! `flock` while it is read and rewritten, because every ssh request is its own process. A
 //! waiting batch goes out with the next refusal after the interval, or when anything calls
-//! [`flush_due`] (the `serve` entry point does on every request; a cron job may too). The audit
-//! log always has every refusal, whatever happens to the mail.
+//! [`flush_due`] (the `serve` and `mirror-serve` entry points do on every request, through
+//! [`notify`]; a cron job may too). The audit log always has every refusal, whatever happens to
+//! the mail.
 
 use std::io::{Read, Seek, Write};
 use std::path::Path;
@@ -15,10 +16,16 @@ use std::time::Duration;
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
+use crate::config::{MailTransport, ServerConfig};
 use crate::error::{Error, Result};
+use crate::report::{Mailer, RefusalAlert};
+use crate::server::audit::AuditRecord;
 
 /// Most refusals kept waiting; more are only counted.
 pub const MAX_PENDING_ALERTS: usize = 200;
+
+/// Longest an alert mail may take from a forced command (SMTP connect and each command).
+pub const ALERT_MAIL_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The coalescing state.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -115,6 +122,53 @@ pub fn requeue_failed(path: &Path, batch: AlertBatch, error: &str) -> Result<()>
 /// The last alert mail went out: forget an earlier failure.
 pub fn record_sent(path: &Path) -> Result<()> {
     with_state(path, |state| state.last_error = None)
+}
+
+/// Queue `refusal` (if any) in `config.alert_state` and mail to `config.admin` what is due,
+/// naming `host` as the server. Never fails the request: a mail that cannot be sent within
+/// [`ALERT_MAIL_TIMEOUT`] is queued again with the reason; without a usable state file the
+/// refusal is mailed at once, uncoalesced.
+pub fn notify(config: &ServerConfig, host: &str, now: Timestamp, refusal: Option<&AuditRecord>) {
+    let state = &config.alert_state;
+    let batch = match refusal {
+        Some(r) => record_refusal(state, &r.to_line(), now, config.alert_coalesce),
+        None => flush_due(state, now, config.alert_coalesce),
+    };
+    let batch = match batch {
+        Ok(Some(b)) => b,
+        Ok(None) => return,
+        Err(e) => {
+            // No state: still tell the administrator about this refusal, uncoalesced.
+            let Some(r) = refusal else { return };
+            let b = AlertBatch {
+                refusals: vec![r.to_line(), format!("(alert state unusable: {e})")],
+                dropped: 0,
+            };
+            let _ = send(config, host, &b);
+            return;
+        }
+    };
+    match send(config, host, &batch) {
+        Ok(()) => {
+            let _ = record_sent(state);
+        }
+        Err(e) => {
+            let _ = requeue_failed(state, batch, &e.to_string());
+        }
+    }
+}
+
+fn send(config: &ServerConfig, host: &str, batch: &AlertBatch) -> Result<()> {
+    let mut mail = config.mail.clone();
+    if let MailTransport::Smtp { timeout, .. } = &mut mail.transport {
+        *timeout = (*timeout).min(ALERT_MAIL_TIMEOUT);
+    }
+    let alert = RefusalAlert {
+        host: host.to_owned(),
+        refusals: batch.refusals.clone(),
+        dropped: batch.dropped,
+    };
+    Mailer::from_config(&mail)?.send(&config.admin, &alert.subject(), &alert.render_text())
 }
 
 fn with_state<T>(path: &Path, change: impl FnOnce(&mut AlertState) -> T) -> Result<T> {

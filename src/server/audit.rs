@@ -1,17 +1,24 @@
-//! Audit records: one line per request, allowed or refused, appended to the audit log.
+//! Audit records: one per forced-command request (`serve`, `mirror-serve`), allowed or refused,
+//! written to the `audit` table of the repository's index, or appended to the audit log file
+//! when the index cannot be written.
 //!
-//! A line is `TIME client=NAME ip=IP decision=allow|refuse command="..." reason="..."`. Every
-//! value that came from outside (the command, the connection, the client name) is escaped so
-//! that it stays on one line and cannot forge a field, and the command is cut to
-//! [`AUDIT_COMMAND_BYTES`].
+//! As a line (the audit log, alert mails) a record is
+//! `TIME client=NAME ip=IP decision=allow|refuse command="..." reason="..."`. Every value that
+//! came from outside (the command, the connection, the client name) is escaped so that it stays
+//! on one line and cannot forge a field, and the command is cut to [`AUDIT_COMMAND_BYTES`].
+//!
+//! [`record_decision`] is what every forced command does with a decision before anything else.
 
 use std::io::Write;
 use std::path::Path;
 
 use jiff::Timestamp;
 
-use crate::error::{Error, Result};
-use crate::server::authz::Decision;
+use crate::config::ServerConfig;
+use crate::error::{Error, ErrorKind, Result};
+use crate::repo::Repo;
+use crate::server::alerts;
+use crate::server::authz::{Decision, parse_ssh_connection};
 
 /// Longest command kept in an audit record, in bytes after escaping.
 pub const AUDIT_COMMAND_BYTES: usize = 256;
@@ -37,7 +44,9 @@ pub struct AuditRecord {
 }
 
 impl AuditRecord {
-    /// Build the record for `decision`, from the raw values it was made from.
+    /// Build the record for `decision`, from the raw values it was made from. When the decision
+    /// was made before the address was looked at (an unknown client), the address is still
+    /// taken from `ssh_connection` if it parses.
     pub fn new(
         time: Timestamp,
         client: &str,
@@ -45,9 +54,9 @@ impl AuditRecord {
         ssh_original_command: Option<&str>,
         decision: &Decision,
     ) -> AuditRecord {
-        let ip = match decision.client_ip {
-            Some(ip) => ip.to_string(),
-            None => escape_for_log(ssh_connection.unwrap_or("-"), 80),
+        let ip = match (decision.client_ip, parse_ssh_connection(ssh_connection)) {
+            (Some(ip), _) | (None, Ok(ip)) => ip.to_string(),
+            (None, Err(_)) => escape_for_log(ssh_connection.unwrap_or("-"), 80),
         };
         AuditRecord {
             time,
@@ -90,6 +99,78 @@ impl AuditRecord {
         file.write_all(line.as_bytes())
             .and_then(|()| file.sync_data())
             .map_err(|e| Error::io(format!("writing audit log {}", path.display()), e))
+    }
+}
+
+/// What a forced command may do once its decision is on record ([`record_decision`]).
+#[derive(Debug)]
+pub enum Recorded {
+    /// Allowed, and the audit row is written: go ahead.
+    Allowed,
+    /// Refused: audited and queued for the administrator's alert mail. Do nothing else.
+    Refused,
+    /// Allowed, but no audit row could be written anywhere: do nothing (nothing runs that is
+    /// not on record).
+    Unaudited(Error),
+}
+
+/// What every forced command (`serve`, `mirror-serve`) does with a decided request before
+/// anything else: the audit row ([`write_audit`]), then, for a refusal, the alert (coalesced,
+/// never failing or holding up the request), or else a flush of alerts that are due.
+pub fn record_decision(config: &ServerConfig, host: &str, record: &AuditRecord) -> Recorded {
+    let audited = write_audit(config, record);
+    alerts::notify(
+        config,
+        host,
+        record.time,
+        (!record.allowed).then_some(record),
+    );
+    match (record.allowed, audited) {
+        (false, _) => Recorded::Refused,
+        (true, Ok(())) => Recorded::Allowed,
+        (true, Err(e)) => {
+            Recorded::Unaudited(e.context("the request could not be audited; refusing"))
+        }
+    }
+}
+
+/// Write the audit row to the `audit` table of `config.repository`'s index; when the index
+/// cannot be written, append the line to `config.audit_log` instead, saying why.
+pub fn write_audit(config: &ServerConfig, record: &AuditRecord) -> Result<()> {
+    let to_index = || -> Result<()> {
+        let index = Repo::open(&config.repository)?.index()?;
+        index
+            .conn()
+            .execute(
+                "INSERT INTO audit (time, client, ip, command, decision, reason) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                rusqlite::params![
+                    record.time.as_second(),
+                    record.client,
+                    record.ip,
+                    record.command,
+                    if record.allowed { "allow" } else { "refuse" },
+                    record.reason
+                ],
+            )
+            .map_err(|e| Error::from(e).context("inserting the audit row"))?;
+        Ok(())
+    };
+    match to_index() {
+        Ok(()) => Ok(()),
+        Err(index_err) => {
+            let mut fallback = record.clone();
+            fallback.reason = format!("{} [index unavailable: {index_err}]", record.reason);
+            fallback.append_to(&config.audit_log).map_err(|file_err| {
+                Error::new(
+                    ErrorKind::Io,
+                    format!(
+                        "audit: index of {}: {index_err}; audit log: {file_err}",
+                        config.repository.display()
+                    ),
+                )
+            })
+        }
     }
 }
 
@@ -218,5 +299,14 @@ mod tests {
         assert_eq!(r.ip, "evil\\nip");
         assert_eq!(r.client, "we\\nb1");
         assert_eq!(r.command, "(none)");
+        // Refused before the address was looked at (an unknown client): the address is kept.
+        let r = AuditRecord::new(
+            Timestamp::UNIX_EPOCH,
+            "ghost",
+            Some("::ffff:192.0.2.7 5555 192.0.2.1 22"),
+            Some("prepare"),
+            &decision,
+        );
+        assert_eq!(r.ip, "192.0.2.7");
     }
 }

@@ -71,7 +71,12 @@ pub struct Decision {
 }
 
 impl Decision {
-    fn refuse(reason: String, client_ip: Option<IpAddr>, request: Option<Request>) -> Decision {
+    /// A refusal for `reason`.
+    pub(crate) fn refuse(
+        reason: String,
+        client_ip: Option<IpAddr>,
+        request: Option<Request>,
+    ) -> Decision {
         Decision {
             allowed: false,
             reason,

@@ -9,6 +9,10 @@
 //! execs the argv from [`rsync_argv`] with a cleared environment, after [`rsync_version`] has
 //! vouched for the installed rsync; `prepare` takes the run's lease ([`lock`]) and runs the
 //! [`hooks`]; `complete` ingests staging and leaves it as its [`staging`] mode says.
+//!
+//! On an offsite mirror box, [`mirror_serve`] is the forced command of the primary's key: its
+//! own decision ([`mirror_serve::authorize_mirror`]), then the same audit row and refusal alert
+//! ([`audit::record_decision`]), then the mirror protocol.
 
 pub mod alerts;
 pub mod audit;
@@ -17,6 +21,7 @@ pub mod authz;
 mod complete;
 pub mod hooks;
 pub mod lock;
+pub mod mirror_serve;
 pub mod rsync_argv;
 pub mod rsync_version;
 pub mod serve;

@@ -4,8 +4,8 @@
 //! never reads the environment, prints or exits. It returns a [`ServeOutcome`]: an answer to
 //! print, a refusal, a failure, or the rsync process for the binary to `exec`.
 //!
-//! Every request, before anything else: [`authorize`], then an audit row in the repository's
-//! index (the file `audit-log` only when the index cannot be written), then the refusal alert
+//! Every request, before anything else: [`authorize`], then [`record_decision`]: an audit row in
+//! the repository's index (the file `audit-log` only when the index cannot be written), then the refusal alert
 //! (coalesced; a mail that cannot be sent within a few seconds is queued again and the failure
 //! recorded in the alert state, never failing the request). A refused request does nothing else.
 
@@ -15,21 +15,18 @@ use std::time::Duration;
 use jiff::Timestamp;
 use serde_json::json;
 
-use crate::config::{ClientPolicy, MailTransport, ServerConfig, StagingMode};
+use crate::config::{ClientPolicy, ServerConfig, StagingMode};
 use crate::error::{Error, ErrorKind, Result};
 use crate::repo::Repo;
-use crate::report::{Mailer, RefusalAlert};
-use crate::server::alerts;
-use crate::server::audit::AuditRecord;
-use crate::server::authz::{Request, authorize, parse_ssh_connection};
+use crate::server::audit::{AuditRecord, Recorded, record_decision};
+use crate::server::authz::{Request, authorize};
 use crate::server::hooks::run_hooks;
 use crate::server::lock::{DEFAULT_LEASE_TIMEOUT, LeaseFile};
 use crate::server::rsync_argv::{RsyncRequest, checked_staging_dir};
 use crate::server::rsync_version::check_rsync_safe;
 use crate::server::staging;
 
-/// Longest an alert mail may take from a forced command (SMTP connect and each command).
-pub const ALERT_MAIL_TIMEOUT: Duration = Duration::from_secs(5);
+pub use crate::server::alerts::ALERT_MAIL_TIMEOUT;
 
 /// The request as sshd handed it over.
 #[derive(Debug, Clone)]
@@ -99,27 +96,17 @@ pub fn serve(config: &ServerConfig, input: &ServeInput) -> ServeOutcome {
         input.ssh_original_command.as_deref(),
         input.now,
     );
-    let mut record = AuditRecord::new(
+    let record = AuditRecord::new(
         input.now,
         &input.client,
         input.ssh_connection.as_deref(),
         input.ssh_original_command.as_deref(),
         &decision,
     );
-    if decision.client_ip.is_none()
-        && let Ok(ip) = parse_ssh_connection(input.ssh_connection.as_deref())
-    {
-        // Refused before the address was looked at (an unknown client): still say who it was.
-        record.ip = ip.to_string();
-    }
-    let audited = audit(config, &record);
-    alert(config, input, (!decision.allowed).then_some(&record));
-    if !decision.allowed {
-        return ServeOutcome::Refused;
-    }
-    if let Err(e) = audited {
-        // Nothing runs that is not on record.
-        return ServeOutcome::Failed(e.context("the request could not be audited; refusing"));
+    match record_decision(config, &input.host, &record) {
+        Recorded::Allowed => {}
+        Recorded::Refused => return ServeOutcome::Refused,
+        Recorded::Unaudited(e) => return ServeOutcome::Failed(e),
     }
     let (Some(policy), Some(request)) = (config.client(&input.client), decision.request) else {
         return ServeOutcome::Failed(Error::new(ErrorKind::Internal, "allowed without a request"));
@@ -156,89 +143,6 @@ pub fn serve(config: &ServerConfig, input: &ServeInput) -> ServeOutcome {
         },
         Err(e) => ServeOutcome::Failed(e),
     }
-}
-
-/// Write the audit row to the index; fall back to the audit log file.
-fn audit(config: &ServerConfig, record: &AuditRecord) -> Result<()> {
-    let to_index = || -> Result<()> {
-        let index = Repo::open(&config.repository)?.index()?;
-        index
-            .conn()
-            .execute(
-                "INSERT INTO audit (time, client, ip, command, decision, reason) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                rusqlite::params![
-                    record.time.as_second(),
-                    record.client,
-                    record.ip,
-                    record.command,
-                    if record.allowed { "allow" } else { "refuse" },
-                    record.reason
-                ],
-            )
-            .map_err(|e| Error::from(e).context("inserting the audit row"))?;
-        Ok(())
-    };
-    match to_index() {
-        Ok(()) => Ok(()),
-        Err(index_err) => {
-            let mut fallback = record.clone();
-            fallback.reason = format!("{} [index unavailable: {index_err}]", record.reason);
-            fallback.append_to(&config.audit_log).map_err(|file_err| {
-                Error::new(
-                    ErrorKind::Io,
-                    format!(
-                        "audit: index of {}: {index_err}; audit log: {file_err}",
-                        config.repository.display()
-                    ),
-                )
-            })
-        }
-    }
-}
-
-/// Queue a refusal (if any) and mail what is due. Never fails the request.
-fn alert(config: &ServerConfig, input: &ServeInput, refusal: Option<&AuditRecord>) {
-    let state = &config.alert_state;
-    let batch = match refusal {
-        Some(r) => alerts::record_refusal(state, &r.to_line(), input.now, config.alert_coalesce),
-        None => alerts::flush_due(state, input.now, config.alert_coalesce),
-    };
-    let batch = match batch {
-        Ok(Some(b)) => b,
-        Ok(None) => return,
-        Err(e) => {
-            // No state: still tell the administrator about this refusal, uncoalesced.
-            let Some(r) = refusal else { return };
-            let b = alerts::AlertBatch {
-                refusals: vec![r.to_line(), format!("(alert state unusable: {e})")],
-                dropped: 0,
-            };
-            let _ = send_alert(config, input, &b);
-            return;
-        }
-    };
-    match send_alert(config, input, &batch) {
-        Ok(()) => {
-            let _ = alerts::record_sent(state);
-        }
-        Err(e) => {
-            let _ = alerts::requeue_failed(state, batch, &e.to_string());
-        }
-    }
-}
-
-fn send_alert(config: &ServerConfig, input: &ServeInput, batch: &alerts::AlertBatch) -> Result<()> {
-    let mut mail = config.mail.clone();
-    if let MailTransport::Smtp { timeout, .. } = &mut mail.transport {
-        *timeout = (*timeout).min(ALERT_MAIL_TIMEOUT);
-    }
-    let alert = RefusalAlert {
-        host: input.host.clone(),
-        refusals: batch.refusals.clone(),
-        dropped: batch.dropped,
-    };
-    Mailer::from_config(&mail)?.send(&config.admin, &alert.subject(), &alert.render_text())
 }
 
 /// The staging directory, created (0700) on first use, then checked.

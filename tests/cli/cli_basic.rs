@@ -3,6 +3,7 @@
 
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
 
 use crate::common::*;
 
@@ -278,24 +279,80 @@ fn wrong_identity_is_refused() {
     .fails_with(exit::WRONG_IDENTITY, &["identity"]);
 }
 
+/// Every command that takes `--identity FILE`, reading session `s` of `t` with `identity`.
+/// `restore` restores into `DIR/out`.
+fn each_identity_command(t: &TestRepo, s: i64, identity: &Path) -> Vec<Run> {
+    let session = s.to_string();
+    let at = |command: &str, extra: &[std::ffi::OsString]| {
+        let mut args = vec![
+            arg(command),
+            arg("--repo"),
+            arg(&t.repo),
+            arg("--identity"),
+            arg(identity),
+        ];
+        if command != "check" {
+            args.extend([arg("--session"), arg(&session)]);
+        }
+        args.extend(extra.iter().cloned());
+        rsbackup(args)
+    };
+    vec![
+        at("ls", &[]),
+        at("cat", &[arg("a.txt")]),
+        at("restore", &[arg("--target"), arg(t.path("out"))]),
+        at("check", &[]),
+    ]
+}
+
 #[test]
-fn unparsable_identity_file_is_named() {
+fn identity_file_that_is_not_an_age_identity_is_a_wrong_identity() {
     let (t, s) = repo_with_session();
-    let bad = t.path("garbage-identity");
-    std::fs::write(&bad, "this is not an age identity\n").unwrap();
-    let run = rsbackup([
-        arg("restore"),
-        arg("--repo"),
-        arg(&t.repo),
-        arg("--identity"),
-        arg(&bad),
-        arg("--session"),
-        arg(s.to_string()),
-        arg("--target"),
-        arg(t.path("out")),
-    ]);
-    assert_ne!(run.code, 0);
-    run.fails_with(run.code, &[bad.to_str().unwrap()]);
+    let recipient_file = format!("# the public key\n{}\n", t.recipient);
+    let cases: [(&str, &[u8], &str); 5] = [
+        (
+            "garbage-identity",
+            b"this is not an age identity\n",
+            "line 1 is not an AGE-SECRET-KEY-1... line",
+        ),
+        (
+            "recipient.txt",
+            recipient_file.as_bytes(),
+            "line 2 is a recipient (public key)",
+        ),
+        (
+            "damaged.txt",
+            b"AGE-SECRET-KEY-1QQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQ\n",
+            "line 1 is an AGE-SECRET-KEY-1... line that does not decode",
+        ),
+        ("empty.txt", b"", "it holds no AGE-SECRET-KEY-1... line"),
+        ("binary.key", &[0xff, 0xfe, 0, 1], "it is not text"),
+    ];
+    for (name, content, why) in cases {
+        let bad = t.path(name);
+        std::fs::write(&bad, content).unwrap();
+        let said = format!(
+            "rsbackup: identity file {} is not an age identity: {why}",
+            bad.display()
+        );
+        for run in each_identity_command(&t, s, &bad) {
+            run.fails_with(exit::WRONG_IDENTITY, &[&said]);
+        }
+        assert!(!t.path("out").exists(), "restore created its target anyway");
+    }
+}
+
+#[test]
+fn missing_identity_file_is_not_found_and_named() {
+    let (t, s) = repo_with_session();
+    let missing = t.path("no-such-identity.txt");
+    let said = format!(
+        "rsbackup: identity file {} does not exist",
+        missing.display()
+    );
+    for run in each_identity_command(&t, s, &missing) {
+        run.fails_with(exit::NOT_FOUND, &[&said]);
+    }
     assert!(!t.path("out").exists(), "restore created its target anyway");
 }
 

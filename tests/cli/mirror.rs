@@ -1,15 +1,24 @@
 //! `rsbackup mirror` over real ssh: sshd on loopback with the `mirror-serve` forced command,
-//! two repositories, and the binary on both sides.
+//! two repositories, and the binary on both sides; the offsite box audits into its own
+//! repository and mails refusals through a real SMTP server on loopback.
 
+use std::collections::BTreeMap;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::common::{TestRepo, arg, assert_trees_equal, is_root, pattern, rsbackup, write_file};
+use crate::smtp::Smtp;
 use crate::sshd::{SshKey, Sshd};
 
-/// A primary repository, an offsite box (its own server.toml and mirror repository) reached
-/// through sshd, and the primary's server.toml naming it as `offsite`.
+/// Exit code of a refused forced command (`serve`, `mirror-serve`).
+const REFUSED: i32 = 12;
+const REFUSAL: &str = "rsbackup: request refused; the administrator has been notified";
+
+/// A primary repository, an offsite box (its own server.toml, its own repository that holds its
+/// audit table, the mirror repository, an SMTP server for its alerts) reached through sshd, and
+/// the primary's server.toml naming it as `offsite`.
 struct Setup {
     primary: TestRepo,
     sshd: Sshd,
@@ -17,6 +26,10 @@ struct Setup {
     mirror_config: PathBuf,
     primary_config: PathBuf,
     key: SshKey,
+    /// The offsite box's own repository (`repository` of its server.toml).
+    own: PathBuf,
+    /// The offsite box's mail server.
+    smtp: Smtp,
 }
 
 fn mail_toml(dir: &Path) -> String {
@@ -27,34 +40,89 @@ fn mail_toml(dir: &Path) -> String {
     )
 }
 
+/// The `authorized_keys` line forcing `mirror-serve --mirror-of NAME` for `key`.
+fn mirror_serve_line(config: &Path, mirror_of: &str, key: &SshKey) -> String {
+    format!(
+        "command=\"{} mirror-serve --config {} --mirror-of {mirror_of}\",restrict {}\n",
+        env!("CARGO_BIN_EXE_rsbackup"),
+        config.display(),
+        key.public
+    )
+}
+
+/// (client, ip, command, decision, reason) of every audit row of `repo`, oldest first.
+fn audit_rows(repo: &Path) -> Vec<[String; 5]> {
+    let db = rusqlite::Connection::open(repo.join("index.db")).unwrap();
+    let mut st = db
+        .prepare("SELECT client, ip, command, decision, reason FROM audit ORDER BY id")
+        .unwrap();
+    st.query_map([], |r| {
+        Ok([r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?])
+    })
+    .unwrap()
+    .map(Result::unwrap)
+    .collect()
+}
+
+/// Every file below `root` with its size, mtime and content: equal snapshots mean nothing was
+/// written, created or removed.
+fn snapshot(root: &Path) -> BTreeMap<PathBuf, (u64, i64, i64, Vec<u8>)> {
+    let mut out = BTreeMap::new();
+    let mut dirs = vec![root.to_path_buf()];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            let meta = std::fs::symlink_metadata(&path).unwrap();
+            let content = if meta.is_dir() {
+                dirs.push(path.clone());
+                Vec::new()
+            } else {
+                std::fs::read(&path).unwrap()
+            };
+            out.insert(
+                path.strip_prefix(root).unwrap().to_path_buf(),
+                (meta.len(), meta.mtime(), meta.mtime_nsec(), content),
+            );
+        }
+    }
+    out
+}
+
 impl Setup {
     fn new(follow_deletes: bool) -> Setup {
         let primary = TestRepo::new();
         let box_dir = primary.path("offsite");
-        std::fs::create_dir_all(box_dir.join("mail")).unwrap();
+        std::fs::create_dir_all(&box_dir).unwrap();
+        let own = box_dir.join("own-repo");
+        rsbackup([
+            arg("init"),
+            arg("--repo"),
+            arg(&own),
+            arg("--recipient"),
+            arg(&primary.recipient),
+        ])
+        .ok();
+        let smtp = Smtp::start();
         let mirror = box_dir.join("mirror-repo");
         let mirror_config = box_dir.join("server.toml");
         std::fs::write(
             &mirror_config,
             format!(
-                "repository = {:?}\nstaging-root = {:?}\n{}\
+                "repository = {:?}\nstaging-root = {:?}\naudit-log = {:?}\nalert-state = {:?}\n\
+                 alert-coalesce-minutes = 0\n{}\
                  [mirror-of.main]\nrepository = {:?}\naddresses = [\"127.0.0.1\"]\n\
                  follow-deletes = {follow_deletes}\n",
-                box_dir.join("own-repo").display().to_string(),
+                own.display().to_string(),
                 box_dir.join("staging").display().to_string(),
-                mail_toml(&box_dir.join("mail")),
+                box_dir.join("audit.log").display().to_string(),
+                box_dir.join("alert-state.json").display().to_string(),
+                smtp.mail_toml("rsbackup@mirror.test", "admin", &["admin@mirror.test"]),
                 mirror.display().to_string()
             ),
         )
         .unwrap();
         let key = SshKey::generate(primary.dir.path(), "mirror_key");
-        let line = format!(
-            "command=\"{} mirror-serve --config {} --mirror-of main\",restrict {}\n",
-            env!("CARGO_BIN_EXE_rsbackup"),
-            mirror_config.display(),
-            key.public
-        );
-        let sshd = Sshd::start(&line);
+        let sshd = Sshd::start(&mirror_serve_line(&mirror_config, "main", &key));
         let primary_config = primary.path("server.toml");
         std::fs::create_dir_all(primary.path("mail")).unwrap();
         std::fs::write(
@@ -79,7 +147,24 @@ impl Setup {
             mirror_config,
             primary_config,
             key,
+            own,
+            smtp,
         }
+    }
+
+    /// The offsite box's audit rows.
+    fn audit(&self) -> Vec<[String; 5]> {
+        audit_rows(&self.own)
+    }
+
+    /// Wait for at least `n` alert mails from the offsite box; bodies decoded from
+    /// quoted-printable (soft line breaks joined, `=3D` as `=`).
+    fn mails(&self, n: usize) -> Vec<String> {
+        self.smtp
+            .wait_for(n, Duration::from_secs(15))
+            .iter()
+            .map(|m| m.replace("=\n", "").replace("=3D", "="))
+            .collect()
     }
 
     fn mirror_args(&self, extra: &[&str]) -> Vec<std::ffi::OsString> {
@@ -313,28 +398,49 @@ fn an_append_only_mirror_refuses_the_primarys_deletes() {
         .fails_with(1, &["append-only", "follow-deletes"]);
     let listed = s.on_mirror("sessions", &[arg("--json")]);
     assert_eq!(listed.json().as_array().map(|a| a.len()), Some(2));
+    // The refusal inside the protocol is audited after the connection's own row, and mailed.
+    let audit = s.audit();
+    let decisions: Vec<&str> = audit.iter().map(|r| r[3].as_str()).collect();
+    assert_eq!(decisions, ["allow", "allow", "refuse"], "{audit:#?}");
+    assert_eq!(audit[2][0], "mirror-of:main");
+    assert_eq!(audit[2][1], "127.0.0.1");
+    assert!(
+        audit[2][4].contains("is append-only: the primary asked it to forget 1 session(s)"),
+        "{:?}",
+        audit[2]
+    );
+    let mails = s.mails(1);
+    assert_eq!(mails.len(), 1, "{mails:#?}");
+    assert!(mails[0].contains("is append-only"), "{}", mails[0]);
     // Without asking, the run succeeds and the mirror keeps what the primary rolled off.
     s.mirror();
     let listed = s.on_mirror("sessions", &[arg("--json")]);
     assert_eq!(listed.json().as_array().map(|a| a.len()), Some(2));
-    let _ = (&s.mirror_config, &s.key);
 }
 
+/// Without sshd: mirror-serve run by hand with `SSH_CONNECTION` and `SSH_ORIGINAL_COMMAND` set
+/// as sshd would. The box's `repository` is not a repository here, so the audit lines go to
+/// `audit-log`; alerts go to a mail directory.
 #[test]
-fn mirror_serve_refuses_other_addresses_and_unknown_sections() {
+fn mirror_serve_refuses_other_addresses_commands_and_unknown_sections() {
     let s = TestRepo::new();
     let config = s.path("server.toml");
+    let audit_log = s.path("audit.log");
+    std::fs::create_dir(s.path("mail")).unwrap();
     std::fs::write(
         &config,
         format!(
-            "repository = \"/srv/r\"\nstaging-root = \"/srv/s\"\n{}\
+            "repository = \"/nonexistent/r\"\nstaging-root = \"/srv/s\"\naudit-log = {:?}\n\
+             alert-state = {:?}\nalert-coalesce-minutes = 0\n{}\
              [mirror-of.main]\nrepository = {:?}\naddresses = [\"192.0.2.1\"]\n",
+            audit_log.display().to_string(),
+            s.path("alert-state.json").display().to_string(),
             mail_toml(&s.path("mail")),
             s.path("m").display().to_string()
         ),
     )
     .unwrap();
-    let serve = |name: &str, conn: Option<&str>| {
+    let serve = |name: &str, conn: Option<&str>, command: Option<&str>| {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_rsbackup"));
         cmd.args([
             arg("mirror-serve"),
@@ -344,24 +450,206 @@ fn mirror_serve_refuses_other_addresses_and_unknown_sections() {
             arg(name),
         ])
         .stdin(Stdio::null())
-        .env_remove("SSH_CONNECTION");
+        .env_remove("SSH_CONNECTION")
+        .env_remove("SSH_ORIGINAL_COMMAND");
         if let Some(c) = conn {
             cmd.env("SSH_CONNECTION", c);
         }
+        if let Some(c) = command {
+            cmd.env("SSH_ORIGINAL_COMMAND", c);
+        }
         cmd.output().unwrap()
     };
-    let out = serve("main", Some("198.51.100.9 5555 127.0.0.1 22"));
-    assert_eq!(out.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("not in its addresses"));
-    let out = serve("main", None);
-    assert!(String::from_utf8_lossy(&out.stderr).contains("SSH_CONNECTION"));
-    let out = serve("other", Some("192.0.2.1 5555 127.0.0.1 22"));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("no [mirror-of.other]"));
-    assert!(out.stdout.is_empty(), "nothing but frames on stdout");
+    let primary = Some("192.0.2.1 5555 127.0.0.1 22");
+    let attempts = [
+        (
+            "main",
+            Some("198.51.100.9 5555 127.0.0.1 22"),
+            Some("rsbackup-mirror"),
+            "ip=198.51.100.9 decision=refuse command=\"rsbackup-mirror\" reason=\"mirror-of main: \
+             address 198.51.100.9 is not in its addresses (192.0.2.1/32)",
+        ),
+        (
+            "main",
+            None,
+            Some("rsbackup-mirror"),
+            "SSH_CONNECTION is not set",
+        ),
+        (
+            "main",
+            primary,
+            Some("rsbackup-mirror\nrm -rf /"),
+            "command=\"rsbackup-mirror\\nrm -rf /\" reason=\"mirror-of main: unknown command",
+        ),
+        ("main", primary, None, "no command given"),
+        (
+            "other",
+            primary,
+            Some("rsbackup-mirror"),
+            "client=mirror-of:other ip=192.0.2.1 decision=refuse",
+        ),
+    ];
+    for (name, conn, command, _) in attempts {
+        let out = serve(name, conn, command);
+        assert_eq!(out.status.code(), Some(REFUSED), "{name} {conn:?}: {out:?}");
+        assert_eq!(String::from_utf8_lossy(&out.stderr).trim(), REFUSAL);
+        assert!(out.stdout.is_empty(), "nothing but frames on stdout");
+    }
     assert!(
         !s.path("m").exists(),
         "a refused connection creates nothing"
     );
+    let log = std::fs::read_to_string(&audit_log).unwrap();
+    let lines: Vec<&str> = log.lines().collect();
+    assert_eq!(lines.len(), attempts.len(), "{log}");
+    for (line, (.., why)) in lines.iter().zip(attempts) {
+        assert!(line.contains(why), "{line:?} lacks {why:?}");
+        assert!(line.contains("[index unavailable: "), "{line}");
+    }
+    let mails: Vec<String> = std::fs::read_dir(s.path("mail"))
+        .unwrap()
+        .map(|e| std::fs::read_to_string(e.unwrap().path()).unwrap())
+        .map(|m| {
+            m.replace("=\r\n", "")
+                .replace("=\n", "")
+                .replace("=3D", "=")
+        })
+        .collect();
+    assert_eq!(mails.len(), attempts.len(), "one alert per refusal");
+    assert!(
+        mails
+            .iter()
+            .any(|m| m.contains("address 198.51.100.9 is not in its addresses")),
+        "{mails:?}"
+    );
+}
+
+/// Through sshd, with the primary's real `mirror` runs: a connection from another address, a
+/// command other than `rsbackup-mirror`, a connection outside the windows and a key bound to a
+/// section that does not exist are each refused with the generic message, leave the mirror
+/// repository as it was (not even created by the first), are audited in the box's own index with
+/// their reason, and are mailed to the box's administrator. The allowed run is audited too.
+#[test]
+fn refused_mirror_connections_are_audited_mailed_and_change_nothing() {
+    if !is_root() {
+        eprintln!("skipped: needs root for sshd");
+        return;
+    }
+    let s = Setup::new(false);
+    let src = s.primary.path("src");
+    tree(&src, 21, 3, 200_000);
+    s.primary.ingest("web", &src);
+    let primary_toml = std::fs::read_to_string(&s.primary_config).unwrap();
+    let box_toml = std::fs::read_to_string(&s.mirror_config).unwrap();
+
+    // From 127.0.0.2, before the mirror exists: the primary's run fails, nothing is created.
+    std::fs::write(
+        &s.primary_config,
+        primary_toml.replace(
+            "\"LogLevel=ERROR\"]",
+            "\"LogLevel=ERROR\", \"BindAddress=127.0.0.2\"]",
+        ),
+    )
+    .unwrap();
+    rsbackup(s.mirror_args(&[])).fails_with(1, &["mirror offsite", REFUSAL]);
+    std::fs::write(&s.primary_config, &primary_toml).unwrap();
+    assert!(
+        !s.mirror.exists(),
+        "a refused connection created the mirror"
+    );
+    assert_eq!(s.mails(1).len(), 1, "no alert for the first refusal");
+
+    // The allowed run, then the mirror must stay exactly as it is.
+    assert_eq!(s.mirror()["sessions_sent"], 1);
+    let before = snapshot(&s.mirror);
+
+    let out = s.sshd.run(&s.key, None, "rsbackup-mirror; rm -rf /srv");
+    assert_eq!(
+        out.status.code(),
+        Some(REFUSED),
+        "{out:?}\n{}",
+        s.sshd.log()
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stderr).trim(), REFUSAL);
+    assert!(out.stdout.is_empty());
+
+    let hour = jiff::Timestamp::now()
+        .to_zoned(jiff::tz::TimeZone::UTC)
+        .hour();
+    let closed = format!(
+        "{box_toml}windows = [\"daily {:02}:00-{:02}:00\"]\n",
+        (hour + 2) % 24,
+        (hour + 3) % 24
+    );
+    std::fs::write(&s.mirror_config, closed).unwrap();
+    rsbackup(s.mirror_args(&[])).fails_with(1, &[REFUSAL]);
+    std::fs::write(&s.mirror_config, &box_toml).unwrap();
+
+    s.sshd
+        .set_authorized_keys(&mirror_serve_line(&s.mirror_config, "other", &s.key));
+    rsbackup(s.mirror_args(&[])).fails_with(1, &[REFUSAL]);
+
+    assert_eq!(snapshot(&s.mirror), before, "a refusal changed the mirror");
+    let expected = [
+        (
+            "mirror-of:main",
+            "127.0.0.2",
+            "rsbackup-mirror",
+            "refuse",
+            "mirror-of main: address 127.0.0.2 is not in its addresses (127.0.0.1/32)",
+        ),
+        (
+            "mirror-of:main",
+            "127.0.0.1",
+            "rsbackup-mirror",
+            "allow",
+            "mirror-of main: mirror connection allowed from 127.0.0.1",
+        ),
+        (
+            "mirror-of:main",
+            "127.0.0.1",
+            "rsbackup-mirror; rm -rf /srv",
+            "refuse",
+            "mirror-of main: unknown command",
+        ),
+        (
+            "mirror-of:main",
+            "127.0.0.1",
+            "rsbackup-mirror",
+            "refuse",
+            "is not within its windows",
+        ),
+        (
+            "mirror-of:other",
+            "127.0.0.1",
+            "rsbackup-mirror",
+            "refuse",
+            "is not configured in",
+        ),
+    ];
+    let audit = s.audit();
+    assert_eq!(audit.len(), expected.len(), "{audit:#?}");
+    for (row, want) in audit.iter().zip(expected) {
+        assert_eq!(
+            [&row[0], &row[1], &row[2], &row[3]],
+            [want.0, want.1, want.2, want.3],
+            "{row:?}"
+        );
+        assert!(row[4].contains(want.4), "{row:?} lacks {:?}", want.4);
+    }
+    let refusals = expected.iter().filter(|r| r.3 == "refuse").count();
+    let mails = s.mails(refusals);
+    assert_eq!(mails.len(), refusals, "one alert per refusal: {mails:#?}");
+    for (.., decision, why) in expected {
+        let mailed = mails.iter().any(|m| m.contains(why));
+        assert_eq!(
+            mailed,
+            decision == "refuse",
+            "{why:?} in the mails: {mails:#?}"
+        );
+    }
+    assert!(mails.iter().all(|m| m.contains("To: admin@mirror.test")));
+    assert!(!std::fs::exists(s.own.parent().unwrap().join("audit.log")).unwrap());
 }
 
 /// Wait until `done` or a minute passes.

@@ -41,7 +41,7 @@ pub mod exit {
     pub const NOT_A_REPOSITORY: u8 = 4;
     /// Unsupported format version.
     pub const UNSUPPORTED_VERSION: u8 = 5;
-    /// The identity cannot unlock the repository.
+    /// The identity file is not an age identity, or cannot unlock the repository.
     pub const WRONG_IDENTITY: u8 = 6;
     /// Restore target not empty.
     pub const TARGET_NOT_EMPTY: u8 = 7;
@@ -63,12 +63,13 @@ Exit codes:
    3  partial: ingest incomplete, restore with failed paths, check found problems
    4  not a repository
    5  unsupported format version
-   6  wrong identity: the identity file cannot unlock the repository
+   6  wrong identity: the identity file is not an age identity or cannot unlock the repository
    7  restore target is not empty (use --force)
    8  restore target is not a directory
    9  repository locked by another process
   10  corrupt data
-  11  not found: session or path";
+  11  not found: session, path, ingest source or identity file
+  12  serve, mirror-serve: the request was refused";
 
 /// Push-only, encrypted, deduplicating backups.
 #[derive(Parser)]

@@ -1,6 +1,7 @@
 //! `rsbackup mirror --repo R --to NAME|DIR [--config F] [--follow-deletes] [--json]
 //! [--mail-failures]` and the hidden `rsbackup mirror-serve --config F --mirror-of NAME`, which
-//! sshd on the offsite box runs as the forced command of the primary's key.
+//! sshd on the offsite box runs as the forced command of the primary's key
+//! (`rsbackup::server::mirror_serve`: the same audit and refusal alerts as `serve`).
 //!
 //! A target with a `/` in it is a local directory: the mirror side runs in a thread of this
 //! process over a socket pair, the same protocol and code as over ssh.
@@ -16,6 +17,10 @@ use rsbackup::config::ServerConfig;
 use rsbackup::config::mirror::MirrorTarget;
 use rsbackup::mirror::{PushOptions, PushReport, ServeOptions, push, serve as serve_mirror};
 use rsbackup::repo::Repo;
+use rsbackup::server::authz::REFUSAL_MESSAGE;
+use rsbackup::server::mirror_serve::{
+    MIRROR_COMMAND, MirrorServeInput, MirrorServeOutcome, mirror_serve,
+};
 
 use crate::output::size_exact;
 use crate::{Outcome, UsageError};
@@ -176,10 +181,10 @@ fn over_ssh(repo: &Repo, target: &MirrorTarget, follow_deletes: bool) -> Result<
     for option in &target.ssh_options {
         cmd.arg("-o").arg(option);
     }
-    // The forced command ignores what is asked for; the word only shows in the mirror's logs.
+    // The only command mirror-serve accepts (it is in the mirror's audit rows).
     cmd.arg(format!("{}@{}", target.user, target.host))
         .arg("--")
-        .arg("rsbackup-mirror")
+        .arg(MIRROR_COMMAND)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
@@ -259,34 +264,33 @@ fn print_human(r: &PushReport) -> Result<()> {
     Ok(())
 }
 
-/// Run `mirror-serve`: authorize the connection (address from `SSH_CONNECTION`, time window),
-/// then serve the protocol on standard input and output.
+/// Run `mirror-serve`: decide and record the connection (`SSH_CONNECTION`,
+/// `SSH_ORIGINAL_COMMAND`, `[mirror-of.NAME]`), then serve the protocol on standard input and
+/// output. A refusal prints only the generic refusal message and exits 12, as `serve` does; the
+/// reason is in the audit table and the alert mail.
 pub fn serve(args: ServeArgs) -> Result<Outcome> {
     let config = ServerConfig::load(&args.config)?;
-    let section = config.mirrors.mirror_of(&args.mirror_of).ok_or_else(|| {
-        anyhow!(
-            "no [mirror-of.{}] in {}",
-            args.mirror_of,
-            args.config.display()
-        )
-    })?;
-    let connection = std::env::var("SSH_CONNECTION").ok();
-    let ip = rsbackup::server::authz::parse_ssh_connection(connection.as_deref())
-        .map_err(|e| anyhow!("mirror-serve refused: {e}"))?;
-    section
-        .allows(ip, jiff::Timestamp::now())
-        .map_err(|e| anyhow!("mirror-serve refused: {e}"))?;
-    let opts = ServeOptions {
-        name: args.mirror_of.clone(),
-        repository: section.repository.clone(),
-        follow_deletes: section.follow_deletes,
+    let input = MirrorServeInput {
+        mirror_of: args.mirror_of,
+        ssh_connection: std::env::var("SSH_CONNECTION").ok(),
+        ssh_original_command: std::env::var("SSH_ORIGINAL_COMMAND").ok(),
+        now: jiff::Timestamp::now(),
+        host: crate::serve::host_name(),
     };
     let stdin = std::io::stdin().lock();
     let stdout = std::io::stdout().lock();
-    serve_mirror(
+    let outcome = mirror_serve(
+        &config,
+        &input,
         BufReader::with_capacity(CONN_BUFFER, stdin),
         BufWriter::with_capacity(CONN_BUFFER, stdout),
-        &opts,
-    )?;
-    Ok(Outcome::Ok)
+    );
+    match outcome {
+        MirrorServeOutcome::Served(_) => Ok(Outcome::Ok),
+        MirrorServeOutcome::Refused => {
+            eprintln!("{REFUSAL_MESSAGE}");
+            std::process::exit(crate::serve::REFUSED);
+        }
+        MirrorServeOutcome::Failed(e) => Err(e.into()),
+    }
 }

@@ -33,6 +33,13 @@ pub struct Args {
     lease_hours: u64,
 }
 
+/// This box's host name, for alert mails.
+pub fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .unwrap_or_else(|_| "backup server".to_owned())
+}
+
 /// Run `serve`: never returns normally except on success.
 pub fn run(args: Args) -> Result<Outcome> {
     let config = match ServerConfig::load(&args.config) {
@@ -44,9 +51,7 @@ pub fn run(args: Args) -> Result<Outcome> {
             std::process::exit(1);
         }
     };
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|h| h.trim().to_owned())
-        .unwrap_or_else(|_| "backup server".to_owned());
+    let host = host_name();
     let command = std::env::var("SSH_ORIGINAL_COMMAND").ok();
     let connection = std::env::var("SSH_CONNECTION").ok();
     let mut input = ServeInput::new(
