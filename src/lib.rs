@@ -17,8 +17,8 @@
 //! * [`retention`], [`gc`]: which sessions to keep, and roll-off: forget, collect, repack.
 //! * [`mirror`]: the chunk-level offsite mirror and its wire protocol (both sides).
 //!
-//! * [`config`], [`server`], [`report`]: the push path (server forced command, configuration,
-//!   mailed reports).
+//! * [`config`], [`process`], [`server`], [`report`]: the push path (configuration, child
+//!   processes with a time limit and bounded output, server forced command, mailed reports).
 //! * [`client`]: the client's cron run (`rsbackup run`): hooks, ssh, rsync, reports.
 //!
 //! The library never prints, exits, or reads the environment: the binary does.
@@ -39,6 +39,7 @@ pub mod ids;
 pub mod index;
 pub mod ingest;
 pub mod mirror;
+pub mod process;
 pub mod reader;
 pub mod repo;
 pub mod report;

@@ -5,8 +5,8 @@ use std::process::Command;
 
 use jiff::Timestamp;
 
-use super::process::{Ended, Limits, run_captured};
 use crate::config::Hook;
+use crate::process::{Ended, Limits, run_captured};
 use crate::report::{StepReport, StepStatus};
 
 /// What a failing init hook does to the run.
