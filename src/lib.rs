@@ -17,8 +17,9 @@
 //! * [`retention`], [`gc`]: which sessions to keep, and roll-off: forget, collect, repack.
 //! * [`mirror`]: the chunk-level offsite mirror and its wire protocol (both sides).
 //!
-//! * [`config`], [`server`], [`report`]: the push path (server forced command, configuration,
-//!   mailed reports).
+//! * [`config`], [`report`], [`process`], [`hooks`], [`server`]: the push path (configuration,
+//!   mailed reports, child processes with a time limit and bounded output, the hooks both sides
+//!   run, the server's forced command).
 //! * [`client`]: the client's cron run (`rsbackup run`): hooks, ssh, rsync, reports.
 //!
 //! The library never prints, exits, or reads the environment: the binary does.
@@ -35,10 +36,12 @@ pub mod error;
 pub mod files_cache;
 pub mod format;
 pub mod gc;
+pub mod hooks;
 pub mod ids;
 pub mod index;
 pub mod ingest;
 pub mod mirror;
+pub mod process;
 pub mod reader;
 pub mod repo;
 pub mod report;

@@ -1,12 +1,10 @@
-//! Client hooks: argv lists (never a shell), run with a cleared environment from `/`, in their
-//! own process group, with a time limit after which the whole group is killed, output captured.
-
-use std::process::Command;
+//! Client hooks (`init-hooks`, `cleanup-hooks`): run by [`crate::hooks`] with stdout and stderr
+//! interleaved like the other steps' output, each reported as a step of the job report.
 
 use jiff::Timestamp;
 
-use super::process::{Ended, Limits, run_captured};
 use crate::config::Hook;
+use crate::process::{Capture, Ended};
 use crate::report::{StepReport, StepStatus};
 
 /// What a failing init hook does to the run.
@@ -23,16 +21,7 @@ pub enum OnFailure {
 /// Run one hook; `kind` is `init` or `cleanup`, for the step's name.
 pub fn run_hook(hook: &Hook, kind: &str) -> StepReport {
     let started = Timestamp::now();
-    let mut command = Command::new(&hook.argv[0]);
-    command.args(&hook.argv[1..]).env_clear().current_dir("/");
-    let got = run_captured(
-        command,
-        Limits {
-            timeout: Some(hook.timeout),
-            own_group: true,
-        },
-        None,
-    );
+    let got = crate::hooks::run_hook(hook, Capture::Interleaved);
     let status = match &got.ended {
         Ended::Exited(0) => StepStatus::Ok,
         Ended::TimedOut(limit) => StepStatus::TimedOut(*limit),
@@ -65,14 +54,8 @@ fn shorten(line: &str, max: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::hooks::tests::hook;
     use std::time::Duration;
-
-    fn hook(argv: &[&str], secs: u64) -> Hook {
-        Hook {
-            argv: argv.iter().map(|s| s.to_string()).collect(),
-            timeout: Duration::from_secs(secs),
-        }
-    }
 
     #[test]
     fn success_failure_and_timeout() {

@@ -15,7 +15,6 @@ use super::diagnosis::{
 };
 use super::hooks::{OnFailure, hook_name, run_hook};
 use super::lock::ClientLock;
-use super::process::{Ended, Limits, run_captured};
 use super::remote::{
     Connection, ServerAnswer, rsync_command, server_label, server_problem, ssh_command,
 };
@@ -24,6 +23,7 @@ use super::stats::RsyncStats;
 use super::summary;
 use crate::config::ClientConfig;
 use crate::error::{Error, ErrorKind};
+use crate::process::{Ended, Limits, run_captured};
 use crate::report::{ErrorReport, Failure, JobReport, StepReport, StepStatus};
 
 /// How to run, besides the configuration file.

@@ -3,7 +3,7 @@
 //!
 //! [`job::run`] is the whole run: it takes the client lock ([`lock`]), runs the init hooks
 //! ([`hooks`]), asks the server to `prepare` and uploads with rsync ([`remote`] builds both
-//! commands; [`process`] runs every child with a time limit and bounded output), asks it to
+//! commands; [`crate::process`] runs every child with a time limit and bounded output), asks it to
 //! `complete`, runs the cleanup hooks whatever happened, and returns a [`job::RunResult`]: a
 //! status the binary turns into an exit code, the job report, and an error report when anything
 //! failed. [`stats`] reads rsync's `--stats`; [`diagnosis`] turns exit codes and ssh's messages
@@ -17,7 +17,6 @@ pub mod diagnosis;
 pub mod hooks;
 pub mod job;
 pub mod lock;
-pub mod process;
 pub mod remote;
 pub mod resume;
 pub mod stats;

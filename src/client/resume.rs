@@ -1,8 +1,8 @@
 //! Resuming a run that was interrupted between `prepare` and `complete`.
 //!
-//! The server keeps one *lease* per client from `prepare` to `complete` (12 hours at most) and
-//! refuses a second `prepare` while it lives. A client killed mid-upload (a reboot, `kill -9`,
-//! an OOM kill) leaves that lease behind. So the client writes down each lease it takes, in
+//! The server keeps one *lease* per client from `prepare` to `complete` (for the server's
+//! `lease-hours`, 12 by default) and refuses a second `prepare` while it lives. A client killed
+//! mid-upload (a reboot, `kill -9`, an OOM kill) leaves that lease behind. So the client writes down each lease it takes, in
 //! `STATE_DIR/client-NAME.run`, and removes the note when the run is over. When `prepare` is
 //! refused because a run is in progress and the note shows that run is this client's own (the
 //! age the server reports matches the note's, within [`AGE_SLACK_SECONDS`]), the new run picks

@@ -27,6 +27,11 @@ pub const DEFAULT_ALERT_STATE: &str = "/var/lib/rsbackup/alert-state.json";
 pub const DEFAULT_RSYNC_PATH: &str = "/usr/bin/rsync";
 /// Refusal alerts within this many minutes of the last one are coalesced into one mail.
 pub const DEFAULT_ALERT_COALESCE_MINUTES: u64 = 15;
+/// How many hours a run may stay between `prepare` and `complete` before its lease expires,
+/// when neither the file nor `rsbackup serve --lease-hours` says.
+pub const DEFAULT_LEASE_HOURS: u64 = 12;
+/// Longest lease accepted, in hours (a week), in the file as on the command line.
+pub const MAX_LEASE_HOURS: u64 = 7 * 24;
 
 /// A command a client may be allowed to run (`commands = [...]`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -153,6 +158,9 @@ pub struct ClientPolicy {
     pub prepare_hooks: Vec<Hook>,
     /// Hooks the server runs after a successful `complete`.
     pub complete_hooks: Vec<Hook>,
+    /// How long a run may stay between `prepare` and `complete` before its lease expires and
+    /// the next `prepare` may take it over (`lease-hours`).
+    pub lease_timeout: Duration,
 }
 
 /// The validated `server.toml`.
@@ -326,6 +334,7 @@ struct RawPolicy {
     restore: Option<bool>,
     prepare_hooks: Option<Vec<RawHook>>,
     complete_hooks: Option<Vec<RawHook>>,
+    lease_hours: Option<Spanned<toml::Value>>,
     retention: Option<RawRetention>,
 }
 
@@ -466,6 +475,22 @@ impl SourceFile<'_> {
             }
         };
 
+        let lease_hours = match pick(raw.lease_hours, &defaults.lease_hours) {
+            None => DEFAULT_LEASE_HOURS,
+            Some(h) => match h.get_ref() {
+                toml::Value::Integer(n) if (1..=MAX_LEASE_HOURS as i64).contains(n) => *n as u64,
+                other => {
+                    return Err(at(
+                        &h.span(),
+                        format!(
+                            "lease-hours = {other} is not a whole number of hours from 1 to \
+                             {MAX_LEASE_HOURS}"
+                        ),
+                    ));
+                }
+            },
+        };
+
         let hooks = |own: Option<Vec<RawHook>>, default: &Option<Vec<RawHook>>, what: &str| {
             self.hooks(
                 pick(own, default).unwrap_or_default(),
@@ -489,6 +514,7 @@ impl SourceFile<'_> {
                 &defaults.complete_hooks,
                 "complete-hooks",
             )?,
+            lease_timeout: Duration::from_secs(lease_hours * 3600),
         })
     }
 }

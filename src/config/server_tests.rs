@@ -193,6 +193,73 @@ fn bad_values_name_the_line() {
 }
 
 #[test]
+fn lease_hours_default_and_override() {
+    let cfg = parse(&example()).unwrap();
+    let twelve = Duration::from_secs(DEFAULT_LEASE_HOURS * 3600);
+    assert_eq!(twelve, Duration::from_secs(12 * 3600));
+    assert_eq!(cfg.client("web1").unwrap().lease_timeout, twelve);
+    assert_eq!(cfg.client("db1").unwrap().lease_timeout, twelve);
+
+    // A server-wide default in [defaults], replaced by a client's own value.
+    let text = example()
+        .replace(
+            "staging-mode = \"hollow\"\n",
+            "staging-mode = \"hollow\"\nlease-hours = 2\n",
+        )
+        .replace("restore = true\n", "restore = true\nlease-hours = 168\n");
+    let cfg = parse(&text).unwrap();
+    assert_eq!(
+        cfg.client("web1").unwrap().lease_timeout,
+        Duration::from_secs(2 * 3600)
+    );
+    assert_eq!(
+        cfg.client("db1").unwrap().lease_timeout,
+        Duration::from_secs(168 * 3600)
+    );
+}
+
+#[test]
+fn bad_lease_hours_name_the_line_and_client() {
+    refused(
+        "restore = true",
+        "restore = true\nlease-hours = 0",
+        27,
+        "client db1: lease-hours = 0 is not a whole number of hours from 1 to 168",
+    );
+    refused(
+        "restore = true",
+        "restore = true\nlease-hours = 169",
+        27,
+        "client db1: lease-hours = 169 is not a whole number of hours from 1 to 168",
+    );
+    refused(
+        "restore = true",
+        "restore = true\nlease-hours = -1",
+        27,
+        "client db1: lease-hours = -1 is not a whole number",
+    );
+    refused(
+        "restore = true",
+        "restore = true\nlease-hours = \"12h\"",
+        27,
+        "client db1: lease-hours = \"12h\" is not a whole number",
+    );
+    refused(
+        "quota = \"200G\"",
+        "quota = \"200G\"\nlease-hours = 1.5",
+        19,
+        "client web1: lease-hours = 1.5 is not a whole number",
+    );
+    // A bad default is reported at its own line, for a client that takes it.
+    refused(
+        "staging-mode = \"hollow\"",
+        "staging-mode = \"hollow\"\nlease-hours = 0",
+        14,
+        "client db1: lease-hours = 0 is not a whole number",
+    );
+}
+
+#[test]
 fn duplicate_key_is_refused() {
     let text = example().replace(KEY2, KEY1);
     let err = parse(&text).unwrap_err();
@@ -353,6 +420,10 @@ fn documented_examples_load() {
     assert_eq!(
         cfg.client("web1").unwrap().staging_mode,
         StagingMode::Hollow
+    );
+    assert_eq!(
+        cfg.client("db1").unwrap().lease_timeout,
+        Duration::from_secs(36 * 3600)
     );
     let client = blocks
         .iter()

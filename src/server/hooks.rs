@@ -1,15 +1,11 @@
-//! The server's hooks (`prepare-hooks`, `complete-hooks`): argv lists, never a shell, run with a
-//! cleared environment, standard input closed, output kept (cut to [`MAX_HOOK_OUTPUT`]) and a
-//! time limit after which the hook's whole process group is killed.
-
-use std::io::Read;
-use std::os::unix::process::CommandExt;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+//! The server's hooks (`prepare-hooks`, `complete-hooks`): run by [`crate::hooks`], stdout then
+//! stderr kept (each cut to [`MAX_HOOK_OUTPUT`]), each reported as a [`HookResult`] in the JSON
+//! answer of `prepare` or `complete`.
 
 use serde::Serialize;
 
 use crate::config::Hook;
+use crate::process::{Capture, Ended};
 
 /// Bytes of a hook's output kept (standard output and error, each).
 pub const MAX_HOOK_OUTPUT: usize = 64 * 1024;
@@ -49,113 +45,52 @@ pub fn run_hooks(hooks: &[Hook]) -> Vec<HookResult> {
 
 /// Run one hook.
 pub fn run_hook(hook: &Hook) -> HookResult {
-    let start = Instant::now();
-    let mut result = HookResult {
-        argv: hook.argv.clone(),
-        ok: false,
-        code: None,
-        timed_out: false,
-        output: String::new(),
-        error: None,
-        seconds: 0.0,
-    };
     let Some(program) = hook.argv.first() else {
-        result.error = Some("empty argv".into());
-        return result;
+        return HookResult {
+            argv: Vec::new(),
+            ok: false,
+            code: None,
+            timed_out: false,
+            output: String::new(),
+            error: Some("empty argv".into()),
+            seconds: 0.0,
+        };
     };
-    let spawned = Command::new(program)
-        .args(&hook.argv[1..])
-        .env_clear()
-        .current_dir("/")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .process_group(0)
-        .spawn();
-    let mut child = match spawned {
-        Ok(c) => c,
-        Err(e) => {
-            result.error = Some(format!("cannot start {program}: {e}"));
-            result.seconds = start.elapsed().as_secs_f64();
-            return result;
-        }
-    };
-    let drain = |r: Option<Box<dyn Read + Send>>| {
-        std::thread::spawn(move || {
-            let mut kept = Vec::new();
-            if let Some(mut r) = r {
-                let mut buf = [0u8; 8192];
-                while let Ok(n) = r.read(&mut buf) {
-                    if n == 0 {
-                        break;
-                    }
-                    let room = MAX_HOOK_OUTPUT.saturating_sub(kept.len());
-                    kept.extend_from_slice(&buf[..n.min(room)]);
-                }
-            }
-            kept
-        })
-    };
-    let out = drain(
-        child
-            .stdout
-            .take()
-            .map(|s| Box::new(s) as Box<dyn Read + Send>),
+    let got = crate::hooks::run_hook(
+        hook,
+        Capture::Separate {
+            max_each: MAX_HOOK_OUTPUT,
+        },
     );
-    let err = drain(
-        child
-            .stderr
-            .take()
-            .map(|s| Box::new(s) as Box<dyn Read + Send>),
-    );
-    let pgid = rustix::process::Pid::from_child(&child);
-    let status = loop {
-        match child.try_wait() {
-            Ok(Some(status)) => break Some(status),
-            Ok(None) if start.elapsed() >= hook.timeout => {
-                result.timed_out = true;
-                // The whole group: a script's children must not outlive it holding the pipes.
-                let _ = rustix::process::kill_process_group(pgid, rustix::process::Signal::KILL);
-                let _ = child.kill();
-                break child.wait().ok();
-            }
-            Ok(None) => std::thread::sleep(Duration::from_millis(20)),
-            Err(e) => {
-                result.error = Some(format!("waiting for {program}: {e}"));
-                break None;
-            }
-        }
-    };
-    let stdout = out.join().unwrap_or_default();
-    let stderr = err.join().unwrap_or_default();
-    result.output = String::from_utf8_lossy(&stdout).into_owned();
-    result.output.push_str(&String::from_utf8_lossy(&stderr));
-    result.seconds = start.elapsed().as_secs_f64();
-    result.code = status.and_then(|s| s.code());
-    if result.timed_out {
-        result.error = Some(format!(
+    let error = match &got.ended {
+        Ended::Exited(0) => None,
+        Ended::NotStarted(why) => Some(format!("cannot start {program}: {why}")),
+        Ended::WaitFailed(why) => Some(format!("waiting for {program}: {why}")),
+        Ended::TimedOut(limit) => Some(format!(
             "{program} ran longer than {} s and was killed",
-            hook.timeout.as_secs()
-        ));
-    } else if let Some(status) = status {
-        result.ok = status.success();
-        if !result.ok {
-            result.error = Some(format!("{program} failed ({status})"));
-        }
+            limit.as_secs()
+        )),
+        Ended::Exited(_) | Ended::Signaled(_) => Some(format!(
+            "{program} failed ({})",
+            got.status.map(|s| s.to_string()).unwrap_or_default()
+        )),
+    };
+    HookResult {
+        argv: hook.argv.clone(),
+        ok: got.ended.success(),
+        code: got.status.and_then(|s| s.code()),
+        timed_out: matches!(got.ended, Ended::TimedOut(_)),
+        output: got.output,
+        error,
+        seconds: got.elapsed.as_secs_f64(),
     }
-    result
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn hook(argv: &[&str], secs: u64) -> Hook {
-        Hook {
-            argv: argv.iter().map(|s| s.to_string()).collect(),
-            timeout: Duration::from_secs(secs),
-        }
-    }
+    use crate::hooks::tests::hook;
+    use std::time::{Duration, Instant};
 
     #[test]
     fn output_exit_codes_environment_and_timeout() {

@@ -9,8 +9,8 @@
 //! the client will still come back.
 //!
 //! * `prepare` takes the lease when there is none, or when the existing one is older than the
-//!   lease timeout (a client that died between prepare and complete); otherwise it is refused
-//!   with the age of the live lease.
+//!   lease timeout (the client's `lease-hours`: a client that died between prepare and complete);
+//!   otherwise it is refused with the age of the live lease.
 //! * The upload needs a live lease in state `prepared`.
 //! * `complete` needs a live lease, marks it `completing` (so a second `complete` or a `prepare`
 //!   does not run beside it) and removes it when it is done, whatever the outcome.
@@ -28,9 +28,6 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::ClientName;
 use crate::error::{Error, ErrorKind, Result};
-
-/// How long a lease lives without `complete`, by default: 12 hours.
-pub const DEFAULT_LEASE_TIMEOUT: Duration = Duration::from_secs(12 * 3600);
 
 /// Where the run is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

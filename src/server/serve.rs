@@ -21,7 +21,7 @@ use crate::repo::Repo;
 use crate::server::audit::{AuditRecord, Recorded, record_decision};
 use crate::server::authz::{Request, authorize};
 use crate::server::hooks::run_hooks;
-use crate::server::lock::{DEFAULT_LEASE_TIMEOUT, LeaseFile};
+use crate::server::lock::LeaseFile;
 use crate::server::rsync_argv::{RsyncRequest, checked_staging_dir};
 use crate::server::rsync_version::check_rsync_safe;
 use crate::server::staging;
@@ -41,15 +41,16 @@ pub struct ServeInput {
     pub now: Timestamp,
     /// This server's host name, for alert mails.
     pub host: String,
-    /// How long a run's lease lives without `complete`.
-    pub lease_timeout: Duration,
+    /// How long a run's lease lives without `complete`, when it overrides the client's
+    /// `lease-hours` (`serve --lease-hours`); `None`: as the configuration says.
+    pub lease_timeout: Option<Duration>,
     /// This program, for the detached mirror runs `complete` starts (`[mirrors.NAME]
     /// after-complete = true`); `None` starts none.
     pub exe: Option<std::path::PathBuf>,
 }
 
 impl ServeInput {
-    /// A request with the default lease timeout.
+    /// A request whose lease timeout is the configuration's.
     pub fn new(
         client: &str,
         ssh_connection: Option<&str>,
@@ -63,7 +64,7 @@ impl ServeInput {
             ssh_original_command: ssh_original_command.map(str::to_owned),
             now,
             host: host.to_owned(),
-            lease_timeout: DEFAULT_LEASE_TIMEOUT,
+            lease_timeout: None,
             exe: None,
         }
     }
@@ -111,7 +112,8 @@ pub fn serve(config: &ServerConfig, input: &ServeInput) -> ServeOutcome {
     let (Some(policy), Some(request)) = (config.client(&input.client), decision.request) else {
         return ServeOutcome::Failed(Error::new(ErrorKind::Internal, "allowed without a request"));
     };
-    let lease = LeaseFile::new(&config.staging_root, &policy.name, input.lease_timeout);
+    let lease_timeout = input.lease_timeout.unwrap_or(policy.lease_timeout);
+    let lease = LeaseFile::new(&config.staging_root, &policy.name, lease_timeout);
     let now = input.now.as_second();
     let result = match request {
         Request::Prepare => prepare(config, policy, &lease, now),

@@ -529,3 +529,72 @@ fn prepare_lease_hooks_and_quota() {
         assert_eq!(answer["hooks"][0]["output"], "no space\n");
     }
 }
+
+/// `lease-hours` in server.toml sets how long a client's run may stay between prepare and
+/// complete; a client without it gets 12 hours; `serve --lease-hours` in the forced command
+/// overrides the file, longer or shorter. Runs are aged by moving the lease's `prepared` time
+/// back, as if the client had died that many hours ago.
+#[test]
+fn lease_hours_from_the_file_and_the_flag() {
+    let two_hours = format!("{ANY}\nlease-hours = 2");
+    let s = Server::start(&[("web1", Some(&two_hours)), ("db1", Some(ANY))], None);
+    // Moves the client's lease `hours` back in time; returns its token.
+    let age = |client: &str, hours: i64| -> String {
+        let path = s.staging.join(".leases").join(format!("{client}.json"));
+        let text = std::fs::read(&path).unwrap();
+        let mut lease: serde_json::Value = serde_json::from_slice(&text).unwrap();
+        let prepared = lease["prepared"].as_i64().unwrap();
+        lease["prepared"] = (prepared - hours * 3600).into();
+        std::fs::write(&path, lease.to_string()).unwrap();
+        lease["token"].as_str().unwrap().to_owned()
+    };
+    // prepare must be refused by the live lease, which expires `secs` after its prepare.
+    let busy = |client: &str, secs: u64| {
+        let out = s.ssh(client, None, "prepare");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(
+            out.status.code(),
+            Some(common::exit::LOCKED),
+            "{client}: {out:?}"
+        );
+        assert!(
+            stderr.contains(&format!("expires {secs} s after prepare")),
+            "{client}: {stderr}"
+        );
+    };
+
+    // web1, 2 hours from its table: a run prepared 1 hour ago holds, one 3 hours ago expired.
+    let first = s.json("web1", "prepare");
+    busy("web1", 2 * 3600);
+    assert_eq!(age("web1", 1), first["token"]);
+    busy("web1", 2 * 3600);
+    age("web1", 2);
+    let second = s.json("web1", "prepare");
+    assert_eq!(second["replaced_expired_run"], first["token"], "{second:#}");
+
+    // db1, nothing in the file: 12 hours, so a run prepared 3 hours ago still holds.
+    let db1_run = s.json("db1", "prepare");
+    assert_eq!(age("db1", 3), db1_run["token"]);
+    busy("db1", 12 * 3600);
+
+    // The flag wins over the file: web1 gets 4 hours (longer than its 2), db1 2 (shorter than
+    // the default 12).
+    let line = |client: &str, hours: u64| {
+        let line = forced_command_line(&s.config, client, s.key(client));
+        let with_flag = line.replacen(" serve ", &format!(" serve --lease-hours {hours} "), 1);
+        assert_ne!(line, with_flag);
+        with_flag + "\n"
+    };
+    s.sshd
+        .set_authorized_keys(&(line("web1", 4) + &line("db1", 2)));
+    age("web1", 3);
+    busy("web1", 4 * 3600);
+    // ... and complete honours it too: the 3-hour-old run (expired by the file's 2 hours) ends.
+    let done = s.json("web1", "complete");
+    assert_eq!(done["token"], second["token"], "{done:#}");
+    let taken_over = s.json("db1", "prepare");
+    assert_eq!(
+        taken_over["replaced_expired_run"], db1_run["token"],
+        "{taken_over:#}"
+    );
+}

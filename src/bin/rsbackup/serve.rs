@@ -11,6 +11,7 @@ use std::path::PathBuf;
 
 use anyhow::Result;
 use rsbackup::config::ServerConfig;
+use rsbackup::config::server::MAX_LEASE_HOURS;
 use rsbackup::server::authz::REFUSAL_MESSAGE;
 use rsbackup::server::serve::{ServeInput, ServeOutcome, serve};
 
@@ -28,9 +29,10 @@ pub struct Args {
     /// The server configuration.
     #[arg(long, value_name = "FILE", default_value = "/etc/rsbackup/server.toml")]
     config: PathBuf,
-    /// A run's lease (taken by prepare) expires after this many hours without complete.
-    #[arg(long, value_name = "HOURS", default_value_t = 12, value_parser = clap::value_parser!(u64).range(1..=168))]
-    lease_hours: u64,
+    /// A run's lease (taken by prepare) expires after this many hours without complete;
+    /// overrides `lease-hours` of the configuration (default 12).
+    #[arg(long, value_name = "HOURS", value_parser = clap::value_parser!(u64).range(1..=MAX_LEASE_HOURS))]
+    lease_hours: Option<u64>,
 }
 
 /// This box's host name, for alert mails.
@@ -61,7 +63,9 @@ pub fn run(args: Args) -> Result<Outcome> {
         jiff::Timestamp::now(),
         &host,
     );
-    input.lease_timeout = std::time::Duration::from_secs(args.lease_hours * 3600);
+    input.lease_timeout = args
+        .lease_hours
+        .map(|hours| std::time::Duration::from_secs(hours * 3600));
     input.exe = std::env::current_exe().ok();
     match serve(&config, &input) {
         ServeOutcome::Answer { stdout, exit } => {

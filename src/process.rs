@@ -1,19 +1,22 @@
-//! Running one child process for a step: stdout and stderr captured together (in the order they
-//! were written, through one pipe), bounded in size, with a time limit.
+//! Running one child process for a step: its output captured and bounded in size, with a time
+//! limit. The client runs ssh, rsync and its hooks on it; the server its hooks ([`crate::hooks`]).
 //!
 //! A hook runs in its own process group, so that on timeout the whole group is killed: a hook
 //! that is a shell script waiting on `pg_dump` must not leave `pg_dump` running. ssh and rsync
 //! stay in rsbackup's own group, so that a Ctrl-C or a `kill` of the group reaches them too.
 //!
-//! Output is read by a thread into a buffer that keeps the first and the last
-//! [`MAX_CAPTURE_BYTES`]`/2` bytes (rsync's statistics come last). When the child is gone but a
-//! process it left behind still holds the pipe open (a hook that started a daemon), the output is
-//! taken as it is after [`PIPE_GRACE`] rather than waited for.
+//! How output is kept is the caller's [`Capture`]. The client's steps ([`run_captured`]) take
+//! stdout and stderr together, in the order they were written, through one pipe, read by a thread
+//! into a buffer that keeps the first and the last [`MAX_CAPTURE_BYTES`]`/2` bytes (rsync's
+//! statistics come last); when the child is gone but a process it left behind still holds the
+//! pipe open (a hook that started a daemon), the output is taken as it is after [`PIPE_GRACE`]
+//! rather than waited for. The server's hooks keep stdout, then stderr, each cut to its first
+//! bytes, and read both to the end ([`Capture::Separate`]).
 
-use std::io::Read;
+use std::io::{PipeReader, Read};
 use std::os::fd::OwnedFd;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
-use std::process::{Command, Stdio};
+use std::process::{Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant};
 
@@ -34,6 +37,8 @@ pub enum Ended {
     TimedOut(Duration),
     /// It could not be started.
     NotStarted(String),
+    /// It was started, but waiting for it failed.
+    WaitFailed(String),
 }
 
 impl Ended {
@@ -52,6 +57,16 @@ impl Ended {
                 crate::report::human_duration(*limit)
             ),
             Ended::NotStarted(why) => format!("could not be started: {why}"),
+            // Word for word as when a wait failure was reported as `NotStarted`.
+            Ended::WaitFailed(why) => format!("could not be started: waiting for it failed: {why}"),
+        }
+    }
+
+    fn from_status(status: ExitStatus) -> Ended {
+        match (status.code(), status.signal()) {
+            (Some(code), _) => Ended::Exited(code),
+            (None, Some(sig)) => Ended::Signaled(sig),
+            (None, None) => Ended::Exited(-1),
         }
     }
 }
@@ -61,7 +76,10 @@ impl Ended {
 pub struct Captured {
     /// How it ended.
     pub ended: Ended,
-    /// stdout and stderr, interleaved, lossy UTF-8, bounded (a marker shows a cut).
+    /// Its wait status as the system gave it, when it was waited for (also after a timeout's
+    /// kill): for a caller that reports it as it is.
+    pub status: Option<ExitStatus>,
+    /// stdout and stderr as the [`Capture`] keeps them, lossy UTF-8, bounded.
     pub output: String,
     /// How long it ran.
     pub elapsed: Duration,
@@ -76,25 +94,81 @@ pub struct Limits {
     pub own_group: bool,
 }
 
-/// Run `command` (stdin from /dev/null) and capture its output. `inherit`, if given, is a
-/// descriptor the child inherits (it must not be close-on-exec); the parent's copy is closed
-/// as soon as the child runs.
-pub fn run_captured(mut command: Command, limits: Limits, inherit: Option<OwnedFd>) -> Captured {
+/// How a child's output is kept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Capture {
+    /// stdout and stderr through one pipe, in the order they were written; the first and the
+    /// last [`MAX_CAPTURE_BYTES`]`/2` bytes kept, a marker where bytes were left out; not waited
+    /// for longer than [`PIPE_GRACE`] once the child has ended. The client's steps.
+    Interleaved,
+    /// stdout, then stderr, each through its own pipe and cut to its first `max_each` bytes
+    /// (without a marker); both read until they close. The server's hooks.
+    Separate {
+        /// Bytes kept of each stream.
+        max_each: usize,
+    },
+}
+
+impl Capture {
+    /// Point the command's stdout and stderr at new pipes; returns their read ends, in the
+    /// order their text is joined, each with its empty buffer.
+    fn connect(self, command: &mut Command) -> std::io::Result<Vec<(PipeReader, Kept)>> {
+        match self {
+            Capture::Interleaved => {
+                let (reader, writer) = std::io::pipe()?;
+                let writer2 = writer.try_clone()?;
+                command.stdout(writer).stderr(writer2);
+                Ok(vec![(reader, Kept::HeadAndTail(Bounded::default()))])
+            }
+            Capture::Separate { max_each } => {
+                let (out, out_writer) = std::io::pipe()?;
+                let (err, err_writer) = std::io::pipe()?;
+                command.stdout(out_writer).stderr(err_writer);
+                let head = || Kept::Head {
+                    bytes: Vec::new(),
+                    max: max_each,
+                };
+                Ok(vec![(out, head()), (err, head())])
+            }
+        }
+    }
+
+    /// How long to wait for the pipes to close once the child has ended (`None`: as long as
+    /// it takes).
+    fn grace(self) -> Option<Duration> {
+        match self {
+            Capture::Interleaved => Some(PIPE_GRACE),
+            Capture::Separate { .. } => None,
+        }
+    }
+}
+
+/// Run `command` (stdin from /dev/null) and capture its output, [`Capture::Interleaved`].
+/// `inherit`, if given, is a descriptor the child inherits (it must not be close-on-exec); the
+/// parent's copy is closed as soon as the child runs.
+pub fn run_captured(command: Command, limits: Limits, inherit: Option<OwnedFd>) -> Captured {
+    run_capturing(command, limits, Capture::Interleaved, inherit)
+}
+
+/// [`run_captured`], keeping the output as `capture` says.
+pub fn run_capturing(
+    mut command: Command,
+    limits: Limits,
+    capture: Capture,
+    inherit: Option<OwnedFd>,
+) -> Captured {
     let start = Instant::now();
     let not_started = |why: String| Captured {
         ended: Ended::NotStarted(why),
+        status: None,
         output: String::new(),
         elapsed: start.elapsed(),
     };
-    let (reader, writer) = match std::io::pipe() {
-        Ok(pair) => pair,
+    let pipes = match capture.connect(&mut command) {
+        Ok(pipes) => pipes,
         Err(e) => return not_started(format!("cannot create a pipe: {e}")),
     };
-    let writer2 = match writer.try_clone() {
-        Ok(w) => w,
-        Err(e) => return not_started(format!("cannot create a pipe: {e}")),
-    };
-    command.stdin(Stdio::null()).stdout(writer).stderr(writer2);
+    command.stdin(Stdio::null());
     if limits.own_group {
         command.process_group(0);
     }
@@ -107,51 +181,64 @@ pub fn run_captured(mut command: Command, limits: Limits, inherit: Option<OwnedF
         Err(e) => return not_started(e.to_string()),
     };
 
-    let buffer = Arc::new(Mutex::new(Bounded::default()));
     let (done_tx, done_rx) = mpsc::channel::<()>();
-    {
-        let buffer = Arc::clone(&buffer);
-        let mut reader = reader;
-        std::thread::spawn(move || {
-            let mut chunk = [0u8; 16 * 1024];
-            loop {
-                match reader.read(&mut chunk) {
-                    Ok(0) | Err(_) => break,
-                    Ok(n) => {
-                        if let Ok(mut b) = buffer.lock() {
-                            b.push(&chunk[..n]);
+    let buffers: Vec<Arc<Mutex<Kept>>> = pipes
+        .into_iter()
+        .map(|(mut reader, kept)| {
+            let buffer = Arc::new(Mutex::new(kept));
+            let filled = Arc::clone(&buffer);
+            let done_tx = done_tx.clone();
+            std::thread::spawn(move || {
+                let mut chunk = [0u8; 16 * 1024];
+                loop {
+                    match reader.read(&mut chunk) {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => {
+                            if let Ok(mut b) = filled.lock() {
+                                b.push(&chunk[..n]);
+                            }
                         }
                     }
                 }
-            }
-            let _ = done_tx.send(());
-        });
-    }
+                let _ = done_tx.send(());
+            });
+            buffer
+        })
+        .collect();
+    // Only the readers may hold a sender: a reader that died must not be waited for forever.
+    drop(done_tx);
 
-    let ended = loop {
+    let (ended, status) = loop {
         match child.try_wait() {
-            Ok(Some(status)) => {
-                break match (status.code(), status.signal()) {
-                    (Some(code), _) => Ended::Exited(code),
-                    (None, Some(sig)) => Ended::Signaled(sig),
-                    (None, None) => Ended::Exited(-1),
-                };
-            }
+            Ok(Some(status)) => break (Ended::from_status(status), Some(status)),
             Ok(None) => {}
-            Err(e) => break Ended::NotStarted(format!("waiting for it failed: {e}")),
+            Err(e) => break (Ended::WaitFailed(e.to_string()), None),
         }
         if let Some(limit) = limits.timeout
             && start.elapsed() >= limit
         {
             kill(&mut child, limits.own_group);
-            let _ = child.wait();
-            break Ended::TimedOut(limit);
+            let status = child.wait().ok();
+            break (Ended::TimedOut(limit), status);
         }
         std::thread::sleep(Duration::from_millis(20));
     };
     let elapsed = start.elapsed();
-    let closed = done_rx.recv_timeout(PIPE_GRACE).is_ok();
-    let mut output = buffer.lock().map(|b| b.text()).unwrap_or_default();
+    let closed = match capture.grace() {
+        Some(grace) => {
+            let deadline = Instant::now() + grace;
+            buffers.iter().all(|_| {
+                done_rx
+                    .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+                    .is_ok()
+            })
+        }
+        None => buffers.iter().all(|_| done_rx.recv().is_ok()),
+    };
+    let mut output: String = buffers
+        .iter()
+        .map(|b| b.lock().map(|b| b.text()).unwrap_or_default())
+        .collect();
     if !closed {
         output.push_str(
             "\n[rsbackup: output not waited for: a process left behind still holds it open]\n",
@@ -159,6 +246,7 @@ pub fn run_captured(mut command: Command, limits: Limits, inherit: Option<OwnedF
     }
     Captured {
         ended,
+        status,
         output,
         elapsed,
     }
@@ -169,6 +257,33 @@ fn kill(child: &mut std::process::Child, group: bool) {
         let _ = rustix::process::kill_process_group(pid, rustix::process::Signal::KILL);
     }
     let _ = child.kill();
+}
+
+/// What is kept of one output pipe.
+enum Kept {
+    /// [`Capture::Interleaved`].
+    HeadAndTail(Bounded),
+    /// [`Capture::Separate`]: the first `max` bytes; the rest is read and dropped.
+    Head { bytes: Vec<u8>, max: usize },
+}
+
+impl Kept {
+    fn push(&mut self, data: &[u8]) {
+        match self {
+            Kept::HeadAndTail(bounded) => bounded.push(data),
+            Kept::Head { bytes, max } => {
+                let room = max.saturating_sub(bytes.len());
+                bytes.extend_from_slice(&data[..data.len().min(room)]);
+            }
+        }
+    }
+
+    fn text(&self) -> String {
+        match self {
+            Kept::HeadAndTail(bounded) => bounded.text(),
+            Kept::Head { bytes, .. } => String::from_utf8_lossy(bytes).into_owned(),
+        }
+    }
 }
 
 /// The first and the last `MAX_CAPTURE_BYTES / 2` bytes, and how many were dropped between.
@@ -234,6 +349,26 @@ mod tests {
         assert_eq!(got.ended, Ended::Exited(3));
         assert_eq!(got.output, "one\ntwo\nthree\n");
         assert!(!got.ended.success());
+    }
+
+    #[test]
+    fn separate_capture_keeps_stdout_then_stderr_each_cut() {
+        let separate = |max_each| Capture::Separate { max_each };
+        let got = run_capturing(sh("echo err >&2; echo out"), NO_LIMIT, separate(1024), None);
+        assert_eq!(got.ended, Ended::Exited(0));
+        assert_eq!(got.output, "out\nerr\n");
+        let got = run_capturing(
+            sh("printf 0123456789; printf abcdefghij >&2; exit 2"),
+            NO_LIMIT,
+            separate(4),
+            None,
+        );
+        assert_eq!(
+            got.output, "0123abcd",
+            "each stream cut to its first bytes, unmarked"
+        );
+        assert_eq!(got.ended, Ended::Exited(2));
+        assert_eq!(got.status.and_then(|s| s.code()), Some(2));
     }
 
     #[test]
