@@ -28,9 +28,10 @@ pub(crate) fn complete(
     now: Timestamp,
     exe: Option<&std::path::Path>,
 ) -> Result<(serde_json::Value, u8)> {
-    let run = lease.begin_complete(now.as_second())?;
+    let (run, running) = lease.begin_complete(now.as_second())?;
     let result = complete_run(config, policy, now, &run.token, exe);
     let released = lease.release(&run.token);
+    drop(running);
     let answer = result?;
     released?;
     Ok(answer)

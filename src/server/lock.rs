@@ -13,7 +13,11 @@
 //!   otherwise it is refused with the age of the live lease.
 //! * The upload needs a live lease in state `prepared`.
 //! * `complete` needs a live lease, marks it `completing` (so a second `complete` or a `prepare`
-//!   does not run beside it) and removes it when it is done, whatever the outcome.
+//!   does not run beside it) and removes it when it is done, whatever the outcome. While it runs
+//!   it holds `flock` on `staging-root/.leases/NAME.completing`: a `completing` lease is live for
+//!   exactly as long as that lock is held, whatever its age (an ingest may outlast the lease
+//!   timeout; a `prepare` must not take over staging under it), and dead as soon as the
+//!   `complete` process is gone (killed or crashed: the next run need not wait for the timeout).
 //!
 //! Each read-modify-write of the file holds `flock` on it for a few milliseconds, so two requests
 //! never both see "free". The file is replaced by rename, so a crash leaves the old or the new
@@ -48,6 +52,13 @@ pub struct Lease {
     pub prepared: i64,
     /// Where the run is.
     pub state: LeaseState,
+}
+
+/// Held by a running `complete` (an `flock` on `NAME.completing`): its lease stays live until
+/// this is dropped.
+#[derive(Debug)]
+pub struct Completing {
+    _lock: std::fs::File,
 }
 
 /// The lease file of one client.
@@ -118,16 +129,49 @@ impl LeaseFile {
         })
     }
 
-    /// `complete`: mark the live lease `completing` and return it.
-    pub fn begin_complete(&self, now: i64) -> Result<Lease> {
-        self.with_lock(|current| match current {
+    /// `complete`: mark the live lease `completing` and return it, with the lock that keeps it
+    /// live until the [`Completing`] guard is dropped (after [`LeaseFile::release`]).
+    pub fn begin_complete(&self, now: i64) -> Result<(Lease, Completing)> {
+        let guard = self.lock_completer()?;
+        let Some(guard) = guard else {
+            return Err(self.no_run("complete is already running"));
+        };
+        let lease = self.with_lock(|current| match current {
             Some(l) if self.is_live(l, now) && l.state == LeaseState::Prepared => {
                 l.state = LeaseState::Completing;
                 Ok(l.clone())
             }
             Some(l) if self.is_live(l, now) => Err(self.no_run("complete is already running")),
             _ => Err(self.no_run("no prepare (or it expired)")),
-        })
+        })?;
+        Ok((lease, guard))
+    }
+
+    /// `staging-root/.leases/NAME.completing`, locked by the running `complete`.
+    fn completer_path(&self) -> PathBuf {
+        self.path.with_extension("completing")
+    }
+
+    /// Take the completer lock without waiting; `None` when a `complete` holds it.
+    fn lock_completer(&self) -> Result<Option<Completing>> {
+        let path = self.completer_path();
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(|e| {
+                Error::io(format!("creating the directory of {}", path.display()), e)
+            })?;
+        }
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .mode(0o600)
+            .open(&path)
+            .map_err(|e| Error::io(format!("opening {}", path.display()), e))?;
+        match rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
+            Ok(()) => Ok(Some(Completing { _lock: file })),
+            Err(rustix::io::Errno::WOULDBLOCK) => Ok(None),
+            Err(e) => Err(Error::io(format!("locking {}", path.display()), e.into())),
+        }
     }
 
     /// Remove the lease if it is still the one named `token`.
@@ -141,6 +185,11 @@ impl LeaseFile {
     }
 
     fn is_live(&self, lease: &Lease, now: i64) -> bool {
+        if lease.state == LeaseState::Completing {
+            // Live while its `complete` runs, however long; dead once that process is gone. A
+            // lock that cannot be tried at all counts as held (never take over by mistake).
+            return !matches!(self.lock_completer(), Ok(Some(_)));
+        }
         let age = now - lease.prepared;
         // A lease from the future (clock stepped back) counts as live until it is old enough.
         age < 0 || (age as u64) < self.timeout.as_secs()
@@ -230,11 +279,12 @@ mod tests {
         assert_eq!(err.kind(), ErrorKind::Locked);
         assert!(err.message().contains("already in progress"), "{err}");
         assert_eq!(f.check_prepared(1050).unwrap().token, lease.token);
-        let c = f.begin_complete(1060).unwrap();
+        let (c, running) = f.begin_complete(1060).unwrap();
         assert_eq!(c.state, LeaseState::Completing);
         assert!(f.begin_complete(1061).is_err(), "second complete");
         assert!(f.check_prepared(1061).is_err(), "upload during complete");
         f.release(&lease.token).unwrap();
+        drop(running);
         assert!(!f.path().exists());
         // A dead run's lease expires and is replaced by the next prepare.
         let (a, _) = f.acquire(2000).unwrap();
@@ -244,6 +294,32 @@ mod tests {
         // Releasing an old token does not release the new lease.
         f.release(&a.token).unwrap();
         assert!(f.check_prepared(2101).is_ok());
+        // A complete that outlasts the timeout keeps its lease; one that is gone frees it.
+        f.release(&b.token).unwrap();
+        let (c, _) = f.acquire(4000).unwrap();
+        let (run, guard) = f.begin_complete(4010).unwrap();
+        assert_eq!(run.token, c.token);
+        let err = f.begin_complete(4011).unwrap_err();
+        assert!(
+            err.message().contains("complete is already running"),
+            "{err}"
+        );
+        let late = 4000 + 100 * 50;
+        let err = f.acquire(late).unwrap_err();
+        assert_eq!(
+            err.kind(),
+            ErrorKind::Locked,
+            "taken over under a running complete"
+        );
+        assert!(f.check_prepared(late).is_err());
+        drop(guard); // the complete process died without releasing
+        let (d, replaced) = f.acquire(4020).unwrap();
+        assert_eq!(
+            replaced.unwrap().token,
+            c.token,
+            "a dead complete frees the lease at once"
+        );
+        assert_ne!(d.token, c.token);
         // A damaged file is reported, naming it.
         std::fs::write(f.path(), b"{").unwrap();
         assert!(

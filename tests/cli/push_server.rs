@@ -598,3 +598,45 @@ fn lease_hours_from_the_file_and_the_flag() {
         "{taken_over:#}"
     );
 }
+
+/// A `complete` that outlasts the lease keeps it: the next `prepare` is refused while it runs
+/// (it would write into staging under the ingest), and gets the run as soon as it ends.
+#[test]
+fn a_running_complete_keeps_its_lease_past_the_timeout() {
+    let hooks = "complete-hooks = [{ argv = [\"/bin/sleep\", \"4\"] }]";
+    let body = format!("{ANY}\nlease-hours = 1\n{hooks}");
+    let s = Server::start(&[("web1", Some(&body))], None);
+    let lease = s.staging.join(".leases/web1.json");
+    let run = s.json("web1", "prepare");
+    std::thread::scope(|scope| {
+        let complete = scope.spawn(|| s.json("web1", "complete"));
+        // Wait for complete to mark the lease, then make it 5 hours old.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            let text = std::fs::read(&lease).unwrap_or_default();
+            if let Ok(mut l) = serde_json::from_slice::<serde_json::Value>(&text)
+                && l["state"] == "completing"
+            {
+                l["prepared"] = (l["prepared"].as_i64().unwrap() - 5 * 3600).into();
+                std::fs::write(&lease, l.to_string()).unwrap();
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "complete never started"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        let out = s.ssh("web1", None, "prepare");
+        assert_eq!(
+            out.status.code(),
+            Some(common::exit::LOCKED),
+            "prepare under a running complete: {out:?}"
+        );
+        let done = complete.join().unwrap();
+        assert_eq!(done["token"], run["token"], "{done:#}");
+    });
+    let next = s.json("web1", "prepare");
+    assert_ne!(next["token"], run["token"]);
+    assert!(next["replaced_expired_run"].is_null(), "{next:#}");
+}
