@@ -11,7 +11,7 @@
 //! statistics come last); when the child is gone but a process it left behind still holds the
 //! pipe open (a hook that started a daemon), the output is taken as it is after [`PIPE_GRACE`]
 //! rather than waited for. The server's hooks keep stdout, then stderr, each cut to its first
-//! bytes, and read both to the end ([`Capture::Separate`]).
+//! bytes ([`Capture::Separate`]), with the same grace.
 
 use std::io::{PipeReader, Read};
 use std::os::fd::OwnedFd;
@@ -102,7 +102,8 @@ pub enum Capture {
     /// for longer than [`PIPE_GRACE`] once the child has ended. The client's steps.
     Interleaved,
     /// stdout, then stderr, each through its own pipe and cut to its first `max_each` bytes
-    /// (without a marker); both read until they close. The server's hooks.
+    /// (without a marker); not waited for longer than [`PIPE_GRACE`] once the child has ended.
+    /// The server's hooks.
     Separate {
         /// Bytes kept of each stream.
         max_each: usize,
@@ -136,10 +137,9 @@ impl Capture {
     /// How long to wait for the pipes to close once the child has ended (`None`: as long as
     /// it takes).
     fn grace(self) -> Option<Duration> {
-        match self {
-            Capture::Interleaved => Some(PIPE_GRACE),
-            Capture::Separate { .. } => None,
-        }
+        // Both: a hook that started a daemon (which keeps the pipes open) must not hold the
+        // step, on the client or on the server, for as long as the daemon lives.
+        Some(PIPE_GRACE)
     }
 }
 

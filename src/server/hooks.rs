@@ -93,6 +93,22 @@ mod tests {
     use std::time::{Duration, Instant};
 
     #[test]
+    fn a_hook_that_leaves_a_daemon_behind_does_not_hold_prepare_or_complete() {
+        // e.g. a complete hook that starts a mirror run in the background: the daemon keeps
+        // the output pipes open, but the hook itself has ended.
+        let start = Instant::now();
+        let r = run_hook(&hook(&["/bin/sh", "-c", "sleep 20 & echo started"], 60));
+        assert!(r.ok, "{r:?}");
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "waited for the daemon: {:?}",
+            start.elapsed()
+        );
+        assert!(r.output.starts_with("started\n"), "{}", r.output);
+        assert!(r.output.contains("not waited for"), "{}", r.output);
+    }
+
+    #[test]
     fn output_exit_codes_environment_and_timeout() {
         let r = run_hook(&hook(&["/bin/sh", "-c", "echo out; echo err >&2; env"], 10));
         assert!(r.ok, "{r:?}");
