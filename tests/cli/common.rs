@@ -134,6 +134,21 @@ impl Run {
 }
 
 /// The path of the binary under test.
+/// (client, ip, command, decision, reason) of every audit row of the repository at `repo`,
+/// oldest first.
+pub fn audit_rows(repo: &Path) -> Vec<[String; 5]> {
+    let db = rusqlite::Connection::open(repo.join("index.db")).unwrap();
+    let mut st = db
+        .prepare("SELECT client, ip, command, decision, reason FROM audit ORDER BY id")
+        .unwrap();
+    st.query_map([], |r| {
+        Ok([r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?])
+    })
+    .unwrap()
+    .map(Result::unwrap)
+    .collect()
+}
+
 pub fn bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_rsbackup"))
 }

@@ -8,7 +8,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::common::{TestRepo, arg, assert_trees_equal, is_root, pattern, rsbackup, write_file};
+use crate::common::{
+    TestRepo, arg, assert_trees_equal, audit_rows, is_root, pattern, rsbackup, write_file,
+};
 use crate::smtp::Smtp;
 use crate::sshd::{SshKey, Sshd};
 
@@ -48,20 +50,6 @@ fn mirror_serve_line(config: &Path, mirror_of: &str, key: &SshKey) -> String {
         config.display(),
         key.public
     )
-}
-
-/// (client, ip, command, decision, reason) of every audit row of `repo`, oldest first.
-fn audit_rows(repo: &Path) -> Vec<[String; 5]> {
-    let db = rusqlite::Connection::open(repo.join("index.db")).unwrap();
-    let mut st = db
-        .prepare("SELECT client, ip, command, decision, reason FROM audit ORDER BY id")
-        .unwrap();
-    st.query_map([], |r| {
-        Ok([r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?])
-    })
-    .unwrap()
-    .map(Result::unwrap)
-    .collect()
 }
 
 /// Every file below `root` with its size, mtime and content: equal snapshots mean nothing was

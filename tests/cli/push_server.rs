@@ -140,16 +140,7 @@ impl Server {
 
     /// (client, ip, command, decision, reason) of every audit row, oldest first.
     pub(crate) fn audit(&self) -> Vec<[String; 5]> {
-        let db = rusqlite::Connection::open(self.repo.repo.join("index.db")).unwrap();
-        let mut st = db
-            .prepare("SELECT client, ip, command, decision, reason FROM audit ORDER BY id")
-            .unwrap();
-        st.query_map([], |r| {
-            Ok([r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?])
-        })
-        .unwrap()
-        .map(Result::unwrap)
-        .collect()
+        common::audit_rows(&self.repo.repo)
     }
 
     pub(crate) fn sessions(&self) -> i64 {
