@@ -344,11 +344,12 @@ impl Run<'_> {
             if state == "incomplete" || !problems.is_empty() {
                 self.partial = true;
                 let errors = answer.errors();
+                let count = errors.len() as u64 + answer.errors_left_out();
                 let what = if state == "incomplete" {
                     format!(
                         "the session is incomplete: {} path{} could not be stored{}",
-                        errors.len(),
-                        if errors.len() == 1 { "" } else { "s" },
+                        count,
+                        if count == 1 { "" } else { "s" },
                         errors
                             .first()
                             .map(|e| format!(", e.g. {e}"))

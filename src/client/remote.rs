@@ -300,6 +300,12 @@ impl ServerAnswer {
             }
         }
         out.extend(self.errors());
+        let left_out = self.errors_left_out();
+        if left_out > 0 {
+            out.push(format!(
+                "... and {left_out} more path errors, not listed in the server's answer"
+            ));
+        }
         if let Some(notes) = self.json.get("notes").and_then(|n| n.as_array()) {
             out.extend(notes.iter().filter_map(|n| n.as_str()).map(str::to_owned));
         }
@@ -333,7 +339,14 @@ impl ServerAnswer {
         })
     }
 
-    /// The per-path problems the server listed (`errors: [{path, message}]` or strings).
+    /// Path errors the server left out of its answer's list (`errors_left_out`).
+    pub fn errors_left_out(&self) -> u64 {
+        self.number(&["errors_left_out"]).unwrap_or(0)
+    }
+
+    /// The per-path problems the server listed (`errors: [{path, message}]` or strings); a long
+    /// list is cut to its first entries by the server to keep the answer whole
+    /// ([`ServerAnswer::errors_left_out`] more).
     pub fn errors(&self) -> Vec<String> {
         let Some(list) = self.field("errors").and_then(|v| v.as_array()) else {
             return Vec::new();

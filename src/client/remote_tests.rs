@@ -163,6 +163,19 @@ fn server_answers() {
     assert_eq!(a.text(&["session"]).as_deref(), Some("42"));
     assert_eq!(a.number(&["new_bytes", "new_stored_bytes"]), Some(1234));
     assert_eq!(a.errors(), vec!["a: gone".to_owned()]);
+    assert_eq!(a.errors_left_out(), 0);
+    let cut = ServerAnswer::parse(
+        "{\"errors\": [{\"path\": \"a\", \"message\": \"gone\"}], \"errors_left_out\": 41}",
+    )
+    .unwrap();
+    assert_eq!(cut.errors_left_out(), 41);
+    assert_eq!(
+        cut.problems(),
+        vec![
+            "a: gone".to_owned(),
+            "... and 41 more path errors, not listed in the server's answer".to_owned()
+        ]
+    );
     let nested =
         ServerAnswer::parse("{\"ok\":true,\"ingest\":{\"state\":\"incomplete\"}}").unwrap();
     assert_eq!(nested.text(&["state"]).as_deref(), Some("incomplete"));

@@ -15,6 +15,7 @@
 //! ([`audit::record_decision`]), then the mirror protocol.
 
 pub mod alerts;
+pub mod answer;
 pub mod audit;
 pub mod authorized_keys;
 pub mod authz;

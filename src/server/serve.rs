@@ -139,10 +139,13 @@ pub fn serve(config: &ServerConfig, input: &ServeInput) -> ServeOutcome {
         }
     };
     match result {
-        Ok((value, exit)) => ServeOutcome::Answer {
-            stdout: format!("{value:#}\n"),
-            exit,
-        },
+        Ok((mut value, exit)) => {
+            crate::server::answer::fit(&mut value);
+            ServeOutcome::Answer {
+                stdout: format!("{value:#}\n"),
+                exit,
+            }
+        }
         Err(e) => ServeOutcome::Failed(e),
     }
 }

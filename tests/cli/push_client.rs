@@ -749,3 +749,33 @@ fn server_that_never_answers_is_a_timeout() {
     assert!(error.contains("did not answer in time"), "{error}");
     drop(silent);
 }
+
+/// A chatty complete hook (64 KiB of control characters, six bytes each in JSON) must not cost
+/// the run its answer: the server cuts the hook's output to keep the answer whole, and the
+/// report still has the session's figures.
+#[test]
+fn a_chatty_server_hook_does_not_cost_the_answer() {
+    let client = Client::new();
+    fs::write(client.src.join("f"), b"content").unwrap();
+    let hook = "complete-hooks = [{ argv = [\"/bin/sh\", \"-c\", \
+                \"head -c 65536 /dev/zero | tr '\\\\0' '\\\\1'; head -c 65536 /dev/zero >&2\"] }]";
+    let server = Server::start(
+        &client,
+        &format!("windows = [\"daily 00:00-24:00\"]\n{hook}"),
+    );
+    let smtp = Smtp::start();
+    let config = client.config(
+        server.sshd.port,
+        Some(&server.known_hosts),
+        MailTo::Smtp(&smtp),
+        "",
+    );
+    let run = client.run(&config, &[]);
+    run.code(code::OK);
+    let messages = smtp.wait_for(1, Duration::from_secs(10));
+    let report = decode_mail(&messages[0]);
+    assert!(report.contains("backup ok"), "{report}");
+    assert_eq!(figure(&report, "session state"), "complete", "{report}");
+    assert!(report.contains("output cut to fit the answer"), "{report}");
+    assert_eq!(server.sessions(), 1);
+}
