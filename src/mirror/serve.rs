@@ -61,19 +61,25 @@ pub fn serve<R: Read, W: Write>(reader: R, writer: W, opts: &ServeOptions) -> Re
     match run(&mut conn, opts, &mut report) {
         Ok(()) => Ok(report),
         Err(e) => {
-            let code = match e.kind() {
-                ErrorKind::Refused | ErrorKind::PermissionDenied => code::REFUSED,
-                ErrorKind::NotARepository => code::WRONG_REPOSITORY,
-                ErrorKind::Corrupt => code::CORRUPT,
-                ErrorKind::UnsupportedVersion => code::PROTOCOL,
-                _ => code::FAILED,
-            };
             let _ = conn.send(&Message::Error {
-                code,
+                code: error_code(e.kind()),
                 message: e.to_string(),
             });
             Err(e)
         }
+    }
+}
+
+/// The wire's error code for a failure (format-spec/wire.md): "refused" only for what the
+/// mirror's configuration does not allow; an OS permission error on the mirror's disk is a
+/// failure like any other I/O error.
+fn error_code(kind: ErrorKind) -> u16 {
+    match kind {
+        ErrorKind::Refused => code::REFUSED,
+        ErrorKind::NotARepository => code::WRONG_REPOSITORY,
+        ErrorKind::Corrupt => code::CORRUPT,
+        ErrorKind::UnsupportedVersion => code::PROTOCOL,
+        _ => code::FAILED,
     }
 }
 
@@ -504,5 +510,22 @@ impl Mirror<'_> {
             crate::gc::set_gc_pending(conn, true)?;
             Ok(n)
         })
+    }
+}
+
+#[cfg(test)]
+mod code_tests {
+    use super::*;
+
+    #[test]
+    fn only_configuration_refusals_are_sent_as_refused() {
+        assert_eq!(error_code(ErrorKind::Refused), code::REFUSED);
+        assert_eq!(error_code(ErrorKind::PermissionDenied), code::FAILED);
+        assert_eq!(error_code(ErrorKind::Io), code::FAILED);
+        assert_eq!(error_code(ErrorKind::Corrupt), code::CORRUPT);
+        assert_eq!(
+            error_code(ErrorKind::NotARepository),
+            code::WRONG_REPOSITORY
+        );
     }
 }
