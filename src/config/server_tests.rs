@@ -387,19 +387,30 @@ fn ssh_keys() {
     }
 }
 
-/// The commented examples in docs/configuration.md must load as they are.
-#[test]
-fn documented_examples_load() {
-    let doc = include_str!("../../docs/configuration.md");
-    let blocks: Vec<&str> = doc
+const CONFIGURATION_MD: &str = include_str!("../../docs/configuration.md");
+
+/// The ```toml blocks of docs/configuration.md, in order.
+fn documented_toml_blocks() -> Vec<&'static str> {
+    CONFIGURATION_MD
         .split("```toml\n")
         .skip(1)
         .map(|b| b.split("```").next().unwrap())
-        .collect();
-    let server = blocks
-        .iter()
-        .find(|b| b.contains("staging-root ="))
-        .expect("server example");
+        .collect()
+}
+
+/// The example of a whole server.toml with clients (the offsite box's example has none).
+fn documented_server_example() -> &'static str {
+    documented_toml_blocks()
+        .into_iter()
+        .find(|b| b.contains("staging-root =") && b.contains("[clients.web1]"))
+        .expect("server example")
+}
+
+/// The commented examples in docs/configuration.md must load as they are.
+#[test]
+fn documented_examples_load() {
+    let blocks = documented_toml_blocks();
+    let server = &documented_server_example();
     let cfg = parse(server).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(cfg.clients.len(), 2);
     let retention = blocks
@@ -441,4 +452,85 @@ fn documented_examples_load() {
     let cfg = crate::config::ClientConfig::parse(&with_hooks, Path::new("/x"))
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(cfg.init_hooks.len(), 2);
+}
+
+/// The mirror examples in docs/configuration.md load as they are, and its sample errors are the
+/// ones the code gives for those mistakes.
+#[test]
+fn documented_mirror_examples_load() {
+    let blocks = documented_toml_blocks();
+    let primary = blocks
+        .iter()
+        .find(|b| b.starts_with("[mirrors."))
+        .expect("[mirrors.NAME] example");
+    let primary = format!("{}\n{primary}", documented_server_example());
+    let cfg = parse(&primary).unwrap_or_else(|e| panic!("{e}"));
+    let target = cfg.mirrors.target("offsite").expect("[mirrors.offsite]");
+    assert_eq!(target.host, "offsite.example.net");
+    assert_eq!(target.port, 2222);
+    assert_eq!(target.user, "rsbackup");
+    assert_eq!(target.ssh_key, Path::new("/etc/rsbackup/mirror_ed25519"));
+    assert_eq!(
+        target.ssh_options,
+        [
+            "UserKnownHostsFile=/etc/rsbackup/known_hosts",
+            "ConnectTimeout=30"
+        ]
+    );
+    assert!(target.after_complete);
+    assert!(!target.follow_deletes);
+    assert!(cfg.mirrors.mirror_of.is_empty());
+
+    let offsite = blocks
+        .iter()
+        .find(|b| b.contains("[mirror-of."))
+        .expect("offsite box example");
+    let cfg = parse(offsite).unwrap_or_else(|e| panic!("{e}"));
+    assert!(cfg.clients.is_empty() && cfg.mirrors.targets.is_empty());
+    assert_eq!(cfg.repository, Path::new("/srv/rsbackup/repo"));
+    let main = cfg.mirrors.mirror_of("main").expect("[mirror-of.main]");
+    assert_eq!(main.repository, Path::new("/srv/rsbackup/mirror-of-main"));
+    assert_eq!(
+        main.addresses,
+        vec![
+            "192.0.2.10/32".parse::<IpNet>().unwrap(),
+            "2001:db8:10::/64".parse().unwrap()
+        ]
+    );
+    assert_eq!(main.windows.len(), 1);
+    assert_eq!(main.timezone.iana_name(), Some("UTC"));
+    assert!(!main.follow_deletes, "append-only as documented");
+
+    // The sample errors, each from one mistake in the examples above.
+    let samples = CONFIGURATION_MD
+        .split("### What the mirror sections refuse")
+        .nth(1)
+        .and_then(|s| s.split("For example:\n\n```\n").nth(1))
+        .and_then(|s| s.split("```").next())
+        .expect("sample errors");
+    let mistakes = [
+        (
+            primary.as_str(),
+            "host = \"offsite.example.net\"",
+            "host = \"root@offsite\"",
+        ),
+        (
+            primary.as_str(),
+            "\"ConnectTimeout=30\"",
+            "\"ConnectTimeout 30\"",
+        ),
+        (*offsite, "\"192.0.2.10\"", "\"192.0.2.10/24\""),
+        (
+            *offsite,
+            "addresses = [\"192.0.2.10\", \"2001:db8:10::/64\"]",
+            "",
+        ),
+    ];
+    assert_eq!(samples.lines().count(), mistakes.len());
+    for ((text, from, to), sample) in mistakes.into_iter().zip(samples.lines()) {
+        assert!(text.contains(from), "test bug: {from:?} not in the example");
+        let err = parse(&text.replacen(from, to, 1)).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Config);
+        assert_eq!(err.message(), sample);
+    }
 }
