@@ -230,6 +230,7 @@ impl ServerConfig {
         if raw.defaults.retention.is_some() {
             return Err(src.error("[defaults.retention]: write the defaults as [retention]"));
         }
+        let defaults = src.default_values(raw.defaults)?;
         let mut clients = BTreeMap::new();
         let mut retention = Vec::new();
         let mut key_owner: BTreeMap<String, ClientName> = BTreeMap::new();
@@ -240,7 +241,7 @@ impl ServerConfig {
             if let Some(r) = raw_client.retention.take() {
                 retention.push((name.clone(), r));
             }
-            let policy = src.policy(&name, raw_client, &raw.defaults)?;
+            let policy = src.policy(&name, raw_client, &defaults)?;
             for key in &policy.keys {
                 if let Some(other) = key_owner.insert(key.blob.clone(), name.clone()) {
                     let whose = if other == name {
@@ -338,73 +339,93 @@ struct RawPolicy {
     retention: Option<RawRetention>,
 }
 
-/// Take the client's value, else a clone of the default.
-fn pick<T: Clone>(own: Option<T>, default: &Option<T>) -> Option<T> {
-    own.or_else(|| default.clone())
+/// The values of `[defaults]` or of one `[clients.NAME]`, each checked, each still optional:
+/// what a client leaves out it takes from the defaults.
+#[derive(Debug)]
+struct PolicyValues {
+    addresses: Option<Vec<IpNet>>,
+    windows: Option<Vec<TimeWindow>>,
+    /// The zone and its name as written.
+    timezone: Option<(TimeZone, String)>,
+    commands: Option<BTreeSet<Command>>,
+    staging_mode: Option<StagingMode>,
+    quota: Option<u64>,
+    restore: Option<bool>,
+    prepare_hooks: Option<Vec<Hook>>,
+    complete_hooks: Option<Vec<Hook>>,
+    lease_hours: Option<u64>,
+}
+
+impl PolicyValues {
+    /// Each value of `self`, else the default's (a client's value replaces the default whole).
+    fn or(self, defaults: &PolicyValues) -> PolicyValues {
+        fn pick<T: Clone>(own: Option<T>, default: &Option<T>) -> Option<T> {
+            own.or_else(|| default.clone())
+        }
+        PolicyValues {
+            addresses: pick(self.addresses, &defaults.addresses),
+            windows: pick(self.windows, &defaults.windows),
+            timezone: pick(self.timezone, &defaults.timezone),
+            commands: pick(self.commands, &defaults.commands),
+            staging_mode: pick(self.staging_mode, &defaults.staging_mode),
+            quota: pick(self.quota, &defaults.quota),
+            restore: pick(self.restore, &defaults.restore),
+            prepare_hooks: pick(self.prepare_hooks, &defaults.prepare_hooks),
+            complete_hooks: pick(self.complete_hooks, &defaults.complete_hooks),
+            lease_hours: pick(self.lease_hours, &defaults.lease_hours),
+        }
+    }
 }
 
 impl SourceFile<'_> {
-    fn policy(
-        &self,
-        name: &ClientName,
-        raw: RawPolicy,
-        defaults: &RawPolicy,
-    ) -> Result<ClientPolicy> {
+    /// Check the values `[defaults]` holds, on their own: a bad default is refused even while
+    /// every client overrides it, before the day a new client takes it.
+    fn default_values(&self, raw: RawPolicy) -> Result<PolicyValues> {
+        self.policy_values(raw, "[defaults]", "a client that takes it")
+    }
+
+    /// Check each value `raw` sets. Errors start with `whose` (`client web1`, `[defaults]`);
+    /// `subject` is who could not connect with an empty list.
+    fn policy_values(&self, raw: RawPolicy, whose: &str, subject: &str) -> Result<PolicyValues> {
         let at = |span: &std::ops::Range<usize>, what: String| {
-            self.error_at(span, format!("client {name}: {what}"))
+            self.error_at(span, format!("{whose}: {what}"))
         };
-        let Some(keys) = raw.keys else {
-            return Err(self.error(format!(
-                "client {name}: keys = [\"ssh-ed25519 ...\"] is missing"
-            )));
+        let addresses = match raw.addresses {
+            None => None,
+            Some(list) if list.get_ref().is_empty() => {
+                return Err(at(
+                    &list.span(),
+                    format!("addresses is empty: {subject} could never connect"),
+                ));
+            }
+            Some(list) => Some(
+                list.get_ref()
+                    .iter()
+                    .map(|a| {
+                        parse_network(a).map_err(|e| at(&list.span(), format!("addresses: {e}")))
+                    })
+                    .collect::<Result<Vec<_>>>()?,
+            ),
         };
-        if keys.get_ref().is_empty() {
-            return Err(at(&keys.span(), "keys is empty".into()));
-        }
-        let keys = keys
-            .get_ref()
-            .iter()
-            .map(|k| SshPublicKey::parse(k).map_err(|e| at(&keys.span(), format!("keys: {e}"))))
-            .collect::<Result<Vec<_>>>()?;
 
-        let Some(addresses) = pick(raw.addresses, &defaults.addresses) else {
-            return Err(self.error(format!(
-                "client {name}: addresses is missing (deny by default: write [\"0.0.0.0/0\", \"::/0\"] \
-                 to allow any address)"
-            )));
+        let windows = match raw.windows {
+            None => None,
+            Some(list) if list.get_ref().is_empty() => {
+                return Err(at(
+                    &list.span(),
+                    format!("windows is empty: {subject} could never connect"),
+                ));
+            }
+            Some(list) => Some(
+                list.get_ref()
+                    .iter()
+                    .map(|w| TimeWindow::parse(w).map_err(|e| at(&list.span(), e)))
+                    .collect::<Result<Vec<_>>>()?,
+            ),
         };
-        if addresses.get_ref().is_empty() {
-            return Err(at(
-                &addresses.span(),
-                "addresses is empty: the client could never connect".into(),
-            ));
-        }
-        let addresses = addresses
-            .get_ref()
-            .iter()
-            .map(|a| parse_network(a).map_err(|e| at(&addresses.span(), format!("addresses: {e}"))))
-            .collect::<Result<Vec<_>>>()?;
 
-        let Some(windows) = pick(raw.windows, &defaults.windows) else {
-            return Err(self.error(format!(
-                "client {name}: windows is missing (deny by default: write [\"daily 00:00-24:00\"] to \
-                 allow any time)"
-            )));
-        };
-        if windows.get_ref().is_empty() {
-            return Err(at(
-                &windows.span(),
-                "windows is empty: the client could never connect".into(),
-            ));
-        }
-        let windows = windows
-            .get_ref()
-            .iter()
-            .map(|w| TimeWindow::parse(w).map_err(|e| at(&windows.span(), e)))
-            .collect::<Result<Vec<_>>>()?;
-
-        let (timezone, timezone_name) = match pick(raw.timezone, &defaults.timezone) {
-            None => (TimeZone::UTC, "UTC".to_owned()),
+        let timezone = match raw.timezone {
+            None => None,
             Some(tz) => {
                 let zone = TimeZone::get(tz.get_ref()).map_err(|e| {
                     at(
@@ -415,31 +436,33 @@ impl SourceFile<'_> {
                         ),
                     )
                 })?;
-                (zone, tz.into_inner())
+                Some((zone, tz.into_inner()))
             }
         };
 
-        let commands = match pick(raw.commands, &defaults.commands) {
-            None => Command::ALL.into_iter().collect(),
-            Some(list) => list
-                .get_ref()
-                .iter()
-                .map(|c| {
-                    Command::from_name(c).ok_or_else(|| {
-                        at(
-                            &list.span(),
-                            format!(
-                                "commands: {c:?} is not one of prepare, upload, complete, sessions"
-                            ),
-                        )
+        let commands = match raw.commands {
+            None => None,
+            Some(list) => Some(
+                list.get_ref()
+                    .iter()
+                    .map(|c| {
+                        Command::from_name(c).ok_or_else(|| {
+                            at(
+                                &list.span(),
+                                format!(
+                                    "commands: {c:?} is not one of prepare, upload, complete, \
+                                     sessions"
+                                ),
+                            )
+                        })
                     })
-                })
-                .collect::<Result<BTreeSet<_>>>()?,
+                    .collect::<Result<BTreeSet<_>>>()?,
+            ),
         };
 
-        let staging_mode = match pick(raw.staging_mode, &defaults.staging_mode) {
-            None => StagingMode::Purge,
-            Some(mode) => match mode.get_ref().as_str() {
+        let staging_mode = match raw.staging_mode {
+            None => None,
+            Some(mode) => Some(match mode.get_ref().as_str() {
                 "keep" => StagingMode::Keep,
                 "hollow" => StagingMode::Hollow,
                 "purge" => StagingMode::Purge,
@@ -449,10 +472,10 @@ impl SourceFile<'_> {
                         format!("staging-mode = {other:?} is not one of keep, hollow, purge"),
                     ));
                 }
-            },
+            }),
         };
 
-        let quota = match pick(raw.quota, &defaults.quota) {
+        let quota = match raw.quota {
             None => None,
             Some(q) => {
                 let bytes = match q.get_ref() {
@@ -475,10 +498,12 @@ impl SourceFile<'_> {
             }
         };
 
-        let lease_hours = match pick(raw.lease_hours, &defaults.lease_hours) {
-            None => DEFAULT_LEASE_HOURS,
+        let lease_hours = match raw.lease_hours {
+            None => None,
             Some(h) => match h.get_ref() {
-                toml::Value::Integer(n) if (1..=MAX_LEASE_HOURS as i64).contains(n) => *n as u64,
+                toml::Value::Integer(n) if (1..=MAX_LEASE_HOURS as i64).contains(n) => {
+                    Some(*n as u64)
+                }
                 other => {
                     return Err(at(
                         &h.span(),
@@ -491,12 +516,66 @@ impl SourceFile<'_> {
             },
         };
 
-        let hooks = |own: Option<Vec<RawHook>>, default: &Option<Vec<RawHook>>, what: &str| {
-            self.hooks(
-                pick(own, default).unwrap_or_default(),
-                &format!("client {name}: {what}"),
-            )
+        let hooks = |raw: Option<Vec<RawHook>>, what: &str| {
+            raw.map(|list| self.hooks(list, &format!("{whose}: {what}")))
+                .transpose()
         };
+        Ok(PolicyValues {
+            addresses,
+            windows,
+            timezone,
+            commands,
+            staging_mode,
+            quota,
+            restore: raw.restore,
+            prepare_hooks: hooks(raw.prepare_hooks, "prepare-hooks")?,
+            complete_hooks: hooks(raw.complete_hooks, "complete-hooks")?,
+            lease_hours,
+        })
+    }
+
+    /// One client's policy: its own values (checked), else the checked defaults.
+    fn policy(
+        &self,
+        name: &ClientName,
+        mut raw: RawPolicy,
+        defaults: &PolicyValues,
+    ) -> Result<ClientPolicy> {
+        let at = |span: &std::ops::Range<usize>, what: String| {
+            self.error_at(span, format!("client {name}: {what}"))
+        };
+        let Some(keys) = raw.keys.take() else {
+            return Err(self.error(format!(
+                "client {name}: keys = [\"ssh-ed25519 ...\"] is missing"
+            )));
+        };
+        if keys.get_ref().is_empty() {
+            return Err(at(&keys.span(), "keys is empty".into()));
+        }
+        let keys = keys
+            .get_ref()
+            .iter()
+            .map(|k| SshPublicKey::parse(k).map_err(|e| at(&keys.span(), format!("keys: {e}"))))
+            .collect::<Result<Vec<_>>>()?;
+
+        let values = self
+            .policy_values(raw, &format!("client {name}"), "the client")?
+            .or(defaults);
+        let Some(addresses) = values.addresses else {
+            return Err(self.error(format!(
+                "client {name}: addresses is missing (deny by default: write [\"0.0.0.0/0\", \"::/0\"] \
+                 to allow any address)"
+            )));
+        };
+        let Some(windows) = values.windows else {
+            return Err(self.error(format!(
+                "client {name}: windows is missing (deny by default: write [\"daily 00:00-24:00\"] to \
+                 allow any time)"
+            )));
+        };
+        let (timezone, timezone_name) = values
+            .timezone
+            .unwrap_or_else(|| (TimeZone::UTC, "UTC".to_owned()));
         Ok(ClientPolicy {
             name: name.clone(),
             keys,
@@ -504,17 +583,17 @@ impl SourceFile<'_> {
             windows,
             timezone,
             timezone_name,
-            commands,
-            staging_mode,
-            quota,
-            restore: raw.restore.or(defaults.restore).unwrap_or(false),
-            prepare_hooks: hooks(raw.prepare_hooks, &defaults.prepare_hooks, "prepare-hooks")?,
-            complete_hooks: hooks(
-                raw.complete_hooks,
-                &defaults.complete_hooks,
-                "complete-hooks",
-            )?,
-            lease_timeout: Duration::from_secs(lease_hours * 3600),
+            commands: values
+                .commands
+                .unwrap_or_else(|| Command::ALL.into_iter().collect()),
+            staging_mode: values.staging_mode.unwrap_or(StagingMode::Purge),
+            quota: values.quota,
+            restore: values.restore.unwrap_or(false),
+            prepare_hooks: values.prepare_hooks.unwrap_or_default(),
+            complete_hooks: values.complete_hooks.unwrap_or_default(),
+            lease_timeout: Duration::from_secs(
+                values.lease_hours.unwrap_or(DEFAULT_LEASE_HOURS) * 3600,
+            ),
         })
     }
 }

@@ -250,12 +250,183 @@ fn bad_lease_hours_name_the_line_and_client() {
         19,
         "client web1: lease-hours = 1.5 is not a whole number",
     );
-    // A bad default is reported at its own line, for a client that takes it.
+    // A bad default is reported at its own line, as the default's (clients take it here).
     refused(
         "staging-mode = \"hollow\"",
         "staging-mode = \"hollow\"\nlease-hours = 0",
         14,
-        "client db1: lease-hours = 0 is not a whole number",
+        "[defaults]: lease-hours = 0 is not a whole number",
+    );
+}
+
+/// A server.toml whose `[defaults]` holds `default_line` (on line 11) and whose two clients
+/// each hold `client_line`. Addresses and windows, needed by every client, are in the clients,
+/// except the one `default_line` sets.
+fn overridden_default(default_line: &str, client_line: &str) -> String {
+    let key = default_line.split(" = ").next().unwrap();
+    let client_body: String = [
+        client_line,
+        "addresses = [\"192.0.2.0/24\"]",
+        "windows = [\"daily 00:00-24:00\"]",
+    ]
+    .iter()
+    .enumerate()
+    .filter(|(i, line)| *i == 0 || !line.starts_with(&format!("{key} = ")))
+    .map(|(_, line)| format!("{line}\n"))
+    .collect();
+    format!(
+        r#"repository = "/srv/rsbackup/repo"
+staging-root = "/srv/rsbackup/staging"
+
+[mail]
+from = "rsbackup@backup.example.org"
+admin = ["root@example.org"]
+transport = "directory"
+directory = "/var/spool/rsbackup-mail"
+
+[defaults]
+{default_line}
+
+[clients.web1]
+keys = ["{KEY1}"]
+{client_body}
+[clients.db1]
+keys = ["{KEY2}"]
+{client_body}"#
+    )
+}
+
+/// Bad values in [defaults] are refused even while every client sets its own, with the line
+/// and `[defaults]`: they would break the first new client that takes them.
+#[test]
+fn bad_default_is_refused_though_every_client_overrides_it() {
+    let cases = [
+        (
+            "addresses = []",
+            "addresses = [\"192.0.2.0/24\"]",
+            "addresses is empty: a client that takes it could never connect",
+        ),
+        (
+            "addresses = [\"10.0.0.1/8\"]",
+            "addresses = [\"192.0.2.0/24\"]",
+            "addresses: \"10.0.0.1/8\" has host bits set",
+        ),
+        (
+            "windows = [\"daily 1:00-05:00\"]",
+            "windows = [\"daily 01:00-05:00\"]",
+            "time window \"daily 1:00-05:00\"",
+        ),
+        (
+            "windows = []",
+            "windows = [\"daily 01:00-05:00\"]",
+            "windows is empty",
+        ),
+        (
+            "timezone = \"Europe/Berln\"",
+            "timezone = \"Europe/Berlin\"",
+            "timezone \"Europe/Berln\" is not a known time zone",
+        ),
+        (
+            "commands = [\"prepare\", \"download\"]",
+            "commands = [\"prepare\"]",
+            "commands: \"download\" is not one of",
+        ),
+        (
+            "staging-mode = \"hollw\"",
+            "staging-mode = \"hollow\"",
+            "staging-mode = \"hollw\" is not one of keep, hollow, purge",
+        ),
+        (
+            "quota = \"200Q\"",
+            "quota = \"200G\"",
+            "quota = \"200Q\" is not a size",
+        ),
+        (
+            "lease-hours = 0",
+            "lease-hours = 12",
+            "lease-hours = 0 is not a whole number of hours from 1 to 168",
+        ),
+        (
+            "prepare-hooks = [{ argv = [\"check-space\"] }]",
+            "prepare-hooks = []",
+            "prepare-hooks: program \"check-space\" is not an absolute path",
+        ),
+        (
+            "complete-hooks = [{ argv = [\"/bin/true\"], timeout-seconds = 0 }]",
+            "complete-hooks = []",
+            "complete-hooks: timeout-seconds = 0 is out of range",
+        ),
+    ];
+    for (bad_default, own, needle) in cases {
+        // The same file with a good default loads: only the default's value is at fault.
+        let good = overridden_default(own, own);
+        parse(&good).unwrap_or_else(|e| panic!("{own:?} as the default: {e}"));
+        let err = parse(&overridden_default(bad_default, own)).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Config);
+        let msg = err.message();
+        assert!(
+            msg.starts_with("/etc/rsbackup/server.toml:11: [defaults]: "),
+            "{bad_default:?}: {msg}"
+        );
+        assert!(msg.contains(needle), "{msg:?} lacks {needle:?}");
+    }
+}
+
+/// A good default still works as before: a client's own value replaces it whole, a client
+/// without one takes it.
+#[test]
+fn good_default_is_overridden_or_taken() {
+    let text = example()
+        .replace(
+            "staging-mode = \"hollow\"\n",
+            "staging-mode = \"hollow\"\nquota = \"1T\"\ncommands = [\"sessions\"]\nlease-hours = 2\n\
+             addresses = [\"203.0.113.0/24\"]\n\
+             complete-hooks = [{ argv = [\"/usr/local/bin/mirror-now\"] }]\n",
+        )
+        .replace(
+            "restore = true\n",
+            "restore = true\nquota = \"1G\"\nlease-hours = 36\ncomplete-hooks = []\n",
+        );
+    let cfg = parse(&text).unwrap_or_else(|e| panic!("{e}"));
+    let web1 = cfg.client("web1").unwrap();
+    let db1 = cfg.client("db1").unwrap();
+    // web1 sets its own quota and addresses and takes the rest.
+    assert_eq!(web1.quota, Some(200 << 30));
+    assert_eq!(web1.addresses.len(), 2);
+    assert_eq!(web1.commands, BTreeSet::from([Command::Sessions]));
+    assert_eq!(web1.lease_timeout, Duration::from_secs(2 * 3600));
+    assert_eq!(web1.staging_mode, StagingMode::Hollow);
+    assert_eq!(web1.timezone_name, "Europe/Berlin");
+    assert_eq!(web1.complete_hooks.len(), 1);
+    // db1 overrides every one of them; lists replace the default whole (not merged).
+    assert_eq!(db1.quota, Some(1 << 30));
+    assert_eq!(
+        db1.addresses,
+        vec!["198.51.100.0/24".parse::<IpNet>().unwrap()]
+    );
+    assert_eq!(db1.commands.len(), 3);
+    assert!(!db1.commands.contains(&Command::Sessions));
+    assert_eq!(db1.lease_timeout, Duration::from_secs(36 * 3600));
+    assert_eq!(db1.staging_mode, StagingMode::Keep);
+    assert_eq!(db1.timezone_name, "UTC");
+    assert_eq!(db1.windows.len(), 1);
+    assert!(db1.complete_hooks.is_empty());
+}
+
+#[test]
+fn unknown_key_in_defaults_is_refused() {
+    refused(
+        "staging-mode = \"hollow\"",
+        "staging-mode = \"hollow\"\nstagingmode = \"keep\"",
+        14,
+        "unknown field `stagingmode`",
+    );
+    // A key of another section, written into [defaults] by mistake.
+    refused(
+        "timezone = \"Europe/Berlin\"",
+        "timezone = \"Europe/Berlin\"\nstaging-root = \"/srv\"",
+        13,
+        "unknown field `staging-root`",
     );
 }
 
@@ -387,19 +558,30 @@ fn ssh_keys() {
     }
 }
 
-/// The commented examples in docs/configuration.md must load as they are.
-#[test]
-fn documented_examples_load() {
-    let doc = include_str!("../../docs/configuration.md");
-    let blocks: Vec<&str> = doc
+const CONFIGURATION_MD: &str = include_str!("../../docs/configuration.md");
+
+/// The ```toml blocks of docs/configuration.md, in order.
+fn documented_toml_blocks() -> Vec<&'static str> {
+    CONFIGURATION_MD
         .split("```toml\n")
         .skip(1)
         .map(|b| b.split("```").next().unwrap())
-        .collect();
-    let server = blocks
-        .iter()
-        .find(|b| b.contains("staging-root ="))
-        .expect("server example");
+        .collect()
+}
+
+/// The example of a whole server.toml with clients (the offsite box's example has none).
+fn documented_server_example() -> &'static str {
+    documented_toml_blocks()
+        .into_iter()
+        .find(|b| b.contains("staging-root =") && b.contains("[clients.web1]"))
+        .expect("server example")
+}
+
+/// The commented examples in docs/configuration.md must load as they are.
+#[test]
+fn documented_examples_load() {
+    let blocks = documented_toml_blocks();
+    let server = &documented_server_example();
     let cfg = parse(server).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(cfg.clients.len(), 2);
     let retention = blocks
@@ -441,4 +623,85 @@ fn documented_examples_load() {
     let cfg = crate::config::ClientConfig::parse(&with_hooks, Path::new("/x"))
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(cfg.init_hooks.len(), 2);
+}
+
+/// The mirror examples in docs/configuration.md load as they are, and its sample errors are the
+/// ones the code gives for those mistakes.
+#[test]
+fn documented_mirror_examples_load() {
+    let blocks = documented_toml_blocks();
+    let primary = blocks
+        .iter()
+        .find(|b| b.starts_with("[mirrors."))
+        .expect("[mirrors.NAME] example");
+    let primary = format!("{}\n{primary}", documented_server_example());
+    let cfg = parse(&primary).unwrap_or_else(|e| panic!("{e}"));
+    let target = cfg.mirrors.target("offsite").expect("[mirrors.offsite]");
+    assert_eq!(target.host, "offsite.example.net");
+    assert_eq!(target.port, 2222);
+    assert_eq!(target.user, "rsbackup");
+    assert_eq!(target.ssh_key, Path::new("/etc/rsbackup/mirror_ed25519"));
+    assert_eq!(
+        target.ssh_options,
+        [
+            "UserKnownHostsFile=/etc/rsbackup/known_hosts",
+            "ConnectTimeout=30"
+        ]
+    );
+    assert!(target.after_complete);
+    assert!(!target.follow_deletes);
+    assert!(cfg.mirrors.mirror_of.is_empty());
+
+    let offsite = blocks
+        .iter()
+        .find(|b| b.contains("[mirror-of."))
+        .expect("offsite box example");
+    let cfg = parse(offsite).unwrap_or_else(|e| panic!("{e}"));
+    assert!(cfg.clients.is_empty() && cfg.mirrors.targets.is_empty());
+    assert_eq!(cfg.repository, Path::new("/srv/rsbackup/repo"));
+    let main = cfg.mirrors.mirror_of("main").expect("[mirror-of.main]");
+    assert_eq!(main.repository, Path::new("/srv/rsbackup/mirror-of-main"));
+    assert_eq!(
+        main.addresses,
+        vec![
+            "192.0.2.10/32".parse::<IpNet>().unwrap(),
+            "2001:db8:10::/64".parse().unwrap()
+        ]
+    );
+    assert_eq!(main.windows.len(), 1);
+    assert_eq!(main.timezone.iana_name(), Some("UTC"));
+    assert!(!main.follow_deletes, "append-only as documented");
+
+    // The sample errors, each from one mistake in the examples above.
+    let samples = CONFIGURATION_MD
+        .split("### What the mirror sections refuse")
+        .nth(1)
+        .and_then(|s| s.split("For example:\n\n```\n").nth(1))
+        .and_then(|s| s.split("```").next())
+        .expect("sample errors");
+    let mistakes = [
+        (
+            primary.as_str(),
+            "host = \"offsite.example.net\"",
+            "host = \"root@offsite\"",
+        ),
+        (
+            primary.as_str(),
+            "\"ConnectTimeout=30\"",
+            "\"ConnectTimeout 30\"",
+        ),
+        (*offsite, "\"192.0.2.10\"", "\"192.0.2.10/24\""),
+        (
+            *offsite,
+            "addresses = [\"192.0.2.10\", \"2001:db8:10::/64\"]",
+            "",
+        ),
+    ];
+    assert_eq!(samples.lines().count(), mistakes.len());
+    for ((text, from, to), sample) in mistakes.into_iter().zip(samples.lines()) {
+        assert!(text.contains(from), "test bug: {from:?} not in the example");
+        let err = parse(&text.replacen(from, to, 1)).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Config);
+        assert_eq!(err.message(), sample);
+    }
 }
