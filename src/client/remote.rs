@@ -138,6 +138,9 @@ pub fn rsync_command(config: &ClientConfig, conn: &Connection) -> Result<Command
         "--delete",
         "--partial",
         "--stats",
+        // Compare modification times to the nanosecond (rsync compares whole seconds by
+        // default): see server::rsync_argv::NANOSECOND_TIMES.
+        "--modify-window=-1",
     ]);
     command.arg(format!("--timeout={}", conn.io_timeout.as_secs().max(1)));
     if conn.compress {

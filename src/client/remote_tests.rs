@@ -71,7 +71,7 @@ fn rsync_uses_only_what_the_server_accepts() {
         ..Connection::default()
     };
     let args = argv(&rsync_command(&cfg, &conn).unwrap());
-    let head: Vec<&str> = args.iter().take(8).map(String::as_str).collect();
+    let head: Vec<&str> = args.iter().take(9).map(String::as_str).collect();
     assert_eq!(
         head,
         [
@@ -82,6 +82,7 @@ fn rsync_uses_only_what_the_server_accepts() {
             "--delete",
             "--partial",
             "--stats",
+            "--modify-window=-1",
             "--timeout=600"
         ]
     );

@@ -1,11 +1,12 @@
 //! The rsync upload: validate the `rsync --server ...` command line that rsbackup's client sends,
 //! and build the argv the server execs itself.
 //!
-//! The client runs `rsync -a -H [-A -X] --numeric-ids --delete --partial --stats SRC/ host:`;
+//! The client runs
+//! `rsync -a -H [-A -X] --numeric-ids --delete --partial --stats --modify-window=-1 SRC/ host:`;
 //! its rsync asks ssh to run, for example,
 //!
 //! ```text
-//! rsync --server -lHogDtpre.iLsfxCIvu --delete --stats --partial --numeric-ids . .
+//! rsync --server -lHogDtpre.iLsfxCIvu --delete --stats -@-1 --partial --numeric-ids . .
 //! ```
 //!
 //! (learned from rsync 3.2.7 with a fake `-e` program that prints its argv). The short options
@@ -45,6 +46,12 @@ pub const ALLOWED_LONG: [&str; 5] = [
     "--numeric-ids",
     "--safe-links",
 ];
+
+/// `--modify-window=-1` as rsync sends it to the server: compare modification times to the
+/// nanosecond. Without it rsync compares whole seconds, so a file rewritten with its old size in
+/// the same second as the last run, or a directory that changed in the same second as its staged
+/// copy, kept the stale copy (or time) in staging.
+pub const NANOSECOND_TIMES: &str = "-@-1";
 
 /// Long options accepted with a numeric value (`--timeout=600`).
 pub const ALLOWED_LONG_NUMERIC: [&str; 2] = ["--timeout", "--bwlimit"];
@@ -92,6 +99,8 @@ impl RsyncRequest {
             }
             if word == "--sender" {
                 req.sender = true;
+            } else if word == NANOSECOND_TIMES {
+                req.long.push(word.to_owned());
             } else if let Some(long) = word.strip_prefix("--") {
                 req.long_option(long)?;
             } else {

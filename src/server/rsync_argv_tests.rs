@@ -37,6 +37,21 @@ fn accepts_what_the_client_sends() {
     ] {
         parse(ok).unwrap_or_else(|e| panic!("{ok}: {e}"));
     }
+    // --modify-window=-1 (nanosecond times), as rsync 3.2.7 sends it; kept in the server argv.
+    let ns =
+        "rsync --server -lHogDtpXre.iLsfxCIvu --delete --stats -@-1 --partial --numeric-ids . .";
+    let req = parse(ns).unwrap();
+    assert_eq!(
+        req.long,
+        ["--delete", "--stats", "-@-1", "--partial", "--numeric-ids"]
+    );
+    let argv = req.server_argv(Path::new("/usr/bin/rsync"), Path::new("/srv/staging/web1"));
+    assert!(argv.iter().any(|a| a == "-@-1"), "{argv:?}");
+    // Any other window (whole seconds, or wider) is refused.
+    for bad in ["-@1", "-@-2", "-@", "-@0"] {
+        let cmd = format!("rsync --server -lHogDtpre.iLsfxCIvu {bad} . .");
+        assert!(parse(&cmd).is_err(), "{bad} accepted");
+    }
 }
 
 #[test]
@@ -330,6 +345,7 @@ fn real_rsync_round_trip() {
                 "--delete",
                 "--partial",
                 "--stats",
+                "--modify-window=-1",
                 "-e",
             ])
             .arg(ssh)

@@ -779,3 +779,42 @@ fn a_chatty_server_hook_does_not_cost_the_answer() {
     assert!(report.contains("output cut to fit the answer"), "{report}");
     assert_eq!(server.sessions(), 1);
 }
+
+/// A file rewritten with its old size within the same second as its last backed-up version,
+/// and a directory changed within that second, are sent again: rsync compares times to the
+/// nanosecond (`--modify-window=-1`), not to the second.
+#[test]
+fn a_same_second_same_size_rewrite_is_not_missed() {
+    let client = Client::new();
+    let f = client.src.join("d/f");
+    crate::common::write_file(&f, b"first version");
+    crate::common::set_mtime(&f, 1_700_000_000, 100_000_000);
+    crate::common::set_mtime(&client.src.join("d"), 1_700_000_000, 100_000_000);
+    // Staging kept between runs, so that rsync's quick check decides what is sent.
+    let server = Server::start(
+        &client,
+        "windows = [\"daily 00:00-24:00\"]\nstaging-mode = \"keep\"",
+    );
+    let mail = client.path("mail");
+    fs::create_dir(&mail).unwrap();
+    let config = client.config(
+        server.sshd.port,
+        Some(&server.known_hosts),
+        MailTo::Dir(&mail),
+        "",
+    );
+    client.run(&config, &[]).code(code::OK);
+    crate::common::write_file(&f, b"other version");
+    crate::common::set_mtime(&f, 1_700_000_000, 900_000_000);
+    crate::common::set_mtime(&client.src.join("d"), 1_700_000_000, 900_000_000);
+    client.run(&config, &[]).code(code::OK);
+    let restored = server.restore_latest("restored");
+    assert_eq!(fs::read(restored.join("src/d/f")).unwrap(), b"other version");
+    let mtime = |p: &std::path::Path| {
+        use std::os::unix::fs::MetadataExt;
+        let m = fs::metadata(p).unwrap();
+        (m.mtime(), m.mtime_nsec())
+    };
+    assert_eq!(mtime(&restored.join("src/d/f")), (1_700_000_000, 900_000_000));
+    assert_eq!(mtime(&restored.join("src/d")), (1_700_000_000, 900_000_000));
+}
