@@ -809,12 +809,18 @@ fn a_same_second_same_size_rewrite_is_not_missed() {
     crate::common::set_mtime(&client.src.join("d"), 1_700_000_000, 900_000_000);
     client.run(&config, &[]).code(code::OK);
     let restored = server.restore_latest("restored");
-    assert_eq!(fs::read(restored.join("src/d/f")).unwrap(), b"other version");
+    assert_eq!(
+        fs::read(restored.join("src/d/f")).unwrap(),
+        b"other version"
+    );
     let mtime = |p: &std::path::Path| {
         use std::os::unix::fs::MetadataExt;
         let m = fs::metadata(p).unwrap();
         (m.mtime(), m.mtime_nsec())
     };
-    assert_eq!(mtime(&restored.join("src/d/f")), (1_700_000_000, 900_000_000));
+    assert_eq!(
+        mtime(&restored.join("src/d/f")),
+        (1_700_000_000, 900_000_000)
+    );
     assert_eq!(mtime(&restored.join("src/d")), (1_700_000_000, 900_000_000));
 }
