@@ -303,7 +303,7 @@ pub struct CacheWriter {
     /// of the same client cannot truncate a cache this one is writing. The cache is written
     /// through this handle.
     file: File,
-    prepared: bool,
+    state: WriterState,
     new_path: PathBuf,
     final_path: PathBuf,
     runs_path: PathBuf,
@@ -352,7 +352,7 @@ impl CacheWriter {
         let _ = std::fs::remove_file(&runs_path);
         Ok(Some(CacheWriter {
             file,
-            prepared: false,
+            state: WriterState::Open,
             new_path,
             final_path: final_path.to_path_buf(),
             runs_path,
@@ -368,7 +368,7 @@ impl CacheWriter {
 
     /// Add (or replace) the row of one file.
     pub fn insert(&mut self, path_hash: &[u8; 16], file: &CachedFile) -> Result<()> {
-        if self.prepared {
+        if self.state != WriterState::Open {
             return Err(closed());
         }
         let at = self.arena.len();
@@ -433,19 +433,24 @@ impl CacheWriter {
     /// Write the whole cache (sorting or merging what was inserted) and make it durable,
     /// without renaming it into place yet (that waits for the session; see
     /// [`CacheWriter::commit`]). Lets the ingest do this while its last pack is still being
-    /// synced. Idempotent.
+    /// synced. Idempotent once it succeeded; after a failure the writer only refuses (a half
+    /// written file is never renamed into place).
     pub fn prepare(&mut self) -> Result<()> {
-        if self.prepared {
-            return Ok(());
+        match self.state {
+            WriterState::Prepared => return Ok(()),
+            WriterState::Failed => return Err(closed()),
+            WriterState::Open => {}
         }
-        self.prepared = true;
+        self.state = WriterState::Failed;
         let written = self.write_cache();
         self.runs_file = None;
         let _ = std::fs::remove_file(&self.runs_path);
         written?;
         self.file
             .sync_all()
-            .map_err(|e| Error::io(format!("syncing {}", self.new_path.display()), e))
+            .map_err(|e| Error::io(format!("syncing {}", self.new_path.display()), e))?;
+        self.state = WriterState::Prepared;
+        Ok(())
     }
 
     fn write_cache(&mut self) -> Result<()> {
@@ -496,6 +501,17 @@ impl CacheWriter {
         let _ = std::fs::remove_file(&self.runs_path);
         let _ = std::fs::remove_file(&self.new_path);
     }
+}
+
+/// Where a [`CacheWriter`] is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum WriterState {
+    /// Taking rows.
+    Open,
+    /// Written and synced: ready to be renamed into place.
+    Prepared,
+    /// Writing failed (or is under way): never renamed.
+    Failed,
 }
 
 /// Remove `cache/<client>.db` (and a leftover `.db.new`) when it is a version 1 or 2 files cache
@@ -727,7 +743,7 @@ impl<'f> RunReader<'f> {
 fn closed() -> Error {
     Error::new(
         crate::error::ErrorKind::Internal,
-        "files cache writer used after commit",
+        "files cache writer used after it was written or failed",
     )
 }
 

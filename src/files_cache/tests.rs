@@ -376,3 +376,26 @@ fn leftovers_of_a_killed_writer_are_cleaned_by_the_next() {
     assert_eq!(r.get(&[2; 16]), Some(sample()));
     assert_eq!(r.get(&[4; 16]), Some(sample()));
 }
+
+#[test]
+fn a_writer_whose_write_failed_never_renames_its_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = cache_path(dir.path(), "c");
+    written(&path, &[([1; 16], sample())]);
+    let mut w = CacheWriter::create(&path, 2).unwrap().unwrap();
+    w.run_bytes = 1;
+    w.insert(&[3; 16], &sample()).unwrap();
+    w.insert(&[4; 16], &sample()).unwrap();
+    // The runs are cut short under the writer: the merge cannot read them back.
+    w.runs_file.as_ref().unwrap().set_len(10).unwrap();
+    assert!(w.prepare().is_err());
+    assert!(w.insert(&[5; 16], &sample()).is_err());
+    assert!(
+        w.commit().is_err(),
+        "a failed cache is not renamed into place"
+    );
+    // The old cache is still the one in place.
+    let r = CacheReader::open(&path).unwrap();
+    assert_eq!(r.gc_generation(), 7);
+    assert_eq!(r.get(&[1; 16]), Some(sample()));
+}
