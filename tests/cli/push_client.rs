@@ -136,6 +136,20 @@ pub fn known_hosts(sshd: &Sshd, dir: &Path) -> PathBuf {
 }
 
 /// The .eml files in `dir`, as text, with quoted-printable soft breaks joined.
+/// The usual client.toml for `server`, reports written to a new directory `mail`: (mail
+/// directory, config path).
+fn mail_dir_config(client: &Client, server: &Server) -> (PathBuf, PathBuf) {
+    let mail = client.path("mail");
+    fs::create_dir(&mail).unwrap();
+    let config = client.config(
+        server.sshd.port,
+        Some(&server.known_hosts),
+        MailTo::Dir(&mail),
+        "",
+    );
+    (mail, config)
+}
+
 pub fn eml_messages(dir: &Path) -> Vec<String> {
     let mut out: Vec<String> = fs::read_dir(dir)
         .map(|rd| {
@@ -563,14 +577,7 @@ fn run_outside_the_window_is_refused_and_reported() {
         &client,
         &format!("windows = [\"daily {hour:02}:00-{hour:02}:30\"]"),
     );
-    let mail = client.path("mail");
-    fs::create_dir(&mail).unwrap();
-    let config = client.config(
-        server.sshd.port,
-        Some(&server.known_hosts),
-        MailTo::Dir(&mail),
-        "",
-    );
+    let (mail, config) = mail_dir_config(&client, &server);
     let run = client.run(&config, &[]);
     run.code(code::REFUSED);
     let messages = eml_messages(&mail);
@@ -585,14 +592,7 @@ fn vanished_source_is_a_partial_run_and_the_rest_is_stored() {
     let client = Client::new();
     fs::write(client.src.join("f"), b"kept").unwrap();
     let server = Server::start(&client, "windows = [\"daily 00:00-24:00\"]");
-    let mail = client.path("mail");
-    fs::create_dir(&mail).unwrap();
-    let config = client.config(
-        server.sshd.port,
-        Some(&server.known_hosts),
-        MailTo::Dir(&mail),
-        "",
-    );
+    let (mail, config) = mail_dir_config(&client, &server);
     let missing = client.path("missing");
     let text = fs::read_to_string(&config).unwrap().replace(
         "sources = [",
@@ -647,14 +647,7 @@ fn client_killed_mid_transfer_then_the_next_run_resumes_and_succeeds() {
         &client,
         "windows = [\"daily 00:00-24:00\"]\nstaging-mode = \"keep\"",
     );
-    let mail = client.path("mail");
-    fs::create_dir(&mail).unwrap();
-    let config = client.config(
-        server.sshd.port,
-        Some(&server.known_hosts),
-        MailTo::Dir(&mail),
-        "",
-    );
+    let (mail, config) = mail_dir_config(&client, &server);
     // 4 MiB/s: the big file takes about six seconds, time enough to kill the run mid-file.
     let mut child = std::process::Command::new(crate::common::bin())
         .args([
@@ -795,14 +788,7 @@ fn a_same_second_same_size_rewrite_is_not_missed() {
         &client,
         "windows = [\"daily 00:00-24:00\"]\nstaging-mode = \"keep\"",
     );
-    let mail = client.path("mail");
-    fs::create_dir(&mail).unwrap();
-    let config = client.config(
-        server.sshd.port,
-        Some(&server.known_hosts),
-        MailTo::Dir(&mail),
-        "",
-    );
+    let (_mail, config) = mail_dir_config(&client, &server);
     client.run(&config, &[]).code(code::OK);
     crate::common::write_file(&f, b"other version");
     crate::common::set_mtime(&f, 1_700_000_000, 900_000_000);
