@@ -115,11 +115,11 @@ impl MirrorConfig {
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub(crate) struct RawMirrorTarget {
     host: Spanned<String>,
-    port: Option<u16>,
+    port: Option<Spanned<u16>>,
     user: Spanned<String>,
     ssh_key: Spanned<PathBuf>,
     #[serde(default)]
-    ssh_options: Vec<String>,
+    ssh_options: Vec<Spanned<String>>,
     #[serde(default)]
     after_complete: bool,
     #[serde(default)]
@@ -170,24 +170,32 @@ impl SourceFile<'_> {
             }
             let ssh_key = self.absolute_path(raw.ssh_key, &format!("[mirrors.{name}] ssh-key"))?;
             for option in &raw.ssh_options {
-                if !option.contains('=') || !option.chars().all(|c| c.is_ascii_graphic()) {
-                    return Err(self.error(format!(
-                        "[mirrors.{name}] ssh-options: {option:?} is not of the form Key=value"
-                    )));
+                let text = option.get_ref();
+                if !text.contains('=') || !text.chars().all(|c| c.is_ascii_graphic()) {
+                    return Err(at(
+                        &option.span(),
+                        &format!("ssh-options: {text:?} is not of the form Key=value"),
+                    ));
                 }
             }
-            if raw.port == Some(0) {
-                return Err(self.error(format!("[mirrors.{name}] port 0 is not a port")));
+            if let Some(port) = &raw.port
+                && *port.get_ref() == 0
+            {
+                return Err(at(&port.span(), "port 0 is not a port"));
             }
             out.targets.insert(
                 name.clone(),
                 MirrorTarget {
                     name,
                     host: raw.host.into_inner(),
-                    port: raw.port.unwrap_or(DEFAULT_SSH_PORT),
+                    port: raw.port.map_or(DEFAULT_SSH_PORT, Spanned::into_inner),
                     user: raw.user.into_inner(),
                     ssh_key,
-                    ssh_options: raw.ssh_options,
+                    ssh_options: raw
+                        .ssh_options
+                        .into_iter()
+                        .map(Spanned::into_inner)
+                        .collect(),
                     after_complete: raw.after_complete,
                     follow_deletes: raw.follow_deletes,
                 },
@@ -198,22 +206,31 @@ impl SourceFile<'_> {
             let name = ClientName::parse(name.get_ref())
                 .map_err(|e| self.error_at(&span, format!("[mirror-of]: {}", e.message())))?;
             out.mirror_of
-                .insert(name.clone(), self.mirror_of_section(name, raw)?);
+                .insert(name.clone(), self.mirror_of_section(name, &span, raw)?);
         }
         Ok(out)
     }
 
-    fn mirror_of_section(&self, name: ClientName, raw: RawMirrorOf) -> Result<MirrorOf> {
+    /// One `[mirror-of.NAME]`; `header` is the span of its name (where a missing key is
+    /// reported).
+    fn mirror_of_section(
+        &self,
+        name: ClientName,
+        header: &std::ops::Range<usize>,
+        raw: RawMirrorOf,
+    ) -> Result<MirrorOf> {
         let at = |span: &std::ops::Range<usize>, what: String| {
             self.error_at(span, format!("[mirror-of.{name}] {what}"))
         };
         let repository =
             self.absolute_path(raw.repository, &format!("[mirror-of.{name}] repository"))?;
         let Some(addresses) = raw.addresses else {
-            return Err(self.error(format!(
-                "[mirror-of.{name}] addresses is missing (deny by default: name the primary's \
-                 address, or [\"0.0.0.0/0\", \"::/0\"] for any)"
-            )));
+            return Err(at(
+                header,
+                "addresses is missing (deny by default: name the primary's address, or \
+                 [\"0.0.0.0/0\", \"::/0\"] for any)"
+                    .into(),
+            ));
         };
         if addresses.get_ref().is_empty() {
             return Err(at(&addresses.span(), "addresses is empty".into()));
@@ -339,7 +356,7 @@ mod tests {
             ),
             (
                 "[mirrors.a]\nhost = \"h\"\nuser = \"u\"\nssh-key = \"/k\"\nport = 0\n",
-                "port",
+                "server.toml:5: [mirrors.a] port 0",
             ),
             (
                 "[mirrors.a]\nhost = \"h\"\nuser = \"u\"\nssh-key = \"/k\"\nbogus = 1\n",
@@ -351,7 +368,12 @@ mod tests {
             ),
             (
                 "[mirror-of.m]\nrepository = \"/r\"\n",
-                "addresses is missing",
+                "server.toml:1: [mirror-of.m] addresses is missing",
+            ),
+            (
+                "[mirrors.a]\nhost = \"h\"\nuser = \"u\"\nssh-key = \"/k\"\n\
+                 ssh-options = [\"A=b\",\n  \"ConnectTimeout 30\"]\n",
+                "server.toml:6: [mirrors.a] ssh-options: \"ConnectTimeout 30\"",
             ),
             (
                 "[mirror-of.m]\nrepository = \"/r\"\naddresses = [\"nope\"]\n",
