@@ -458,7 +458,8 @@ impl CacheWriter {
             .file
             .try_clone()
             .map_err(|e| Error::io(format!("writing {}", self.new_path.display()), e))?;
-        let mut out = BlockWriter::new(&file, self.block_target);
+        let mut out = BlockWriter::new(&file, self.block_target)
+            .map_err(|e| Error::io(format!("writing {}", self.new_path.display()), e))?;
         let written = if self.runs.is_empty() {
             self.drain_sorted(|row| out.row(row))
         } else {
@@ -547,11 +548,11 @@ struct BlockWriter<'f> {
     block_len: Option<usize>,
     blocks: Vec<([u8; 16], u64)>,
     rows: u64,
-    error: Option<std::io::Error>,
 }
 
 impl<'f> BlockWriter<'f> {
-    fn new(file: &'f File, target: usize) -> BlockWriter<'f> {
+    /// Start the file: its header.
+    fn new(file: &'f File, target: usize) -> std::io::Result<BlockWriter<'f>> {
         let mut w = BlockWriter {
             out: BufWriter::with_capacity(1 << 20, file),
             hasher: blake3::Hasher::new(),
@@ -560,15 +561,12 @@ impl<'f> BlockWriter<'f> {
             block_len: None,
             blocks: Vec::new(),
             rows: 0,
-            error: None,
         };
         let mut header = [0u8; HEADER_LEN as usize];
         header[..8].copy_from_slice(CACHE_MAGIC);
         header[8..12].copy_from_slice(&CACHE_VERSION.to_le_bytes());
-        if let Err(e) = w.put(&header) {
-            w.error = Some(e);
-        }
-        w
+        w.put(&header)?;
+        Ok(w)
     }
 
     fn put(&mut self, bytes: &[u8]) -> std::io::Result<()> {
@@ -579,9 +577,6 @@ impl<'f> BlockWriter<'f> {
 
     /// Append one encoded row; rows must come in strictly increasing hash order.
     fn row(&mut self, row: &[u8]) -> std::io::Result<()> {
-        if let Some(e) = self.error.take() {
-            return Err(e);
-        }
         let len = match self.block_len {
             Some(len) if len < self.target => len,
             _ => {
@@ -597,9 +592,6 @@ impl<'f> BlockWriter<'f> {
 
     /// Write the block index and the trailer, and flush.
     fn finish(mut self, gc_generation: i64) -> std::io::Result<()> {
-        if let Some(e) = self.error.take() {
-            return Err(e);
-        }
         let index_offset = self.pos;
         let blocks = std::mem::take(&mut self.blocks);
         for (hash, offset) in &blocks {

@@ -15,13 +15,19 @@ use crate::process::MAX_CAPTURE_BYTES;
 /// Longest answer printed, pretty-printed as it is sent.
 pub const MAX_ANSWER_BYTES: usize = MAX_CAPTURE_BYTES / 2 - 16 * 1024;
 
-/// Shorten `value` until it prints in at most [`MAX_ANSWER_BYTES`].
+/// Shorten `value` until it prints in at most [`MAX_ANSWER_BYTES`]: each try cuts the whole
+/// answer afresh, keeping less, so the counts of what was left out are always the whole lists'.
 pub fn fit(value: &mut Value) {
+    if printed_len(value) <= MAX_ANSWER_BYTES {
+        return;
+    }
+    let whole = value.clone();
     for keep in [100, 20, 5, 0] {
+        *value = whole.clone();
+        shorten(value, keep);
         if printed_len(value) <= MAX_ANSWER_BYTES {
             return;
         }
-        shorten(value, keep);
     }
 }
 
@@ -55,29 +61,14 @@ fn cut_list(obj: &mut serde_json::Map<String, Value>, key: &str, keep: usize) {
     if list.len() <= keep {
         return;
     }
-    let dropped = (list.len() - keep) as u64;
+    let dropped = list.len() - keep;
     list.truncate(keep);
-    let counter = format!("{key}_left_out");
-    let before = obj.get(&counter).and_then(Value::as_u64).unwrap_or(0);
-    obj.insert(counter, Value::from(before + dropped));
+    obj.insert(format!("{key}_left_out"), Value::from(dropped as u64));
 }
 
-const CUT_MARK: &str = "\n[rsbackup: output cut to fit the answer; ";
-
 fn cut_text(text: &mut String, keep: usize) {
-    // An earlier cut is undone first, so that the count stays the whole output's.
-    let (whole_len, body_len) = match text.find(CUT_MARK) {
-        Some(at) => {
-            let total = text[at + CUT_MARK.len()..]
-                .split(' ')
-                .next()
-                .and_then(|n| n.parse::<usize>().ok())
-                .unwrap_or(at);
-            (total, at)
-        }
-        None => (text.len(), text.len()),
-    };
-    if body_len <= keep {
+    let whole = text.len();
+    if whole <= keep {
         return;
     }
     let mut end = keep;
@@ -85,7 +76,9 @@ fn cut_text(text: &mut String, keep: usize) {
         end -= 1;
     }
     text.truncate(end);
-    text.push_str(&format!("{CUT_MARK}{whole_len} bytes in all]"));
+    text.push_str(&format!(
+        "\n[rsbackup: output cut to fit the answer; {whole} bytes in all]"
+    ));
 }
 
 #[cfg(test)]
