@@ -179,6 +179,36 @@ mod tests {
         assert!(inside("sun 23:00-01:00", "UTC", "2026-11-30T00:30"));
     }
 
+    /// Regression: every edge minute of a window that crosses midnight, in particular its very
+    /// first minute (22:00, where `>=` against `>` decides), midnight, and the minute before it
+    /// ends. Seconds inside a minute belong to that minute.
+    #[test]
+    fn crossing_midnight_edges() {
+        let w = "fri 22:00-06:00";
+        for (civil, expected) in [
+            ("2026-11-27T21:59:59", false),
+            ("2026-11-27T22:00:00", true),
+            ("2026-11-27T22:00:30", true),
+            ("2026-11-27T23:59:59", true),
+            ("2026-11-28T00:00:00", true),
+            ("2026-11-28T05:59:59", true),
+            ("2026-11-28T06:00:00", false),
+            ("2026-11-27T00:00:00", false),
+            ("2026-11-28T22:00:00", false),
+        ] {
+            assert_eq!(inside(w, "UTC", civil), expected, "{w} at {civil}");
+        }
+        // A window starting at midnight does not cross it, but one ending there does not
+        // reach into the next day either.
+        assert!(inside("sat 00:00-06:00", "UTC", "2026-11-28T00:00"));
+        assert!(!inside("fri 18:00-24:00", "UTC", "2026-11-28T00:00"));
+        assert!(inside("fri 18:00-24:00", "UTC", "2026-11-27T23:59"));
+        // One minute long, across midnight, on the week's edge (Sunday into Monday).
+        assert!(inside("sun 23:59-00:01", "UTC", "2026-11-29T23:59"));
+        assert!(inside("sun 23:59-00:01", "UTC", "2026-11-30T00:00"));
+        assert!(!inside("sun 23:59-00:01", "UTC", "2026-11-30T00:01"));
+    }
+
     #[test]
     fn whole_day_and_wrapping_day_ranges() {
         assert!(inside("sat,sun 00:00-24:00", "UTC", "2026-11-29T23:59"));

@@ -495,3 +495,144 @@ fn a_dead_ingest_found_by_prune_makes_a_collect_owed() {
     }
     assert_check_clean(&t);
 }
+
+/// The live data chunks of `session`, with their locations.
+fn live_locations(t: &TestRepo, session: SessionId) -> Vec<crate::index::ChunkLocation> {
+    let index = t.repo.index().unwrap();
+    let ids: Vec<Vec<u8>> = {
+        let mut stmt = index
+            .conn()
+            .prepare(
+                "SELECT c.id FROM chunks c JOIN chunk_refs r ON r.child = c.num \
+                 JOIN session_manifest m ON m.chunk = r.parent WHERE m.session = ?1",
+            )
+            .unwrap();
+        stmt.query_map([session.0], |r| r.get(0))
+            .unwrap()
+            .map(|r| r.unwrap())
+            .collect()
+    };
+    ids.iter()
+        .map(|id| {
+            let id = crate::ids::ChunkId(id.as_slice().try_into().unwrap());
+            index.lookup_chunk(&id).unwrap().unwrap()
+        })
+        .collect()
+}
+
+/// Regression: repacking must never copy a record that does not match its stored hash. A copy
+/// would move bit rot into a fresh pack and delete the old one, the only evidence of where the
+/// damage came from; the pack is left where it is for `check` to report.
+#[test]
+fn repack_leaves_a_damaged_record_and_its_pack_for_check() {
+    let t = small_pack_repo();
+    let files: Vec<(String, u64)> = (0..12).map(|i| (format!("f{i:02}"), 700 + i)).collect();
+    let refs: Vec<(&str, u64)> = files.iter().map(|(n, s)| (n.as_str(), *s)).collect();
+    let full = tree(&t, "full", &refs);
+    ingest_tree(&t, "web", &full);
+    let half: Vec<(&str, u64)> = refs.iter().step_by(3).copied().collect();
+    let half_dir = tree(&t, "half", &half);
+    let kept = ingest_tree(&t, "web", &half_dir);
+
+    // Damage one live record in every pack that also holds records of the session that will
+    // roll off: those are the packs repack would copy from.
+    let live = live_locations(&t, kept);
+    let live_ids: std::collections::HashSet<_> = live.iter().map(|l| l.id).collect();
+    let index = t.repo.index().unwrap();
+    let mut damaged_packs = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    for loc in &live {
+        if !seen.insert(loc.pack_row) {
+            continue;
+        }
+        let in_pack = index.chunks_in_pack(loc.pack_row).unwrap();
+        if in_pack.iter().all(|c| live_ids.contains(&c.id)) {
+            continue;
+        }
+        let path = crate::store::pack_path(t.repo.root(), &loc.pack);
+        let mut bytes = fs::read(&path).unwrap();
+        let at = loc.offset as usize + loc.length as usize / 2;
+        bytes[at] ^= 0x20;
+        fs::write(&path, &bytes).unwrap();
+        damaged_packs.push(path);
+    }
+    drop(index);
+    assert!(!damaged_packs.is_empty(), "the test needs a sparse pack");
+
+    let report = prune(&t.repo, &keep_last(1)).unwrap();
+    let c = report.collect.unwrap();
+    assert_eq!(c.skipped.len(), damaged_packs.len(), "{c:?}");
+    for why in &c.skipped {
+        assert!(why.contains("does not match its stored hash"), "{why}");
+    }
+    for path in &damaged_packs {
+        assert!(path.exists(), "{} was repacked away", path.display());
+    }
+    // check still finds every damaged record where it was.
+    let report = check(
+        &t.repo,
+        &CheckOptions {
+            read_data: true,
+            identities: Some(t.identities()),
+        },
+    )
+    .unwrap();
+    assert!(
+        report.problems.len() >= damaged_packs.len(),
+        "{:#?}",
+        report.problems
+    );
+}
+
+/// Regression: a files cache written before a garbage collection must not be trusted after
+/// it. Here the cache names chunks that the collection deleted (their only session rolled off
+/// while a `--no-files-cache` ingest of another tree kept the cache as it was); trusting it
+/// would make the new session point at chunks that no longer exist.
+#[test]
+fn files_cache_is_rechecked_after_a_collection() {
+    let t = small_pack_repo();
+    let with_cache = |dir: &Path, cache: bool| {
+        ingest(
+            &t.repo,
+            &IngestOptions {
+                client: "web".into(),
+                source: dir.to_path_buf(),
+                threads: Some(2),
+                files_cache: cache,
+            },
+        )
+        .unwrap()
+    };
+    let first = tree(&t, "first", &[("x", 901), ("y", 902)]);
+    // The files cache does not vouch for a file modified in the last moments (its mtime could
+    // still change within the same tick): age them.
+    for name in ["x", "y"] {
+        let f = fs::File::options()
+            .write(true)
+            .open(first.join(name))
+            .unwrap();
+        f.set_modified(std::time::SystemTime::now() - std::time::Duration::from_secs(3600))
+            .unwrap();
+    }
+    let r1 = with_cache(&first, true);
+    assert_eq!(
+        with_cache(&first, true).files_read,
+        0,
+        "the cache works here"
+    );
+    assert_eq!(r1.files_read, 2);
+    let other = tree(&t, "other", &[("z", 903)]);
+    with_cache(&other, false);
+    let report = prune(&t.repo, &keep_last(1)).unwrap();
+    assert_eq!(report.removed, 2);
+    assert!(report.collect.unwrap().chunks_deleted >= 2);
+
+    // `first` is unchanged: its cache rows match every file, but their chunks are gone.
+    let r3 = with_cache(&first, true);
+    assert_eq!(
+        r3.files_read, 2,
+        "a stale cache was trusted after a collection"
+    );
+    assert_restores(&t, r3.session_id(), &first);
+    assert_check_clean(&t);
+}

@@ -190,9 +190,12 @@ impl LeaseFile {
             // lock that cannot be tried at all counts as held (never take over by mistake).
             return !matches!(self.lock_completer(), Ok(Some(_)));
         }
-        let age = now - lease.prepared;
-        // A lease from the future (clock stepped back) counts as live until it is old enough.
-        age < 0 || (age as u64) < self.timeout.as_secs()
+        // A lease from the future (the clock stepped back since prepare) is measured by how far
+        // the clock moved: live while that is under the timeout, as a lease that old would be.
+        // Taking it as expired would let the next prepare take staging over a running upload;
+        // taking it as live until the clock catches up would lock the client out for as long
+        // as the step was (days, after a bad NTP step).
+        lease_age_is_live(now - lease.prepared, self.timeout)
     }
 
     fn no_run(&self, why: &str) -> Error {
@@ -259,6 +262,11 @@ impl LeaseFile {
         }
         Ok(result)
     }
+}
+
+/// Is a lease `age` seconds old (negative: from the future) live under `timeout`?
+fn lease_age_is_live(age: i64, timeout: Duration) -> bool {
+    age.unsigned_abs() < timeout.as_secs()
 }
 
 #[cfg(test)]
@@ -328,5 +336,26 @@ mod tests {
                 .message()
                 .contains(".leases/web1.json")
         );
+    }
+
+    /// Regression: a clock stepped back since prepare makes the lease's age negative. Taken as
+    /// expired (a negative age cast to a huge unsigned number, or compared the wrong way), the
+    /// next prepare would take staging over a running upload.
+    #[test]
+    fn a_lease_from_the_future_stays_live_for_the_timeout() {
+        let dir = tempfile::tempdir().unwrap();
+        let name = ClientName::parse("web1").unwrap();
+        let f = LeaseFile::new(dir.path(), &name, Duration::from_secs(100));
+        let (lease, _) = f.acquire(10_000).unwrap();
+        for now in [9_999, 9_950, 9_901] {
+            let err = f.acquire(now).unwrap_err();
+            assert_eq!(err.kind(), ErrorKind::Locked, "at {now}");
+            assert_eq!(f.check_prepared(now).unwrap().token, lease.token);
+        }
+        // A step back further than the timeout: as dead as a lease that old.
+        let (next, replaced) = f.acquire(9_900).unwrap();
+        assert_eq!(replaced.unwrap().token, lease.token);
+        assert_ne!(next.token, lease.token);
+        assert!(lease_age_is_live(0, Duration::from_secs(1)));
     }
 }
