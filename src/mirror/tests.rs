@@ -552,3 +552,90 @@ fn protocol_misuse_is_refused() {
     );
     assert_eq!(mirror.index().unwrap().sessions(None).unwrap().len(), 1);
 }
+
+/// Where the hostile mirror below asks for something it was not offered.
+#[derive(Clone, Copy, Debug)]
+enum Overreach {
+    /// A key id one past every offered one.
+    Key,
+    /// While data chunks are offered: a manifest chunk the primary holds.
+    Chunk,
+    /// A session id the primary never had.
+    Session,
+}
+
+/// A mirror that speaks the protocol correctly except for one request for something the
+/// primary did not offer. Returns the names of the messages the primary sent it.
+fn hostile_mirror(
+    stream: UnixStream,
+    overreach: Overreach,
+    manifest_chunk: crate::ids::ChunkId,
+) -> Vec<&'static str> {
+    let mut conn = Conn::new(stream.try_clone().unwrap(), stream);
+    let mut seen = Vec::new();
+    while let Ok(msg) = conn.recv() {
+        seen.push(msg.name());
+        let answer = match msg {
+            Message::Hello { .. } => Message::HelloOk {
+                version: super::wire::PROTOCOL_VERSION,
+                created: false,
+                chunks: 0,
+                digest: [0; 32],
+                damaged: 0,
+            },
+            Message::HaveKeys(ids) => Message::LackKeys(match overreach {
+                Overreach::Key => vec![ids.iter().max().copied().unwrap_or(0) + 1],
+                _ => Vec::new(),
+            }),
+            Message::HaveChunks(_) => Message::LackChunks(match overreach {
+                Overreach::Chunk => vec![manifest_chunk],
+                _ => Vec::new(),
+            }),
+            Message::HaveSessions(_) => Message::LackSessions(match overreach {
+                Overreach::Session => vec![9_999],
+                _ => Vec::new(),
+            }),
+            _ => break,
+        };
+        if conn.send(&answer).is_err() {
+            break;
+        }
+    }
+    seen
+}
+
+/// Regression: the primary answers only for what it offered. A mirror that asks for a key, a
+/// chunk or a session outside the batch it was offered gets nothing for it: the push stops
+/// with a protocol error before anything is sent.
+#[test]
+fn the_primary_sends_nothing_it_did_not_offer() {
+    let t = TestRepo::new();
+    session(&t, 7, 300_000);
+    let manifest_chunk = {
+        let index = t.repo.index().unwrap();
+        let id: Vec<u8> = index
+            .conn()
+            .query_row("SELECT id FROM chunks WHERE kind = 1 LIMIT 1", [], |r| {
+                r.get(0)
+            })
+            .unwrap();
+        crate::ids::ChunkId(id.as_slice().try_into().unwrap())
+    };
+    for overreach in [Overreach::Key, Overreach::Chunk, Overreach::Session] {
+        let (a, b) = UnixStream::pair().unwrap();
+        let mirror = std::thread::spawn(move || hostile_mirror(b, overreach, manifest_chunk));
+        let err = push(&t.repo, a.try_clone().unwrap(), a, &opts("m")).unwrap_err();
+        let seen = mirror.join().unwrap();
+        assert_eq!(err.kind(), ErrorKind::Corrupt, "{overreach:?}: {err}");
+        assert!(
+            err.message().contains("which was not offered"),
+            "{overreach:?}: {err}"
+        );
+        for put in ["PutKeys", "PutChunks", "PutSession"] {
+            assert!(
+                !seen.contains(&put),
+                "{overreach:?}: the primary sent {put}: {seen:?}"
+            );
+        }
+    }
+}
