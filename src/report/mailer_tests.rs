@@ -163,7 +163,7 @@ fn password_file_rules() {
     assert!(smtp(&file).unwrap_err().message().contains("is empty"));
 }
 
-/// A real SMTP server on loopback (Debian's python3-aiosmtpd), when this machine has one.
+/// A real SMTP server on loopback (Debian's python3-aiosmtpd; tools/test.sh installs it).
 #[test]
 fn smtp_to_a_real_server_on_loopback() {
     let python = Path::new("/usr/bin/python3");
@@ -171,9 +171,11 @@ fn smtp_to_a_real_server_on_loopback() {
         .args(["-c", "import aiosmtpd"])
         .status()
         .is_ok_and(|s| s.success());
-    if !has_aiosmtpd {
-        return;
-    }
+    assert!(
+        has_aiosmtpd,
+        "/usr/bin/python3 cannot import aiosmtpd: apt-get install python3-aiosmtpd (tools/test.sh \
+         does)"
+    );
     let dir = tempfile::tempdir().unwrap();
     let maildir = dir.path().join("Maildir");
     let port = {

@@ -406,6 +406,15 @@ pub fn is_root() -> bool {
     rustix::process::geteuid().is_root()
 }
 
+/// Fail, loudly, unless the tests run as root: a test that returned early here would be
+/// counted as passed by every test runner. The suite is meant to run as root (tools/test.sh).
+pub fn require_root(why: &str) {
+    assert!(
+        is_root(),
+        "this test needs root ({why}); run the suite as root, as tools/test.sh and CI do"
+    );
+}
+
 /// What [`sample_tree`] built.
 #[derive(Debug, Clone, Default)]
 pub struct SampleTree {

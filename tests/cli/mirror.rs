@@ -9,7 +9,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::common::{
-    TestRepo, arg, assert_trees_equal, audit_rows, is_root, pattern, rsbackup, write_file,
+    TestRepo, arg, assert_trees_equal, audit_rows, pattern, require_root, rsbackup, write_file,
 };
 use crate::smtp::Smtp;
 use crate::sshd::{SshKey, Sshd};
@@ -204,10 +204,7 @@ fn tree(root: &Path, seed: u8, files: usize, size: usize) {
 
 #[test]
 fn first_mirror_then_only_new_chunks_then_restore_on_the_mirror() {
-    if !is_root() {
-        eprintln!("skipped: needs root for sshd");
-        return;
-    }
+    require_root("sshd must switch to the logging-in user");
     let s = Setup::new(false);
     let src = s.primary.path("src");
     tree(&src, 1, 12, 700_000);
@@ -269,10 +266,7 @@ fn mirror_chunk_count(mirror: &Path) -> i64 {
 
 #[test]
 fn a_killed_mirror_run_resumes_without_resending() {
-    if !is_root() {
-        eprintln!("skipped: needs root for sshd");
-        return;
-    }
+    require_root("sshd must switch to the logging-in user");
     let s = Setup::new(false);
     let src = s.primary.path("src");
     tree(&src, 7, 14, 4 << 20);
@@ -341,10 +335,7 @@ fn damage_a_record(mirror: &Path) {
 
 #[test]
 fn tampering_on_the_mirror_is_found_and_repaired() {
-    if !is_root() {
-        eprintln!("skipped: needs root for sshd");
-        return;
-    }
+    require_root("sshd must switch to the logging-in user");
     let s = Setup::new(false);
     let src = s.primary.path("src");
     tree(&src, 3, 4, 900_000);
@@ -370,10 +361,7 @@ fn tampering_on_the_mirror_is_found_and_repaired() {
 
 #[test]
 fn an_append_only_mirror_refuses_the_primarys_deletes() {
-    if !is_root() {
-        eprintln!("skipped: needs root for sshd");
-        return;
-    }
+    require_root("sshd must switch to the logging-in user");
     let s = Setup::new(false);
     let src = s.primary.path("src");
     tree(&src, 5, 2, 300_000);
@@ -519,10 +507,7 @@ fn mirror_serve_refuses_other_addresses_commands_and_unknown_sections() {
 /// their reason, and are mailed to the box's administrator. The allowed run is audited too.
 #[test]
 fn refused_mirror_connections_are_audited_mailed_and_change_nothing() {
-    if !is_root() {
-        eprintln!("skipped: needs root for sshd");
-        return;
-    }
+    require_root("sshd must switch to the logging-in user");
     let s = Setup::new(false);
     let src = s.primary.path("src");
     tree(&src, 21, 3, 200_000);
