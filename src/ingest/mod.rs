@@ -238,6 +238,10 @@ pub(crate) struct Hooks {
     /// Called with a file's path just before it is opened for reading.
     #[allow(clippy::type_complexity)]
     pub before_open: Option<Box<dyn Fn(&[u8]) + Send + Sync>>,
+    /// Called with a directory's path after the walker's `lstat` of it and before it is
+    /// opened to be listed.
+    #[allow(clippy::type_complexity)]
+    pub before_open_dir: Option<Box<dyn Fn(&[u8]) + Send + Sync>>,
 }
 
 fn unix_now_ns() -> i64 {

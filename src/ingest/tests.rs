@@ -293,6 +293,7 @@ fn file_vanishing_before_read_is_unreadable_and_session_incomplete() {
                 fs::remove_file(src2.join(OsStr::from_bytes(path))).unwrap();
             }
         })),
+        ..Hooks::default()
     };
     let r = ingest_with(&t.repo, &opts("c", &src), &hooks).unwrap();
     assert_eq!(r.state, SessionState::Incomplete);
@@ -310,6 +311,42 @@ fn file_vanishing_before_read_is_unreadable_and_session_incomplete() {
     let info = t.repo.index().unwrap().session(r.session_id()).unwrap();
     assert_eq!(info.state, SessionState::Incomplete);
     assert_eq!(info.stats.errors, 3);
+}
+
+/// Regression: a directory swapped for another between the walker's `lstat` and its `open`
+/// is not listed: the directory `lstat` saw is gone, and the new one's entries were never
+/// looked at as part of it. It is recorded as not backed up, and the session is incomplete.
+#[test]
+fn directory_replaced_during_the_walk_is_unreadable() {
+    let t = TestRepo::new();
+    let src = t.path("src");
+    write(&src.join("a"), b"stays");
+    write(&src.join("d/f"), b"in the directory the walker saw");
+    let src2 = src.clone();
+    let hooks = Hooks {
+        before_open_dir: Some(Box::new(move |path: &[u8]| {
+            if path == b"d" {
+                fs::rename(src2.join("d"), src2.join("d-moved")).unwrap();
+                write(
+                    &src2.join("d/planted"),
+                    b"not in the directory the walker saw",
+                );
+            }
+        })),
+        ..Hooks::default()
+    };
+    let r = ingest_with(&t.repo, &opts("c", &src), &hooks).unwrap();
+    assert_eq!(r.state, SessionState::Incomplete);
+    let bad: Vec<&str> = r.errors.iter().map(|e| e.path.as_str()).collect();
+    assert_eq!(bad, ["d"], "{:?}", r.errors);
+    assert!(r.errors[0].message.contains("replaced"), "{:?}", r.errors);
+    let es = entries(&t, r.session_id());
+    assert!(matches!(find(&es, b"d").body, Body::Unreadable { .. }));
+    assert!(
+        !es.iter().any(|e| e.path.starts_with(b"d/")),
+        "entries listed from the wrong directory"
+    );
+    assert_eq!(content(&t, find(&es, b"a")), b"stays");
 }
 
 #[test]

@@ -19,7 +19,7 @@ use std::ffi::CString;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Condvar, Mutex};
 
 use crossbeam_channel::{Receiver, Sender};
@@ -27,7 +27,7 @@ use rustix::fs::{AtFlags, FileType, Mode, OFlags};
 use rustix::io::Errno;
 
 use super::meta::{FileStat, Xattrs, read_xattrs};
-use super::staging::{self, StagingDecode};
+use super::staging;
 use super::{Done, Shared};
 use crate::error::{Error, Result};
 use crate::files_cache::CachedFile;
@@ -304,18 +304,18 @@ pub(super) fn walk(
                 .spawn_scoped(s, move || probe_thread(sh, jobs, proc_fd, source))
                 .map_err(|e| Error::io("starting the walker's threads", e))?;
         }
-        walk_tree(root, source, &sh.abort.flag, sh.decode, emit, &queue)
+        walk_tree(root, source, sh, emit, &queue)
     })
 }
 
 fn walk_tree(
     root: OwnedFd,
     source: &Path,
-    abort: &AtomicBool,
-    decode: &StagingDecode,
+    sh: &Shared<'_>,
     emit: &mut dyn FnMut(Item),
     probes: &ProbeQueue,
 ) -> Result<()> {
+    let (abort, decode) = (&sh.abort.flag, sh.decode);
     let mut xbuf = Vec::new();
     let st = FileStat::from_stat(
         &rustix::fs::fstat(&root)
@@ -396,17 +396,22 @@ fn walk_tree(
             continue;
         }
         let body = match on_disk {
-            FileType::Directory => match open_dir(&dir, &name, &st) {
-                Ok((fd, names)) => {
-                    emit(Item::Done(Done::entry(path.clone(), meta, Body::Dir)));
-                    stack.push(Frame::new(fd, path, names, probes));
-                    continue;
+            FileType::Directory => {
+                if let Some(hook) = &sh.hooks.before_open_dir {
+                    hook(&path);
                 }
-                Err(msg) => {
-                    emit(Item::Done(Done::unreadable(path, meta, msg)));
-                    continue;
+                match open_dir(&dir, &name, &st) {
+                    Ok((fd, names)) => {
+                        emit(Item::Done(Done::entry(path.clone(), meta, Body::Dir)));
+                        stack.push(Frame::new(fd, path, names, probes));
+                        continue;
+                    }
+                    Err(msg) => {
+                        emit(Item::Done(Done::unreadable(path, meta, msg)));
+                        continue;
+                    }
                 }
-            },
+            }
             FileType::RegularFile => {
                 let mut link_target = false;
                 if st.nlink > 1 {
