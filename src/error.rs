@@ -27,6 +27,9 @@ pub enum ErrorKind {
     Locked,
     /// The operating system refused access.
     PermissionDenied,
+    /// The peer of a wire protocol broke it: a bad frame, a message out of turn, a request for
+    /// something it was not offered. Said of what the other side sent, never of our own data.
+    Protocol,
     /// The request is not allowed by this side's configuration (a mirror asked to forget
     /// sessions while append-only, or to overwrite what it holds).
     Refused,
@@ -78,6 +81,11 @@ impl Error {
     /// Shorthand for [`ErrorKind::Corrupt`].
     pub fn corrupt(message: impl Into<String>) -> Self {
         Self::new(ErrorKind::Corrupt, message)
+    }
+
+    /// Shorthand for [`ErrorKind::Protocol`].
+    pub fn protocol(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::Protocol, message)
     }
 
     /// Shorthand for [`ErrorKind::InvalidInput`].

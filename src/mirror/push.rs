@@ -105,7 +105,7 @@ fn reply<R: Read, W: Write>(conn: &mut Conn<R, W>) -> Result<Message> {
                 code::REFUSED => ErrorKind::PermissionDenied,
                 code::WRONG_REPOSITORY => ErrorKind::InvalidInput,
                 code::CORRUPT => ErrorKind::Corrupt,
-                code::PROTOCOL => ErrorKind::UnsupportedVersion,
+                code::PROTOCOL => ErrorKind::Protocol,
                 _ => ErrorKind::Io,
             };
             Err(Error::new(kind, format!("the mirror refused: {message}")))
@@ -115,7 +115,7 @@ fn reply<R: Read, W: Write>(conn: &mut Conn<R, W>) -> Result<Message> {
 }
 
 fn unexpected(got: &Message, wanted: &str) -> Error {
-    Error::corrupt(format!(
+    Error::protocol(format!(
         "mirror protocol: got {} where {wanted} was expected",
         got.name()
     ))
@@ -244,7 +244,7 @@ impl Pusher<'_> {
                 let mut keys = Vec::with_capacity(part.len());
                 for id in part {
                     if !batch.contains(id) {
-                        return Err(Error::corrupt(format!(
+                        return Err(Error::protocol(format!(
                             "mirror protocol: the mirror lacks key {id}, which was not offered"
                         )));
                     }
@@ -309,7 +309,7 @@ impl Pusher<'_> {
                 Some(loc) => locs.push(loc),
                 None if repair => {} // rolled off here since: nothing to repair it with
                 None => {
-                    return Err(Error::corrupt(format!(
+                    return Err(Error::protocol(format!(
                         "mirror protocol: the mirror lacks chunk {id}, which was not offered"
                     )));
                 }
@@ -420,7 +420,7 @@ impl Pusher<'_> {
             };
             let offered: HashSet<&ChunkId> = ids.iter().collect();
             if let Some(bad) = lacking.iter().find(|id| !offered.contains(id)) {
-                return Err(Error::corrupt(format!(
+                return Err(Error::protocol(format!(
                     "mirror protocol: the mirror lacks chunk {bad}, which was not offered"
                 )));
             }
@@ -461,7 +461,7 @@ impl Pusher<'_> {
             };
             for id in lacking {
                 let Some(s) = sessions.iter().find(|s| s.id == id) else {
-                    return Err(Error::corrupt(format!(
+                    return Err(Error::protocol(format!(
                         "mirror protocol: the mirror lacks session {id}, which was not offered"
                     )));
                 };

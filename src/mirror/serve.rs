@@ -78,13 +78,13 @@ fn error_code(kind: ErrorKind) -> u16 {
         ErrorKind::Refused => code::REFUSED,
         ErrorKind::NotARepository => code::WRONG_REPOSITORY,
         ErrorKind::Corrupt => code::CORRUPT,
-        ErrorKind::UnsupportedVersion => code::PROTOCOL,
+        ErrorKind::UnsupportedVersion | ErrorKind::Protocol => code::PROTOCOL,
         _ => code::FAILED,
     }
 }
 
 fn protocol(what: impl std::fmt::Display) -> Error {
-    Error::corrupt(format!("mirror protocol: {what}"))
+    Error::protocol(format!("mirror protocol: {what}"))
 }
 
 /// The open mirror repository during one connection.

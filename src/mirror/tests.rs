@@ -156,7 +156,7 @@ fn every_message_round_trips() {
         // Every strict prefix is refused, never misread.
         for cut in 0..payload.len() {
             let err = Message::decode(tag, &payload[..cut]).unwrap_err();
-            assert_eq!(err.kind(), ErrorKind::Corrupt, "{} cut at {cut}", m.name());
+            assert_eq!(err.kind(), ErrorKind::Protocol, "{} cut at {cut}", m.name());
         }
         let mut longer = payload.clone();
         longer.push(0);
@@ -626,7 +626,7 @@ fn the_primary_sends_nothing_it_did_not_offer() {
         let mirror = std::thread::spawn(move || hostile_mirror(b, overreach, manifest_chunk));
         let err = push(&t.repo, a.try_clone().unwrap(), a, &opts("m")).unwrap_err();
         let seen = mirror.join().unwrap();
-        assert_eq!(err.kind(), ErrorKind::Corrupt, "{overreach:?}: {err}");
+        assert_eq!(err.kind(), ErrorKind::Protocol, "{overreach:?}: {err}");
         assert!(
             err.message().contains("which was not offered"),
             "{overreach:?}: {err}"

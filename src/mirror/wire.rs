@@ -178,7 +178,7 @@ pub enum Message {
 }
 
 fn bad(what: impl std::fmt::Display) -> Error {
-    Error::corrupt(format!("mirror protocol: {what}"))
+    Error::protocol(format!("mirror protocol: {what}"))
 }
 
 struct Enc(Vec<u8>);

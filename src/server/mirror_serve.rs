@@ -14,7 +14,10 @@
 //! Once the protocol runs, the mirror may still refuse a request its `[mirror-of.NAME]` does not
 //! allow (to forget sessions while append-only, to overwrite a key it holds; the primary gets the
 //! reason in the protocol's `Error`). Such a refusal is audited and alerted the same way, as a
-//! second row for the connection; what the connection stored before it stays.
+//! second row for the connection; what the connection stored before it stays. So is a primary
+//! that breaks the protocol (a bad frame, a message out of turn): whoever holds that key is not
+//! running rsbackup's own `mirror`, which the administrator must hear of. A connection that
+//! merely ends early (the network, a killed run) is a failure, not a refusal.
 
 use std::io::{Read, Write};
 
@@ -162,8 +165,17 @@ pub fn mirror_serve<R: Read, W: Write>(
     };
     match serve_protocol(reader, writer, &opts) {
         Ok(report) => MirrorServeOutcome::Served(report),
-        Err(e) if e.kind() == ErrorKind::Refused => {
-            let refusal = Decision::refuse(e.message().to_owned(), decision.client_ip, None);
+        Err(e) if matches!(e.kind(), ErrorKind::Refused | ErrorKind::Protocol) => {
+            let reason = if e.kind() == ErrorKind::Protocol {
+                format!(
+                    "mirror-of {}: the primary broke the protocol: {}",
+                    input.mirror_of,
+                    e.message()
+                )
+            } else {
+                e.message().to_owned()
+            };
+            let refusal = Decision::refuse(reason, decision.client_ip, None);
             // A refusal stays a refusal whatever the audit managed (it tries the index, then the
             // file, and the alert mail carries the line either way).
             let _ = record_decision(config, &input.host, &record(Timestamp::now(), &refusal));

@@ -691,3 +691,47 @@ fn after_complete_runs_detached_and_mails_its_failure() {
         "{text}"
     );
 }
+
+/// Issue 11 (smaller holes): a primary's key that speaks something other than the mirror
+/// protocol (a bad first frame) is audited and mailed as a refusal, after the connection's
+/// "allow" row, and the mirror is not created.
+#[test]
+fn a_primary_that_breaks_the_protocol_is_audited_and_mailed() {
+    require_root("sshd must switch to the logging-in user");
+    let s = Setup::new(false);
+    let mut child = s
+        .sshd
+        .ssh(&s.key, None, "rsbackup-mirror")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write as _;
+        let mut stdin = child.stdin.take().unwrap();
+        // A Hello frame (tag 0x01) whose payload is not a Hello.
+        stdin
+            .write_all(&[3, 0, 0, 0, 0x01, b'x', b'y', b'z'])
+            .unwrap();
+    }
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(REFUSED),
+        "{out:?}\n{}",
+        s.sshd.log()
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stderr).trim(), REFUSAL);
+    assert!(!s.mirror.exists(), "a broken Hello created the mirror");
+    let audit = s.audit();
+    let decisions: Vec<&str> = audit.iter().map(|r| r[3].as_str()).collect();
+    assert_eq!(decisions, ["allow", "refuse"], "{audit:#?}");
+    assert!(
+        audit[1][4].contains("mirror-of main: the primary broke the protocol: mirror protocol"),
+        "{audit:#?}"
+    );
+    let mails = s.mails(1);
+    assert_eq!(mails.len(), 1, "{mails:#?}");
+    assert!(mails[0].contains("broke the protocol"), "{}", mails[0]);
+}

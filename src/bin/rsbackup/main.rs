@@ -275,7 +275,9 @@ fn exit_code(err: &anyhow::Error) -> u8 {
         ErrorKind::TargetNotEmpty => exit::TARGET_NOT_EMPTY,
         ErrorKind::TargetNotDirectory => exit::TARGET_NOT_DIRECTORY,
         ErrorKind::Locked => exit::LOCKED,
-        ErrorKind::Corrupt => exit::CORRUPT,
+        // A peer that broke the mirror protocol: what it sent cannot be trusted, as with
+        // damaged data (exit code unchanged from before the kind existed).
+        ErrorKind::Corrupt | ErrorKind::Protocol => exit::CORRUPT,
         ErrorKind::NotFound => exit::NOT_FOUND,
         _ => exit::FAILURE,
     }
