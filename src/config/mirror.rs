@@ -53,7 +53,16 @@ pub struct MirrorOf {
     pub windows: Vec<TimeWindow>,
     /// The zone the windows are read in.
     pub timezone: TimeZone,
+    /// How long a connection may wait for the primary's next message before it is dropped.
+    pub idle_timeout: std::time::Duration,
 }
+
+/// `idle-timeout-seconds` of `[mirror-of.NAME]` when not given: rsync's `--timeout` of the
+/// push path, 10 minutes.
+pub const DEFAULT_MIRROR_IDLE_TIMEOUT_SECONDS: u64 = 600;
+
+/// The largest `idle-timeout-seconds`: a day.
+pub const MAX_MIRROR_IDLE_TIMEOUT_SECONDS: u64 = 86_400;
 
 impl MirrorOf {
     /// Whether the primary may connect now from `ip` (an address rule and a time window must
@@ -136,6 +145,7 @@ pub(crate) struct RawMirrorOf {
     addresses: Option<Spanned<Vec<String>>>,
     windows: Option<Spanned<Vec<String>>>,
     timezone: Option<Spanned<String>>,
+    idle_timeout_seconds: Option<Spanned<i64>>,
 }
 
 /// A word safe to hand to ssh as one argument: no whitespace, no control characters, and not
@@ -263,6 +273,22 @@ impl SourceFile<'_> {
                 )
             })?,
         };
+        let idle_timeout_seconds = match raw.idle_timeout_seconds {
+            None => DEFAULT_MIRROR_IDLE_TIMEOUT_SECONDS,
+            Some(s) => u64::try_from(*s.get_ref())
+                .ok()
+                .filter(|v| (1..=MAX_MIRROR_IDLE_TIMEOUT_SECONDS).contains(v))
+                .ok_or_else(|| {
+                    at(
+                        &s.span(),
+                        format!(
+                            "idle-timeout-seconds = {} is out of range (1 to \
+                             {MAX_MIRROR_IDLE_TIMEOUT_SECONDS})",
+                            s.get_ref()
+                        ),
+                    )
+                })?,
+        };
         Ok(MirrorOf {
             name,
             repository,
@@ -270,6 +296,7 @@ impl SourceFile<'_> {
             addresses: parsed_addresses,
             windows,
             timezone,
+            idle_timeout: std::time::Duration::from_secs(idle_timeout_seconds),
         })
     }
 }
@@ -385,6 +412,16 @@ mod tests {
             ),
             (
                 "[mirror-of.m]\nrepository = \"/r\"\naddresses = [\"::/0\"]\nwindows = [\"x\"]\n",
+                "server.toml:4:",
+            ),
+            (
+                "[mirror-of.m]\nrepository = \"/r\"\naddresses = [\"::/0\"]\n\
+                 idle-timeout-seconds = 0\n",
+                "server.toml:4: [mirror-of.m] idle-timeout-seconds = 0 is out of range",
+            ),
+            (
+                "[mirror-of.m]\nrepository = \"/r\"\naddresses = [\"::/0\"]\n\
+                 idle-timeout-seconds = 86401\n",
                 "server.toml:4:",
             ),
         ];

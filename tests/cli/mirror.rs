@@ -735,3 +735,50 @@ fn a_primary_that_breaks_the_protocol_is_audited_and_mailed() {
     assert_eq!(mails.len(), 1, "{mails:#?}");
     assert!(mails[0].contains("broke the protocol"), "{}", mails[0]);
 }
+
+/// Issue 11 (smaller holes): a connection that says nothing is closed after
+/// `idle-timeout-seconds`, not held open (with the mirror's lock) for ever.
+#[test]
+fn an_idle_primary_connection_is_closed() {
+    require_root("sshd must switch to the logging-in user");
+    let s = Setup::new(false);
+    let box_toml = std::fs::read_to_string(&s.mirror_config).unwrap();
+    std::fs::write(
+        &s.mirror_config,
+        format!("{box_toml}idle-timeout-seconds = 2\n"),
+    )
+    .unwrap();
+    let started = Instant::now();
+    let mut child = s
+        .sshd
+        .ssh(&s.key, None, "rsbackup-mirror")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Keep standard input open and silent until the mirror gives up.
+    let stdin = child.stdin.take().unwrap();
+    let out = child.wait_with_output().unwrap();
+    drop(stdin);
+    let took = started.elapsed();
+    assert_eq!(out.status.code(), Some(1), "{out:?}\n{}", s.sshd.log());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("no message from the primary for 2 s"),
+        "{out:?}"
+    );
+    assert!(took < Duration::from_secs(20), "took {took:?}");
+    // The connection was allowed (audited), then dropped: no refusal, no mail.
+    let audit = s.audit();
+    assert_eq!(audit.len(), 1, "{audit:#?}");
+    assert_eq!(audit[0][3], "allow");
+
+    // Out of range is a configuration error with its line.
+    std::fs::write(
+        &s.mirror_config,
+        format!("{box_toml}idle-timeout-seconds = 0\n"),
+    )
+    .unwrap();
+    let out = s.sshd.run(&s.key, None, "rsbackup-mirror");
+    assert_ne!(out.status.code(), Some(0), "{out:?}");
+}

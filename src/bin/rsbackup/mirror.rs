@@ -277,7 +277,13 @@ pub fn serve(args: ServeArgs) -> Result<Outcome> {
         now: jiff::Timestamp::now(),
         host: crate::serve::host_name(),
     };
-    let stdin = std::io::stdin().lock();
+    let idle_timeout = config.mirrors.mirror_of(&input.mirror_of).map_or(
+        std::time::Duration::from_secs(
+            rsbackup::config::mirror::DEFAULT_MIRROR_IDLE_TIMEOUT_SECONDS,
+        ),
+        |m| m.idle_timeout,
+    );
+    let stdin = IdleReader::watched(std::io::stdin().lock(), idle_timeout);
     let stdout = std::io::stdout().lock();
     let outcome = mirror_serve(
         &config,
@@ -292,5 +298,62 @@ pub fn serve(args: ServeArgs) -> Result<Outcome> {
             std::process::exit(crate::serve::REFUSED);
         }
         MirrorServeOutcome::Failed(e) => Err(e.into()),
+    }
+}
+
+/// A reader that a watchdog thread ends the process over when one read waits longer than the
+/// idle timeout: a primary that connects and then says nothing (a hung run, a half-open
+/// connection, someone holding the key) must not keep a mirror process and its repository
+/// lock for ever. Only time spent waiting for the primary counts; the mirror's own work
+/// between reads (writing and syncing a batch) does not. Ending the process mid-run is safe:
+/// the mirror repository survives a kill at any moment, and the next run resumes.
+struct IdleReader<R> {
+    inner: R,
+    /// Milliseconds since `start` when the current read began; 0 when not reading.
+    waiting_since: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    start: std::time::Instant,
+}
+
+impl<R: std::io::Read> IdleReader<R> {
+    fn watched(inner: R, timeout: std::time::Duration) -> IdleReader<R> {
+        use std::sync::atomic::Ordering;
+        let waiting_since = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let start = std::time::Instant::now();
+        let watched = std::sync::Arc::clone(&waiting_since);
+        std::thread::spawn(move || {
+            loop {
+                std::thread::sleep(std::time::Duration::from_millis(250));
+                let since = watched.load(Ordering::Relaxed);
+                if since == 0 {
+                    continue;
+                }
+                let now = start.elapsed().as_millis() as u64;
+                if now.saturating_sub(since) > timeout.as_millis() as u64 {
+                    eprintln!(
+                        "rsbackup: mirror-serve: no message from the primary for {} s \
+                         (idle-timeout-seconds); closing the connection",
+                        timeout.as_secs()
+                    );
+                    std::process::exit(i32::from(crate::exit::FAILURE));
+                }
+            }
+        });
+        IdleReader {
+            inner,
+            waiting_since,
+            start,
+        }
+    }
+}
+
+impl<R: std::io::Read> std::io::Read for IdleReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        use std::sync::atomic::Ordering;
+        // At least 1, so that a read starting in the first millisecond still counts.
+        let now = (self.start.elapsed().as_millis() as u64).max(1);
+        self.waiting_since.store(now, Ordering::Relaxed);
+        let got = self.inner.read(buf);
+        self.waiting_since.store(0, Ordering::Relaxed);
+        got
     }
 }
