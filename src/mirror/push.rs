@@ -90,6 +90,39 @@ pub fn push<R: Read, W: Write>(
         .map_err(|e| e.context(format_args!("mirror {}", opts.target)))
 }
 
+/// The packs a run offers chunks from: those sealed when it read the session list.
+struct Snapshot {
+    /// The highest sealed pack row then.
+    top: i64,
+    /// Every pack row sealed then (a pack below `top` may still have been being written).
+    sealed: HashSet<i64>,
+}
+
+/// A test seam: runs between the data and the manifest phase of a push in this thread.
+#[cfg(test)]
+pub(crate) mod tests_hook {
+    use std::cell::RefCell;
+
+    use crate::index::ChunkKind;
+
+    thread_local! {
+        static AFTER_PHASE: RefCell<Option<Box<dyn Fn(ChunkKind)>>> = const { RefCell::new(None) };
+    }
+
+    /// Call `f` after each phase of pushes made by this thread (`None`: stop).
+    pub(crate) fn set(f: Option<Box<dyn Fn(ChunkKind)>>) {
+        AFTER_PHASE.with(|h| *h.borrow_mut() = f);
+    }
+
+    pub(super) fn after_phase(kind: ChunkKind) {
+        AFTER_PHASE.with(|h| {
+            if let Some(f) = h.borrow().as_ref() {
+                f(kind);
+            }
+        });
+    }
+}
+
 struct Pusher<'a> {
     repo: &'a Repo,
     index: Index,
@@ -145,6 +178,16 @@ impl Pusher<'_> {
             .max()
             .unwrap_or(0);
         let first_writing = packs.iter().filter(|p| !p.sealed).map(|p| p.row).min();
+        // Everything this run offers comes from the packs sealed now, after the session list
+        // was read: every chunk of every listed session is in one of them (a session becomes
+        // visible only after its packs are sealed, and a manifest chunk's row is written only
+        // with or after the rows of the chunks it names). Ingests that seal packs while this
+        // run goes on are left for the next run: offering their manifest chunks without their
+        // data chunks, which an earlier batch passed by, would make the mirror refuse them.
+        let snapshot = Snapshot {
+            top,
+            sealed: packs.iter().filter(|p| p.sealed).map(|p| p.row).collect(),
+        };
         // A pack still being written below `top` must be offered next time: stop below it.
         let new_watermark = first_writing.map_or(top, |w| top.min(w - 1));
 
@@ -198,7 +241,9 @@ impl Pusher<'_> {
             self.repair(conn, report)?;
         }
         for kind in [ChunkKind::Data, ChunkKind::Manifest] {
-            self.chunks(conn, report, kind, from, &mut current)?;
+            self.chunks(conn, report, kind, from, &snapshot, &mut current)?;
+            #[cfg(test)]
+            tests_hook::after_phase(kind);
         }
         current.watermark = new_watermark.max(0);
         state::save(conn_db, &self.opts.target, &current, now())?;
@@ -384,34 +429,43 @@ impl Pusher<'_> {
         report: &mut PushReport,
         kind: ChunkKind,
         from: i64,
+        snapshot: &Snapshot,
         current: &mut TargetState,
     ) -> Result<()> {
         let mut last = vec![0u8; 0];
         loop {
-            let ids: Vec<ChunkId> = {
+            let rows: Vec<(ChunkId, i64)> = {
                 let mut stmt = self.index.conn().prepare_cached(
-                    "SELECT c.id FROM chunks c JOIN packs p ON p.id = c.pack \
-                     WHERE p.state = 'sealed' AND c.pack > ?1 AND c.kind = ?2 AND c.id > ?3 \
-                     ORDER BY c.id LIMIT ?4",
+                    "SELECT c.id, c.pack FROM chunks c JOIN packs p ON p.id = c.pack \
+                     WHERE p.state = 'sealed' AND c.pack > ?1 AND c.pack <= ?2 AND c.kind = ?3 \
+                     AND c.id > ?4 ORDER BY c.id LIMIT ?5",
                 )?;
                 stmt.query_map(
-                    rusqlite::params![from, kind as i64, &last, i64::from(MAX_IDS)],
-                    |r| r.get::<_, Vec<u8>>(0),
+                    rusqlite::params![from, snapshot.top, kind as i64, &last, i64::from(MAX_IDS)],
+                    |r| Ok((r.get::<_, Vec<u8>>(0)?, r.get::<_, i64>(1)?)),
                 )?
-                .map(|b| {
-                    let b = b?;
+                .map(|row| {
+                    let (b, pack) = row?;
                     let id: [u8; 32] = b
                         .as_slice()
                         .try_into()
                         .map_err(|_| Error::corrupt("index: a chunk id is not 32 bytes"))?;
-                    Ok(ChunkId(id))
+                    Ok((ChunkId(id), pack))
                 })
                 .collect::<Result<_>>()?
             };
-            let Some(end) = ids.last() else {
+            let Some((end, _)) = rows.last() else {
                 return Ok(());
             };
             last = end.0.to_vec();
+            let ids: Vec<ChunkId> = rows
+                .into_iter()
+                .filter(|(_, pack)| snapshot.sealed.contains(pack))
+                .map(|(id, _)| id)
+                .collect();
+            if ids.is_empty() {
+                continue;
+            }
             report.chunks_offered += ids.len() as u64;
             conn.send(&Message::HaveChunks(ids.clone()))?;
             let lacking = match reply(conn)? {

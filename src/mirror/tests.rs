@@ -639,3 +639,116 @@ fn the_primary_sends_nothing_it_did_not_offer() {
         }
     }
 }
+
+/// Regression (issue 12, part 4): a session committed between the push's data phase and its
+/// manifest phase. Its data chunks were sealed after the data phase passed them by; offering
+/// its manifest chunk anyway made the mirror refuse it ("names chunk ..., which the mirror does
+/// not hold"). A run offers only what was sealed when it read the session list.
+#[test]
+fn a_session_committed_during_a_push_waits_for_the_next_run() {
+    use std::rc::Rc;
+    let t = Rc::new(TestRepo::new());
+    session(&t, 11, 200_000);
+    let dest = t.path("mirror");
+    mirror_ok(&t, &dest);
+    session(&t, 12, 200_000);
+    let committed = Rc::new(std::cell::Cell::new(0u32));
+    {
+        let (committed, t) = (Rc::clone(&committed), Rc::clone(&t));
+        super::push::tests_hook::set(Some(Box::new(move |kind| {
+            if kind == crate::index::ChunkKind::Data && committed.get() == 0 {
+                session(&t, 13, 200_000);
+                committed.set(1);
+            }
+        })));
+    }
+    let report = mirror_ok(&t, &dest);
+    super::push::tests_hook::set(None);
+    assert_eq!(committed.get(), 1, "the hook did not run");
+    assert_eq!(
+        report.sessions_sent, 1,
+        "only the session listed at the start"
+    );
+    let mirror = Repo::open(&dest).unwrap();
+    assert_eq!(mirror.index().unwrap().sessions(None).unwrap().len(), 2);
+    // The next run brings the late one, whole.
+    let report = mirror_ok(&t, &dest);
+    assert_eq!(report.sessions_sent, 1);
+    assert_eq!(chunk_ids(&mirror), chunk_ids(&t.repo));
+    let deep = check(
+        &mirror,
+        &CheckOptions {
+            read_data: true,
+            identities: Some(t.identities()),
+        },
+    )
+    .unwrap();
+    assert!(deep.problems.is_empty(), "{:?}", deep.problems);
+}
+
+/// Issue 12, part 4: twenty mirror runs while ingests commit sessions beside them, all with
+/// real threads: every run succeeds and leaves the mirror consistent.
+#[test]
+fn twenty_mirror_runs_beside_ingests() {
+    let t = TestRepo::new();
+    session(&t, 21, 100_000);
+    let dest = t.path("mirror");
+    mirror_ok(&t, &dest);
+    let src = t.path("src");
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    std::thread::scope(|s| {
+        let ingests = s.spawn(|| {
+            let mut n = 0u64;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                n += 1;
+                std::fs::create_dir_all(src.join(format!("d{}", n % 7))).unwrap();
+                std::fs::write(
+                    src.join(format!("d{}/f{n}", n % 7)),
+                    crate::restore::testutil::noise(1000 + n, 50_000),
+                )
+                .unwrap();
+                crate::ingest::ingest(
+                    &t.repo,
+                    &crate::ingest::IngestOptions {
+                        client: "racer".into(),
+                        source: src.clone(),
+                        threads: Some(2),
+                        files_cache: true,
+                    },
+                )
+                .unwrap();
+            }
+            n
+        });
+        let mut failures = Vec::new();
+        for run in 0..20 {
+            let (p, m) = run_pair(&t.repo, &serve_opts(&dest, false), &opts("m"));
+            if let Err(e) = m {
+                failures.push(format!("run {run}: the mirror failed: {e}"));
+            }
+            if let Err(e) = p {
+                failures.push(format!("run {run}: the push failed: {e}"));
+            }
+        }
+        // Stop the ingests before any assertion, so that a failure cannot leave the scope
+        // waiting for them.
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        assert!(ingests.join().unwrap() > 0);
+        assert!(failures.is_empty(), "{failures:#?}");
+    });
+    mirror_ok(&t, &dest);
+    let mirror = Repo::open(&dest).unwrap();
+    assert_eq!(
+        mirror.index().unwrap().sessions(None).unwrap(),
+        t.repo.index().unwrap().sessions(None).unwrap()
+    );
+    let plain = check(
+        &mirror,
+        &CheckOptions {
+            read_data: true,
+            identities: None,
+        },
+    )
+    .unwrap();
+    assert!(plain.problems.is_empty(), "{:?}", plain.problems);
+}
