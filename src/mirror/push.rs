@@ -98,31 +98,6 @@ struct Snapshot {
     sealed: HashSet<i64>,
 }
 
-/// A test seam: runs between the data and the manifest phase of a push in this thread.
-#[cfg(test)]
-pub(crate) mod tests_hook {
-    use std::cell::RefCell;
-
-    use crate::index::ChunkKind;
-
-    thread_local! {
-        static AFTER_PHASE: RefCell<Option<Box<dyn Fn(ChunkKind)>>> = const { RefCell::new(None) };
-    }
-
-    /// Call `f` after each phase of pushes made by this thread (`None`: stop).
-    pub(crate) fn set(f: Option<Box<dyn Fn(ChunkKind)>>) {
-        AFTER_PHASE.with(|h| *h.borrow_mut() = f);
-    }
-
-    pub(super) fn after_phase(kind: ChunkKind) {
-        AFTER_PHASE.with(|h| {
-            if let Some(f) = h.borrow().as_ref() {
-                f(kind);
-            }
-        });
-    }
-}
-
 struct Pusher<'a> {
     repo: &'a Repo,
     index: Index,
@@ -568,5 +543,32 @@ impl Pusher<'_> {
             }
             m => Err(unexpected(&m, "ForgetOk")),
         }
+    }
+}
+
+/// A test seam: runs between the data and the manifest phase of a push in this thread.
+#[cfg(test)]
+pub(crate) mod tests_hook {
+    use std::cell::RefCell;
+
+    use crate::index::ChunkKind;
+
+    type Hook = Box<dyn Fn(ChunkKind)>;
+
+    thread_local! {
+        static AFTER_PHASE: RefCell<Option<Hook>> = const { RefCell::new(None) };
+    }
+
+    /// Call `f` after each phase of pushes made by this thread (`None`: stop).
+    pub(crate) fn set(f: Option<Hook>) {
+        AFTER_PHASE.with(|h| *h.borrow_mut() = f);
+    }
+
+    pub(super) fn after_phase(kind: ChunkKind) {
+        AFTER_PHASE.with(|h| {
+            if let Some(f) = h.borrow().as_ref() {
+                f(kind);
+            }
+        });
     }
 }
