@@ -351,6 +351,9 @@ impl Run<'_> {
             && let Some(recorded) = answer.text(&["client"])
             && recorded != self.config.name.as_str()
         {
+            if let Some(step) = self.steps.last_mut() {
+                step.status = StepStatus::Failed(format!("recorded under client {recorded:?}"));
+            }
             self.fail(
                 RunStatus::ServerFailed,
                 "complete",

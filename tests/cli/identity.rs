@@ -374,3 +374,62 @@ fn downloads_from_hollow_and_purge_staging_are_refused_keep_is_allowed() {
         "{mails:#?}"
     );
 }
+
+/// The job report names the client and session the server recorded; a server that answers
+/// `complete` for another client than client.toml's `name` makes the run a failure, never
+/// "ok". (Today's server cannot do that any more: a stand-in ssh plays an older or
+/// misconfigured server, and runs the real rsync receiver locally.)
+#[test]
+fn an_answer_for_another_client_fails_the_run() {
+    use std::os::unix::fs::PermissionsExt;
+    let client = Client::new();
+    fs::write(client.src.join("f"), b"data").unwrap();
+    let staging = client.path("staging");
+    fs::create_dir(&staging).unwrap();
+    let fake_ssh = client.path("fake-ssh");
+    fs::write(
+        &fake_ssh,
+        format!(
+            "#!/bin/bash\ncmd=''\nfor a in \"$@\"; do\n  if [ -n \"$cmd\" ]; then cmd=\"$cmd $a\"; \
+             continue; fi\n  case \"$a\" in rsbackup-client=*) cmd=\"$a\";; esac\ndone\n\
+             set -- $cmd\ncase \"$1 $3\" in\n\
+             'rsbackup-client=web1 prepare') echo '{{\"client\":\"web1\",\"ok\":true,\"token\":\"t\",\"prepared\":1}}';;\n\
+             'rsbackup-client=web1 complete') echo '{{\"client\":\"db1\",\"session\":7,\"state\":\"complete\",\"token\":\"t\"}}';;\n\
+             'rsbackup-client=web1 rsync') shift 2; cd {:?} && exec \"$@\";;\n\
+             *) echo \"unexpected: $cmd\" >&2; exit 1;;\nesac\n",
+            staging.display().to_string()
+        ),
+    )
+    .unwrap();
+    fs::set_permissions(&fake_ssh, fs::Permissions::from_mode(0o755)).unwrap();
+    let mail = client.path("mail");
+    fs::create_dir(&mail).unwrap();
+    let config = client.config(
+        1,
+        None,
+        MailTo::Dir(&mail),
+        &format!("ssh-path = {:?}", fake_ssh.display().to_string()),
+    );
+    let run = client.run(&config, &[]);
+    run.code(19);
+    assert_eq!(
+        fs::read(staging.join("src/f")).unwrap(),
+        b"data",
+        "rsync ran"
+    );
+    let messages = eml_messages(&mail);
+    let job = message_with(&messages, "web1: backup");
+    assert!(job.contains("backup FAILED"), "{job}");
+    assert_eq!(
+        push_client::figure(job, "recorded as"),
+        "client db1, session 7"
+    );
+    let error = message_with(&messages, "ERROR");
+    assert!(
+        error.contains(
+            "the server recorded this backup under client \"db1\" (session 7), not \
+                        under this client's name web1"
+        ),
+        "{error}"
+    );
+}
