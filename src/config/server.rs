@@ -319,6 +319,28 @@ impl ServerConfig {
             .map(|(_, p)| p)
     }
 
+    /// Settings that load but do not do what they seem to, one line each, for the commands an
+    /// administrator runs by hand (`authorized-keys`) to print: `restore = true` with a
+    /// `hollow` or `purge` staging area (such downloads are refused at request time).
+    pub fn warnings(&self) -> Vec<String> {
+        self.clients
+            .values()
+            .filter(|p| p.restore && p.staging_mode != StagingMode::Keep)
+            .map(|p| {
+                format!(
+                    "{}: client {}: restore = true has no effect with staging-mode = {:?}: \
+                     downloads from such staging are refused (it holds no files to restore)",
+                    self.path.display(),
+                    p.name,
+                    match p.staging_mode {
+                        StagingMode::Hollow => "hollow",
+                        _ => "purge",
+                    }
+                )
+            })
+            .collect()
+    }
+
     /// The client's staging directory (not checked on disk).
     pub fn staging_dir(&self, name: &ClientName) -> PathBuf {
         self.staging_root.join(name.as_str())

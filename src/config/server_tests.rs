@@ -751,3 +751,20 @@ fn on_new_machine_default_override_and_bad_values() {
         "expected a string",
     );
 }
+
+#[test]
+fn restore_without_keep_staging_is_a_warning() {
+    assert!(parse(&example()).unwrap().warnings().is_empty());
+    let text = example().replace(
+        "staging-mode = \"keep\"\nrestore = true",
+        "staging-mode = \"purge\"\nrestore = true",
+    );
+    let warnings = parse(&text).unwrap().warnings();
+    assert_eq!(
+        warnings,
+        [
+            "/etc/rsbackup/server.toml: client db1: restore = true has no effect with staging-mode = \
+          \"purge\": downloads from such staging are refused (it holds no files to restore)"
+        ]
+    );
+}

@@ -426,6 +426,112 @@ mod tests {
         assert!(book.machines().is_empty());
     }
 
+    fn config(staging: &Path, policy: &str) -> ServerConfig {
+        let text = format!(
+            "repository = \"/srv/repo\"\nstaging-root = {:?}\n[mail]\nfrom = \"a@b.c\"\n\
+             admin = [\"a@b.c\"]\ntransport = \"directory\"\ndirectory = \"/nonexistent\"\n\
+             [clients.web1]\nkeys = [\"ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIE1111111111111111\"]\n\
+             addresses = [\"0.0.0.0/0\"]\nwindows = [\"daily 00:00-24:00\"]\n\
+             on-new-machine = {policy:?}\n",
+            staging.display().to_string()
+        );
+        ServerConfig::parse(&text, Path::new("/etc/rsbackup/server.toml")).unwrap()
+    }
+
+    fn allowed(machine: MachineId) -> Decision {
+        Decision {
+            allowed: true,
+            reason: "client web1: prepare allowed".into(),
+            request: Some(crate::server::authz::Request::Prepare),
+            client_ip: None,
+            identity: Some(crate::format::client_identity::StatedIdentity {
+                client: "web1".into(),
+                machine,
+            }),
+        }
+    }
+
+    #[test]
+    fn gate_decides_by_the_record_and_the_policy() {
+        let dir = tempfile::tempdir().unwrap();
+        let web1 = ClientName::parse("web1").unwrap();
+        for policy in ["refuse", "alert", "accept"] {
+            let staging = dir.path().join(policy);
+            std::fs::create_dir(&staging).unwrap();
+            let cfg = config(&staging, policy);
+            // First use: allowed, with a machine to record; nothing written yet.
+            let (d, pending) = gate(&cfg, allowed(id(1)));
+            assert!(
+                d.allowed && d.reason.contains("first request"),
+                "{}",
+                d.reason
+            );
+            assert!(!machines_path(&staging, &web1).exists());
+            let mut pending = pending.unwrap();
+            assert_eq!(pending.how, Recorded::FirstUse);
+            pending
+                .book
+                .record(&pending.machine, 1, pending.how)
+                .unwrap();
+            drop(pending);
+            // Known: allowed as it was, nothing to record.
+            let (d, pending) = gate(&cfg, allowed(id(1)));
+            assert_eq!(d, allowed(id(1)));
+            assert!(pending.is_none());
+            // A second machine.
+            let (d, pending) = gate(&cfg, allowed(id(2)));
+            let two = id(2).to_string();
+            match policy {
+                "refuse" => {
+                    assert!(!d.allowed);
+                    assert!(pending.is_none());
+                    assert!(
+                        d.reason.contains(&format!(
+                            "accept-machine --config /etc/rsbackup/server.toml --client web1 \
+                             --machine {two}"
+                        )),
+                        "{}",
+                        d.reason
+                    );
+                }
+                "alert" => {
+                    assert!(
+                        d.allowed && d.reason.contains("NEW MACHINE"),
+                        "{}",
+                        d.reason
+                    );
+                    assert_eq!(pending.unwrap().how, Recorded::Alert);
+                }
+                _ => {
+                    assert!(
+                        d.allowed && d.reason.contains("new machine"),
+                        "{}",
+                        d.reason
+                    );
+                    assert_eq!(pending.unwrap().how, Recorded::Accept);
+                }
+            }
+            // A refused decision passes unchanged, whatever the record.
+            let refused = Decision {
+                allowed: false,
+                ..allowed(id(3))
+            };
+            let (d, pending) = gate(&cfg, refused.clone());
+            assert_eq!(d, refused);
+            assert!(pending.is_none());
+        }
+        // A record that cannot be read refuses (never "first use" again).
+        let staging = dir.path().join("refuse");
+        std::fs::write(machines_path(&staging, &web1), b"{").unwrap();
+        let (d, pending) = gate(&config(&staging, "accept"), allowed(id(1)));
+        assert!(
+            !d.allowed && d.reason.contains("machine record unusable"),
+            "{}",
+            d.reason
+        );
+        assert!(pending.is_none());
+    }
+
     #[test]
     fn damaged_or_foreign_files_are_refused() {
         let dir = tempfile::tempdir().unwrap();

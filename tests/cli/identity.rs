@@ -322,6 +322,18 @@ fn downloads_from_hollow_and_purge_staging_are_refused_keep_is_allowed() {
         ],
         None,
     );
+    // The configuration loads; the command the administrator runs after editing it warns.
+    let keys = rsbackup([arg("authorized-keys"), arg("--config"), arg(&s.config)]);
+    keys.ok();
+    for (client, warned) in [("h1", true), ("p1", true), ("k1", false)] {
+        let line = format!("client {client}: restore = true has no effect with staging-mode");
+        assert_eq!(
+            keys.stderr.contains(&line),
+            warned,
+            "{client}: {}",
+            keys.stderr
+        );
+    }
     let src = s.dir.path().join("src");
     fs::create_dir(&src).unwrap();
     fs::write(src.join("data"), common::pattern(3, 100_000)).unwrap();
