@@ -411,10 +411,21 @@ impl Run<'_> {
     /// `prepare` or `complete` over ssh; records the step, and the failure if any.
     fn remote(&mut self, word: &str, timeout: std::time::Duration) -> Remote {
         let started = Timestamp::now();
-        let identity = self.identity.clone().unwrap_or_else(|| StatedIdentity {
-            client: self.config.name.to_string(),
-            machine: crate::format::client_identity::MachineId::from_bytes([0; 16]),
-        });
+        let Some(identity) = self.identity.clone() else {
+            // steps() sets it before the first request; never send a made-up machine id.
+            let what = format!("{word}: no client identity (a bug)");
+            self.fail(
+                RunStatus::Failed,
+                word,
+                what.clone(),
+                self.options.host.clone(),
+                "report this bug".into(),
+            );
+            return Remote::Failed {
+                kind: FailureKind::ServerFailed,
+                output: what,
+            };
+        };
         let got = run_captured(
             ssh_command(self.config, &self.options.connection, &identity, word),
             Limits {
