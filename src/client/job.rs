@@ -14,6 +14,7 @@ use super::diagnosis::{
     ssh_advice, step_status_words,
 };
 use super::hooks::{OnFailure, hook_name, run_hook};
+use super::identity::stated_identity;
 use super::lock::ClientLock;
 use super::remote::{
     Connection, ServerAnswer, rsync_command, server_label, server_problem, ssh_command,
@@ -23,6 +24,7 @@ use super::stats::RsyncStats;
 use super::summary;
 use crate::config::ClientConfig;
 use crate::error::{Error, ErrorKind};
+use crate::format::client_identity::StatedIdentity;
 use crate::process::{Ended, Limits, run_captured};
 use crate::report::{ErrorReport, Failure, JobReport, StepReport, StepStatus};
 
@@ -131,6 +133,8 @@ struct Run<'a> {
     fatal: Option<RunStatus>,
     partial: bool,
     hook_failed: bool,
+    /// The client name and machine every request states (set before the first request).
+    identity: Option<StatedIdentity>,
 }
 
 /// Run the backup once. Never panics on a failing step: every outcome ends up in the result.
@@ -144,6 +148,7 @@ pub fn run(config: &ClientConfig, options: &RunOptions) -> RunResult {
         fatal: None,
         partial: false,
         hook_failed: false,
+        identity: None,
     };
     let lock = match ClientLock::acquire(&options.lock_path) {
         Ok(lock) => lock,
@@ -212,7 +217,11 @@ impl Run<'_> {
 
     /// Init hooks, prepare, rsync, complete: stops at the first failure that forbids the next.
     fn steps(&mut self, lock: &ClientLock) -> (Option<RsyncStats>, Option<ServerAnswer>) {
-        let rsync = match rsync_command(self.config, &self.options.connection) {
+        let rsync = match stated_identity(self.config).and_then(|identity| {
+            let rsync = rsync_command(self.config, &self.options.connection, &identity);
+            self.identity = Some(identity);
+            rsync
+        }) {
             Ok(c) => c,
             Err(err) => {
                 self.fail(
@@ -338,6 +347,33 @@ impl Run<'_> {
             }
         };
         let _ = RunNote::remove(&note_path);
+        if let Some(answer) = &answer
+            && let Some(recorded) = answer.text(&["client"])
+            && recorded != self.config.name.as_str()
+        {
+            if let Some(step) = self.steps.last_mut() {
+                step.status = StepStatus::Failed(format!("recorded under client {recorded:?}"));
+            }
+            self.fail(
+                RunStatus::ServerFailed,
+                "complete",
+                format!(
+                    "the server recorded this backup under client {:?}{}, not under this \
+                     client's name {}",
+                    recorded.chars().take(80).collect::<String>(),
+                    answer
+                        .text(&["session"])
+                        .map(|s| format!(" (session {s})"))
+                        .unwrap_or_default(),
+                    self.config.name
+                ),
+                server_label(self.config),
+                "this client's ssh key belongs to another client on the server: give this \
+                 machine its own key and client entry"
+                    .into(),
+            );
+            return (stats, Some(answer.clone()));
+        }
         if let Some(answer) = &answer {
             let state = answer.text(&["state"]).unwrap_or_default();
             let problems = answer.problems();
@@ -375,8 +411,23 @@ impl Run<'_> {
     /// `prepare` or `complete` over ssh; records the step, and the failure if any.
     fn remote(&mut self, word: &str, timeout: std::time::Duration) -> Remote {
         let started = Timestamp::now();
+        let Some(identity) = self.identity.clone() else {
+            // steps() sets it before the first request; never send a made-up machine id.
+            let what = format!("{word}: no client identity (a bug)");
+            self.fail(
+                RunStatus::Failed,
+                word,
+                what.clone(),
+                self.options.host.clone(),
+                "report this bug".into(),
+            );
+            return Remote::Failed {
+                kind: FailureKind::ServerFailed,
+                output: what,
+            };
+        };
         let got = run_captured(
-            ssh_command(self.config, &self.options.connection, word),
+            ssh_command(self.config, &self.options.connection, &identity, word),
             Limits {
                 timeout: Some(timeout),
                 own_group: false,

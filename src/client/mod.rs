@@ -15,6 +15,7 @@
 
 pub mod diagnosis;
 pub mod hooks;
+pub mod identity;
 pub mod job;
 pub mod lock;
 pub mod remote;

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use crate::config::ClientConfig;
 use crate::error::{Error, ErrorKind, Result};
+use crate::format::client_identity::StatedIdentity;
 
 /// Timeouts and options of the connection; defaults suit a nightly cron run.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -89,14 +90,20 @@ pub fn ssh_options(config: &ClientConfig, conn: &Connection) -> Vec<OsString> {
     argv
 }
 
-/// `ssh ... user@host -- WORD`: `prepare` or `complete` (they take no arguments).
-pub fn ssh_command(config: &ClientConfig, conn: &Connection, word: &str) -> Command {
+/// `ssh ... user@host -- 'rsbackup-client=NAME rsbackup-machine=ID WORD'`: `prepare` or
+/// `complete`, after the client identity prefix (format-spec/wire.md).
+pub fn ssh_command(
+    config: &ClientConfig,
+    conn: &Connection,
+    identity: &StatedIdentity,
+    word: &str,
+) -> Command {
     let mut command = Command::new(&config.ssh_path);
     command
         .args(ssh_options(config, conn))
         .arg(format!("{}@{}", config.server.user, config.server.host))
         .arg("--")
-        .arg(word);
+        .arg(format!("{} {word}", identity.prefix()));
     clean_env(&mut command);
     command
 }
@@ -123,8 +130,14 @@ fn rsh_word(word: &std::ffi::OsStr) -> Result<String> {
 }
 
 /// The rsync command: `rsync -a -H -X --numeric-ids --delete --partial --stats
-/// --timeout=N [-z] [--bwlimit=N] -e 'ssh ...' --exclude=... SOURCES user@host:`.
-pub fn rsync_command(config: &ClientConfig, conn: &Connection) -> Result<Command> {
+/// --timeout=N [-z] [--bwlimit=N] -e 'ssh ...' --rsync-path='PREFIX rsync' --exclude=...
+/// SOURCES user@host:`. The `--rsync-path` puts the client identity prefix in front of the
+/// `rsync --server ...` command the server sees.
+pub fn rsync_command(
+    config: &ClientConfig,
+    conn: &Connection,
+    identity: &StatedIdentity,
+) -> Result<Command> {
     let mut rsh = vec![rsh_word(config.ssh_path.as_os_str())?];
     for o in ssh_options(config, conn) {
         rsh.push(rsh_word(&o)?);
@@ -150,6 +163,7 @@ pub fn rsync_command(config: &ClientConfig, conn: &Connection) -> Result<Command
         command.arg(format!("--bwlimit={kib}"));
     }
     command.arg("-e").arg(rsh.join(" "));
+    command.arg(format!("--rsync-path={} rsync", identity.prefix()));
     for exclude in transfer_excludes(&config.sources, &config.excludes)? {
         command.arg(format!("--exclude={exclude}"));
     }

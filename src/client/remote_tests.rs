@@ -24,6 +24,15 @@ directory = "/var/spool/rsbackup"
     ClientConfig::parse(&text, Path::new("/etc/rsbackup/client.toml")).unwrap()
 }
 
+fn identity() -> StatedIdentity {
+    StatedIdentity {
+        client: "web1".into(),
+        machine: crate::format::client_identity::MachineId::from_bytes([0xab; 16]),
+    }
+}
+
+const PREFIX: &str = "rsbackup-client=web1 rsbackup-machine=abababababababababababababababab";
+
 fn argv(command: &Command) -> Vec<String> {
     command
         .get_args()
@@ -34,12 +43,16 @@ fn argv(command: &Command) -> Vec<String> {
 #[test]
 fn ssh_runs_one_word_in_batch_mode() {
     let cfg = config("");
-    let cmd = ssh_command(&cfg, &Connection::default(), "prepare");
+    let cmd = ssh_command(&cfg, &Connection::default(), &identity(), "prepare");
     assert_eq!(cmd.get_program(), "/usr/bin/ssh");
     let args = argv(&cmd);
     assert_eq!(
         &args[args.len() - 3..],
-        ["rsb@backup.example.org", "--", "prepare"]
+        [
+            "rsb@backup.example.org".to_owned(),
+            "--".to_owned(),
+            format!("{PREFIX} prepare")
+        ]
     );
     for want in [
         "BatchMode=yes",
@@ -70,7 +83,7 @@ fn rsync_uses_only_what_the_server_accepts() {
         compress: true,
         ..Connection::default()
     };
-    let args = argv(&rsync_command(&cfg, &conn).unwrap());
+    let args = argv(&rsync_command(&cfg, &conn, &identity()).unwrap());
     let head: Vec<&str> = args.iter().take(9).map(String::as_str).collect();
     assert_eq!(
         head,
@@ -113,9 +126,16 @@ fn rsync_uses_only_what_the_server_accepts() {
             "rsb@backup.example.org:"
         ]
     );
-    // No option the server's allow-list lacks.
+    // The identity prefix in front of the remote rsync, as the server's parser wants it.
+    let rsync_path = format!("--rsync-path={PREFIX} rsync");
+    assert_eq!(
+        args.iter().filter(|a| **a == rsync_path).count(),
+        1,
+        "{args:?}"
+    );
+    // No option the server's allow-list lacks (--rsync-path stays on the client's side).
     for a in &args {
-        assert!(!a.starts_with("--inplace") && a != "-s" && !a.starts_with("--rsync-path"));
+        assert!(!a.starts_with("--inplace") && a != "-s");
     }
 }
 

@@ -26,6 +26,8 @@ pub mod label {
     pub const LITERAL_MATCHED: &str = "literal / matched data";
     /// Bytes that came back.
     pub const RECEIVED: &str = "bytes received";
+    /// The client and session the server recorded the backup as (from its answer).
+    pub const RECORDED_AS: &str = "recorded as";
     /// The session's state on the server.
     pub const STATE: &str = "session state";
     /// Bytes the store kept after deduplication and compression.
@@ -112,6 +114,13 @@ pub fn figures(stats: Option<&RsyncStats>, answer: Option<&ServerAnswer>) -> Vec
         }
     }
     if let Some(a) = answer {
+        if let Some(client) = a.text(&["client"]) {
+            let session = a
+                .text(&["session"])
+                .map(|s| format!(", session {s}"))
+                .unwrap_or_default();
+            put(label::RECORDED_AS, format!("client {client}{session}"));
+        }
         if let Some(state) = a.text(&["state"]) {
             put(label::STATE, state);
         }
@@ -217,7 +226,8 @@ mod tests {
     fn figures_from_real_stats_and_an_answer() {
         let stats = RsyncStats::parse(include_str!("testdata/rsync-3.2.7-second.txt"));
         let answer = ServerAnswer::parse(
-            "{\"session\":7,\"state\":\"complete\",\"new_stored_bytes\":2048,\"new_chunks\":1}",
+            "{\"client\":\"web1\",\"session\":7,\"state\":\"complete\",\"new_stored_bytes\":2048,\
+             \"new_chunks\":1}",
         )
         .unwrap();
         let f = figures(Some(&stats), Some(&answer));
@@ -236,6 +246,7 @@ mod tests {
         );
         assert_eq!(get(label::LITERAL_MATCHED), "197 / 2,999,808");
         assert_eq!(get(label::STATE), "complete");
+        assert_eq!(get(label::RECORDED_AS), "client web1, session 7");
         assert!(get(label::NEW_STORED).starts_with("2,048 bytes (2.0 KiB)"));
         assert_eq!(get(label::NEW_CHUNKS), "1");
         assert!(figures(None, None).is_empty());

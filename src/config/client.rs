@@ -12,6 +12,9 @@ use super::mail::RawMail;
 use super::{ClientName, Hook, MailConfig, RawHook, SourceFile, read_config_file};
 use crate::error::Result;
 
+/// Where the machine identity comes from when `machine-id-file` is not set.
+pub const DEFAULT_MACHINE_ID_FILE: &str = "/etc/machine-id";
+
 /// How the client reaches the server.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServerAddress {
@@ -60,6 +63,9 @@ pub struct ClientConfig {
     pub continue_after_init_hook_failure: bool,
     /// How rsync and ssh move the data (`[transfer]`).
     pub transfer: TransferOptions,
+    /// The file whose first line identifies this machine (`machine-id-file`, default
+    /// `/etc/machine-id`); only a hash derived from it is sent (see `client::identity`).
+    pub machine_id_file: PathBuf,
 }
 
 /// The `[transfer]` table: timeouts, bandwidth and wire compression.
@@ -266,6 +272,10 @@ impl ClientConfig {
             },
             continue_after_init_hook_failure,
             transfer,
+            machine_id_file: match raw.machine_id_file {
+                Some(p) => src.absolute_path(p, "machine-id-file")?,
+                None => PathBuf::from(DEFAULT_MACHINE_ID_FILE),
+            },
             path: path.to_owned(),
             name,
             server,
@@ -312,6 +322,7 @@ struct RawClient {
     state_dir: Option<Spanned<PathBuf>>,
     on_init_hook_failure: Option<Spanned<String>>,
     transfer: Option<RawTransfer>,
+    machine_id_file: Option<Spanned<PathBuf>>,
     mail: RawMail,
 }
 
@@ -478,16 +489,19 @@ password-file = "/etc/rsbackup/smtp-password"
         let cfg = parse(EXAMPLE).unwrap();
         assert_eq!(cfg.transfer, TransferOptions::default());
         assert_eq!(cfg.state_dir, PathBuf::from("/var/lib/rsbackup"));
+        assert_eq!(cfg.machine_id_file, PathBuf::from("/etc/machine-id"));
         assert!(!cfg.continue_after_init_hook_failure);
 
         let text = EXAMPLE.replacen(
             "[server]",
-            "state-dir = \"/srv/rsbackup-state\"\non-init-hook-failure = \"continue\"\n\n\
+            "state-dir = \"/srv/rsbackup-state\"\non-init-hook-failure = \"continue\"\n\
+             machine-id-file = \"/srv/machine-id\"\n\n\
              [transfer]\nio-timeout-seconds = 120\nbwlimit-kib = 5000\ncompress = true\n\n[server]",
             1,
         );
         let cfg = parse(&text).unwrap();
         assert_eq!(cfg.state_dir, PathBuf::from("/srv/rsbackup-state"));
+        assert_eq!(cfg.machine_id_file, PathBuf::from("/srv/machine-id"));
         assert!(cfg.continue_after_init_hook_failure);
         assert_eq!(cfg.transfer.io_timeout, Duration::from_secs(120));
         assert_eq!(cfg.transfer.connect_timeout, Duration::from_secs(30));
@@ -510,6 +524,7 @@ password-file = "/etc/rsbackup/smtp-password"
             "out of range",
         );
         bad("bwlimit-kib = 5000", "bwlimit-kib = 0", "no limit");
+        bad("\"/srv/machine-id\"", "\"machine-id\"", "machine-id-file");
         bad(
             "\"/srv/rsbackup-state\"",
             "\"state\"",

@@ -81,6 +81,29 @@ pub enum StagingMode {
     Purge,
 }
 
+/// What the server does when a client's key is used from a machine it has not recorded for that
+/// client (`on-new-machine`; see `server::machines`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnNewMachine {
+    /// Refuse the request (audited, alert mailed); `rsbackup accept-machine` lets it in.
+    Refuse,
+    /// Allow it, record the machine, audit and mail the administrator once per new machine.
+    Alert,
+    /// Allow it and record the machine (audited like every request).
+    Accept,
+}
+
+impl OnNewMachine {
+    /// The name used in `server.toml`.
+    pub fn name(self) -> &'static str {
+        match self {
+            OnNewMachine::Refuse => "refuse",
+            OnNewMachine::Alert => "alert",
+            OnNewMachine::Accept => "accept",
+        }
+    }
+}
+
 /// One OpenSSH public key: `ALGORITHM BASE64 [COMMENT]`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SshPublicKey {
@@ -161,6 +184,8 @@ pub struct ClientPolicy {
     /// How long a run may stay between `prepare` and `complete` before its lease expires and
     /// the next `prepare` may take it over (`lease-hours`).
     pub lease_timeout: Duration,
+    /// What a request from a machine not yet recorded for this client gets (`on-new-machine`).
+    pub on_new_machine: OnNewMachine,
 }
 
 /// The validated `server.toml`.
@@ -294,6 +319,28 @@ impl ServerConfig {
             .map(|(_, p)| p)
     }
 
+    /// Settings that load but do not do what they seem to, one line each, for the commands an
+    /// administrator runs by hand (`authorized-keys`) to print: `restore = true` with a
+    /// `hollow` or `purge` staging area (such downloads are refused at request time).
+    pub fn warnings(&self) -> Vec<String> {
+        self.clients
+            .values()
+            .filter(|p| p.restore && p.staging_mode != StagingMode::Keep)
+            .map(|p| {
+                format!(
+                    "{}: client {}: restore = true has no effect with staging-mode = {:?}: \
+                     downloads from such staging are refused (it holds no files to restore)",
+                    self.path.display(),
+                    p.name,
+                    match p.staging_mode {
+                        StagingMode::Hollow => "hollow",
+                        _ => "purge",
+                    }
+                )
+            })
+            .collect()
+    }
+
     /// The client's staging directory (not checked on disk).
     pub fn staging_dir(&self, name: &ClientName) -> PathBuf {
         self.staging_root.join(name.as_str())
@@ -336,6 +383,7 @@ struct RawPolicy {
     prepare_hooks: Option<Vec<RawHook>>,
     complete_hooks: Option<Vec<RawHook>>,
     lease_hours: Option<Spanned<toml::Value>>,
+    on_new_machine: Option<Spanned<String>>,
     retention: Option<RawRetention>,
 }
 
@@ -354,6 +402,7 @@ struct PolicyValues {
     prepare_hooks: Option<Vec<Hook>>,
     complete_hooks: Option<Vec<Hook>>,
     lease_hours: Option<u64>,
+    on_new_machine: Option<OnNewMachine>,
 }
 
 impl PolicyValues {
@@ -373,6 +422,7 @@ impl PolicyValues {
             prepare_hooks: pick(self.prepare_hooks, &defaults.prepare_hooks),
             complete_hooks: pick(self.complete_hooks, &defaults.complete_hooks),
             lease_hours: pick(self.lease_hours, &defaults.lease_hours),
+            on_new_machine: pick(self.on_new_machine, &defaults.on_new_machine),
         }
     }
 }
@@ -516,6 +566,21 @@ impl SourceFile<'_> {
             },
         };
 
+        let on_new_machine = match raw.on_new_machine {
+            None => None,
+            Some(v) => Some(match v.get_ref().as_str() {
+                "refuse" => OnNewMachine::Refuse,
+                "alert" => OnNewMachine::Alert,
+                "accept" => OnNewMachine::Accept,
+                other => {
+                    return Err(at(
+                        &v.span(),
+                        format!("on-new-machine = {other:?} is not one of refuse, alert, accept"),
+                    ));
+                }
+            }),
+        };
+
         let hooks = |raw: Option<Vec<RawHook>>, what: &str| {
             raw.map(|list| self.hooks(list, &format!("{whose}: {what}")))
                 .transpose()
@@ -531,6 +596,7 @@ impl SourceFile<'_> {
             prepare_hooks: hooks(raw.prepare_hooks, "prepare-hooks")?,
             complete_hooks: hooks(raw.complete_hooks, "complete-hooks")?,
             lease_hours,
+            on_new_machine,
         })
     }
 
@@ -594,6 +660,7 @@ impl SourceFile<'_> {
             lease_timeout: Duration::from_secs(
                 values.lease_hours.unwrap_or(DEFAULT_LEASE_HOURS) * 3600,
             ),
+            on_new_machine: values.on_new_machine.unwrap_or(OnNewMachine::Refuse),
         })
     }
 }

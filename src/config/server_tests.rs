@@ -705,3 +705,66 @@ fn documented_mirror_examples_load() {
         assert_eq!(err.message(), sample);
     }
 }
+
+#[test]
+fn on_new_machine_default_override_and_bad_values() {
+    let cfg = parse(&example()).unwrap();
+    assert_eq!(
+        cfg.client("web1").unwrap().on_new_machine,
+        OnNewMachine::Refuse
+    );
+    let text = example()
+        .replace(
+            "staging-mode = \"hollow\"\n",
+            "staging-mode = \"hollow\"\non-new-machine = \"alert\"\n",
+        )
+        .replace(
+            "restore = true\n",
+            "restore = true\non-new-machine = \"accept\"\n",
+        );
+    let cfg = parse(&text).unwrap();
+    assert_eq!(
+        cfg.client("web1").unwrap().on_new_machine,
+        OnNewMachine::Alert
+    );
+    assert_eq!(
+        cfg.client("db1").unwrap().on_new_machine,
+        OnNewMachine::Accept
+    );
+    assert_eq!(OnNewMachine::Accept.name(), "accept");
+    refused(
+        "restore = true",
+        "restore = true\non-new-machine = \"allow\"",
+        27,
+        "client db1: on-new-machine = \"allow\" is not one of refuse, alert, accept",
+    );
+    refused(
+        "staging-mode = \"hollow\"",
+        "staging-mode = \"hollow\"\non-new-machine = \"warn\"",
+        14,
+        "[defaults]: on-new-machine = \"warn\" is not one of",
+    );
+    refused(
+        "restore = true",
+        "restore = true\non-new-machine = true",
+        27,
+        "expected a string",
+    );
+}
+
+#[test]
+fn restore_without_keep_staging_is_a_warning() {
+    assert!(parse(&example()).unwrap().warnings().is_empty());
+    let text = example().replace(
+        "staging-mode = \"keep\"\nrestore = true",
+        "staging-mode = \"purge\"\nrestore = true",
+    );
+    let warnings = parse(&text).unwrap().warnings();
+    assert_eq!(
+        warnings,
+        [
+            "/etc/rsbackup/server.toml: client db1: restore = true has no effect with staging-mode = \
+          \"purge\": downloads from such staging are refused (it holds no files to restore)"
+        ]
+    );
+}

@@ -2,6 +2,7 @@
 //! or cryptography.
 
 pub mod chunk;
+pub mod client_identity;
 pub mod manifest;
 pub mod pack;
 pub mod repository;

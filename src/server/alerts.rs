@@ -158,6 +158,29 @@ pub fn notify(config: &ServerConfig, host: &str, now: Timestamp, refusal: Option
     }
 }
 
+/// Mail the administrator at once (not coalesced) about an allowed request that needs their
+/// attention, such as a client's key used from a new machine under `on-new-machine = "alert"`:
+/// `line` is the request's audit line. Bounded by [`ALERT_MAIL_TIMEOUT`].
+pub fn send_notice(config: &ServerConfig, host: &str, client: &str, line: &str) -> Result<()> {
+    let mut mail = config.mail.clone();
+    if let MailTransport::Smtp { timeout, .. } = &mut mail.transport {
+        *timeout = (*timeout).min(ALERT_MAIL_TIMEOUT);
+    }
+    let subject = format!(
+        "[rsbackup] {}: client {} used from a new machine",
+        crate::server::audit::escape_for_log(host, 80),
+        crate::server::audit::escape_for_log(client, 80)
+    );
+    let body = format!(
+        "The rsbackup server on {host} allowed a request of client {client} from a machine not \
+         recorded for it (on-new-machine = \"alert\"), and has recorded that machine:\n\n{line}\n\n\
+         If this is not a rebuilt or added machine of that client, its ssh key and client.toml \
+         have been copied: remove the key from the client's keys, and see docs/usage.md \
+         (\"Machine identity\").\n"
+    );
+    Mailer::from_config(&mail)?.send(&config.admin, &subject, &body)
+}
+
 fn send(config: &ServerConfig, host: &str, batch: &AlertBatch) -> Result<()> {
     let mut mail = config.mail.clone();
     if let MailTransport::Smtp { timeout, .. } = &mut mail.transport {

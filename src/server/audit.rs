@@ -239,6 +239,7 @@ mod tests {
             reason: "client web1: unknown command \"x\"".into(),
             request: None,
             client_ip: Some("192.0.2.10".parse().unwrap()),
+            identity: None,
         };
         let time: Timestamp = "2026-11-28T02:00:00Z".parse().unwrap();
         let cmd = format!("x\ny{}", "z".repeat(400));
@@ -288,6 +289,7 @@ mod tests {
             reason: "r".into(),
             request: None,
             client_ip: None,
+            identity: None,
         };
         let r = AuditRecord::new(
             Timestamp::UNIX_EPOCH,

@@ -11,7 +11,8 @@ use std::net::IpAddr;
 
 use jiff::Timestamp;
 
-use crate::config::{ClientPolicy, Command, ServerConfig};
+use crate::config::{ClientPolicy, Command, ServerConfig, StagingMode};
+use crate::format::client_identity::StatedIdentity;
 use crate::server::rsync_argv::RsyncRequest;
 
 /// Longest `SSH_ORIGINAL_COMMAND` accepted, in bytes. rsbackup's own commands are far shorter.
@@ -68,6 +69,8 @@ pub struct Decision {
     pub request: Option<Request>,
     /// The source address, when `SSH_CONNECTION` parsed (IPv4-mapped IPv6 shown as IPv4).
     pub client_ip: Option<IpAddr>,
+    /// The client name and machine the request stated, when the command parsed.
+    pub identity: Option<StatedIdentity>,
 }
 
 impl Decision {
@@ -82,6 +85,7 @@ impl Decision {
             reason,
             request,
             client_ip,
+            identity: None,
         }
     }
 }
@@ -127,12 +131,26 @@ pub fn authorize(
     {
         return Decision::refuse(outside_windows(policy, now), Some(ip), None);
     }
-    let request = match parse_command(ssh_original_command) {
-        Ok(request) => request,
+    let (identity, request) = match parse_command(ssh_original_command) {
+        Ok(parsed) => parsed,
         Err(reason) => {
             return Decision::refuse(format!("client {client}: {reason}"), Some(ip), None);
         }
     };
+    let refuse = |why: String, request: Request| Decision {
+        identity: Some(identity.clone()),
+        ..Decision::refuse(format!("client {client}: {why}"), Some(ip), Some(request))
+    };
+    if identity.client != client {
+        return refuse(
+            format!(
+                "the request states client {}, but came with client {client}'s ssh key (a \
+                 copied client.toml, ssh key or cloned machine? machine {})",
+                identity.client, identity.machine
+            ),
+            request,
+        );
+    }
     let permitted = match request.command() {
         Some(command) => policy.commands.contains(&command),
         None => policy.restore,
@@ -142,14 +160,38 @@ pub fn authorize(
             Some(c) => format!("command {} is not in its commands", c.name()),
             None => "downloads (rsync --sender) need restore = true".to_owned(),
         };
-        return Decision::refuse(format!("client {client}: {why}"), Some(ip), Some(request));
+        return refuse(why, request);
+    }
+    if matches!(request, Request::Download(_)) && policy.staging_mode != StagingMode::Keep {
+        return refuse(download_refusal(policy), request);
     }
     Decision {
         allowed: true,
-        reason: format!("client {client}: {} allowed from {ip}", request.name()),
+        reason: format!(
+            "client {client}: {} allowed from {ip} (machine {})",
+            request.name(),
+            identity.machine
+        ),
         request: Some(request),
         client_ip: Some(ip),
+        identity: Some(identity),
     }
+}
+
+/// Why a download from a `hollow` or `purge` staging area is refused, and what to do instead.
+fn download_refusal(policy: &ClientPolicy) -> String {
+    let mode = crate::server::serve::mode_name(policy.staging_mode);
+    let what = if policy.staging_mode == StagingMode::Hollow {
+        "holds placeholders (files of the right size whose bytes are all zero), not the files"
+    } else {
+        "is emptied after every backup"
+    };
+    format!(
+        "download refused: staging-mode = {mode} staging {what}; restore a session on the server \
+         instead: rsbackup restore --repo REPO --client {0} --session latest|ID --identity \
+         AGE-IDENTITY-FILE --target DIR",
+        policy.name
+    )
 }
 
 fn outside_windows(policy: &ClientPolicy, now: Timestamp) -> String {
@@ -183,8 +225,9 @@ pub fn parse_ssh_connection(value: Option<&str>) -> Result<IpAddr, String> {
 }
 
 /// Parse `SSH_ORIGINAL_COMMAND` without a shell: printable ASCII only, no quotes or
-/// backslashes, words separated by single ASCII spaces.
-pub fn parse_command(value: Option<&str>) -> Result<Request, String> {
+/// backslashes, words separated by single ASCII spaces; the client identity prefix
+/// (`rsbackup-client=NAME rsbackup-machine=ID`) first, then the command.
+pub fn parse_command(value: Option<&str>) -> Result<(StatedIdentity, Request), String> {
     let Some(command) = value else {
         return Err("no command given (an interactive login is never allowed)".into());
     };
@@ -205,10 +248,12 @@ pub fn parse_command(value: Option<&str>) -> Result<Request, String> {
     {
         return Err(format!("command contains {c:?}; quoting is never needed"));
     }
-    let words: Vec<&str> = command.split(' ').collect();
-    if words.iter().any(|w| w.is_empty()) {
+    let all_words: Vec<&str> = command.split(' ').collect();
+    if all_words.iter().any(|w| w.is_empty()) {
         return Err("command has empty words (leading, trailing or double spaces)".into());
     }
+    // Every command states the client's name and machine first (format-spec/wire.md).
+    let (identity, words) = StatedIdentity::split(&all_words)?;
     let simple = |request: Request| {
         if words.len() == 1 {
             Ok(request)
@@ -216,12 +261,12 @@ pub fn parse_command(value: Option<&str>) -> Result<Request, String> {
             Err(format!("{} takes no arguments", words[0]))
         }
     };
-    match words[0] {
+    let request = match words[0] {
         "prepare" => simple(Request::Prepare),
         "complete" => simple(Request::Complete),
         "sessions" => simple(Request::Sessions),
         "rsync" => {
-            let req = RsyncRequest::parse(&words)?;
+            let req = RsyncRequest::parse(words)?;
             Ok(if req.sender {
                 Request::Download(req)
             } else {
@@ -229,7 +274,8 @@ pub fn parse_command(value: Option<&str>) -> Result<Request, String> {
             })
         }
         other => Err(format!("unknown command {other:?}")),
-    }
+    }?;
+    Ok((identity, request))
 }
 
 #[cfg(test)]

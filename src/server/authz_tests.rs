@@ -27,8 +27,16 @@ addresses = ["0.0.0.0/0", "::/0"]
 windows = ["daily 00:00-24:00"]
 commands = ["prepare", "upload"]
 restore = true
+staging-mode = "keep"
 "#;
     ServerConfig::parse(text, Path::new("/etc/rsbackup/server.toml")).unwrap()
+}
+
+const MACHINE: &str = "0123456789abcdef0123456789abcdef";
+
+/// `cmd` as client `client` sends it: after the identity prefix.
+fn stated(client: &str, cmd: &str) -> String {
+    format!("rsbackup-client={client} rsbackup-machine={MACHINE} {cmd}")
 }
 
 /// Saturday 2026-11-28 03:00 in Berlin (02:00 UTC): inside web1's Friday-night window.
@@ -41,7 +49,8 @@ fn conn(ip: &str) -> String {
 }
 
 fn decide(client: &str, ip: &str, cmd: &str, now: Timestamp) -> Decision {
-    authorize(&config(), client, Some(&conn(ip)), Some(cmd), now)
+    let cmd = stated(client, cmd);
+    authorize(&config(), client, Some(&conn(ip)), Some(&cmd), now)
 }
 
 #[test]
@@ -50,6 +59,10 @@ fn allowed_requests() {
     assert!(d.allowed, "{}", d.reason);
     assert!(matches!(d.request, Some(Request::Upload(_))));
     assert_eq!(d.client_ip, Some("192.0.2.10".parse().unwrap()));
+    let identity = d.identity.unwrap();
+    assert_eq!(identity.client, "web1");
+    assert_eq!(identity.machine.to_string(), MACHINE);
+    assert!(d.reason.contains(MACHINE), "{}", d.reason);
     for cmd in ["prepare", "complete", "sessions"] {
         let d = decide("web1", "2001:db8::42", cmd, saturday_night());
         assert!(d.allowed, "{cmd}: {}", d.reason);
@@ -181,6 +194,7 @@ fn command_parsing_attacks() {
     let long = format!("{UPLOAD} {}", "x".repeat(MAX_COMMAND_BYTES));
     for (cmd, needle) in [
         ("", "empty words"),
+        ("prepare", "did not state its name"),
         ("prepare\n", "0x0a"),
         ("prepare\nrm -rf /", "0x0a"),
         ("prepare\0", "0x00"),
@@ -207,9 +221,21 @@ fn command_parsing_attacks() {
             "\"..\"",
         ),
     ] {
-        let err = parse_command(Some(cmd)).expect_err(cmd);
+        // "prepare" alone lacks the prefix; everything else follows a good prefix.
+        let full = if cmd == "prepare" {
+            cmd.to_owned()
+        } else {
+            stated("web1", cmd)
+        };
+        let err = parse_command(Some(&full)).expect_err(cmd);
         assert!(err.contains(needle), "{cmd:?}: {err:?} lacks {needle:?}");
-        let d = decide("web1", "192.0.2.10", cmd, saturday_night());
+        let d = authorize(
+            &config(),
+            "web1",
+            Some(&conn("192.0.2.10")),
+            Some(&full),
+            saturday_night(),
+        );
         assert!(!d.allowed, "{cmd:?}");
     }
     assert!(
@@ -217,6 +243,84 @@ fn command_parsing_attacks() {
             .unwrap_err()
             .contains("interactive login")
     );
+}
+
+#[test]
+fn identity_prefix_is_required_and_must_name_the_keys_client() {
+    let ask = |client: &str, cmd: &str| {
+        authorize(
+            &config(),
+            client,
+            Some(&conn("192.0.2.10")),
+            Some(cmd),
+            saturday_night(),
+        )
+    };
+    // No prefix: an older client.
+    let d = ask("web1", "prepare");
+    assert!(!d.allowed);
+    assert!(
+        d.reason
+            .starts_with("client web1: the client did not state its name"),
+        "{}",
+        d.reason
+    );
+    // db1's client.toml with web1's key: refused, both names and the machine in the reason.
+    let d = ask("web1", &stated("db1", "prepare"));
+    assert!(!d.allowed);
+    assert!(
+        d.reason
+            .contains("states client db1, but came with client web1's ssh key"),
+        "{}",
+        d.reason
+    );
+    assert!(d.reason.contains(MACHINE), "{}", d.reason);
+    assert_eq!(d.identity.unwrap().client, "db1");
+    // The same for an upload: the prefix comes in front of the rsync command too.
+    let d = ask("web1", &stated("db1", UPLOAD));
+    assert!(
+        !d.allowed && d.reason.contains("states client db1"),
+        "{}",
+        d.reason
+    );
+    let d = ask("web1", &stated("web1", UPLOAD));
+    assert!(d.allowed, "{}", d.reason);
+}
+
+#[test]
+fn downloads_only_from_keep_staging() {
+    for (mode, allowed, needle) in [
+        ("keep", true, "download allowed"),
+        ("hollow", false, "holds placeholders"),
+        ("purge", false, "is emptied after every backup"),
+    ] {
+        let mut cfg = config();
+        let db1 = cfg
+            .clients
+            .iter_mut()
+            .find(|(n, _)| n.as_str() == "db1")
+            .unwrap()
+            .1;
+        db1.staging_mode = match mode {
+            "keep" => StagingMode::Keep,
+            "hollow" => StagingMode::Hollow,
+            _ => StagingMode::Purge,
+        };
+        let cmd = stated("db1", DOWNLOAD);
+        let d = authorize(
+            &cfg,
+            "db1",
+            Some(&conn("192.0.2.10")),
+            Some(&cmd),
+            saturday_night(),
+        );
+        assert_eq!(d.allowed, allowed, "{mode}: {}", d.reason);
+        assert!(d.reason.contains(needle), "{mode}: {}", d.reason);
+        if !allowed {
+            assert!(d.reason.contains("rsbackup restore --repo"), "{}", d.reason);
+            assert!(!d.reason.contains('\n'));
+        }
+    }
 }
 
 #[test]

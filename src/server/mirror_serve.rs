@@ -104,6 +104,7 @@ pub fn authorize_mirror(
             reason: format!("mirror-of {mirror_of}: mirror connection allowed from {ip}"),
             request: None,
             client_ip: Some(ip),
+            identity: None,
         },
         None => Decision::refuse(
             format!(

@@ -22,6 +22,7 @@ pub mod authz;
 mod complete;
 pub mod hooks;
 pub mod lock;
+pub mod machines;
 pub mod mirror_serve;
 pub mod rsync_argv;
 pub mod rsync_version;

@@ -345,6 +345,8 @@ fn real_rsync_round_trip() {
                 "--partial",
                 "--stats",
                 "--modify-window=-1",
+                // The client identity prefix rides in front of the remote rsync.
+                "--rsync-path=rsbackup-client=web1 rsbackup-machine=0123456789abcdef0123456789abcdef rsync",
                 "-e",
             ])
             .arg(ssh)
@@ -356,7 +358,7 @@ fn real_rsync_round_trip() {
     client(&fake_ssh);
     let sent = std::fs::read_to_string(&words).unwrap();
     let request = match crate::server::authz::parse_command(Some(sent.trim_end())) {
-        Ok(crate::server::authz::Request::Upload(r)) => r,
+        Ok((_, crate::server::authz::Request::Upload(r))) => r,
         other => panic!("{sent:?}: {other:?}"),
     };
 

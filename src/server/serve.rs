@@ -97,6 +97,7 @@ pub fn serve(config: &ServerConfig, input: &ServeInput) -> ServeOutcome {
         input.ssh_original_command.as_deref(),
         input.now,
     );
+    let (decision, machine) = crate::server::machines::gate(config, decision);
     let record = AuditRecord::new(
         input.now,
         &input.client,
@@ -108,6 +109,11 @@ pub fn serve(config: &ServerConfig, input: &ServeInput) -> ServeOutcome {
         Recorded::Allowed => {}
         Recorded::Refused => return ServeOutcome::Refused,
         Recorded::Unaudited(e) => return ServeOutcome::Failed(e),
+    }
+    if let Some(pending) = machine
+        && let Err(e) = pending.commit(config, &input.host, &record)
+    {
+        return ServeOutcome::Failed(e.context("recording the client's machine"));
     }
     let (Some(policy), Some(request)) = (config.client(&input.client), decision.request) else {
         return ServeOutcome::Failed(Error::new(ErrorKind::Internal, "allowed without a request"));

@@ -44,6 +44,8 @@ impl Client {
         let key = SshKey::generate(dir.path(), "client_key");
         let src = dir.path().join("src");
         fs::create_dir_all(&src).unwrap();
+        // This test machine's own machine-id (client.toml's machine-id-file names it).
+        fs::write(dir.path().join("machine-id"), "test-machine-web1\n").unwrap();
         Client { dir, key, src }
     }
 
@@ -89,9 +91,10 @@ impl Client {
             )
         };
         let text = format!(
-            "name = \"web1\"\nsources = [{:?}]\n{extra}\n[server]\nhost = \"127.0.0.1\"\n\
-             port = {port}\nuser = {:?}\nssh-key = {:?}\n{known}\n{mail}",
+            "name = \"web1\"\nsources = [{:?}]\nmachine-id-file = {:?}\n{extra}\n[server]\n\
+             host = \"127.0.0.1\"\nport = {port}\nuser = {:?}\nssh-key = {:?}\n{known}\n{mail}",
             self.src.display().to_string(),
+            self.path("machine-id").display().to_string(),
             // The user the sshd harness logs in as.
             std::env::var("USER")
                 .ok()

@@ -21,8 +21,8 @@ pub(crate) struct Server {
     pub(crate) staging: PathBuf,
     pub(crate) config: PathBuf,
     keys: Vec<(String, SshKey)>,
-    sshd: Sshd,
-    smtp: Smtp,
+    pub(crate) sshd: Sshd,
+    pub(crate) smtp: Smtp,
 }
 
 impl Server {
@@ -78,8 +78,18 @@ impl Server {
         &self.keys.iter().find(|(n, _)| n == client).unwrap().1
     }
 
+    /// `ssh CLIENT 'PREFIX COMMAND'`: as the client names itself, from machine [`MACHINE`].
     pub(crate) fn ssh(&self, client: &str, bind: Option<&str>, command: &str) -> Output {
-        self.sshd.run(self.key(client), bind, command)
+        self.sshd.run(
+            self.key(client),
+            bind,
+            &format!("{} {command}", prefix(client)),
+        )
+    }
+
+    /// `ssh CLIENT COMMAND`, without the identity prefix (as an older client would send it).
+    pub(crate) fn ssh_raw(&self, client: &str, command: &str) -> Output {
+        self.sshd.run(self.key(client), None, command)
     }
 
     /// `ssh CLIENT COMMAND`, which must succeed with a JSON answer.
@@ -115,6 +125,7 @@ impl Server {
             "--stats",
         ])
         .args(extra)
+        .arg(format!("--rsync-path={} rsync", prefix(client)))
         .arg("-e")
         .arg(self.sshd.rsh(self.key(client), None))
         .arg(format!("{}/", src.display()))
@@ -138,9 +149,20 @@ impl Server {
         done
     }
 
-    /// (client, ip, command, decision, reason) of every audit row, oldest first.
+    /// (client, ip, command, decision, reason) of every audit row, oldest first; the command
+    /// without the identity prefix this harness puts in front of every command.
     pub(crate) fn audit(&self) -> Vec<[String; 5]> {
-        common::audit_rows(&self.repo.repo)
+        let mut rows = common::audit_rows(&self.repo.repo);
+        for row in &mut rows {
+            if let Some((_, rest)) = row[2]
+                .strip_prefix("rsbackup-client=")
+                .and_then(|r| r.split_once(" rsbackup-machine="))
+                .and_then(|(_, r)| r.split_once(' '))
+            {
+                row[2] = rest.to_owned();
+            }
+        }
+        rows
     }
 
     pub(crate) fn sessions(&self) -> i64 {
@@ -179,6 +201,14 @@ fn tree_with_specials(root: &Path) {
     std::os::unix::fs::chown(&suid, Some(1234), Some(5678)).unwrap();
     common::set_mode(&suid, 0o4755);
     common::set_times_bottom_up(root, 1_700_000_000);
+}
+
+/// The machine id every request of this harness states (as a client's derived machine id).
+pub(crate) const MACHINE: &str = "00000000000000000000000000000001";
+
+/// The identity prefix `client` sends from [`MACHINE`].
+pub(crate) fn prefix(client: &str) -> String {
+    format!("rsbackup-client={client} rsbackup-machine={MACHINE}")
 }
 
 pub(crate) const ANY: &str = "addresses = [\"127.0.0.1\"]\nwindows = [\"daily 00:00-24:00\"]";
@@ -383,6 +413,7 @@ fn rsync_argument_attacks_are_refused() {
     let out = Command::new("rsync")
         .args(["-a", "-e"])
         .arg(s.sshd.rsh(s.key("web1"), None))
+        .arg(format!("--rsync-path={} rsync", prefix("web1")))
         .arg(s.sshd.destination())
         .arg(&back)
         .output()

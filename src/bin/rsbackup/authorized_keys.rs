@@ -23,6 +23,9 @@ pub struct Args {
 /// Run `authorized-keys`.
 pub fn run(args: Args) -> Result<Outcome> {
     let config = ServerConfig::load(&args.config)?;
+    for warning in config.warnings() {
+        eprintln!("rsbackup: warning: {warning}");
+    }
     let program = match args.program {
         Some(p) => p,
         None => std::env::current_exe()?,

@@ -5,6 +5,7 @@
 
 #![forbid(unsafe_code)]
 
+mod accept_machine;
 mod authorized_keys;
 mod cat;
 mod check;
@@ -107,6 +108,8 @@ enum Command {
     Serve(serve::Args),
     /// Print the authorized_keys lines binding each client's keys to `serve`.
     AuthorizedKeys(authorized_keys::Args),
+    /// Accept a client's new (rebuilt) machine, or forget its recorded machines.
+    AcceptMachine(accept_machine::Args),
     /// Roll sessions off by the retention rules and collect what no kept session needs.
     Prune(prune::Args),
     /// Keep a session whatever the retention rules say.
@@ -194,6 +197,7 @@ fn main() -> ExitCode {
 fn run(command: Command) -> anyhow::Result<Outcome> {
     match command {
         Command::Keygen(a) => keygen::run(a),
+        Command::AcceptMachine(a) => accept_machine::run(a),
         Command::Init(a) => init::run(a),
         Command::Ingest(a) => ingest::run(a),
         Command::Sessions(a) => sessions::run(a),
