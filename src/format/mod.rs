@@ -2,6 +2,7 @@
 //! or cryptography.
 
 pub mod chunk;
+pub mod complete_args;
 pub mod manifest;
 pub mod pack;
 pub mod repository;

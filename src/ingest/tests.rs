@@ -295,7 +295,7 @@ fn file_vanishing_before_read_is_unreadable_and_session_incomplete() {
         })),
     };
     let r = ingest_with(&t.repo, &opts("c", &src), &hooks).unwrap();
-    assert_eq!(r.state, SessionState::Incomplete);
+    assert_eq!(r.state, SessionState::Partial);
     let mut bad: Vec<&str> = r.errors.iter().map(|e| e.path.as_str()).collect();
     bad.sort();
     assert_eq!(bad, ["gone", "h1", "h2"]);
@@ -308,7 +308,7 @@ fn file_vanishing_before_read_is_unreadable_and_session_incomplete() {
     );
     assert_eq!(content(&t, find(&es, b"a")), b"stays");
     let info = t.repo.index().unwrap().session(r.session_id()).unwrap();
-    assert_eq!(info.state, SessionState::Incomplete);
+    assert_eq!(info.state, SessionState::Partial);
     assert_eq!(info.stats.errors, 3);
 }
 

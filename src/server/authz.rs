@@ -12,6 +12,7 @@ use std::net::IpAddr;
 use jiff::Timestamp;
 
 use crate::config::{ClientPolicy, Command, ServerConfig};
+use crate::format::complete_args::CompleteArgs;
 use crate::server::rsync_argv::RsyncRequest;
 
 /// Longest `SSH_ORIGINAL_COMMAND` accepted, in bytes. rsbackup's own commands are far shorter.
@@ -29,8 +30,8 @@ pub enum Request {
     Upload(RsyncRequest),
     /// rsync download from staging (`--sender`); needs `restore = true`.
     Download(RsyncRequest),
-    /// `complete`.
-    Complete,
+    /// `complete`, with how the transfer ended.
+    Complete(CompleteArgs),
     /// `sessions`.
     Sessions,
 }
@@ -43,7 +44,7 @@ impl Request {
             Request::Prepare => Some(Command::Prepare),
             Request::Upload(_) => Some(Command::Upload),
             Request::Download(_) => None,
-            Request::Complete => Some(Command::Complete),
+            Request::Complete(_) => Some(Command::Complete),
             Request::Sessions => Some(Command::Sessions),
         }
     }
@@ -218,7 +219,7 @@ pub fn parse_command(value: Option<&str>) -> Result<Request, String> {
     };
     match words[0] {
         "prepare" => simple(Request::Prepare),
-        "complete" => simple(Request::Complete),
+        "complete" => CompleteArgs::parse(&words[1..]).map(Request::Complete),
         "sessions" => simple(Request::Sessions),
         "rsync" => {
             let req = RsyncRequest::parse(&words)?;
