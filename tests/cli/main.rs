@@ -6,6 +6,7 @@ mod check_damage;
 mod cli_basic;
 mod ingest_crash;
 mod mirror;
+mod outcome;
 mod prune;
 mod push_client;
 mod push_hollow;
