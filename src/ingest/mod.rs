@@ -215,7 +215,7 @@ pub fn validate_client_name(name: &str) -> Result<()> {
 /// Ingest `opts.source` into `repo` as a new session of `opts.client`.
 ///
 /// Unreadable paths do not fail the run: each becomes an "unreadable" entry, a
-/// [`PathError`] in the report, and the session is committed as incomplete. Any other error
+/// [`PathError`] in the report, and the session is committed as partial. Any other error
 /// (index, packs, keys) fails the run; its running session stays invisible and the next writer
 /// removes what it left.
 pub fn ingest(repo: &Repo, opts: &IngestOptions) -> Result<IngestReport> {

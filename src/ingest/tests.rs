@@ -279,7 +279,7 @@ fn renamed_directory_adds_no_data_chunks() {
 }
 
 #[test]
-fn file_vanishing_before_read_is_unreadable_and_session_incomplete() {
+fn file_vanishing_before_read_is_unreadable_and_session_partial() {
     let t = TestRepo::new();
     let src = t.path("src");
     write(&src.join("a"), b"stays");
