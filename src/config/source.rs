@@ -39,16 +39,6 @@ impl Default for SourceGuard {
     }
 }
 
-/// One entry of `sources` as written.
-#[derive(Debug, Deserialize)]
-#[serde(untagged)]
-pub(super) enum RawSource {
-    /// `"/etc"`.
-    Path(PathBuf),
-    /// `{ path = "/srv", must-be-mountpoint = true }`.
-    Table(RawSourceTable),
-}
-
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub(super) struct RawSourceTable {
@@ -70,18 +60,19 @@ pub(super) fn sources(
     let mut guards = Vec::new();
     for entry in raw.into_inner() {
         let span = entry.span();
-        let parsed = RawSource::deserialize(entry.into_inner()).map_err(|e| {
+        let bad = |why: String| {
             src.error_at(
                 &span,
                 format!(
                     "sources: each entry is a path or a table {{ path = \"/srv\", must-exist, \
-                     must-be-mountpoint, must-not-be-empty, one-file-system }}: {e}"
+                     must-be-mountpoint, must-not-be-empty, one-file-system }}: {why}"
                 ),
             )
-        })?;
-        let (path, guard) = match parsed {
-            RawSource::Path(p) => (p, SourceGuard::default()),
-            RawSource::Table(t) => {
+        };
+        let (path, guard) = match entry.into_inner() {
+            toml::Value::String(p) => (PathBuf::from(p), SourceGuard::default()),
+            table @ toml::Value::Table(_) => {
+                let t = RawSourceTable::deserialize(table).map_err(|e| bad(e.to_string()))?;
                 let d = SourceGuard::default();
                 (
                     t.path,
@@ -93,6 +84,7 @@ pub(super) fn sources(
                     },
                 )
             }
+            other => return Err(bad(format!("found a {}", other.type_str()))),
         };
         if !path.is_absolute() {
             return Err(src.error_at(
@@ -117,4 +109,56 @@ pub(super) fn sources(
         return Err(src.error_at(&list_span, "sources is empty: nothing to back up"));
     }
     Ok((paths, guards))
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::config::ClientConfig;
+
+    fn parse(sources: &str) -> crate::error::Result<ClientConfig> {
+        ClientConfig::parse(
+            &format!(
+                "name = \"web1\"\nsources = [\n{sources}\n]\n[server]\nhost = \"b\"\n\
+                 ssh-key = \"/k\"\n[mail]\nfrom = \"a@b.c\"\nerrors-to = [\"a@b.c\"]\n\
+                 reports-to = [\"a@b.c\"]\ntransport = \"directory\"\ndirectory = \"/tmp\"\n"
+            ),
+            std::path::Path::new("/etc/rsbackup/client.toml"),
+        )
+    }
+
+    #[test]
+    fn sources_are_paths_or_tables_with_guards() {
+        let cfg = parse(
+            "\"/etc\",\n{ path = \"/srv\", must-be-mountpoint = true, one-file-system = true },\n\
+             { path = \"/media/usb\", must-exist = false }",
+        )
+        .unwrap();
+        assert_eq!(cfg.sources.len(), 3);
+        assert_eq!(cfg.source_guards[0], super::SourceGuard::default());
+        assert!(cfg.source_guards[1].must_be_mountpoint && cfg.source_guards[1].one_file_system);
+        assert!(cfg.source_guards[1].must_exist);
+        assert!(!cfg.source_guards[2].must_exist);
+        for (bad, line, words) in [
+            (
+                "\"/etc\",\n{ path = \"/srv\", must-be-mounted = true }",
+                4,
+                "must-be-mounted",
+            ),
+            ("\"/etc\",\n\"srv\"", 4, "not an absolute path"),
+            ("\"/etc\",\n42", 4, "each entry is a path or a table"),
+            (
+                "{ path = \"/srv\", must-exist = false, must-not-be-empty = true }",
+                3,
+                "contradicts",
+            ),
+        ] {
+            let err = parse(bad).unwrap_err().to_string();
+            assert!(
+                err.contains(&format!("client.toml:{line}")) && err.contains(words),
+                "{bad}: {err}"
+            );
+        }
+        let err = parse("").unwrap_err().to_string();
+        assert!(err.contains("sources is empty"), "{err}");
+    }
 }

@@ -37,20 +37,21 @@ pub(crate) fn complete(
     match lease.wait_for_uploads(UPLOAD_WAIT) {
         Ok(true) => {}
         Ok(false) => {
-            let _ = lease.back_to_prepared(&run.token);
+            let _ = lease.release(&run.token);
             drop(running);
             return Err(Error::new(
                 ErrorKind::Locked,
                 format!(
-                    "client {}: an upload of this run was still writing to staging after {} s; \
-                     nothing was ingested: complete again once it has ended",
+                    "client {}: an upload was still writing to staging after {} s; nothing was \
+                     ingested and the run is ended: the next run sends again, and its complete \
+                     waits for that upload too",
                     policy.name,
                     UPLOAD_WAIT.as_secs()
                 ),
             ));
         }
         Err(e) => {
-            let _ = lease.back_to_prepared(&run.token);
+            let _ = lease.release(&run.token);
             return Err(e);
         }
     }

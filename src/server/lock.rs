@@ -24,8 +24,9 @@
 //! `exec`), and `complete`, once its lease is `completing` (so no new upload starts), waits for
 //! the exclusive lock, bounded by [`UPLOAD_WAIT`], before it reads staging: it never ingests a
 //! tree that a second connection inside the same lease is still writing, nor rsync's temporary
-//! files (`.name.XXXXXX`). After the bound it gives up, hands the lease back to `prepared` and
-//! is refused, so that the client can `complete` again once its upload has ended.
+//! files (`.name.XXXXXX`). After the bound it gives up: it ingests nothing, ends the lease (as
+//! every `complete` that ran does, which is what the client's resume note expects) and fails;
+//! the next run's `complete` waits for that upload again if it still runs.
 //!
 //! Each read-modify-write of the file holds `flock` on it for a few milliseconds, so two requests
 //! never both see "free". The file is replaced by rename, so a crash leaves the old or the new
@@ -214,19 +215,6 @@ impl LeaseFile {
             }
             std::thread::sleep(Duration::from_millis(200));
         }
-    }
-
-    /// Undo [`LeaseFile::begin_complete`]: the lease named `token` is `prepared` again (its
-    /// `complete` gave up before reading staging).
-    pub fn back_to_prepared(&self, token: &str) -> Result<()> {
-        self.with_lock(|current| {
-            if let Some(l) = current.as_mut()
-                && l.token == token
-            {
-                l.state = LeaseState::Prepared;
-            }
-            Ok(())
-        })
     }
 
     fn upload_lock_path(&self) -> PathBuf {
@@ -432,13 +420,16 @@ mod tests {
             "a new upload beside a complete"
         );
         assert!(!f.wait_for_uploads(Duration::from_millis(300)).unwrap());
-        f.back_to_prepared(&run.token).unwrap();
+        f.release(&run.token).unwrap();
         drop(guard);
-        assert_eq!(f.check_prepared(5004).unwrap().token, e.token);
-        drop(upload);
+        // The next run waits for the same upload, until its rsync ends.
+        let (e2, _) = f.acquire(5004).unwrap();
+        assert_ne!(e2.token, e.token);
         let (_, guard) = f.begin_complete(5005).unwrap();
+        assert!(!f.wait_for_uploads(Duration::from_millis(300)).unwrap());
+        drop(upload);
         assert!(f.wait_for_uploads(Duration::from_millis(300)).unwrap());
-        f.release(&e.token).unwrap();
+        f.release(&e2.token).unwrap();
         drop(guard);
         // A damaged file is reported, naming it.
         std::fs::write(f.path(), b"{").unwrap();
