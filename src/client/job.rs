@@ -27,6 +27,8 @@ use crate::format::complete_args::CompleteArgs;
 use crate::process::{Ended, Limits, run_captured};
 use crate::report::{ErrorReport, Failure, JobReport, RunOutcome, StepReport, StepStatus};
 
+#[path = "job_answer.rs"]
+mod answer;
 #[path = "job_guard_step.rs"]
 mod guard_step;
 
@@ -366,43 +368,7 @@ impl Run<'_> {
         };
         let _ = RunNote::remove(&note_path);
         if let Some(answer) = &answer {
-            let state = answer.text(&["state"]).unwrap_or_default();
-            let problems = answer.problems();
-            if state == "partial" {
-                self.partial = true;
-            } else if !problems.is_empty() {
-                // Recorded complete; what went wrong afterwards (a complete hook) is a warning.
-                self.hook_failed = true;
-            }
-            if state == "partial" || !problems.is_empty() {
-                let errors = answer.errors();
-                let count = errors.len() as u64 + answer.errors_left_out();
-                let what = if state == "partial" {
-                    let reason = answer.text(&["reason"]).unwrap_or_else(|| {
-                        format!(
-                            "{} path{} could not be stored{}",
-                            count,
-                            if count == 1 { "" } else { "s" },
-                            errors
-                                .first()
-                                .map(|e| format!(", e.g. {e}"))
-                                .unwrap_or_default()
-                        )
-                    });
-                    format!("the session is partial: {reason}")
-                } else {
-                    format!(
-                        "the session was recorded, but the server reports: {}",
-                        problems.join(" / ")
-                    )
-                };
-                self.failures.push(Failure {
-                    step: "complete".into(),
-                    what,
-                    location: server_label(self.config),
-                    action: "see the complete step's output in the job report for details".into(),
-                });
-            }
+            self.read_complete_answer(answer);
         }
         (stats, answer)
     }
