@@ -20,7 +20,7 @@ pub use rows::{
     ChunkKind, ChunkLocation, PackInfo, SealedChunk, SessionInfo, SessionState, SessionStats,
 };
 use rows::{
-    SESSION_COLUMNS, finish_session_row, location_from_row, location_select, session_from_row,
+    finish_session_row, location_from_row, location_select, session_columns, session_from_row,
     to_i64, to_u64,
 };
 pub use schema::{APPLICATION_ID, INDEX_VERSION};
@@ -29,10 +29,16 @@ pub use schema::{APPLICATION_ID, INDEX_VERSION};
 /// write lock only for short transactions, so a minute means something is stuck.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// Longest `sessions.reason` stored, in bytes (format-spec/index.md).
+pub const MAX_REASON_BYTES: usize = 4096;
+
 /// One connection to `index.db`.
 pub struct Index {
     conn: Connection,
     path: PathBuf,
+    /// The schema version: [`INDEX_VERSION`], or 1 for an old index opened read-only (which
+    /// cannot be migrated; its sessions have no `reason`).
+    version: i32,
 }
 
 impl std::fmt::Debug for Index {
@@ -58,6 +64,7 @@ impl Index {
         let index = Index {
             conn,
             path: path.to_path_buf(),
+            version: INDEX_VERSION,
         };
         index.configure()?;
         index.write_tx("creating the schema", |conn| {
@@ -81,11 +88,21 @@ impl Index {
         let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
         let conn = Connection::open_with_flags(path, flags)
             .map_err(|e| Error::from(e).context(format!("opening index {}", path.display())))?;
-        let index = Index {
+        let mut index = Index {
             conn,
             path: path.to_path_buf(),
+            version: INDEX_VERSION,
         };
-        schema::check_version(&index.conn, path)?;
+        let version = schema::check_version(&index.conn, path)?;
+        if version == 1 {
+            // Foreign keys are still off on this fresh connection (configure turns them on).
+            index
+                .conn
+                .busy_timeout(BUSY_TIMEOUT)
+                .map_err(|e| Error::from(e).context(format!("opening index {}", path.display())))?;
+            schema::migrate_v1(&index.conn, path)?;
+        }
+        index.version = INDEX_VERSION;
         index.configure()?;
         Ok(index)
     }
@@ -119,11 +136,12 @@ impl Index {
         let conn = Connection::open_with_flags(&uri, flags).map_err(|e| {
             Error::from(e).context(format!("opening index {} read-only", path.display()))
         })?;
-        let index = Index {
+        let mut index = Index {
             conn,
             path: path.to_path_buf(),
+            version: INDEX_VERSION,
         };
-        schema::check_version(&index.conn, path)?;
+        index.version = schema::check_version(&index.conn, path)?;
         index
             .conn
             .busy_timeout(BUSY_TIMEOUT)
@@ -373,6 +391,27 @@ impl Index {
         stats: &SessionStats,
         root: &[ChunkId],
     ) -> Result<()> {
+        self.finish_session_with_reason(id, state, finished, stats, root, None)
+    }
+
+    /// [`Index::finish_session`], recording why the session is `partial` (`reason`, at most
+    /// [`MAX_REASON_BYTES`], cut at a character boundary beyond that).
+    pub fn finish_session_with_reason(
+        &self,
+        id: SessionId,
+        state: SessionState,
+        finished: i64,
+        stats: &SessionStats,
+        root: &[ChunkId],
+        reason: Option<&str>,
+    ) -> Result<()> {
+        let reason = reason.map(|r| {
+            let mut end = r.len().min(MAX_REASON_BYTES);
+            while !r.is_char_boundary(end) {
+                end -= 1;
+            }
+            &r[..end]
+        });
         if state == SessionState::Running {
             return Err(Error::new(
                 ErrorKind::Internal,
@@ -405,7 +444,7 @@ impl Index {
             }
             let updated = conn.execute(
                 "UPDATE sessions SET state = ?1, finished = ?2, files = ?3, bytes = ?4, \
-                 errors = ?5, new_chunks = ?6, new_bytes = ?7, writer = NULL \
+                 errors = ?5, new_chunks = ?6, new_bytes = ?7, writer = NULL, reason = ?9 \
                  WHERE id = ?8 AND state = 'running'",
                 params![
                     state.as_sql(),
@@ -416,6 +455,7 @@ impl Index {
                     to_i64(stats.new_chunks, "chunk count")?,
                     to_i64(stats.new_bytes, "byte count")?,
                     id.0,
+                    reason,
                 ],
             )?;
             if updated != 1 {
@@ -433,8 +473,9 @@ impl Index {
         let mut stmt = self
             .conn
             .prepare_cached(&format!(
-                "{SESSION_COLUMNS} WHERE state != 'running' AND (?1 IS NULL OR client = ?1) \
-                 ORDER BY started, id"
+                "{} WHERE state != 'running' AND (?1 IS NULL OR client = ?1) \
+                 ORDER BY started, id",
+                session_columns(self.version)
             ))
             .map_err(|e| self.err(e, "listing sessions"))?;
         let rows = stmt
@@ -449,7 +490,8 @@ impl Index {
         let row = self
             .conn
             .prepare_cached(&format!(
-                "{SESSION_COLUMNS} WHERE id = ?1 AND state != 'running'"
+                "{} WHERE id = ?1 AND state != 'running'",
+                session_columns(self.version)
             ))
             .and_then(|mut s| s.query_row([id.0], session_from_row).optional())
             .map_err(|e| self.err(e, format_args!("reading session {id}")))?;

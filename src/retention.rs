@@ -17,7 +17,7 @@
 //!
 //! * the newest complete session is always kept, whatever the rules;
 //! * a pinned session is kept until unpinned;
-//! * an incomplete session never counts toward any counting rule (so it can neither use up a
+//! * a partial session never counts toward any counting rule (so it can neither use up a
 //!   `keep-last` slot nor take the place of a complete session in a period); it is kept only when
 //!   pinned, covered by `keep-within`, or newer than every complete session (it then holds the
 //!   newest copy of whatever could be read);
@@ -87,7 +87,7 @@ pub struct SessionFacts {
     pub id: i64,
     /// Server time of the session (Unix seconds).
     pub time: i64,
-    /// False for an incomplete session.
+    /// False for a partial session.
     pub complete: bool,
     /// Pinned by the administrator.
     pub pinned: bool,
@@ -101,8 +101,8 @@ pub enum Reason {
     Pinned,
     /// The newest complete session.
     NewestComplete,
-    /// An incomplete session newer than every complete one.
-    NewestIncomplete,
+    /// A partial session newer than every complete one.
+    NewestPartial,
     /// No rules: everything is kept.
     #[serde(rename = "no-rules")]
     NoPolicy,
@@ -135,7 +135,7 @@ impl Reason {
         match self {
             Reason::Pinned => "pinned",
             Reason::NewestComplete => "newest complete",
-            Reason::NewestIncomplete => "newest (incomplete)",
+            Reason::NewestPartial => "newest (partial)",
             Reason::NoPolicy => "no retention rules",
             Reason::Last => "keep-last",
             Reason::Hourly => "keep-hourly",
@@ -228,12 +228,12 @@ pub fn decide(
     if let Some(&newest) = complete.first() {
         reasons[newest].insert(Reason::NewestComplete);
         for &i in order.iter().take_while(|&&i| i != newest) {
-            reasons[i].insert(Reason::NewestIncomplete);
+            reasons[i].insert(Reason::NewestPartial);
         }
     } else if let Some(&newest) = order.first() {
-        // No complete session at all: the incomplete ones are the best there is, so the counting
+        // No complete session at all: the partial ones are the best there is, so the counting
         // rules apply to them rather than keeping every one forever.
-        reasons[newest].insert(Reason::NewestIncomplete);
+        reasons[newest].insert(Reason::NewestPartial);
         complete = order.clone();
     }
 
@@ -348,13 +348,13 @@ mod tests {
             ..Policy::default()
         };
         let d = decide(&s, &p, &utc(), now()).unwrap();
-        // 4 and 2 are the two newest complete ones; 3 is incomplete and older than 4.
+        // 4 and 2 are the two newest complete ones; 3 is partial and older than 4.
         assert_eq!(kept(&d), vec![2, 4]);
         assert_eq!(d[3].reasons, vec![Reason::NewestComplete, Reason::Last]);
     }
 
     #[test]
-    fn newest_incomplete_is_kept_but_displaces_nothing() {
+    fn newest_partial_is_kept_but_displaces_nothing() {
         let mut s = facts(&[
             "2026-01-01T00:00:00Z",
             "2026-01-02T00:00:00Z",
@@ -368,7 +368,7 @@ mod tests {
         };
         let d = decide(&s, &p, &utc(), now()).unwrap();
         assert_eq!(kept(&d), vec![2, 3]);
-        assert_eq!(d[2].reasons, vec![Reason::NewestIncomplete]);
+        assert_eq!(d[2].reasons, vec![Reason::NewestPartial]);
     }
 
     #[test]
@@ -455,7 +455,7 @@ mod tests {
     }
 
     #[test]
-    fn keep_within_is_measured_from_now_and_covers_incomplete() {
+    fn keep_within_is_measured_from_now_and_covers_partial() {
         let mut s = facts(&[
             "2027-01-01T12:00:00Z",
             "2027-01-05T12:00:00Z",
@@ -493,7 +493,7 @@ mod tests {
     }
 
     #[test]
-    fn only_incomplete_sessions_fall_back_to_the_rules() {
+    fn only_partial_sessions_fall_back_to_the_rules() {
         let mut s = facts(&[
             "2026-01-01T00:00:00Z",
             "2026-01-02T00:00:00Z",
@@ -507,9 +507,9 @@ mod tests {
             ..Policy::default()
         };
         let d = decide(&s, &p, &utc(), now()).unwrap();
-        // No complete session exists: the rules apply to the incomplete ones instead of keeping
+        // No complete session exists: the rules apply to the partial ones instead of keeping
         // all of them forever.
         assert_eq!(kept(&d), vec![2, 3]);
-        assert_eq!(d[2].reasons, vec![Reason::NewestIncomplete, Reason::Last]);
+        assert_eq!(d[2].reasons, vec![Reason::NewestPartial, Reason::Last]);
     }
 }

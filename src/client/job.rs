@@ -25,8 +25,14 @@ use super::summary;
 use crate::config::ClientConfig;
 use crate::error::{Error, ErrorKind};
 use crate::format::client_identity::StatedIdentity;
+use crate::format::complete_args::CompleteArgs;
 use crate::process::{Ended, Limits, run_captured};
-use crate::report::{ErrorReport, Failure, JobReport, StepReport, StepStatus};
+use crate::report::{ErrorReport, Failure, JobReport, RunOutcome, StepReport, StepStatus};
+
+#[path = "job_answer.rs"]
+mod answer;
+#[path = "job_guard_step.rs"]
+mod guard_step;
 
 /// How to run, besides the configuration file.
 #[derive(Debug, Clone)]
@@ -48,7 +54,7 @@ pub struct RunOptions {
 pub enum RunStatus {
     /// Everything worked.
     Ok,
-    /// The backup was made but is incomplete: rsync 23/24, or the session is `incomplete`.
+    /// The session was recorded `partial` (rsync 23/24, a source not sent, unreadable paths).
     Partial,
     /// Another run of this configuration holds the lock; nothing was done.
     Locked,
@@ -66,11 +72,14 @@ pub enum RunStatus {
     TransferFailed,
     /// The server's `prepare` or `complete` failed.
     ServerFailed,
-    /// The backup was made, but a hook failed (a cleanup hook, or an init hook with
-    /// `on-failure = continue`).
+    /// The session was recorded complete, but something warned: a hook failed (a cleanup
+    /// hook, or an init hook with `on-failure = continue`), or the server reported a problem
+    /// after the ingest (a complete hook).
     HookFailed,
     /// Something on this machine failed before anything ran (the lock file cannot be made).
     Failed,
+    /// Every source failed its guard (or does not exist): nothing was sent.
+    NothingToSend,
 }
 
 impl RunStatus {
@@ -87,10 +96,17 @@ impl RunStatus {
 
     /// Did the backup itself succeed (fully or partly)?
     pub fn backup_made(self) -> bool {
-        matches!(
-            self,
-            RunStatus::Ok | RunStatus::Partial | RunStatus::HookFailed
-        )
+        self.outcome().backup_made()
+    }
+
+    /// The outcome this status belongs to (docs/usage.md, "Outcomes").
+    pub fn outcome(self) -> RunOutcome {
+        match self {
+            RunStatus::Ok => RunOutcome::Ok,
+            RunStatus::HookFailed => RunOutcome::OkWithWarnings,
+            RunStatus::Partial => RunOutcome::Partial,
+            _ => RunOutcome::Failed,
+        }
     }
 }
 
@@ -135,6 +151,8 @@ struct Run<'a> {
     hook_failed: bool,
     /// The client name and machine every request states (set before the first request).
     identity: Option<StatedIdentity>,
+    /// What `complete` is told about the transfer.
+    complete_args: CompleteArgs,
 }
 
 /// Run the backup once. Never panics on a failing step: every outcome ends up in the result.
@@ -149,6 +167,7 @@ pub fn run(config: &ClientConfig, options: &RunOptions) -> RunResult {
         partial: false,
         hook_failed: false,
         identity: None,
+        complete_args: CompleteArgs::default(),
     };
     let lock = match ClientLock::acquire(&options.lock_path) {
         Ok(lock) => lock,
@@ -208,6 +227,7 @@ impl Run<'_> {
                 self.config,
                 &self.options.host,
                 self.started,
+                RunOutcome::Failed,
                 self.failures,
             )),
             stats: None,
@@ -278,6 +298,10 @@ impl Run<'_> {
             return (None, None);
         }
 
+        let Some(rsync) = self.guards(rsync) else {
+            return (None, None);
+        };
+
         let note_path = self.options.note_path.clone();
         let note = RunNote::load(&note_path);
         let prepare = self.remote("prepare", self.options.connection.prepare_timeout);
@@ -334,7 +358,12 @@ impl Run<'_> {
             return (stats, None);
         }
 
-        let complete = self.remote("complete", self.options.connection.complete_timeout);
+        let mut complete_words = vec!["complete".to_owned()];
+        complete_words.extend(self.complete_args.to_words());
+        let complete = self.remote(
+            &complete_words.join(" "),
+            self.options.connection.complete_timeout,
+        );
         let answer = match complete {
             Remote::Answered(answer) => Some(answer),
             Remote::Failed { kind, .. } => {
@@ -375,41 +404,14 @@ impl Run<'_> {
             return (stats, Some(answer.clone()));
         }
         if let Some(answer) = &answer {
-            let state = answer.text(&["state"]).unwrap_or_default();
-            let problems = answer.problems();
-            if state == "incomplete" || !problems.is_empty() {
-                self.partial = true;
-                let errors = answer.errors();
-                let count = errors.len() as u64 + answer.errors_left_out();
-                let what = if state == "incomplete" {
-                    format!(
-                        "the session is incomplete: {} path{} could not be stored{}",
-                        count,
-                        if count == 1 { "" } else { "s" },
-                        errors
-                            .first()
-                            .map(|e| format!(", e.g. {e}"))
-                            .unwrap_or_default()
-                    )
-                } else {
-                    format!(
-                        "the session was recorded, but the server reports: {}",
-                        problems.join(" / ")
-                    )
-                };
-                self.failures.push(Failure {
-                    step: "complete".into(),
-                    what,
-                    location: server_label(self.config),
-                    action: "see the complete step's output in the job report for details".into(),
-                });
-            }
+            self.read_complete_answer(answer);
         }
         (stats, answer)
     }
 
-    /// `prepare` or `complete` over ssh; records the step, and the failure if any.
-    fn remote(&mut self, word: &str, timeout: std::time::Duration) -> Remote {
+    /// `prepare` or `complete [ARGS]` over ssh; records the step, and the failure if any.
+    fn remote(&mut self, command: &str, timeout: std::time::Duration) -> Remote {
+        let word = command.split(' ').next().unwrap_or(command);
         let started = Timestamp::now();
         let Some(identity) = self.identity.clone() else {
             // steps() sets it before the first request; never send a made-up machine id.
@@ -427,7 +429,7 @@ impl Run<'_> {
             };
         };
         let got = run_captured(
-            ssh_command(self.config, &self.options.connection, &identity, word),
+            ssh_command(self.config, &self.options.connection, &identity, command),
             Limits {
                 timeout: Some(timeout),
                 own_group: false,
@@ -520,6 +522,9 @@ impl Run<'_> {
         );
         let stats = RsyncStats::parse(&got.output);
         let stats = (!stats.is_empty()).then_some(stats);
+        if let Ended::Exited(code) = got.ended {
+            self.complete_args.rsync_exit = u8::try_from(code).ok();
+        }
         let server = server_label(self.config);
         let (status, failure) = match &got.ended {
             Ended::Exited(0) => (StepStatus::Ok, None),
@@ -618,12 +623,18 @@ impl Run<'_> {
     }
 
     fn finish(self, stats: Option<RsyncStats>, answer: Option<ServerAnswer>) -> RunResult {
+        // The outcome is what the server recorded: no session, no backup, whatever else ran.
+        let recorded = answer
+            .as_ref()
+            .is_some_and(|a| a.field("session").is_some());
         let status = match self.fatal {
             Some(s) => s,
+            None if !recorded => RunStatus::ServerFailed,
             None if self.partial => RunStatus::Partial,
             None if self.hook_failed => RunStatus::HookFailed,
             None => RunStatus::Ok,
         };
+        let outcome = status.outcome();
         let job = summary::job_report(
             self.config,
             &self.options.host,
@@ -631,9 +642,16 @@ impl Run<'_> {
             self.steps,
             stats.as_ref(),
             answer.as_ref(),
+            outcome,
         );
         let error = (!self.failures.is_empty()).then(|| {
-            summary::error_report(self.config, &self.options.host, self.started, self.failures)
+            summary::error_report(
+                self.config,
+                &self.options.host,
+                self.started,
+                outcome,
+                self.failures,
+            )
         });
         RunResult {
             status,

@@ -197,9 +197,8 @@ fn server_answers() {
             "... and 41 more path errors, not listed in the server's answer".to_owned()
         ]
     );
-    let nested =
-        ServerAnswer::parse("{\"ok\":true,\"ingest\":{\"state\":\"incomplete\"}}").unwrap();
-    assert_eq!(nested.text(&["state"]).as_deref(), Some("incomplete"));
+    let nested = ServerAnswer::parse("{\"ok\":true,\"ingest\":{\"state\":\"partial\"}}").unwrap();
+    assert_eq!(nested.text(&["state"]).as_deref(), Some("partial"));
     assert_eq!(nested.number(&["files"]), None);
     let pretty = "warning: x\n{\n  \"ok\": false,\n  \"hooks\": [{\"argv\": [\"/bin/df\"], \"ok\": false, \"code\": 2}]\n}\n";
     let a = ServerAnswer::parse(pretty).unwrap();

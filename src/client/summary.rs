@@ -8,7 +8,7 @@ use super::remote::ServerAnswer;
 use super::stats::RsyncStats;
 use crate::config::ClientConfig;
 use crate::error::Error;
-use crate::report::{ErrorReport, Failure, JobReport, Mailer, StepReport};
+use crate::report::{ErrorReport, Failure, JobReport, Mailer, RunOutcome, StepReport};
 
 /// Labels of the job report's figures (tests and readers look for them).
 pub mod label {
@@ -149,6 +149,7 @@ pub fn job_report(
     steps: Vec<StepReport>,
     stats: Option<&RsyncStats>,
     answer: Option<&ServerAnswer>,
+    outcome: RunOutcome,
 ) -> JobReport {
     let mut figures = vec![(
         "sources".to_owned(),
@@ -167,6 +168,8 @@ pub fn job_report(
         finished: Timestamp::now(),
         steps,
         session: answer.and_then(|a| a.text(&["session", "session_id", "id"])),
+        outcome,
+        reason: answer.and_then(|a| a.text(&["reason"])),
         figures,
     }
 }
@@ -176,12 +179,14 @@ pub fn error_report(
     config: &ClientConfig,
     host: &str,
     started: Timestamp,
+    outcome: RunOutcome,
     failures: Vec<Failure>,
 ) -> ErrorReport {
     ErrorReport {
         client: config.name.to_string(),
         host: host.to_owned(),
         started,
+        outcome,
         failures,
     }
 }
@@ -270,6 +275,7 @@ mod tests {
             vec![],
             Some(&stats),
             Some(&answer),
+            RunOutcome::Ok,
         );
         let text = job.render_text();
         assert!(text.contains("session:  12"), "{text}");
@@ -280,6 +286,7 @@ mod tests {
             &cfg,
             "web1.example.org",
             Timestamp::now(),
+            RunOutcome::Failed,
             vec![Failure {
                 step: "prepare".into(),
                 what: "ssh prepare: exit code 255: Connection refused".into(),

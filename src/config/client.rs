@@ -9,6 +9,7 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use super::mail::RawMail;
+use super::source::SourceGuard;
 use super::{ClientName, Hook, MailConfig, RawHook, SourceFile, read_config_file};
 use crate::error::Result;
 
@@ -41,6 +42,8 @@ pub struct ClientConfig {
     pub server: ServerAddress,
     /// Absolute paths to back up.
     pub sources: Vec<PathBuf>,
+    /// Each source's guard, in the order of `sources`.
+    pub source_guards: Vec<SourceGuard>,
     /// rsync exclude patterns.
     pub excludes: Vec<String>,
     /// The local rsync.
@@ -169,24 +172,7 @@ impl ClientConfig {
                 .transpose()?,
         };
 
-        let sources_span = raw.sources.span();
-        let sources = raw
-            .sources
-            .into_inner()
-            .into_iter()
-            .map(|p| {
-                if !p.is_absolute() {
-                    return Err(src.error_at(
-                        &sources_span,
-                        format!("sources: {:?} is not an absolute path", p.display()),
-                    ));
-                }
-                Ok(p)
-            })
-            .collect::<Result<Vec<_>>>()?;
-        if sources.is_empty() {
-            return Err(src.error_at(&sources_span, "sources is empty: nothing to back up"));
-        }
+        let (sources, source_guards) = super::source::sources(&src, raw.sources)?;
 
         let excludes = match raw.excludes {
             None => Vec::new(),
@@ -280,6 +266,7 @@ impl ClientConfig {
             name,
             server,
             sources,
+            source_guards,
             excludes,
             rsync_path: match raw.rsync_path {
                 Some(p) => src.absolute_path(p, "rsync-path")?,
@@ -313,7 +300,7 @@ impl ClientConfig {
 struct RawClient {
     name: Spanned<String>,
     server: RawServerAddress,
-    sources: Spanned<Vec<PathBuf>>,
+    sources: Spanned<Vec<Spanned<toml::Value>>>,
     excludes: Option<Spanned<Vec<String>>>,
     rsync_path: Option<Spanned<PathBuf>>,
     ssh_path: Option<Spanned<PathBuf>>,

@@ -14,6 +14,7 @@ pub mod mail;
 pub mod mirror;
 pub mod retention;
 pub mod server;
+pub mod source;
 pub mod window;
 
 use std::fmt;

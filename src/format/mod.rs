@@ -3,6 +3,7 @@
 
 pub mod chunk;
 pub mod client_identity;
+pub mod complete_args;
 pub mod manifest;
 pub mod pack;
 pub mod repository;

@@ -189,7 +189,7 @@ pub struct SessionFate {
     pub client: String,
     /// Server start time (Unix seconds).
     pub started: i64,
-    /// Complete or incomplete.
+    /// Complete or partial.
     pub state: SessionState,
     /// Pinned.
     pub pinned: bool,

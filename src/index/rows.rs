@@ -64,8 +64,10 @@ pub enum SessionState {
     Running,
     /// Everything went in.
     Complete,
-    /// Committed, but some paths could not be read.
-    Incomplete,
+    /// Committed, but not everything the client has is in it: some paths could not be read, or
+    /// the transfer did not end cleanly (`reason` says why). Stored as `partial` (schema
+    /// version 1 said `incomplete`, read as this).
+    Partial,
 }
 
 impl SessionState {
@@ -73,7 +75,7 @@ impl SessionState {
         match self {
             SessionState::Running => "running",
             SessionState::Complete => "complete",
-            SessionState::Incomplete => "incomplete",
+            SessionState::Partial => "partial",
         }
     }
 
@@ -81,7 +83,8 @@ impl SessionState {
         match s {
             "running" => Ok(SessionState::Running),
             "complete" => Ok(SessionState::Complete),
-            "incomplete" => Ok(SessionState::Incomplete),
+            // Schema version 1's word, seen only in an old index opened read-only.
+            "partial" | "incomplete" => Ok(SessionState::Partial),
             other => Err(Error::corrupt(format!(
                 "index: unknown session state {other:?}"
             ))),
@@ -122,6 +125,9 @@ pub struct SessionInfo {
     pub stats: SessionStats,
     /// Pinned against roll-off.
     pub pinned: bool,
+    /// Why the session is `partial` (none for a complete one, nor for a partial one recorded
+    /// by schema version 1, which kept no reason).
+    pub reason: Option<String>,
 }
 
 /// A pack row.
@@ -201,9 +207,16 @@ pub(super) fn location_from_row(row: &Row<'_>) -> rusqlite::Result<ChunkLocation
 }
 
 /// Columns: id, client, state, started, finished, files, bytes, errors, new_chunks,
-/// new_bytes, pinned.
-pub(super) const SESSION_COLUMNS: &str = "SELECT id, client, state, started, finished, files, bytes, \
-     errors, new_chunks, new_bytes, pinned FROM sessions";
+/// new_bytes, pinned, reason (NULL in a schema version 1 index, which has no such column).
+pub(super) fn session_columns(version: i32) -> &'static str {
+    if version == 1 {
+        "SELECT id, client, state, started, finished, files, bytes, errors, new_chunks, \
+         new_bytes, pinned, NULL FROM sessions"
+    } else {
+        "SELECT id, client, state, started, finished, files, bytes, errors, new_chunks, \
+         new_bytes, pinned, reason FROM sessions"
+    }
+}
 
 pub(super) fn session_from_row(row: &Row<'_>) -> rusqlite::Result<(SessionInfo, String)> {
     let state: String = row.get(2)?;
@@ -222,6 +235,7 @@ pub(super) fn session_from_row(row: &Row<'_>) -> rusqlite::Result<(SessionInfo, 
                 new_bytes: to_u64(row.get(9)?, "byte count")?,
             },
             pinned: row.get::<_, i64>(10)? != 0,
+            reason: row.get(11)?,
         },
         state,
     ))

@@ -2,17 +2,60 @@
 
 use std::path::Path;
 
-use rusqlite::Connection;
+use rusqlite::{Connection, OptionalExtension};
 
 use crate::error::{Error, ErrorKind, Result};
 
 /// `PRAGMA application_id` of `index.db`: `'RSBA'`.
 pub const APPLICATION_ID: i32 = 1381188161;
 /// `PRAGMA user_version` of this build's schema.
-pub const INDEX_VERSION: i32 = 1;
+pub const INDEX_VERSION: i32 = 2;
 
-/// The DDL of format-spec/index.md, verbatim.
-pub(super) const DDL_V1: &str = "
+/// The `sessions` table of schema version 1: a session that is not wholly right is
+/// `incomplete`. Kept to describe (and test) the migration.
+#[cfg(test)]
+pub(super) const SESSIONS_V1: &str = "
+CREATE TABLE sessions (
+  id          INTEGER PRIMARY KEY AUTOINCREMENT,
+  client      TEXT NOT NULL,
+  state       TEXT NOT NULL CHECK (state IN ('running', 'complete', 'incomplete')),
+  writer      TEXT,
+  started     INTEGER NOT NULL,
+  finished    INTEGER,
+  files       INTEGER NOT NULL DEFAULT 0,
+  bytes       INTEGER NOT NULL DEFAULT 0,
+  errors      INTEGER NOT NULL DEFAULT 0,
+  new_chunks  INTEGER NOT NULL DEFAULT 0,
+  new_bytes   INTEGER NOT NULL DEFAULT 0,
+  pinned      INTEGER NOT NULL DEFAULT 0
+) STRICT;
+CREATE INDEX sessions_by_client ON sessions(client, started);
+";
+
+/// The `sessions` table of schema version 2 (format-spec/index.md): the state `partial`
+/// replaces `incomplete`, and `reason` says why a session is partial.
+pub(super) const SESSIONS_V2: &str = "
+CREATE TABLE sessions (
+  id          INTEGER PRIMARY KEY AUTOINCREMENT,
+  client      TEXT NOT NULL,
+  state       TEXT NOT NULL CHECK (state IN ('running', 'complete', 'partial')),
+  writer      TEXT,
+  started     INTEGER NOT NULL,
+  finished    INTEGER,
+  files       INTEGER NOT NULL DEFAULT 0,
+  bytes       INTEGER NOT NULL DEFAULT 0,
+  errors      INTEGER NOT NULL DEFAULT 0,
+  new_chunks  INTEGER NOT NULL DEFAULT 0,
+  new_bytes   INTEGER NOT NULL DEFAULT 0,
+  pinned      INTEGER NOT NULL DEFAULT 0,
+  reason      TEXT
+) STRICT;
+CREATE INDEX sessions_by_client ON sessions(client, started);
+";
+
+/// The DDL of format-spec/index.md, verbatim, except the `sessions` table, which is
+/// [`SESSIONS_V2`] (and was `SESSIONS_V1`).
+pub(super) const DDL_COMMON: &str = "
 CREATE TABLE meta (
   key   TEXT PRIMARY KEY,
   value ANY
@@ -52,21 +95,6 @@ CREATE TABLE chunk_refs (
 ) STRICT, WITHOUT ROWID;
 CREATE INDEX chunk_refs_by_child ON chunk_refs(child);
 
-CREATE TABLE sessions (
-  id          INTEGER PRIMARY KEY AUTOINCREMENT,
-  client      TEXT NOT NULL,
-  state       TEXT NOT NULL CHECK (state IN ('running', 'complete', 'incomplete')),
-  writer      TEXT,
-  started     INTEGER NOT NULL,
-  finished    INTEGER,
-  files       INTEGER NOT NULL DEFAULT 0,
-  bytes       INTEGER NOT NULL DEFAULT 0,
-  errors      INTEGER NOT NULL DEFAULT 0,
-  new_chunks  INTEGER NOT NULL DEFAULT 0,
-  new_bytes   INTEGER NOT NULL DEFAULT 0,
-  pinned      INTEGER NOT NULL DEFAULT 0
-) STRICT;
-CREATE INDEX sessions_by_client ON sessions(client, started);
 
 CREATE TABLE session_manifest (
   session INTEGER NOT NULL REFERENCES sessions(id),
@@ -101,12 +129,13 @@ CREATE TABLE damaged_chunks (
 ) STRICT, WITHOUT ROWID;
 ";
 
-/// Create the v1 schema and its meta rows; runs inside the caller's transaction.
+/// Create the current schema and its meta rows; runs inside the caller's transaction.
 pub(super) fn create(conn: &Connection, repository_id: &str) -> Result<()> {
     conn.execute_batch(&format!(
         "PRAGMA application_id = {APPLICATION_ID}; PRAGMA user_version = {INDEX_VERSION};"
     ))?;
-    conn.execute_batch(DDL_V1)?;
+    conn.execute_batch(DDL_COMMON)?;
+    conn.execute_batch(SESSIONS_V2)?;
     conn.execute(
         "INSERT INTO meta (key, value) VALUES ('repository-id', ?1), ('gc-generation', 0)",
         [repository_id],
@@ -114,8 +143,10 @@ pub(super) fn create(conn: &Connection, repository_id: &str) -> Result<()> {
     Ok(())
 }
 
-/// Refuse a database that is not an rsbackup index of a version this build knows.
-pub(super) fn check_version(conn: &Connection, path: &Path) -> Result<()> {
+/// Refuse a database that is not an rsbackup index of a version this build knows; returns
+/// the version (1 or 2: version 1 is migrated by [`migrate_v1`] when opened for writing, and
+/// read as it is otherwise).
+pub(super) fn check_version(conn: &Connection, path: &Path) -> Result<i32> {
     let read = |pragma: &str| -> Result<i32> {
         conn.query_row(&format!("PRAGMA {pragma}"), [], |r| r.get(0))
             .map_err(|e| {
@@ -141,14 +172,97 @@ pub(super) fn check_version(conn: &Connection, path: &Path) -> Result<()> {
         ));
     }
     let version = read("user_version")?;
-    if version != INDEX_VERSION {
+    if version != 1 && version != INDEX_VERSION {
         return Err(Error::new(
             ErrorKind::UnsupportedVersion,
             format!(
-                "index {} has schema version {version}; this build reads version {INDEX_VERSION}",
+                "index {} has schema version {version}; this build reads versions 1 and \
+                 {INDEX_VERSION}",
                 path.display()
             ),
         ));
+    }
+    Ok(version)
+}
+
+/// Migrate a version 1 index to version 2 (format-spec/index.md, "Migrations"): rebuild
+/// `sessions` with the state `partial` in place of `incomplete` and the new column `reason`
+/// (NULL for every old row), in one `BEGIN IMMEDIATE` transaction that also bumps
+/// `user_version`. Foreign keys must be off on `conn` (the old table is dropped while
+/// `session_manifest` still names it); they are checked before the commit. Two processes
+/// opening the same version 1 index at once: the second finds version 2 inside its
+/// transaction and does nothing.
+pub(super) fn migrate_v1(conn: &Connection, path: &Path) -> Result<()> {
+    let ctx = |e: rusqlite::Error| {
+        Error::from(e).context(format!(
+            "migrating index {} from version 1 to {INDEX_VERSION}",
+            path.display()
+        ))
+    };
+    conn.execute_batch("BEGIN IMMEDIATE").map_err(ctx)?;
+    let result = (|| -> rusqlite::Result<bool> {
+        let version: i32 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+        if version != 1 {
+            return Ok(false);
+        }
+        // SQLite's recipe for changing a table's constraints: build the new table beside the
+        // old one, copy, drop the old, rename the new (foreign keys off, so that
+        // `session_manifest`'s reference to `sessions` is left as it is and names the new
+        // table once renamed). AUTOINCREMENT's high-water mark is carried over, so that a
+        // session id is never handed out twice.
+        let seq: Option<i64> = conn
+            .query_row(
+                "SELECT seq FROM sqlite_sequence WHERE name = 'sessions'",
+                [],
+                |r| r.get(0),
+            )
+            .optional()?;
+        conn.execute_batch(
+            &SESSIONS_V2
+                .replace("CREATE TABLE sessions", "CREATE TABLE sessions_v2")
+                .replace(
+                    "CREATE INDEX sessions_by_client ON sessions(client, started);",
+                    "",
+                ),
+        )?;
+        conn.execute_batch(
+            "INSERT INTO sessions_v2 (id, client, state, writer, started, finished, files, \
+               bytes, errors, new_chunks, new_bytes, pinned, reason) \
+             SELECT id, client, \
+               CASE state WHEN 'incomplete' THEN 'partial' ELSE state END, \
+               writer, started, finished, files, bytes, errors, new_chunks, new_bytes, pinned, \
+               NULL FROM sessions;
+             DROP TABLE sessions;
+             ALTER TABLE sessions_v2 RENAME TO sessions;
+             CREATE INDEX sessions_by_client ON sessions(client, started);
+             DELETE FROM sqlite_sequence WHERE name = 'sessions';",
+        )?;
+        if let Some(seq) = seq {
+            conn.execute(
+                "INSERT INTO sqlite_sequence (name, seq) VALUES ('sessions', ?1)",
+                [seq],
+            )?;
+        }
+        conn.execute_batch(&format!("PRAGMA user_version = {INDEX_VERSION};"))?;
+        Ok(true)
+    })();
+    let result = result.and_then(|migrated| {
+        if migrated {
+            let broken: Option<String> = conn
+                .query_row("PRAGMA foreign_key_check", [], |r| r.get(0))
+                .optional()?;
+            if let Some(table) = broken {
+                return Err(rusqlite::Error::SqliteFailure(
+                    rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_CONSTRAINT),
+                    Some(format!("foreign key check failed in table {table}")),
+                ));
+            }
+        }
+        conn.execute_batch("COMMIT")
+    });
+    if let Err(e) = result {
+        let _ = conn.execute_batch("ROLLBACK");
+        return Err(ctx(e));
     }
     Ok(())
 }

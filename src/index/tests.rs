@@ -67,12 +67,12 @@ fn open_refuses_foreign_and_future_databases() {
     drop(new_index(dir.path()));
     {
         let conn = Connection::open(&path).unwrap();
-        conn.execute_batch("PRAGMA user_version = 2").unwrap();
+        conn.execute_batch("PRAGMA user_version = 3").unwrap();
     }
     let err = Index::open(&path).unwrap_err();
     assert_eq!(err.kind(), ErrorKind::UnsupportedVersion);
     assert!(
-        err.message().contains("schema version 2"),
+        err.message().contains("schema version 3"),
         "{}",
         err.message()
     );
@@ -205,7 +205,7 @@ fn pack_chunks_and_sessions_round_trip() {
     assert!(index.sessions_using_chunk(&cid(9)).unwrap().is_empty());
     // Finishing again is refused and changes nothing.
     let err = index
-        .finish_session(s, SessionState::Incomplete, 120, &stats, &[cid(2)])
+        .finish_session(s, SessionState::Partial, 120, &stats, &[cid(2)])
         .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Internal);
     assert_eq!(index.session(s).unwrap().state, SessionState::Complete);
@@ -438,7 +438,8 @@ fn schema_matches_the_spec() {
     let from_spec = Connection::open_in_memory().unwrap();
     from_spec.execute_batch(&spec[start..end]).unwrap();
     let from_code = Connection::open_in_memory().unwrap();
-    from_code.execute_batch(schema::DDL_V1).unwrap();
+    from_code.execute_batch(schema::DDL_COMMON).unwrap();
+    from_code.execute_batch(schema::SESSIONS_V2).unwrap();
     let spec_schema = normalized_schema(&from_spec);
     // The sql block was found and holds the v1 core (later additions are compared as well).
     for name in [
@@ -488,4 +489,90 @@ fn read_only_open_reads_and_refuses_writes_and_unmerged_logs() {
     std::fs::write(&wal, b"not merged").unwrap();
     let err = Index::open_read_only(&path).unwrap_err();
     assert!(err.message().contains("writable storage"), "{err}");
+}
+
+/// A version 1 index (the word `incomplete`, no `reason`) still opens: read-only as it is, and
+/// for writing migrated to version 2 with `partial`, its ids and manifests kept, and new
+/// sessions never reusing an id.
+#[test]
+fn version_1_index_is_migrated_to_partial() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("index.db");
+    {
+        let conn = Connection::open(&path).unwrap();
+        conn.execute_batch(&format!(
+            "PRAGMA journal_mode = WAL; PRAGMA application_id = {}; PRAGMA user_version = 1;",
+            schema::APPLICATION_ID
+        ))
+        .unwrap();
+        conn.execute_batch(schema::DDL_COMMON).unwrap();
+        conn.execute_batch(schema::SESSIONS_V1).unwrap();
+        conn.execute_batch(
+            "INSERT INTO meta (key, value) VALUES ('repository-id', 'ab'), ('gc-generation', 0);
+             INSERT INTO sessions (id, client, state, started, finished, errors)
+               VALUES (1, 'web1', 'complete', 10, 11, 0), (2, 'web1', 'incomplete', 20, 21, 3),
+                      (7, 'web1', 'complete', 30, 31, 0);
+             DELETE FROM sessions WHERE id = 7;",
+        )
+        .unwrap();
+    }
+    let ro = Index::open_read_only(&path).unwrap();
+    let old = ro.sessions(None).unwrap();
+    assert_eq!(old.len(), 2);
+    assert_eq!(old[1].state, SessionState::Partial);
+    assert_eq!(old[1].reason, None);
+    drop(ro);
+
+    let index = Index::open(&path).unwrap();
+    let version: i32 = index
+        .conn()
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(version, INDEX_VERSION);
+    let raw: Vec<String> = index
+        .conn()
+        .prepare("SELECT state FROM sessions ORDER BY id")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<rusqlite::Result<_>>()
+        .unwrap();
+    assert_eq!(raw, ["complete", "partial"]);
+    let s = index.create_session("web1", &writer(), 40).unwrap();
+    assert_eq!(s.0, 8, "a session id was handed out twice");
+    index
+        .finish_session_with_reason(
+            s,
+            SessionState::Partial,
+            41,
+            &SessionStats::default(),
+            &[],
+            Some("rsync exit 23"),
+        )
+        .unwrap();
+    let last = index.session(s).unwrap();
+    assert_eq!(last.state, SessionState::Partial);
+    assert_eq!(last.reason.as_deref(), Some("rsync exit 23"));
+    let broken: Option<String> = index
+        .conn()
+        .query_row("PRAGMA foreign_key_check", [], |r| r.get(0))
+        .optional()
+        .unwrap();
+    assert_eq!(broken, None);
+    // The migrated schema is the one a new index gets.
+    let fresh = Connection::open_in_memory().unwrap();
+    fresh.execute_batch(schema::DDL_COMMON).unwrap();
+    fresh.execute_batch(schema::SESSIONS_V2).unwrap();
+    let normal = |c: &Connection| {
+        normalized_schema(c)
+            .into_iter()
+            .filter(|(n, _)| !n.starts_with("sqlite_"))
+            // A renamed table's DDL is rewritten with its new name quoted.
+            .map(|(n, sql)| (n, sql.replace('"', "")))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(normal(index.conn()), normal(&fresh));
+    drop(index);
+    // Opened again: nothing more to do.
+    assert!(Index::open(&path).is_ok());
 }

@@ -161,8 +161,10 @@ pub struct PathError {
 pub struct IngestReport {
     /// The new session.
     pub session: i64,
-    /// Complete or incomplete.
+    /// Complete or partial.
     pub state: SessionState,
+    /// Why the session is partial (as recorded in the index); `None` when complete.
+    pub reason: Option<String>,
     /// Entries in the manifest.
     pub entries: u64,
     /// Regular files.
@@ -213,7 +215,7 @@ pub fn validate_client_name(name: &str) -> Result<()> {
 /// Ingest `opts.source` into `repo` as a new session of `opts.client`.
 ///
 /// Unreadable paths do not fail the run: each becomes an "unreadable" entry, a
-/// [`PathError`] in the report, and the session is committed as incomplete. Any other error
+/// [`PathError`] in the report, and the session is committed as partial. Any other error
 /// (index, packs, keys) fails the run; its running session stays invisible and the next writer
 /// removes what it left.
 pub fn ingest(repo: &Repo, opts: &IngestOptions) -> Result<IngestReport> {
@@ -230,6 +232,26 @@ pub fn ingest_staged(
     staging: &staging::StagingDecode,
 ) -> Result<IngestReport> {
     ingest_inner(repo, opts, &Hooks::default(), staging)
+}
+
+/// Why a session is `partial`, or `None` when it is complete: what the caller says went wrong
+/// with the transfer into staging, then how many paths could not be read (and the first).
+fn partial_reason(transfer_problem: Option<&str>, errors: &[PathError]) -> Option<String> {
+    let unreadable = errors.first().map(|first| {
+        format!(
+            "{} path{} could not be read (first: {}: {})",
+            errors.len(),
+            if errors.len() == 1 { "" } else { "s" },
+            first.path,
+            first.message
+        )
+    });
+    match (transfer_problem, unreadable) {
+        (None, None) => None,
+        (Some(t), None) => Some(t.to_owned()),
+        (None, Some(u)) => Some(u),
+        (Some(t), Some(u)) => Some(format!("{t}; {u}")),
+    }
 }
 
 /// Test seams; empty in production.
@@ -334,10 +356,11 @@ fn ingest_inner(
     let (consumed, written) = run_pipeline(&sh, root_fd, opts, &writer.id, workers, cache_writer)?;
 
     let errors = consumed.errors;
-    let state = if errors.is_empty() {
+    let reason = partial_reason(decode.transfer_problem.as_deref(), &errors);
+    let state = if reason.is_none() {
         SessionState::Complete
     } else {
-        SessionState::Incomplete
+        SessionState::Partial
     };
     let stats = SessionStats {
         files: consumed.entries,
@@ -348,7 +371,14 @@ fn ingest_inner(
     };
     let finished = unix_now_ns().div_euclid(1_000_000_000);
     index
-        .finish_session(session, state, finished, &stats, &consumed.root)
+        .finish_session_with_reason(
+            session,
+            state,
+            finished,
+            &stats,
+            &consumed.root,
+            reason.as_deref(),
+        )
         .map_err(|e| {
             e.context(format!(
                 "committing session {session} of client {}",
@@ -363,6 +393,7 @@ fn ingest_inner(
     Ok(IngestReport {
         session: session.0,
         state,
+        reason,
         entries: consumed.entries,
         files: consumed.files,
         bytes: consumed.bytes,

@@ -58,6 +58,14 @@ pub struct StagingDecode {
     pub placeholders: Option<Arc<Placeholders>>,
     /// Told about every regular file read or reused (for the next placeholder table).
     pub ingested: Option<crossbeam_channel::Sender<IngestedFile>>,
+    /// Names directly under the staging root that are not ingested at all: the staged copy of
+    /// a source the client did not send this time (its guard failed) is not what the client
+    /// has now, and must not be recorded as if it were.
+    pub left_out: Vec<Vec<u8>>,
+    /// What went wrong with the transfer into staging, as the client reported it to
+    /// `complete` (rsync's exit, skipped sources); the session is then `partial` with this as
+    /// its reason, whatever the ingest itself finds.
+    pub transfer_problem: Option<String>,
 }
 
 /// One placeholder the server left in staging.

@@ -279,7 +279,7 @@ fn renamed_directory_adds_no_data_chunks() {
 }
 
 #[test]
-fn file_vanishing_before_read_is_unreadable_and_session_incomplete() {
+fn file_vanishing_before_read_is_unreadable_and_session_partial() {
     let t = TestRepo::new();
     let src = t.path("src");
     write(&src.join("a"), b"stays");
@@ -296,7 +296,7 @@ fn file_vanishing_before_read_is_unreadable_and_session_incomplete() {
         ..Hooks::default()
     };
     let r = ingest_with(&t.repo, &opts("c", &src), &hooks).unwrap();
-    assert_eq!(r.state, SessionState::Incomplete);
+    assert_eq!(r.state, SessionState::Partial);
     let mut bad: Vec<&str> = r.errors.iter().map(|e| e.path.as_str()).collect();
     bad.sort();
     assert_eq!(bad, ["gone", "h1", "h2"]);
@@ -309,7 +309,7 @@ fn file_vanishing_before_read_is_unreadable_and_session_incomplete() {
     );
     assert_eq!(content(&t, find(&es, b"a")), b"stays");
     let info = t.repo.index().unwrap().session(r.session_id()).unwrap();
-    assert_eq!(info.state, SessionState::Incomplete);
+    assert_eq!(info.state, SessionState::Partial);
     assert_eq!(info.stats.errors, 3);
 }
 
@@ -336,7 +336,7 @@ fn directory_replaced_during_the_walk_is_unreadable() {
         ..Hooks::default()
     };
     let r = ingest_with(&t.repo, &opts("c", &src), &hooks).unwrap();
-    assert_eq!(r.state, SessionState::Incomplete);
+    assert_eq!(r.state, SessionState::Partial);
     let bad: Vec<&str> = r.errors.iter().map(|e| e.path.as_str()).collect();
     assert_eq!(bad, ["d"], "{:?}", r.errors);
     assert!(r.errors[0].message.contains("replaced"), "{:?}", r.errors);

@@ -330,8 +330,9 @@ fn walk_tree(
         )
     })?;
     let (st, xattrs) = staging::decode_meta(decode, st, xattrs);
-    let names = list_dir(&root)
+    let mut names = list_dir(&root)
         .map_err(|e| Error::io(format!("reading directory {}", source.display()), e))?;
+    names.retain(|n| !decode.left_out.iter().any(|l| l.as_slice() == n.as_bytes()));
     emit(Item::Done(Done::entry(
         Vec::new(),
         st.meta(xattrs),

@@ -498,7 +498,7 @@ impl Pusher<'_> {
                 conn.send(&Message::PutSession(WireSession {
                     id: s.id,
                     client: s.client.clone(),
-                    state: if s.state == SessionState::Incomplete {
+                    state: if s.state == SessionState::Partial {
                         2
                     } else {
                         1

@@ -432,11 +432,7 @@ impl Mirror<'_> {
                 };
                 root.push(num);
             }
-            let state = if s.state == 1 {
-                "complete"
-            } else {
-                "incomplete"
-            };
+            let state = if s.state == 1 { "complete" } else { "partial" };
             let stat = |i: usize| {
                 i64::try_from(s.stats[i]).map_err(|_| protocol("session statistic out of range"))
             };

@@ -73,7 +73,7 @@ pub struct WireSession {
     pub id: i64,
     /// Client name.
     pub client: String,
-    /// 1 complete, 2 incomplete.
+    /// 1 complete, 2 partial.
     pub state: u8,
     /// Server time at start.
     pub started: i64,

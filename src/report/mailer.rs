@@ -105,9 +105,13 @@ impl Mailer {
         if to.is_empty() {
             return Err(Error::invalid(format!("mail {subject:?}: no recipients")));
         }
+        // Every mail carries its Date and a Message-ID (RFC 5322 3.6): filters, threading and
+        // duplicate detection rely on them, and some relays reject or delay mail without.
         let mut builder = Message::builder()
             .from(self.from.clone())
             .subject(subject)
+            .date_now()
+            .message_id(Some(message_id(&self.from)))
             .header(ContentType::TEXT_PLAIN);
         for rcpt in to {
             builder = builder.to(rcpt.clone());
@@ -132,6 +136,23 @@ impl Mailer {
             }
         }
     }
+}
+
+/// `<TIME.RANDOM@DOMAIN>`, DOMAIN being the sender's (so that the id is unique to whoever
+/// owns that domain, without asking this machine's name).
+fn message_id(from: &Mailbox) -> String {
+    let mut raw = [0u8; 12];
+    // Without randomness the time alone still makes the id very likely unique.
+    let _ = getrandom::fill(&mut raw);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    format!(
+        "<{}.{}.rsbackup@{}>",
+        now.as_micros(),
+        hex::encode(raw),
+        from.email.domain()
+    )
 }
 
 fn read_password(path: &Path) -> Result<String> {

@@ -57,6 +57,26 @@ fn directory_transport_writes_one_eml_per_message() {
         "{eml}"
     );
     assert!(eml.contains("line one\r\nline two\r\n"), "{eml}");
+    let id = eml
+        .lines()
+        .find_map(|l| l.strip_prefix("Message-ID: "))
+        .unwrap_or_else(|| panic!("no Message-ID in {eml}"));
+    assert!(
+        id.starts_with('<') && id.ends_with("@backup.example.org>"),
+        "{id}"
+    );
+    assert!(eml.lines().any(|l| l.starts_with("Date: ")), "{eml}");
+    // Two messages never share an id.
+    mailer.send(&to(), "second", "x\n").unwrap();
+    let ids: std::collections::BTreeSet<String> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| std::fs::read_to_string(e.unwrap().path()).unwrap())
+        .filter_map(|m| {
+            m.lines()
+                .find_map(|l| l.strip_prefix("Message-ID: ").map(str::to_owned))
+        })
+        .collect();
+    assert_eq!(ids.len(), 2);
 }
 
 #[test]

@@ -9,5 +9,6 @@ pub mod text;
 
 pub use mailer::Mailer;
 pub use text::{
-    ErrorReport, Failure, JobReport, RefusalAlert, StepReport, StepStatus, human_duration,
+    ErrorReport, Failure, JobReport, RefusalAlert, RunOutcome, StepReport, StepStatus,
+    human_duration,
 };

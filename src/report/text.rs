@@ -39,6 +39,50 @@ impl StepStatus {
     }
 }
 
+/// How a backup run ended, in one word for the subject, the body, the exit code and `--json`
+/// of `rsbackup run` (docs/usage.md, "Outcomes"). Decided by the session the server recorded,
+/// not by which steps failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RunOutcome {
+    /// The session was recorded `complete` and nothing warned.
+    Ok,
+    /// The session was recorded `complete`, but a hook (or a server step after the ingest)
+    /// failed.
+    OkWithWarnings,
+    /// The session was recorded `partial`.
+    Partial,
+    /// No session was recorded.
+    Failed,
+}
+
+impl RunOutcome {
+    /// What the subject says after "backup ".
+    pub fn words(self) -> &'static str {
+        match self {
+            RunOutcome::Ok => "ok",
+            RunOutcome::OkWithWarnings => "ok, with warnings",
+            RunOutcome::Partial => "PARTIAL",
+            RunOutcome::Failed => "FAILED: no backup made",
+        }
+    }
+
+    /// The name in `--json` (`ok`, `ok-with-warnings`, `partial`, `failed`).
+    pub fn name(self) -> &'static str {
+        match self {
+            RunOutcome::Ok => "ok",
+            RunOutcome::OkWithWarnings => "ok-with-warnings",
+            RunOutcome::Partial => "partial",
+            RunOutcome::Failed => "failed",
+        }
+    }
+
+    /// Was a session recorded (complete or partial)?
+    pub fn backup_made(self) -> bool {
+        self != RunOutcome::Failed
+    }
+}
+
 /// One step of a run: a hook, `prepare`, the rsync upload, `complete`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StepReport {
@@ -69,6 +113,10 @@ pub struct JobReport {
     pub steps: Vec<StepReport>,
     /// The session the server recorded, if any.
     pub session: Option<String>,
+    /// How the run ended.
+    pub outcome: RunOutcome,
+    /// Why the session is partial, as the server recorded it.
+    pub reason: Option<String>,
     /// Figures worth a line each (rsync's stats, bytes stored), in order.
     pub figures: Vec<(String, String)>,
 }
@@ -79,12 +127,12 @@ impl JobReport {
         !self.steps.iter().any(|s| s.status.is_failure())
     }
 
-    /// The mail subject.
+    /// The mail subject: `[rsbackup] CLIENT: backup OUTCOME (DATE)`.
     pub fn subject(&self) -> String {
-        let verdict = if self.succeeded() { "ok" } else { "FAILED" };
         format!(
-            "[rsbackup] {}: backup {verdict} ({})",
+            "[rsbackup] {}: backup {} ({})",
             self.client,
+            self.outcome.words(),
             self.started.strftime("%Y-%m-%d %H:%M UTC")
         )
     }
@@ -104,13 +152,12 @@ impl JobReport {
             self.finished,
             human_duration(total)
         );
-        let _ = writeln!(
-            out,
-            "result:   {}",
-            if self.succeeded() { "ok" } else { "FAILED" }
-        );
+        let _ = writeln!(out, "outcome:  backup {}", self.outcome.words());
         if let Some(session) = &self.session {
             let _ = writeln!(out, "session:  {}", clean(session));
+        }
+        if let Some(reason) = &self.reason {
+            let _ = writeln!(out, "partial:  {}", clean(reason));
         }
         if !self.figures.is_empty() {
             let _ = writeln!(out);
@@ -174,18 +221,22 @@ pub struct ErrorReport {
     pub host: String,
     /// When the run started.
     pub started: Timestamp,
+    /// How the run ended.
+    pub outcome: RunOutcome,
     /// What failed, in order.
     pub failures: Vec<Failure>,
 }
 
 impl ErrorReport {
-    /// The mail subject.
+    /// The mail subject: `[rsbackup] CLIENT: ERROR: N failures; outcome OUTCOME (DATE)` (not
+    /// "backup OUTCOME", which names the job report).
     pub fn subject(&self) -> String {
         format!(
-            "[rsbackup] {}: ERROR: {} failure{} ({})",
+            "[rsbackup] {}: ERROR: {} failure{}; outcome {} ({})",
             self.client,
             self.failures.len(),
             if self.failures.len() == 1 { "" } else { "s" },
+            self.outcome.words(),
             self.started.strftime("%Y-%m-%d %H:%M UTC")
         )
     }
@@ -200,6 +251,7 @@ impl ErrorReport {
             clean(&self.host),
             self.started
         );
+        let _ = writeln!(out, "outcome: {}", self.outcome.words());
         let _ = writeln!(out);
         for (i, f) in self.failures.iter().enumerate() {
             let _ = writeln!(out, "{}. {} failed", i + 1, clean(&f.step));

@@ -34,6 +34,8 @@ fn job() -> JobReport {
             },
         ],
         session: Some("20261128T020304Z-web1".into()),
+        outcome: RunOutcome::Ok,
+        reason: None,
         figures: vec![
             ("files".into(), "1024".into()),
             ("bytes sent".into(), "12 MiB".into()),
@@ -79,8 +81,12 @@ fn failed_job_and_error_report() {
     report.steps[1].status = StepStatus::Failed("rsync exited with status 23".into());
     report.steps[2].status = StepStatus::Skipped("rsync failed".into());
     report.session = None;
+    report.outcome = RunOutcome::Failed;
     assert!(!report.succeeded());
-    assert!(report.subject().contains("backup FAILED"));
+    assert_eq!(
+        report.subject(),
+        "[rsbackup] web1: backup FAILED: no backup made (2026-11-28 02:00 UTC)"
+    );
     let text = report.render_text();
     assert!(
         text.contains("FAILED: rsync exited with status 23"),
@@ -102,6 +108,7 @@ fn failed_job_and_error_report() {
         client: "web1".into(),
         host: "web1.example.org".into(),
         started: ts("2026-11-28T02:00:00Z"),
+        outcome: RunOutcome::Partial,
         failures: vec![Failure {
             step: "rsync".into(),
             what: "rsync exited with status 23 (some files could not be transferred)".into(),
@@ -111,7 +118,7 @@ fn failed_job_and_error_report() {
     };
     assert_eq!(
         err.subject(),
-        "[rsbackup] web1: ERROR: 1 failure (2026-11-28 02:00 UTC)"
+        "[rsbackup] web1: ERROR: 1 failure; outcome PARTIAL (2026-11-28 02:00 UTC)"
     );
     let text = err.render_text();
     assert!(

@@ -13,6 +13,7 @@ use jiff::Timestamp;
 
 use crate::config::{ClientPolicy, Command, ServerConfig, StagingMode};
 use crate::format::client_identity::StatedIdentity;
+use crate::format::complete_args::CompleteArgs;
 use crate::server::rsync_argv::RsyncRequest;
 
 /// Longest `SSH_ORIGINAL_COMMAND` accepted, in bytes. rsbackup's own commands are far shorter.
@@ -30,8 +31,8 @@ pub enum Request {
     Upload(RsyncRequest),
     /// rsync download from staging (`--sender`); needs `restore = true`.
     Download(RsyncRequest),
-    /// `complete`.
-    Complete,
+    /// `complete`, with how the transfer ended.
+    Complete(CompleteArgs),
     /// `sessions`.
     Sessions,
 }
@@ -44,7 +45,7 @@ impl Request {
             Request::Prepare => Some(Command::Prepare),
             Request::Upload(_) => Some(Command::Upload),
             Request::Download(_) => None,
-            Request::Complete => Some(Command::Complete),
+            Request::Complete(_) => Some(Command::Complete),
             Request::Sessions => Some(Command::Sessions),
         }
     }
@@ -263,7 +264,7 @@ pub fn parse_command(value: Option<&str>) -> Result<(StatedIdentity, Request), S
     };
     let request = match words[0] {
         "prepare" => simple(Request::Prepare),
-        "complete" => simple(Request::Complete),
+        "complete" => CompleteArgs::parse(&words[1..]).map(Request::Complete),
         "sessions" => simple(Request::Sessions),
         "rsync" => {
             let req = RsyncRequest::parse(words)?;

@@ -183,7 +183,7 @@ fn commands_are_checked_after_everything_else() {
         "{}",
         d.reason
     );
-    assert_eq!(d.request, Some(Request::Complete));
+    assert_eq!(d.request, Some(Request::Complete(Default::default())));
     let d = decide("web1", "192.0.2.10", DOWNLOAD, saturday_night());
     assert!(!d.allowed);
     assert!(d.reason.contains("restore = true"), "{}", d.reason);
@@ -358,5 +358,29 @@ proptest::proptest! {
             proptest::prop_assert!(argv.iter().filter(|a| a.to_str().unwrap().starts_with('/')).count() == 2);
             proptest::prop_assert!(!req.short.contains(['s', 'K', 'L', 'T', 'M', 'f', 'B']));
         }
+    }
+}
+
+#[test]
+fn complete_takes_key_value_arguments_and_nothing_else() {
+    let d = decide(
+        "web1",
+        "192.0.2.10",
+        "complete rsync-exit=23 sources=www,etc skipped=data",
+        saturday_night(),
+    );
+    assert!(d.allowed, "{}", d.reason);
+    let Some(Request::Complete(args)) = d.request else {
+        panic!("{:?}", d.request)
+    };
+    assert_eq!(args.rsync_exit, Some(23));
+    assert_eq!(args.skipped, vec![b"data".to_vec()]);
+    for bad in [
+        "complete now",
+        "complete rsync-exit=x",
+        "prepare rsync-exit=0",
+    ] {
+        let d = decide("web1", "192.0.2.10", bad, saturday_night());
+        assert!(!d.allowed, "{bad}");
     }
 }

@@ -2,6 +2,8 @@
 //! staging as its mode says, run the complete hooks, roll off old sessions, and answer with the
 //! session's statistics. The run's lease is released whatever happens.
 
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -9,13 +11,14 @@ use jiff::Timestamp;
 use serde_json::json;
 
 use crate::config::{ClientPolicy, ServerConfig, StagingMode};
-use crate::error::Result;
+use crate::error::{Error, ErrorKind, Result};
+use crate::format::complete_args::CompleteArgs;
 use crate::index::SessionState;
 use crate::ingest::staging::{IngestedFile, Placeholders, StagingDecode};
 use crate::ingest::{IngestOptions, ingest_staged};
 use crate::repo::Repo;
 use crate::server::hooks::run_hooks;
-use crate::server::lock::LeaseFile;
+use crate::server::lock::{LeaseFile, UPLOAD_WAIT};
 use crate::server::serve::{mode_name, staging_dir};
 use crate::server::staging;
 
@@ -27,9 +30,32 @@ pub(crate) fn complete(
     lease: &LeaseFile,
     now: Timestamp,
     exe: Option<&std::path::Path>,
+    args: &CompleteArgs,
 ) -> Result<(serde_json::Value, u8)> {
     let (run, running) = lease.begin_complete(now.as_second())?;
-    let result = complete_run(config, policy, now, &run.token, exe);
+    // No new upload starts once the lease is `completing`; wait for those still writing.
+    match lease.wait_for_uploads(UPLOAD_WAIT) {
+        Ok(true) => {}
+        Ok(false) => {
+            let _ = lease.release(&run.token);
+            drop(running);
+            return Err(Error::new(
+                ErrorKind::Locked,
+                format!(
+                    "client {}: an upload was still writing to staging after {} s; nothing was \
+                     ingested and the run is ended: the next run sends again, and its complete \
+                     waits for that upload too",
+                    policy.name,
+                    UPLOAD_WAIT.as_secs()
+                ),
+            ));
+        }
+        Err(e) => {
+            let _ = lease.release(&run.token);
+            return Err(e);
+        }
+    }
+    let result = complete_run(config, policy, now, &run.token, exe, args);
     let released = lease.release(&run.token);
     drop(running);
     let answer = result?;
@@ -43,6 +69,7 @@ fn complete_run(
     now: Timestamp,
     token: &str,
     exe: Option<&std::path::Path>,
+    args: &CompleteArgs,
 ) -> Result<(serde_json::Value, u8)> {
     let clock = Instant::now();
     let client = policy.name.as_str();
@@ -70,11 +97,14 @@ fn complete_run(
     let old = Arc::new(old);
     let (tx, rx) = crossbeam_channel::unbounded::<IngestedFile>();
     let collector = std::thread::spawn(move || rx.into_iter().collect::<Vec<_>>());
+    let (left_out, stale) = left_out_of_session(&dir, args)?;
     let decode = StagingDecode {
         munged_links: true,
         fake_super: true,
         placeholders: use_table.then(|| Arc::clone(&old)),
         ingested: hollow.then_some(tx),
+        left_out,
+        transfer_problem: args.transfer_problem(),
     };
     let opts = IngestOptions {
         client: client.to_owned(),
@@ -86,6 +116,24 @@ fn complete_run(
     drop(decode);
     let files = collector.join().unwrap_or_default();
     let report = ingested?;
+
+    // What the client no longer has a source for is no part of its staging any more.
+    let mut stale_removed = Vec::new();
+    for name in stale {
+        let path = dir.join(std::ffi::OsStr::from_bytes(&name));
+        let removed = match std::fs::symlink_metadata(&path) {
+            Ok(m) if m.is_dir() => std::fs::remove_dir_all(&path),
+            Ok(_) => std::fs::remove_file(&path),
+            Err(e) => Err(e),
+        };
+        match removed {
+            Ok(()) => stale_removed.push(String::from_utf8_lossy(&name).into_owned()),
+            Err(e) => notes.push(format!(
+                "stale staging entry {} (not among the client's sources) could not be removed: {e}",
+                path.display()
+            )),
+        }
+    }
 
     let staging_result = match policy.staging_mode {
         StagingMode::Keep => json!({"mode": "keep"}),
@@ -162,6 +210,8 @@ fn complete_run(
         "token": token,
         "session": report.session,
         "state": report.state,
+        "reason": report.reason,
+        "stale_removed": stale_removed,
         "staging_mode": mode_name(policy.staging_mode),
         "entries": report.entries,
         "files": report.files,
@@ -181,4 +231,31 @@ fn complete_run(
         "mirror": mirror,
     });
     Ok((value, if perfect { 0 } else { 3 }))
+}
+
+/// The names directly under staging that this session leaves out: the sources the client
+/// skipped (their guard failed: kept in staging for the next run, not recorded as current), and
+/// when the client named what it sent, everything else (`stale`: a source no longer configured,
+/// or rsync's leftovers; removed from staging after the ingest, as `--delete` would have done
+/// had it covered the staging root).
+/// File names directly under the staging root.
+type Names = Vec<Vec<u8>>;
+
+fn left_out_of_session(dir: &Path, args: &CompleteArgs) -> Result<(Names, Names)> {
+    let mut left_out = args.skipped.clone();
+    let mut stale = Vec::new();
+    if let Some(sources) = &args.sources {
+        let entries = std::fs::read_dir(dir)
+            .map_err(|e| Error::io(format!("reading staging {}", dir.display()), e))?;
+        for entry in entries {
+            let entry =
+                entry.map_err(|e| Error::io(format!("reading staging {}", dir.display()), e))?;
+            let name = entry.file_name().as_bytes().to_vec();
+            if !sources.contains(&name) && !args.skipped.contains(&name) {
+                left_out.push(name.clone());
+                stale.push(name);
+            }
+        }
+    }
+    Ok((left_out, stale))
 }

@@ -19,6 +19,15 @@
 //!   timeout; a `prepare` must not take over staging under it), and dead as soon as the
 //!   `complete` process is gone (killed or crashed: the next run need not wait for the timeout).
 //!
+//! The upload lock: every upload's rsync holds a shared `flock` on
+//! `staging-root/.leases/NAME.uploading` for its whole life (the descriptor is inherited across
+//! `exec`), and `complete`, once its lease is `completing` (so no new upload starts), waits for
+//! the exclusive lock, bounded by [`UPLOAD_WAIT`], before it reads staging: it never ingests a
+//! tree that a second connection inside the same lease is still writing, nor rsync's temporary
+//! files (`.name.XXXXXX`). After the bound it gives up: it ingests nothing, ends the lease (as
+//! every `complete` that ran does, which is what the client's resume note expects) and fails;
+//! the next run's `complete` waits for that upload again if it still runs.
+//!
 //! Each read-modify-write of the file holds `flock` on it for a few milliseconds, so two requests
 //! never both see "free". The file is replaced by rename, so a crash leaves the old or the new
 //! lease, never half of one.
@@ -59,6 +68,27 @@ pub struct Lease {
 #[derive(Debug)]
 pub struct Completing {
     _lock: std::fs::File,
+}
+
+/// How long `complete` waits for running uploads of its client to end (see the module docs).
+pub const UPLOAD_WAIT: Duration = Duration::from_secs(5 * 60);
+
+/// The shared upload lock on `NAME.uploading`, taken before the upload's lease check.
+#[derive(Debug)]
+pub struct UploadLock {
+    file: std::fs::File,
+}
+
+impl UploadLock {
+    /// Keep the lock for the life of the process this one `exec`s into (rsync): the descriptor
+    /// is made inheritable and deliberately never closed here. The lock ends when the last
+    /// process holding the descriptor exits.
+    pub fn hand_to_exec(self) -> Result<()> {
+        rustix::io::fcntl_setfd(&self.file, rustix::io::FdFlags::empty())
+            .map_err(|e| Error::io("keeping the upload lock across exec", e.into()))?;
+        let _kept_open = std::os::fd::IntoRawFd::into_raw_fd(self.file);
+        Ok(())
+    }
 }
 
 /// The lease file of one client.
@@ -145,6 +175,66 @@ impl LeaseFile {
             _ => Err(self.no_run("no prepare (or it expired)")),
         })?;
         Ok((lease, guard))
+    }
+
+    /// The upload: take the shared upload lock (waiting only while a `complete` briefly holds
+    /// it exclusively), then check the lease is `prepared`, so that a `complete` which marked it
+    /// `completing` in between is seen and the upload refused.
+    pub fn begin_upload(&self, now: i64) -> Result<(Lease, UploadLock)> {
+        let file = self.open_upload_lock()?;
+        let path = self.upload_lock_path();
+        // Never block behind a complete that is waiting for other uploads: try, and if it is
+        // held exclusively, the lease is no longer `prepared` anyway.
+        match rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockShared) {
+            Ok(()) => {}
+            Err(rustix::io::Errno::WOULDBLOCK) => {
+                return Err(self.no_run("complete is running"));
+            }
+            Err(e) => return Err(Error::io(format!("locking {}", path.display()), e.into())),
+        }
+        let lease = self.check_prepared(now)?;
+        Ok((lease, UploadLock { file }))
+    }
+
+    /// `complete`, after [`LeaseFile::begin_complete`]: wait up to `limit` for every upload's
+    /// rsync to end. `Ok(false)` when some still runs after `limit`.
+    pub fn wait_for_uploads(&self, limit: Duration) -> Result<bool> {
+        let file = self.open_upload_lock()?;
+        let path = self.upload_lock_path();
+        let deadline = std::time::Instant::now() + limit;
+        loop {
+            match rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
+                // Released when `file` is dropped: nothing can take it shared again, the lease
+                // being `completing`.
+                Ok(()) => return Ok(true),
+                Err(rustix::io::Errno::WOULDBLOCK) => {}
+                Err(e) => return Err(Error::io(format!("locking {}", path.display()), e.into())),
+            }
+            if std::time::Instant::now() >= deadline {
+                return Ok(false);
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    fn upload_lock_path(&self) -> PathBuf {
+        self.path.with_extension("uploading")
+    }
+
+    fn open_upload_lock(&self) -> Result<std::fs::File> {
+        let path = self.upload_lock_path();
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(|e| {
+                Error::io(format!("creating the directory of {}", path.display()), e)
+            })?;
+        }
+        std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .mode(0o600)
+            .open(&path)
+            .map_err(|e| Error::io(format!("opening {}", path.display()), e))
     }
 
     /// `staging-root/.leases/NAME.completing`, locked by the running `complete`.
@@ -328,6 +418,27 @@ mod tests {
             "a dead complete frees the lease at once"
         );
         assert_ne!(d.token, c.token);
+        // An upload holds its lock; a complete waits for it, and gives up after its bound.
+        f.release(&d.token).unwrap();
+        let (e, _) = f.acquire(5000).unwrap();
+        let (_, upload) = f.begin_upload(5001).unwrap();
+        let (run, guard) = f.begin_complete(5002).unwrap();
+        assert!(
+            f.begin_upload(5003).is_err(),
+            "a new upload beside a complete"
+        );
+        assert!(!f.wait_for_uploads(Duration::from_millis(300)).unwrap());
+        f.release(&run.token).unwrap();
+        drop(guard);
+        // The next run waits for the same upload, until its rsync ends.
+        let (e2, _) = f.acquire(5004).unwrap();
+        assert_ne!(e2.token, e.token);
+        let (_, guard) = f.begin_complete(5005).unwrap();
+        assert!(!f.wait_for_uploads(Duration::from_millis(300)).unwrap());
+        drop(upload);
+        assert!(f.wait_for_uploads(Duration::from_millis(300)).unwrap());
+        f.release(&e2.token).unwrap();
+        drop(guard);
         // A damaged file is reported, naming it.
         std::fs::write(f.path(), b"{").unwrap();
         assert!(

@@ -123,17 +123,26 @@ pub fn serve(config: &ServerConfig, input: &ServeInput) -> ServeOutcome {
     let now = input.now.as_second();
     let result = match request {
         Request::Prepare => prepare(config, policy, &lease, now),
-        Request::Complete => crate::server::complete::complete(
+        Request::Complete(args) => crate::server::complete::complete(
             config,
             policy,
             &lease,
             input.now,
             input.exe.as_deref(),
+            &args,
         ),
         Request::Sessions => sessions(config, policy),
         Request::Upload(req) => {
-            return match rsync_command(config, policy, &req, Some((&lease, now))) {
-                Ok(cmd) => ServeOutcome::Exec(cmd),
+            // The upload lock first (see server::lock): `complete` waits for it.
+            let upload = match lease.begin_upload(now) {
+                Ok((_, upload)) => upload,
+                Err(e) => return ServeOutcome::Failed(e),
+            };
+            return match rsync_command(config, policy, &req, None) {
+                Ok(cmd) => match upload.hand_to_exec() {
+                    Ok(()) => ServeOutcome::Exec(cmd),
+                    Err(e) => ServeOutcome::Failed(e),
+                },
                 Err(e) => ServeOutcome::Failed(e),
             };
         }

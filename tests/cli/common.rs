@@ -21,7 +21,7 @@ pub mod exit {
     pub const FAILURE: i32 = 1;
     /// Bad command line (clap).
     pub const USAGE: i32 = 2;
-    /// Partial: ingest incomplete, restore with failed paths, check found problems.
+    /// Partial: a partial session, restore with failed paths, check found problems.
     pub const PARTIAL: i32 = 3;
     /// Not a repository.
     pub const NOT_A_REPOSITORY: i32 = 4;

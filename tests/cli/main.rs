@@ -7,6 +7,7 @@ mod cli_basic;
 mod identity;
 mod ingest_crash;
 mod mirror;
+mod outcome;
 mod prune;
 mod push_client;
 mod push_hollow;

@@ -375,6 +375,9 @@ fn an_append_only_mirror_refuses_the_primarys_deletes() {
     let listed = s.on_mirror("sessions", &[arg("--json")]);
     assert_eq!(listed.json().as_array().map(|a| a.len()), Some(2));
     // The refusal inside the protocol is audited after the connection's own row, and mailed.
+    // The primary stops as soon as it reads the refusal; mirror-serve writes the row after
+    // sending it, so give it a moment.
+    wait_for(|| s.audit().len() >= 3);
     let audit = s.audit();
     let decisions: Vec<&str> = audit.iter().map(|r| r[3].as_str()).collect();
     assert_eq!(decisions, ["allow", "allow", "refuse"], "{audit:#?}");

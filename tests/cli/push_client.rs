@@ -605,11 +605,10 @@ fn vanished_source_is_a_partial_run_and_the_rest_is_stored() {
     let run = client.run(&config, &[]);
     run.code(code::PARTIAL);
     let messages = eml_messages(&mail);
+    // The missing source fails its guard (must-exist): not sent, the session partial.
     let error = message_with(&messages, "ERROR");
-    assert!(
-        error.contains("rsync exit code 23: partial transfer due to error"),
-        "{error}"
-    );
+    assert!(error.contains("was not sent: it does not exist"), "{error}");
+    message_with(&messages, "backup PARTIAL");
     assert_eq!(server.sessions(), 1);
     let restored = server.restore_latest("restored");
     assert_eq!(fs::read(restored.join("src/f")).unwrap(), b"kept");

@@ -144,7 +144,7 @@ impl Server {
             String::from_utf8_lossy(&out.stderr),
             self.sshd.log()
         );
-        let done = self.json(client, "complete");
+        let done = self.json(client, "complete rsync-exit=0");
         assert_eq!(done["token"], prepared["token"]);
         done
     }
@@ -283,7 +283,7 @@ fn push_then_restore_equals_source() {
     assert_eq!(audit[0][2], "prepare");
     assert!(audit[1][2].starts_with("rsync --server "), "{:?}", audit[1]);
     // A second run in the middle of nothing: complete without prepare is refused by the lease.
-    let out = s.ssh("web1", None, "complete");
+    let out = s.ssh("web1", None, "complete rsync-exit=0");
     assert_eq!(out.status.code(), Some(common::exit::LOCKED));
     assert!(String::from_utf8_lossy(&out.stderr).contains("no run in progress"));
     assert!(s.smtp.messages().is_empty(), "nothing was refused");
@@ -516,7 +516,7 @@ fn prepare_lease_hooks_and_quota() {
     assert_eq!(busy.status.code(), Some(common::exit::LOCKED), "{busy:?}");
     assert!(String::from_utf8_lossy(&busy.stderr).contains("already in progress"));
     assert!(s.rsync("web1", &src, &[]).status.success());
-    let done = s.json("web1", "complete");
+    let done = s.json("web1", "complete rsync-exit=0");
     assert_eq!(done["hooks"][0]["output"], "done\n", "{done:#}");
     assert_eq!(done["staging"]["mode"], "keep");
     assert!(s.staging.join("web1/big").exists(), "keep leaves staging");
@@ -612,7 +612,7 @@ fn lease_hours_from_the_file_and_the_flag() {
     age("web1", 3);
     busy("web1", 4 * 3600);
     // ... and complete honours it too: the 3-hour-old run (expired by the file's 2 hours) ends.
-    let done = s.json("web1", "complete");
+    let done = s.json("web1", "complete rsync-exit=0");
     assert_eq!(done["token"], second["token"], "{done:#}");
     let taken_over = s.json("db1", "prepare");
     assert_eq!(
@@ -631,7 +631,7 @@ fn a_running_complete_keeps_its_lease_past_the_timeout() {
     let lease = s.staging.join(".leases/web1.json");
     let run = s.json("web1", "prepare");
     std::thread::scope(|scope| {
-        let complete = scope.spawn(|| s.json("web1", "complete"));
+        let complete = scope.spawn(|| s.json("web1", "complete rsync-exit=0"));
         // Wait for complete to mark the lease, then make it 5 hours old.
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
         loop {

@@ -74,9 +74,9 @@ pub fn run(args: Args) -> Result<Outcome> {
     } else {
         print_human(&args.client, &report)?;
     }
-    if report.state == SessionState::Incomplete || !report.errors.is_empty() {
+    if report.state == SessionState::Partial || !report.errors.is_empty() {
         eprintln!(
-            "rsbackup: session {} of client {:?} is incomplete: {} path{} could not be read",
+            "rsbackup: session {} of client {:?} is partial: {} path{} could not be read",
             report.session,
             args.client,
             report.errors.len(),
@@ -91,7 +91,7 @@ fn print_human(client: &str, r: &IngestReport) -> Result<()> {
     let mut out = crate::output::Stdout::new();
     let state = match r.state {
         SessionState::Complete => "complete",
-        SessionState::Incomplete => "incomplete",
+        SessionState::Partial => "partial",
         SessionState::Running => "running",
     };
     writeln!(out, "session {} of client {client}: {state}", r.session)?;

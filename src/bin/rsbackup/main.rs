@@ -36,7 +36,8 @@ pub mod exit {
     pub const FAILURE: u8 = 1;
     /// Bad command line.
     pub const USAGE: u8 = 2;
-    /// Partial success: ingest incomplete, restore with failed paths, check found problems.
+    /// Partial success: a partial session (ingest, run), restore with failed paths, check found
+    /// problems.
     pub const PARTIAL: u8 = 3;
     /// Not a repository.
     pub const NOT_A_REPOSITORY: u8 = 4;
@@ -61,7 +62,8 @@ Exit codes:
    0  success
    1  failure (anything not listed below)
    2  usage: bad command line
-   3  partial: ingest incomplete, restore with failed paths, check found problems
+   3  partial: the session is partial (ingest, run), restore with failed paths, check found
+      problems
    4  not a repository
    5  unsupported format version
    6  wrong identity: the identity file is not an age identity or cannot unlock the repository

@@ -170,8 +170,8 @@ fn print_human(report: &PruneReport) -> Result<()> {
             time(f.started),
             verdict,
             why.join(", "),
-            if f.state == rsbackup::index::SessionState::Incomplete {
-                " (incomplete)"
+            if f.state == rsbackup::index::SessionState::Partial {
+                " (partial)"
             } else {
                 ""
             }

@@ -2,7 +2,9 @@
 //!
 //! Quiet when everything worked (cron mails whatever a job prints, and the job report is mailed
 //! already); one `rsbackup: ...` line per problem on stderr otherwise. The exit code says what
-//! happened (docs/usage.md, "rsbackup run").
+//! happened (docs/usage.md, "rsbackup run"), and belongs to one of four outcomes, the same the
+//! mail subject and `--json` name: ok (0), ok with warnings (20), partial (3), failed: no backup
+//! made (every other code).
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -11,6 +13,7 @@ use rsbackup::client::hooks::OnFailure;
 use rsbackup::client::remote::Connection;
 use rsbackup::client::{RunOptions, RunStatus};
 use rsbackup::config::ClientConfig;
+use rsbackup::report::RunOutcome;
 
 use crate::Outcome;
 
@@ -34,10 +37,33 @@ pub mod code {
     pub const SERVER: u8 = 19;
     /// The backup was made, but a hook failed.
     pub const HOOK: u8 = 20;
+    /// Every source failed its guard (or does not exist): nothing was sent.
+    pub const NOTHING_TO_SEND: u8 = 21;
 }
+
+/// The exit codes and outcomes, for `run --help` (docs/usage.md has the same table).
+const RUN_HELP: &str = "\
+Outcomes and exit codes (the mail subject says the outcome: backup ok / ok, with warnings /
+PARTIAL / FAILED: no backup made):
+   0  ok: the session was recorded complete
+  20  ok, with warnings: recorded complete, but a hook or a server step failed
+   3  partial: the session was recorded partial (rsync 23/24, a source not sent because its
+      guard failed, unreadable paths)
+  FAILED, no backup made:
+   1  failure on this machine (lock file)
+  12  configuration error
+  13  another run holds the lock
+  14  an init hook failed (on-init-hook-failure = abort)
+  15  server unreachable
+  16  refused by the server
+  17  timed out
+  18  rsync failed
+  19  the server's prepare or complete failed
+  21  no source could be sent (every guard failed)";
 
 /// Arguments of `rsbackup run`.
 #[derive(clap::Args)]
+#[command(after_help = RUN_HELP)]
 pub struct Args {
     /// The client configuration file.
     #[arg(long, value_name = "FILE", default_value = "/etc/rsbackup/client.toml")]
@@ -67,6 +93,10 @@ pub struct Args {
     /// Also print the job report (and the error report) on standard output.
     #[arg(long)]
     print: bool,
+    /// Print the outcome as JSON on standard output: outcome, exit code, subject, session,
+    /// its state and reason, and the failures.
+    #[arg(long)]
+    json: bool,
 }
 
 /// Run the backup, mail the reports, and exit with the code that says what happened.
@@ -76,6 +106,13 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
         Err(err) => {
             // No configuration, no mail: cron mails this line.
             eprintln!("rsbackup: {err}; no backup was made");
+            if args.json {
+                crate::output::print_json(&serde_json::json!({
+                    "outcome": RunOutcome::Failed.name(),
+                    "exit_code": code::CONFIG,
+                    "failures": [{"step": "configuration", "what": err.to_string()}],
+                }))?;
+            }
             std::process::exit(code::CONFIG.into());
         }
     };
@@ -138,9 +175,39 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
             }
         );
     }
-    let exit = match result.status {
-        RunStatus::Ok => return Ok(Outcome::Ok),
-        RunStatus::Partial => return Ok(Outcome::Partial),
+    let exit = exit_code(result.status);
+    if args.json {
+        let answer = result.answer.as_ref();
+        crate::output::print_json(&serde_json::json!({
+            "outcome": result.status.outcome().name(),
+            "exit_code": exit,
+            "client": config.name.as_str(),
+            "subject": result.job.as_ref().map(|j| j.subject()),
+            "session": answer.and_then(|a| a.field("session")),
+            "state": answer.and_then(|a| a.text(&["state"])),
+            "reason": answer.and_then(|a| a.text(&["reason"])),
+            "failures": result.error.as_ref().map(|e| e.failures.iter().map(|f| {
+                serde_json::json!({"step": f.step, "what": f.what, "where": f.location,
+                                   "to_do": f.action})
+            }).collect::<Vec<_>>()).unwrap_or_default(),
+        }))?;
+    }
+    match exit {
+        0 => Ok(Outcome::Ok),
+        3 => Ok(Outcome::Partial),
+        other => {
+            use std::io::Write as _;
+            let _ = std::io::stdout().flush();
+            std::process::exit(other.into());
+        }
+    }
+}
+
+/// The exit code of a run (see [`RUN_HELP`]).
+fn exit_code(status: RunStatus) -> u8 {
+    match status {
+        RunStatus::Ok => 0,
+        RunStatus::Partial => crate::exit::PARTIAL,
         RunStatus::Config => code::CONFIG,
         RunStatus::Locked => code::LOCKED,
         RunStatus::InitHookFailed => code::INIT_HOOK,
@@ -151,10 +218,8 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
         RunStatus::ServerFailed => code::SERVER,
         RunStatus::HookFailed => code::HOOK,
         RunStatus::Failed => crate::exit::FAILURE,
-    };
-    use std::io::Write as _;
-    let _ = std::io::stdout().flush();
-    std::process::exit(exit.into());
+        RunStatus::NothingToSend => code::NOTHING_TO_SEND,
+    }
 }
 
 /// This machine's name for the reports (the kernel's host name).

@@ -2,7 +2,7 @@
 //! `SSH_ORIGINAL_COMMAND` and `SSH_CONNECTION` (never a shell), hands them to
 //! `rsbackup::server::serve`, prints the answer, or execs rsync.
 //!
-//! Exit codes: 0 done; 3 done in part (an incomplete session, a failed complete hook); 1 the
+//! Exit codes: 0 done; 3 done in part (a partial session, a failed complete hook); 1 the
 //! request was allowed but failed; 12 the request was refused (only the generic refusal message
 //! is printed; the administrator gets the reason by mail and the audit table has it).
 

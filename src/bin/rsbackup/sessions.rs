@@ -87,6 +87,12 @@ pub fn run(args: Args) -> Result<Outcome> {
         }
         writeln!(out, "{}", line.trim_end())?;
     }
+    // Why each partial session is partial, below the table (a reason is too long for a cell).
+    for s in &sessions {
+        if let Some(reason) = &s.reason {
+            writeln!(out, "session {} is partial: {reason}", s.id)?;
+        }
+    }
     out.flush()?;
     Ok(Outcome::Ok)
 }
@@ -94,7 +100,10 @@ pub fn run(args: Args) -> Result<Outcome> {
 fn row(s: &SessionInfo) -> [String; 8] {
     let state = match s.state {
         SessionState::Complete => "complete".to_string(),
-        SessionState::Incomplete => format!("incomplete ({} errors)", s.stats.errors),
+        SessionState::Partial if s.stats.errors > 0 => {
+            format!("partial ({} errors)", s.stats.errors)
+        }
+        SessionState::Partial => "partial".to_string(),
         SessionState::Running => "running".to_string(),
     };
     let state = if s.pinned {
