@@ -178,8 +178,13 @@ pub fn write_audit(config: &ServerConfig, record: &AuditRecord) -> Result<()> {
 /// outside printable ASCII become escapes; the result is at most `max` bytes (an escape is
 /// never split) and ends in `...` when it was cut.
 pub fn escape_for_log(text: &str, max: usize) -> String {
+    escape_bytes_for_log(text.as_bytes(), max)
+}
+
+/// [`escape_for_log`] for bytes that need not be UTF-8 (a command sshd passed as it came).
+pub fn escape_bytes_for_log(text: &[u8], max: usize) -> String {
     let mut out = String::new();
-    let mut pieces = text.bytes().map(|b| match b {
+    let mut pieces = text.iter().map(|&b| match b {
         b'\\' => "\\\\".to_owned(),
         b'"' => "\\\"".to_owned(),
         0x20..=0x7e => (b as char).to_string(),

@@ -99,6 +99,25 @@ pub fn authorize(
     ssh_original_command: Option<&str>,
     now: Timestamp,
 ) -> Decision {
+    authorize_bytes(
+        config,
+        client,
+        ssh_connection,
+        ssh_original_command.map(str::as_bytes),
+        now,
+    )
+}
+
+/// [`authorize`] for `SSH_ORIGINAL_COMMAND` as the bytes sshd set, which need not be UTF-8: a
+/// command that is not is refused as such (after the client, address and window checks, like
+/// any other bad command), with the first bad byte and its offset in the reason.
+pub fn authorize_bytes(
+    config: &ServerConfig,
+    client: &str,
+    ssh_connection: Option<&str>,
+    ssh_original_command: Option<&[u8]>,
+    now: Timestamp,
+) -> Decision {
     let Some(policy) = config.client(client) else {
         return Decision::refuse(
             format!(
@@ -132,6 +151,22 @@ pub fn authorize(
     {
         return Decision::refuse(outside_windows(policy, now), Some(ip), None);
     }
+    let ssh_original_command = match ssh_original_command.map(std::str::from_utf8) {
+        None => None,
+        Some(Ok(text)) => Some(text),
+        Some(Err(e)) => {
+            let at = e.valid_up_to();
+            let byte = ssh_original_command.and_then(|b| b.get(at)).copied();
+            return Decision::refuse(
+                format!(
+                    "client {client}: command is not UTF-8 (byte 0x{:02x} at offset {at})",
+                    byte.unwrap_or_default()
+                ),
+                Some(ip),
+                None,
+            );
+        }
+    };
     let (identity, request) = match parse_command(ssh_original_command) {
         Ok(parsed) => parsed,
         Err(reason) => {

@@ -384,3 +384,34 @@ fn complete_takes_key_value_arguments_and_nothing_else() {
         assert!(!d.allowed, "{bad}");
     }
 }
+
+/// A command that is not UTF-8 is refused as such, naming the first bad byte; the client,
+/// address and window checks still come first.
+#[test]
+fn a_command_that_is_not_utf8_is_refused_with_its_byte() {
+    let command = [stated("web1", "prepare").as_bytes(), b"\xff"].concat();
+    let d = authorize_bytes(
+        &config(),
+        "web1",
+        Some(&conn("192.0.2.10")),
+        Some(&command),
+        saturday_night(),
+    );
+    assert!(!d.allowed);
+    assert!(
+        d.reason.ends_with(&format!(
+            "command is not UTF-8 (byte 0xff at offset {})",
+            command.len() - 1
+        )),
+        "{}",
+        d.reason
+    );
+    let d = authorize_bytes(
+        &config(),
+        "web1",
+        Some(&conn("198.51.100.1")),
+        Some(&command),
+        saturday_night(),
+    );
+    assert!(d.reason.contains("is not in its addresses"), "{}", d.reason);
+}

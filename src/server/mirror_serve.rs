@@ -26,7 +26,10 @@ use jiff::Timestamp;
 use crate::config::ServerConfig;
 use crate::error::{Error, ErrorKind};
 use crate::mirror::{ServeOptions, ServeReport, serve as serve_protocol};
-use crate::server::audit::{AuditRecord, Recorded, escape_for_log, record_decision};
+use crate::server::audit::{
+    AUDIT_COMMAND_BYTES, AuditRecord, Recorded, escape_bytes_for_log, escape_for_log,
+    record_decision,
+};
 use crate::server::authz::{Decision, parse_ssh_connection};
 
 /// The command a primary sends (`ssh HOST -- rsbackup-mirror`); sshd puts it in
@@ -42,6 +45,9 @@ pub struct MirrorServeInput {
     pub ssh_connection: Option<String>,
     /// `SSH_ORIGINAL_COMMAND`.
     pub ssh_original_command: Option<String>,
+    /// `SSH_ORIGINAL_COMMAND`'s bytes when they are not UTF-8 (`ssh_original_command` is then
+    /// `None`): refused as an unknown command, and audited escaped byte for byte.
+    pub raw_command: Option<Vec<u8>>,
     /// Now.
     pub now: Timestamp,
     /// This box's host name, for alert mails.
@@ -132,21 +138,30 @@ pub fn mirror_serve<R: Read, W: Write>(
     writer: W,
 ) -> MirrorServeOutcome {
     let client = audit_client(&input.mirror_of);
+    // Bytes that are not UTF-8 are no command a primary sends: refused as an unknown one.
+    let command = match &input.raw_command {
+        Some(_) => Some("\u{fffd}"),
+        None => input.ssh_original_command.as_deref(),
+    };
     let decision = authorize_mirror(
         config,
         &input.mirror_of,
         input.ssh_connection.as_deref(),
-        input.ssh_original_command.as_deref(),
+        command,
         input.now,
     );
     let record = |time: Timestamp, decision: &Decision| {
-        AuditRecord::new(
+        let mut record = AuditRecord::new(
             time,
             &client,
             input.ssh_connection.as_deref(),
             input.ssh_original_command.as_deref(),
             decision,
-        )
+        );
+        if let Some(raw) = &input.raw_command {
+            record.command = escape_bytes_for_log(raw, AUDIT_COMMAND_BYTES);
+        }
+        record
     };
     match record_decision(config, &input.host, &record(input.now, &decision)) {
         Recorded::Allowed => {}

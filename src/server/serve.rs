@@ -18,8 +18,10 @@ use serde_json::json;
 use crate::config::{ClientPolicy, ServerConfig, StagingMode};
 use crate::error::{Error, ErrorKind, Result};
 use crate::repo::Repo;
-use crate::server::audit::{AuditRecord, Recorded, record_decision};
-use crate::server::authz::{Request, authorize};
+use crate::server::audit::{
+    AUDIT_COMMAND_BYTES, AuditRecord, Recorded, escape_bytes_for_log, record_decision,
+};
+use crate::server::authz::{Request, authorize_bytes};
 use crate::server::hooks::run_hooks;
 use crate::server::lock::LeaseFile;
 use crate::server::rsync_argv::{RsyncRequest, checked_staging_dir};
@@ -37,6 +39,9 @@ pub struct ServeInput {
     pub ssh_connection: Option<String>,
     /// `SSH_ORIGINAL_COMMAND`.
     pub ssh_original_command: Option<String>,
+    /// `SSH_ORIGINAL_COMMAND`'s bytes when they are not UTF-8 (`ssh_original_command` is then
+    /// `None`): refused, and audited escaped byte for byte.
+    pub raw_command: Option<Vec<u8>>,
     /// Now.
     pub now: Timestamp,
     /// This server's host name, for alert mails.
@@ -62,6 +67,7 @@ impl ServeInput {
             client: client.to_owned(),
             ssh_connection: ssh_connection.map(str::to_owned),
             ssh_original_command: ssh_original_command.map(str::to_owned),
+            raw_command: None,
             now,
             host: host.to_owned(),
             lease_timeout: None,
@@ -90,21 +96,28 @@ pub enum ServeOutcome {
 
 /// Handle one request.
 pub fn serve(config: &ServerConfig, input: &ServeInput) -> ServeOutcome {
-    let decision = authorize(
+    let command = input
+        .raw_command
+        .as_deref()
+        .or(input.ssh_original_command.as_deref().map(str::as_bytes));
+    let decision = authorize_bytes(
         config,
         &input.client,
         input.ssh_connection.as_deref(),
-        input.ssh_original_command.as_deref(),
+        command,
         input.now,
     );
     let (decision, machine) = crate::server::machines::gate(config, decision);
-    let record = AuditRecord::new(
+    let mut record = AuditRecord::new(
         input.now,
         &input.client,
         input.ssh_connection.as_deref(),
         input.ssh_original_command.as_deref(),
         &decision,
     );
+    if let Some(raw) = &input.raw_command {
+        record.command = escape_bytes_for_log(raw, AUDIT_COMMAND_BYTES);
+    }
     match record_decision(config, &input.host, &record) {
         Recorded::Allowed => {}
         Recorded::Refused => return ServeOutcome::Refused,

@@ -367,6 +367,30 @@ fn refusals_are_audited_mailed_and_do_nothing() {
     assert_eq!(s.audit().last().unwrap()[3], "allow");
 }
 
+/// Issue 11 (smaller holes): a command that is not UTF-8 is refused, audited with its bytes
+/// escaped (not as "no command given"), and mailed.
+#[test]
+fn a_command_that_is_not_utf8_is_audited_byte_for_byte() {
+    let s = Server::start(&[("web1", Some(ANY))], None);
+    let out = s.sshd.run_bytes(s.key("web1"), b"prepare \xff\xfe;x");
+    assert_eq!(out.status.code(), Some(REFUSED), "{out:?}");
+    assert_eq!(String::from_utf8_lossy(&out.stderr).trim(), REFUSAL);
+    let audit = common::audit_rows(&s.repo.repo);
+    assert_eq!(audit.len(), 1, "{audit:?}");
+    assert_eq!(audit[0][2], "prepare \\xff\\xfe;x", "{audit:?}");
+    assert_eq!(audit[0][3], "refuse");
+    assert!(
+        audit[0][4].contains("command is not UTF-8 (byte 0xff at offset 8)"),
+        "{audit:?}"
+    );
+    let mails = s.smtp.wait_for(1, Duration::from_secs(15));
+    assert_eq!(mails.len(), 1);
+    let mail = mails[0].replace("=\n", "").replace("=3D", "=");
+    assert!(mail.contains("command=\"prepare \\xff\\xfe;x\""), "{mail}");
+    assert!(mail.contains("is not UTF-8"), "{mail}");
+    assert_eq!(s.sessions(), 0);
+}
+
 /// rsync argument attacks through real ssh: each refused (audited, mailed), nothing written
 /// outside or inside staging; a symlinked staging directory is never written through.
 #[test]

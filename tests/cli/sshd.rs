@@ -238,6 +238,19 @@ impl Sshd {
         cmd
     }
 
+    /// [`Sshd::run`] with a command given as bytes, which need not be UTF-8 (ssh and sshd pass
+    /// them on as they are).
+    pub fn run_bytes(&self, key: &SshKey, command: &[u8]) -> Output {
+        use std::os::unix::ffi::OsStrExt;
+        let mut cmd = Command::new("ssh");
+        cmd.args(self.options(key, None))
+            .arg(format!("{}@127.0.0.1", self.user()))
+            .arg("--")
+            .arg(std::ffi::OsStr::from_bytes(command))
+            .stdin(Stdio::null());
+        cmd.output().expect("cannot run ssh")
+    }
+
     /// Run [`Sshd::ssh`] and capture its output.
     pub fn run(&self, key: &SshKey, bind: Option<&str>, command: &str) -> Output {
         self.ssh(key, bind, command)

@@ -270,10 +270,12 @@ fn print_human(r: &PushReport) -> Result<()> {
 /// reason is in the audit table and the alert mail.
 pub fn serve(args: ServeArgs) -> Result<Outcome> {
     let config = ServerConfig::load(&args.config)?;
+    let (command, raw_command) = crate::serve::original_command();
     let input = MirrorServeInput {
         mirror_of: args.mirror_of,
         ssh_connection: std::env::var("SSH_CONNECTION").ok(),
-        ssh_original_command: std::env::var("SSH_ORIGINAL_COMMAND").ok(),
+        ssh_original_command: command,
+        raw_command,
         now: jiff::Timestamp::now(),
         host: crate::serve::host_name(),
     };

@@ -42,6 +42,18 @@ pub fn host_name() -> String {
         .unwrap_or_else(|_| "backup server".to_owned())
 }
 
+/// `SSH_ORIGINAL_COMMAND` as text, or as its bytes when they are not UTF-8 (sshd passes the
+/// client's bytes as they came).
+pub fn original_command() -> (Option<String>, Option<Vec<u8>>) {
+    match std::env::var_os("SSH_ORIGINAL_COMMAND") {
+        None => (None, None),
+        Some(os) => match os.into_string() {
+            Ok(text) => (Some(text), None),
+            Err(os) => (None, Some(std::os::unix::ffi::OsStringExt::into_vec(os))),
+        },
+    }
+}
+
 /// Run `serve`: never returns normally except on success.
 pub fn run(args: Args) -> Result<Outcome> {
     let config = match ServerConfig::load(&args.config) {
@@ -54,7 +66,7 @@ pub fn run(args: Args) -> Result<Outcome> {
         }
     };
     let host = host_name();
-    let command = std::env::var("SSH_ORIGINAL_COMMAND").ok();
+    let (command, raw_command) = original_command();
     let connection = std::env::var("SSH_CONNECTION").ok();
     let mut input = ServeInput::new(
         &args.client,
@@ -67,6 +79,7 @@ pub fn run(args: Args) -> Result<Outcome> {
         .lease_hours
         .map(|hours| std::time::Duration::from_secs(hours * 3600));
     input.exe = std::env::current_exe().ok();
+    input.raw_command = raw_command;
     match serve(&config, &input) {
         ServeOutcome::Answer { stdout, exit } => {
             print!("{stdout}");
