@@ -24,6 +24,8 @@ pub mod hooks;
 pub mod lock;
 pub mod mirror_serve;
 pub mod rsync_argv;
+pub mod rsync_daemon;
 pub mod rsync_version;
 pub mod serve;
 pub mod staging;
+pub mod supervise;

@@ -56,11 +56,6 @@ pub const NANOSECOND_TIMES: &str = "-@-1";
 /// Long options accepted with a numeric value (`--timeout=600`).
 pub const ALLOWED_LONG_NUMERIC: [&str; 2] = ["--timeout", "--bwlimit"];
 
-/// Added to every server argv: symlinks the receiver creates are made harmless
-/// (`/rsyncd-munged/` prefix), so nothing in staging can point out of it, and a sender un-munges
-/// them again on the way back.
-pub const MUNGE_LINKS: &str = "--munge-links";
-
 /// A validated rsync server request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RsyncRequest {
@@ -153,10 +148,17 @@ impl RsyncRequest {
         Ok(())
     }
 
-    /// The argv the server execs: `rsync_path`, the validated options, `--munge-links`, `.`,
-    /// and `staging` (which must come from [`checked_staging_dir`]).
-    pub fn server_argv(&self, rsync_path: &Path, staging: &Path) -> Vec<OsString> {
-        let mut argv: Vec<OsString> = vec![rsync_path.into(), "--server".into()];
+    /// The argument list the server gives its confined rsync daemon
+    /// ([`crate::server::rsync_daemon`]) for this request: `--server`, the validated options,
+    /// `.`, and `MODULE/` (the generated module whose path is the client's staging).
+    ///
+    /// An upload's receiver also gets `--delay-updates` and `--delete-delay` instead of
+    /// `--delete`: new file contents wait in `.~tmp~` directories and deletions wait until the
+    /// transfer has finished, so that an upload stopped half-way (over its quota, or its client
+    /// gone) has changed as little of staging as rsync allows. Symlinks are munged, `fake super`
+    /// is on and the path is confined by the daemon's module, not by these words.
+    pub fn daemon_args(&self, module: &str) -> Vec<OsString> {
+        let mut argv: Vec<OsString> = vec!["--server".into()];
         if self.sender {
             argv.push("--sender".into());
         }
@@ -168,26 +170,27 @@ impl RsyncRequest {
         if bundle.len() > 1 {
             argv.push(bundle.into());
         }
-        argv.extend(self.long.iter().map(OsString::from));
-        argv.push(MUNGE_LINKS.into());
+        for long in &self.long {
+            if long == "--delete" && !self.sender {
+                argv.push("--delete-delay".into());
+            } else {
+                argv.push(long.into());
+            }
+        }
+        if !self.sender {
+            argv.push(DELAY_UPDATES.into());
+        }
         argv.push(".".into());
-        // A trailing slash makes rsync treat the path as the directory itself, not a name in
-        // its parent.
-        let mut dest = staging.as_os_str().to_owned();
-        dest.push("/");
-        argv.push(dest);
+        argv.push(format!("{module}/").into());
         argv
     }
-
-    /// The process to exec: [`Self::server_argv`] with a cleared environment (nothing the
-    /// client's ssh session set reaches rsync) and the staging directory as working directory.
-    pub fn server_command(&self, rsync_path: &Path, staging: &Path) -> std::process::Command {
-        let argv = self.server_argv(rsync_path, staging);
-        let mut command = std::process::Command::new(&argv[0]);
-        command.args(&argv[1..]).env_clear().current_dir(staging);
-        command
-    }
 }
+
+/// Added to every upload's receiver: see [`RsyncRequest::daemon_args`].
+pub const DELAY_UPDATES: &str = "--delay-updates";
+
+/// Where `--delay-updates` keeps a directory's new files until the transfer ends.
+pub const DELAY_DIR: &str = ".~tmp~";
 
 fn check_capabilities(caps: &str) -> Result<String, String> {
     // Sub-version prefix: "." for release builds, "PROTOCOL.SUBPROTOCOL" (e.g. "32.1") for
