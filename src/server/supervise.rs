@@ -61,6 +61,56 @@ impl Default for Limits {
 /// measurements as a multiple of the time one took (a large tree is walked less often).
 const QUOTA_INTERVAL: Duration = Duration::from_millis(500);
 const QUOTA_PAUSE_FACTOR: u32 = 4;
+/// The client's bytes forwarded between two measurements made in the stream itself: data is
+/// held back while staging is measured, so a fast transfer cannot finish (and rsync put its
+/// delayed updates in place) before it has been measured.
+const QUOTA_STREAM_BYTES: u64 = 256 << 10;
+
+/// The quota measurement shared by the stream and the watcher.
+struct QuotaWatch {
+    staging: PathBuf,
+    quota: u64,
+    /// Not before this instant (a large tree is walked less often).
+    next: std::sync::Mutex<Instant>,
+    /// Allocated bytes measured over the quota, 0 while under it.
+    over: AtomicU64,
+}
+
+impl QuotaWatch {
+    /// Measure staging unless the last measurement was too recent (or `force`); true when it
+    /// is over the quota.
+    fn check(&self, force: bool) -> bool {
+        if self.over.load(Ordering::Relaxed) > 0 {
+            return true;
+        }
+        let Ok(mut next) = self.next.lock() else {
+            return false;
+        };
+        let began = Instant::now();
+        if !force && began < *next {
+            return false;
+        }
+        // A tree changing under the walk may fail it; the next walk tries again.
+        if let Ok((_, allocated)) = crate::server::staging::staging_usage(&self.staging)
+            && allocated > self.quota
+        {
+            self.over.store(allocated, Ordering::Relaxed);
+            return true;
+        }
+        *next = Instant::now() + began.elapsed() * QUOTA_PAUSE_FACTOR;
+        false
+    }
+
+    fn end(&self) -> Option<RunEnd> {
+        match self.over.load(Ordering::Relaxed) {
+            0 => None,
+            allocated => Some(RunEnd::OverQuota {
+                allocated,
+                quota: self.quota,
+            }),
+        }
+    }
+}
 
 /// How a watched rsync ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -122,6 +172,7 @@ struct Shared {
     client_eof: AtomicBool,
     client_gone: AtomicBool,
     start: Instant,
+    quota: Option<QuotaWatch>,
 }
 
 impl Shared {
@@ -213,6 +264,12 @@ impl RsyncRun {
             client_eof: AtomicBool::new(false),
             client_gone: AtomicBool::new(false),
             start: Instant::now(),
+            quota: self.quota.map(|quota| QuotaWatch {
+                staging: self.staging.clone(),
+                quota,
+                next: std::sync::Mutex::new(Instant::now()),
+                over: AtomicU64::new(0),
+            }),
         });
         // Client to rsync. This thread may stay blocked on a client that never sends again;
         // the process exits without waiting for it.
@@ -220,11 +277,22 @@ impl RsyncRun {
             let shared = Arc::clone(&shared);
             std::thread::spawn(move || {
                 let mut buf = vec![0u8; 64 * 1024];
+                let mut unmeasured = 0u64;
                 loop {
                     match client_in.read(&mut buf) {
                         Ok(0) | Err(_) => break,
                         Ok(n) => {
                             shared.touch();
+                            unmeasured += n as u64;
+                            if let Some(q) = &shared.quota
+                                && unmeasured >= QUOTA_STREAM_BYTES
+                            {
+                                unmeasured = 0;
+                                if q.check(false) {
+                                    // Nothing more reaches rsync; the watcher kills it.
+                                    return;
+                                }
+                            }
                             if daemon_in.write_all(&buf[..n]).is_err() {
                                 break;
                             }
@@ -278,6 +346,13 @@ impl RsyncRun {
                 .try_wait()
                 .map_err(|e| Error::io("waiting for the server's rsync", e))?
             {
+                // A transfer quicker than the measurements is measured once more at its end.
+                if let Some(q) = &shared.quota
+                    && q.check(true)
+                    && let Some(end) = q.end()
+                {
+                    return Ok(end);
+                }
                 return Ok(RunEnd::Exited(status.code()));
             }
             let stop = if shared.client_gone.load(Ordering::Relaxed) {
@@ -295,19 +370,16 @@ impl RsyncRun {
                 let _ = rustix::process::kill_process_group(group, Signal::KILL);
                 return Ok(end);
             }
-            if let Some(quota) = self.quota
+            if let Some(q) = &shared.quota
                 && Instant::now() >= next_measure
             {
-                let began = Instant::now();
-                // A tree changing under the walk may fail it; the next walk tries again.
-                if let Ok((_, allocated)) = crate::server::staging::staging_usage(&self.staging)
-                    && allocated > quota
+                next_measure = Instant::now() + QUOTA_INTERVAL;
+                if q.check(false)
+                    && let Some(end) = q.end()
                 {
                     let _ = rustix::process::kill_process_group(group, Signal::KILL);
-                    return Ok(RunEnd::OverQuota { allocated, quota });
+                    return Ok(end);
                 }
-                next_measure =
-                    Instant::now() + (began.elapsed() * QUOTA_PAUSE_FACTOR).max(QUOTA_INTERVAL);
             }
             std::thread::sleep(Duration::from_millis(50));
         }
