@@ -122,7 +122,10 @@ fn rsh_word(word: &std::ffi::OsStr) -> Result<String> {
     }
 }
 
-/// The rsync command: `rsync -a -H -X --numeric-ids --delete --partial --stats
+/// The sending side's rule: no `user.rsync.*` xattr name leaves the client.
+pub const CLIENT_XATTR_FILTER: &str = "--filter=-x user.rsync.**";
+
+/// The rsync command: `rsync -a -H -A -X --filter='-x user.rsync.**' --numeric-ids --delete --partial --stats
 /// --timeout=N [-z] [--bwlimit=N] -e 'ssh ...' --exclude=... SOURCES user@host:`.
 pub fn rsync_command(config: &ClientConfig, conn: &Connection) -> Result<Command> {
     let mut rsh = vec![rsh_word(config.ssh_path.as_os_str())?];
@@ -133,7 +136,12 @@ pub fn rsync_command(config: &ClientConfig, conn: &Connection) -> Result<Command
     command.args([
         "-a",
         "-H",
+        "-A",
         "-X",
+        // The server's receiver keeps privileged attributes under user.rsync.* names
+        // (fake super): the same names sent by the client would be taken for them, so none
+        // is ever sent (the server also refuses them; see server::rsync_daemon).
+        CLIENT_XATTR_FILTER,
         "--numeric-ids",
         "--delete",
         "--partial",

@@ -71,13 +71,15 @@ fn rsync_uses_only_what_the_server_accepts() {
         ..Connection::default()
     };
     let args = argv(&rsync_command(&cfg, &conn).unwrap());
-    let head: Vec<&str> = args.iter().take(9).map(String::as_str).collect();
+    let head: Vec<&str> = args.iter().take(11).map(String::as_str).collect();
     assert_eq!(
         head,
         [
             "-a",
             "-H",
+            "-A",
             "-X",
+            "--filter=-x user.rsync.**",
             "--numeric-ids",
             "--delete",
             "--partial",

@@ -28,4 +28,5 @@ pub mod rsync_daemon;
 pub mod rsync_version;
 pub mod serve;
 pub mod staging;
+pub mod staging_clean;
 pub mod supervise;

@@ -270,6 +270,8 @@ fn rsync_run(
     let module = if req.sender {
         Module::Download
     } else {
+        // Every user.rsync.* name left after the upload must be this upload's receiver's.
+        crate::server::staging_clean::strip_transport_xattrs(&dir)?;
         Module::Upload
     };
     let limits = Limits::default();
@@ -378,7 +380,7 @@ pub fn finish_rsync(
     let cleaned = if policy.staging_mode == StagingMode::Purge {
         staging::purge(staging).map(drop)
     } else {
-        staging::remove_unfinished_updates(staging, started)
+        crate::server::staging_clean::remove_unfinished_updates(staging, started)
     };
     let reason = format!(
         "client {}: upload stopped: staging {} reached {allocated} bytes, over its quota of \

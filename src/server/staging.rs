@@ -318,55 +318,6 @@ pub fn purge(dir: &Path) -> Result<u64> {
     Ok(removed)
 }
 
-/// After an upload stopped half-way: remove what rsync's delayed updates had not yet put in
-/// place: every `.~tmp~` directory (`--delay-updates`), and every regular file named like an
-/// rsync temporary file (`.NAME.XXXXXX`) whose inode is newer than `started`. Symlinks are
-/// removed, never followed.
-pub fn remove_unfinished_updates(dir: &Path, started: std::time::SystemTime) -> Result<()> {
-    let entries =
-        std::fs::read_dir(dir).map_err(|e| Error::io(format!("cleaning {}", dir.display()), e))?;
-    for entry in entries {
-        let entry = entry.map_err(|e| Error::io(format!("cleaning {}", dir.display()), e))?;
-        let path = entry.path();
-        let Ok(kind) = entry.file_type() else {
-            continue;
-        };
-        let name = entry.file_name();
-        if kind.is_dir() {
-            if name == crate::server::rsync_argv::DELAY_DIR {
-                std::fs::remove_dir_all(&path)
-                    .map_err(|e| Error::io(format!("removing {}", path.display()), e))?;
-            } else {
-                remove_unfinished_updates(&path, started)?;
-            }
-        } else if kind.is_file() && looks_like_rsync_temp(name.as_encoded_bytes()) {
-            let meta = std::fs::symlink_metadata(&path)
-                .map_err(|e| Error::io(format!("cleaning {}", path.display()), e))?;
-            let born = meta.created().or_else(|_| {
-                use std::os::unix::fs::MetadataExt;
-                let secs = u64::try_from(meta.ctime()).unwrap_or(0);
-                let nanos = u32::try_from(meta.ctime_nsec()).unwrap_or(0);
-                Ok::<_, std::io::Error>(
-                    std::time::UNIX_EPOCH + std::time::Duration::new(secs, nanos),
-                )
-            });
-            if born.is_ok_and(|t| t >= started) {
-                std::fs::remove_file(&path)
-                    .map_err(|e| Error::io(format!("removing {}", path.display()), e))?;
-            }
-        }
-    }
-    Ok(())
-}
-
-/// rsync's temporary names: `.` + the file's name + `.` + six letters or digits.
-fn looks_like_rsync_temp(name: &[u8]) -> bool {
-    name.len() >= 9
-        && name[0] == b'.'
-        && name[name.len() - 7] == b'.'
-        && name[name.len() - 6..].iter().all(u8::is_ascii_alphanumeric)
-}
-
 /// What hollowing did.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 pub struct HollowReport {

@@ -280,3 +280,160 @@ fn quota_stops_the_upload_that_crosses_it() {
         vec![Vec::<u8>::new()]
     );
 }
+
+/// Run a program that must exist and succeed; its stdout.
+fn must(program: &str, args: &[&str]) -> String {
+    let out = Command::new(program)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("{program} must be installed (tools/test.sh): {e}"));
+    assert!(
+        out.status.success(),
+        "{program} {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// `getfacl -R` of `dir`, with paths relative to it.
+fn acls_of(dir: &Path) -> String {
+    let out = Command::new("getfacl")
+        .args(["-R", "-p", "-n", "."])
+        .current_dir(dir)
+        .output()
+        .expect("getfacl (package acl) must be installed");
+    assert!(out.status.success(), "{out:?}");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Issue 11 part 1: an unprivileged user on the client sets `user.rsync.security.capability`,
+/// `user.rsync.trusted.x` and `user.rsync.system.posix_acl_access` on a file of their own;
+/// after a push with the real client (`rsbackup run` through sshd) and a root restore, getcap,
+/// getfattr and getfacl show nothing privileged. A capability root set is still restored, and
+/// taken off (file unchanged) it is gone from the next session. Access and default ACLs come
+/// back equal (`getfacl -R`).
+#[test]
+fn an_unprivileged_users_xattrs_never_become_privileged() {
+    use crate::push_client::{Client, MailTo, Server, code};
+    assert!(
+        common::is_root(),
+        "this test sets capabilities and changes users"
+    );
+    let client = Client::new();
+    let src = client.src.clone();
+    let mine = src.join("mine");
+    common::write_file(&mine, b"#!/bin/sh\nid\n");
+    must("chown", &["65534:65534", mine.to_str().unwrap()]);
+    let cap = "0sAQAAAgAgAAAAAAAAAAAAAAAAAAA="; // cap_net_raw+ep, as setcap writes it
+    let acl = "0sAgAAAAEABwD/////AgAHAP7/AAAEAAUA/////xAABwD/////IAAFAP////8=";
+    for (name, value) in [
+        ("user.rsync.security.capability", cap),
+        ("user.rsync.trusted.x", "0sAQ=="),
+        ("user.rsync.system.posix_acl_access", acl),
+    ] {
+        must(
+            "setpriv",
+            &[
+                "--reuid=65534",
+                "--regid=65534",
+                "--clear-groups",
+                "setfattr",
+                "-n",
+                name,
+                "-v",
+                value,
+                mine.to_str().unwrap(),
+            ],
+        );
+    }
+    let real = src.join("captrue");
+    std::fs::copy("/usr/bin/true", &real).unwrap();
+    must("setcap", &["cap_net_raw+ep", real.to_str().unwrap()]);
+    let shared = src.join("shared");
+    std::fs::create_dir(&shared).unwrap();
+    common::write_file(&shared.join("doc"), b"doc\n");
+    must(
+        "setfacl",
+        &["-m", "u:65534:rx,g:65534:r", shared.to_str().unwrap()],
+    );
+    must(
+        "setfacl",
+        &["-d", "-m", "u:65534:rwx,o::-", shared.to_str().unwrap()],
+    );
+    must(
+        "setfacl",
+        &["-m", "u:65534:rw", shared.join("doc").to_str().unwrap()],
+    );
+
+    let server = Server::start(
+        &client,
+        "windows = [\"daily 00:00-24:00\"]\nstaging-mode = \"keep\"",
+    );
+    let mail = client.path("mail");
+    std::fs::create_dir_all(&mail).unwrap();
+    let config = client.config(
+        server.sshd.port,
+        Some(&server.known_hosts),
+        MailTo::Dir(&mail),
+        "",
+    );
+    client.run(&config, &[]).code(code::OK);
+    let restored = server.restore_latest("restored-1").join("src");
+
+    let caps = must("getcap", &["-r", restored.to_str().unwrap()]);
+    let caps: Vec<&str> = caps.lines().collect();
+    assert_eq!(caps.len(), 1, "{caps:?}");
+    assert!(
+        caps[0].contains("captrue") && caps[0].contains("cap_net_raw=ep"),
+        "{caps:?}"
+    );
+    let names = must(
+        "getfattr",
+        &[
+            "-d",
+            "-m",
+            "-",
+            "--absolute-names",
+            restored.join("mine").to_str().unwrap(),
+        ],
+    );
+    for bad in ["security.", "trusted.", "system.", "user.rsync."] {
+        assert!(!names.contains(bad), "{bad} on the user's file:\n{names}");
+    }
+    assert_eq!(
+        acls_of(&src.join("shared")),
+        acls_of(&restored.join("shared"))
+    );
+    let mine_acl = must(
+        "getfacl",
+        &["-p", "-n", restored.join("mine").to_str().unwrap()],
+    );
+    assert!(
+        !mine_acl
+            .lines()
+            .any(|l| l.starts_with("mask::") || l.starts_with("user:6")),
+        "a forged ACL on the user's file:\n{mine_acl}"
+    );
+    // rsync itself finds nothing to change between the source and the restore (but the
+    // user's file, whose user.rsync.* names are dropped by design).
+    let diff = must(
+        "rsync",
+        &[
+            "-naHAXc",
+            "--numeric-ids",
+            "--exclude=/mine",
+            "--out-format=%i %n",
+            &format!("{}/", src.display()),
+            &format!("{}/", restored.display()),
+        ],
+    );
+    let changed: Vec<&str> = diff.lines().filter(|l| !l.ends_with(" ./")).collect();
+    assert!(changed.is_empty(), "{changed:?}");
+
+    // The capability taken off an unchanged file is gone from the next session.
+    must("setcap", &["-r", real.to_str().unwrap()]);
+    client.run(&config, &[]).code(code::OK);
+    let restored = server.restore_latest("restored-2").join("src");
+    let caps = must("getcap", &["-r", restored.to_str().unwrap()]);
+    assert_eq!(caps.trim(), "", "a removed capability came back");
+}
