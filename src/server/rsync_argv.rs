@@ -1,5 +1,8 @@
 //! The rsync upload: validate the `rsync --server ...` command line that rsbackup's client sends,
-//! and build the argv the server execs itself.
+//! and build the argument list the server gives its confined rsync daemon itself
+//! ([`RsyncRequest::daemon_args`]; see [`crate::server::rsync_daemon`]). The allow-list decides
+//! what the client may ask for; it does not confine rsync (filter rules travel inside the
+//! protocol, where no command line shows them): the daemon module does.
 //!
 //! The client runs
 //! `rsync -a -H [-A -X] --numeric-ids --delete --partial --stats --modify-window=-1 SRC/ host:`;

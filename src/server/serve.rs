@@ -87,7 +87,7 @@ pub enum ServeOutcome {
     /// Allowed, but it failed: print the error, exit non-zero.
     Failed(Error),
     /// The upload or download: run this confined rsync between the client's channel and the
-    /// daemon ([`RsyncRun::run`]), then [`finish_upload`] with how it ended.
+    /// daemon ([`RsyncRun::run`]), then [`finish_rsync`] with how it ended.
     Rsync(Box<RsyncRun>),
 }
 
