@@ -127,3 +127,74 @@ fn strip_one(path: &Path, buf: &mut Vec<u8>, removed: &mut u64) -> Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rsync_temporary_names() {
+        for yes in [&b".big.D2PeXQ"[..], b".a.b.c.123456", b".z.zzzzzz"] {
+            assert!(looks_like_rsync_temp(yes), "{yes:?}");
+        }
+        for no in [
+            &b"big.D2PeXQ"[..],
+            b".big.D2PeX",
+            b".big-D2PeXQ",
+            b".big.D2Pe-Q",
+            b".x",
+        ] {
+            assert!(!looks_like_rsync_temp(no), "{no:?}");
+        }
+    }
+
+    #[test]
+    fn unfinished_updates_go_and_the_rest_stays() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
+        std::fs::create_dir_all(dir.join("sub/.~tmp~")).unwrap();
+        std::fs::write(dir.join("sub/.~tmp~/new"), b"x").unwrap();
+        // A client file that looks like a temporary name but is older than the run stays.
+        std::fs::write(dir.join(".old.abcdef"), b"x").unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        let started = std::time::SystemTime::now();
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        std::fs::write(dir.join("sub/.big.D2PeXQ"), b"x").unwrap();
+        std::fs::write(dir.join("sub/kept"), b"x").unwrap();
+        remove_unfinished_updates(dir, started).unwrap();
+        assert!(!dir.join("sub/.~tmp~").exists());
+        assert!(!dir.join("sub/.big.D2PeXQ").exists());
+        assert!(dir.join("sub/kept").exists());
+        assert!(dir.join(".old.abcdef").exists());
+    }
+
+    #[test]
+    fn transport_names_are_stripped_and_bookkeeping_stays() {
+        let tmp = tempfile::tempdir().unwrap();
+        let f = tmp.path().join("d/f");
+        std::fs::create_dir_all(tmp.path().join("d")).unwrap();
+        std::fs::write(&f, b"x").unwrap();
+        let set =
+            |name: &str| rustix::fs::lsetxattr(&f, name, b"v", rustix::fs::XattrFlags::empty());
+        if set("user.test").is_err() {
+            // No user xattrs on this filesystem: nothing to strip, nothing to test.
+            return;
+        }
+        for name in [
+            "user.rsync.security.capability",
+            "user.rsync.trusted.x",
+            "user.rsync.%stat",
+        ] {
+            set(name).unwrap();
+        }
+        assert_eq!(strip_transport_xattrs(tmp.path()).unwrap(), 2);
+        let mut buf = vec![0u8; 1024];
+        let n = rustix::fs::llistxattr(&f, &mut buf[..]).unwrap();
+        let mut names: Vec<&[u8]> = buf[..n]
+            .split(|b| *b == 0)
+            .filter(|n| !n.is_empty())
+            .collect();
+        names.sort();
+        assert_eq!(names, [&b"user.rsync.%stat"[..], b"user.test"]);
+    }
+}

@@ -437,3 +437,52 @@ fn an_unprivileged_users_xattrs_never_become_privileged() {
     let caps = must("getcap", &["-r", restored.to_str().unwrap()]);
     assert_eq!(caps.trim(), "", "a removed capability came back");
 }
+
+/// A download (`restore = true`) goes through the read-only module of the confined daemon:
+/// the client gets its staged tree back as it sent it (symlink un-munged, mode from fake super),
+/// and a filter rule naming a server file answers like a missing one there too.
+#[test]
+fn a_permitted_download_reads_staging_through_the_module() {
+    let body = format!("{ANY}\nstaging-mode = \"keep\"\nrestore = true");
+    let s = Server::start(&[("web1", Some(&body))], None);
+    let src = s.dir.path().join("src");
+    common::write_file(&src.join("dir/file"), b"content\n");
+    common::set_mode(&src.join("dir/file"), 0o4750);
+    std::os::unix::fs::symlink("/etc/passwd", src.join("link")).unwrap();
+    s.push("web1", &src, &[]);
+
+    let back = s.dir.path().join("back");
+    let out = s.download_command("web1", &back, &[]).output().unwrap();
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(std::fs::read(back.join("dir/file")).unwrap(), b"content\n");
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(back.join("dir/file"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o7777, 0o4750);
+    assert_eq!(
+        std::fs::read_link(back.join("link")).unwrap(),
+        Path::new("/etc/passwd")
+    );
+
+    // The sender (the server) reads a staged per-directory rules file naming a server file.
+    let mut answers = Vec::new();
+    for target in [s.config.clone(), s.dir.path().join("missing")] {
+        let t = target.display().to_string();
+        common::write_file(
+            &s.staging.join("web1/.rsync-rules"),
+            format!("merge {t}\n").as_bytes(),
+        );
+        let again = s.dir.path().join(format!("again-{}", answers.len()));
+        let out = s
+            .download_command("web1", &again, &["--filter=dir-merge .rsync-rules"])
+            .output()
+            .unwrap();
+        answers.push((
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).replace(&t, "PATH"),
+        ));
+    }
+    assert_eq!(answers[0], answers[1], "{answers:?}");
+}

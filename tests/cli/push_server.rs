@@ -127,6 +127,18 @@ impl Server {
         cmd
     }
 
+    /// The client's rsync download of its whole staging area into `dest` (`restore = true`).
+    pub(crate) fn download_command(&self, client: &str, dest: &Path, extra: &[&str]) -> Command {
+        let mut cmd = Command::new("rsync");
+        cmd.args(["-a", "-H", "-A", "-X", "--numeric-ids"])
+            .args(extra)
+            .arg("-e")
+            .arg(self.sshd.rsh(self.key(client), None))
+            .arg(self.sshd.destination())
+            .arg(format!("{}/", dest.display()));
+        cmd
+    }
+
     /// Run [`Self::rsync_command`].
     pub(crate) fn rsync(&self, client: &str, src: &Path, extra: &[&str]) -> Output {
         self.rsync_command(client, src, extra)
