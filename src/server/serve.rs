@@ -274,12 +274,16 @@ fn rsync_run(
         crate::server::staging_clean::strip_transport_xattrs(&dir)?;
         Module::Upload
     };
-    let limits = Limits::default();
+    let limits = Limits::from_config(&config.rsync_limits);
     let text = daemon_config(
         module,
         &dir,
-        rustix::process::geteuid().as_raw(),
-        rustix::process::getegid().as_raw(),
+        rustix::process::geteuid().is_root().then(|| {
+            (
+                rustix::process::geteuid().as_raw(),
+                rustix::process::getegid().as_raw(),
+            )
+        }),
         limits.idle,
     )?;
     // Beside the leases, never inside staging: the client cannot read or replace it.

@@ -43,17 +43,22 @@ pub struct Limits {
     pub hangup_grace: Duration,
 }
 
-impl Default for Limits {
-    fn default() -> Limits {
+impl Limits {
+    /// The configured limits (`[rsync-limits]`), with a 2 s grace after the client's input ends.
+    pub fn from_config(config: &crate::config::RsyncLimits) -> Limits {
         Limits {
-            // A night's upload of a large tree: hours of checksumming at most.
-            cpu_seconds: 6 * 3600,
-            // rsync keeps about 100 bytes per file of the list: 4 GiB is tens of millions.
-            address_space: 4 << 30,
-            open_files: 256,
-            idle: Duration::from_secs(900),
+            cpu_seconds: config.cpu_seconds,
+            address_space: config.memory,
+            open_files: config.open_files,
+            idle: config.idle,
             hangup_grace: Duration::from_secs(2),
         }
+    }
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits::from_config(&crate::config::RsyncLimits::default())
     }
 }
 

@@ -486,3 +486,44 @@ fn a_permitted_download_reads_staging_through_the_module() {
     }
     assert_eq!(answers[0], answers[1], "{answers:?}");
 }
+
+/// `[rsync-limits] idle-seconds`: a client that opens an upload and then sends nothing is
+/// dropped after the idle limit, and nothing of its request is left running.
+#[test]
+fn an_idle_client_is_dropped() {
+    use std::io::Write;
+    let s = Server::start(&[("web1", Some(ANY))], None);
+    let mut text = std::fs::read_to_string(&s.config).unwrap();
+    text.push_str("\n[rsync-limits]\nidle-seconds = 2\n");
+    std::fs::write(&s.config, text).unwrap();
+    s.json("web1", "prepare");
+    let mut ssh = s
+        .ssh_command("web1", "rsync --server -logDtpre.iLsfxCIvu --delete . .")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stdin = ssh.stdin.take().unwrap();
+    // The protocol version, then silence (the channel stays open).
+    stdin.write_all(&32u32.to_le_bytes()).unwrap();
+    stdin.flush().unwrap();
+    let started = Instant::now();
+    let status = loop {
+        if let Some(status) = ssh.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "an idle client was not dropped"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(!status.success());
+    assert!(started.elapsed() >= Duration::from_secs(1), "dropped before it was idle");
+    drop(stdin);
+    for needle in [s.staging.display().to_string(), s.config.display().to_string()] {
+        let left = left_running(&needle, Duration::from_secs(5));
+        assert!(left.is_empty(), "still running: {left:?}");
+    }
+}

@@ -87,6 +87,11 @@ impl Server {
         self.sshd.run(self.key(client), bind, command)
     }
 
+    /// `ssh CLIENT COMMAND`, not started.
+    pub(crate) fn ssh_command(&self, client: &str, command: &str) -> Command {
+        self.sshd.ssh(self.key(client), None, command)
+    }
+
     /// `ssh CLIENT COMMAND`, which must succeed with a JSON answer.
     pub(crate) fn json(&self, client: &str, command: &str) -> serde_json::Value {
         let out = self.ssh(client, None, command);
