@@ -125,7 +125,8 @@ fn rsh_word(word: &std::ffi::OsStr) -> Result<String> {
 /// The sending side's rule: no `user.rsync.*` xattr name leaves the client.
 pub const CLIENT_XATTR_FILTER: &str = "--filter=-x user.rsync.**";
 
-/// The rsync command: `rsync -a -H -A -X --filter='-x user.rsync.**' --numeric-ids --delete --partial --stats
+/// The rsync command: `rsync -a -H -A -X --filter='-x user.rsync.**' --numeric-ids
+/// --delete --delete-delay --delay-updates --delete --partial --stats
 /// --timeout=N [-z] [--bwlimit=N] -e 'ssh ...' --exclude=... SOURCES user@host:`.
 pub fn rsync_command(config: &ClientConfig, conn: &Connection) -> Result<Command> {
     let mut rsh = vec![rsh_word(config.ssh_path.as_os_str())?];
@@ -144,6 +145,11 @@ pub fn rsync_command(config: &ClientConfig, conn: &Connection) -> Result<Command
         CLIENT_XATTR_FILTER,
         "--numeric-ids",
         "--delete",
+        // Deletions and new contents wait until the transfer has finished (new contents in
+        // .~tmp~ directories), so that an upload the server stops half-way (over the quota)
+        // leaves staging as it was: see server::rsync_argv::ALLOWED_LONG.
+        "--delete-delay",
+        "--delay-updates",
         "--partial",
         "--stats",
         // Compare modification times to the nanosecond (rsync compares whole seconds by

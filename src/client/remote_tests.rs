@@ -71,7 +71,7 @@ fn rsync_uses_only_what_the_server_accepts() {
         ..Connection::default()
     };
     let args = argv(&rsync_command(&cfg, &conn).unwrap());
-    let head: Vec<&str> = args.iter().take(11).map(String::as_str).collect();
+    let head: Vec<&str> = args.iter().take(13).map(String::as_str).collect();
     assert_eq!(
         head,
         [
@@ -82,6 +82,8 @@ fn rsync_uses_only_what_the_server_accepts() {
             "--filter=-x user.rsync.**",
             "--numeric-ids",
             "--delete",
+            "--delete-delay",
+            "--delay-updates",
             "--partial",
             "--stats",
             "--modify-window=-1",

@@ -39,11 +39,18 @@ pub const ALLOWED_CAPABILITIES: &str = "iLsfxCIvu";
 
 /// Long options accepted exactly as written.
 ///
-/// `--delete` is the only deletion form accepted: it is what the client sends, and it only ever
-/// deletes inside the destination. `--inplace` is absent on purpose: it rewrites staging files in
+/// `--delete` (deletions as the transfer goes) and `--delete-delay` (deletions after it) are the
+/// deletion forms accepted: they only ever delete inside the destination. rsbackup's client sends
+/// `--delete-delay` and `--delay-updates` (new contents wait in `.~tmp~` directories until the
+/// transfer ends), so that an upload stopped half-way (over its quota, its client gone) has
+/// changed as little of staging as rsync allows. They must come from the client: a receiver
+/// given `--delay-updates` that its sender does not know breaks the protocol on larger trees
+/// (seen with rsync 3.5.0 and 20,000 files), so the server passes options through, never adds. `--inplace` is absent on purpose: it rewrites staging files in
 /// place, which would defeat the hollow staging mode's placeholders.
-pub const ALLOWED_LONG: [&str; 5] = [
+pub const ALLOWED_LONG: [&str; 7] = [
     "--delete",
+    "--delete-delay",
+    "--delay-updates",
     "--stats",
     "--partial",
     "--numeric-ids",
@@ -152,14 +159,10 @@ impl RsyncRequest {
     }
 
     /// The argument list the server gives its confined rsync daemon
-    /// ([`crate::server::rsync_daemon`]) for this request: `--server`, the validated options,
-    /// `.`, and `MODULE/` (the generated module whose path is the client's staging).
-    ///
-    /// An upload's receiver also gets `--delay-updates` and `--delete-delay` instead of
-    /// `--delete`: new file contents wait in `.~tmp~` directories and deletions wait until the
-    /// transfer has finished, so that an upload stopped half-way (over its quota, or its client
-    /// gone) has changed as little of staging as rsync allows. Symlinks are munged, `fake super`
-    /// is on and the path is confined by the daemon's module, not by these words.
+    /// ([`crate::server::rsync_daemon`]) for this request: `--server`, the validated options as
+    /// the client sent them, `.`, and `MODULE/` (the generated module whose path is the client's
+    /// staging). Symlinks are munged, `fake super` is on and the path is confined by the daemon's
+    /// module, not by these words.
     pub fn daemon_args(&self, module: &str) -> Vec<OsString> {
         let mut argv: Vec<OsString> = vec!["--server".into()];
         if self.sender {
@@ -173,24 +176,12 @@ impl RsyncRequest {
         if bundle.len() > 1 {
             argv.push(bundle.into());
         }
-        for long in &self.long {
-            if long == "--delete" && !self.sender {
-                argv.push("--delete-delay".into());
-            } else {
-                argv.push(long.into());
-            }
-        }
-        if !self.sender {
-            argv.push(DELAY_UPDATES.into());
-        }
+        argv.extend(self.long.iter().map(OsString::from));
         argv.push(".".into());
         argv.push(format!("{module}/").into());
         argv
     }
 }
-
-/// Added to every upload's receiver: see [`RsyncRequest::daemon_args`].
-pub const DELAY_UPDATES: &str = "--delay-updates";
 
 /// Where `--delay-updates` keeps a directory's new files until the transfer ends.
 pub const DELAY_DIR: &str = ".~tmp~";

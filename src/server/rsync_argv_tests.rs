@@ -59,21 +59,30 @@ fn daemon_args_are_built_by_the_server() {
     let req = parse(CLIENT_SENDS).unwrap();
     let argv = req.daemon_args("upload");
     let argv: Vec<&str> = argv.iter().map(|a| a.to_str().unwrap()).collect();
-    // The receiver delays updates and deletions (an upload stopped half-way changes little);
-    // the path is the module's, which the server's daemon configuration confines to staging.
+    // The options as the client sent them (never one added: a receiver option its sender does
+    // not know can break the protocol); the path is the module's, which the server's daemon
+    // configuration confines to staging.
     assert_eq!(
         argv,
         [
             "--server",
             "-lHogDtpre.iLsfxCIvu",
-            "--delete-delay",
+            "--delete",
             "--stats",
             "--partial",
             "--numeric-ids",
-            "--delay-updates",
             ".",
             "upload/"
         ]
+    );
+    let delayed =
+        parse("rsync --server -lHogDtpre.iLsfxCIvu --delete --delete-delay --delay-updates . .")
+            .unwrap();
+    let argv = delayed.daemon_args("upload");
+    assert!(argv.contains(&OsString::from("--delete-delay")), "{argv:?}");
+    assert!(
+        argv.contains(&OsString::from("--delay-updates")),
+        "{argv:?}"
     );
     let down = parse("rsync --server --sender -lHogDtpre.iLsfxCIvu --numeric-ids . .").unwrap();
     assert!(down.sender);

@@ -62,47 +62,88 @@ impl Default for Limits {
     }
 }
 
-/// How often the staging directory is measured at most, and the least pause between two
-/// measurements as a multiple of the time one took (a large tree is walked less often).
+/// How often the watcher checks the quota when the stream is quiet, and the least pause between
+/// two walks of staging as a multiple of the time one took (a large tree is walked less often).
 const QUOTA_INTERVAL: Duration = Duration::from_millis(500);
-const QUOTA_PAUSE_FACTOR: u32 = 4;
-/// The client's bytes forwarded between two measurements made in the stream itself: data is
-/// held back while staging is measured, so a fast transfer cannot finish (and rsync put its
-/// delayed updates in place) before it has been measured.
-const QUOTA_STREAM_BYTES: u64 = 256 << 10;
+const QUOTA_PAUSE_FACTOR: u32 = 10;
+/// The client's bytes forwarded between two checks made in the stream itself: data is held back
+/// while staging is checked, so a fast transfer cannot finish (and rsync put its delayed updates
+/// in place) before it has been checked.
+const QUOTA_STREAM_BYTES: u64 = 64 << 10;
 
-/// The quota measurement shared by the stream and the watcher.
+/// The quota watch shared by the stream and the watcher.
+///
+/// Walking staging costs a walk of the whole tree, so it is not done on every check: a check
+/// first asks the filesystem (one `statvfs`) how much its used space grew since the last walk.
+/// Only when the last walk's figure plus that growth passes the quota (the growth may be other
+/// writers' too, so it can only overstate this client's) is staging walked again, at most once
+/// per ten times a walk takes; a walk under the quota becomes the new base.
 struct QuotaWatch {
     staging: PathBuf,
     quota: u64,
-    /// Not before this instant (a large tree is walked less often).
-    next: std::sync::Mutex<Instant>,
+    base: std::sync::Mutex<QuotaBase>,
     /// Allocated bytes measured over the quota, 0 while under it.
     over: AtomicU64,
 }
 
+struct QuotaBase {
+    /// Allocated bytes in staging at the last walk.
+    allocated: u64,
+    /// Free bytes of the filesystem at the last walk.
+    free: u64,
+    /// No walk before this instant.
+    next_walk: Instant,
+}
+
 impl QuotaWatch {
-    /// Measure staging unless the last measurement was too recent (or `force`); true when it
-    /// is over the quota.
+    /// Walk staging once (the base); `None` when it cannot be measured.
+    fn new(staging: &Path, quota: u64) -> Option<QuotaWatch> {
+        let free = crate::server::staging::free_space(staging).ok()?;
+        let (_, allocated) = crate::server::staging::staging_usage(staging).ok()?;
+        Some(QuotaWatch {
+            staging: staging.to_owned(),
+            quota,
+            base: std::sync::Mutex::new(QuotaBase {
+                allocated,
+                free,
+                next_walk: Instant::now(),
+            }),
+            over: AtomicU64::new(if allocated > quota { allocated } else { 0 }),
+        })
+    }
+
+    /// True when staging is over the quota. `force`: walk now if the growth says it may be.
     fn check(&self, force: bool) -> bool {
         if self.over.load(Ordering::Relaxed) > 0 {
             return true;
         }
-        let Ok(mut next) = self.next.lock() else {
+        let Ok(mut base) = self.base.lock() else {
             return false;
         };
-        let began = Instant::now();
-        if !force && began < *next {
+        let Ok(free) = crate::server::staging::free_space(&self.staging) else {
+            return false;
+        };
+        let grown = base.free.saturating_sub(free);
+        if base.allocated.saturating_add(grown) <= self.quota {
             return false;
         }
-        // A tree changing under the walk may fail it; the next walk tries again.
-        if let Ok((_, allocated)) = crate::server::staging::staging_usage(&self.staging)
-            && allocated > self.quota
-        {
+        let began = Instant::now();
+        if !force && began < base.next_walk {
+            return false;
+        }
+        // A tree changing under the walk may fail it; the next check tries again.
+        let Ok((_, allocated)) = crate::server::staging::staging_usage(&self.staging) else {
+            return false;
+        };
+        if allocated > self.quota {
             self.over.store(allocated, Ordering::Relaxed);
             return true;
         }
-        *next = Instant::now() + began.elapsed() * QUOTA_PAUSE_FACTOR;
+        *base = QuotaBase {
+            allocated,
+            free,
+            next_walk: Instant::now() + began.elapsed() * QUOTA_PAUSE_FACTOR,
+        };
         false
     }
 
@@ -200,11 +241,23 @@ impl RsyncRun {
 
     /// Run rsync between the client's channel (`client_in`, `client_out`) and the confined
     /// daemon until it ends; kill and reap its whole process group whatever happens.
+    ///
+    /// The channel is put in blocking mode first: the peer that created it (sshd, or an rsync
+    /// `-e` program) may have left it non-blocking, and a copy that meets `EAGAIN` would take
+    /// a full pipe for a client that went away.
     pub fn run<I, O>(mut self, client_in: I, client_out: O) -> Result<RunEnd>
     where
-        I: Read + Send + 'static,
-        O: Write + Send + 'static,
+        I: Read + std::os::fd::AsFd + Send + 'static,
+        O: Write + std::os::fd::AsFd + Send + 'static,
     {
+        for fd in [client_in.as_fd(), client_out.as_fd()] {
+            let flags = rustix::fs::fcntl_getfl(fd)
+                .map_err(|e| Error::io("reading the ssh channel's flags", e.into()))?;
+            if flags.contains(rustix::fs::OFlags::NONBLOCK) {
+                rustix::fs::fcntl_setfl(fd, flags - rustix::fs::OFlags::NONBLOCK)
+                    .map_err(|e| Error::io("making the ssh channel blocking", e.into()))?;
+            }
+        }
         // Orphans of the request (rsync forks its generator) are re-parented here, not to
         // init, so they can be reaped. Failure only weakens the reaping.
         let _ = rustix::process::set_child_subreaper(Some(rustix::process::getpid()));
@@ -269,12 +322,9 @@ impl RsyncRun {
             client_eof: AtomicBool::new(false),
             client_gone: AtomicBool::new(false),
             start: Instant::now(),
-            quota: self.quota.map(|quota| QuotaWatch {
-                staging: self.staging.clone(),
-                quota,
-                next: std::sync::Mutex::new(Instant::now()),
-                over: AtomicU64::new(0),
-            }),
+            quota: self
+                .quota
+                .and_then(|quota| QuotaWatch::new(&self.staging, quota)),
         });
         // Client to rsync. This thread may stay blocked on a client that never sends again;
         // the process exits without waiting for it.

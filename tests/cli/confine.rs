@@ -240,7 +240,9 @@ fn quota_stops_the_upload_that_crosses_it() {
     );
     let mails = s.smtp().wait_for(1, Duration::from_secs(10));
     assert!(
-        mails.iter().any(|m| m.contains("over its quota")),
+        mails
+            .iter()
+            .any(|m| crate::push_client::decode_mail(m).contains("over its quota")),
         "{mails:?}"
     );
     let audit = s.audit();
@@ -520,9 +522,15 @@ fn an_idle_client_is_dropped() {
         std::thread::sleep(Duration::from_millis(100));
     };
     assert!(!status.success());
-    assert!(started.elapsed() >= Duration::from_secs(1), "dropped before it was idle");
+    assert!(
+        started.elapsed() >= Duration::from_secs(1),
+        "dropped before it was idle"
+    );
     drop(stdin);
-    for needle in [s.staging.display().to_string(), s.config.display().to_string()] {
+    for needle in [
+        s.staging.display().to_string(),
+        s.config.display().to_string(),
+    ] {
         let left = left_running(&needle, Duration::from_secs(5));
         assert!(left.is_empty(), "still running: {left:?}");
     }

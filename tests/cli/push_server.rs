@@ -121,6 +121,8 @@ impl Server {
             "-X",
             "--numeric-ids",
             "--delete",
+            "--delete-delay",
+            "--delay-updates",
             "--partial",
             "--stats",
         ])
