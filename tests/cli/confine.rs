@@ -535,3 +535,56 @@ fn an_idle_client_is_dropped() {
         assert!(left.is_empty(), "still running: {left:?}");
     }
 }
+
+/// Issue 11 part 1, the server's half: a client that does send `user.rsync.*` names (an rsync
+/// without rsbackup's sending-side filter, with `--filter='!'` and `+x` rules trying to undo
+/// any other rule) still gets none of them into staging; a real privileged attribute (root's
+/// `trusted.*` here) still arrives under the receiver's own `user.rsync.` name.
+#[test]
+fn the_server_refuses_user_rsync_names_whatever_the_client_sends() {
+    assert!(common::is_root(), "this test sets trusted.* attributes");
+    let keep = format!("{ANY}\nstaging-mode = \"keep\"");
+    let s = Server::start(&[("web1", Some(&keep))], None);
+    let src = s.dir.path().join("src");
+    let f = src.join("f");
+    common::write_file(&f, b"data\n");
+    let f = f.to_str().unwrap().to_owned();
+    must(
+        "setfattr",
+        &[
+            "-n",
+            "user.rsync.security.capability",
+            "-v",
+            "0sAQAAAgAgAAAAAAAAAAAAAAAAAAA=",
+            &f,
+        ],
+    );
+    must(
+        "setfattr",
+        &["-n", "user.rsync.trusted.y", "-v", "forged", &f],
+    );
+    must("setfattr", &["-n", "trusted.real", "-v", "root-set", &f]);
+    s.json("web1", "prepare");
+    let out = s.rsync("web1", &src, &["--filter=!", "--filter=+x user.rsync.**"]);
+    assert!(out.status.success(), "{out:?}");
+    let staged = common::xattrs(&s.staging.join("web1/f"));
+    let names: Vec<String> = staged
+        .keys()
+        .map(|k| String::from_utf8_lossy(k).into_owned())
+        .collect();
+    assert!(
+        !names
+            .iter()
+            .any(|n| n == "user.rsync.security.capability" || n == "user.rsync.trusted.y"),
+        "{names:?}"
+    );
+    assert_eq!(
+        staged
+            .get(&b"user.rsync.trusted.real"[..])
+            .map(Vec::as_slice),
+        Some(&b"root-set"[..]),
+        "{names:?}"
+    );
+    let done = s.json("web1", "complete");
+    assert_eq!(done["state"], "complete", "{done:#}");
+}
