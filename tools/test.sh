@@ -7,7 +7,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 # rsync, sshd and ssh: the push path; python3-aiosmtpd: a real SMTP server for mailed reports;
 # attr: setfattr/getfattr for xattr tests; sqlite3: inspecting and damaging index.db in tests.
-apt_ensure rsync openssh-server openssh-client python3-aiosmtpd attr sqlite3 ca-certificates
+apt_ensure rsync openssh-server openssh-client python3-aiosmtpd attr acl libcap2-bin util-linux sqlite3 ca-certificates
 
 # Every step runs even when an earlier one failed, so one run shows every problem.
 failed=()

@@ -129,10 +129,14 @@ fn rsh_word(word: &std::ffi::OsStr) -> Result<String> {
     }
 }
 
-/// The rsync command: `rsync -a -H -X --numeric-ids --delete --partial --stats
-/// --timeout=N [-z] [--bwlimit=N] -e 'ssh ...' --rsync-path='PREFIX rsync' --exclude=...
-/// SOURCES user@host:`. The `--rsync-path` puts the client identity prefix in front of the
-/// `rsync --server ...` command the server sees.
+/// The sending side's rule: no `user.rsync.*` xattr name leaves the client.
+pub const CLIENT_XATTR_FILTER: &str = "--filter=-x user.rsync.**";
+
+/// The rsync command: `rsync -a -H -A -X --filter='-x user.rsync.**' --numeric-ids
+/// --delete --delete-delay --delay-updates --partial --stats --timeout=N [-z] [--bwlimit=N]
+/// -e 'ssh ...' --rsync-path='PREFIX rsync' --exclude=... SOURCES user@host:`. The
+/// `--rsync-path` puts the client identity prefix in front of the `rsync --server ...` command
+/// the server sees.
 pub fn rsync_command(
     config: &ClientConfig,
     conn: &Connection,
@@ -146,9 +150,19 @@ pub fn rsync_command(
     command.args([
         "-a",
         "-H",
+        "-A",
         "-X",
+        // The server's receiver keeps privileged attributes under user.rsync.* names
+        // (fake super): the same names sent by the client would be taken for them, so none
+        // is ever sent (the server also refuses them; see server::rsync_daemon).
+        CLIENT_XATTR_FILTER,
         "--numeric-ids",
         "--delete",
+        // Deletions and new contents wait until the transfer has finished (new contents in
+        // .~tmp~ directories), so that an upload the server stops half-way (over the quota)
+        // leaves staging as it was: see server::rsync_argv::ALLOWED_LONG.
+        "--delete-delay",
+        "--delay-updates",
         "--partial",
         "--stats",
         // Compare modification times to the nanosecond (rsync compares whole seconds by

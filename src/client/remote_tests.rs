@@ -84,15 +84,19 @@ fn rsync_uses_only_what_the_server_accepts() {
         ..Connection::default()
     };
     let args = argv(&rsync_command(&cfg, &conn, &identity()).unwrap());
-    let head: Vec<&str> = args.iter().take(9).map(String::as_str).collect();
+    let head: Vec<&str> = args.iter().take(13).map(String::as_str).collect();
     assert_eq!(
         head,
         [
             "-a",
             "-H",
+            "-A",
             "-X",
+            "--filter=-x user.rsync.**",
             "--numeric-ids",
             "--delete",
+            "--delete-delay",
+            "--delay-updates",
             "--partial",
             "--stats",
             "--modify-window=-1",

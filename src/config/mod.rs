@@ -10,6 +10,7 @@
 //! The format of both files is documented, with commented examples, in `docs/configuration.md`.
 
 pub mod client;
+pub mod limits;
 pub mod mail;
 pub mod mirror;
 pub mod retention;
@@ -29,6 +30,7 @@ use toml::Spanned;
 use crate::error::{Error, ErrorKind, Result};
 
 pub use client::ClientConfig;
+pub use limits::RsyncLimits;
 pub use mail::{MailConfig, MailTransport, SmtpSecurity};
 pub use retention::{ClientRetention, RetentionConfig};
 pub use server::{ClientPolicy, Command, ServerConfig, SshPublicKey, StagingMode};

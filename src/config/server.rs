@@ -201,8 +201,10 @@ pub struct ServerConfig {
     pub audit_log: PathBuf,
     /// The state file that coalesces refusal alerts (see `server::alerts`).
     pub alert_state: PathBuf,
-    /// The rsync binary the server execs.
+    /// The rsync binary the server runs.
     pub rsync_path: PathBuf,
+    /// `[rsync-limits]`: resource limits of every rsync run for a client.
+    pub rsync_limits: super::RsyncLimits,
     /// Refusal alerts closer together than this are coalesced.
     pub alert_coalesce: Duration,
     /// How mail leaves the server.
@@ -302,6 +304,7 @@ impl ServerConfig {
                 Some(p) => src.absolute_path(p, "rsync-path")?,
                 None => PathBuf::from(DEFAULT_RSYNC_PATH),
             },
+            rsync_limits: src.rsync_limits(raw.rsync_limits)?,
             alert_coalesce: Duration::from_secs(alert_coalesce * 60),
             mail,
             admin,
@@ -355,6 +358,7 @@ struct RawServer {
     audit_log: Option<Spanned<PathBuf>>,
     alert_state: Option<Spanned<PathBuf>>,
     rsync_path: Option<Spanned<PathBuf>>,
+    rsync_limits: Option<super::limits::RawRsyncLimits>,
     alert_coalesce_minutes: Option<Spanned<u64>>,
     mail: RawMail,
     #[serde(default)]

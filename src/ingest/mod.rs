@@ -23,6 +23,7 @@
 //! renamed into place only after that.
 
 mod consume;
+mod fake_acl;
 mod inflight;
 mod meta;
 mod read;

@@ -10,11 +10,17 @@
 //!   when they differ from the file on disk. Device nodes, FIFOs, sockets and symlinks are
 //!   plain regular files whose `%stat` names the real kind (a symlink's content is its target).
 //!   The client's xattrs outside the `user` namespace are kept as `user.rsync.<name>`.
-//!   Decoding takes mode, type, rdev, uid and gid from `%stat`; maps `user.rsync.<ns>.<name>`
-//!   back to `<ns>.<name>` for the `security`, `trusted` and `system` namespaces; and drops
-//!   rsync's bookkeeping (`user.rsync.%stat`, `%aacl`, `%dacl`: ACLs are not restored from
-//!   them). A client cannot forge these: the receiver never stores a `user.rsync.%...` xattr a
-//!   sender names, and anything else a client sends under `user.rsync.` stays a user xattr.
+//!   Decoding takes mode, type, rdev, uid and gid from `%stat`; turns `%aacl` and `%dacl`
+//!   (ACLs sent with `-A`) back into `system.posix_acl_access` and `system.posix_acl_default`;
+//!   maps `user.rsync.<ns>.<name>` back to `<ns>.<name>` for the `security` and `trusted`
+//!   namespaces only; and drops `user.rsync.system.*` (rsync never sends `system.*` names, so
+//!   the receiver never makes these) and the rest of rsync's bookkeeping.
+//!
+//!   Decoding trusts that every `user.rsync.*` name in staging was made by the receiver. The
+//!   server makes that true (issue 11): its receiver refuses every `user.rsync.*` name from the
+//!   wire (a daemon filter rule the client cannot change), and before each upload the server
+//!   takes the older ones off staging (`server::staging_clean::strip_transport_xattrs`). A
+//!   client therefore cannot forge these, from an unprivileged user's `setfattr` up.
 //! * **Hollow placeholders** (staging mode `hollow`): a regular file that is its own untouched
 //!   placeholder (its `(dev, ino, btime, size, mtime)` match the server's placeholder row, and it
 //!   still has no blocks) reuses the row's extents with fresh metadata; a file that looks like a
@@ -38,6 +44,10 @@ use crate::format::manifest::{Body, Extent, Meta};
 pub const MUNGE_PREFIX: &[u8] = b"/rsyncd-munged/";
 /// The xattr `--fake-super` keeps mode, rdev and ownership in.
 pub const FAKE_SUPER_STAT: &[u8] = b"user.rsync.%stat";
+/// The xattr `--fake-super` keeps a client's access ACL in (see `fake_acl`).
+pub const FAKE_SUPER_ACCESS_ACL: &[u8] = b"user.rsync.%aacl";
+/// The xattr `--fake-super` keeps a directory's default ACL in.
+pub const FAKE_SUPER_DEFAULT_ACL: &[u8] = b"user.rsync.%dacl";
 /// The prefix under which `--fake-super` keeps the client's non-user xattrs.
 pub const FAKE_SUPER_PREFIX: &[u8] = b"user.rsync.";
 /// Longest symlink target read from a fake-super symlink file.
@@ -146,16 +156,34 @@ pub(super) fn decode_meta(
         st.uid = uid;
         st.gid = gid;
     }
+    let mut acls = Vec::new();
+    for (name, value) in &xattrs {
+        if name == FAKE_SUPER_ACCESS_ACL {
+            if let Some(acl) = super::fake_acl::access_acl(value, st.mode) {
+                acls.push((b"system.posix_acl_access".to_vec(), acl));
+            }
+        } else if name == FAKE_SUPER_DEFAULT_ACL
+            && let Ok(Some(acl)) = super::fake_acl::default_acl(value)
+        {
+            acls.push((b"system.posix_acl_default".to_vec(), acl));
+        }
+    }
     xattrs.retain(|(n, _)| !n.starts_with(b"user.rsync.%"));
+    // Only what the receiver makes becomes privileged: `security.*` and `trusted.*` names the
+    // client had. rsync never sends `system.*` names (ACLs travel as ACLs, above), so a
+    // `user.rsync.system.*` name was never the receiver's and is dropped.
+    xattrs.retain(|(n, _)| !n.starts_with(b"user.rsync.system."));
     for (name, _) in &mut xattrs {
         if let Some(rest) = name.strip_prefix(FAKE_SUPER_PREFIX)
-            && [&b"security."[..], b"trusted.", b"system."]
+            && [&b"security."[..], b"trusted."]
                 .iter()
                 .any(|ns| rest.starts_with(ns))
         {
             *name = rest.to_vec();
         }
     }
+    xattrs.retain(|(n, _)| !(n == b"system.posix_acl_access" || n == b"system.posix_acl_default"));
+    xattrs.extend(acls);
     xattrs.sort();
     xattrs.dedup_by(|a, b| a.0 == b.0);
     (st, xattrs)

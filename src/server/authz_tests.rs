@@ -353,9 +353,9 @@ proptest::proptest! {
         words.extend(opts.iter().map(String::as_str));
         words.extend(paths.iter().map(String::as_str));
         if let Ok(req) = RsyncRequest::parse(&words) {
-            let argv = req.server_argv(Path::new("/usr/bin/rsync"), Path::new("/srv/staging/web1"));
-            proptest::prop_assert_eq!(argv.last().unwrap(), "/srv/staging/web1/");
-            proptest::prop_assert!(argv.iter().filter(|a| a.to_str().unwrap().starts_with('/')).count() == 2);
+            let argv = req.daemon_args("upload");
+            proptest::prop_assert_eq!(argv.last().unwrap(), "upload/");
+            proptest::prop_assert!(!argv.iter().any(|a| a.to_str().unwrap().starts_with('/')));
             proptest::prop_assert!(!req.short.contains(['s', 'K', 'L', 'T', 'M', 'f', 'B']));
         }
     }

@@ -6,8 +6,9 @@
 //! `SSH_ORIGINAL_COMMAND` and the time; an audit row is written to the repository's index
 //! whatever the decision ([`audit::AuditRecord`]); a refusal prints only
 //! [`authz::REFUSAL_MESSAGE`] and goes to the administrator through [`alerts`]; an allowed upload
-//! execs the argv from [`rsync_argv`] with a cleared environment, after [`rsync_version`] has
-//! vouched for the installed rsync; `prepare` takes the run's lease ([`lock`]) and runs the
+//! or download runs rsync confined to the client's staging as a single-module daemon
+//! ([`rsync_daemon`], with the options [`rsync_argv`] validated), watched by [`supervise`]
+//! (limits, hangup, quota), after [`rsync_version`] has vouched for the installed rsync; `prepare` takes the run's lease ([`lock`]) and runs the
 //! [`hooks`]; `complete` ingests staging and leaves it as its [`staging`] mode says.
 //!
 //! On an offsite mirror box, [`mirror_serve`] is the forced command of the primary's key: its
@@ -25,6 +26,9 @@ pub mod lock;
 pub mod machines;
 pub mod mirror_serve;
 pub mod rsync_argv;
+pub mod rsync_daemon;
 pub mod rsync_version;
 pub mod serve;
 pub mod staging;
+pub mod staging_clean;
+pub mod supervise;

@@ -1,5 +1,8 @@
 //! The rsync upload: validate the `rsync --server ...` command line that rsbackup's client sends,
-//! and build the argv the server execs itself.
+//! and build the argument list the server gives its confined rsync daemon itself
+//! ([`RsyncRequest::daemon_args`]; see [`crate::server::rsync_daemon`]). The allow-list decides
+//! what the client may ask for; it does not confine rsync (filter rules travel inside the
+//! protocol, where no command line shows them): the daemon module does.
 //!
 //! The client runs
 //! `rsync -a -H [-A -X] --numeric-ids --delete --partial --stats --modify-window=-1 SRC/ host:`;
@@ -36,11 +39,18 @@ pub const ALLOWED_CAPABILITIES: &str = "iLsfxCIvu";
 
 /// Long options accepted exactly as written.
 ///
-/// `--delete` is the only deletion form accepted: it is what the client sends, and it only ever
-/// deletes inside the destination. `--inplace` is absent on purpose: it rewrites staging files in
+/// `--delete` (deletions as the transfer goes) and `--delete-delay` (deletions after it) are the
+/// deletion forms accepted: they only ever delete inside the destination. rsbackup's client sends
+/// `--delete-delay` and `--delay-updates` (new contents wait in `.~tmp~` directories until the
+/// transfer ends), so that an upload stopped half-way (over its quota, its client gone) has
+/// changed as little of staging as rsync allows. They must come from the client: a receiver
+/// given `--delay-updates` that its sender does not know breaks the protocol on larger trees
+/// (seen with rsync 3.5.0 and 20,000 files), so the server passes options through, never adds. `--inplace` is absent on purpose: it rewrites staging files in
 /// place, which would defeat the hollow staging mode's placeholders.
-pub const ALLOWED_LONG: [&str; 5] = [
+pub const ALLOWED_LONG: [&str; 7] = [
     "--delete",
+    "--delete-delay",
+    "--delay-updates",
     "--stats",
     "--partial",
     "--numeric-ids",
@@ -55,11 +65,6 @@ pub const NANOSECOND_TIMES: &str = "-@-1";
 
 /// Long options accepted with a numeric value (`--timeout=600`).
 pub const ALLOWED_LONG_NUMERIC: [&str; 2] = ["--timeout", "--bwlimit"];
-
-/// Added to every server argv: symlinks the receiver creates are made harmless
-/// (`/rsyncd-munged/` prefix), so nothing in staging can point out of it, and a sender un-munges
-/// them again on the way back.
-pub const MUNGE_LINKS: &str = "--munge-links";
 
 /// A validated rsync server request.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -153,10 +158,13 @@ impl RsyncRequest {
         Ok(())
     }
 
-    /// The argv the server execs: `rsync_path`, the validated options, `--munge-links`, `.`,
-    /// and `staging` (which must come from [`checked_staging_dir`]).
-    pub fn server_argv(&self, rsync_path: &Path, staging: &Path) -> Vec<OsString> {
-        let mut argv: Vec<OsString> = vec![rsync_path.into(), "--server".into()];
+    /// The argument list the server gives its confined rsync daemon
+    /// ([`crate::server::rsync_daemon`]) for this request: `--server`, the validated options as
+    /// the client sent them, `.`, and `MODULE/` (the generated module whose path is the client's
+    /// staging). Symlinks are munged, `fake super` is on and the path is confined by the daemon's
+    /// module, not by these words.
+    pub fn daemon_args(&self, module: &str) -> Vec<OsString> {
+        let mut argv: Vec<OsString> = vec!["--server".into()];
         if self.sender {
             argv.push("--sender".into());
         }
@@ -169,25 +177,14 @@ impl RsyncRequest {
             argv.push(bundle.into());
         }
         argv.extend(self.long.iter().map(OsString::from));
-        argv.push(MUNGE_LINKS.into());
         argv.push(".".into());
-        // A trailing slash makes rsync treat the path as the directory itself, not a name in
-        // its parent.
-        let mut dest = staging.as_os_str().to_owned();
-        dest.push("/");
-        argv.push(dest);
+        argv.push(format!("{module}/").into());
         argv
     }
-
-    /// The process to exec: [`Self::server_argv`] with a cleared environment (nothing the
-    /// client's ssh session set reaches rsync) and the staging directory as working directory.
-    pub fn server_command(&self, rsync_path: &Path, staging: &Path) -> std::process::Command {
-        let argv = self.server_argv(rsync_path, staging);
-        let mut command = std::process::Command::new(&argv[0]);
-        command.args(&argv[1..]).env_clear().current_dir(staging);
-        command
-    }
 }
+
+/// Where `--delay-updates` keeps a directory's new files until the transfer ends.
+pub const DELAY_DIR: &str = ".~tmp~";
 
 fn check_capabilities(caps: &str) -> Result<String, String> {
     // Sub-version prefix: "." for release builds, "PROTOCOL.SUBPROTOCOL" (e.g. "32.1") for

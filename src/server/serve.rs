@@ -25,8 +25,10 @@ use crate::server::authz::{Request, authorize_bytes};
 use crate::server::hooks::run_hooks;
 use crate::server::lock::LeaseFile;
 use crate::server::rsync_argv::{RsyncRequest, checked_staging_dir};
+use crate::server::rsync_daemon::{Module, daemon_config};
 use crate::server::rsync_version::check_rsync_safe;
 use crate::server::staging;
+use crate::server::supervise::{Limits, RsyncRun, RunEnd};
 
 pub use crate::server::alerts::ALERT_MAIL_TIMEOUT;
 
@@ -90,8 +92,9 @@ pub enum ServeOutcome {
     Refused,
     /// Allowed, but it failed: print the error, exit non-zero.
     Failed(Error),
-    /// The upload or download: exec this rsync (the environment is already cleared).
-    Exec(std::process::Command),
+    /// The upload or download: run this confined rsync between the client's channel and the
+    /// daemon ([`RsyncRun::run`]), then [`finish_rsync`] with how it ended.
+    Rsync(Box<RsyncRun>),
 }
 
 /// Handle one request.
@@ -146,22 +149,23 @@ pub fn serve(config: &ServerConfig, input: &ServeInput) -> ServeOutcome {
         ),
         Request::Sessions => sessions(config, policy),
         Request::Upload(req) => {
-            // The upload lock first (see server::lock): `complete` waits for it.
+            // The upload lock first (see server::lock): `complete` waits for it. The run holds
+            // it until rsync and everything it started are gone.
             let upload = match lease.begin_upload(now) {
                 Ok((_, upload)) => upload,
                 Err(e) => return ServeOutcome::Failed(e),
             };
-            return match rsync_command(config, policy, &req, None) {
-                Ok(cmd) => match upload.hand_to_exec() {
-                    Ok(()) => ServeOutcome::Exec(cmd),
-                    Err(e) => ServeOutcome::Failed(e),
-                },
+            return match rsync_run(config, policy, &req, Some((&lease, now))) {
+                Ok(mut run) => {
+                    run.upload_lock = Some(upload);
+                    ServeOutcome::Rsync(Box::new(run))
+                }
                 Err(e) => ServeOutcome::Failed(e),
             };
         }
         Request::Download(req) => {
-            return match rsync_command(config, policy, &req, None) {
-                Ok(cmd) => ServeOutcome::Exec(cmd),
+            return match rsync_run(config, policy, &req, None) {
+                Ok(run) => ServeOutcome::Rsync(Box::new(run)),
                 Err(e) => ServeOutcome::Failed(e),
             };
         }
@@ -272,14 +276,15 @@ fn sessions(config: &ServerConfig, policy: &ClientPolicy) -> Result<(serde_json:
     Ok((json!(list), 0))
 }
 
-/// The rsync the server execs: our own argv, `--fake-super` and `--munge-links`, confined to
-/// the staging directory, environment cleared. An upload needs the run's lease.
-fn rsync_command(
+/// The confined rsync for an upload or a download: a daemon-mode rsync whose single module is
+/// the client's staging ([`crate::server::rsync_daemon`]), run and watched by
+/// [`RsyncRun::run`]. An upload needs the run's lease, and is stopped past the client's quota.
+fn rsync_run(
     config: &ServerConfig,
     policy: &ClientPolicy,
     req: &RsyncRequest,
     upload: Option<(&LeaseFile, i64)>,
-) -> Result<std::process::Command> {
+) -> Result<RsyncRun> {
     if let Some((lease, now)) = upload {
         lease.check_prepared(now)?;
     }
@@ -291,15 +296,69 @@ fn rsync_command(
         // a placeholder looks like; without -S every sent file arrives allocated.
         req.short.retain(|c| c != 'S');
     }
-    let mut argv = req.server_argv(&config.rsync_path, &dir);
-    let at = argv
-        .iter()
-        .position(|a| a == crate::server::rsync_argv::MUNGE_LINKS)
-        .unwrap_or(argv.len());
-    argv.insert(at, OsString::from("--fake-super"));
-    let mut command = std::process::Command::new(&argv[0]);
-    command.args(&argv[1..]).env_clear().current_dir(&dir);
-    Ok(command)
+    let module = if req.sender {
+        Module::Download
+    } else {
+        // Every user.rsync.* name left after the upload must be this upload's receiver's.
+        crate::server::staging_clean::strip_transport_xattrs(&dir)?;
+        Module::Upload
+    };
+    let limits = Limits::from_config(&config.rsync_limits);
+    let text = daemon_config(
+        module,
+        &dir,
+        rustix::process::geteuid().is_root().then(|| {
+            (
+                rustix::process::geteuid().as_raw(),
+                rustix::process::getegid().as_raw(),
+            )
+        }),
+        limits.idle,
+    )?;
+    // Beside the leases, never inside staging: the client cannot read or replace it.
+    let runs = config.staging_root.join(".leases");
+    std::fs::create_dir_all(&runs)
+        .map_err(|e| Error::io(format!("creating {}", runs.display()), e))?;
+    let config_file = runs.join(format!(
+        "{}.rsyncd.{}.conf",
+        policy.name,
+        std::process::id()
+    ));
+    {
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&config_file)
+            .map_err(|e| Error::io(format!("writing {}", config_file.display()), e))?;
+        f.write_all(text.as_bytes())
+            .map_err(|e| Error::io(format!("writing {}", config_file.display()), e))?;
+    }
+    let mut config_arg = OsString::from("--config=");
+    config_arg.push(&config_file);
+    let mut command = std::process::Command::new(&config.rsync_path);
+    command
+        .args([
+            OsString::from("--server"),
+            OsString::from("--daemon"),
+            config_arg,
+            ".".into(),
+        ])
+        .env_clear()
+        .current_dir(&dir);
+    Ok(RsyncRun {
+        command,
+        config_file,
+        module,
+        args: req.daemon_args(module.name()),
+        staging: dir,
+        quota: if req.sender { None } else { policy.quota },
+        limits,
+        upload_lock: None,
+    })
 }
 
 /// Refuse an rsync with the known receiver vulnerabilities (see `rsync_version`).
@@ -328,4 +387,53 @@ fn check_installed_rsync(rsync: &std::path::Path) -> Result<()> {
     check_rsync_safe(rsync, &version, dpkg.as_deref())
         .map(drop)
         .map_err(|why| Error::new(ErrorKind::Config, why))
+}
+
+/// After a watched rsync ([`ServeOutcome::Rsync`]): an upload the watcher stopped over the
+/// client's quota records no session (its lease is released, so `complete` refuses), leaves
+/// staging as rsync's delayed updates allow (`.~tmp~` directories and rsync's temporary files
+/// of this run removed; emptied in `purge` mode), and is audited and mailed to the
+/// administrator as a refusal. `started` is when the run began. Other ends need nothing.
+pub fn finish_rsync(
+    config: &ServerConfig,
+    input: &ServeInput,
+    end: &RunEnd,
+    staging: &std::path::Path,
+    started: std::time::SystemTime,
+) -> Result<()> {
+    let RunEnd::OverQuota { allocated, quota } = end else {
+        return Ok(());
+    };
+    let Some(policy) = config.client(&input.client) else {
+        return Ok(());
+    };
+    let lease = LeaseFile::new(&config.staging_root, &policy.name, policy.lease_timeout);
+    if let Ok(taken) = lease.check_prepared(jiff::Timestamp::now().as_second()) {
+        lease.release(&taken.token)?;
+    }
+    let cleaned = if policy.staging_mode == StagingMode::Purge {
+        staging::purge(staging).map(drop)
+    } else {
+        crate::server::staging_clean::remove_unfinished_updates(staging, started)
+    };
+    let reason = format!(
+        "client {}: upload stopped: staging {} reached {allocated} bytes, over its quota of \
+         {quota}; no session was recorded, the run's lease was released{}",
+        policy.name,
+        staging.display(),
+        match &cleaned {
+            Ok(()) => String::new(),
+            Err(e) => format!("; cleaning staging failed: {e}"),
+        }
+    );
+    let decision = crate::server::authz::Decision::refuse(reason, None, None);
+    let record = AuditRecord::new(
+        jiff::Timestamp::now(),
+        &input.client,
+        input.ssh_connection.as_deref(),
+        input.ssh_original_command.as_deref(),
+        &decision,
+    );
+    let _ = record_decision(config, &input.host, &record);
+    cleaned
 }

@@ -4,6 +4,7 @@ mod common;
 
 mod check_damage;
 mod cli_basic;
+mod confine;
 mod identity;
 mod ingest_crash;
 mod mirror;

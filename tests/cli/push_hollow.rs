@@ -129,17 +129,18 @@ fn hollow_placeholders_are_never_ingested_as_content() {
     if xattrs {
         let x = common::xattrs(&target.join("forged"));
         assert!(!x.contains_key(&b"user.rsync.%stat"[..]), "{x:?}");
-        assert_eq!(
-            x.get(&b"user.rsync.other"[..]).map(Vec::as_slice),
-            Some(&b"kept"[..])
-        );
+        // Every user.rsync.* name is the transport's own (issue 11): the server's receiver
+        // refuses them from the wire, so a client's is not kept either.
+        assert!(!x.contains_key(&b"user.rsync.other"[..]), "{x:?}");
     }
     // And a run with nothing changed after the forgery still reuses, never reads.
     let done = s.push("web1", &src, &["-S"]);
     assert_eq!(done["files_read"], 0, "{done:#}");
 
-    // (The forged bookkeeping xattr is dropped by design; take it off the source to compare.)
+    // (The forged bookkeeping xattr and every other user.rsync.* name are dropped by design;
+    // take them off the source to compare.)
     let _ = rustix::fs::lremovexattr(&forged, "user.rsync.%stat");
+    let _ = rustix::fs::lremovexattr(&forged, "user.rsync.other");
     // The administrator switches to keep: the placeholders still in staging keep their rows
     // and are never read as content.
     let text = std::fs::read_to_string(&s.config).unwrap();

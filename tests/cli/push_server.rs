@@ -74,6 +74,11 @@ impl Server {
         }
     }
 
+    /// The SMTP server the administrator's mail goes to.
+    pub(crate) fn smtp(&self) -> &Smtp {
+        &self.smtp
+    }
+
     pub(crate) fn key(&self, client: &str) -> &SshKey {
         &self.keys.iter().find(|(n, _)| n == client).unwrap().1
     }
@@ -90,6 +95,15 @@ impl Server {
     /// `ssh CLIENT COMMAND`, without the identity prefix (as an older client would send it).
     pub(crate) fn ssh_raw(&self, client: &str, command: &str) -> Output {
         self.sshd.run(self.key(client), None, command)
+    }
+
+    /// `ssh CLIENT 'PREFIX COMMAND'`, not started.
+    pub(crate) fn ssh_command(&self, client: &str, command: &str) -> Command {
+        self.sshd.ssh(
+            self.key(client),
+            None,
+            &format!("{} {command}", prefix(client)),
+        )
     }
 
     /// `ssh CLIENT COMMAND`, which must succeed with a JSON answer.
@@ -112,7 +126,7 @@ impl Server {
     }
 
     /// The client's rsync command line.
-    pub(crate) fn rsync(&self, client: &str, src: &Path, extra: &[&str]) -> Output {
+    pub(crate) fn rsync_command(&self, client: &str, src: &Path, extra: &[&str]) -> Command {
         let mut cmd = Command::new("rsync");
         cmd.args([
             "-a",
@@ -121,6 +135,8 @@ impl Server {
             "-X",
             "--numeric-ids",
             "--delete",
+            "--delete-delay",
+            "--delay-updates",
             "--partial",
             "--stats",
         ])
@@ -130,7 +146,27 @@ impl Server {
         .arg(self.sshd.rsh(self.key(client), None))
         .arg(format!("{}/", src.display()))
         .arg(self.sshd.destination());
-        cmd.output().expect("cannot run rsync")
+        cmd
+    }
+
+    /// The client's rsync download of its whole staging area into `dest` (`restore = true`).
+    pub(crate) fn download_command(&self, client: &str, dest: &Path, extra: &[&str]) -> Command {
+        let mut cmd = Command::new("rsync");
+        cmd.args(["-a", "-H", "-A", "-X", "--numeric-ids"])
+            .args(extra)
+            .arg(format!("--rsync-path={} rsync", prefix(client)))
+            .arg("-e")
+            .arg(self.sshd.rsh(self.key(client), None))
+            .arg(self.sshd.destination())
+            .arg(format!("{}/", dest.display()));
+        cmd
+    }
+
+    /// Run [`Self::rsync_command`].
+    pub(crate) fn rsync(&self, client: &str, src: &Path, extra: &[&str]) -> Output {
+        self.rsync_command(client, src, extra)
+            .output()
+            .expect("cannot run rsync")
     }
 
     /// prepare, rsync, complete; returns the complete answer.
@@ -525,7 +561,7 @@ fn authorized_keys_lines_work_with_sshd() {
 fn prepare_lease_hooks_and_quota() {
     let hooks = "prepare-hooks = [{ argv = [\"/bin/sh\", \"-c\", \"echo checked $0\", \"space\"] }]\n\
                  complete-hooks = [{ argv = [\"/bin/sh\", \"-c\", \"echo done\"] }]";
-    let body = format!("{ANY}\nstaging-mode = \"keep\"\nquota = \"64K\"\n{hooks}");
+    let body = format!("{ANY}\nstaging-mode = \"keep\"\nquota = \"1M\"\n{hooks}");
     let s = Server::start(&[("web1", Some(&body))], None);
     let src = s.dir.path().join("src");
     common::write_file(&src.join("big"), &common::pattern(1, 200_000));
@@ -545,7 +581,9 @@ fn prepare_lease_hooks_and_quota() {
     assert_eq!(done["staging"]["mode"], "keep");
     assert!(s.staging.join("web1/big").exists(), "keep leaves staging");
 
-    // Now staging holds ~200 KB, over the 64 KiB quota.
+    // Now staging holds more than its 1 MiB quota (put there behind the server's back: an
+    // upload that crosses the quota is stopped, see confine::quota_stops_the_upload...).
+    common::write_file(&s.staging.join("web1/more"), &common::pattern(2, 2 << 20));
     let over = s.ssh("web1", None, "prepare");
     assert_eq!(over.status.code(), Some(common::exit::FAILURE), "{over:?}");
     assert!(String::from_utf8_lossy(&over.stderr).contains("over its quota"));
@@ -561,7 +599,7 @@ fn prepare_lease_hooks_and_quota() {
 
     // A failing prepare hook: prepare answers ok = false, exits 1 and frees the lease.
     let text = std::fs::read_to_string(&s.config).unwrap();
-    let text = text.replace("quota = \"64K\"\n", "").replace(
+    let text = text.replace("quota = \"1M\"\n", "").replace(
         "\"echo checked $0\", \"space\"",
         "\"echo no space; exit 4\"",
     );

@@ -1,19 +1,19 @@
 //! `rsbackup serve --client NAME [--config FILE]`: the ssh forced command. Reads
 //! `SSH_ORIGINAL_COMMAND` and `SSH_CONNECTION` (never a shell), hands them to
-//! `rsbackup::server::serve`, prints the answer, or execs rsync.
+//! `rsbackup::server::serve`, prints the answer, or runs the confined rsync between the ssh
+//! channel and its daemon (exiting with rsync's code, 20 when it had to be stopped).
 //!
 //! Exit codes: 0 done; 3 done in part (a partial session, a failed complete hook); 1 the
 //! request was allowed but failed; 12 the request was refused (only the generic refusal message
 //! is printed; the administrator gets the reason by mail and the audit table has it).
 
-use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 
 use anyhow::Result;
 use rsbackup::config::ServerConfig;
 use rsbackup::config::server::MAX_LEASE_HOURS;
 use rsbackup::server::authz::REFUSAL_MESSAGE;
-use rsbackup::server::serve::{ServeInput, ServeOutcome, serve};
+use rsbackup::server::serve::{ServeInput, ServeOutcome, finish_rsync, serve};
 
 use crate::Outcome;
 
@@ -94,9 +94,16 @@ pub fn run(args: Args) -> Result<Outcome> {
             std::process::exit(REFUSED);
         }
         ServeOutcome::Failed(e) => Err(e.into()),
-        ServeOutcome::Exec(mut command) => {
-            let err = command.exec();
-            Err(anyhow::anyhow!("cannot run rsync: {err}"))
+        ServeOutcome::Rsync(run) => {
+            use std::os::fd::AsFd;
+            let started = std::time::SystemTime::now();
+            let staging = run.staging().to_owned();
+            // The ssh channel, unbuffered: the bridge copies bytes both ways.
+            let client_in = std::fs::File::from(std::io::stdin().as_fd().try_clone_to_owned()?);
+            let client_out = std::fs::File::from(std::io::stdout().as_fd().try_clone_to_owned()?);
+            let end = run.run(client_in, client_out)?;
+            finish_rsync(&config, &input, &end, &staging, started)?;
+            std::process::exit(end.exit_code());
         }
     }
 }
