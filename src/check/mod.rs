@@ -9,6 +9,7 @@
 //! miss before the bad day.
 
 mod packs;
+mod records;
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::ops::ControlFlow;
@@ -93,6 +94,8 @@ pub fn check(repo: &Repo, opts: &CheckOptions) -> Result<CheckReport> {
 
     let sealed: Vec<&PackInfo> = all_packs.iter().filter(|p| p.sealed).collect();
     report.packs = sealed.len() as u64;
+    records::key_files(repo, &mut findings);
+    records::records(repo, &index, &sealed, &mut findings)?;
     let pool = IndexPool::new(repo);
     let outcomes: Vec<packs::PackOutcome> = sealed
         .par_iter()
@@ -371,6 +374,7 @@ fn unknown_files(repo: &Repo, all: &[PackInfo], findings: &mut Vec<Finding>) {
             let name = name.to_string_lossy();
             let known_pack = name
                 .strip_suffix(".pack")
+                .or_else(|| name.strip_suffix(".refs"))
                 .and_then(|hex| hex.parse::<PackName>().ok())
                 .is_some_and(|n| known.contains(&n));
             if !known_pack {

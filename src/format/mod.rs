@@ -4,4 +4,5 @@
 pub mod chunk;
 pub mod manifest;
 pub mod pack;
+pub mod records;
 pub mod repository;
