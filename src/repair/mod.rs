@@ -323,4 +323,3 @@ pub fn recorded_sessions(root: &Path) -> Result<Vec<SessionId>> {
         .map(|(id, _)| SessionId(id as i64))
         .collect())
 }
-

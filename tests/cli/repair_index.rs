@@ -1,0 +1,240 @@
+//! Integration tests: `rsbackup repair index`. A repository of two clients and several
+//! sessions, one pinned, after a prune that forgot, deleted and repacked; its `index.db`
+//! deleted, truncated or garbled; the rebuild recovers every session (same ids, clients,
+//! states, pins), each restores equal to its source, `check --read-data` is clean, and the next
+//! ingest of an unchanged tree stores next to nothing. A repair aborted at each of its
+//! failpoints and run again gives the same result.
+
+use std::ffi::OsString;
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use crate::common::*;
+
+fn run_in(repo: &Path, command: &str, args: &[&str], env: &[(&str, &str)]) -> Run {
+    let mut all: Vec<OsString> = vec![arg(command), arg("--repo"), arg(repo)];
+    all.extend(args.iter().map(OsString::from));
+    rsbackup_env(all, env)
+}
+
+/// `rsbackup repair index --repo R`.
+fn repair(repo: &Path, env: &[(&str, &str)]) -> Run {
+    rsbackup_env([arg("repair"), arg("index"), arg("--repo"), arg(repo)], env)
+}
+
+/// (id, client, state, pinned) of every listed session.
+fn listing(repo: &Path) -> Vec<(i64, String, String, bool)> {
+    let run = run_in(repo, "sessions", &["--json"], &[]);
+    run.ok();
+    run.json()
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            (
+                s["id"].as_i64().unwrap(),
+                s["client"].as_str().unwrap().to_string(),
+                s["state"].as_str().unwrap().to_string(),
+                s["pinned"].as_bool().unwrap(),
+            )
+        })
+        .collect()
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    let status = std::process::Command::new("cp")
+        .arg("-a")
+        .arg(from)
+        .arg(to)
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+/// Two clients, five sessions; the oldest web session pinned; a prune that forgets one
+/// session and repacks.
+fn build(t: &TestRepo) -> Vec<(i64, PathBuf)> {
+    let toml = t.repo.join("repository.toml");
+    let text = fs::read_to_string(&toml).unwrap();
+    fs::write(
+        &toml,
+        text.replace("target-size = 33554432", "target-size = 65536"),
+    )
+    .unwrap();
+    let mut out = Vec::new();
+    for s in 0..3u8 {
+        let dir = t.path(&format!("web{s}"));
+        for f in 0..12u8 {
+            // Unchanged, new in every session, or new in the second and kept in the third:
+            // the second session's packs end up part live, part dead (repacked).
+            let version = match f % 3 {
+                0 => 0,
+                1 => s,
+                _ => s.min(1),
+            };
+            write_file(
+                &dir.join(format!("d{}/f{f:02}", f % 4)),
+                &pattern(f.wrapping_mul(7) ^ version.wrapping_mul(31), 30_000),
+            );
+        }
+        out.push((t.ingest("web", &dir), dir));
+    }
+    for s in 0..2u8 {
+        let dir = t.path(&format!("db{s}"));
+        sample_tree(&dir);
+        write_file(&dir.join("dump.sql"), &pattern(100 + s, 200_000));
+        out.push((t.ingest("db", &dir), dir));
+    }
+    t.run("pin", &["--session", &out[0].0.to_string()]).ok();
+    // Forgets web's second session (the first is pinned, the last two kept).
+    let run = t.run(
+        "prune",
+        &[
+            "--keep-last",
+            "1",
+            "--client",
+            "web",
+            "--repack-threshold",
+            "0.9",
+            "--json",
+        ],
+    );
+    run.ok();
+    let report = run.json();
+    assert_eq!(report["removed"], 1, "{report}");
+    assert!(
+        report["collect"]["packs_repacked"].as_u64().unwrap() > 0
+            && report["collect"]["chunks_deleted"].as_u64().unwrap() > 0,
+        "the prune neither repacked nor deleted: {report}"
+    );
+    out
+}
+
+fn assert_restores(t: &TestRepo, repo: &Path, sources: &[(i64, PathBuf)], tag: &str) {
+    for (id, _, _, _) in listing(repo) {
+        let source = &sources.iter().find(|(s, _)| *s == id).unwrap().1;
+        let target = t.path(&format!("restore-{tag}-{id}"));
+        rsbackup([
+            arg("restore"),
+            arg("--repo"),
+            arg(repo),
+            arg("--identity"),
+            arg(&t.identity),
+            arg("--session"),
+            arg(id.to_string()),
+            arg("--target"),
+            arg(&target),
+        ])
+        .ok();
+        let diffs = compare_trees(source, &target);
+        assert!(diffs.is_empty(), "{tag}: session {id}: {diffs:?}");
+        fs::remove_dir_all(&target).unwrap();
+    }
+}
+
+fn assert_clean(repo: &Path, tag: &str) {
+    let run = run_in(repo, "check", &["--json", "--read-data"], &[]);
+    assert_eq!(run.code, exit::OK, "{tag}: {run:?}");
+    assert!(
+        run.json()["problems"].as_array().unwrap().is_empty(),
+        "{tag}: {}",
+        run.stdout_str()
+    );
+}
+
+#[test]
+fn a_lost_truncated_or_garbled_index_is_rebuilt_with_every_session() {
+    let t = TestRepo::new();
+    let sources = build(&t);
+    let before = listing(&t.repo);
+    assert_eq!(before.len(), 4, "{before:?}");
+    assert!(before[0].3, "the oldest web session is pinned");
+    assert_clean(&t.repo, "before");
+
+    type Damage = fn(&Path);
+    let damages: [(&str, Damage); 3] = [
+        ("deleted", |p| fs::remove_file(p).unwrap()),
+        ("truncated", |p| {
+            let f = fs::OpenOptions::new().write(true).open(p).unwrap();
+            f.set_len(f.metadata().unwrap().len() / 3).unwrap();
+        }),
+        ("garbled", |p| {
+            let mut bytes = fs::read(p).unwrap();
+            for b in bytes.iter_mut().skip(100).step_by(7) {
+                *b ^= 0x5a;
+            }
+            fs::write(p, bytes).unwrap();
+        }),
+    ];
+    for (tag, damage) in damages {
+        let repo = t.path(&format!("repo-{tag}"));
+        copy_dir(&t.repo, &repo);
+        let _ = fs::remove_file(repo.join("index.db-wal"));
+        let _ = fs::remove_file(repo.join("index.db-shm"));
+        damage(&repo.join("index.db"));
+        let broken = run_in(&repo, "sessions", &[], &[]);
+        assert_ne!(broken.code, exit::OK, "{tag}: the damage was not noticed");
+
+        let run = repair(&repo, &[]);
+        run.ok();
+        assert!(run.stdout_str().contains("4 sessions"), "{tag}: {run:?}");
+        assert_eq!(listing(&repo), before, "{tag}");
+        assert_clean(&repo, tag);
+        assert_restores(&t, &repo, &sources, tag);
+
+        // The rebuilt index dedups: an unchanged tree stores (almost) nothing new.
+        let db = &sources[4].1;
+        let again = run_in(
+            &repo,
+            "ingest",
+            &["--client", "db", "--json", db.to_str().unwrap()],
+            &[],
+        );
+        again.ok();
+        let new_bytes = again.json()["new_stored_bytes"]
+            .as_u64()
+            .unwrap_or_else(|| {
+                panic!(
+                    "ingest --json has no new_stored_bytes: {}",
+                    again.stdout_str()
+                )
+            });
+        assert!(
+            new_bytes < 64 * 1024,
+            "{tag}: an unchanged tree stored {new_bytes} new bytes after the rebuild"
+        );
+        let mut sources = sources.clone();
+        sources.push((again.json()["session"].as_i64().unwrap(), db.clone()));
+        // Prune and collect work on the rebuilt index and leave it clean.
+        run_in(&repo, "prune", &["--keep-last", "2"], &[]).ok();
+        assert_clean(&repo, &format!("{tag} after prune"));
+        assert_restores(&t, &repo, &sources, &format!("{tag}-pruned"));
+    }
+}
+
+#[test]
+fn a_repair_aborted_anywhere_and_run_again_gives_the_same_index() {
+    let t = TestRepo::new();
+    let sources = build(&t);
+    let before = listing(&t.repo);
+    for point in [
+        "repair-after-packs",
+        "repair-after-build",
+        "repair-before-rename",
+    ] {
+        let repo = t.path(&format!("repo-{point}"));
+        copy_dir(&t.repo, &repo);
+        fs::remove_file(repo.join("index.db")).unwrap();
+        let run = run_in(
+            &repo,
+            "repair",
+            &["index"],
+            &[("RSBACKUP_FAILPOINT", point)],
+        );
+        assert_ne!(run.code, exit::OK, "{point}: the failpoint did not abort");
+        repair(&repo, &[]).ok();
+        assert_eq!(listing(&repo), before, "{point}");
+        assert_clean(&repo, point);
+        assert_restores(&t, &repo, &sources, point);
+    }
+}
