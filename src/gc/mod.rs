@@ -135,6 +135,10 @@ pub const FAILPOINTS: &[&str] = &[
     "after-keys-delete",
     "before-sweep-unlink",
     "before-clear-pending",
+];
+
+/// The named points where a failpoint can abort `repair index`.
+pub const REPAIR_FAILPOINTS: &[&str] = &[
     "repair-after-packs",
     "repair-after-build",
     "repair-before-rename",
@@ -164,10 +168,11 @@ impl Failpoint {
             ),
             None => (spec, 1),
         };
-        if !FAILPOINTS.contains(&name) {
+        if !FAILPOINTS.contains(&name) && !REPAIR_FAILPOINTS.contains(&name) {
             return Err(Error::invalid(format!(
-                "unknown failpoint {name:?} (known: {})",
-                FAILPOINTS.join(", ")
+                "unknown failpoint {name:?} (known: {}, {})",
+                FAILPOINTS.join(", "),
+                REPAIR_FAILPOINTS.join(", ")
             )));
         }
         Ok(Failpoint {

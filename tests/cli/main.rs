@@ -5,6 +5,7 @@ mod common;
 mod check_damage;
 mod cli_basic;
 mod ingest_crash;
+mod manifest_damage;
 mod mirror;
 mod prune;
 mod push_client;
