@@ -5,6 +5,7 @@ mod common;
 mod check_damage;
 mod cli_basic;
 mod ingest_crash;
+mod key_damage;
 mod manifest_damage;
 mod mirror;
 mod prune;

@@ -238,3 +238,46 @@ fn a_repair_aborted_anywhere_and_run_again_gives_the_same_index() {
         assert_restores(&t, &repo, &sources, point);
     }
 }
+
+#[test]
+fn a_repair_killed_at_random_moments_and_run_again_gives_the_same_index() {
+    let t = TestRepo::new();
+    let sources = build(&t);
+    let before = listing(&t.repo);
+    let mut killed = 0;
+    for (i, us) in [
+        500u64, 1000, 2000, 3000, 5000, 7000, 10_000, 15_000, 20_000, 30_000, 50_000, 80_000,
+    ]
+    .iter()
+    .enumerate()
+    {
+        let repo = t.path(&format!("kill{i}"));
+        copy_dir(&t.repo, &repo);
+        // A garbled index, so the killed run has an old index to move aside too.
+        fs::write(repo.join("index.db"), b"garbage").unwrap();
+        let mut child = std::process::Command::new(bin())
+            .args([arg("repair"), arg("index"), arg("--repo"), arg(&repo)])
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(std::time::Duration::from_micros(*us));
+        if child.try_wait().unwrap().is_none() {
+            child.kill().unwrap();
+            killed += 1;
+        }
+        child.wait().unwrap();
+        repair(&repo, &[]).ok();
+        let tag = format!("kill after {us} us");
+        assert_eq!(listing(&repo), before, "{tag}");
+        assert_clean(&repo, &tag);
+        fs::remove_dir_all(&repo).unwrap();
+    }
+    assert_restores(&t, &t.repo, &sources, "original");
+    assert!(
+        killed >= 3,
+        "only {killed} repairs were still running when killed"
+    );
+    eprintln!("repair killed with SIGKILL {killed} times, each rerun gave the same sessions");
+}
