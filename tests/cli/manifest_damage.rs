@@ -12,17 +12,19 @@ use std::path::{Path, PathBuf};
 
 use crate::common::*;
 
-/// A tree of 3,240 entries (40 directories of 80 small files), whose manifest spans several
-/// chunks; packs of 64 KiB so that manifest chunks spread over several packs.
+/// A tree of 3,241 entries (40 directories of 80 small files), whose manifest spans dozens of
+/// chunks (manifest chunks of 8 KiB on average); packs of 64 KiB so that manifest chunks spread
+/// over several packs.
 fn setup() -> (TestRepo, PathBuf, i64) {
     let t = TestRepo::new();
     let toml = t.repo.join("repository.toml");
     let text = fs::read_to_string(&toml).unwrap();
-    fs::write(
-        &toml,
-        text.replace("target-size = 33554432", "target-size = 65536"),
-    )
-    .unwrap();
+    let changed = text
+        .replace("target-size = 33554432", "target-size = 65536")
+        .replace("min-size = 16384", "min-size = 2048")
+        .replace("avg-size = 65536", "avg-size = 8192");
+    assert_eq!(changed.matches("= 2048\n").count(), 1, "{changed}");
+    fs::write(&toml, changed).unwrap();
     let src = t.path("src");
     for d in 0..40 {
         for f in 0..80 {
@@ -172,12 +174,15 @@ fn restore_and_account(t: &TestRepo, src: &Path, session: i64, tag: &str) -> (us
         }
     }
     assert!(restored.keys().all(|p| source.contains_key(p)), "{tag}");
-    // The damage is in the middle: entries after it come back.
-    let last = source.keys().max_by(|a, b| cmp_paths(a, b)).unwrap();
-    assert!(
-        restored.contains_key(last),
-        "{tag}: the last file was not restored"
-    );
+    // The walk went on past each lost range: files after it came back.
+    for (_, to) in &ranges {
+        if let Some(to) = to {
+            assert!(
+                restored.keys().any(|p| cmp_paths(p, to) != Ordering::Less),
+                "{tag}: nothing after {to} was restored"
+            );
+        }
+    }
     eprintln!(
         "{tag}: {lost} of {} files lost, the damage touches {touched}; {} ranges: {ranges:?}",
         source.len(),
@@ -209,6 +214,18 @@ fn a_flipped_byte_in_a_manifest_chunk_loses_only_its_entries() {
     assert!(
         lost > 0 && lost == touched,
         "lost {lost}, touched {touched}"
+    );
+    // check finds it without a key (stored hash) and, with the identity, says what it costs.
+    let run = t.check_run(true, true);
+    assert_eq!(run.code, exit::PARTIAL, "{run:?}");
+    let problems = run.json()["problems"].to_string();
+    assert!(
+        problems.contains(&format!(
+            "manifest chunk {} of {}",
+            chunks.len() / 2,
+            chunks.len()
+        )) && problems.contains("the entries it describes are lost"),
+        "{problems}"
     );
     assert!(
         lost < total / 2,
