@@ -242,6 +242,27 @@ impl IndexBuilder {
         Ok(())
     }
 
+    /// Never hand out a data key id up to `max`: a record in a pack may still carry it (a chunk
+    /// collected from a pack not yet repacked), and a later rebuild must not pair that record
+    /// with a new key of the same id.
+    pub fn reserve_key_ids(&self, max: u64) -> Result<()> {
+        let max = to_i64(max, "key id")?;
+        self.conn
+            .execute(
+                "INSERT INTO sqlite_sequence (name, seq) SELECT 'data_keys', ?1 \
+                 WHERE NOT EXISTS (SELECT 1 FROM sqlite_sequence WHERE name = 'data_keys')",
+                [max],
+            )
+            .and_then(|_| {
+                self.conn.execute(
+                    "UPDATE sqlite_sequence SET seq = max(seq, ?1) WHERE name = 'data_keys'",
+                    [max],
+                )
+            })
+            .map_err(|e| self.err(e, "reserving data key ids"))?;
+        Ok(())
+    }
+
     /// Set the gc generation (so that no files cache is trusted blindly) and mark a collect
     /// owed (to sweep whatever the rebuild found but left out), check the foreign keys, commit,
     /// and make the file durable.
@@ -284,3 +305,6 @@ impl IndexBuilder {
             .map_err(|e| Error::io(format_args!("syncing {}", path.display()), e))
     }
 }
+
+#[cfg(test)]
+mod tests;

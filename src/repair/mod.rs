@@ -104,6 +104,7 @@ pub fn rebuild_index(repo: &Repo, fail: &Failpoint) -> Result<RebuildReport> {
     let mut manifests: Vec<ManifestRefs> = Vec::new();
     let mut unsure = Vec::new();
     let mut packs: Vec<scan::ScannedPack> = Vec::new();
+    let mut max_key_id = 0u64;
     for (name, path) in scan::pack_files(root)? {
         let mut scanned = match scan::scan_pack(&name, &path) {
             Ok(s) => s,
@@ -116,6 +117,11 @@ pub fn rebuild_index(repo: &Repo, fail: &Failpoint) -> Result<RebuildReport> {
             }
         };
         report.packs += 1;
+        max_key_id = scanned
+            .chunks
+            .iter()
+            .map(|c| c.key_id.0)
+            .fold(max_key_id, u64::max);
         if let Some(why) = &scanned.stopped {
             report.problems.push(format!(
                 "pack {}: {why}; the {} records before it are kept",
@@ -249,6 +255,7 @@ pub fn rebuild_index(repo: &Repo, fail: &Failpoint) -> Result<RebuildReport> {
         }
     }
 
+    builder.reserve_key_ids(max_key_id)?;
     // A generation no files cache was written under: every cache re-checks its chunks once.
     builder.finish(crate::store::now().max(1))?;
     fail.hit("repair-after-build");
