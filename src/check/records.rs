@@ -56,7 +56,9 @@ pub(super) fn records(
                 continue;
             }
             let refs: BTreeSet<_> = index.chunk_refs(&loc.id)?.into_iter().collect();
-            if listed.get(&loc.id) != Some(&refs) {
+            // The list may name more (chunks collected since, which a rebuild skips); it
+            // must not name fewer, or a rebuilt index would let a collect delete live data.
+            if !listed.get(&loc.id).is_some_and(|l| refs.is_subset(l)) {
                 findings.push(Finding {
                     what: format!(
                         "the reference list of pack {} does not hold manifest chunk {} with the \

@@ -9,11 +9,13 @@
 //! renamed to `index.db`. Killed at any moment, a rerun builds the same index again from the
 //! same files, which the rebuild never changes.
 
+mod classify;
 mod scan;
 
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
 
+use crate::crypto::wrap::Identities;
 use crate::error::{Error, ErrorKind, Result};
 use crate::format::records::{ManifestRefs, SessionRecord};
 use crate::gc::Failpoint;
@@ -73,9 +75,20 @@ struct Unsure {
 }
 
 /// Rebuild `index.db` of the repository at `repo`, under the exclusive repository lock.
-/// `fail` aborts at the named points `repair-*` (crash tests only).
-pub fn rebuild_index(repo: &Repo, fail: &Failpoint) -> Result<RebuildReport> {
+/// With `identities`, a pack whose reference list is missing or damaged is read whole: every
+/// record is opened and the manifest chunks found by decoding; without, only the chunks other
+/// packs name are taken from it. `fail` aborts at the named points `repair-*` (crash tests
+/// only).
+pub fn rebuild_index(
+    repo: &Repo,
+    identities: Option<&Identities>,
+    fail: &Failpoint,
+) -> Result<RebuildReport> {
     let _lock = repo.lock_exclusive(false)?;
+    // A wrong identity is refused before anything is built.
+    if let Some(identities) = identities {
+        repo.unlock_secret(identities)?;
+    }
     let root = repo.root();
     let build = root.join(BUILD_FILE);
     remove_if_exists(&build)?;
@@ -85,6 +98,7 @@ pub fn rebuild_index(repo: &Repo, fail: &Failpoint) -> Result<RebuildReport> {
 
     // Keys.
     let mut keys = HashSet::new();
+    let mut wrapped_keys = HashMap::new();
     for (id, path) in numbered_files(&root.join(DATA_KEYS_DIR), ".age")? {
         let wrapped = std::fs::read(&path)
             .map_err(|e| Error::io(format_args!("reading {}", path.display()), e))?;
@@ -97,15 +111,28 @@ pub fn rebuild_index(repo: &Repo, fail: &Failpoint) -> Result<RebuildReport> {
         }
         builder.add_key(KeyId(id), &wrapped, mtime(&path))?;
         keys.insert(KeyId(id));
+        if identities.is_some() {
+            wrapped_keys.insert(KeyId(id), wrapped);
+        }
         report.keys += 1;
     }
 
     // Packs with their reference lists; the others wait until we know what is wanted.
     let mut manifests: Vec<ManifestRefs> = Vec::new();
     let mut unsure = Vec::new();
+    let mut opener = identities.map(|identities| classify::Opener {
+        identities,
+        wrapped: std::mem::take(&mut wrapped_keys),
+        keys: HashMap::new(),
+        max_data: repo.config().chunker.max_size as usize,
+    });
+    let mut relisted = Vec::new();
     let mut packs: Vec<scan::ScannedPack> = Vec::new();
     let mut max_key_id = 0u64;
+    let mut locations = HashMap::new();
+    let mut used = HashSet::new();
     for (name, path) in scan::pack_files(root)? {
+        locations.insert(name, path.clone());
         let mut scanned = match scan::scan_pack(&name, &path) {
             Ok(s) => s,
             Err(e) if e.kind() == ErrorKind::Io && !path.exists() => continue,
@@ -165,13 +192,29 @@ pub fn rebuild_index(repo: &Repo, fail: &Failpoint) -> Result<RebuildReport> {
                 }
                 packs.push(scanned);
             }
-            Err(e) => {
-                report.problems.push(format!(
-                    "{e}: only chunks that a manifest chunk or session elsewhere names are \
-                     taken from pack {name}"
-                ));
-                unsure.push(Unsure { scanned });
-            }
+            Err(e) => match opener.as_mut() {
+                Some(opener) => {
+                    let found = opener.classify(&mut scanned, &path, &mut report.problems)?;
+                    report.problems.push(format!(
+                        "{e}: pack {name} was read whole with the identity ({} manifest chunks \
+                         found); its reference list is written again",
+                        found.len()
+                    ));
+                    relisted.push(crate::format::records::PackRefs {
+                        pack: name,
+                        manifests: found.clone(),
+                    });
+                    manifests.extend(found);
+                    packs.push(scanned);
+                }
+                None => {
+                    report.problems.push(format!(
+                        "{e}: only chunks that a manifest chunk or session elsewhere names are \
+                         taken from pack {name} (with --identity, all of it)"
+                    ));
+                    unsure.push(Unsure { scanned });
+                }
+            },
         }
     }
     // Oldest first, so that of two copies of a chunk (a repack killed half way) the one the
@@ -179,6 +222,7 @@ pub fn rebuild_index(repo: &Repo, fail: &Failpoint) -> Result<RebuildReport> {
     packs.sort_by_key(|p| (p.created, p.name));
     for p in &packs {
         report.chunks += builder.add_pack(&p.name, p.size, p.created, &p.chunks)?;
+        used.insert(p.name);
     }
     fail.hit("repair-after-packs");
 
@@ -207,12 +251,10 @@ pub fn rebuild_index(repo: &Repo, fail: &Failpoint) -> Result<RebuildReport> {
             }
         }
     }
-    let mut left_out = Vec::new();
     for u in &mut unsure {
         u.scanned.chunks.retain(|c| wanted.contains(&c.id));
-        if u.scanned.chunks.is_empty() {
-            left_out.push(u.scanned.name);
-        } else {
+        if !u.scanned.chunks.is_empty() {
+            used.insert(u.scanned.name);
             report.chunks += builder.add_pack(
                 &u.scanned.name,
                 u.scanned.size,
@@ -259,24 +301,56 @@ pub fn rebuild_index(repo: &Repo, fail: &Failpoint) -> Result<RebuildReport> {
     // A generation no files cache was written under: every cache re-checks its chunks once.
     builder.finish(crate::store::now().max(1))?;
     fail.hit("repair-after-build");
+    place_packs(root, &locations, &used, &mut report)?;
     report.old_index_kept = swap_in(root, fail)?;
-    // A pack left out has no row: the next collect would sweep it as a stray file. It may
-    // hold what an administrator can still recover by hand, so it is moved out of the way.
-    for name in left_out {
-        let to = root.join(LOST_FOUND_DIR);
-        if !to.is_dir() {
-            crate::store::durable::create_dir_synced(&to)?;
-        }
-        let from = crate::store::pack_path(root, &name);
-        rename(&from, &to.join(format!("{}.pack", name.to_hex())))?;
-        sync_dir(&to)?;
-        sync_dir(from.parent().expect("pack path has a directory"))?;
-        report.problems.push(format!(
-            "pack {name} was moved to {}: nothing recovered names its chunks",
-            to.display()
-        ));
+    // Reference lists recovered with the identity, so that the next rebuild needs none.
+    for refs in &relisted {
+        crate::store::records::write_refs(root, refs)?;
     }
     Ok(report)
+}
+
+/// Put every pack where the new index expects it: a pack it uses that an earlier rebuild moved
+/// to `lost+found/` goes back under `packs/`; a pack it does not use goes to `lost+found/`, out
+/// of reach of the next collect (which would sweep a pack file without a row), for an
+/// administrator to look at. `lost+found/` is scanned too, so a rerun finds the same packs.
+fn place_packs(
+    root: &Path,
+    locations: &HashMap<crate::ids::PackName, std::path::PathBuf>,
+    used: &HashSet<crate::ids::PackName>,
+    report: &mut RebuildReport,
+) -> Result<()> {
+    let lost_found = root.join(LOST_FOUND_DIR);
+    for (name, path) in locations {
+        let home = crate::store::pack_path(root, name);
+        let in_lost_found = path.parent() == Some(lost_found.as_path());
+        if used.contains(name) && in_lost_found {
+            let dir = home.parent().expect("pack path has a directory");
+            if !dir.is_dir() {
+                crate::store::durable::create_dir_synced(dir)?;
+            }
+            rename(path, &home)?;
+            sync_dir(dir)?;
+            sync_dir(&lost_found)?;
+        } else if !used.contains(name) && !in_lost_found {
+            if !lost_found.is_dir() {
+                crate::store::durable::create_dir_synced(&lost_found)?;
+            }
+            rename(path, &lost_found.join(format!("{}.pack", name.to_hex())))?;
+            sync_dir(&lost_found)?;
+            sync_dir(home.parent().expect("pack path has a directory"))?;
+            report.problems.push(format!(
+                "pack {name} was moved to {}: nothing recovered names its chunks",
+                lost_found.display()
+            ));
+        } else if !used.contains(name) {
+            report.problems.push(format!(
+                "pack {name} stays in {}: nothing recovered names its chunks",
+                lost_found.display()
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Move the old index aside and the new one into place; returns whether there was an old one.

@@ -66,6 +66,21 @@ pub(super) fn pack_files(root: &Path) -> Result<Vec<(PackName, PathBuf)>> {
             out.push((name, f.path()));
         }
     }
+    // Packs an earlier rebuild could take nothing from: a rebuild with the identity may.
+    let lost_found = root.join(super::LOST_FOUND_DIR);
+    if let Ok(entries) = std::fs::read_dir(&lost_found) {
+        for f in entries.flatten() {
+            if let Some(name) = f
+                .file_name()
+                .to_str()
+                .and_then(|n| n.strip_suffix(".pack"))
+                .and_then(|h| h.parse::<PackName>().ok())
+                && !out.iter().any(|(n, _)| *n == name)
+            {
+                out.push((name, f.path()));
+            }
+        }
+    }
     out.sort_by_key(|a| a.0);
     Ok(out)
 }

@@ -281,3 +281,60 @@ fn a_repair_killed_at_random_moments_and_run_again_gives_the_same_index() {
     );
     eprintln!("repair killed with SIGKILL {killed} times, each rerun gave the same sessions");
 }
+
+fn remove_all(dir: &Path, suffix: &str) -> usize {
+    let mut n = 0;
+    for sub in fs::read_dir(dir).unwrap() {
+        let sub = sub.unwrap().path();
+        for f in fs::read_dir(&sub).unwrap() {
+            let f = f.unwrap().path();
+            if f.to_string_lossy().ends_with(suffix) {
+                fs::remove_file(f).unwrap();
+                n += 1;
+            }
+        }
+    }
+    n
+}
+
+#[test]
+fn lost_reference_lists_need_the_identity_and_nothing_is_deleted_meanwhile() {
+    let t = TestRepo::new();
+    let sources = build(&t);
+    let before = listing(&t.repo);
+    let repo = t.path("repo-no-refs");
+    copy_dir(&t.repo, &repo);
+    fs::remove_file(repo.join("index.db")).unwrap();
+    assert!(remove_all(&repo.join("packs"), ".refs") > 3);
+
+    // Without the identity no manifest chunk can be told: every session is lost, said so, and
+    // the packs are moved out of the way of the next prune, not deleted.
+    let run = repair(&repo, &[]);
+    assert_eq!(run.code, exit::PARTIAL, "{run:?}");
+    assert!(run.stderr.contains("session lost"), "{run:?}");
+    assert!(listing(&repo).is_empty());
+    assert!(fs::read_dir(repo.join("lost+found")).unwrap().count() > 3);
+    run_in(&repo, "prune", &["--keep-last", "1"], &[]).ok();
+    assert!(fs::read_dir(repo.join("lost+found")).unwrap().count() > 3);
+
+    // With it, every record is opened: every session comes back, the lists are written again.
+    let run = rsbackup([
+        arg("repair"),
+        arg("index"),
+        arg("--repo"),
+        arg(&repo),
+        arg("--identity"),
+        arg(&t.identity),
+    ]);
+    assert_eq!(run.code, exit::PARTIAL, "{run:?}");
+    assert!(
+        run.stderr.contains("read whole with the identity"),
+        "{run:?}"
+    );
+    assert_eq!(listing(&repo), before, "{run:?}");
+    assert_clean(&repo, "with identity");
+    assert_restores(&t, &repo, &sources, "with-identity");
+    // The next rebuild needs no key.
+    repair(&repo, &[]).ok();
+    assert_eq!(listing(&repo), before);
+}

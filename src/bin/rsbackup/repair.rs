@@ -22,6 +22,10 @@ pub struct IndexArgs {
     /// The repository directory.
     #[arg(long, value_name = "DIR")]
     repo: PathBuf,
+    /// An age identity file: needed only when a pack's reference list is missing or damaged,
+    /// to find its manifest chunks by opening its records.
+    #[arg(long, value_name = "FILE")]
+    identity: Option<PathBuf>,
 }
 
 /// Run `repair`.
@@ -35,7 +39,11 @@ fn index(args: IndexArgs) -> Result<Outcome> {
     let repo = crate::open::repo(&args.repo)?;
     // Crash tests only: abort at a named point, as for prune.
     let fail = Failpoint::new(std::env::var("RSBACKUP_FAILPOINT").ok().as_deref())?;
-    let report = rebuild_index(&repo, &fail)?;
+    let identities = match &args.identity {
+        Some(path) => Some(rsbackup::crypto::wrap::Identities::load(path)?),
+        None => None,
+    };
+    let report = rebuild_index(&repo, identities.as_ref(), &fail)?;
     println!(
         "rebuilt {}: {} sessions, {} chunks ({} manifest) in {} packs, {} data keys{}",
         repo.root().join("index.db").display(),

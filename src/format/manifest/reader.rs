@@ -215,3 +215,35 @@ impl Default for ManifestReader {
         Self::new()
     }
 }
+
+/// The chunk ids named by the extents of one manifest chunk's entries (its references), sorted
+/// and without repeats, decoded on its own: no order or path checks beyond what decoding an
+/// entry needs. For rebuilding lost reference lists; `Corrupt` if it does not decode.
+pub fn chunk_references(chunk: &[u8]) -> Result<Vec<crate::ids::ChunkId>> {
+    if chunk.len() <= MANIFEST_MAGIC.len() || &chunk[..8] != MANIFEST_MAGIC {
+        return Err(Error::corrupt("not a manifest chunk"));
+    }
+    let mut refs = Vec::new();
+    let mut cur = Cursor::new(chunk, MANIFEST_MAGIC.len());
+    while !cur.is_empty() {
+        let start = cur.pos();
+        let bad = |p: Problem| Error::corrupt(format!("manifest chunk, offset {start}: {p}"));
+        let kind = cur.u8("the entry kind").map_err(bad)?;
+        let path = cur.lp32("the path").map_err(bad)?;
+        let extents = match cur.entry_rest(kind, path).map_err(bad)? {
+            Piece::Entry(Entry {
+                body: Body::File { extents, .. },
+                ..
+            }) => extents,
+            Piece::Continued { extents, .. } => extents,
+            Piece::Entry(_) => continue,
+        };
+        refs.extend(extents.into_iter().filter_map(|e| match e {
+            super::Extent::Chunk { id, .. } => Some(id),
+            super::Extent::Hole { .. } => None,
+        }));
+    }
+    refs.sort();
+    refs.dedup();
+    Ok(refs)
+}
