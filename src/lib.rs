@@ -43,6 +43,7 @@ pub mod ingest;
 pub mod mirror;
 pub mod process;
 pub mod reader;
+pub mod repair;
 pub mod repo;
 pub mod report;
 pub mod restore;

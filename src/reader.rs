@@ -75,6 +75,30 @@ impl std::fmt::Debug for SessionReader {
     }
 }
 
+/// A manifest chunk [`SessionReader::walk_salvaging`] could not read or decode.
+#[derive(Debug, Clone)]
+pub struct LostChunk {
+    /// Its place in the session's root, from 0.
+    pub seq: usize,
+    /// How many manifest chunks the session has.
+    pub count: usize,
+    /// Its id.
+    pub id: ChunkId,
+    /// Why it could not be read.
+    pub error: String,
+    /// A file that began in an earlier chunk and whose remaining extents were in this one:
+    /// lost with it.
+    pub held: Option<Vec<u8>>,
+}
+
+/// Damage confined to one manifest chunk; a wrong identity or a bug is not.
+fn salvageable(e: &Error) -> bool {
+    !matches!(
+        e.kind(),
+        crate::error::ErrorKind::WrongIdentity | crate::error::ErrorKind::Internal
+    )
+}
+
 impl SessionReader {
     /// Unlock the repository secret with `identities` and prepare to read.
     /// `WrongIdentity` when none of the identities is a recipient of the repository.
@@ -208,28 +232,71 @@ impl SessionReader {
         session: SessionId,
         visit: &mut dyn FnMut(Entry) -> Result<ControlFlow<()>>,
     ) -> Result<()> {
+        self.walk_inner(session, visit, None)
+    }
+
+    /// [`SessionReader::walk`], going on past a manifest chunk that cannot be read or decoded
+    /// (damaged, or its pack missing): `lost` hears of each such chunk, and the walk resumes with
+    /// the next one, so only the entries the damaged chunk described are missing. A wrong
+    /// identity, or an error of `visit` or `lost`, still ends the walk.
+    pub fn walk_salvaging(
+        &self,
+        session: SessionId,
+        visit: &mut dyn FnMut(Entry) -> Result<ControlFlow<()>>,
+        lost: &mut dyn FnMut(LostChunk) -> Result<()>,
+    ) -> Result<()> {
+        self.walk_inner(session, visit, Some(lost))
+    }
+
+    fn walk_inner(
+        &self,
+        session: SessionId,
+        visit: &mut dyn FnMut(Entry) -> Result<ControlFlow<()>>,
+        mut lost: Option<&mut dyn FnMut(LostChunk) -> Result<()>>,
+    ) -> Result<()> {
         let root = self.pool.with(|index| {
             index.session(session)?;
             index.session_root(session)
         })?;
         let mut manifest = ManifestReader::new();
         for (seq, id) in root.iter().enumerate() {
-            let loc = self
+            let read = self
                 .locate(id)
-                .map_err(|e| e.context(format!("session {session}, manifest chunk {seq}")))?;
-            if loc.kind != ChunkKind::Manifest {
-                return Err(Error::corrupt(format!(
-                    "session {session}: manifest chunk {seq} ({id}) is recorded as a data chunk"
-                )));
-            }
-            let bytes = self
-                .read_located(&loc)
-                .map_err(|e| e.context(format!("session {session}, manifest chunk {seq}")))?;
-            let entries = manifest.feed(&bytes).map_err(|e| {
-                e.context(format!(
-                    "session {session}: decoding manifest chunk {seq} ({id})"
-                ))
-            })?;
+                .and_then(|loc| {
+                    if loc.kind != ChunkKind::Manifest {
+                        return Err(Error::corrupt(format!(
+                            "manifest chunk {seq} ({id}) is recorded as a data chunk"
+                        )));
+                    }
+                    self.read_located(&loc)
+                })
+                .map_err(|e| e.context(format!("session {session}, manifest chunk {seq}")));
+            let (result, fed) = match read {
+                Ok(bytes) => (
+                    manifest.feed(&bytes).map_err(|e| {
+                        e.context(format!(
+                            "session {session}: decoding manifest chunk {seq} ({id})"
+                        ))
+                    }),
+                    true,
+                ),
+                Err(e) => (Err(e), false),
+            };
+            let entries = match (result, lost.as_mut()) {
+                (Ok(entries), _) => entries,
+                (Err(e), Some(lost)) if salvageable(&e) => {
+                    let held = manifest.skip_chunk(fed);
+                    lost(LostChunk {
+                        seq,
+                        count: root.len(),
+                        id: *id,
+                        error: e.message().to_string(),
+                        held,
+                    })?;
+                    continue;
+                }
+                (Err(e), _) => return Err(e),
+            };
             for entry in entries {
                 if visit(entry)?.is_break() {
                     return Ok(());

@@ -418,6 +418,7 @@ impl Repo {
                         ));
                     }
                 }
+                crate::store::records::remove_refs(&self.root, &name)?;
                 let dir = path
                     .parent()
                     .expect("pack path has a directory")
@@ -428,6 +429,10 @@ impl Repo {
             }
             for dir in dirs.iter().filter(|d| d.is_dir()) {
                 sync_dir(dir)?;
+            }
+            // A session record written just before the writer died: before its row goes.
+            for session in index.running_sessions_of(&writer)? {
+                crate::store::records::remove_session_record(&self.root, session)?;
             }
             index.forget_writer(&writer)?;
             match std::fs::remove_file(&lock_path) {

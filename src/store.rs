@@ -7,6 +7,7 @@
 //! file and its directory entry are on disk.
 
 pub mod durable;
+pub mod records;
 
 use std::collections::{HashSet, VecDeque};
 use std::fs::{File, OpenOptions};
@@ -258,6 +259,9 @@ impl<'a> PackWriter<'a> {
                 e.into_error(),
             )
         })?;
+        // The reference list goes first: once the pack's chunks are in the index, a rebuild
+        // must be able to tell its manifest chunks and what they name (format-spec/records.md).
+        records::write_refs(&self.root, &pack_refs(&name, &chunks))?;
         if self.overlap == 0 {
             sync_pack(&file, &path)?;
             return self.commit_pack(row, &name, len, &chunks);
@@ -336,6 +340,21 @@ impl Drop for PackWriter<'_> {
         for s in self.syncing.drain(..) {
             let _ = s.sync.join();
         }
+    }
+}
+
+/// The reference list of a pack holding `chunks`: its manifest chunks and what each names.
+pub fn pack_refs(name: &PackName, chunks: &[SealedChunk]) -> crate::format::records::PackRefs {
+    crate::format::records::PackRefs {
+        pack: *name,
+        manifests: chunks
+            .iter()
+            .filter(|c| c.kind == ChunkKind::Manifest)
+            .map(|c| crate::format::records::ManifestRefs {
+                id: c.id,
+                refs: c.refs.clone(),
+            })
+            .collect(),
     }
 }
 

@@ -9,6 +9,7 @@
 //! miss before the bad day.
 
 mod packs;
+mod records;
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::ops::ControlFlow;
@@ -93,6 +94,8 @@ pub fn check(repo: &Repo, opts: &CheckOptions) -> Result<CheckReport> {
 
     let sealed: Vec<&PackInfo> = all_packs.iter().filter(|p| p.sealed).collect();
     report.packs = sealed.len() as u64;
+    records::key_files(repo, &mut findings);
+    records::records(repo, &index, &sealed, &mut findings)?;
     let pool = IndexPool::new(repo);
     let outcomes: Vec<packs::PackOutcome> = sealed
         .par_iter()
@@ -371,6 +374,7 @@ fn unknown_files(repo: &Repo, all: &[PackInfo], findings: &mut Vec<Finding>) {
             let name = name.to_string_lossy();
             let known_pack = name
                 .strip_suffix(".pack")
+                .or_else(|| name.strip_suffix(".refs"))
                 .and_then(|hex| hex.parse::<PackName>().ok())
                 .is_some_and(|n| known.contains(&n));
             if !known_pack {
@@ -400,43 +404,64 @@ fn manifests(
         let id = SessionId(session.id);
         // Files of this session that name a damaged chunk, for the hard links to them.
         let mut broken_files: HashMap<Vec<u8>, Vec<ChunkId>> = HashMap::new();
-        let walked = reader.walk(id, &mut |entry| {
-            match &entry.body {
-                Body::File { extents, .. } => {
-                    let mut hit = Vec::new();
-                    for extent in extents {
-                        if let crate::format::manifest::Extent::Chunk { id: chunk, .. } = extent
-                            && damaged.contains(chunk)
-                        {
-                            hit.push(*chunk);
+        let mut lost_chunks = Vec::new();
+        let walked = reader.walk_salvaging(
+            id,
+            &mut |entry| {
+                match &entry.body {
+                    Body::File { extents, .. } => {
+                        let mut hit = Vec::new();
+                        for extent in extents {
+                            if let crate::format::manifest::Extent::Chunk { id: chunk, .. } = extent
+                                && damaged.contains(chunk)
+                            {
+                                hit.push(*chunk);
+                            }
                         }
-                    }
-                    for chunk in &hit {
-                        paths.entry(*chunk).or_default().insert(format!(
-                            "{}:{}",
-                            id.0,
-                            display(&entry.path)
-                        ));
-                    }
-                    if !hit.is_empty() {
-                        broken_files.insert(entry.path.clone(), hit);
-                    }
-                }
-                Body::Hardlink { target } => {
-                    if let Some(chunks) = broken_files.get(target) {
-                        for chunk in chunks {
+                        for chunk in &hit {
                             paths.entry(*chunk).or_default().insert(format!(
                                 "{}:{}",
                                 id.0,
                                 display(&entry.path)
                             ));
                         }
+                        if !hit.is_empty() {
+                            broken_files.insert(entry.path.clone(), hit);
+                        }
                     }
+                    Body::Hardlink { target } => {
+                        if let Some(chunks) = broken_files.get(target) {
+                            for chunk in chunks {
+                                paths.entry(*chunk).or_default().insert(format!(
+                                    "{}:{}",
+                                    id.0,
+                                    display(&entry.path)
+                                ));
+                            }
+                        }
+                    }
+                    _ => {}
                 }
-                _ => {}
-            }
-            Ok(ControlFlow::Continue(()))
-        });
+                Ok(ControlFlow::Continue(()))
+            },
+            &mut |lost| {
+                lost_chunks.push(lost);
+                Ok(())
+            },
+        );
+        // The rest of the manifest was still read: a damaged manifest chunk costs the entries
+        // it describes, which restore names as a range.
+        for lost in lost_chunks {
+            findings.push(Finding {
+                what: format!(
+                    "manifest chunk {} of {} of session {} cannot be read ({}): the entries it describes are lost; a restore names their range and restores the rest",
+                    lost.seq, lost.count, id.0, lost.error
+                ),
+                chunk: Some(lost.id),
+                pack: None,
+                sessions: vec![id.0],
+            });
+        }
         if let Err(e) = walked {
             findings.push(Finding {
                 what: format!("the manifest of session {} cannot be read: {e}", id.0),

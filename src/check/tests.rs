@@ -123,13 +123,16 @@ fn a_deleted_pack_names_every_chunk_and_session() {
     let p = problem_for(&report, &victim);
     assert!(p.what.contains("is missing"), "{}", p.what);
     assert_eq!(p.sessions, vec![session.0]);
-    // With the identity: the manifest (in the same pack) cannot be read either.
+    // With the identity: the manifest chunk (in the same pack) cannot be read either, and is
+    // named as such (the rest of the manifest is still read).
     let report = check(&t.repo, &opts(&t, false, true)).unwrap();
     assert!(
         report
             .problems
             .iter()
-            .any(|p| p.what.contains("manifest of session") && p.sessions == vec![session.0]),
+            .any(|p| p.what.contains("manifest chunk 0 of 1 of session")
+                && p.what.contains("the entries it describes are lost")
+                && p.sessions == vec![session.0]),
         "{:#?}",
         report.problems
     );

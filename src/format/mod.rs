@@ -6,4 +6,5 @@ pub mod client_identity;
 pub mod complete_args;
 pub mod manifest;
 pub mod pack;
+pub mod records;
 pub mod repository;

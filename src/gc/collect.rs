@@ -66,6 +66,7 @@ pub(super) fn collect(
     // A dead ingest's sealed packs hold chunks no session names: they are collected below.
     report.dead_writers = repo.cleanup_dead_writers(&index)? as u64;
     fail.hit("after-cleanup");
+    super::sweep_records::sweep_session_records(repo, &index)?;
 
     // The live set lives in a TEMP table on disk, never in memory: its size grows with the
     // repository. It holds chunk numbers (`chunks.num`), as `chunk_refs` and
@@ -126,6 +127,7 @@ fn collect_with_live(
         Ok(())
     })?;
     fail.hit("after-chunk-delete");
+    super::sweep_records::sweep_data_keys(repo, index)?;
     fail.hit("after-keys-delete");
 
     let packs = pack_use(index)?;
@@ -226,6 +228,9 @@ pub(super) fn remove_pack_file(
             ));
         }
     }
+    // The pack first: a reference list without its pack is swept below, a pack without its
+    // list would be one a rebuild cannot fully read.
+    crate::store::records::remove_refs(root, name)?;
     let dir = path
         .parent()
         .expect("pack path has a directory")
@@ -275,8 +280,21 @@ fn sweep_stray_packs(repo: &Repo, index: &Index, fail: &Failpoint) -> Result<(u6
         };
         for file in files.flatten() {
             let file_name = file.file_name();
-            let Some(name) = file_name
-                .to_str()
+            let Some(file_name_str) = file_name.to_str() else {
+                continue;
+            };
+            // A reference list whose pack is gone (a crash between the two unlinks).
+            if let Some(name) = file_name_str
+                .strip_suffix(".refs")
+                .and_then(|hex| hex.parse::<PackName>().ok())
+                .filter(|n| n.to_hex().starts_with(prefix))
+            {
+                if !pack_path(repo.root(), &name).exists() && !known.exists([&name.0])? {
+                    crate::store::records::remove_refs(repo.root(), &name)?;
+                }
+                continue;
+            }
+            let Some(name) = Some(file_name_str)
                 .and_then(|n| n.strip_suffix(".pack"))
                 .filter(|hex| hex.starts_with(prefix))
                 .and_then(|hex| hex.parse::<PackName>().ok())

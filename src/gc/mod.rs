@@ -20,6 +20,7 @@ mod collect;
 mod forget;
 mod lock;
 mod repack;
+mod sweep_records;
 
 #[cfg(test)]
 mod tests;
@@ -32,9 +33,11 @@ use jiff::tz::TimeZone;
 use rusqlite::{Connection, OptionalExtension};
 
 use crate::error::{Error, ErrorKind, Result};
+use crate::ids::SessionId;
 use crate::index::{Index, SessionState};
 use crate::repo::Repo;
 use crate::retention::{Policy, Reason};
+use crate::store::records;
 
 pub use collect::CollectReport;
 
@@ -134,16 +137,24 @@ pub const FAILPOINTS: &[&str] = &[
     "before-clear-pending",
 ];
 
+/// The named points where a failpoint can abort `repair index`.
+pub const REPAIR_FAILPOINTS: &[&str] = &[
+    "repair-after-packs",
+    "repair-after-build",
+    "repair-before-rename",
+];
+
 /// Aborts the process at a named point; counts hits for `NAME#N`.
 #[derive(Debug, Default)]
-pub(crate) struct Failpoint {
+pub struct Failpoint {
     name: Option<String>,
     nth: u64,
     hits: AtomicU64,
 }
 
 impl Failpoint {
-    pub(crate) fn new(spec: Option<&str>) -> Result<Failpoint> {
+    /// The failpoint `spec` (`NAME` or `NAME#N`), or none.
+    pub fn new(spec: Option<&str>) -> Result<Failpoint> {
         let Some(spec) = spec else {
             return Ok(Failpoint::default());
         };
@@ -157,10 +168,11 @@ impl Failpoint {
             ),
             None => (spec, 1),
         };
-        if !FAILPOINTS.contains(&name) {
+        if !FAILPOINTS.contains(&name) && !REPAIR_FAILPOINTS.contains(&name) {
             return Err(Error::invalid(format!(
-                "unknown failpoint {name:?} (known: {})",
-                FAILPOINTS.join(", ")
+                "unknown failpoint {name:?} (known: {}, {})",
+                FAILPOINTS.join(", "),
+                REPAIR_FAILPOINTS.join(", ")
             )));
         }
         Ok(Failpoint {
@@ -244,6 +256,14 @@ pub fn prune(repo: &Repo, opts: &PruneOptions) -> Result<PruneReport> {
         for client in clients {
             let rules = opts.rules.for_client(&client);
             let fates = forget::forget(&index, &client, rules, opts.now, opts.dry_run)?;
+            if !opts.dry_run {
+                // Reverse of the write order: the rows are gone, now their records. A crash
+                // before this leaves records without rows: collect sweeps them before it
+                // deletes any chunk, so a rebuild never brings back a half-collected session.
+                for f in fates.iter().filter(|f| !f.keep) {
+                    records::remove_session_record(repo.root(), SessionId(f.id))?;
+                }
+            }
             report.removed += fates.iter().filter(|f| !f.keep).count() as u64;
             report.sessions.extend(fates);
         }
@@ -314,6 +334,24 @@ pub fn after_ingest(
 /// Pin (or unpin) a visible session: a pinned session is kept whatever the rules.
 pub fn set_pinned(repo: &Repo, session: crate::ids::SessionId, pinned: bool) -> Result<()> {
     let index = repo.index()?;
+    let mut info = index.session(session).map_err(|e| {
+        if e.kind() == ErrorKind::NotFound {
+            Error::new(
+                ErrorKind::NotFound,
+                format!(
+                    "session {session} not found in repository {}",
+                    repo.root().display()
+                ),
+            )
+        } else {
+            e
+        }
+    })?;
+    // The record first (format-spec/records.md): a crash between the two leaves the record
+    // pinned and the row not, so a rebuild keeps the session rather than losing it.
+    info.pinned = pinned;
+    let record = records::session_record(&info, index.session_root(session)?)?;
+    records::write_session_record(repo.root(), &record)?;
     write_tx(&index, "pinning a session", |conn| {
         let n = conn.execute(
             "UPDATE sessions SET pinned = ?1 WHERE id = ?2 AND state != 'running'",

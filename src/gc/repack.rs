@@ -19,8 +19,9 @@ use super::collect::{PackUse, remove_pack_file, sync_dirs};
 use super::{Failpoint, write_tx};
 use crate::error::{Error, ErrorKind, Result};
 use crate::format::pack::{PACK_HEADER_LEN, encode_pack_header};
+use crate::format::records::{ManifestRefs, PackRefs};
 use crate::ids::{ChunkId, PackName, WriterId};
-use crate::index::Index;
+use crate::index::{ChunkKind, Index};
 use crate::repo::Repo;
 use crate::store::durable::create_dir_synced;
 use crate::store::{PackReader, pack_path};
@@ -45,7 +46,10 @@ struct Moved {
 
 struct NewPack {
     row: i64,
+    name: PackName,
     path: PathBuf,
+    /// Its manifest chunks and what each names: its reference list (format-spec/records.md).
+    manifests: Vec<ManifestRefs>,
     file: BufWriter<File>,
     len: u64,
     moved: Vec<Moved>,
@@ -111,7 +115,11 @@ pub(super) fn repack(
             continue;
         }
         for (loc, rec) in records {
-            r.append(loc.id, loc.pack_row, loc.offset, &rec)?;
+            let refs = match loc.kind {
+                ChunkKind::Manifest => Some(index.chunk_refs(&loc.id)?),
+                ChunkKind::Data => None,
+            };
+            r.append(loc.id, loc.pack_row, loc.offset, &rec, refs)?;
         }
         r.done_old.push(old.clone());
     }
@@ -120,7 +128,14 @@ pub(super) fn repack(
 }
 
 impl Repacker<'_> {
-    fn append(&mut self, id: ChunkId, old_pack: i64, old_offset: u64, rec: &[u8]) -> Result<()> {
+    fn append(
+        &mut self,
+        id: ChunkId,
+        old_pack: i64,
+        old_offset: u64,
+        rec: &[u8],
+        refs: Option<Vec<ChunkId>>,
+    ) -> Result<()> {
         if self.open.is_none() {
             self.open = Some(self.start()?);
         }
@@ -128,6 +143,9 @@ impl Repacker<'_> {
         pack.file
             .write_all(rec)
             .map_err(|e| Error::io(format_args!("writing pack {}", pack.path.display()), e))?;
+        if let Some(refs) = refs {
+            pack.manifests.push(ManifestRefs { id, refs });
+        }
         pack.moved.push(Moved {
             id,
             old_pack,
@@ -161,7 +179,9 @@ impl Repacker<'_> {
             .map_err(|e| Error::io(format_args!("writing pack {}", path.display()), e))?;
         Ok(NewPack {
             row,
+            name,
             path,
+            manifests: Vec::new(),
             file,
             len: PACK_HEADER_LEN as u64,
             moved: Vec::new(),
@@ -177,7 +197,9 @@ impl Repacker<'_> {
             Some(pack) => {
                 let NewPack {
                     row,
+                    name,
                     path,
+                    manifests,
                     file,
                     len,
                     moved,
@@ -188,6 +210,13 @@ impl Repacker<'_> {
                         e.into_error(),
                     )
                 })?;
+                crate::store::records::write_refs(
+                    self.repo.root(),
+                    &PackRefs {
+                        pack: name,
+                        manifests,
+                    },
+                )?;
                 crate::store::sync_pack(&file, &path)?;
                 drop(file);
                 self.fail.hit("after-pack-written");

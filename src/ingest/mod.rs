@@ -300,6 +300,9 @@ fn ingest_inner(
     let data_key = DataKey::generate();
     let wrapped = crate::crypto::wrap::wrap_data_key(&data_key, &repo.recipients()?)?;
     let key_id = index.insert_data_key(&wrapped, started)?;
+    // Durable beside the packs before anything is sealed with it (format-spec/records.md):
+    // the key outlives this session in every chunk it seals.
+    crate::store::records::write_data_key(repo.root(), key_id, &wrapped)?;
     let session = index.create_session(&opts.client, &writer.id, started)?;
     let gc_generation = index.gc_generation()?;
 
@@ -371,6 +374,30 @@ fn ingest_inner(
         new_bytes: written.stored_bytes,
     };
     let finished = unix_now_ns().div_euclid(1_000_000_000);
+    // The record after the data it names, before the row that makes the session visible.
+    let record = crate::format::records::SessionRecord {
+        id: session.0,
+        client: opts.client.clone(),
+        state: match state {
+            SessionState::Complete => crate::format::records::RecordState::Complete,
+            _ => crate::format::records::RecordState::Incomplete,
+        },
+        pinned: false,
+        started,
+        finished,
+        files: stats.files,
+        bytes: stats.bytes,
+        errors: stats.errors,
+        new_chunks: stats.new_chunks,
+        new_bytes: stats.new_bytes,
+        root: consumed.root.clone(),
+    };
+    crate::store::records::write_session_record(repo.root(), &record).map_err(|e| {
+        e.context(format!(
+            "recording session {session} of client {}",
+            opts.client
+        ))
+    })?;
     index
         .finish_session_with_reason(
             session,

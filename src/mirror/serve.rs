@@ -304,6 +304,12 @@ impl Mirror<'_> {
                         ));
                     }
                     None => {
+                        // The file before the row, as on the primary (format-spec/records.md).
+                        crate::store::records::write_data_key(
+                            self.repo.root(),
+                            crate::ids::KeyId(k.id),
+                            &k.wrapped,
+                        )?;
                         conn.execute(
                             "INSERT INTO data_keys (id, wrapped, created) VALUES (?1, ?2, ?3)",
                             params![row, &k.wrapped, k.created],
@@ -421,6 +427,27 @@ impl Mirror<'_> {
             if held {
                 return Ok(false);
             }
+            // The record before the row (format-spec/records.md), so this mirror's index can
+            // be rebuilt too.
+            let record = crate::format::records::SessionRecord {
+                id: s.id,
+                client: s.client.clone(),
+                state: if s.state == 1 {
+                    crate::format::records::RecordState::Complete
+                } else {
+                    crate::format::records::RecordState::Incomplete
+                },
+                pinned: s.pinned,
+                started: s.started,
+                finished: s.finished.unwrap_or(s.started),
+                files: s.stats[0],
+                bytes: s.stats[1],
+                errors: s.stats[2],
+                new_chunks: s.stats[3],
+                new_bytes: s.stats[4],
+                root: s.root.clone(),
+            };
+            crate::store::records::write_session_record(self.repo.root(), &record)?;
             // The root is stored by this index's chunk numbers; the wire names chunks by id.
             let mut root = Vec::with_capacity(s.root.len());
             for chunk in &s.root {
@@ -504,6 +531,15 @@ impl Mirror<'_> {
             }
             // The mirror's next prune collects what the forgotten sessions alone used.
             crate::gc::set_gc_pending(conn, true)?;
+            Ok(n)
+        })
+        .and_then(|n| {
+            for id in ids {
+                crate::store::records::remove_session_record(
+                    self.repo.root(),
+                    crate::ids::SessionId(*id),
+                )?;
+            }
             Ok(n)
         })
     }

@@ -9,6 +9,7 @@
 
 mod files;
 mod fsops;
+mod gaps;
 mod tree;
 
 use std::collections::HashSet;
@@ -44,8 +45,11 @@ pub struct RestoreReport {
     pub files: u64,
     /// Bytes written.
     pub bytes: u64,
-    /// Paths that failed, with why.
+    /// Paths that failed, with why; a range of paths lost with a damaged manifest chunk is
+    /// one error whose path is `FIRST .. LAST`.
     pub errors: Vec<PathError>,
+    /// Manifest chunks that could not be read: the entries they described are not restored.
+    pub lost_manifest_chunks: u64,
 }
 
 /// Restore `session` as `opts` says. Fails outright for a bad target; a damaged file is listed in
@@ -265,21 +269,33 @@ fn prescan(
 ) -> Result<HashSet<Vec<u8>>> {
     let mut found = vec![false; selection.roots.len()];
     let mut wanted = HashSet::new();
-    reader.walk(session, &mut |entry| {
-        for (i, root) in selection.roots.iter().enumerate() {
-            if entry.path == *root {
-                found[i] = true;
+    let mut lost = 0;
+    reader.walk_salvaging(
+        session,
+        &mut |entry| {
+            for (i, root) in selection.roots.iter().enumerate() {
+                if entry.path == *root {
+                    found[i] = true;
+                }
             }
-        }
-        if let Body::Hardlink { target } = &entry.body
-            && selection.selects(&entry.path)
-            && !selection.selects(target)
-        {
-            wanted.insert(target.clone());
-        }
-        Ok(ControlFlow::Continue(()))
-    })?;
-    if let Some(i) = found.iter().position(|f| !f) {
+            if let Body::Hardlink { target } = &entry.body
+                && selection.selects(&entry.path)
+                && !selection.selects(target)
+            {
+                wanted.insert(target.clone());
+            }
+            Ok(ControlFlow::Continue(()))
+        },
+        &mut |_| {
+            lost += 1;
+            Ok(())
+        },
+    )?;
+    // A path that may have been in a lost manifest chunk is not "not found": the restore
+    // reports the lost range instead.
+    if let Some(i) = found.iter().position(|f| !f)
+        && lost == 0
+    {
         return Err(Error::new(
             ErrorKind::NotFound,
             format!(

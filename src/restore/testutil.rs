@@ -86,6 +86,7 @@ impl<'t> SessionBuilder<'t> {
             .unwrap()
             .insert_data_key(&wrapped, 1)
             .unwrap();
+        crate::store::records::write_data_key(t.repo.root(), key_id, &wrapped).unwrap();
         SessionBuilder {
             t,
             id_key: secret.chunk_id_key(),
@@ -201,6 +202,21 @@ impl<'t> SessionBuilder<'t> {
             files: self.entries.len() as u64,
             ..SessionStats::default()
         };
+        let record = crate::format::records::SessionRecord {
+            id: session.0,
+            client: "test".into(),
+            state: crate::format::records::RecordState::Complete,
+            pinned: false,
+            started: 1,
+            finished: 2,
+            files: stats.files,
+            bytes: 0,
+            errors: 0,
+            new_chunks: 0,
+            new_bytes: 0,
+            root: root.clone(),
+        };
+        crate::store::records::write_session_record(repo.root(), &record).unwrap();
         index
             .finish_session(session, SessionState::Complete, 2, &stats, &root)
             .unwrap();

@@ -4,6 +4,7 @@
 //! that creating them does not disturb its mtime, and a read-only mode does not lock us out).
 
 use std::collections::{HashMap, HashSet};
+use std::ops::ControlFlow;
 use std::os::fd::{AsFd, OwnedFd};
 use std::sync::Mutex;
 
@@ -16,6 +17,7 @@ use crate::ingest::PathError;
 use crate::reader::SessionReader;
 use crate::restore::files::{self, FileJob};
 use crate::restore::fsops::{self, NodeKind};
+use crate::restore::gaps::Gaps;
 use crate::restore::{
     RestoreOptions, RestoreReport, Selection, TargetRoot, display, is_under, kind_name,
 };
@@ -105,13 +107,27 @@ pub(super) fn run(
             jobs: tx,
             report: RestoreReport::default(),
         };
-        let walked = reader.for_each_entry(session, &mut |entry| {
-            walker.visit(entry);
-            Ok(())
-        });
+        // A damaged manifest chunk loses only its own entries: the walk goes on with the next.
+        let gaps = std::cell::RefCell::new(Gaps::default());
+        let walked = reader.walk_salvaging(
+            session,
+            &mut |entry| {
+                gaps.borrow_mut().entry(&entry.path);
+                walker.visit(entry);
+                Ok(ControlFlow::Continue(()))
+            },
+            &mut |lost| {
+                gaps.borrow_mut().lost(lost);
+                Ok(())
+            },
+        );
         // Closes the queue (the workers finish what is queued, then stop) and leaves every
         // directory still open, applying its metadata.
-        let report = walker.finish();
+        let mut report = walker.finish();
+        let mut gaps = gaps.into_inner();
+        gaps.finish();
+        report.lost_manifest_chunks = gaps.chunks;
+        report.errors.extend(gaps.errors);
         (walked, report)
     });
     walked?;

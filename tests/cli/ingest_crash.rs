@@ -99,7 +99,12 @@ fn pack_files(t: &TestRepo) -> BTreeSet<String> {
     for d in dirs {
         for f in std::fs::read_dir(d.unwrap().path()).unwrap() {
             let name = f.unwrap().file_name().to_string_lossy().into_owned();
-            out.insert(name.trim_end_matches(".pack").to_owned());
+            // A pack's reference list counts as the pack: it must go with it.
+            out.insert(
+                name.trim_end_matches(".pack")
+                    .trim_end_matches(".refs")
+                    .to_owned(),
+            );
         }
     }
     out

@@ -18,6 +18,7 @@ mod open;
 mod output;
 mod pin;
 mod prune;
+mod repair;
 mod restore;
 mod run;
 mod serve;
@@ -122,6 +123,9 @@ enum Command {
     Run(run::Args),
     /// Copy the repository's new chunks and sessions to an offsite mirror (or a local path).
     Mirror(mirror::Args),
+    /// Rebuild what can be rebuilt from the packs and the records beside them.
+    #[command(subcommand)]
+    Repair(repair::What),
     /// The mirror's side of `mirror` (sshd's forced command on the offsite box).
     #[command(hide = true)]
     MirrorServe(mirror::ServeArgs),
@@ -215,6 +219,7 @@ fn run(command: Command) -> anyhow::Result<Outcome> {
         Command::Run(a) => run::run(a),
         Command::Mirror(a) => mirror::run(a),
         Command::MirrorServe(a) => mirror::serve(a),
+        Command::Repair(w) => repair::run(w),
     }
 }
 

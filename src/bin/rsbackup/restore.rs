@@ -73,8 +73,21 @@ pub fn run(args: Args) -> Result<Outcome> {
     for e in &report.errors {
         eprintln!("rsbackup: cannot restore {}: {}", e.path, e.message);
     }
+    let lost = if report.lost_manifest_chunks > 0 {
+        format!(
+            ", {} manifest chunk{} could not be read (the ranges above)",
+            report.lost_manifest_chunks,
+            if report.lost_manifest_chunks == 1 {
+                ""
+            } else {
+                "s"
+            }
+        )
+    } else {
+        String::new()
+    };
     eprintln!(
-        "rsbackup: restore of session {session} is partial: {} path{} failed",
+        "rsbackup: restore of session {session} is partial: {} path{} failed{lost}",
         report.errors.len(),
         if report.errors.len() == 1 { "" } else { "s" }
     );

@@ -24,7 +24,7 @@ mod tests;
 mod vectors;
 
 pub use builder::ManifestBuilder;
-pub use reader::ManifestReader;
+pub use reader::{ManifestReader, chunk_references};
 
 use crate::error::{Error, Result};
 use crate::ids::ChunkId;

@@ -246,6 +246,24 @@ impl OrderCheck {
         Ok(())
     }
 
+    /// Start again after a gap (a manifest chunk that could not be read): `path` is the first
+    /// entry after it. Its ancestors count as open directories (their entries may have been
+    /// in the lost chunk), nothing is pending, and the entry is then checked as usual.
+    pub(super) fn resync(&mut self, path: &[u8]) {
+        self.started = true;
+        self.pending = None;
+        self.open.clear();
+        if let Some(i) = path.iter().rposition(|&b| b == b'/') {
+            self.open.extend_from_slice(&path[..i]);
+        }
+        self.last_child = None;
+    }
+
+    /// Drop a file waiting for continuations (its continuations were in a lost chunk).
+    pub(super) fn drop_pending(&mut self) {
+        self.pending = None;
+    }
+
     /// Whether a file still waits for continuations.
     pub(super) fn file_pending(&self) -> bool {
         self.pending.is_some()

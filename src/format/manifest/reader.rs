@@ -18,6 +18,11 @@ pub struct ManifestReader {
     /// A file whose continuations are still to come.
     held: Option<Entry>,
     failed: bool,
+    /// A chunk was lost just before: skip continuations of a file that began in it and take
+    /// the next entry's ancestors as open.
+    resync: bool,
+    /// Chunks lost so far.
+    lost: u64,
 }
 
 impl ManifestReader {
@@ -28,7 +33,29 @@ impl ManifestReader {
             chunks: 0,
             held: None,
             failed: false,
+            resync: false,
+            lost: 0,
         }
+    }
+
+    /// Go on after a manifest chunk that could not be read or decoded (a damaged or missing
+    /// chunk): its entries are lost and decoding resumes with the next chunk fed. `fed` says
+    /// whether the lost chunk went through [`ManifestReader::feed`] (which failed) or was never
+    /// read. Returns the path of a file held back for continuations, lost with the chunk.
+    pub fn skip_chunk(&mut self, fed: bool) -> Option<Vec<u8>> {
+        if !fed {
+            self.chunks += 1;
+        }
+        self.failed = false;
+        self.resync = true;
+        self.lost += 1;
+        self.order.drop_pending();
+        self.held.take().map(|e| e.path)
+    }
+
+    /// Chunks skipped with [`ManifestReader::skip_chunk`].
+    pub fn lost_chunks(&self) -> u64 {
+        self.lost
     }
 
     /// Feed the next manifest chunk's plaintext; returns its complete entries. An entry whose
@@ -99,6 +126,16 @@ impl ManifestReader {
             let piece = cur
                 .entry_rest(kind, path)
                 .map_err(|p| self.corrupt(start, Some(path), p))?;
+            if self.resync {
+                match &piece {
+                    // The rest of a file whose first entry was lost.
+                    Piece::Continued { .. } => continue,
+                    Piece::Entry(entry) => {
+                        self.order.resync(&entry.path);
+                        self.resync = false;
+                    }
+                }
+            }
             if cur.pos() - start > MAX_ENTRY_LEN {
                 let len = cur.pos() - start;
                 return Err(self.corrupt(start, Some(path), format!("{len} bytes, over 16 MiB")));
@@ -148,6 +185,15 @@ impl ManifestReader {
     /// End of the session: returns any held-back entry. Fails when the manifest is empty or
     /// ends inside a file whose extents do not add up to its size.
     pub fn finish(self) -> Result<Vec<Entry>> {
+        if self.lost > 0 {
+            // After a gap the stream cannot be held to its end rules; what was held back is
+            // complete as far as the reader knows only if nothing is pending.
+            return Ok(if self.order.file_pending() {
+                Vec::new()
+            } else {
+                self.held.into_iter().collect()
+            });
+        }
         if self.failed {
             return Err(Error::new(
                 ErrorKind::Internal,
@@ -168,4 +214,36 @@ impl Default for ManifestReader {
     fn default() -> Self {
         Self::new()
     }
+}
+
+/// The chunk ids named by the extents of one manifest chunk's entries (its references), sorted
+/// and without repeats, decoded on its own: no order or path checks beyond what decoding an
+/// entry needs. For rebuilding lost reference lists; `Corrupt` if it does not decode.
+pub fn chunk_references(chunk: &[u8]) -> Result<Vec<crate::ids::ChunkId>> {
+    if chunk.len() <= MANIFEST_MAGIC.len() || &chunk[..8] != MANIFEST_MAGIC {
+        return Err(Error::corrupt("not a manifest chunk"));
+    }
+    let mut refs = Vec::new();
+    let mut cur = Cursor::new(chunk, MANIFEST_MAGIC.len());
+    while !cur.is_empty() {
+        let start = cur.pos();
+        let bad = |p: Problem| Error::corrupt(format!("manifest chunk, offset {start}: {p}"));
+        let kind = cur.u8("the entry kind").map_err(bad)?;
+        let path = cur.lp32("the path").map_err(bad)?;
+        let extents = match cur.entry_rest(kind, path).map_err(bad)? {
+            Piece::Entry(Entry {
+                body: Body::File { extents, .. },
+                ..
+            }) => extents,
+            Piece::Continued { extents, .. } => extents,
+            Piece::Entry(_) => continue,
+        };
+        refs.extend(extents.into_iter().filter_map(|e| match e {
+            super::Extent::Chunk { id, .. } => Some(id),
+            super::Extent::Hole { .. } => None,
+        }));
+    }
+    refs.sort();
+    refs.dedup();
+    Ok(refs)
 }

@@ -12,9 +12,12 @@ use rusqlite::{OptionalExtension, params};
 use super::{Mirror, verify_record, write_tx};
 use crate::error::{Error, Result};
 use crate::format::pack::{PACK_HEADER_LEN, encode_pack_header};
+use crate::format::records::{ManifestRefs, PackRefs};
 use crate::ids::{ChunkId, PackName};
+use crate::index::ChunkKind;
 use crate::mirror::wire::WireRecord;
 use crate::store::durable::{create_dir_synced, sync_dir};
+use crate::store::records::write_refs;
 use crate::store::{now, pack_path};
 
 struct Moved {
@@ -77,8 +80,15 @@ impl Mirror<'_> {
         out.write_all(&encode_pack_header(&name)).map_err(io)?;
         let mut offset = PACK_HEADER_LEN as u64;
         let mut moved = Vec::new();
+        let mut manifests = Vec::new();
         for (id, old_pack, r) in accepted {
             out.write_all(&r.record).map_err(io)?;
+            if i64::from(r.kind) == ChunkKind::Manifest as i64 {
+                manifests.push(ManifestRefs {
+                    id,
+                    refs: self.index.chunk_refs(&id)?,
+                });
+            }
             moved.push(Moved {
                 id,
                 offset,
@@ -89,15 +99,24 @@ impl Mirror<'_> {
             offset += r.record.len() as u64;
         }
         let file = out.into_inner().map_err(|e| io(e.into_error()))?;
+        write_refs(
+            self.repo.root(),
+            &PackRefs {
+                pack: name,
+                manifests,
+            },
+        )?;
         file.sync_all().map_err(io)?;
         sync_dir(dir)?;
         let mut old_packs: Vec<i64> = moved.iter().map(|m| m.old_pack).collect();
         old_packs.sort_unstable();
         old_packs.dedup();
         let mut vanished = Vec::new();
+        let mut vanished_names = std::collections::HashMap::new();
         for pack in self.index.packs()? {
             if old_packs.contains(&pack.row) && !pack_path(self.repo.root(), &pack.name).exists() {
                 vanished.push(pack.row);
+                vanished_names.insert(pack.row, pack.name);
             }
         }
         write_tx(self.index.conn(), |conn| {
@@ -128,6 +147,12 @@ impl Mirror<'_> {
             }
             Ok(())
         })?;
+        // The reference lists of the packs whose file was gone and whose row went above.
+        for row in &vanished {
+            if let Some(name) = vanished_names.get(row) {
+                crate::store::records::remove_refs(self.repo.root(), name)?;
+            }
+        }
         Ok(moved.len() as u32)
     }
 }
