@@ -639,7 +639,7 @@ impl Index {
                  (SELECT id FROM sessions WHERE state = 'running' AND writer = ?1)",
                 [writer],
             )?;
-            conn.execute(
+            let sessions = conn.execute(
                 "DELETE FROM sessions WHERE state = 'running' AND writer = ?1",
                 [writer],
             )?;
@@ -647,6 +647,15 @@ impl Index {
                 "DELETE FROM packs WHERE state = 'writing' AND writer = ?1",
                 [writer],
             )?;
+            if sessions > 0 {
+                // The dead ingest may have sealed packs whose chunks no session names: only a
+                // collect removes them, so one is owed, whoever cleans up (an ingest or prune).
+                conn.execute(
+                    "INSERT INTO meta (key, value) VALUES ('gc-pending', 1) \
+                     ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                    [],
+                )?;
+            }
             Ok(())
         })
     }

@@ -277,8 +277,8 @@ pub fn prune(repo: &Repo, opts: &PruneOptions) -> Result<PruneReport> {
         }
         // A dead ingest may have sealed packs before it died: their chunks are named by no
         // session and only a collect removes them, so cleaning up after it makes one owed.
-        // (Cleanup done at the start of an ingest does not do this; such garbage then waits
-        // for the next collect.)
+        // (Forgetting a dead writer's running session marks it owed too, so a cleanup done
+        // at the start of an ingest leaves the same debt.)
         if repo.cleanup_dead_writers(&index)? > 0 {
             write_tx(&index, "recording that a collect is owed", |conn| {
                 set_gc_pending(conn, true)

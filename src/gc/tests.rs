@@ -636,3 +636,38 @@ fn files_cache_is_rechecked_after_a_collection() {
     assert_restores(&t, r3.session_id(), &first);
     assert_check_clean(&t);
 }
+
+/// Issue 12, part 4: an ingest that died after sealing a pack, cleaned up by the next ingest
+/// (not by a prune): a prune that removes no session still reclaims the pack.
+#[test]
+fn a_dead_ingest_cleaned_up_by_an_ingest_still_owes_a_collect() {
+    let t = small_pack_repo();
+    let sessions = four_sessions(&t);
+    {
+        let writer = t.repo.start_writer().unwrap();
+        let index = t.repo.index().unwrap();
+        index.create_session("web", &writer.id, 1).unwrap();
+        let mut w = crate::store::PackWriter::new(t.repo.root(), &index, &writer.id, 1 << 20);
+        w.append(crate::store::PendingChunk {
+            id: crate::ids::ChunkId([9; 32]),
+            kind: crate::index::ChunkKind::Data,
+            key_id: crate::ids::KeyId(1),
+            envelope: vec![0; 5000],
+            refs: Vec::new(),
+        })
+        .unwrap();
+        w.finish().unwrap();
+        // The writer is dropped without committing its session: a failed ingest.
+    }
+    let bytes = packs_bytes(&t);
+    ingest_tree(&t, "web", &sessions[3].1);
+    let r = prune(&t.repo, &keep_last(10)).unwrap();
+    assert_eq!(r.removed, 0);
+    let c = r.collect.expect("a collect was owed");
+    assert_eq!(c.chunks_deleted, 1, "{c:?}");
+    assert!(packs_bytes(&t) < bytes + 5000);
+    for (id, dir) in &sessions {
+        assert_restores(&t, *id, dir);
+    }
+    assert_check_clean(&t);
+}
