@@ -52,17 +52,7 @@ impl std::fmt::Debug for Index {
 impl Index {
     /// Create a new index with the v1 schema.
     pub fn create(path: &Path, repository_id: &str) -> Result<Index> {
-        if path.exists() {
-            return Err(Error::invalid(format!(
-                "cannot create index {}: it already exists",
-                path.display()
-            )));
-        }
-        let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
-            | OpenFlags::SQLITE_OPEN_CREATE
-            | OpenFlags::SQLITE_OPEN_NO_MUTEX;
-        let conn = Connection::open_with_flags(path, flags)
-            .map_err(|e| Error::from(e).context(format!("creating index {}", path.display())))?;
+        let conn = create_new_database(path)?;
         let index = Index {
             conn,
             path: path.to_path_buf(),
@@ -663,6 +653,22 @@ impl Index {
 
 #[cfg(test)]
 mod tests;
+
+/// A new, empty SQLite file at `path`, which must not exist (`Index::create` and the rebuild's
+/// `IndexBuilder::create`).
+pub(crate) fn create_new_database(path: &Path) -> Result<Connection> {
+    if path.exists() {
+        return Err(Error::invalid(format!(
+            "cannot create index {}: it already exists",
+            path.display()
+        )));
+    }
+    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
+        | OpenFlags::SQLITE_OPEN_CREATE
+        | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    Connection::open_with_flags(path, flags)
+        .map_err(|e| Error::from(e).context(format!("creating index {}", path.display())))
+}
 
 /// True when the filesystem holding `path` is mounted read-only.
 fn on_read_only_filesystem(path: &Path) -> bool {

@@ -244,17 +244,7 @@ impl Run<'_> {
         }) {
             Ok(c) => c,
             Err(err) => {
-                self.fail(
-                    RunStatus::Config,
-                    "configuration",
-                    err.message().to_owned(),
-                    self.config.path.display().to_string(),
-                    "correct client.toml".into(),
-                );
-                self.skip(
-                    &["prepare", "rsync", "complete"],
-                    "the configuration is unusable",
-                );
+                self.config_unusable(&err);
                 return (None, None);
             }
         };
@@ -407,6 +397,22 @@ impl Run<'_> {
             self.read_complete_answer(answer);
         }
         (stats, answer)
+    }
+
+    /// client.toml cannot be used for a transfer: the run's first failure, every remote step
+    /// skipped.
+    fn config_unusable(&mut self, err: &Error) {
+        self.fail(
+            RunStatus::Config,
+            "configuration",
+            err.message().to_owned(),
+            self.config.path.display().to_string(),
+            "correct client.toml".into(),
+        );
+        self.skip(
+            &["prepare", "rsync", "complete"],
+            "the configuration is unusable",
+        );
     }
 
     /// `prepare` or `complete [ARGS]` over ssh; records the step, and the failure if any.

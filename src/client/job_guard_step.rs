@@ -76,17 +76,7 @@ impl Run<'_> {
         let command = match rsync_command(&plan.sending, &self.options.connection, &identity) {
             Ok(c) => c,
             Err(err) => {
-                self.fail(
-                    RunStatus::Config,
-                    "configuration",
-                    err.message().to_owned(),
-                    self.config.path.display().to_string(),
-                    "correct client.toml".into(),
-                );
-                self.skip(
-                    &["prepare", "rsync", "complete"],
-                    "the configuration is unusable",
-                );
+                self.config_unusable(&err);
                 return None;
             }
         };

@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use rusqlite::{Connection, OpenFlags, params};
+use rusqlite::{Connection, params};
 
 use super::rows::to_i64;
 use super::{Index, chunk_num, schema};
@@ -75,17 +75,7 @@ pub struct IndexBuilder {
 impl IndexBuilder {
     /// Create `path` (which must not exist) with the current schema and start the transaction.
     pub fn create(path: &Path, repository_id: &str) -> Result<IndexBuilder> {
-        if path.exists() {
-            return Err(Error::invalid(format!(
-                "cannot build index {}: it already exists",
-                path.display()
-            )));
-        }
-        let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
-            | OpenFlags::SQLITE_OPEN_CREATE
-            | OpenFlags::SQLITE_OPEN_NO_MUTEX;
-        let conn = Connection::open_with_flags(path, flags)
-            .map_err(|e| Error::from(e).context(format!("creating index {}", path.display())))?;
+        let conn = super::create_new_database(path)?;
         let b = IndexBuilder {
             conn,
             path: path.to_path_buf(),
