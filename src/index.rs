@@ -50,7 +50,7 @@ impl std::fmt::Debug for Index {
 }
 
 impl Index {
-    /// Create a new index with the v1 schema.
+    /// Create a new index with the current schema.
     pub fn create(path: &Path, repository_id: &str) -> Result<Index> {
         let conn = create_new_database(path)?;
         let index = Index {
