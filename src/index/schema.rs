@@ -1,4 +1,5 @@
-//! The schema (format-spec/index.md "Schema"), version 2, its migration from version 1, and the version check on open.
+//! The schema (format-spec/index.md "Schema"), version 2, its migration from version 1, and
+//! the version check on open.
 
 use std::path::Path;
 
