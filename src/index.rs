@@ -5,6 +5,7 @@
 //! means a busy database waits in the busy handler instead of failing half way through when a
 //! read transaction would have to be upgraded.
 
+mod gc;
 mod rebuild;
 mod rows;
 mod schema;
@@ -17,6 +18,8 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 use crate::error::{Error, ErrorKind, Result};
 use crate::ids::{ChunkId, KeyId, PackName, SessionId, WriterId};
 
+pub(crate) use gc::set_gc_pending;
+pub use gc::{DeadChunks, MovedChunk, PackUse};
 pub use rebuild::{FoundChunk, IndexBuilder};
 pub use rows::{
     ChunkKind, ChunkLocation, PackInfo, SealedChunk, SessionInfo, SessionState, SessionStats,
@@ -640,11 +643,7 @@ impl Index {
             if sessions > 0 {
                 // The dead ingest may have sealed packs whose chunks no session names: only a
                 // collect removes them, so one is owed, whoever cleans up (an ingest or prune).
-                conn.execute(
-                    "INSERT INTO meta (key, value) VALUES ('gc-pending', 1) \
-                     ON CONFLICT(key) DO UPDATE SET value = excluded.value",
-                    [],
-                )?;
+                gc::set_gc_pending(conn, true)?;
             }
             Ok(())
         })

@@ -8,12 +8,10 @@
 
 use std::path::{Path, PathBuf};
 
-use rusqlite::params;
-
-use super::{Failpoint, repack, set_gc_pending, write_tx};
+use super::{Failpoint, repack};
 use crate::error::{Error, Result};
 use crate::ids::PackName;
-use crate::index::Index;
+use crate::index::{Index, PackUse};
 use crate::repo::{Repo, RepoLock};
 use crate::store::durable::sync_dir;
 use crate::store::pack_path;
@@ -43,16 +41,6 @@ pub struct CollectReport {
     pub skipped: Vec<String>,
 }
 
-/// A sealed pack and how much of it is live.
-#[derive(Debug, Clone)]
-pub(super) struct PackUse {
-    pub row: i64,
-    pub name: PackName,
-    pub size: u64,
-    pub live_bytes: u64,
-    pub live_chunks: u64,
-}
-
 /// Run a collect. The caller holds `_lock` (exclusive).
 pub(super) fn collect(
     repo: &Repo,
@@ -68,18 +56,7 @@ pub(super) fn collect(
     fail.hit("after-cleanup");
     super::sweep_records::sweep_session_records(repo, &index)?;
 
-    // The live set lives in a TEMP table on disk, never in memory: its size grows with the
-    // repository. It holds chunk numbers (`chunks.num`), as `chunk_refs` and
-    // `session_manifest` do.
-    let conn = index.conn();
-    conn.execute_batch(
-        "PRAGMA temp_store = FILE; \
-         DROP TABLE IF EXISTS temp.live; \
-         CREATE TEMP TABLE live (num INTEGER PRIMARY KEY);",
-    )?;
-    let result = collect_with_live(repo, &index, &writer.id, threshold, fail, &mut report);
-    let _ = conn.execute_batch("DROP TABLE IF EXISTS temp.live");
-    result?;
+    collect_with_live(repo, &index, &writer.id, threshold, fail, &mut report)?;
     Ok(report)
 }
 
@@ -91,64 +68,19 @@ fn collect_with_live(
     fail: &Failpoint,
     report: &mut CollectReport,
 ) -> Result<()> {
-    write_tx(index, "deleting chunks no session uses", |conn| {
-        conn.execute_batch(
-            "DELETE FROM temp.live; \
-             INSERT OR IGNORE INTO temp.live SELECT chunk FROM session_manifest; \
-             INSERT OR IGNORE INTO temp.live SELECT r.child FROM chunk_refs r \
-               WHERE r.parent IN (SELECT chunk FROM session_manifest);",
-        )?;
-        report.live_chunks =
-            conn.query_row("SELECT COUNT(*) FROM temp.live", [], |r| r.get::<_, i64>(0))? as u64;
-        // References of dead manifest chunks first: the foreign keys refuse to delete a chunk
-        // row that a reference still names.
-        conn.execute(
-            "DELETE FROM chunk_refs WHERE parent NOT IN (SELECT num FROM temp.live)",
-            [],
-        )?;
-        let deleted = conn.execute(
-            "DELETE FROM chunks WHERE num NOT IN (SELECT num FROM temp.live)",
-            [],
-        )?;
-        report.chunks_deleted = deleted as u64;
-        if deleted > 0 {
-            // Files caches written before this generation re-verify every chunk they reuse.
-            conn.execute(
-                "UPDATE meta SET value = value + 1 WHERE key = 'gc-generation'",
-                [],
-            )?;
-        }
-        // Keys are deleted only here, under the exclusive lock: an ingest's fresh key has no
-        // chunks yet, and no ingest runs now.
-        report.keys_deleted = conn.execute(
-            "DELETE FROM data_keys WHERE id NOT IN (SELECT DISTINCT key_id FROM chunks)",
-            [],
-        )? as u64;
-        Ok(())
-    })?;
+    let dead = index.delete_dead_chunks()?;
+    report.live_chunks = dead.live;
+    report.chunks_deleted = dead.deleted;
+    report.keys_deleted = dead.keys_deleted;
     fail.hit("after-chunk-delete");
     super::sweep_records::sweep_data_keys(repo, index)?;
     fail.hit("after-keys-delete");
 
-    let packs = pack_use(index)?;
+    let packs = index.pack_use()?;
     let (empty, rest): (Vec<PackUse>, Vec<PackUse>) =
         packs.into_iter().partition(|p| p.live_chunks == 0);
     if !empty.is_empty() {
-        write_tx(index, "deleting packs with no live chunk", |conn| {
-            let mut del = conn.prepare_cached(
-                "DELETE FROM packs WHERE id = ?1 AND state = 'sealed' \
-                 AND NOT EXISTS (SELECT 1 FROM chunks WHERE pack = ?1)",
-            )?;
-            for p in &empty {
-                if del.execute(params![p.row])? != 1 {
-                    return Err(Error::new(
-                        crate::error::ErrorKind::Internal,
-                        format!("pack {} is not an empty sealed pack", p.name),
-                    ));
-                }
-            }
-            Ok(())
-        })?;
+        index.delete_empty_packs(&empty)?;
         let mut dirs = Vec::new();
         for p in &empty {
             fail.hit("before-empty-unlink");
@@ -179,31 +111,8 @@ fn collect_with_live(
     report.bytes_reclaimed += bytes;
 
     fail.hit("before-clear-pending");
-    write_tx(index, "clearing gc-pending", |conn| {
-        set_gc_pending(conn, false)
-    })?;
+    index.set_gc_pending(false)?;
     Ok(())
-}
-
-/// Every sealed pack with its live bytes (one row per pack, not per chunk).
-fn pack_use(index: &Index) -> Result<Vec<PackUse>> {
-    let mut stmt = index.conn().prepare(
-        "SELECT p.id, p.name, p.size, COALESCE(SUM(c.length), 0), COUNT(c.id) \
-         FROM packs p LEFT JOIN chunks c ON c.pack = p.id \
-         WHERE p.state = 'sealed' GROUP BY p.id ORDER BY p.id",
-    )?;
-    let rows = stmt
-        .query_map([], |r| {
-            Ok(PackUse {
-                row: r.get(0)?,
-                name: PackName(r.get(1)?),
-                size: r.get::<_, i64>(2)?.max(0) as u64,
-                live_bytes: r.get::<_, i64>(3)?.max(0) as u64,
-                live_chunks: r.get::<_, i64>(4)?.max(0) as u64,
-            })
-        })?
-        .collect::<rusqlite::Result<Vec<_>>>()?;
-    Ok(rows)
 }
 
 /// Unlink a pack file whose row is gone; returns its size (0 if it was already gone).
@@ -264,9 +173,6 @@ fn sweep_stray_packs(repo: &Repo, index: &Index, fail: &Failpoint) -> Result<(u6
             ));
         }
     };
-    let mut known = index
-        .conn()
-        .prepare("SELECT 1 FROM packs WHERE name = ?1")?;
     let (mut count, mut bytes) = (0, 0);
     let mut dirs = Vec::new();
     for sub in subdirs {
@@ -289,7 +195,7 @@ fn sweep_stray_packs(repo: &Repo, index: &Index, fail: &Failpoint) -> Result<(u6
                 .and_then(|hex| hex.parse::<PackName>().ok())
                 .filter(|n| n.to_hex().starts_with(prefix))
             {
-                if !pack_path(repo.root(), &name).exists() && !known.exists([&name.0])? {
+                if !pack_path(repo.root(), &name).exists() && !index.has_pack(&name)? {
                     crate::store::records::remove_refs(repo.root(), &name)?;
                 }
                 continue;
@@ -302,7 +208,7 @@ fn sweep_stray_packs(repo: &Repo, index: &Index, fail: &Failpoint) -> Result<(u6
             else {
                 continue;
             };
-            if pack_path(repo.root(), &name) != file.path() || known.exists([&name.0])? {
+            if pack_path(repo.root(), &name) != file.path() || index.has_pack(&name)? {
                 continue;
             }
             fail.hit("before-sweep-unlink");

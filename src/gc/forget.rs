@@ -3,21 +3,11 @@
 
 use jiff::Timestamp;
 
-use super::{ClientRules, SessionFate, set_gc_pending, write_tx};
+use super::{ClientRules, SessionFate};
 use crate::error::Result;
+use crate::ids::SessionId;
 use crate::index::{Index, SessionInfo, SessionState};
 use crate::retention::{SessionFacts, decide};
-
-/// Clients that have visible sessions.
-pub(super) fn clients(index: &Index) -> Result<Vec<String>> {
-    let mut stmt = index
-        .conn()
-        .prepare("SELECT DISTINCT client FROM sessions WHERE state != 'running' ORDER BY client")?;
-    let rows = stmt
-        .query_map([], |r| r.get(0))?
-        .collect::<rusqlite::Result<Vec<String>>>()?;
-    Ok(rows)
-}
 
 /// Decide and (unless `dry_run`) delete, in one write transaction: the decision is made on the
 /// session list as it is inside the transaction, so a `pin` or a finishing ingest cannot slip
@@ -57,20 +47,14 @@ pub(super) fn forget(
     if dry_run {
         return decide_all(index.sessions(Some(client))?);
     }
-    write_tx(index, &format!("forgetting sessions of {client}"), |conn| {
-        let fates = decide_all(index.sessions(Some(client))?)?;
-        let mut del_root =
-            conn.prepare_cached("DELETE FROM session_manifest WHERE session = ?1")?;
-        let mut del_session =
-            conn.prepare_cached("DELETE FROM sessions WHERE id = ?1 AND state != 'running'")?;
-        let mut removed = 0;
-        for fate in fates.iter().filter(|f| !f.keep) {
-            del_root.execute([fate.id])?;
-            removed += del_session.execute([fate.id])?;
-        }
-        if removed > 0 {
-            set_gc_pending(conn, true)?;
-        }
-        Ok(fates)
-    })
+    let (fates, _removed) = index.forget_sessions(client, |sessions| {
+        let fates = decide_all(sessions)?;
+        let doomed = fates
+            .iter()
+            .filter(|f| !f.keep)
+            .map(|f| SessionId(f.id))
+            .collect();
+        Ok((fates, doomed))
+    })?;
+    Ok(fates)
 }

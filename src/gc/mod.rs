@@ -30,11 +30,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use jiff::Timestamp;
 use jiff::tz::TimeZone;
-use rusqlite::{Connection, OptionalExtension};
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::ids::SessionId;
-use crate::index::{Index, SessionState};
+use crate::index::SessionState;
 use crate::repo::Repo;
 use crate::retention::{Policy, Reason};
 use crate::store::records;
@@ -251,7 +250,7 @@ pub fn prune(repo: &Repo, opts: &PruneOptions) -> Result<PruneReport> {
         let index = repo.index()?;
         let clients = match &opts.client {
             Some(c) => vec![c.clone()],
-            None => forget::clients(&index)?,
+            None => index.clients_with_sessions()?,
         };
         for client in clients {
             let rules = opts.rules.for_client(&client);
@@ -269,7 +268,7 @@ pub fn prune(repo: &Repo, opts: &PruneOptions) -> Result<PruneReport> {
         }
         if opts.dry_run {
             report.removed = 0;
-            report.gc_pending = gc_pending(index.conn())?;
+            report.gc_pending = index.gc_pending()?;
             return Ok(report);
         }
         if report.removed > 0 {
@@ -280,11 +279,9 @@ pub fn prune(repo: &Repo, opts: &PruneOptions) -> Result<PruneReport> {
         // (Forgetting a dead writer's running session marks it owed too, so a cleanup done
         // at the start of an ingest leaves the same debt.)
         if repo.cleanup_dead_writers(&index)? > 0 {
-            write_tx(&index, "recording that a collect is owed", |conn| {
-                set_gc_pending(conn, true)
-            })?;
+            index.set_gc_pending(true)?;
         }
-        if !gc_pending(index.conn())? {
+        if !index.gc_pending()? {
             return Ok(report);
         }
     }
@@ -334,15 +331,18 @@ pub fn after_ingest(
 /// Pin (or unpin) a visible session: a pinned session is kept whatever the rules.
 pub fn set_pinned(repo: &Repo, session: crate::ids::SessionId, pinned: bool) -> Result<()> {
     let index = repo.index()?;
+    let not_found = || {
+        Error::new(
+            ErrorKind::NotFound,
+            format!(
+                "session {session} not found in repository {}",
+                repo.root().display()
+            ),
+        )
+    };
     let mut info = index.session(session).map_err(|e| {
         if e.kind() == ErrorKind::NotFound {
-            Error::new(
-                ErrorKind::NotFound,
-                format!(
-                    "session {session} not found in repository {}",
-                    repo.root().display()
-                ),
-            )
+            not_found()
         } else {
             e
         }
@@ -352,22 +352,10 @@ pub fn set_pinned(repo: &Repo, session: crate::ids::SessionId, pinned: bool) -> 
     info.pinned = pinned;
     let record = records::session_record(&info, index.session_root(session)?)?;
     records::write_session_record(repo.root(), &record)?;
-    write_tx(&index, "pinning a session", |conn| {
-        let n = conn.execute(
-            "UPDATE sessions SET pinned = ?1 WHERE id = ?2 AND state != 'running'",
-            rusqlite::params![i64::from(pinned), session.0],
-        )?;
-        if n != 1 {
-            return Err(Error::new(
-                ErrorKind::NotFound,
-                format!(
-                    "session {session} not found in repository {}",
-                    repo.root().display()
-                ),
-            ));
-        }
-        Ok(())
-    })
+    if !index.set_pinned(session, pinned)? {
+        return Err(not_found());
+    }
+    Ok(())
 }
 
 fn check_threshold(t: f64) -> Result<()> {
@@ -378,48 +366,4 @@ fn check_threshold(t: f64) -> Result<()> {
         )));
     }
     Ok(())
-}
-
-/// Whether a collect is owed (`meta.gc-pending`; missing means no).
-pub fn gc_pending(conn: &Connection) -> Result<bool> {
-    let v: Option<i64> = conn
-        .query_row("SELECT value FROM meta WHERE key = 'gc-pending'", [], |r| {
-            r.get(0)
-        })
-        .optional()?;
-    Ok(v.unwrap_or(0) != 0)
-}
-
-/// Set `meta.gc-pending` inside the caller's transaction.
-pub(crate) fn set_gc_pending(conn: &Connection, pending: bool) -> Result<()> {
-    conn.execute(
-        "INSERT INTO meta (key, value) VALUES ('gc-pending', ?1) \
-         ON CONFLICT(key) DO UPDATE SET value = excluded.value",
-        [i64::from(pending)],
-    )?;
-    Ok(())
-}
-
-/// Run `f` in a `BEGIN IMMEDIATE` transaction (format-spec/index.md); roll back on error.
-pub(crate) fn write_tx<T>(
-    index: &Index,
-    what: &str,
-    f: impl FnOnce(&Connection) -> Result<T>,
-) -> Result<T> {
-    let conn = index.conn();
-    conn.execute_batch("BEGIN IMMEDIATE")
-        .map_err(|e| Error::from(e).context(format!("index: {what}")))?;
-    match f(conn) {
-        Ok(v) => match conn.execute_batch("COMMIT") {
-            Ok(()) => Ok(v),
-            Err(e) => {
-                let _ = conn.execute_batch("ROLLBACK");
-                Err(Error::from(e).context(format!("index: {what}")))
-            }
-        },
-        Err(e) => {
-            let _ = conn.execute_batch("ROLLBACK");
-            Err(e.context(format!("index: {what}")))
-        }
-    }
 }

@@ -13,15 +13,13 @@ use std::fs::{File, OpenOptions};
 use std::io::{BufWriter, Write};
 use std::path::PathBuf;
 
-use rusqlite::params;
-
-use super::collect::{PackUse, remove_pack_file, sync_dirs};
-use super::{Failpoint, write_tx};
-use crate::error::{Error, ErrorKind, Result};
+use super::Failpoint;
+use super::collect::{remove_pack_file, sync_dirs};
+use crate::error::{Error, Result};
 use crate::format::pack::{PACK_HEADER_LEN, encode_pack_header};
 use crate::format::records::{ManifestRefs, PackRefs};
 use crate::ids::{ChunkId, PackName, WriterId};
-use crate::index::{ChunkKind, Index};
+use crate::index::{ChunkKind, Index, MovedChunk, PackUse};
 use crate::repo::Repo;
 use crate::store::durable::create_dir_synced;
 use crate::store::{PackReader, pack_path};
@@ -36,14 +34,6 @@ pub(super) struct RepackReport {
     pub skipped: Vec<String>,
 }
 
-/// A chunk row to move: (id, old pack row, old offset, new offset).
-struct Moved {
-    id: ChunkId,
-    old_pack: i64,
-    old_offset: u64,
-    new_offset: u64,
-}
-
 struct NewPack {
     row: i64,
     name: PackName,
@@ -52,7 +42,7 @@ struct NewPack {
     manifests: Vec<ManifestRefs>,
     file: BufWriter<File>,
     len: u64,
-    moved: Vec<Moved>,
+    moved: Vec<MovedChunk>,
 }
 
 struct Repacker<'a> {
@@ -146,7 +136,7 @@ impl Repacker<'_> {
         if let Some(refs) = refs {
             pack.manifests.push(ManifestRefs { id, refs });
         }
-        pack.moved.push(Moved {
+        pack.moved.push(MovedChunk {
             id,
             old_pack,
             old_offset,
@@ -227,54 +217,8 @@ impl Repacker<'_> {
         };
 
         let old = std::mem::take(&mut self.done_old);
-        let size = i64::try_from(len).map_err(|_| Error::invalid("pack too large"))?;
-        write_tx(self.index, "moving repacked chunks", |conn| {
-            let mut mv = conn.prepare_cached(
-                "UPDATE chunks SET pack = ?1, offset = ?2 WHERE id = ?3 AND pack = ?4 AND offset = ?5",
-            )?;
-            for m in &moved {
-                let n = mv.execute(params![
-                    row,
-                    m.new_offset as i64,
-                    &m.id.0,
-                    m.old_pack,
-                    m.old_offset as i64
-                ])?;
-                if n != 1 {
-                    return Err(Error::new(
-                        ErrorKind::Internal,
-                        format!("chunk {} moved while it was being repacked", m.id),
-                    ));
-                }
-            }
-            let sealed = match row {
-                Some(row) => conn.execute(
-                    "UPDATE packs SET state = 'sealed', size = ?1, writer = NULL \
-                     WHERE id = ?2 AND state = 'writing'",
-                    params![size, row],
-                )?,
-                None => 1,
-            };
-            if sealed != 1 {
-                return Err(Error::new(
-                    ErrorKind::Internal,
-                    format!("repacked pack row {row:?} is not a pack being written"),
-                ));
-            }
-            let mut del = conn.prepare_cached(
-                "DELETE FROM packs WHERE id = ?1 AND NOT EXISTS \
-                 (SELECT 1 FROM chunks WHERE pack = ?1)",
-            )?;
-            for p in &old {
-                if del.execute([p.row])? != 1 {
-                    return Err(Error::new(
-                        ErrorKind::Internal,
-                        format!("pack {} still holds chunks after repacking", p.name),
-                    ));
-                }
-            }
-            Ok(())
-        })?;
+        self.index
+            .commit_repack(row.map(|r| (r, len)), &moved, &old)?;
         if row.is_some() {
             self.report.packs_written += 1;
             self.report.bytes_written += len;

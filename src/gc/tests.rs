@@ -12,6 +12,7 @@ use crate::ingest::{IngestOptions, ingest};
 use crate::repo::Repo;
 use crate::restore::testutil::{TestRepo, noise};
 use crate::restore::{RestoreOptions, restore};
+use rusqlite::OptionalExtension;
 
 /// A test repository whose packs are small, so a few files spread over several packs.
 fn small_pack_repo() -> TestRepo {
@@ -358,14 +359,14 @@ fn after_ingest_leaves_collect_pending_when_the_repository_is_busy() {
     assert_eq!(r.removed, vec![sessions[0].0.0, sessions[1].0.0]);
     assert!(r.gc_pending);
     assert!(r.collect.is_none());
-    assert!(gc_pending(t.repo.index().unwrap().conn()).unwrap());
+    assert!(t.repo.index().unwrap().gc_pending().unwrap());
     drop(held);
 
     // Nothing more to forget, but the pending collect is done by the next run.
     let r = after_ingest(&t.repo, "web", &rules, 0.5, Timestamp::now()).unwrap();
     assert!(r.removed.is_empty());
     assert!(r.collect.unwrap().chunks_deleted > 0);
-    assert!(!gc_pending(t.repo.index().unwrap().conn()).unwrap());
+    assert!(!t.repo.index().unwrap().gc_pending().unwrap());
     for (id, dir) in &sessions[2..] {
         assert_restores(&t, *id, dir);
     }
@@ -391,7 +392,7 @@ fn collect_removes_what_a_dead_ingest_sealed() {
         })
         .unwrap();
         w.finish().unwrap();
-        write_tx(&index, "test", |c| set_gc_pending(c, true)).unwrap();
+        index.set_gc_pending(true).unwrap();
     }
     let r = prune(&t.repo, &keep_last(10)).unwrap();
     assert_eq!(r.removed, 0);
@@ -481,7 +482,7 @@ fn a_dead_ingest_found_by_prune_makes_a_collect_owed() {
         .unwrap();
         w.finish().unwrap();
     }
-    assert!(!gc_pending(t.repo.index().unwrap().conn()).unwrap());
+    assert!(!t.repo.index().unwrap().gc_pending().unwrap());
     let r = prune(&t.repo, &keep_last(10)).unwrap();
     assert_eq!(r.removed, 0);
     let c = r.collect.expect("the dead ingest's chunks are collected");

@@ -530,7 +530,7 @@ impl Mirror<'_> {
                 )? as u32;
             }
             // The mirror's next prune collects what the forgotten sessions alone used.
-            crate::gc::set_gc_pending(conn, true)?;
+            crate::index::set_gc_pending(conn, true)?;
             Ok(n)
         })
         .and_then(|n| {
