@@ -31,4 +31,5 @@ pub mod rsync_version;
 pub mod serve;
 pub mod staging;
 pub mod staging_clean;
+pub mod staging_root;
 pub mod supervise;

@@ -28,6 +28,7 @@ use crate::server::rsync_argv::{RsyncRequest, checked_staging_dir};
 use crate::server::rsync_daemon::{Module, daemon_config};
 use crate::server::rsync_version::check_rsync_safe;
 use crate::server::staging;
+use crate::server::staging_root::{own_client_staging, secure_staging_root, server_dir};
 use crate::server::supervise::{Limits, RsyncRun, RunEnd};
 
 pub use crate::server::alerts::ALERT_MAIL_TIMEOUT;
@@ -126,6 +127,11 @@ pub fn serve(config: &ServerConfig, input: &ServeInput) -> ServeOutcome {
         Recorded::Refused => return ServeOutcome::Refused,
         Recorded::Unaudited(e) => return ServeOutcome::Failed(e),
     }
+    // Nothing below the staging root may be reachable by another local user, even while an
+    // upload writes the client's modes there (see server::staging_root).
+    if let Err(e) = secure_staging_root(&config.staging_root) {
+        return ServeOutcome::Failed(e);
+    }
     if let Some(pending) = machine
         && let Err(e) = pending.commit(config, &input.host, &record)
     {
@@ -182,7 +188,8 @@ pub fn serve(config: &ServerConfig, input: &ServeInput) -> ServeOutcome {
     }
 }
 
-/// The staging directory, created (0700) on first use, then checked.
+/// The staging directory, created (0700) on first use, then checked and set back to 0700 (the
+/// client's root mode kept in `user.rsync.%stat`: see server::staging_root).
 pub(crate) fn staging_dir(
     config: &ServerConfig,
     policy: &ClientPolicy,
@@ -195,7 +202,9 @@ pub(crate) fn staging_dir(
             .create(&dir)
             .map_err(|e| Error::io(format!("creating staging {}", dir.display()), e))?;
     }
-    checked_staging_dir(&config.staging_root, &policy.name)
+    let dir = checked_staging_dir(&config.staging_root, &policy.name)?;
+    own_client_staging(&dir)?;
+    Ok(dir)
 }
 
 fn prepare(
@@ -317,8 +326,7 @@ fn rsync_run(
     )?;
     // Beside the leases, never inside staging: the client cannot read or replace it.
     let runs = config.staging_root.join(".leases");
-    std::fs::create_dir_all(&runs)
-        .map_err(|e| Error::io(format!("creating {}", runs.display()), e))?;
+    server_dir(&runs)?;
     let config_file = runs.join(format!(
         "{}.rsyncd.{}.conf",
         policy.name,

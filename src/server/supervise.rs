@@ -275,6 +275,11 @@ impl RsyncRun {
         let group = Pid::from_child(&child);
         let result = self.pump_and_watch(&mut child, group, client_in, client_out);
         kill_and_reap(group, &mut child);
+        if self.module == Module::Upload {
+            // The receiver gives staging the client's root mode: back to the server's 0700,
+            // however the upload ended.
+            crate::server::staging_root::own_client_staging(&self.staging)?;
+        }
         result
     }
 

@@ -9,7 +9,7 @@ use crate::common;
 use crate::push_server::{ANY, Server};
 
 /// Command lines of live processes that mention `needle` (zombies have none).
-fn processes_mentioning(needle: &str) -> Vec<String> {
+pub(crate) fn processes_mentioning(needle: &str) -> Vec<String> {
     let mut found = Vec::new();
     let me = std::process::id().to_string();
     for entry in std::fs::read_dir("/proc").unwrap().flatten() {

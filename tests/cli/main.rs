@@ -11,6 +11,7 @@ mod key_damage;
 mod manifest_damage;
 mod mirror;
 mod outcome;
+mod ownership;
 mod prune;
 mod push_client;
 mod push_hollow;
