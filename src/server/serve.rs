@@ -145,14 +145,23 @@ pub fn serve(config: &ServerConfig, input: &ServeInput) -> ServeOutcome {
     let now = input.now.as_second();
     let result = match request {
         Request::Prepare => prepare(config, policy, &lease, now),
-        Request::Complete(args) => crate::server::complete::complete(
-            config,
-            policy,
-            &lease,
-            input.now,
-            input.exe.as_deref(),
-            &args,
-        ),
+        Request::Complete(args) => {
+            let done = crate::server::complete::complete(
+                config,
+                policy,
+                &lease,
+                input.now,
+                input.exe.as_deref(),
+                &args,
+            );
+            // The ingest the quota stopped (see complete::over_quota).
+            if let Err(e) = &done
+                && e.kind() == ErrorKind::Refused
+            {
+                audit_refusal(config, input, e.to_string());
+            }
+            done
+        }
         Request::Sessions => sessions(config, policy),
         Request::Upload(req) => {
             // The upload lock first (see server::lock): `complete` waits for it. The run holds
@@ -434,6 +443,13 @@ pub fn finish_rsync(
             Err(e) => format!("; cleaning staging failed: {e}"),
         }
     );
+    audit_refusal(config, input, reason);
+    cleaned
+}
+
+/// An allowed request the server stopped over the client's quota: audited, and mailed to the
+/// administrator, as a refusal with `reason`.
+fn audit_refusal(config: &ServerConfig, input: &ServeInput, reason: String) {
     let decision = crate::server::authz::Decision::refuse(reason, None, None);
     let record = AuditRecord::new(
         jiff::Timestamp::now(),
@@ -443,5 +459,4 @@ pub fn finish_rsync(
         &decision,
     );
     let _ = record_decision(config, &input.host, &record);
-    cleaned
 }

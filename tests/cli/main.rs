@@ -16,6 +16,7 @@ mod prune;
 mod push_client;
 mod push_hollow;
 mod push_server;
+mod quota_repo;
 mod repair_index;
 mod restore_fidelity;
 mod smtp;
