@@ -2,6 +2,7 @@
 
 mod common;
 
+mod bad_day;
 mod check_damage;
 mod cli_basic;
 mod confine;
