@@ -118,20 +118,6 @@ fn client_machine(dir: &Path) -> (Sshd, String, String) {
     (sshd, rsh, host)
 }
 
-/// Run a program that must exist; its stdout.
-fn must(program: &str, args: &[&str]) -> String {
-    let out = Command::new(program)
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("{program} must be installed (tools/test.sh): {e}"));
-    assert!(
-        out.status.success(),
-        "{program} {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
 /// A tree with everything a copy-back must keep: the sample tree (hard links, sparse file,
 /// odd names, xattrs, modes), a file capability, access and default ACLs, and a root owned by
 /// 1234:5678, mode 0750, with an ACL and an xattr.
@@ -139,14 +125,14 @@ fn rich_tree(src: &Path) {
     common::sample_tree(src);
     let cap = src.join("modes/captrue");
     std::fs::copy("/usr/bin/true", &cap).unwrap();
-    must("setcap", &["cap_net_raw+ep", cap.to_str().unwrap()]);
+    common::must("setcap", &["cap_net_raw+ep", cap.to_str().unwrap()]);
     let shared = src.join("docs");
-    must("setfacl", &["-m", "u:65534:rx", shared.to_str().unwrap()]);
-    must(
+    common::must("setfacl", &["-m", "u:65534:rx", shared.to_str().unwrap()]);
+    common::must(
         "setfacl",
         &["-d", "-m", "u:65534:rwx", shared.to_str().unwrap()],
     );
-    must("setfacl", &["-m", "u:65534:rx", src.to_str().unwrap()]);
+    common::must("setfacl", &["-m", "u:65534:rx", src.to_str().unwrap()]);
     assert!(common::set_xattr(src, "user.root", b"of the client"));
     std::os::unix::fs::chown(src, Some(1234), Some(5678)).unwrap();
     common::set_mode(src, 0o750);
@@ -159,7 +145,7 @@ fn rich_tree(src: &Path) {
 fn assert_copied_back(a: &Path, b: &Path) {
     let diffs = common::compare_trees_with(a, b, &CompareOptions::default());
     assert!(diffs.is_empty(), "{}", diffs.join("\n"));
-    let changes = must(
+    let changes = common::must(
         "rsync",
         &[
             "-naHAXc",
@@ -170,15 +156,7 @@ fn assert_copied_back(a: &Path, b: &Path) {
         ],
     );
     assert_eq!(changes.trim(), "", "rsync would still change these");
-    let acls = |dir: &Path| {
-        let out = Command::new("getfacl")
-            .args(["-R", "-p", "-n", "."])
-            .current_dir(dir)
-            .output()
-            .expect("getfacl (package acl) must be installed");
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    };
-    assert_eq!(acls(a), acls(b));
+    assert_eq!(common::acls_of(a), common::acls_of(b));
 }
 
 /// `sources = ["/"]`: the source's root is the session root. A real push (the client's rsync
@@ -225,7 +203,7 @@ fn the_bad_day_procedure_restores_a_whole_tree() {
 #[test]
 fn the_bad_day_procedure_restores_named_sources() {
     common::require_root("it restores owners and capabilities");
-    use crate::push_client::{Client, MailTo, Server, code};
+    use crate::push_client::{Client, Server, code};
     let client = Client::new();
     std::fs::remove_dir(&client.src).unwrap();
     rich_tree(&client.src);
@@ -233,14 +211,7 @@ fn the_bad_day_procedure_restores_named_sources() {
         &client,
         "windows = [\"daily 00:00-24:00\"]\nstaging-mode = \"keep\"",
     );
-    let mail = client.path("mail");
-    std::fs::create_dir_all(&mail).unwrap();
-    let config = client.config(
-        server.sshd.port,
-        Some(&server.known_hosts),
-        MailTo::Dir(&mail),
-        "",
-    );
+    let (config, _mail) = client.config_for(&server);
     client.run(&config, &[]).code(code::OK);
     let listed = server
         .repo

@@ -5,7 +5,7 @@ use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
 use crate::common::{self, arg};
-use crate::push_client::{Client, MailTo, Server, code, eml_messages, message_with};
+use crate::push_client::{Client, Server, code, eml_messages, message_with};
 
 /// Bytes of every file under `dir` (allocated when `allocated`, else apparent).
 fn bytes_under(dir: &Path, allocated: bool) -> u64 {
@@ -51,14 +51,7 @@ fn quota_caps_the_bytes_a_session_adds_to_the_repository() {
         &client,
         "windows = [\"daily 00:00-24:00\"]\nstaging-mode = \"keep\"\nquota = \"1M\"",
     );
-    let mail = client.path("mail");
-    std::fs::create_dir_all(&mail).unwrap();
-    let config = client.config(
-        server.sshd.port,
-        Some(&server.known_hosts),
-        MailTo::Dir(&mail),
-        "",
-    );
+    let (config, mail) = client.config_for(&server);
     let packs = server.repo.repo.join("packs");
     let packs_before = bytes_under(&packs, false);
 
