@@ -97,6 +97,10 @@ fn the_server_owns_staging_whatever_modes_arrive() {
     let first = done["session"].as_i64().unwrap();
     for own in [".leases", ".machines"] {
         assert_eq!(mode(&s.staging.join(own)), 0o700, "{own}");
+        for entry in std::fs::read_dir(s.staging.join(own)).unwrap() {
+            let path = entry.unwrap().path();
+            assert_eq!(mode(&path) & 0o077, 0, "{}", path.display());
+        }
     }
 
     // A throttled upload: nobody is kept out while it runs.
