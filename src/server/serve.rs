@@ -8,6 +8,7 @@
 //! the repository's index (the file `audit-log` only when the index cannot be written), then the refusal alert
 //! (coalesced; a mail that cannot be sent within a few seconds is queued again and the failure
 //! recorded in the alert state, never failing the request). A refused request does nothing else.
+//! An allowed one then checks the staging root ([`secure_staging_root`]) before anything else.
 
 use std::ffi::OsString;
 use std::time::Duration;

@@ -13,7 +13,8 @@
 //!   than the client's quota, the transfer is stopped ([`RunEnd::OverQuota`]).
 //!
 //! The upload's lease file and anything else the caller holds stay held while [`RsyncRun::run`]
-//! runs: rsync never outlives it.
+//! runs: rsync never outlives it. After an upload, however it ended, the client's staging
+//! directory is set back to 0700 ([`crate::server::staging_root::own_client_staging`]).
 
 use std::ffi::OsString;
 use std::io::{Read, Write};
