@@ -76,6 +76,10 @@ pub struct StagingDecode {
     /// `complete` (rsync's exit, skipped sources); the session is then `partial` with this as
     /// its reason, whatever the ingest itself finds.
     pub transfer_problem: Option<String>,
+    /// Most bytes the session may add to the repository's packs (the client's quota): the
+    /// ingest that would add more stops with an [`crate::error::ErrorKind::Refused`] error and
+    /// records no session. `None`: no limit.
+    pub new_bytes_limit: Option<u64>,
 }
 
 /// One placeholder the server left in staging.

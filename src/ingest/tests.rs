@@ -593,3 +593,26 @@ fn a_directory_larger_than_the_window_and_batches_ingests_whole() {
     assert_eq!(paths, sorted, "manifest order");
     assert_eq!(content(&t, find(&got, b"d2/f1499")), b"1499");
 }
+
+#[test]
+fn a_staged_ingest_stops_past_its_new_bytes_limit_and_leaves_no_session() {
+    let t = TestRepo::new();
+    let src = t.path("src");
+    write(&src.join("a"), &noise(1, 200_000));
+    write(&src.join("b"), &noise(2, 200_000));
+    let limited = |limit| staging::StagingDecode {
+        new_bytes_limit: Some(limit),
+        ..Default::default()
+    };
+    let e = ingest_staged(&t.repo, &opts("c", &src), &limited(300_000)).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Refused, "{e}");
+    assert!(e.to_string().contains("300000 bytes"), "{e}");
+    // The next writer forgets the stopped one: no session, running or not.
+    drop(t.repo.start_writer().unwrap());
+    assert!(t.repo.index().unwrap().sessions(None).unwrap().is_empty());
+    // Under the limit (400,000 bytes of noise and a manifest), and with none, it goes through.
+    let r = ingest_staged(&t.repo, &opts("c", &src), &limited(1_000_000)).unwrap();
+    assert_eq!(r.state, SessionState::Complete);
+    assert!(r.new_stored_bytes > 400_000 && r.new_stored_bytes <= 1_000_000);
+    assert!(ingest(&t.repo, &opts("c", &src)).is_ok());
+}

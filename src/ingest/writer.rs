@@ -7,7 +7,7 @@ use std::sync::{Arc, Condvar, Mutex};
 use crossbeam_channel::{Receiver, Sender};
 
 use super::Shared;
-use crate::error::Result;
+use crate::error::{Error, ErrorKind, Result};
 use crate::ids::{ChunkId, WriterId};
 use crate::index::ChunkKind;
 use crate::store::{PackWriter, PendingChunk};
@@ -158,6 +158,8 @@ fn write_all(sh: &Shared<'_>, writer: &WriterId, rx: &WriteInbox) -> Result<Writ
     // stall every worker behind this thread. Packs are still committed in order.
     packs.overlap_syncs(SYNCS_IN_FLIGHT);
     let mut plain_bytes = 0u64;
+    // Record bytes appended so far, for the quota.
+    let mut stored_bytes = 0u64;
     let mut appended = 0u64;
     let mut uncommitted: VecDeque<ChunkId> = VecDeque::new();
     while let Some(msg) = rx.recv() {
@@ -167,9 +169,22 @@ fn write_all(sh: &Shared<'_>, writer: &WriterId, rx: &WriteInbox) -> Result<Writ
         }
         let id = msg.chunk.id;
         let data = msg.chunk.kind == ChunkKind::Data;
+        let stored = msg.chunk.envelope.len() as u64;
         if packs.append_hashed(msg.chunk, msg.record_hash)? {
             plain_bytes += msg.plain_len;
+            stored_bytes += stored;
             appended += 1;
+            if let Some(limit) = sh.decode.new_bytes_limit
+                && stored_bytes > limit
+            {
+                return Err(Error::new(
+                    ErrorKind::Refused,
+                    format!(
+                        "the session's new data crossed {limit} bytes (the client's quota) in \
+                         the repository"
+                    ),
+                ));
+            }
             if data {
                 uncommitted.push_back(id);
             }

@@ -105,6 +105,7 @@ fn complete_run(
         ingested: hollow.then_some(tx),
         left_out,
         transfer_problem: args.transfer_problem(),
+        new_bytes_limit: policy.quota,
     };
     let opts = IngestOptions {
         client: client.to_owned(),
@@ -115,7 +116,12 @@ fn complete_run(
     let ingested = ingest_staged(&repo, &opts, &decode);
     drop(decode);
     let files = collector.join().unwrap_or_default();
-    let report = ingested?;
+    let report = match ingested {
+        Err(e) if e.kind() == ErrorKind::Refused => {
+            return Err(over_quota(&repo, policy, &dir, e));
+        }
+        other => other?,
+    };
 
     // What the client no longer has a source for is no part of its staging any more.
     let mut stale_removed = Vec::new();
@@ -258,4 +264,30 @@ fn left_out_of_session(dir: &Path, args: &CompleteArgs) -> Result<(Names, Names)
         }
     }
     Ok((left_out, stale))
+}
+
+/// An ingest the client's quota stopped: its running session and unsealed packs are forgotten
+/// now (a writer started and dropped cleans up after the dead one, and owes a collect that
+/// reclaims the packs it sealed), staging is emptied in `purge` mode and otherwise left as it
+/// is, and the error says so. Its kind stays [`ErrorKind::Refused`]: `serve` audits and mails
+/// it as a refusal.
+fn over_quota(repo: &Repo, policy: &ClientPolicy, dir: &Path, e: Error) -> Error {
+    let cleaned = repo.start_writer().map(drop);
+    let purged = if policy.staging_mode == StagingMode::Purge {
+        staging::purge(dir).map(drop)
+    } else {
+        Ok(())
+    };
+    let mut message = format!(
+        "client {}: ingest stopped over its quota: {e}; no session was recorded (the quota \
+         caps both staging and the bytes one session adds to the repository: raise it, or send \
+         less per run)",
+        policy.name
+    );
+    for (what, result) in [("cleaning up", cleaned), ("emptying staging", purged)] {
+        if let Err(e) = result {
+            message.push_str(&format!("; {what} failed: {e}"));
+        }
+    }
+    Error::new(ErrorKind::Refused, message)
 }

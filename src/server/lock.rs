@@ -224,9 +224,7 @@ impl LeaseFile {
     fn open_upload_lock(&self) -> Result<std::fs::File> {
         let path = self.upload_lock_path();
         if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir).map_err(|e| {
-                Error::io(format!("creating the directory of {}", path.display()), e)
-            })?;
+            crate::server::staging_root::server_dir(dir)?;
         }
         std::fs::OpenOptions::new()
             .create(true)
@@ -246,9 +244,7 @@ impl LeaseFile {
     fn lock_completer(&self) -> Result<Option<Completing>> {
         let path = self.completer_path();
         if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir).map_err(|e| {
-                Error::io(format!("creating the directory of {}", path.display()), e)
-            })?;
+            crate::server::staging_root::server_dir(dir)?;
         }
         let file = std::fs::OpenOptions::new()
             .create(true)
@@ -298,8 +294,7 @@ impl LeaseFile {
     fn with_lock<T>(&self, change: impl FnOnce(&mut Option<Lease>) -> Result<T>) -> Result<T> {
         let what = |doing: &str| format!("{doing} lease {}", self.path.display());
         let dir = self.path.parent().unwrap_or(Path::new("."));
-        std::fs::create_dir_all(dir)
-            .map_err(|e| Error::io(what("creating the directory of"), e))?;
+        crate::server::staging_root::server_dir(dir)?;
         let lock_path = self.path.with_extension("lock");
         let lock = std::fs::OpenOptions::new()
             .create(true)

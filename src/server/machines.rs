@@ -101,10 +101,7 @@ impl MachineBook {
     pub fn open(staging_root: &Path, client: &ClientName) -> Result<MachineBook> {
         let path = machines_path(staging_root, client);
         let dir = path.parent().unwrap_or(staging_root);
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .create(dir)
-            .map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
+        crate::server::staging_root::server_dir(dir)?;
         let lock_path = path.with_extension("lock");
         let lock = std::fs::OpenOptions::new()
             .create(true)

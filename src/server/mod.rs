@@ -9,7 +9,9 @@
 //! or download runs rsync confined to the client's staging as a single-module daemon
 //! ([`rsync_daemon`], with the options [`rsync_argv`] validated), watched by [`supervise`]
 //! (limits, hangup, quota), after [`rsync_version`] has vouched for the installed rsync; `prepare` takes the run's lease ([`lock`]) and runs the
-//! [`hooks`]; `complete` ingests staging and leaves it as its [`staging`] mode says.
+//! [`hooks`]; `complete` ingests staging and leaves it as its [`staging`] mode says. Every
+//! allowed request first checks the staging root, and the server keeps its modes
+//! ([`staging_root`]).
 //!
 //! On an offsite mirror box, [`mirror_serve`] is the forced command of the primary's key: its
 //! own decision ([`mirror_serve::authorize_mirror`]), then the same audit row and refusal alert
@@ -31,4 +33,5 @@ pub mod rsync_version;
 pub mod serve;
 pub mod staging;
 pub mod staging_clean;
+pub mod staging_root;
 pub mod supervise;

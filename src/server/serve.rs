@@ -8,6 +8,7 @@
 //! the repository's index (the file `audit-log` only when the index cannot be written), then the refusal alert
 //! (coalesced; a mail that cannot be sent within a few seconds is queued again and the failure
 //! recorded in the alert state, never failing the request). A refused request does nothing else.
+//! An allowed one then checks the staging root ([`secure_staging_root`]) before anything else.
 
 use std::ffi::OsString;
 use std::time::Duration;
@@ -28,6 +29,7 @@ use crate::server::rsync_argv::{RsyncRequest, checked_staging_dir};
 use crate::server::rsync_daemon::{Module, daemon_config};
 use crate::server::rsync_version::check_rsync_safe;
 use crate::server::staging;
+use crate::server::staging_root::{own_client_staging, secure_staging_root, server_dir};
 use crate::server::supervise::{Limits, RsyncRun, RunEnd};
 
 pub use crate::server::alerts::ALERT_MAIL_TIMEOUT;
@@ -126,6 +128,11 @@ pub fn serve(config: &ServerConfig, input: &ServeInput) -> ServeOutcome {
         Recorded::Refused => return ServeOutcome::Refused,
         Recorded::Unaudited(e) => return ServeOutcome::Failed(e),
     }
+    // Nothing below the staging root may be reachable by another local user, even while an
+    // upload writes the client's modes there (see server::staging_root).
+    if let Err(e) = secure_staging_root(&config.staging_root) {
+        return ServeOutcome::Failed(e);
+    }
     if let Some(pending) = machine
         && let Err(e) = pending.commit(config, &input.host, &record)
     {
@@ -139,14 +146,23 @@ pub fn serve(config: &ServerConfig, input: &ServeInput) -> ServeOutcome {
     let now = input.now.as_second();
     let result = match request {
         Request::Prepare => prepare(config, policy, &lease, now),
-        Request::Complete(args) => crate::server::complete::complete(
-            config,
-            policy,
-            &lease,
-            input.now,
-            input.exe.as_deref(),
-            &args,
-        ),
+        Request::Complete(args) => {
+            let done = crate::server::complete::complete(
+                config,
+                policy,
+                &lease,
+                input.now,
+                input.exe.as_deref(),
+                &args,
+            );
+            // The ingest the quota stopped (see complete::over_quota).
+            if let Err(e) = &done
+                && e.kind() == ErrorKind::Refused
+            {
+                audit_refusal(config, input, e.to_string());
+            }
+            done
+        }
         Request::Sessions => sessions(config, policy),
         Request::Upload(req) => {
             // The upload lock first (see server::lock): `complete` waits for it. The run holds
@@ -182,7 +198,8 @@ pub fn serve(config: &ServerConfig, input: &ServeInput) -> ServeOutcome {
     }
 }
 
-/// The staging directory, created (0700) on first use, then checked.
+/// The staging directory, created (0700) on first use, then checked and set back to 0700 (the
+/// client's root mode kept in `user.rsync.%stat`: see server::staging_root).
 pub(crate) fn staging_dir(
     config: &ServerConfig,
     policy: &ClientPolicy,
@@ -195,7 +212,9 @@ pub(crate) fn staging_dir(
             .create(&dir)
             .map_err(|e| Error::io(format!("creating staging {}", dir.display()), e))?;
     }
-    checked_staging_dir(&config.staging_root, &policy.name)
+    let dir = checked_staging_dir(&config.staging_root, &policy.name)?;
+    own_client_staging(&dir)?;
+    Ok(dir)
 }
 
 fn prepare(
@@ -317,8 +336,7 @@ fn rsync_run(
     )?;
     // Beside the leases, never inside staging: the client cannot read or replace it.
     let runs = config.staging_root.join(".leases");
-    std::fs::create_dir_all(&runs)
-        .map_err(|e| Error::io(format!("creating {}", runs.display()), e))?;
+    server_dir(&runs)?;
     let config_file = runs.join(format!(
         "{}.rsyncd.{}.conf",
         policy.name,
@@ -426,6 +444,13 @@ pub fn finish_rsync(
             Err(e) => format!("; cleaning staging failed: {e}"),
         }
     );
+    audit_refusal(config, input, reason);
+    cleaned
+}
+
+/// An allowed request the server stopped over the client's quota: audited, and mailed to the
+/// administrator, as a refusal with `reason`.
+fn audit_refusal(config: &ServerConfig, input: &ServeInput, reason: String) {
     let decision = crate::server::authz::Decision::refuse(reason, None, None);
     let record = AuditRecord::new(
         jiff::Timestamp::now(),
@@ -435,5 +460,4 @@ pub fn finish_rsync(
         &decision,
     );
     let _ = record_decision(config, &input.host, &record);
-    cleaned
 }

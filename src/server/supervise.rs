@@ -13,7 +13,8 @@
 //!   than the client's quota, the transfer is stopped ([`RunEnd::OverQuota`]).
 //!
 //! The upload's lease file and anything else the caller holds stay held while [`RsyncRun::run`]
-//! runs: rsync never outlives it.
+//! runs: rsync never outlives it. After an upload, however it ended, the client's staging
+//! directory is set back to 0700 ([`crate::server::staging_root::own_client_staging`]).
 
 use std::ffi::OsString;
 use std::io::{Read, Write};
@@ -275,6 +276,11 @@ impl RsyncRun {
         let group = Pid::from_child(&child);
         let result = self.pump_and_watch(&mut child, group, client_in, client_out);
         kill_and_reap(group, &mut child);
+        if self.module == Module::Upload {
+            // The receiver gives staging the client's root mode: back to the server's 0700,
+            // however the upload ended.
+            crate::server::staging_root::own_client_staging(&self.staging)?;
+        }
         result
     }
 

@@ -811,3 +811,28 @@ fn same_content(a: &Path, b: &Path) -> bool {
         n
     }
 }
+
+/// Run a program that must exist and succeed; its stdout.
+pub fn must(program: &str, args: &[&str]) -> String {
+    let out = Command::new(program)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("{program} must be installed (tools/test.sh): {e}"));
+    assert!(
+        out.status.success(),
+        "{program} {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// `getfacl -R` of `dir`, with paths relative to it.
+pub fn acls_of(dir: &Path) -> String {
+    let out = Command::new("getfacl")
+        .args(["-R", "-p", "-n", "."])
+        .current_dir(dir)
+        .output()
+        .expect("getfacl (package acl) must be installed");
+    assert!(out.status.success(), "{out:?}");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}

@@ -9,7 +9,7 @@ use crate::common;
 use crate::push_server::{ANY, Server};
 
 /// Command lines of live processes that mention `needle` (zombies have none).
-fn processes_mentioning(needle: &str) -> Vec<String> {
+pub(crate) fn processes_mentioning(needle: &str) -> Vec<String> {
     let mut found = Vec::new();
     let me = std::process::id().to_string();
     for entry in std::fs::read_dir("/proc").unwrap().flatten() {
@@ -283,31 +283,6 @@ fn quota_stops_the_upload_that_crosses_it() {
     );
 }
 
-/// Run a program that must exist and succeed; its stdout.
-fn must(program: &str, args: &[&str]) -> String {
-    let out = Command::new(program)
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("{program} must be installed (tools/test.sh): {e}"));
-    assert!(
-        out.status.success(),
-        "{program} {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// `getfacl -R` of `dir`, with paths relative to it.
-fn acls_of(dir: &Path) -> String {
-    let out = Command::new("getfacl")
-        .args(["-R", "-p", "-n", "."])
-        .current_dir(dir)
-        .output()
-        .expect("getfacl (package acl) must be installed");
-    assert!(out.status.success(), "{out:?}");
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
 /// Issue 11 part 1: an unprivileged user on the client sets `user.rsync.security.capability`,
 /// `user.rsync.trusted.x` and `user.rsync.system.posix_acl_access` on a file of their own;
 /// after a push with the real client (`rsbackup run` through sshd) and a root restore, getcap,
@@ -316,7 +291,7 @@ fn acls_of(dir: &Path) -> String {
 /// back equal (`getfacl -R`).
 #[test]
 fn an_unprivileged_users_xattrs_never_become_privileged() {
-    use crate::push_client::{Client, MailTo, Server, code};
+    use crate::push_client::{Client, Server, code};
     assert!(
         common::is_root(),
         "this test sets capabilities and changes users"
@@ -325,7 +300,7 @@ fn an_unprivileged_users_xattrs_never_become_privileged() {
     let src = client.src.clone();
     let mine = src.join("mine");
     common::write_file(&mine, b"#!/bin/sh\nid\n");
-    must("chown", &["65534:65534", mine.to_str().unwrap()]);
+    common::must("chown", &["65534:65534", mine.to_str().unwrap()]);
     let cap = "0sAQAAAgAgAAAAAAAAAAAAAAAAAAA="; // cap_net_raw+ep, as setcap writes it
     let acl = "0sAgAAAAEABwD/////AgAHAP7/AAAEAAUA/////xAABwD/////IAAFAP////8=";
     for (name, value) in [
@@ -333,7 +308,7 @@ fn an_unprivileged_users_xattrs_never_become_privileged() {
         ("user.rsync.trusted.x", "0sAQ=="),
         ("user.rsync.system.posix_acl_access", acl),
     ] {
-        must(
+        common::must(
             "setpriv",
             &[
                 "--reuid=65534",
@@ -350,19 +325,19 @@ fn an_unprivileged_users_xattrs_never_become_privileged() {
     }
     let real = src.join("captrue");
     std::fs::copy("/usr/bin/true", &real).unwrap();
-    must("setcap", &["cap_net_raw+ep", real.to_str().unwrap()]);
+    common::must("setcap", &["cap_net_raw+ep", real.to_str().unwrap()]);
     let shared = src.join("shared");
     std::fs::create_dir(&shared).unwrap();
     common::write_file(&shared.join("doc"), b"doc\n");
-    must(
+    common::must(
         "setfacl",
         &["-m", "u:65534:rx,g:65534:r", shared.to_str().unwrap()],
     );
-    must(
+    common::must(
         "setfacl",
         &["-d", "-m", "u:65534:rwx,o::-", shared.to_str().unwrap()],
     );
-    must(
+    common::must(
         "setfacl",
         &["-m", "u:65534:rw", shared.join("doc").to_str().unwrap()],
     );
@@ -371,25 +346,18 @@ fn an_unprivileged_users_xattrs_never_become_privileged() {
         &client,
         "windows = [\"daily 00:00-24:00\"]\nstaging-mode = \"keep\"",
     );
-    let mail = client.path("mail");
-    std::fs::create_dir_all(&mail).unwrap();
-    let config = client.config(
-        server.sshd.port,
-        Some(&server.known_hosts),
-        MailTo::Dir(&mail),
-        "",
-    );
+    let (config, _mail) = client.config_for(&server);
     client.run(&config, &[]).code(code::OK);
     let restored = server.restore_latest("restored-1").join("src");
 
-    let caps = must("getcap", &["-r", restored.to_str().unwrap()]);
+    let caps = common::must("getcap", &["-r", restored.to_str().unwrap()]);
     let caps: Vec<&str> = caps.lines().collect();
     assert_eq!(caps.len(), 1, "{caps:?}");
     assert!(
         caps[0].contains("captrue") && caps[0].contains("cap_net_raw=ep"),
         "{caps:?}"
     );
-    let names = must(
+    let names = common::must(
         "getfattr",
         &[
             "-d",
@@ -403,10 +371,10 @@ fn an_unprivileged_users_xattrs_never_become_privileged() {
         assert!(!names.contains(bad), "{bad} on the user's file:\n{names}");
     }
     assert_eq!(
-        acls_of(&src.join("shared")),
-        acls_of(&restored.join("shared"))
+        common::acls_of(&src.join("shared")),
+        common::acls_of(&restored.join("shared"))
     );
-    let mine_acl = must(
+    let mine_acl = common::must(
         "getfacl",
         &["-p", "-n", restored.join("mine").to_str().unwrap()],
     );
@@ -418,7 +386,7 @@ fn an_unprivileged_users_xattrs_never_become_privileged() {
     );
     // rsync itself finds nothing to change between the source and the restore (but the
     // user's file, whose user.rsync.* names are dropped by design).
-    let diff = must(
+    let diff = common::must(
         "rsync",
         &[
             "-naHAXc",
@@ -433,10 +401,10 @@ fn an_unprivileged_users_xattrs_never_become_privileged() {
     assert!(changed.is_empty(), "{changed:?}");
 
     // The capability taken off an unchanged file is gone from the next session.
-    must("setcap", &["-r", real.to_str().unwrap()]);
+    common::must("setcap", &["-r", real.to_str().unwrap()]);
     client.run(&config, &[]).code(code::OK);
     let restored = server.restore_latest("restored-2").join("src");
-    let caps = must("getcap", &["-r", restored.to_str().unwrap()]);
+    let caps = common::must("getcap", &["-r", restored.to_str().unwrap()]);
     assert_eq!(caps.trim(), "", "a removed capability came back");
 }
 
@@ -549,7 +517,7 @@ fn the_server_refuses_user_rsync_names_whatever_the_client_sends() {
     let f = src.join("f");
     common::write_file(&f, b"data\n");
     let f = f.to_str().unwrap().to_owned();
-    must(
+    common::must(
         "setfattr",
         &[
             "-n",
@@ -559,11 +527,11 @@ fn the_server_refuses_user_rsync_names_whatever_the_client_sends() {
             &f,
         ],
     );
-    must(
+    common::must(
         "setfattr",
         &["-n", "user.rsync.trusted.y", "-v", "forged", &f],
     );
-    must("setfattr", &["-n", "trusted.real", "-v", "root-set", &f]);
+    common::must("setfattr", &["-n", "trusted.real", "-v", "root-set", &f]);
     s.json("web1", "prepare");
     let out = s.rsync("web1", &src, &["--filter=!", "--filter=+x user.rsync.**"]);
     assert!(out.status.success(), "{out:?}");

@@ -2,6 +2,7 @@
 
 mod common;
 
+mod bad_day;
 mod check_damage;
 mod cli_basic;
 mod confine;
@@ -11,10 +12,12 @@ mod key_damage;
 mod manifest_damage;
 mod mirror;
 mod outcome;
+mod ownership;
 mod prune;
 mod push_client;
 mod push_hollow;
 mod push_server;
+mod quota_repo;
 mod repair_index;
 mod restore_fidelity;
 mod smtp;

@@ -107,6 +107,20 @@ impl Client {
         path
     }
 
+    /// client.toml for `server`'s sshd and host key, mail into `DIR/mail` (created); returns
+    /// the config file and the mail directory.
+    pub fn config_for(&self, server: &Server) -> (PathBuf, PathBuf) {
+        let mail = self.path("mail");
+        fs::create_dir_all(&mail).unwrap();
+        let config = self.config(
+            server.sshd.port,
+            Some(&server.known_hosts),
+            MailTo::Dir(&mail),
+            "",
+        );
+        (config, mail)
+    }
+
     /// `rsbackup run --config CONFIG --state-dir DIR/state --connect-timeout 10 ARGS`.
     pub fn run(&self, config: &Path, args: &[&str]) -> Run {
         let mut argv = vec![
