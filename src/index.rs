@@ -16,6 +16,7 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::ids::{ChunkId, KeyId, PackName, SessionId, WriterId};
+use crate::store::space as store_space;
 
 pub use rebuild::{FoundChunk, IndexBuilder};
 pub use rows::{
@@ -41,6 +42,8 @@ pub struct Index {
     /// The schema version: [`INDEX_VERSION`], or 1 for an old index opened read-only (which
     /// cannot be migrated; its sessions have no `reason`).
     version: i32,
+    /// Opened read-only because the disk was full: every write fails, and says why.
+    on_full_disk: bool,
 }
 
 impl std::fmt::Debug for Index {
@@ -57,6 +60,7 @@ impl Index {
             conn,
             path: path.to_path_buf(),
             version: INDEX_VERSION,
+            on_full_disk: false,
         };
         index.configure()?;
         index.write_tx("creating the schema", |conn| {
@@ -76,6 +80,19 @@ impl Index {
         if on_read_only_filesystem(path) {
             return Index::open_read_only(path);
         }
+        let root = repository_dir(path);
+        match Index::open_writable(path) {
+            Ok(index) => Ok(index),
+            // SQLite cannot create or grow the `-shm` file on a full disk even to read; the
+            // read-only modes need no new bytes, and every write through them fails (and is
+            // then explained as the full disk it is).
+            Err(e) if store_space::is_full(root) => Index::open_on_full_disk(path, e),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Open the index read-write, migrating an old schema.
+    fn open_writable(path: &Path) -> Result<Index> {
         // Without SQLITE_OPEN_CREATE a vanished file is an error, not a fresh empty database.
         let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
         let conn = Connection::open_with_flags(path, flags)
@@ -84,6 +101,7 @@ impl Index {
             conn,
             path: path.to_path_buf(),
             version: INDEX_VERSION,
+            on_full_disk: false,
         };
         let version = schema::check_version(&index.conn, path)?;
         if version == 1 {
@@ -104,11 +122,7 @@ impl Index {
     /// non-empty write-ahead log would hold commits that mode cannot see, so it is refused with
     /// advice rather than read wrongly. Every write through this connection fails.
     pub fn open_read_only(path: &Path) -> Result<Index> {
-        let wal = path.with_file_name(format!(
-            "{}-wal",
-            path.file_name()
-                .map_or_else(Default::default, |n| n.to_string_lossy())
-        ));
+        let wal = sibling(path, "-wal");
         if std::fs::metadata(&wal).is_ok_and(|m| m.len() > 0) {
             return Err(Error::new(
                 ErrorKind::Io,
@@ -121,10 +135,50 @@ impl Index {
                 ),
             ));
         }
+        Index::open_uri(path, "immutable=1")
+    }
+
+    /// Open the index on a disk with no room left. Without a write-ahead log (or an empty
+    /// one) SQLite's `immutable` mode reads the database file alone. A log with commits is
+    /// read with `mode=ro&readonly_shm=1`: SQLite then opens the `-shm` file read-only and, when
+    /// its content cannot be trusted, rebuilds the log's index in its own memory (this needs
+    /// the `-shm` file to exist; creating an empty file needs no data block).
+    fn open_on_full_disk(path: &Path, err: Error) -> Result<Index> {
+        let root = repository_dir(path);
+        let wal = sibling(path, "-wal");
+        let result = if std::fs::metadata(&wal).is_ok_and(|m| m.len() > 0) {
+            let shm = sibling(path, "-shm");
+            if !shm.exists() {
+                let _ = std::fs::OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .open(&shm);
+            }
+            Index::open_uri(path, "mode=ro&readonly_shm=1")
+        } else {
+            Index::open_uri(path, "immutable=1")
+        };
+        let result = result.map(|mut index| {
+            index.on_full_disk = true;
+            index
+        });
+        result.map_err(|e| {
+            store_space::disk_full(
+                root,
+                format_args!(
+                    "index {} cannot be opened even read-only ({e}; opening it read-write: {err})",
+                    path.display()
+                ),
+            )
+        })
+    }
+
+    /// Open read-only with the URI parameters `query`, and check the version.
+    fn open_uri(path: &Path, query: &str) -> Result<Index> {
         let flags = OpenFlags::SQLITE_OPEN_READ_ONLY
             | OpenFlags::SQLITE_OPEN_NO_MUTEX
             | OpenFlags::SQLITE_OPEN_URI;
-        let uri = format!("file:{}?immutable=1", uri_escape(&path.to_string_lossy()));
+        let uri = format!("file:{}?{query}", uri_escape(&path.to_string_lossy()));
         let conn = Connection::open_with_flags(&uri, flags).map_err(|e| {
             Error::from(e).context(format!("opening index {} read-only", path.display()))
         })?;
@@ -132,6 +186,7 @@ impl Index {
             conn,
             path: path.to_path_buf(),
             version: INDEX_VERSION,
+            on_full_disk: false,
         };
         index.version = schema::check_version(&index.conn, path)?;
         index
@@ -169,7 +224,7 @@ impl Index {
     /// Run `f` in a `BEGIN IMMEDIATE` transaction; roll back on error.
     fn write_tx<T>(&self, what: &str, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
         let ctx = |e: rusqlite::Error| {
-            Error::from(e).context(format!("index {}: {what}", self.path.display()))
+            self.explain(Error::from(e).context(format!("index {}: {what}", self.path.display())))
         };
         self.conn.execute_batch("BEGIN IMMEDIATE").map_err(ctx)?;
         match f(&self.conn) {
@@ -184,14 +239,31 @@ impl Index {
                 // The error from `f` is the one worth reporting; a failed rollback leaves the
                 // transaction to be rolled back when the connection closes.
                 let _ = self.conn.execute_batch("ROLLBACK");
-                Err(e.context(format!("index {}: {what}", self.path.display())))
+                Err(self.explain(e.context(format!("index {}: {what}", self.path.display()))))
             }
         }
     }
 
     /// A database error with what was being done, and which index.
     fn err(&self, e: rusqlite::Error, what: impl std::fmt::Display) -> Error {
-        Error::from(e).context(format!("index {}: {what}", self.path.display()))
+        self.explain(Error::from(e).context(format!("index {}: {what}", self.path.display())))
+    }
+
+    /// Say "the repository's disk is full" when that is why an I/O error happened.
+    fn explain(&self, e: Error) -> Error {
+        let root = repository_dir(&self.path);
+        if self.on_full_disk && e.kind() == ErrorKind::Io {
+            return store_space::disk_full(
+                root,
+                format_args!("index {} was opened read-only: {e}", self.path.display()),
+            );
+        }
+        store_space::explain(root, e)
+    }
+
+    /// Whether the index was opened read-only because its disk was full.
+    pub fn opened_on_full_disk(&self) -> bool {
+        self.on_full_disk
     }
 
     /// The raw connection (for queries not wrapped here).
@@ -671,6 +743,22 @@ pub(crate) fn create_new_database(path: &Path) -> Result<Connection> {
 }
 
 /// True when the filesystem holding `path` is mounted read-only.
+/// The directory that holds the index (the repository's root).
+fn repository_dir(path: &Path) -> &Path {
+    path.parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."))
+}
+
+/// `index.db` + `suffix` (`-wal`, `-shm`) beside the index.
+fn sibling(path: &Path, suffix: &str) -> PathBuf {
+    path.with_file_name(format!(
+        "{}{suffix}",
+        path.file_name()
+            .map_or_else(Default::default, |n| n.to_string_lossy())
+    ))
+}
+
 fn on_read_only_filesystem(path: &Path) -> bool {
     let dir = path
         .parent()

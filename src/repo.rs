@@ -372,7 +372,8 @@ impl Repo {
     }
 
     /// Remove what dead writers left (format-spec/index.md "Cleanup"); returns how many
-    /// writers were cleaned up.
+    /// writers were cleaned up. With an index opened read-only on a full disk only their files
+    /// are removed (and 0 returned).
     pub fn cleanup_dead_writers(&self, index: &Index) -> Result<usize> {
         let locks = self.root.join(LOCKS_DIR);
         let mut cleaned = 0;
@@ -433,6 +434,11 @@ impl Repo {
             // A session record written just before the writer died: before its row goes.
             for session in index.running_sessions_of(&writer)? {
                 crate::store::records::remove_session_record(&self.root, session)?;
+            }
+            if index.opened_on_full_disk() {
+                // Read-only on a full disk: only the files go now (which frees room); the rows
+                // and the lock file wait for the next cleanup, which finds the files gone.
+                continue;
             }
             index.forget_writer(&writer)?;
             match std::fs::remove_file(&lock_path) {

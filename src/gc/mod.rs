@@ -248,7 +248,13 @@ pub fn prune(repo: &Repo, opts: &PruneOptions) -> Result<PruneReport> {
     };
     {
         let _shared = repo.lock_shared()?;
-        let index = repo.index()?;
+        let mut index = repo.index()?;
+        if index.opened_on_full_disk() && !opts.dry_run {
+            // The unsealed packs of dead writers can go before the index knows (files first,
+            // then rows): that may give the index the room it needs to do the rest.
+            repo.cleanup_dead_writers(&index)?;
+            index = repo.index()?;
+        }
         let clients = match &opts.client {
             Some(c) => vec![c.clone()],
             None => forget::clients(&index)?,

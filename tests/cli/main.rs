@@ -5,6 +5,7 @@ mod common;
 mod check_damage;
 mod cli_basic;
 mod confine;
+mod full_disk;
 mod identity;
 mod ingest_crash;
 mod key_damage;
