@@ -344,11 +344,13 @@ fn leftovers(repo: &Repo, all: &[PackInfo], findings: &mut Vec<Finding>) {
     for pack in all.iter().filter(|p| !p.sealed) {
         let writer = pack.writer.as_deref().unwrap_or("");
         if writer.is_empty() || writer_is_dead(repo, writer) {
+            let op = crate::repo::writer_operation(repo.root(), writer);
             findings.push(Finding {
                 what: format!(
-                    "pack {} was left unsealed by writer {writer:?}, which is no longer running \
-                     (an interrupted ingest); the next ingest or prune removes it",
-                    pack.name
+                    "pack {} was left unsealed by writer {writer:?}, which is no longer running: \
+                     {}",
+                    pack.name,
+                    crate::repo::Operation::left_behind(op)
                 ),
                 chunk: None,
                 pack: Some(pack.name.to_hex()),

@@ -292,7 +292,7 @@ fn ingest_inner(
     validate_client_name(&opts.client)?;
     let root_fd = walk::open_root(&opts.source)?;
 
-    let writer = repo.start_writer()?;
+    let writer = repo.start_writer(crate::repo::Operation::Ingest)?;
     let started_ns = unix_now_ns();
     let started = started_ns.div_euclid(1_000_000_000);
     let index = repo.index()?;

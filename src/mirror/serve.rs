@@ -143,7 +143,7 @@ fn run<R: Read, W: Write>(
             ),
         ));
     }
-    let writer = repo.start_writer()?;
+    let writer = repo.start_writer(crate::repo::Operation::Mirror)?;
     let index = repo.index()?;
     let state = ChunkSetDigest::of_index(index.conn())?;
     let damaged: i64 = index

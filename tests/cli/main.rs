@@ -8,6 +8,7 @@ mod confine;
 mod full_disk;
 mod identity;
 mod ingest_crash;
+mod interrupted;
 mod key_damage;
 mod manifest_damage;
 mod mirror;
