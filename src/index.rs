@@ -5,6 +5,7 @@
 //! means a busy database waits in the busy handler instead of failing half way through when a
 //! read transaction would have to be upgraded.
 
+mod damaged;
 mod rebuild;
 mod rows;
 mod schema;

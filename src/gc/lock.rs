@@ -12,7 +12,7 @@ use crate::ids::WriterId;
 use crate::repo::{Operation, Repo};
 
 /// A held writer lock; the lock file is removed on drop, while still locked.
-pub(super) struct GcWriter {
+pub(crate) struct GcWriter {
     pub id: WriterId,
     _file: File,
     path: PathBuf,
@@ -26,10 +26,10 @@ impl Drop for GcWriter {
     }
 }
 
-/// Create and lock `locks/<id>.lock` as the writer of a repack (the only step of collect that
-/// writes packs); see [`Repo::create_writer_lock`].
-pub(super) fn start(repo: &Repo) -> Result<GcWriter> {
-    let (file, path, id) = repo.create_writer_lock(Operation::Repack)?;
+/// Create and lock `locks/<id>.lock` for `op`: a repack (the only step of collect that writes
+/// packs) or a repair; see [`Repo::create_writer_lock`].
+pub(crate) fn start(repo: &Repo, op: Operation) -> Result<GcWriter> {
+    let (file, path, id) = repo.create_writer_lock(op)?;
     Ok(GcWriter {
         id,
         _file: file,

@@ -16,10 +16,10 @@
 //!
 //! Nothing here needs the private key: only the plaintext reference lists of the index.
 
-mod collect;
+pub(crate) mod collect;
 mod forget;
-mod lock;
-mod repack;
+pub(crate) mod lock;
+pub(crate) mod repack;
 mod sweep_records;
 
 #[cfg(test)]

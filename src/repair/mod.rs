@@ -9,11 +9,14 @@
 //! renamed to `index.db`. Killed at any moment, a rerun builds the same index again from the
 //! same files, which the rebuild never changes.
 
+mod chunks;
 mod classify;
 mod scan;
 
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
+
+pub use chunks::{HEAL_FAILPOINTS, HealReport, LostChunk, repair_chunks};
 
 use crate::crypto::wrap::Identities;
 use crate::error::{Error, ErrorKind, Result};
