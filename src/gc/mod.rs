@@ -144,6 +144,15 @@ pub const REPAIR_FAILPOINTS: &[&str] = &[
     "repair-before-rename",
 ];
 
+/// The named points where a failpoint can abort `repair chunks` (besides the repacker's
+/// `after-pack-written`, `after-move` and `before-old-unlink`, which it reaches too).
+pub const HEAL_FAILPOINTS: &[&str] = &[
+    "heal-after-cleanup",
+    "heal-after-fetch",
+    "heal-before-clear",
+    "heal-after-records",
+];
+
 /// Aborts the process at a named point; counts hits for `NAME#N`.
 #[derive(Debug, Default)]
 pub struct Failpoint {
@@ -168,11 +177,15 @@ impl Failpoint {
             ),
             None => (spec, 1),
         };
-        if !FAILPOINTS.contains(&name) && !REPAIR_FAILPOINTS.contains(&name) {
+        if !FAILPOINTS.contains(&name)
+            && !REPAIR_FAILPOINTS.contains(&name)
+            && !HEAL_FAILPOINTS.contains(&name)
+        {
             return Err(Error::invalid(format!(
-                "unknown failpoint {name:?} (known: {}, {})",
+                "unknown failpoint {name:?} (known: {}, {}, {})",
                 FAILPOINTS.join(", "),
-                REPAIR_FAILPOINTS.join(", ")
+                REPAIR_FAILPOINTS.join(", "),
+                HEAL_FAILPOINTS.join(", ")
             )));
         }
         Ok(Failpoint {

@@ -37,15 +37,6 @@ use crate::repo::{Operation, Repo};
 use crate::store::PackReader;
 use crate::store::records;
 
-/// The named points where a failpoint can abort `repair chunks` (besides the repacker's
-/// `after-pack-written`, `after-move` and `before-old-unlink`).
-pub const HEAL_FAILPOINTS: &[&str] = &[
-    "heal-after-cleanup",
-    "heal-after-records",
-    "heal-after-fetch",
-    "heal-before-clear",
-];
-
 /// A chunk still damaged after the repair, and what needs it.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct LostChunk {

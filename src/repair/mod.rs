@@ -16,7 +16,7 @@ mod scan;
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
 
-pub use chunks::{HEAL_FAILPOINTS, HealReport, LostChunk, repair_chunks};
+pub use chunks::{HealReport, LostChunk, repair_chunks};
 
 use crate::crypto::wrap::Identities;
 use crate::error::{Error, ErrorKind, Result};

@@ -17,6 +17,7 @@ mod prune;
 mod push_client;
 mod push_hollow;
 mod push_server;
+mod repair_chunks;
 mod repair_index;
 mod restore_fidelity;
 mod smtp;
