@@ -36,6 +36,16 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(60);
 /// Longest `sessions.reason` stored, in bytes (format-spec/index.md).
 pub const MAX_REASON_BYTES: usize = 4096;
 
+/// `reason` cut to [`MAX_REASON_BYTES`] at a character boundary, as `sessions.reason` and the
+/// session record hold it.
+pub fn cut_reason(reason: &str) -> &str {
+    let mut end = reason.len().min(MAX_REASON_BYTES);
+    while !reason.is_char_boundary(end) {
+        end -= 1;
+    }
+    &reason[..end]
+}
+
 /// One connection to `index.db`.
 pub struct Index {
     conn: Connection,
@@ -470,13 +480,7 @@ impl Index {
         root: &[ChunkId],
         reason: Option<&str>,
     ) -> Result<()> {
-        let reason = reason.map(|r| {
-            let mut end = r.len().min(MAX_REASON_BYTES);
-            while !r.is_char_boundary(end) {
-                end -= 1;
-            }
-            &r[..end]
-        });
+        let reason = reason.map(cut_reason);
         if state == SessionState::Running {
             return Err(Error::new(
                 ErrorKind::Internal,

@@ -33,6 +33,9 @@ const SECRET_FILE: &str = "keys/secret";
 const SECRET_AGE_FILE: &str = "keys/secret.age";
 const LOCK_FILE: &str = "lock";
 const LOCKS_DIR: &str = "locks";
+/// `keys/mirror`: present in a mirror repository, which holds no `keys/secret`
+/// (format-spec/repository.md).
+pub const MIRROR_MARKER: &str = "mirror";
 
 /// An opened repository.
 #[derive(Debug)]
@@ -86,6 +89,14 @@ fn try_flock(file: &File, op: FlockOperation, what: &Path) -> Result<Flock> {
                 ));
             }
         }
+    }
+}
+
+impl Repo {
+    /// Whether this repository is a mirror (`keys/mirror` exists): it has no `keys/secret`
+    /// by design.
+    pub fn is_mirror(&self) -> bool {
+        self.root.join("keys").join(MIRROR_MARKER).exists()
     }
 }
 

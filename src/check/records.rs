@@ -170,6 +170,19 @@ pub(super) fn key_files(repo: &Repo, findings: &mut Vec<Finding>) {
         )),
     }
     let secret = repo.root().join("keys/secret");
+    if !secret.exists() && !repo.is_mirror() {
+        findings.push(finding(
+            format!(
+                "{} is missing, and this repository is not a mirror (no keys/{}): every ingest \
+                 fails until it is restored (it can be recreated with the identity from \
+                 keys/secret.age)",
+                secret.display(),
+                crate::repo::MIRROR_MARKER
+            ),
+            None,
+            Vec::new(),
+        ));
+    }
     if secret.exists()
         && let Err(e) = repo.load_secret()
     {

@@ -382,6 +382,11 @@ fn ingest_inner(
             SessionState::Complete => crate::format::records::RecordState::Complete,
             _ => crate::format::records::RecordState::Incomplete,
         },
+        reason: reason
+            .as_deref()
+            .map(crate::index::cut_reason)
+            .filter(|r| !r.is_empty())
+            .map(str::to_string),
         pinned: false,
         started,
         finished,

@@ -136,6 +136,7 @@ fn run<R: Read, W: Write>(
         report.created = true;
     }
     let repo = open_matching(opts, &primary)?;
+    super::create::mark_mirror(repo.root())?;
     let writer = repo.start_writer(crate::repo::Operation::Mirror)?;
     let index = repo.index()?;
     let state = ChunkSetDigest::of_index(index.conn())?;
@@ -455,6 +456,8 @@ impl Mirror<'_> {
                 } else {
                     crate::format::records::RecordState::Incomplete
                 },
+                // The reason does not travel to mirrors (format-spec/wire.md).
+                reason: None,
                 pinned: s.pinned,
                 started: s.started,
                 finished: s.finished.unwrap_or(s.started),

@@ -206,6 +206,7 @@ impl<'t> SessionBuilder<'t> {
             id: session.0,
             client: "test".into(),
             state: crate::format::records::RecordState::Complete,
+            reason: None,
             pinned: false,
             started: 1,
             finished: 2,

@@ -20,5 +20,6 @@ mod push_server;
 mod repair_chunks;
 mod repair_index;
 mod restore_fidelity;
+mod session_records;
 mod smtp;
 mod sshd;
