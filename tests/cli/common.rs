@@ -811,3 +811,29 @@ fn same_content(a: &Path, b: &Path) -> bool {
         n
     }
 }
+
+/// Copy a directory tree with `cp -a` (a repository, for one crash case each).
+pub fn copy_dir(from: &Path, to: &Path) {
+    let status = Command::new("cp")
+        .arg("-a")
+        .arg(from)
+        .arg(to)
+        .status()
+        .unwrap();
+    assert!(
+        status.success(),
+        "cp -a {} {}",
+        from.display(),
+        to.display()
+    );
+}
+
+/// Set the pack target size of a new (still empty) repository, so that small test data
+/// spreads over many packs.
+pub fn set_pack_target(repo: &Path, bytes: u64) {
+    let toml = repo.join("repository.toml");
+    let text = fs::read_to_string(&toml).unwrap();
+    let changed = text.replace("target-size = 33554432", &format!("target-size = {bytes}"));
+    assert_ne!(changed, text, "repository.toml has no default target-size");
+    fs::write(&toml, changed).unwrap();
+}

@@ -81,21 +81,9 @@ fn used_by(dir: &Path) -> u64 {
 /// A repository moved onto a 24 MiB tmpfs, with 256 KiB packs (so that an ingest seals packs
 /// before it runs out of room) and one small session.
 fn small_disk(t: &mut TestRepo) -> (Tmpfs, i64, PathBuf) {
-    let toml = t.repo.join("repository.toml");
-    let text = fs::read_to_string(&toml).unwrap();
-    fs::write(
-        &toml,
-        text.replace("target-size = 33554432", "target-size = 262144"),
-    )
-    .unwrap();
+    set_pack_target(&t.repo, 262144);
     let mnt = Tmpfs::mount(&t.path("mnt"), "24m");
-    let status = Command::new("cp")
-        .arg("-a")
-        .arg(&t.repo)
-        .arg(&mnt.at)
-        .status()
-        .unwrap();
-    assert!(status.success());
+    copy_dir(&t.repo, &mnt.at);
     t.repo = mnt.at.join("repo");
     let src = t.path("small");
     sample_tree(&src);

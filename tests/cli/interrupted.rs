@@ -2,23 +2,11 @@
 //! names the operation that left the unsealed pack (ingest, repack, mirror) and what the next
 //! run does about it, and that next run removes it.
 
-use std::fs;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::common::*;
-
-/// Packs of 64 KiB, so that a writer is almost always in the middle of one.
-fn small_packs(repo: &Path) {
-    let toml = repo.join("repository.toml");
-    let text = fs::read_to_string(&toml).unwrap();
-    fs::write(
-        &toml,
-        text.replace("target-size = 33554432", "target-size = 65536"),
-    )
-    .unwrap();
-}
 
 fn writing_packs(repo: &Path) -> i64 {
     let db = repo.join("index.db");
@@ -95,7 +83,7 @@ fn big_tree(root: &Path) {
 #[test]
 fn check_names_a_killed_ingest() {
     let t = TestRepo::new();
-    small_packs(&t.repo);
+    set_pack_target(&t.repo, 65536);
     let src = t.path("src");
     big_tree(&src);
     let args = [
@@ -128,7 +116,7 @@ fn check_names_a_killed_ingest() {
 #[test]
 fn check_names_a_killed_repack() {
     let t = TestRepo::new();
-    small_packs(&t.repo);
+    set_pack_target(&t.repo, 65536);
     let mut dirs = Vec::new();
     for s in 0..3u8 {
         let dir = t.path(&format!("s{s}"));
@@ -167,7 +155,7 @@ fn check_names_a_killed_repack() {
 #[test]
 fn check_names_a_killed_mirror_run() {
     let t = TestRepo::new();
-    small_packs(&t.repo);
+    set_pack_target(&t.repo, 65536);
     let src = t.path("src");
     big_tree(&src);
     t.ingest("c1", &src);

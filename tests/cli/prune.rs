@@ -129,16 +129,6 @@ fn assert_only_leftovers(problems: &[String], tag: &str) {
     }
 }
 
-fn copy_dir(from: &Path, to: &Path) {
-    let status = Command::new("cp")
-        .arg("-a")
-        .arg(from)
-        .arg(to)
-        .status()
-        .unwrap();
-    assert!(status.success());
-}
-
 /// After a crash: listed sessions restore; a prune finishes; the repository is clean and holds
 /// exactly the sessions the rules keep.
 fn recover_and_verify(t: &TestRepo, repo: &Path, sources: &[(i64, PathBuf)], tag: &str) {

@@ -16,17 +16,6 @@ use std::time::Duration;
 
 use crate::common::*;
 
-/// Packs of 64 KiB, so that the sessions spread over many packs.
-fn small_packs(repo: &Path) {
-    let toml = repo.join("repository.toml");
-    let text = fs::read_to_string(&toml).unwrap();
-    fs::write(
-        &toml,
-        text.replace("target-size = 33554432", "target-size = 65536"),
-    )
-    .unwrap();
-}
-
 /// Three sessions of two clients; returns (session id, source).
 fn sessions(t: &TestRepo) -> Vec<(i64, PathBuf)> {
     let mut out = Vec::new();
@@ -157,7 +146,7 @@ fn healed_everything(run: &Run) {
 #[test]
 fn repair_chunks_from_a_local_mirror_heals_everything() {
     let t = TestRepo::new();
-    small_packs(&t.repo);
+    set_pack_target(&t.repo, 65536);
     let sources = sessions(&t);
     let mirror = mirror_local(&t);
     let mirror_before = snapshot(&mirror);
@@ -180,7 +169,7 @@ fn repair_chunks_from_a_local_mirror_heals_everything() {
 fn repair_chunks_over_ssh_heals_everything() {
     require_root("sshd must switch to the logging-in user");
     let s = crate::mirror::Setup::new(false);
-    small_packs(&s.primary.repo);
+    set_pack_target(&s.primary.repo, 65536);
     let sources = sessions(&s.primary);
     s.mirror();
     damage(&s.primary.repo);
@@ -236,7 +225,7 @@ fn pack_of(repo: &Path, id: &[u8]) -> PathBuf {
 #[test]
 fn repair_chunks_reports_what_the_mirror_lacks_too_and_touches_nothing() {
     let t = TestRepo::new();
-    small_packs(&t.repo);
+    set_pack_target(&t.repo, 65536);
     sessions(&t);
     let mirror = mirror_local(&t);
     let packs = pack_files(&t.repo);
@@ -313,20 +302,10 @@ fn snapshot_without_index(s: &Snapshot) -> Snapshot {
         .collect()
 }
 
-fn copy_dir(from: &Path, to: &Path) {
-    let status = Command::new("cp")
-        .arg("-a")
-        .arg(from)
-        .arg(to)
-        .status()
-        .unwrap();
-    assert!(status.success());
-}
-
 #[test]
 fn repair_chunks_killed_anywhere_then_rerun_ends_the_same() {
     let t = TestRepo::new();
-    small_packs(&t.repo);
+    set_pack_target(&t.repo, 65536);
     let sources = sessions(&t);
     let mirror = mirror_local(&t);
     let damaged = t.path("damaged");

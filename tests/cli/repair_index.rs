@@ -41,16 +41,6 @@ fn listing(repo: &Path) -> Vec<(i64, String, String, bool)> {
         .collect()
 }
 
-fn copy_dir(from: &Path, to: &Path) {
-    let status = std::process::Command::new("cp")
-        .arg("-a")
-        .arg(from)
-        .arg(to)
-        .status()
-        .unwrap();
-    assert!(status.success());
-}
-
 /// Two clients, five sessions; the oldest web session pinned; a prune that forgets one
 /// session and repacks.
 fn build(t: &TestRepo) -> Vec<(i64, PathBuf)> {

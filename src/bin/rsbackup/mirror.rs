@@ -66,17 +66,18 @@ pub struct ServeArgs {
     mirror_of: String,
 }
 
+/// server.toml for a mirror named `to`: none for a local directory unless `--config` is given.
+pub fn config_for(to: &str, config: Option<&Path>) -> Result<Option<ServerConfig>> {
+    if to.contains('/') && config.is_none() {
+        return Ok(None);
+    }
+    let path = config.unwrap_or(Path::new(DEFAULT_CONFIG));
+    Ok(Some(ServerConfig::load(path)?))
+}
+
 /// Run `mirror`.
 pub fn run(args: Args) -> Result<Outcome> {
-    let config = if args.to.contains('/') && args.config.is_none() {
-        None
-    } else {
-        let path = args
-            .config
-            .clone()
-            .unwrap_or_else(|| PathBuf::from(DEFAULT_CONFIG));
-        Some(ServerConfig::load(&path)?)
-    };
+    let config = config_for(&args.to, args.config.as_deref())?;
     let result = mirror(&args, config.as_ref());
     if let (Err(e), true, Some(cfg)) = (&result, args.mail_failures, &config) {
         let body = format!(

@@ -64,15 +64,7 @@ pub fn run(what: What) -> Result<Outcome> {
 
 fn chunks(args: ChunksArgs) -> Result<Outcome> {
     let repo = crate::open::repo(&args.repo)?;
-    let config = if args.from.contains('/') && args.config.is_none() {
-        None
-    } else {
-        let path = args
-            .config
-            .clone()
-            .unwrap_or_else(|| PathBuf::from("/etc/rsbackup/server.toml"));
-        Some(rsbackup::config::ServerConfig::load(&path)?)
-    };
+    let config = crate::mirror::config_for(&args.from, args.config.as_deref())?;
     let identities = match &args.identity {
         Some(path) => Some(rsbackup::crypto::wrap::Identities::load(path)?),
         None => None,
