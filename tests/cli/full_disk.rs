@@ -127,6 +127,7 @@ fn full_disk_reads_work_and_prune_reclaims_a_failed_ingest() {
         "the ingest left only {} bytes for the index",
         free_bytes(&mnt.at)
     );
+    let free_after_ingest = free_bytes(&mnt.at);
     let left = used_by(&t.repo);
     assert!(
         left > before + (8 << 20),
@@ -176,6 +177,12 @@ fn full_disk_reads_work_and_prune_reclaims_a_failed_ingest() {
         after < before + (1 << 20),
         "prune left {} bytes of the failed ingest (before {before}, after {after})",
         after.saturating_sub(before)
+    );
+    eprintln!(
+        "full disk: 24 MiB tmpfs; the failed ingest left {} bytes of packs and {} bytes free; \
+         after the prune the repository holds {after} bytes ({before} before the ingest)",
+        left - before,
+        free_after_ingest
     );
     let run = t.check_run(true, true);
     assert_eq!(run.code, 0, "{run:?}");
