@@ -11,8 +11,6 @@ use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::Duration;
 
 use crate::common::*;
 
@@ -99,21 +97,7 @@ fn all_sound(t: &TestRepo, repo: &Path, sources: &[(i64, PathBuf)], tag: &str) {
     let run = check(repo);
     assert_eq!(run.code, 0, "{tag}: {run:?}");
     for (id, src) in sources {
-        let target = t.path(&format!("restored-{tag}-{id}"));
-        rsbackup([
-            arg("restore"),
-            arg("--repo"),
-            arg(repo),
-            arg("--identity"),
-            arg(&t.identity),
-            arg("--session"),
-            arg(id.to_string()),
-            arg("--target"),
-            arg(&target),
-        ])
-        .ok();
-        assert_trees_equal(src, &target);
-        fs::remove_dir_all(&target).unwrap();
+        assert_restores_equal(t, repo, *id, src, tag);
     }
 }
 
@@ -370,19 +354,9 @@ fn repair_chunks_killed_anywhere_then_rerun_ends_the_same() {
         copy_dir(&damaged, &repo);
         let mut args = vec![arg("repair"), arg("chunks"), arg("--repo"), arg(&repo)];
         args.extend(from.iter().cloned());
-        let mut child = Command::new(bin())
-            .args(&args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        std::thread::sleep(Duration::from_millis(*ms));
-        if child.try_wait().unwrap().is_none() {
-            child.kill().unwrap();
+        if kill_after(&args, *ms) {
             killed += 1;
         }
-        child.wait().unwrap();
         repair(&repo, &from, &[]).ok();
         all_sound(&t, &repo, &sources, &format!("kill{i}"));
         fs::remove_dir_all(&repo).unwrap();

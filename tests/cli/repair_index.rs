@@ -103,22 +103,7 @@ fn build(t: &TestRepo) -> Vec<(i64, PathBuf)> {
 fn assert_restores(t: &TestRepo, repo: &Path, sources: &[(i64, PathBuf)], tag: &str) {
     for (id, _, _, _) in listing(repo) {
         let source = &sources.iter().find(|(s, _)| *s == id).unwrap().1;
-        let target = t.path(&format!("restore-{tag}-{id}"));
-        rsbackup([
-            arg("restore"),
-            arg("--repo"),
-            arg(repo),
-            arg("--identity"),
-            arg(&t.identity),
-            arg("--session"),
-            arg(id.to_string()),
-            arg("--target"),
-            arg(&target),
-        ])
-        .ok();
-        let diffs = compare_trees(source, &target);
-        assert!(diffs.is_empty(), "{tag}: session {id}: {diffs:?}");
-        fs::remove_dir_all(&target).unwrap();
+        assert_restores_equal(t, repo, id, source, tag);
     }
 }
 
