@@ -35,6 +35,8 @@ pub enum ErrorKind {
     Refused,
     /// A configuration file is invalid.
     Config,
+    /// The disk has no room left (ENOSPC, EDQUOT, SQLite's "database or disk is full").
+    DiskFull,
     /// Any other I/O error.
     Io,
     /// An internal invariant was broken (a bug).
@@ -98,6 +100,9 @@ impl Error {
         let kind = match err.kind() {
             std::io::ErrorKind::PermissionDenied => ErrorKind::PermissionDenied,
             std::io::ErrorKind::NotFound => ErrorKind::NotFound,
+            std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded => {
+                ErrorKind::DiskFull
+            }
             _ => ErrorKind::Io,
         };
         Error {
@@ -148,6 +153,9 @@ impl From<rusqlite::Error> for Error {
                     || e.code == rusqlite::ErrorCode::NotADatabase =>
             {
                 ErrorKind::Corrupt
+            }
+            rusqlite::Error::SqliteFailure(e, _) if e.code == rusqlite::ErrorCode::DiskFull => {
+                ErrorKind::DiskFull
             }
             rusqlite::Error::FromSqlConversionFailure(..)
             | rusqlite::Error::InvalidColumnType(..)

@@ -5,7 +5,9 @@
 //! means a busy database waits in the busy handler instead of failing half way through when a
 //! read transaction would have to be upgraded.
 
+mod damaged;
 mod gc;
+mod open;
 mod rebuild;
 mod rows;
 mod schema;
@@ -17,6 +19,7 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::ids::{ChunkId, KeyId, PackName, SessionId, WriterId};
+use crate::store::space as store_space;
 
 pub(crate) use gc::set_gc_pending;
 pub use gc::{DeadChunks, MovedChunk, PackUse};
@@ -37,6 +40,16 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(60);
 /// Longest `sessions.reason` stored, in bytes (format-spec/index.md).
 pub const MAX_REASON_BYTES: usize = 4096;
 
+/// `reason` cut to [`MAX_REASON_BYTES`] at a character boundary, as `sessions.reason` and the
+/// session record hold it.
+pub fn cut_reason(reason: &str) -> &str {
+    let mut end = reason.len().min(MAX_REASON_BYTES);
+    while !reason.is_char_boundary(end) {
+        end -= 1;
+    }
+    &reason[..end]
+}
+
 /// One connection to `index.db`.
 pub struct Index {
     conn: Connection,
@@ -44,6 +57,8 @@ pub struct Index {
     /// The schema version: [`INDEX_VERSION`], or 1 for an old index opened read-only (which
     /// cannot be migrated; its sessions have no `reason`).
     version: i32,
+    /// Opened read-only because the disk was full: every write fails, and says why.
+    on_full_disk: bool,
 }
 
 impl std::fmt::Debug for Index {
@@ -60,87 +75,12 @@ impl Index {
             conn,
             path: path.to_path_buf(),
             version: INDEX_VERSION,
+            on_full_disk: false,
         };
         index.configure()?;
         index.write_tx("creating the schema", |conn| {
             schema::create(conn, repository_id)
         })?;
-        Ok(index)
-    }
-
-    /// Open an existing index, checking application id and version.
-    pub fn open(path: &Path) -> Result<Index> {
-        if !path.is_file() {
-            return Err(Error::corrupt(format!(
-                "index {} is missing: the repository is damaged",
-                path.display()
-            )));
-        }
-        if on_read_only_filesystem(path) {
-            return Index::open_read_only(path);
-        }
-        // Without SQLITE_OPEN_CREATE a vanished file is an error, not a fresh empty database.
-        let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
-        let conn = Connection::open_with_flags(path, flags)
-            .map_err(|e| Error::from(e).context(format!("opening index {}", path.display())))?;
-        let mut index = Index {
-            conn,
-            path: path.to_path_buf(),
-            version: INDEX_VERSION,
-        };
-        let version = schema::check_version(&index.conn, path)?;
-        if version == 1 {
-            // Foreign keys are still off on this fresh connection (configure turns them on).
-            index
-                .conn
-                .busy_timeout(BUSY_TIMEOUT)
-                .map_err(|e| Error::from(e).context(format!("opening index {}", path.display())))?;
-            schema::migrate_v1(&index.conn, path)?;
-        }
-        index.version = INDEX_VERSION;
-        index.configure()?;
-        Ok(index)
-    }
-
-    /// Open an index that cannot be written, such as a repository copy on a read-only disk
-    /// restored from on the bad day: SQLite's `immutable` mode, which needs no `-shm` file. A
-    /// non-empty write-ahead log would hold commits that mode cannot see, so it is refused with
-    /// advice rather than read wrongly. Every write through this connection fails.
-    pub fn open_read_only(path: &Path) -> Result<Index> {
-        let wal = path.with_file_name(format!(
-            "{}-wal",
-            path.file_name()
-                .map_or_else(Default::default, |n| n.to_string_lossy())
-        ));
-        if std::fs::metadata(&wal).is_ok_and(|m| m.len() > 0) {
-            return Err(Error::new(
-                ErrorKind::Io,
-                format!(
-                    "index {} is on a read-only filesystem and its write-ahead log {} holds \
-                     commits not yet merged: copy the repository to writable storage and run the \
-                     command there",
-                    path.display(),
-                    wal.display()
-                ),
-            ));
-        }
-        let flags = OpenFlags::SQLITE_OPEN_READ_ONLY
-            | OpenFlags::SQLITE_OPEN_NO_MUTEX
-            | OpenFlags::SQLITE_OPEN_URI;
-        let uri = format!("file:{}?immutable=1", uri_escape(&path.to_string_lossy()));
-        let conn = Connection::open_with_flags(&uri, flags).map_err(|e| {
-            Error::from(e).context(format!("opening index {} read-only", path.display()))
-        })?;
-        let mut index = Index {
-            conn,
-            path: path.to_path_buf(),
-            version: INDEX_VERSION,
-        };
-        index.version = schema::check_version(&index.conn, path)?;
-        index
-            .conn
-            .busy_timeout(BUSY_TIMEOUT)
-            .map_err(|e| Error::from(e).context(format!("configuring index {}", path.display())))?;
         Ok(index)
     }
 
@@ -172,7 +112,7 @@ impl Index {
     /// Run `f` in a `BEGIN IMMEDIATE` transaction; roll back on error.
     fn write_tx<T>(&self, what: &str, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
         let ctx = |e: rusqlite::Error| {
-            Error::from(e).context(format!("index {}: {what}", self.path.display()))
+            self.explain(Error::from(e).context(format!("index {}: {what}", self.path.display())))
         };
         self.conn.execute_batch("BEGIN IMMEDIATE").map_err(ctx)?;
         match f(&self.conn) {
@@ -187,14 +127,31 @@ impl Index {
                 // The error from `f` is the one worth reporting; a failed rollback leaves the
                 // transaction to be rolled back when the connection closes.
                 let _ = self.conn.execute_batch("ROLLBACK");
-                Err(e.context(format!("index {}: {what}", self.path.display())))
+                Err(self.explain(e.context(format!("index {}: {what}", self.path.display()))))
             }
         }
     }
 
     /// A database error with what was being done, and which index.
     fn err(&self, e: rusqlite::Error, what: impl std::fmt::Display) -> Error {
-        Error::from(e).context(format!("index {}: {what}", self.path.display()))
+        self.explain(Error::from(e).context(format!("index {}: {what}", self.path.display())))
+    }
+
+    /// Say "the repository's disk is full" when that is why an I/O error happened.
+    fn explain(&self, e: Error) -> Error {
+        let root = open::repository_dir(&self.path);
+        if self.on_full_disk && e.kind() == ErrorKind::Io {
+            return store_space::disk_full(
+                root,
+                format_args!("index {} was opened read-only: {e}", self.path.display()),
+            );
+        }
+        store_space::explain(root, e)
+    }
+
+    /// Whether the index was opened read-only because its disk was full.
+    pub fn opened_on_full_disk(&self) -> bool {
+        self.on_full_disk
     }
 
     /// The raw connection (for queries not wrapped here).
@@ -400,13 +357,7 @@ impl Index {
         root: &[ChunkId],
         reason: Option<&str>,
     ) -> Result<()> {
-        let reason = reason.map(|r| {
-            let mut end = r.len().min(MAX_REASON_BYTES);
-            while !r.is_char_boundary(end) {
-                end -= 1;
-            }
-            &r[..end]
-        });
+        let reason = reason.map(cut_reason);
         if state == SessionState::Running {
             return Err(Error::new(
                 ErrorKind::Internal,
@@ -667,28 +618,6 @@ pub(crate) fn create_new_database(path: &Path) -> Result<Connection> {
         | OpenFlags::SQLITE_OPEN_NO_MUTEX;
     Connection::open_with_flags(path, flags)
         .map_err(|e| Error::from(e).context(format!("creating index {}", path.display())))
-}
-
-/// True when the filesystem holding `path` is mounted read-only.
-fn on_read_only_filesystem(path: &Path) -> bool {
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    rustix::fs::statvfs(dir)
-        .is_ok_and(|st| st.f_flag.contains(rustix::fs::StatVfsMountFlags::RDONLY))
-}
-
-/// Percent-escape the characters that are special in an SQLite URI path.
-fn uri_escape(path: &str) -> String {
-    let mut out = String::with_capacity(path.len());
-    for c in path.chars() {
-        match c {
-            '%' | '?' | '#' => out.push_str(&format!("%{:02X}", c as u32)),
-            _ => out.push(c),
-        }
-    }
-    out
 }
 
 /// The number (`chunks.num`) of a stored chunk, or `None`. Numbers are local to one index and

@@ -33,6 +33,9 @@ const SECRET_FILE: &str = "keys/secret";
 const SECRET_AGE_FILE: &str = "keys/secret.age";
 const LOCK_FILE: &str = "lock";
 const LOCKS_DIR: &str = "locks";
+/// `keys/mirror`: present in a mirror repository, which holds no `keys/secret`
+/// (format-spec/repository.md).
+pub const MIRROR_MARKER: &str = "mirror";
 
 /// An opened repository.
 #[derive(Debug)]
@@ -87,6 +90,87 @@ fn try_flock(file: &File, op: FlockOperation, what: &Path) -> Result<Flock> {
             }
         }
     }
+}
+
+impl Repo {
+    /// Whether this repository is a mirror (`keys/mirror` exists): it has no `keys/secret`
+    /// by design.
+    pub fn is_mirror(&self) -> bool {
+        self.root.join("keys").join(MIRROR_MARKER).exists()
+    }
+}
+
+/// What a writer does, written into its lock file so that what a dead writer left can be
+/// named (format-spec/repository.md "Locks").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Operation {
+    /// An ingest (`rsbackup ingest`, or `complete` of a push).
+    Ingest,
+    /// The repack step of prune's garbage collection (the only step of it that writes packs).
+    Repack,
+    /// A mirror run writing into this repository (the mirror's side, `mirror-serve`).
+    Mirror,
+    /// A repair that writes packs (`rsbackup repair chunks`).
+    Repair,
+}
+
+impl Operation {
+    /// The word in the lock file.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Operation::Ingest => "ingest",
+            Operation::Repack => "repack",
+            Operation::Mirror => "mirror",
+            Operation::Repair => "repair",
+        }
+    }
+
+    /// The operation a lock file's content names, if any.
+    pub fn parse(text: &str) -> Option<Operation> {
+        match text.trim_end_matches('\n') {
+            "ingest" => Some(Operation::Ingest),
+            "repack" => Some(Operation::Repack),
+            "mirror" => Some(Operation::Mirror),
+            "repair" => Some(Operation::Repair),
+            _ => None,
+        }
+    }
+
+    /// What the operation is, and what the next run does about what it left, in words.
+    pub fn left_behind(op: Option<Operation>) -> &'static str {
+        match op {
+            Some(Operation::Ingest) => {
+                "an interrupted ingest; the next ingest, mirror run or prune removes it, and the \
+                 next prune collects what the ingest sealed before it stopped"
+            }
+            Some(Operation::Repack) => {
+                "an interrupted repack, part of prune's garbage collection; the next prune \
+                 removes it and finishes the collect (the old packs are still in use)"
+            }
+            Some(Operation::Mirror) => {
+                "an interrupted mirror run writing into this repository; the next mirror run \
+                 (or prune) removes it and sends again what was not committed"
+            }
+            Some(Operation::Repair) => {
+                "an interrupted `repair chunks`; the next repair (or ingest, or prune) removes it, \
+                 and running the repair again fetches what was not committed"
+            }
+            None => {
+                "an interrupted operation whose lock file is gone or names none; the next \
+                 ingest or prune removes it"
+            }
+        }
+    }
+}
+
+/// The operation the (dead) writer `writer` recorded in its lock file, if it can be read.
+pub fn writer_operation(root: &Path, writer: &str) -> Option<Operation> {
+    if !is_writer_id(writer) {
+        return None;
+    }
+    let path = root.join(LOCKS_DIR).join(format!("{writer}.lock"));
+    let text = std::fs::read_to_string(path).ok()?;
+    Operation::parse(&text)
 }
 
 /// A writer id is 32 lowercase hex digits; anything else read from the index must not be used
@@ -316,10 +400,11 @@ impl Repo {
         }
     }
 
-    /// Start a writer: shared repository lock, own writer lock, then clean up dead writers.
-    pub fn start_writer(&self) -> Result<Writer> {
+    /// Start a writer for `op`: shared repository lock, own writer lock, then clean up dead
+    /// writers.
+    pub fn start_writer(&self, op: Operation) -> Result<Writer> {
         let repo_lock = self.lock_shared()?;
-        let (file, lock_path, id) = self.create_writer_lock()?;
+        let (file, lock_path, id) = self.create_writer_lock(op)?;
         let writer = Writer {
             id,
             _repo_lock: repo_lock,
@@ -330,13 +415,14 @@ impl Repo {
         Ok(writer)
     }
 
-    /// Create and lock `locks/<id>.lock` for a fresh writer id.
+    /// Create and lock `locks/<id>.lock` for a fresh writer id, and write `op` into it.
     ///
     /// Between creating the file and locking it, another process's sweep of stale lock files
     /// may take the lock and unlink the file; this writer would then hold a lock on a file
     /// nobody can see, and be taken for dead. So once locked, the file at the path must still
     /// be the one we hold; otherwise try again with a new id.
-    fn create_writer_lock(&self) -> Result<(File, PathBuf, WriterId)> {
+    pub(crate) fn create_writer_lock(&self, op: Operation) -> Result<(File, PathBuf, WriterId)> {
+        use std::io::Write;
         use std::os::unix::fs::MetadataExt;
         for _ in 0..5 {
             let id = WriterId::random();
@@ -357,6 +443,12 @@ impl Repo {
                 .map_err(|e| Error::io(format_args!("reading {}", path.display()), e))?;
             match std::fs::metadata(&path) {
                 Ok(m) if m.ino() == ours.ino() && m.dev() == ours.dev() => {
+                    // Never synced, like the file itself: it only names what a writer killed
+                    // (not a machine that crashed) was doing.
+                    let mut writing = &file;
+                    writing
+                        .write_all(format!("{}\n", op.as_str()).as_bytes())
+                        .map_err(|e| Error::io(format_args!("writing {}", path.display()), e))?;
                     return Ok((file, path, id));
                 }
                 _ => continue,
@@ -372,7 +464,8 @@ impl Repo {
     }
 
     /// Remove what dead writers left (format-spec/index.md "Cleanup"); returns how many
-    /// writers were cleaned up.
+    /// writers were cleaned up. With an index opened read-only on a full disk only their files
+    /// are removed (and 0 returned).
     pub fn cleanup_dead_writers(&self, index: &Index) -> Result<usize> {
         let locks = self.root.join(LOCKS_DIR);
         let mut cleaned = 0;
@@ -433,6 +526,11 @@ impl Repo {
             // A session record written just before the writer died: before its row goes.
             for session in index.running_sessions_of(&writer)? {
                 crate::store::records::remove_session_record(&self.root, session)?;
+            }
+            if index.opened_on_full_disk() {
+                // Read-only on a full disk: only the files go now (which frees room); the rows
+                // and the lock file wait for the next cleanup, which finds the files gone.
+                continue;
             }
             index.forget_writer(&writer)?;
             match std::fs::remove_file(&lock_path) {

@@ -8,6 +8,7 @@
 
 pub mod durable;
 pub mod records;
+pub mod space;
 
 use std::collections::{HashSet, VecDeque};
 use std::fs::{File, OpenOptions};
@@ -27,6 +28,9 @@ use crate::index::{ChunkKind, ChunkLocation, Index, SealedChunk};
 
 /// Buffer of the pack writer: records are written in large sequential pieces.
 const WRITE_BUFFER: usize = 1 << 20;
+
+/// How often (in bytes appended) the pack writer asks how much room is left.
+const HEADROOM_CHECK_EVERY: u64 = 4 << 20;
 
 /// Pack files a reader keeps open (restore reads packs in bursts, mostly one at a time).
 const OPEN_FILES: usize = 16;
@@ -119,6 +123,8 @@ pub struct PackWriter<'a> {
     syncing: VecDeque<Syncing>,
     /// How many packs may wait for their syncs; 0 = seal synchronously.
     overlap: usize,
+    /// Bytes appended since free space was last asked for.
+    unchecked: u64,
 }
 
 impl<'a> PackWriter<'a> {
@@ -135,6 +141,7 @@ impl<'a> PackWriter<'a> {
             failed: false,
             syncing: VecDeque::new(),
             overlap: 0,
+            unchecked: 0,
         }
     }
 
@@ -170,6 +177,7 @@ impl<'a> PackWriter<'a> {
 
     fn append_inner(&mut self, chunk: PendingChunk, stored_hash: [u8; 32]) -> Result<()> {
         let envelope_len = envelope_len(&chunk)?;
+        self.keep_headroom(u64::from(envelope_len))?;
         if self.open.is_none() {
             self.open = Some(self.start_pack()?);
         }
@@ -199,6 +207,30 @@ impl<'a> PackWriter<'a> {
         self.stats.bytes += u64::from(length);
         if pack.len >= self.target_size {
             self.seal_open()?;
+        }
+        Ok(())
+    }
+
+    /// Stop before the disk is full: the index must keep room to grow, or not even a prune
+    /// could reclaim what this writer sealed (format-spec/repository.md "Full disks"). Asked
+    /// of the filesystem once per [`HEADROOM_CHECK_EVERY`] bytes written.
+    fn keep_headroom(&mut self, next: u64) -> Result<()> {
+        self.unchecked += next;
+        if self.unchecked < HEADROOM_CHECK_EVERY && self.stats.bytes > 0 {
+            return Ok(());
+        }
+        self.unchecked = 0;
+        let Some(free) = space::free_bytes(&self.root) else {
+            return Ok(());
+        };
+        if free < space::INDEX_HEADROOM + HEADROOM_CHECK_EVERY + next {
+            return Err(space::disk_full(
+                &self.root,
+                format_args!(
+                    "the pack writer stopped with {free} bytes free, keeping {} for the index",
+                    space::INDEX_HEADROOM
+                ),
+            ));
         }
         Ok(())
     }

@@ -19,7 +19,7 @@ use rayon::prelude::*;
 use crate::crypto::wrap::Identities;
 use crate::error::{Error, Result};
 use crate::format::manifest::Body;
-use crate::ids::{ChunkId, PackName, SessionId};
+use crate::ids::{ChunkId, KeyId, PackName, SessionId};
 use crate::index::{Index, PackInfo};
 use crate::reader::{IndexPool, SessionReader};
 use crate::repo::Repo;
@@ -74,8 +74,39 @@ pub(crate) struct Finding {
     sessions: Vec<i64>,
 }
 
+/// What a check found damaged, by what can be healed (`rsbackup repair chunks`).
+#[derive(Debug, Clone, Default)]
+pub struct Damage {
+    /// Chunks whose record is missing, unreadable or does not match the index.
+    pub chunks: BTreeSet<ChunkId>,
+    /// Sealed packs whose file is missing, of the wrong size or with a bad header.
+    pub packs: BTreeSet<PackName>,
+    /// Sealed packs whose reference list is missing, unreadable or short of the index.
+    pub refs: BTreeSet<PackName>,
+    /// Visible sessions whose record is missing or disagrees with the index.
+    pub session_records: BTreeSet<SessionId>,
+    /// Data keys whose file is missing or differs from the index.
+    pub key_files: BTreeSet<KeyId>,
+}
+
 /// Run a check.
 pub fn check(repo: &Repo, opts: &CheckOptions) -> Result<CheckReport> {
+    check_with(repo, opts, &mut Damage::default())
+}
+
+/// `check --read-data` without an identity, with what it found damaged sorted by what can be
+/// healed: the scan `rsbackup repair chunks` works from.
+pub fn find_damage(repo: &Repo) -> Result<(CheckReport, Damage)> {
+    let mut damage = Damage::default();
+    let opts = CheckOptions {
+        read_data: true,
+        identities: None,
+    };
+    let report = check_with(repo, &opts, &mut damage)?;
+    Ok((report, damage))
+}
+
+fn check_with(repo: &Repo, opts: &CheckOptions, damage: &mut Damage) -> Result<CheckReport> {
     // Unlock first: a wrong identity is an error of the command, not a problem of the repository.
     let reader = match &opts.identities {
         Some(ids) => Some(SessionReader::new(repo, Identities(ids.0.clone()))?),
@@ -95,14 +126,17 @@ pub fn check(repo: &Repo, opts: &CheckOptions) -> Result<CheckReport> {
     let sealed: Vec<&PackInfo> = all_packs.iter().filter(|p| p.sealed).collect();
     report.packs = sealed.len() as u64;
     records::key_files(repo, &mut findings);
-    records::records(repo, &index, &sealed, &mut findings)?;
+    records::records(repo, &index, &sealed, &mut findings, damage)?;
     let pool = IndexPool::new(repo);
     let outcomes: Vec<packs::PackOutcome> = sealed
         .par_iter()
         .map(|pack| packs::check_pack(repo, &pool, pack, opts.read_data, reader.as_ref()))
         .collect();
     let mut damaged = HashSet::new();
-    for outcome in outcomes {
+    for (outcome, pack) in outcomes.into_iter().zip(&sealed) {
+        if outcome.pack_damaged {
+            damage.packs.insert(pack.name);
+        }
         report.chunks += outcome.chunks;
         report.bytes_read += outcome.bytes_read;
         findings.extend(outcome.findings);
@@ -110,6 +144,7 @@ pub fn check(repo: &Repo, opts: &CheckOptions) -> Result<CheckReport> {
     }
     // Chunks named by findings outside the pack scan (a root or reference to a missing chunk).
     damaged.extend(findings.iter().filter_map(|f| f.chunk));
+    damage.chunks.extend(damaged.iter().copied());
     if opts.read_data && !damaged.is_empty() {
         // Remembered for the next mirror run, which fetches good copies (src/mirror).
         let ids: Vec<ChunkId> = damaged.iter().copied().collect();
@@ -344,11 +379,13 @@ fn leftovers(repo: &Repo, all: &[PackInfo], findings: &mut Vec<Finding>) {
     for pack in all.iter().filter(|p| !p.sealed) {
         let writer = pack.writer.as_deref().unwrap_or("");
         if writer.is_empty() || writer_is_dead(repo, writer) {
+            let op = crate::repo::writer_operation(repo.root(), writer);
             findings.push(Finding {
                 what: format!(
-                    "pack {} was left unsealed by writer {writer:?}, which is no longer running \
-                     (an interrupted ingest); the next ingest or prune removes it",
-                    pack.name
+                    "pack {} was left unsealed by writer {writer:?}, which is no longer running: \
+                     {}",
+                    pack.name,
+                    crate::repo::Operation::left_behind(op)
                 ),
                 chunk: None,
                 pack: Some(pack.name.to_hex()),

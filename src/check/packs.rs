@@ -24,6 +24,8 @@ pub(super) struct PackOutcome {
     pub damaged: Vec<ChunkId>,
     pub chunks: u64,
     pub bytes_read: u64,
+    /// The pack file itself is damaged (missing, wrong size, bad header).
+    pub pack_damaged: bool,
 }
 
 impl PackOutcome {
@@ -38,6 +40,7 @@ impl PackOutcome {
     }
 
     fn pack_problem(&mut self, pack: &PackInfo, what: String) {
+        self.pack_damaged = true;
         self.findings.push(Finding {
             what,
             chunk: None,

@@ -6,7 +6,7 @@
 
 use std::collections::{BTreeSet, HashMap};
 
-use super::Finding;
+use super::{Damage, Finding};
 use crate::error::Result;
 use crate::index::{ChunkKind, Index, PackInfo};
 use crate::repo::Repo;
@@ -29,6 +29,7 @@ pub(super) fn records(
     index: &Index,
     sealed: &[&PackInfo],
     findings: &mut Vec<Finding>,
+    damage: &mut Damage,
 ) -> Result<()> {
     let root = repo.root();
     for pack in sealed {
@@ -39,6 +40,7 @@ pub(super) fn records(
                 .map(|m| (m.id, m.refs.into_iter().collect::<BTreeSet<_>>()))
                 .collect::<HashMap<_, _>>(),
             Err(e) => {
+                damage.refs.insert(pack.name);
                 findings.push(finding(
                     format!(
                         "{e}: a rebuilt index could not tell the manifest chunks of pack {} \
@@ -59,6 +61,7 @@ pub(super) fn records(
             // The list may name more (chunks collected since, which a rebuild skips); it
             // must not name fewer, or a rebuilt index would let a collect delete live data.
             if !listed.get(&loc.id).is_some_and(|l| refs.is_subset(l)) {
+                damage.refs.insert(pack.name);
                 findings.push(Finding {
                     what: format!(
                         "the reference list of pack {} does not hold manifest chunk {} with the \
@@ -80,7 +83,11 @@ pub(super) fn records(
         let id = crate::ids::SessionId(info.id);
         let path = session_record_path(root, id);
         let want = session_record(&info, index.session_root(id)?)?;
-        match read_session_record(&path) {
+        let got = read_session_record(&path);
+        if !got.as_ref().is_ok_and(|got| *got == want) {
+            damage.session_records.insert(id);
+        }
+        match got {
             Ok(got) if got == want => {}
             Ok(_) => findings.push(finding(
                 format!(
@@ -105,7 +112,11 @@ pub(super) fn records(
     for id in index.data_key_ids()? {
         let path = data_key_path(root, id);
         let want = index.data_key(id)?;
-        match std::fs::read(&path) {
+        let got = std::fs::read(&path);
+        if !got.as_ref().is_ok_and(|got| *got == want) {
+            damage.key_files.insert(id);
+        }
+        match got {
             Ok(got) if got == want => {}
             Ok(_) => findings.push(finding(
                 format!(
@@ -159,6 +170,19 @@ pub(super) fn key_files(repo: &Repo, findings: &mut Vec<Finding>) {
         )),
     }
     let secret = repo.root().join("keys/secret");
+    if !secret.exists() && !repo.is_mirror() {
+        findings.push(finding(
+            format!(
+                "{} is missing, and this repository is not a mirror (no keys/{}): every ingest \
+                 fails until it is restored (it can be recreated with the identity from \
+                 keys/secret.age)",
+                secret.display(),
+                crate::repo::MIRROR_MARKER
+            ),
+            None,
+            Vec::new(),
+        ));
+    }
     if secret.exists()
         && let Err(e) = repo.load_secret()
     {

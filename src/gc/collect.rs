@@ -49,7 +49,7 @@ pub(super) fn collect(
     fail: &Failpoint,
 ) -> Result<CollectReport> {
     let mut report = CollectReport::default();
-    let writer = super::lock::start(repo)?;
+    let writer = super::lock::start(repo, crate::repo::Operation::Repack)?;
     let index = repo.index()?;
     // A dead ingest's sealed packs hold chunks no session names: they are collected below.
     report.dead_writers = repo.cleanup_dead_writers(&index)? as u64;
@@ -116,7 +116,7 @@ fn collect_with_live(
 }
 
 /// Unlink a pack file whose row is gone; returns its size (0 if it was already gone).
-pub(super) fn remove_pack_file(
+pub(crate) fn remove_pack_file(
     root: &Path,
     name: &PackName,
     dirs: &mut Vec<PathBuf>,
@@ -124,7 +124,11 @@ pub(super) fn remove_pack_file(
     let path = pack_path(root, name);
     let size = match std::fs::metadata(&path) {
         Ok(m) => m.len(),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+        // Gone already (lost, or a crash after the unlink): its reference list goes too.
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            crate::store::records::remove_refs(root, name)?;
+            return Ok(0);
+        }
         Err(e) => return Err(Error::io(format_args!("reading {}", path.display()), e)),
     };
     match std::fs::remove_file(&path) {
@@ -150,7 +154,7 @@ pub(super) fn remove_pack_file(
     Ok(size)
 }
 
-pub(super) fn sync_dirs(dirs: &[PathBuf]) -> Result<()> {
+pub(crate) fn sync_dirs(dirs: &[PathBuf]) -> Result<()> {
     for d in dirs.iter().filter(|d| d.is_dir()) {
         sync_dir(d)?;
     }
@@ -161,7 +165,11 @@ pub(super) fn sync_dirs(dirs: &[PathBuf]) -> Result<()> {
 /// their file is created, so under the exclusive lock a file without a row is what a crash
 /// between deleting a row and unlinking its file left. Anything not named like a pack is left
 /// for `check` to report.
-fn sweep_stray_packs(repo: &Repo, index: &Index, fail: &Failpoint) -> Result<(u64, u64)> {
+pub(crate) fn sweep_stray_packs(
+    repo: &Repo,
+    index: &Index,
+    fail: &Failpoint,
+) -> Result<(u64, u64)> {
     let packs_dir = repo.root().join("packs");
     let subdirs = match std::fs::read_dir(&packs_dir) {
         Ok(d) => d,

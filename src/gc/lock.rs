@@ -4,18 +4,15 @@
 //! exclusive lock; collect needs only the writer id and its lock file, so that packs it leaves in
 //! state `writing` after a crash are recognised as a dead writer's and cleaned up.
 
-use std::fs::{File, OpenOptions};
-use std::os::unix::fs::MetadataExt;
+use std::fs::File;
 use std::path::PathBuf;
 
-use rustix::fs::{FlockOperation, flock};
-
-use crate::error::{Error, ErrorKind, Result};
+use crate::error::Result;
 use crate::ids::WriterId;
-use crate::repo::Repo;
+use crate::repo::{Operation, Repo};
 
 /// A held writer lock; the lock file is removed on drop, while still locked.
-pub(super) struct GcWriter {
+pub(crate) struct GcWriter {
     pub id: WriterId,
     _file: File,
     path: PathBuf,
@@ -29,42 +26,13 @@ impl Drop for GcWriter {
     }
 }
 
-/// Create and lock `locks/<id>.lock`; start over with a new id if a sweep removed the file
-/// between creating and locking it.
-pub(super) fn start(repo: &Repo) -> Result<GcWriter> {
-    let dir = repo.root().join("locks");
-    for _ in 0..5 {
-        let id = WriterId::random();
-        let path = dir.join(format!("{id}.lock"));
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create_new(true)
-            .open(&path)
-            .map_err(|e| Error::io(format_args!("creating {}", path.display()), e))?;
-        match flock(&file, FlockOperation::NonBlockingLockExclusive) {
-            Ok(()) => {}
-            Err(_) => continue,
-        }
-        let ours = file
-            .metadata()
-            .map_err(|e| Error::io(format_args!("reading {}", path.display()), e))?;
-        match std::fs::metadata(&path) {
-            Ok(m) if m.ino() == ours.ino() && m.dev() == ours.dev() => {
-                return Ok(GcWriter {
-                    id,
-                    _file: file,
-                    path,
-                });
-            }
-            _ => continue,
-        }
-    }
-    Err(Error::new(
-        ErrorKind::Io,
-        format!(
-            "could not create a writer lock in {}: lock files keep disappearing",
-            dir.display()
-        ),
-    ))
+/// Create and lock `locks/<id>.lock` for `op`: a repack (the only step of collect that writes
+/// packs) or a repair; see [`Repo::create_writer_lock`].
+pub(crate) fn start(repo: &Repo, op: Operation) -> Result<GcWriter> {
+    let (file, path, id) = repo.create_writer_lock(op)?;
+    Ok(GcWriter {
+        id,
+        _file: file,
+        path,
+    })
 }

@@ -16,10 +16,10 @@
 //!
 //! Nothing here needs the private key: only the plaintext reference lists of the index.
 
-mod collect;
+pub(crate) mod collect;
 mod forget;
-mod lock;
-mod repack;
+pub(crate) mod lock;
+pub(crate) mod repack;
 mod sweep_records;
 
 #[cfg(test)]
@@ -143,6 +143,15 @@ pub const REPAIR_FAILPOINTS: &[&str] = &[
     "repair-before-rename",
 ];
 
+/// The named points where a failpoint can abort `repair chunks` (besides the repacker's
+/// `after-pack-written`, `after-move` and `before-old-unlink`, which it reaches too).
+pub const HEAL_FAILPOINTS: &[&str] = &[
+    "heal-after-cleanup",
+    "heal-after-fetch",
+    "heal-before-clear",
+    "heal-after-records",
+];
+
 /// Aborts the process at a named point; counts hits for `NAME#N`.
 #[derive(Debug, Default)]
 pub struct Failpoint {
@@ -167,11 +176,15 @@ impl Failpoint {
             ),
             None => (spec, 1),
         };
-        if !FAILPOINTS.contains(&name) && !REPAIR_FAILPOINTS.contains(&name) {
+        if !FAILPOINTS.contains(&name)
+            && !REPAIR_FAILPOINTS.contains(&name)
+            && !HEAL_FAILPOINTS.contains(&name)
+        {
             return Err(Error::invalid(format!(
-                "unknown failpoint {name:?} (known: {}, {})",
+                "unknown failpoint {name:?} (known: {}, {}, {})",
                 FAILPOINTS.join(", "),
-                REPAIR_FAILPOINTS.join(", ")
+                REPAIR_FAILPOINTS.join(", "),
+                HEAL_FAILPOINTS.join(", ")
             )));
         }
         Ok(Failpoint {
@@ -247,7 +260,13 @@ pub fn prune(repo: &Repo, opts: &PruneOptions) -> Result<PruneReport> {
     };
     {
         let _shared = repo.lock_shared()?;
-        let index = repo.index()?;
+        let mut index = repo.index()?;
+        if index.opened_on_full_disk() && !opts.dry_run {
+            // The unsealed packs of dead writers can go before the index knows (files first,
+            // then rows): that may give the index the room it needs to do the rest.
+            repo.cleanup_dead_writers(&index)?;
+            index = repo.index()?;
+        }
         let clients = match &opts.client {
             Some(c) => vec![c.clone()],
             None => index.clients_with_sessions()?,

@@ -26,7 +26,7 @@ use crate::store::{PackReader, pack_path};
 
 /// What repacking did.
 #[derive(Debug, Default)]
-pub(super) struct RepackReport {
+pub(crate) struct RepackReport {
     pub packs_repacked: u64,
     pub packs_written: u64,
     pub bytes_removed: u64,
@@ -45,7 +45,9 @@ struct NewPack {
     moved: Vec<MovedChunk>,
 }
 
-struct Repacker<'a> {
+/// Copies records verbatim into new packs and moves their chunk rows; also used by
+/// `repair chunks`, which appends good copies fetched from a mirror.
+pub(crate) struct Repacker<'a> {
     repo: &'a Repo,
     index: &'a Index,
     writer: &'a WriterId,
@@ -64,16 +66,7 @@ pub(super) fn repack(
     sparse: &[PackUse],
     fail: &Failpoint,
 ) -> Result<RepackReport> {
-    let mut r = Repacker {
-        repo,
-        index,
-        writer,
-        fail,
-        target: repo.config().pack_target_size,
-        open: None,
-        done_old: Vec::new(),
-        report: RepackReport::default(),
-    };
+    let mut r = Repacker::new(repo, index, writer, fail);
     for old in sparse {
         // Read and verify the whole old pack's live records before copying any: a record that
         // does not match its stored hash is left where it is, with its pack, for `check` to
@@ -111,14 +104,47 @@ pub(super) fn repack(
             };
             r.append(loc.id, loc.pack_row, loc.offset, &rec, refs)?;
         }
-        r.done_old.push(old.clone());
+        r.retire(old.clone());
     }
-    r.seal()?;
-    Ok(r.report)
+    r.finish()
 }
 
-impl Repacker<'_> {
-    fn append(
+impl<'a> Repacker<'a> {
+    /// A repacker writing as `writer` (whose lock the caller holds, with the exclusive
+    /// repository lock).
+    pub(crate) fn new(
+        repo: &'a Repo,
+        index: &'a Index,
+        writer: &'a WriterId,
+        fail: &'a Failpoint,
+    ) -> Self {
+        Repacker {
+            repo,
+            index,
+            writer,
+            fail,
+            target: repo.config().pack_target_size,
+            open: None,
+            done_old: Vec::new(),
+            report: RepackReport::default(),
+        }
+    }
+
+    /// An old pack every chunk of which has been appended: its row goes with the next seal,
+    /// its file after.
+    pub(crate) fn retire(&mut self, old: PackUse) {
+        self.done_old.push(old);
+    }
+
+    /// Seal what is open and return what was done.
+    pub(crate) fn finish(mut self) -> Result<RepackReport> {
+        self.seal()?;
+        Ok(self.report)
+    }
+
+    /// Append one record (verified by the caller) of chunk `id`, now at `old_offset` of pack
+    /// row `old_pack`; `refs` for a manifest chunk.
+    pub(crate) fn append(
         &mut self,
         id: ChunkId,
         old_pack: i64,

@@ -645,7 +645,7 @@ fn a_dead_ingest_cleaned_up_by_an_ingest_still_owes_a_collect() {
     let t = small_pack_repo();
     let sessions = four_sessions(&t);
     {
-        let writer = t.repo.start_writer().unwrap();
+        let writer = t.repo.start_writer(crate::repo::Operation::Ingest).unwrap();
         let index = t.repo.index().unwrap();
         index.create_session("web", &writer.id, 1).unwrap();
         let mut w = crate::store::PackWriter::new(t.repo.root(), &index, &writer.id, 1 << 20);

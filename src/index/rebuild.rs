@@ -196,13 +196,13 @@ impl IndexBuilder {
         }
         let state = match s.state {
             RecordState::Complete => "complete",
-            RecordState::Incomplete => "incomplete",
+            RecordState::Incomplete => "partial",
         };
         self.conn
             .prepare_cached(
                 "INSERT INTO sessions (id, client, state, writer, started, finished, files, \
-                 bytes, errors, new_chunks, new_bytes, pinned) \
-                 VALUES (?1, ?2, ?3, NULL, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+                 bytes, errors, new_chunks, new_bytes, pinned, reason) \
+                 VALUES (?1, ?2, ?3, NULL, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
             )
             .and_then(|mut st| {
                 st.execute(params![
@@ -217,6 +217,7 @@ impl IndexBuilder {
                     to_i64(s.new_chunks, "chunk count").unwrap_or(i64::MAX),
                     to_i64(s.new_bytes, "byte count").unwrap_or(i64::MAX),
                     i64::from(s.pinned),
+                    s.reason.as_deref(),
                 ])
             })
             .map_err(ctx)?;
@@ -236,20 +237,30 @@ impl IndexBuilder {
     /// collected from a pack not yet repacked), and a later rebuild must not pair that record
     /// with a new key of the same id.
     pub fn reserve_key_ids(&self, max: u64) -> Result<()> {
-        let max = to_i64(max, "key id")?;
+        self.reserve_ids("data_keys", to_i64(max, "key id")?)
+    }
+
+    /// Never hand out a session id up to `max`: a session forgotten before the rebuild had it
+    /// (`sessions/last-id`, format-spec/records.md), and an id names one session for ever.
+    pub fn reserve_session_ids(&self, max: i64) -> Result<()> {
+        self.reserve_ids("sessions", max)
+    }
+
+    /// Raise the `AUTOINCREMENT` sequence of `table` to at least `max`.
+    fn reserve_ids(&self, table: &str, max: i64) -> Result<()> {
         self.conn
             .execute(
-                "INSERT INTO sqlite_sequence (name, seq) SELECT 'data_keys', ?1 \
-                 WHERE NOT EXISTS (SELECT 1 FROM sqlite_sequence WHERE name = 'data_keys')",
-                [max],
+                "INSERT INTO sqlite_sequence (name, seq) SELECT ?1, ?2 \
+                 WHERE NOT EXISTS (SELECT 1 FROM sqlite_sequence WHERE name = ?1)",
+                params![table, max],
             )
             .and_then(|_| {
                 self.conn.execute(
-                    "UPDATE sqlite_sequence SET seq = max(seq, ?1) WHERE name = 'data_keys'",
-                    [max],
+                    "UPDATE sqlite_sequence SET seq = max(seq, ?2) WHERE name = ?1",
+                    params![table, max],
                 )
             })
-            .map_err(|e| self.err(e, "reserving data key ids"))?;
+            .map_err(|e| self.err(e, format_args!("reserving the ids of {table}")))?;
         Ok(())
     }
 

@@ -292,7 +292,7 @@ fn ingest_inner(
     validate_client_name(&opts.client)?;
     let root_fd = walk::open_root(&opts.source)?;
 
-    let writer = repo.start_writer()?;
+    let writer = repo.start_writer(crate::repo::Operation::Ingest)?;
     let started_ns = unix_now_ns();
     let started = started_ns.div_euclid(1_000_000_000);
     let index = repo.index()?;
@@ -382,6 +382,11 @@ fn ingest_inner(
             SessionState::Complete => crate::format::records::RecordState::Complete,
             _ => crate::format::records::RecordState::Incomplete,
         },
+        reason: reason
+            .as_deref()
+            .map(crate::index::cut_reason)
+            .filter(|r| !r.is_empty())
+            .map(str::to_string),
         pinned: false,
         started,
         finished,

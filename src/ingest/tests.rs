@@ -608,7 +608,7 @@ fn a_staged_ingest_stops_past_its_new_bytes_limit_and_leaves_no_session() {
     assert_eq!(e.kind(), ErrorKind::Refused, "{e}");
     assert!(e.to_string().contains("300000 bytes"), "{e}");
     // The next writer forgets the stopped one: no session, running or not.
-    drop(t.repo.start_writer().unwrap());
+    drop(t.repo.start_writer(crate::repo::Operation::Ingest).unwrap());
     assert!(t.repo.index().unwrap().sessions(None).unwrap().is_empty());
     // Under the limit (400,000 bytes of noise and a manifest), and with none, it goes through.
     let r = ingest_staged(&t.repo, &opts("c", &src), &limited(1_000_000)).unwrap();

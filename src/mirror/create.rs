@@ -13,6 +13,19 @@ use crate::format::repository::RepoConfig;
 use crate::index::Index;
 use crate::store::durable::{create_dir_synced, sync_dir, write_atomic, write_new_synced};
 
+/// The content of `keys/mirror`.
+pub(super) const MIRROR_MARKER_TEXT: &[u8] =
+    b"rsbackup mirror: this repository holds no keys/secret and never ingests\n";
+
+/// Mark an existing mirror made before the marker (no `keys/secret`, no `keys/mirror`).
+pub(super) fn mark_mirror(root: &Path) -> Result<()> {
+    let marker = root.join("keys").join(crate::repo::MIRROR_MARKER);
+    if marker.exists() || root.join("keys/secret").exists() {
+        return Ok(());
+    }
+    write_new_synced(&marker, MIRROR_MARKER_TEXT, 0o644)
+}
+
 fn creating_path(root: &Path) -> Result<PathBuf> {
     let name = root.file_name().ok_or_else(|| {
         Error::invalid(format!(
@@ -61,6 +74,12 @@ pub(super) fn create_mirror(root: &Path, repository_toml: &str, secret_age: &[u8
         .map_err(|e| Error::io(format_args!("restricting {}", keys.display()), e))?;
     write_new_synced(&tmp.join("lock"), b"", 0o644)?;
     write_new_synced(&keys.join("secret.age"), secret_age, 0o600)?;
+    // Says why there is no keys/secret, so that `check` flags a primary that lost its own.
+    write_new_synced(
+        &keys.join(crate::repo::MIRROR_MARKER),
+        MIRROR_MARKER_TEXT,
+        0o644,
+    )?;
     drop(Index::create(&tmp.join("index.db"), &config.id)?);
     write_atomic(
         &tmp.join("repository.toml"),

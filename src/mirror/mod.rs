@@ -17,6 +17,7 @@
 //! it needs is there.
 
 mod create;
+pub mod fetch;
 pub mod push;
 pub mod serve;
 mod state;

@@ -106,7 +106,7 @@ struct Pusher<'a> {
 }
 
 /// Receive the reply to a request: the mirror's `Error` becomes ours.
-fn reply<R: Read, W: Write>(conn: &mut Conn<R, W>) -> Result<Message> {
+pub(super) fn reply<R: Read, W: Write>(conn: &mut Conn<R, W>) -> Result<Message> {
     match conn.recv()? {
         Message::Error { code, message } => {
             let kind = match code {

@@ -21,6 +21,7 @@ use crate::index::{ChunkKind, Index, chunk_num};
 use crate::repo::{Repo, Writer};
 use crate::store::{PackWriter, PendingChunk};
 
+mod read;
 mod repair;
 
 /// What the mirror side may do.
@@ -51,6 +52,8 @@ pub struct ServeReport {
     pub sessions_stored: u64,
     /// Sessions forgotten at the primary's request.
     pub forgotten: u64,
+    /// Chunks sent to a primary repairing itself (read-only connection).
+    pub chunks_sent: u64,
 }
 
 /// Serve one primary over `reader`/`writer` until it says `Bye`. Any failure is sent to the
@@ -101,13 +104,21 @@ fn run<R: Read, W: Write>(
     opts: &ServeOptions,
     report: &mut ServeReport,
 ) -> Result<()> {
-    let Message::Hello {
-        version,
-        repository_toml,
-        secret_age,
-    } = conn.recv()?
-    else {
-        return Err(protocol("the first message was not Hello"));
+    let (version, repository_toml, secret_age) = match conn.recv()? {
+        Message::Hello {
+            version,
+            repository_toml,
+            secret_age,
+        } => (version, repository_toml, secret_age),
+        Message::HelloRead {
+            version,
+            repository_toml,
+        } => return read::serve_read(conn, opts, version, &repository_toml, report),
+        _ => {
+            return Err(protocol(
+                "the first message was neither Hello nor HelloRead",
+            ));
+        }
     };
     if version != PROTOCOL_VERSION {
         return Err(Error::new(
@@ -124,26 +135,9 @@ fn run<R: Read, W: Write>(
         create_mirror(root, &repository_toml, &secret_age)?;
         report.created = true;
     }
-    let repo = Repo::open(root).map_err(|e| {
-        Error::new(
-            ErrorKind::NotARepository,
-            format!("mirror {}: {}", opts.name, e.message()),
-        )
-    })?;
-    if repo.config().id != primary.id || repo.config().secret_check != primary.secret_check {
-        return Err(Error::new(
-            ErrorKind::NotARepository,
-            format!(
-                "mirror {}: {} holds repository {}, but the primary is repository {}; \
-                 refusing to mix them",
-                opts.name,
-                root.display(),
-                repo.config().id,
-                primary.id
-            ),
-        ));
-    }
-    let writer = repo.start_writer()?;
+    let repo = open_matching(opts, &primary)?;
+    super::create::mark_mirror(repo.root())?;
+    let writer = repo.start_writer(crate::repo::Operation::Mirror)?;
     let index = repo.index()?;
     let state = ChunkSetDigest::of_index(index.conn())?;
     let damaged: i64 = index
@@ -217,6 +211,31 @@ fn run<R: Read, W: Write>(
         };
         conn.send(&reply)?;
     }
+}
+
+/// Open the mirror repository, refusing one that is not the primary's.
+fn open_matching(opts: &ServeOptions, primary: &RepoConfig) -> Result<Repo> {
+    let root = &opts.repository;
+    let repo = Repo::open(root).map_err(|e| {
+        Error::new(
+            ErrorKind::NotARepository,
+            format!("mirror {}: {}", opts.name, e.message()),
+        )
+    })?;
+    if repo.config().id != primary.id || repo.config().secret_check != primary.secret_check {
+        return Err(Error::new(
+            ErrorKind::NotARepository,
+            format!(
+                "mirror {}: {} holds repository {}, but the primary is repository {}; \
+                 refusing to mix them",
+                opts.name,
+                root.display(),
+                repo.config().id,
+                primary.id
+            ),
+        ));
+    }
+    Ok(repo)
 }
 
 /// Run `f` in a `BEGIN IMMEDIATE` transaction.
@@ -437,6 +456,8 @@ impl Mirror<'_> {
                 } else {
                     crate::format::records::RecordState::Incomplete
                 },
+                // The reason does not travel to mirrors (format-spec/wire.md).
+                reason: None,
                 pinned: s.pinned,
                 started: s.started,
                 finished: s.finished.unwrap_or(s.started),

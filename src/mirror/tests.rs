@@ -12,6 +12,7 @@ use crate::repo::Repo;
 use crate::restore::testutil::{SessionBuilder, TestRepo};
 
 mod repair;
+mod wire_vectors;
 
 fn opts(target: &str) -> PushOptions {
     PushOptions {
@@ -493,7 +494,12 @@ fn protocol_misuse_is_refused() {
         repository_toml: toml.clone(),
         secret_age: Vec::new(),
     };
-    refused_by_mirror(&dest, vec![], Message::Bye, "first message was not Hello");
+    refused_by_mirror(
+        &dest,
+        vec![],
+        Message::Bye,
+        "first message was neither Hello nor HelloRead",
+    );
     refused_by_mirror(&dest, vec![], hello(2), "version 2 is not supported");
     refused_by_mirror(
         &dest,

@@ -13,6 +13,8 @@ pub use conn::Conn;
 pub const HELLO_MAGIC: &[u8; 8] = b"RSBKMIRR";
 /// The protocol version this build speaks.
 pub const PROTOCOL_VERSION: u32 = 1;
+/// The version of the read-only requests (`HelloRead`, `GetChunks`) this build speaks.
+pub const READ_PROTOCOL_VERSION: u32 = 1;
 /// Largest frame payload: a 17 MiB manifest record with its references fits with room to spare.
 pub const MAX_FRAME_PAYLOAD: u32 = 32 << 20;
 /// Most ids (chunk, key or session) in one message.
@@ -119,6 +121,13 @@ pub enum Message {
         /// In words.
         message: String,
     },
+    /// 0x04 P->M: open a read-only connection (to fetch good copies for `repair chunks`).
+    HelloRead {
+        /// Version of the read-only requests.
+        version: u32,
+        /// The primary's `repository.toml`, verbatim.
+        repository_toml: String,
+    },
     /// 0x10 P->M: key ids the primary holds.
     HaveKeys(Vec<u64>),
     /// 0x11 M->P: those the mirror lacks.
@@ -166,6 +175,16 @@ pub enum Message {
     Forget(Vec<i64>),
     /// 0x37 M->P: how many were forgotten.
     ForgetOk(u32),
+    /// 0x40 P->M (read-only connection): send the records of these chunks.
+    GetChunks(Vec<ChunkId>),
+    /// 0x41 M->P: the chunks the mirror does not hold (or holds damaged), and the records of
+    /// the others, in the order asked, as many as fit one frame; the rest is asked again.
+    ChunkRecords {
+        /// Ids the mirror cannot send.
+        lacking: Vec<ChunkId>,
+        /// Records sent.
+        records: Vec<WireRecord>,
+    },
     /// 0x3e P->M: done.
     Bye,
     /// 0x3f M->P: the mirror's final state.
@@ -388,6 +407,15 @@ impl Message {
                 e.bytes(&message.as_bytes()[..cut]);
                 0x03
             }
+            Message::HelloRead {
+                version,
+                repository_toml,
+            } => {
+                e.0.extend_from_slice(HELLO_MAGIC);
+                e.u32(*version);
+                e.bytes(repository_toml.as_bytes());
+                0x04
+            }
             Message::HaveKeys(ids) => (e.u64s(ids), 0x10).1,
             Message::LackKeys(ids) => (e.u64s(ids), 0x11).1,
             Message::PutKeys(keys) => {
@@ -436,6 +464,12 @@ impl Message {
             Message::SessionList(ids) => (e.i64s(ids), 0x35).1,
             Message::Forget(ids) => (e.i64s(ids), 0x36).1,
             Message::ForgetOk(n) => (e.u32(*n), 0x37).1,
+            Message::GetChunks(ids) => (e.ids(ids), 0x40).1,
+            Message::ChunkRecords { lacking, records } => {
+                e.ids(lacking);
+                e.records(records);
+                0x41
+            }
             Message::Bye => 0x3e,
             Message::ByeOk { chunks, digest } => {
                 e.u64(*chunks);
@@ -476,6 +510,17 @@ impl Message {
                 code: d.u16()?,
                 message: String::from_utf8_lossy(d.bytes(MAX_ERROR_MESSAGE as u32)?).into_owned(),
             },
+            0x04 => {
+                if d.take(8)? != HELLO_MAGIC {
+                    return Err(bad(
+                        "HelloRead without the RSBKMIRR magic (not an rsbackup primary)",
+                    ));
+                }
+                Message::HelloRead {
+                    version: d.u32()?,
+                    repository_toml: d.text(MAX_REPOSITORY_TOML)?,
+                }
+            }
             0x10 => Message::HaveKeys(d.u64s()?),
             0x11 => Message::LackKeys(d.u64s()?),
             0x12 => {
@@ -535,6 +580,11 @@ impl Message {
             0x35 => Message::SessionList(d.i64s()?),
             0x36 => Message::Forget(d.i64s()?),
             0x37 => Message::ForgetOk(d.u32()?),
+            0x40 => Message::GetChunks(d.ids()?),
+            0x41 => Message::ChunkRecords {
+                lacking: d.ids()?,
+                records: d.records()?,
+            },
             0x3e => Message::Bye,
             0x3f => Message::ByeOk {
                 chunks: d.u64()?,
@@ -552,6 +602,7 @@ fn tag_name(tag: u8) -> &'static str {
         0x01 => "Hello",
         0x02 => "HelloOk",
         0x03 => "Error",
+        0x04 => "HelloRead",
         0x10 => "HaveKeys",
         0x11 => "LackKeys",
         0x12 => "PutKeys",
@@ -572,6 +623,8 @@ fn tag_name(tag: u8) -> &'static str {
         0x35 => "SessionList",
         0x36 => "Forget",
         0x37 => "ForgetOk",
+        0x40 => "GetChunks",
+        0x41 => "ChunkRecords",
         0x3e => "Bye",
         0x3f => "ByeOk",
         _ => "unknown message",

@@ -9,11 +9,14 @@
 //! renamed to `index.db`. Killed at any moment, a rerun builds the same index again from the
 //! same files, which the rebuild never changes.
 
+mod chunks;
 mod classify;
 mod scan;
 
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
+
+pub use chunks::{HealReport, LostChunk, repair_chunks};
 
 use crate::crypto::wrap::Identities;
 use crate::error::{Error, ErrorKind, Result};
@@ -298,6 +301,14 @@ pub fn rebuild_index(
     }
 
     builder.reserve_key_ids(max_key_id)?;
+    // Ids of sessions forgotten before this rebuild are never handed out again.
+    match crate::store::records::read_last_session_id(root) {
+        Ok(Some(last)) => builder.reserve_session_ids(last)?,
+        Ok(None) => {}
+        Err(e) => report.problems.push(format!(
+            "{e}: the ids of sessions forgotten before this rebuild may be handed out again"
+        )),
+    }
     // A generation no files cache was written under: every cache re-checks its chunks once.
     builder.finish(crate::store::now().max(1))?;
     fail.hit("repair-after-build");

@@ -169,7 +169,7 @@ fn secrets_that_do_not_match_are_refused() {
 #[test]
 fn exclusive_lock_conflicts_with_writers() {
     let (_dir, repo, _) = new_repo();
-    let writer = repo.start_writer().unwrap();
+    let writer = repo.start_writer(crate::repo::Operation::Ingest).unwrap();
     let err = repo.lock_exclusive(false).unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Locked);
     assert!(
@@ -223,7 +223,7 @@ fn simulate_writer(repo: &Repo, writer: &WriterId, with_lock_file: bool) -> (Pac
 #[test]
 fn cleanup_removes_dead_writers_and_spares_live_ones() {
     let (_dir, repo, _) = new_repo();
-    let live = repo.start_writer().unwrap();
+    let live = repo.start_writer(crate::repo::Operation::Ingest).unwrap();
     let (live_pack, live_session) = simulate_writer(&repo, &live.id, false);
     let dead = WriterId::random();
     let lost = WriterId::random(); // its lock file was lost in a crash
@@ -235,7 +235,7 @@ fn cleanup_removes_dead_writers_and_spares_live_ones() {
     std::fs::write(&stale, b"").unwrap();
 
     // A second writer starting cleans up after the dead ones.
-    let second = repo.start_writer().unwrap();
+    let second = repo.start_writer(crate::repo::Operation::Ingest).unwrap();
     assert!(!pack_path(repo.root(), &dead_pack).exists());
     assert!(!pack_path(repo.root(), &lost_pack).exists());
     assert!(!repo.root().join(format!("locks/{dead}.lock")).exists());

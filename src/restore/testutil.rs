@@ -173,7 +173,7 @@ impl<'t> SessionBuilder<'t> {
             manifest_chunks.extend(builder.push(entry).unwrap());
         }
         manifest_chunks.extend(builder.finish());
-        let writer = repo.start_writer().unwrap();
+        let writer = repo.start_writer(crate::repo::Operation::Ingest).unwrap();
         let index = repo.index().unwrap();
         let session = index.create_session("test", &writer.id, 1).unwrap();
         let mut root = Vec::new();
@@ -206,6 +206,7 @@ impl<'t> SessionBuilder<'t> {
             id: session.0,
             client: "test".into(),
             state: crate::format::records::RecordState::Complete,
+            reason: None,
             pinned: false,
             started: 1,
             finished: 2,

@@ -272,7 +272,7 @@ fn left_out_of_session(dir: &Path, args: &CompleteArgs) -> Result<(Names, Names)
 /// is, and the error says so. Its kind stays [`ErrorKind::Refused`]: `serve` audits and mails
 /// it as a refusal.
 fn over_quota(repo: &Repo, policy: &ClientPolicy, dir: &Path, e: Error) -> Error {
-    let cleaned = repo.start_writer().map(drop);
+    let cleaned = repo.start_writer(crate::repo::Operation::Ingest).map(drop);
     let purged = if policy.staging_mode == StagingMode::Purge {
         staging::purge(dir).map(drop)
     } else {

@@ -51,6 +51,12 @@ pub fn session_record(info: &SessionInfo, root: Vec<ChunkId>) -> Result<SessionR
         id: info.id,
         client: info.client.clone(),
         state,
+        reason: info
+            .reason
+            .as_deref()
+            .map(crate::index::cut_reason)
+            .filter(|r| !r.is_empty() && state == RecordState::Incomplete)
+            .map(str::to_string),
         pinned: info.pinned,
         started: info.started,
         finished: info.finished.unwrap_or(info.started),
@@ -74,9 +80,42 @@ fn ensure_dir(root: &Path, rel: &str) -> Result<PathBuf> {
     Ok(dir)
 }
 
-/// Write (or replace, for a change of pin state) a session record durably.
+/// `sessions/last-id`: the highest session id ever given a record, so that a rebuilt index
+/// never hands out the id of a session forgotten before the rebuild (format-spec/records.md).
+pub const LAST_ID_FILE: &str = "last-id";
+
+/// The id in `sessions/last-id`, or `None` when there is no such file.
+pub fn read_last_session_id(root: &Path) -> Result<Option<i64>> {
+    let path = root.join(SESSIONS_DIR).join(LAST_ID_FILE);
+    let text = match std::fs::read_to_string(&path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(Error::io(format_args!("reading {}", path.display()), e)),
+    };
+    text.strip_suffix('\n')
+        .and_then(|t| t.parse::<i64>().ok())
+        .filter(|id| *id > 0 && text.len() <= 20)
+        .map(Some)
+        .ok_or_else(|| {
+            Error::corrupt(format!(
+                "{}: not a session id and a newline: {text:?}",
+                path.display()
+            ))
+        })
+}
+
+/// Write (or replace, for a change of pin state) a session record durably, after raising
+/// `sessions/last-id` to its id.
 pub fn write_session_record(root: &Path, record: &SessionRecord) -> Result<()> {
     ensure_dir(root, SESSIONS_DIR)?;
+    // A garbled file is replaced: the records beside it give a floor for the rebuild anyway.
+    if read_last_session_id(root).ok().flatten().unwrap_or(0) < record.id {
+        write_atomic(
+            &root.join(SESSIONS_DIR).join(LAST_ID_FILE),
+            format!("{}\n", record.id).as_bytes(),
+            0o644,
+        )?;
+    }
     let bytes = encode_session(record)?;
     write_atomic(
         &session_record_path(root, SessionId(record.id)),

@@ -836,3 +836,70 @@ pub fn acls_of(dir: &Path) -> String {
     assert!(out.status.success(), "{out:?}");
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
+
+/// Copy a directory tree with `cp -a` (a repository, for one crash case each).
+pub fn copy_dir(from: &Path, to: &Path) {
+    let status = Command::new("cp")
+        .arg("-a")
+        .arg(from)
+        .arg(to)
+        .status()
+        .unwrap();
+    assert!(
+        status.success(),
+        "cp -a {} {}",
+        from.display(),
+        to.display()
+    );
+}
+
+/// Set the pack target size of a new (still empty) repository, so that small test data
+/// spreads over many packs.
+pub fn set_pack_target(repo: &Path, bytes: u64) {
+    let toml = repo.join("repository.toml");
+    let text = fs::read_to_string(&toml).unwrap();
+    let changed = text.replace("target-size = 33554432", &format!("target-size = {bytes}"));
+    assert_ne!(changed, text, "repository.toml has no default target-size");
+    fs::write(&toml, changed).unwrap();
+}
+
+/// Run `rsbackup ARGS` and kill it with SIGKILL after `ms` milliseconds; returns whether it
+/// was still running then (and so was killed).
+pub fn kill_after<S: AsRef<OsStr>>(args: &[S], ms: u64) -> bool {
+    let mut child = Command::new(bin())
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(ms));
+    let killed = child.try_wait().unwrap().is_none();
+    if killed {
+        child.kill().unwrap();
+    }
+    child.wait().unwrap();
+    killed
+}
+
+/// `restore` session `id` of `repo` with `t`'s identity into a scratch directory and panic
+/// unless it equals `source`; the scratch directory is removed after.
+#[track_caller]
+pub fn assert_restores_equal(t: &TestRepo, repo: &Path, id: i64, source: &Path, tag: &str) {
+    let target = t.path(&format!("restore-{tag}-{id}"));
+    rsbackup([
+        arg("restore"),
+        arg("--repo"),
+        arg(repo),
+        arg("--identity"),
+        arg(&t.identity),
+        arg("--session"),
+        arg(id.to_string()),
+        arg("--target"),
+        arg(&target),
+    ])
+    .ok();
+    let diffs = compare_trees(source, &target);
+    assert!(diffs.is_empty(), "{tag}: session {id}: {diffs:?}");
+    fs::remove_dir_all(&target).unwrap();
+}

@@ -97,6 +97,15 @@ fn damaged_or_missing_key_and_record_files_are_found_and_named() {
             vec!["secret-check", "every ingest fails"],
         ),
         (
+            "secret deleted on a primary",
+            Box::new(|r| fs::remove_file(r.join("keys/secret")).unwrap()),
+            vec![
+                "keys/secret is missing",
+                "not a mirror",
+                "every ingest fails",
+            ],
+        ),
+        (
             "secret truncated",
             Box::new(|r| fs::write(r.join("keys/secret"), b"RSBKSEC1").unwrap()),
             vec!["not a repository secret file", "every ingest fails"],

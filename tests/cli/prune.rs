@@ -7,8 +7,6 @@ use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::Duration;
 
 use crate::common::*;
 
@@ -129,16 +127,6 @@ fn assert_only_leftovers(problems: &[String], tag: &str) {
     }
 }
 
-fn copy_dir(from: &Path, to: &Path) {
-    let status = Command::new("cp")
-        .arg("-a")
-        .arg(from)
-        .arg(to)
-        .status()
-        .unwrap();
-    assert!(status.success());
-}
-
 /// After a crash: listed sessions restore; a prune finishes; the repository is clean and holds
 /// exactly the sessions the rules keep.
 fn recover_and_verify(t: &TestRepo, repo: &Path, sources: &[(i64, PathBuf)], tag: &str) {
@@ -217,20 +205,16 @@ fn prune_killed_at_random_moments_recovers() {
     for (i, ms) in [2u64, 6, 12, 20, 35, 50, 80, 120, 200].iter().enumerate() {
         let repo = t.path(&format!("kill{i}"));
         copy_dir(&t.repo, &repo);
-        let mut child = Command::new(bin())
-            .args([arg("prune"), arg("--repo"), arg(&repo)])
-            .args(["--keep-last", "2"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        std::thread::sleep(Duration::from_millis(*ms));
-        if child.try_wait().unwrap().is_none() {
-            child.kill().unwrap();
+        let args = [
+            arg("prune"),
+            arg("--repo"),
+            arg(&repo),
+            arg("--keep-last"),
+            arg("2"),
+        ];
+        if kill_after(&args, *ms) {
             killed += 1;
         }
-        child.wait().unwrap();
         recover_and_verify(&t, &repo, &sources, &format!("kill after {ms} ms"));
         fs::remove_dir_all(&repo).unwrap();
     }

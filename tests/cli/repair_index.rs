@@ -41,16 +41,6 @@ fn listing(repo: &Path) -> Vec<(i64, String, String, bool)> {
         .collect()
 }
 
-fn copy_dir(from: &Path, to: &Path) {
-    let status = std::process::Command::new("cp")
-        .arg("-a")
-        .arg(from)
-        .arg(to)
-        .status()
-        .unwrap();
-    assert!(status.success());
-}
-
 /// Two clients, five sessions; the oldest web session pinned; a prune that forgets one
 /// session and repacks.
 fn build(t: &TestRepo) -> Vec<(i64, PathBuf)> {
@@ -113,22 +103,7 @@ fn build(t: &TestRepo) -> Vec<(i64, PathBuf)> {
 fn assert_restores(t: &TestRepo, repo: &Path, sources: &[(i64, PathBuf)], tag: &str) {
     for (id, _, _, _) in listing(repo) {
         let source = &sources.iter().find(|(s, _)| *s == id).unwrap().1;
-        let target = t.path(&format!("restore-{tag}-{id}"));
-        rsbackup([
-            arg("restore"),
-            arg("--repo"),
-            arg(repo),
-            arg("--identity"),
-            arg(&t.identity),
-            arg("--session"),
-            arg(id.to_string()),
-            arg("--target"),
-            arg(&target),
-        ])
-        .ok();
-        let diffs = compare_trees(source, &target);
-        assert!(diffs.is_empty(), "{tag}: session {id}: {diffs:?}");
-        fs::remove_dir_all(&target).unwrap();
+        assert_restores_equal(t, repo, id, source, tag);
     }
 }
 

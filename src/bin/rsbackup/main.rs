@@ -194,6 +194,7 @@ fn main() -> ExitCode {
                 // `rsbackup ls ... | head`: the reader has all it wanted.
                 return ExitCode::from(exit::OK);
             }
+            let err = open::explain_full_disk(err);
             eprintln!("rsbackup: {}", one_line(&err));
             ExitCode::from(exit_code(&err))
         }

@@ -16,7 +16,6 @@ use clap::Args as ClapArgs;
 use rsbackup::config::ServerConfig;
 use rsbackup::config::mirror::MirrorTarget;
 use rsbackup::mirror::{PushOptions, PushReport, ServeOptions, push, serve as serve_mirror};
-use rsbackup::repo::Repo;
 use rsbackup::server::authz::REFUSAL_MESSAGE;
 use rsbackup::server::mirror_serve::{
     MIRROR_COMMAND, MirrorServeInput, MirrorServeOutcome, mirror_serve,
@@ -67,17 +66,18 @@ pub struct ServeArgs {
     mirror_of: String,
 }
 
+/// server.toml for a mirror named `to`: none for a local directory unless `--config` is given.
+pub fn config_for(to: &str, config: Option<&Path>) -> Result<Option<ServerConfig>> {
+    if to.contains('/') && config.is_none() {
+        return Ok(None);
+    }
+    let path = config.unwrap_or(Path::new(DEFAULT_CONFIG));
+    Ok(Some(ServerConfig::load(path)?))
+}
+
 /// Run `mirror`.
 pub fn run(args: Args) -> Result<Outcome> {
-    let config = if args.to.contains('/') && args.config.is_none() {
-        None
-    } else {
-        let path = args
-            .config
-            .clone()
-            .unwrap_or_else(|| PathBuf::from(DEFAULT_CONFIG));
-        Some(ServerConfig::load(&path)?)
-    };
+    let config = config_for(&args.to, args.config.as_deref())?;
     let result = mirror(&args, config.as_ref());
     if let (Err(e), true, Some(cfg)) = (&result, args.mail_failures, &config) {
         let body = format!(
@@ -114,29 +114,87 @@ fn mirror(args: &Args, config: Option<&ServerConfig>) -> Result<PushReport> {
         }
     };
     let repo = crate::open::repo(&repo_path)?;
-    if args.to.contains('/') {
-        return local(&repo, args);
+    let follow_deletes = args.follow_deletes
+        || config
+            .and_then(|c| c.mirrors.target(&args.to))
+            .is_some_and(|t| t.follow_deletes);
+    let (target, conn) = connection(&args.to, config, follow_deletes)?;
+    let opts = PushOptions {
+        target,
+        follow_deletes,
+    };
+    conn.run(|reader, writer| push(&repo, reader, writer, &opts))
+}
+
+/// The reading and writing halves of a connection to a mirror.
+pub type Reader = Box<dyn Read + Send>;
+/// See [`Reader`].
+pub type Writer = Box<dyn Write + Send>;
+
+/// How to reach a mirror: a local directory (the mirror side in a thread of this process) or a
+/// target of server.toml (ssh to the offsite box, whose sshd forces `mirror-serve`).
+pub enum Connection<'a> {
+    /// A local directory.
+    Local {
+        /// The mirror repository.
+        dest: PathBuf,
+        /// The mirror side's `follow-deletes` (the operator owns both repositories).
+        follow_deletes: bool,
+    },
+    /// A named target.
+    Ssh(&'a MirrorTarget),
+}
+
+/// The connection `to` names (`DIR` with a `/`, or a `[mirrors.NAME]` of `config`), and the
+/// target's name for `mirror_targets` (a config name, or `path:DIR`).
+pub fn connection<'a>(
+    to: &str,
+    config: Option<&'a ServerConfig>,
+    follow_deletes: bool,
+) -> Result<(String, Connection<'a>)> {
+    if to.contains('/') {
+        let dest = std::path::absolute(Path::new(to)).with_context(|| format!("resolving {to}"))?;
+        return Ok((
+            format!("path:{}", dest.display()),
+            Connection::Local {
+                dest,
+                follow_deletes,
+            },
+        ));
     }
     let config = config.expect("loaded for a named target");
-    let target = config.mirrors.target(&args.to).ok_or_else(|| {
+    let target = config.mirrors.target(to).ok_or_else(|| {
         UsageError(format!(
-            "no [mirrors.{}] in {} (a local directory target needs a '/' in it)",
-            args.to,
+            "no [mirrors.{to}] in {} (a local directory target needs a '/' in it)",
             config.path.display()
         ))
     })?;
-    over_ssh(&repo, target, args.follow_deletes || target.follow_deletes)
+    Ok((target.name.to_string(), Connection::Ssh(target)))
+}
+
+impl Connection<'_> {
+    /// Open the connection, run the primary's side `f` over it, and close it.
+    pub fn run<T>(self, f: impl FnOnce(Reader, Writer) -> rsbackup::Result<T>) -> Result<T> {
+        match self {
+            Connection::Local {
+                dest,
+                follow_deletes,
+            } => local(dest, follow_deletes, f),
+            Connection::Ssh(target) => over_ssh(target, f),
+        }
+    }
 }
 
 /// A local directory: the mirror side in a thread, over a socket pair.
-fn local(repo: &Repo, args: &Args) -> Result<PushReport> {
-    let dest = std::path::absolute(Path::new(&args.to))
-        .with_context(|| format!("resolving {}", args.to))?;
+fn local<T>(
+    dest: PathBuf,
+    follow_deletes: bool,
+    f: impl FnOnce(Reader, Writer) -> rsbackup::Result<T>,
+) -> Result<T> {
     let serve_opts = ServeOptions {
         name: dest.display().to_string(),
-        repository: dest.clone(),
-        // The operator owns both repositories: the flag is the mirror's configuration too.
-        follow_deletes: args.follow_deletes,
+        repository: dest,
+        follow_deletes,
     };
     let (ours, theirs) = UnixStream::pair().context("creating a socket pair")?;
     let server = std::thread::spawn(move || -> rsbackup::Result<()> {
@@ -148,12 +206,8 @@ fn local(repo: &Repo, args: &Args) -> Result<PushReport> {
         )
         .map(|_| ())
     });
-    let opts = PushOptions {
-        target: format!("path:{}", dest.display()),
-        follow_deletes: args.follow_deletes,
-    };
     let reader = BufReader::with_capacity(CONN_BUFFER, ours.try_clone()?);
-    let result = push(repo, reader, ours.try_clone()?, &opts);
+    let result = f(Box::new(reader), Box::new(ours.try_clone()?));
     let _ = ours.shutdown(std::net::Shutdown::Both);
     let served = server
         .join()
@@ -171,7 +225,10 @@ fn io(e: std::io::Error) -> rsbackup::Error {
 }
 
 /// A named target: `ssh` to the offsite box, whose sshd forces `mirror-serve`.
-fn over_ssh(repo: &Repo, target: &MirrorTarget, follow_deletes: bool) -> Result<PushReport> {
+fn over_ssh<T>(
+    target: &MirrorTarget,
+    f: impl FnOnce(Reader, Writer) -> rsbackup::Result<T>,
+) -> Result<T> {
     let mut cmd = Command::new("ssh");
     cmd.arg("-i")
         .arg(&target.ssh_key)
@@ -197,15 +254,9 @@ fn over_ssh(repo: &Repo, target: &MirrorTarget, follow_deletes: bool) -> Result<
         let _ = stderr.take(SSH_STDERR_LIMIT).read_to_string(&mut text);
         text
     });
-    let opts = PushOptions {
-        target: target.name.to_string(),
-        follow_deletes,
-    };
-    let result = push(
-        repo,
-        BufReader::with_capacity(CONN_BUFFER, stdout),
-        BufWriter::with_capacity(CONN_BUFFER, stdin),
-        &opts,
+    let result = f(
+        Box::new(BufReader::with_capacity(CONN_BUFFER, stdout)),
+        Box::new(BufWriter::with_capacity(CONN_BUFFER, stdin)),
     );
     if result.is_err() {
         let _ = child.kill();

@@ -43,8 +43,25 @@ impl SessionArgs {
     }
 }
 
+/// The repository this command opened, so that an error can be told apart as its full disk.
+static OPENED: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+
+/// An error of a command that opened a repository, said as "the repository's disk is full"
+/// when the repository's filesystem has no room left and the error is an I/O one (a failure on
+/// another disk, such as a restore target, keeps its own words).
+pub fn explain_full_disk(err: anyhow::Error) -> anyhow::Error {
+    let Some(root) = OPENED.get() else {
+        return err;
+    };
+    match err.downcast::<Error>() {
+        Ok(e) => rsbackup::store::space::explain(root, e).into(),
+        Err(other) => other,
+    }
+}
+
 /// Open the repository at `path`.
 pub fn repo(path: &Path) -> Result<Repo> {
+    let _ = OPENED.set(path.to_path_buf());
     if !path.exists() {
         return Err(Error::new(
             ErrorKind::NotARepository,

@@ -1,11 +1,13 @@
 //! `rsbackup repair index --repo R`: rebuild `index.db` from the packs, their reference lists,
 //! the session records and the wrapped data keys beside them (no key needed).
+//! `rsbackup repair chunks --repo R --from NAME|DIR`: heal damaged or missing chunks, packs and
+//! the records beside them, fetching good copies from a mirror.
 
 use std::path::PathBuf;
 
 use anyhow::Result;
 use rsbackup::gc::Failpoint;
-use rsbackup::repair::rebuild_index;
+use rsbackup::repair::{HealReport, rebuild_index, repair_chunks};
 
 use crate::Outcome;
 
@@ -14,6 +16,30 @@ use crate::Outcome;
 pub enum What {
     /// Rebuild index.db from what is on disk beside it (the old one is kept as index.db.old).
     Index(IndexArgs),
+    /// Heal damaged or missing chunks and packs from a mirror; rewrite damaged reference
+    /// lists, session records and data key files from the index.
+    Chunks(ChunksArgs),
+}
+
+/// Arguments of `repair chunks`.
+#[derive(clap::Args)]
+pub struct ChunksArgs {
+    /// The repository to repair.
+    #[arg(long, value_name = "DIR")]
+    repo: PathBuf,
+    /// The mirror: a target named in server.toml (`[mirrors.NAME]`, reached over ssh as by
+    /// `mirror`), or a local mirror directory (any value with a `/`).
+    #[arg(long, value_name = "NAME|DIR")]
+    from: String,
+    /// The server configuration (default /etc/rsbackup/server.toml; needed for a named mirror).
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// An age identity file: the report then names the paths that chunks still lost break.
+    #[arg(long, value_name = "FILE")]
+    identity: Option<PathBuf>,
+    /// Print the report as JSON.
+    #[arg(long)]
+    json: bool,
 }
 
 /// Arguments of `repair index`.
@@ -32,6 +58,68 @@ pub struct IndexArgs {
 pub fn run(what: What) -> Result<Outcome> {
     match what {
         What::Index(args) => index(args),
+        What::Chunks(args) => chunks(args),
+    }
+}
+
+fn chunks(args: ChunksArgs) -> Result<Outcome> {
+    let repo = crate::open::repo(&args.repo)?;
+    let config = crate::mirror::config_for(&args.from, args.config.as_deref())?;
+    let identities = match &args.identity {
+        Some(path) => Some(rsbackup::crypto::wrap::Identities::load(path)?),
+        None => None,
+    };
+    // Crash tests only: abort at a named point, as for prune.
+    let fail = Failpoint::new(std::env::var("RSBACKUP_FAILPOINT").ok().as_deref())?;
+    let (_, conn) = crate::mirror::connection(&args.from, config.as_ref(), false)?;
+    let report = conn
+        .run(|reader, writer| repair_chunks(&repo, reader, writer, identities.as_ref(), &fail))?;
+    if args.json {
+        crate::output::print_json(&report)?;
+    } else {
+        print_heal(&repo, &args.from, &report);
+    }
+    Ok(if report.clean() {
+        Outcome::Ok
+    } else {
+        Outcome::Partial
+    })
+}
+
+fn print_heal(repo: &rsbackup::repo::Repo, from: &str, r: &HealReport) {
+    println!(
+        "repaired {} from {from}: {} damaged chunks, {} healed into {} new packs ({} damaged \
+         packs replaced); rewritten from the index: {} reference lists, {} session records, \
+         {} data key files",
+        repo.root().display(),
+        r.chunks_damaged,
+        r.chunks_healed,
+        r.packs_written,
+        r.packs_replaced,
+        r.refs_rewritten,
+        r.session_records_rewritten,
+        r.key_files_rewritten
+    );
+    for p in &r.damaged {
+        println!("  was damaged: {}", p.what);
+    }
+    for l in &r.lost {
+        eprintln!(
+            "rsbackup: still lost (the mirror lacks it too): chunk {} in pack {}, needed by \
+             sessions {:?}",
+            l.chunk, l.pack, l.sessions
+        );
+    }
+    for p in &r.left {
+        let paths = if p.paths.is_empty() {
+            String::new()
+        } else {
+            format!(" (paths: {})", p.paths.join(", "))
+        };
+        eprintln!(
+            "rsbackup: still damaged: {} (sessions {:?}){paths}",
+            p.what, p.sessions
+        );
     }
 }
 

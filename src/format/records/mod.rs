@@ -10,10 +10,16 @@ use crate::ids::{ChunkId, PackName};
 pub const SESSION_MAGIC: &[u8; 8] = b"RSBKSESS";
 /// Pack reference list magic.
 pub const REFS_MAGIC: &[u8; 8] = b"RSBKREFS";
-/// Version of both documents written by this build.
+/// Version of the reference lists written by this build.
 pub const RECORDS_VERSION: u32 = 1;
+/// Version of the session records written by this build (2 adds the reason; 1 is still read).
+pub const SESSION_RECORD_VERSION: u32 = 2;
 /// Fixed part of a session record, before the client name.
-pub const SESSION_HEADER_LEN: usize = 88;
+pub const SESSION_HEADER_LEN: usize = 92;
+/// Fixed part of a version 1 session record.
+pub const SESSION_HEADER_LEN_V1: usize = 88;
+/// Longest reason a record holds (as `sessions.reason`).
+pub const MAX_REASON_LEN: usize = 4096;
 /// Fixed part of a reference list, before its entries.
 pub const REFS_HEADER_LEN: usize = 40;
 /// Longest client name a record holds.
@@ -43,6 +49,9 @@ pub struct SessionRecord {
     pub client: String,
     /// Complete or incomplete.
     pub state: RecordState,
+    /// Why an incomplete (partial) session is partial; none for a complete one, and in a
+    /// version 1 record.
+    pub reason: Option<String>,
     /// Kept whatever the retention rules say.
     pub pinned: bool,
     /// Server time the session started, Unix seconds.
@@ -97,9 +106,20 @@ pub fn encode_session(s: &SessionRecord) -> Result<Vec<u8>> {
             s.client.len()
         )));
     }
-    let mut out = Vec::with_capacity(SESSION_HEADER_LEN + s.client.len() + 32 * s.root.len() + 32);
+    let reason = s.reason.as_deref().unwrap_or("");
+    if reason.len() > MAX_REASON_LEN || (!reason.is_empty() && s.state == RecordState::Complete) {
+        return Err(Error::invalid(format!(
+            "session record of session {}: a reason of {} bytes (at most {MAX_REASON_LEN}, and \
+             only for a partial session)",
+            s.id,
+            reason.len()
+        )));
+    }
+    let mut out = Vec::with_capacity(
+        SESSION_HEADER_LEN + s.client.len() + reason.len() + 32 * s.root.len() + 32,
+    );
     out.extend_from_slice(SESSION_MAGIC);
-    out.extend_from_slice(&RECORDS_VERSION.to_le_bytes());
+    out.extend_from_slice(&SESSION_RECORD_VERSION.to_le_bytes());
     out.extend_from_slice(&(if s.pinned { PINNED_FLAG } else { 0 }).to_le_bytes());
     out.extend_from_slice(&s.id.to_le_bytes());
     out.extend_from_slice(&s.started.to_le_bytes());
@@ -114,8 +134,11 @@ pub fn encode_session(s: &SessionRecord) -> Result<Vec<u8>> {
     out.push(0);
     out.extend_from_slice(&(s.client.len() as u16).to_le_bytes());
     out.extend_from_slice(&(s.root.len() as u32).to_le_bytes());
+    out.extend_from_slice(&(reason.len() as u16).to_le_bytes());
+    out.extend_from_slice(&0u16.to_le_bytes());
     debug_assert_eq!(out.len(), SESSION_HEADER_LEN);
     out.extend_from_slice(s.client.as_bytes());
+    out.extend_from_slice(reason.as_bytes());
     for id in &s.root {
         out.extend_from_slice(&id.0);
     }
@@ -127,7 +150,16 @@ pub fn encode_session(s: &SessionRecord) -> Result<Vec<u8>> {
 /// Decode a session record: `UnsupportedVersion` for an unknown version, `Corrupt` for
 /// anything else that is wrong (with what).
 pub fn decode_session(bytes: &[u8]) -> Result<SessionRecord> {
-    let body = checked_body(bytes, SESSION_MAGIC, SESSION_HEADER_LEN, "session record")?;
+    let version = if bytes.len() >= 12 && &bytes[..8] == SESSION_MAGIC {
+        u32_at(bytes, 8)
+    } else {
+        SESSION_RECORD_VERSION
+    };
+    let (fixed, accepted) = match version {
+        1 => (SESSION_HEADER_LEN_V1, 1),
+        _ => (SESSION_HEADER_LEN, SESSION_RECORD_VERSION),
+    };
+    let body = checked_body(bytes, SESSION_MAGIC, fixed, accepted, "session record")?;
     let bad = |why: &str| Error::corrupt(format!("session record: {why}"));
     let flags = u32_at(body, 12);
     if flags & !PINNED_FLAG != 0 {
@@ -153,24 +185,42 @@ pub fn decode_session(bytes: &[u8]) -> Result<SessionRecord> {
     if roots > MAX_IDS {
         return Err(bad(&format!("{roots} root chunks is more than {MAX_IDS}")));
     }
-    let expected = SESSION_HEADER_LEN + client_len + 32 * roots as usize;
+    let reason_len = if version == 1 {
+        0
+    } else {
+        if body[90] != 0 || body[91] != 0 {
+            return Err(bad("reserved field is not zero"));
+        }
+        usize::from(u16::from_le_bytes([body[88], body[89]]))
+    };
+    if reason_len > MAX_REASON_LEN || (reason_len > 0 && state == RecordState::Complete) {
+        return Err(bad(&format!(
+            "a reason of {reason_len} bytes (at most {MAX_REASON_LEN}, only when partial)"
+        )));
+    }
+    let expected = fixed + client_len + reason_len + 32 * roots as usize;
     if body.len() != expected {
         return Err(bad(&format!(
             "{} bytes where the header says {expected}",
             body.len()
         )));
     }
-    let client = std::str::from_utf8(&body[SESSION_HEADER_LEN..SESSION_HEADER_LEN + client_len])
+    let client = std::str::from_utf8(&body[fixed..fixed + client_len])
         .map_err(|_| bad("client name is not UTF-8"))?
         .to_string();
     if client.contains(['/', '\0']) {
         return Err(bad("client name holds '/' or NUL"));
     }
-    let root = ids_at(&body[SESSION_HEADER_LEN + client_len..]);
+    let at = fixed + client_len;
+    let reason =
+        std::str::from_utf8(&body[at..at + reason_len]).map_err(|_| bad("reason is not UTF-8"))?;
+    let reason = (!reason.is_empty()).then(|| reason.to_string());
+    let root = ids_at(&body[at + reason_len..]);
     Ok(SessionRecord {
         id,
         client,
         state,
+        reason,
         pinned: flags & PINNED_FLAG != 0,
         started: i64_at(body, 24),
         finished: i64_at(body, 32),
@@ -206,7 +256,13 @@ pub fn encode_refs(r: &PackRefs) -> Result<Vec<u8>> {
 
 /// Decode a pack's reference list (errors as [`decode_session`]).
 pub fn decode_refs(bytes: &[u8]) -> Result<PackRefs> {
-    let body = checked_body(bytes, REFS_MAGIC, REFS_HEADER_LEN, "pack reference list")?;
+    let body = checked_body(
+        bytes,
+        REFS_MAGIC,
+        REFS_HEADER_LEN,
+        RECORDS_VERSION,
+        "pack reference list",
+    )?;
     let bad = |why: String| Error::corrupt(format!("pack reference list: {why}"));
     if u32_at(body, 12) != 0 || u32_at(body, 36) != 0 {
         return Err(bad("reserved field is not zero".into()));
@@ -255,6 +311,7 @@ fn checked_body<'a>(
     bytes: &'a [u8],
     magic: &[u8; 8],
     header: usize,
+    accepted: u32,
     what: &str,
 ) -> Result<&'a [u8]> {
     if bytes.len() < header + CHECKSUM_LEN {
@@ -268,10 +325,10 @@ fn checked_body<'a>(
         return Err(Error::corrupt(format!("{what} has a bad magic")));
     }
     let version = u32_at(bytes, 8);
-    if version != RECORDS_VERSION {
+    if version != accepted {
         return Err(Error::new(
             ErrorKind::UnsupportedVersion,
-            format!("{what} has version {version}; this build reads version {RECORDS_VERSION}"),
+            format!("{what} has version {version}; this build reads version {accepted}"),
         ));
     }
     let (body, sum) = bytes.split_at(bytes.len() - CHECKSUM_LEN);

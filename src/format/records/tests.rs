@@ -12,6 +12,7 @@ fn fixed_session() -> SessionRecord {
         id: 7,
         client: "web1".into(),
         state: RecordState::Incomplete,
+        reason: Some("2 paths could not be read".into()),
         pinned: true,
         started: 1_795_675_200,
         finished: 1_795_675_260,
@@ -45,7 +46,7 @@ fn session_round_trip_and_layout() {
     let s = fixed_session();
     let bytes = encode_session(&s).unwrap();
     assert_eq!(&bytes[..8], b"RSBKSESS");
-    assert_eq!(bytes.len(), SESSION_HEADER_LEN + 4 + 64 + 32);
+    assert_eq!(bytes.len(), SESSION_HEADER_LEN + 4 + 25 + 64 + 32);
     assert_eq!(decode_session(&bytes).unwrap(), s);
 }
 
@@ -78,7 +79,7 @@ fn every_flipped_bit_is_refused() {
 #[test]
 fn refusals_have_their_kind() {
     let mut future = encode_session(&fixed_session()).unwrap();
-    future[8] = 2;
+    future[8] = 3;
     assert_eq!(
         decode_session(&future).unwrap_err().kind(),
         ErrorKind::UnsupportedVersion
@@ -122,11 +123,13 @@ fn vectors() -> Vec<(&'static str, Vector)> {
     v.field("expect", "success")
         .field(
             "description",
-            "session record: id 7, client web1, incomplete, pinned, root P(2,32) P(3,32)",
+            "session record version 2: id 7, client web1, partial (reason \"2 paths could not \
+             be read\"), pinned, root P(2,32) P(3,32)",
         )
         .field("session-id", 7)
         .field("client", "web1")
-        .field("state", "incomplete")
+        .field("state", "partial")
+        .field("reason", "2 paths could not be read")
         .field("pinned", "true")
         .field("root-chunks", 2);
     v.set_data_hex(&encode_session(&fixed_session()).unwrap());
@@ -147,10 +150,10 @@ fn vectors() -> Vec<(&'static str, Vector)> {
 
     let mut v = Vector::default();
     let mut future = encode_session(&fixed_session()).unwrap();
-    future[8] = 2;
+    future[8] = 3;
     v.field("expect", "failure")
         .field("error", "unsupported-version")
-        .field("description", "the session record above with version 2");
+        .field("description", "the session record above with version 3");
     v.set_data_hex(&future);
     out.push(("records-session-future-version.txt", v));
 
@@ -173,6 +176,31 @@ fn vectors_reproduce() {
     }
 }
 
+/// A version 1 record (written before records carried the reason) still decodes, with no
+/// reason; `records-session-v1.txt` is kept as it was written then.
+#[test]
+fn version_1_records_still_decode() {
+    let v = Vector::load("records-session-v1.txt");
+    let s = decode_session(&v.data_hex()).unwrap();
+    let mut want = fixed_session();
+    want.reason = None;
+    assert_eq!(s, want);
+    let mut garbled = v.data_hex();
+    garbled[81] = 1;
+    assert!(decode_session(&garbled).is_err());
+}
+
+/// A reason on a complete session is refused, in both directions.
+#[test]
+fn a_reason_needs_a_partial_session() {
+    let mut s = fixed_session();
+    s.state = RecordState::Complete;
+    assert_eq!(
+        encode_session(&s).unwrap_err().kind(),
+        ErrorKind::InvalidInput
+    );
+}
+
 /// Every records vector on disk decodes as its header says.
 #[test]
 fn vectors_decode_as_expected() {
@@ -187,6 +215,7 @@ fn vectors_decode_as_expected() {
                 assert_eq!(s.id.to_string(), v.get("session-id"));
                 assert_eq!(s.client, v.get("client"));
                 assert_eq!(s.root.len().to_string(), v.get("root-chunks"));
+                assert_eq!(s.reason.as_deref(), Some(v.get("reason")));
             })
         };
         match v.get("expect") {

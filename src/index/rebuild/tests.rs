@@ -20,6 +20,7 @@ fn session(id: i64, root: Vec<ChunkId>) -> SessionRecord {
         id,
         client: "web".into(),
         state: RecordState::Complete,
+        reason: None,
         pinned: true,
         started: 10,
         finished: 20,
@@ -91,4 +92,35 @@ fn an_existing_file_is_refused() {
     let path = dir.path().join("index.db");
     std::fs::write(&path, b"x").unwrap();
     assert!(IndexBuilder::create(&path, "0123").is_err());
+}
+
+/// A partial session comes back partial with its reason, and session ids up to the one
+/// `sessions/last-id` names are never handed out again (a forgotten session's id stays its).
+#[test]
+fn a_partial_session_keeps_its_reason_and_forgotten_ids_stay_taken() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("index.db");
+    let b = IndexBuilder::create(&path, "0123").unwrap();
+    b.add_key(KeyId(3), b"wrapped", 1).unwrap();
+    b.add_pack(&PackName([7; 16]), 400, 5, &[chunk(2, 32, true)])
+        .unwrap();
+    let mut s = session(4, vec![ChunkId([2; 32])]);
+    s.state = RecordState::Incomplete;
+    s.reason = Some("rsync exit 23: some files vanished".into());
+    b.add_session(&s).unwrap();
+    b.reserve_session_ids(9).unwrap();
+    b.finish(1_800_000_000).unwrap();
+
+    let index = Index::open(&path).unwrap();
+    let got = index.session(SessionId(4)).unwrap();
+    assert_eq!(got.state, crate::index::SessionState::Partial);
+    assert_eq!(
+        got.reason.as_deref(),
+        Some("rsync exit 23: some files vanished")
+    );
+    let writer = crate::ids::WriterId("0".repeat(32));
+    assert_eq!(
+        index.create_session("web", &writer, 1).unwrap(),
+        SessionId(10)
+    );
 }

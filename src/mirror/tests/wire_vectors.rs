@@ -1,0 +1,137 @@
+//! The read-only requests' frames against format-spec/vectors/wire-*.txt.
+
+use crate::crypto::testvec::{Vector, pattern};
+use crate::ids::ChunkId;
+use crate::mirror::wire::{Message, READ_PROTOCOL_VERSION, WireRecord};
+
+fn id(seed: u8) -> ChunkId {
+    ChunkId(pattern(seed, 32).try_into().unwrap())
+}
+
+/// A whole frame: length, tag, payload.
+fn frame(msg: &Message) -> Vec<u8> {
+    let (tag, payload) = msg.encode();
+    let mut out = (payload.len() as u32).to_le_bytes().to_vec();
+    out.push(tag);
+    out.extend_from_slice(&payload);
+    out
+}
+
+fn case(name: &str, description: &str, msg: &Message) {
+    let bytes = frame(msg);
+    let mut v = Vector::default();
+    v.field("expect", "success")
+        .field("description", description)
+        .field("tag", format!("0x{:02x}", bytes[4]));
+    v.set_data_hex(&bytes);
+    v.check_or_write(name);
+    let stored = Vector::load(name).data_hex();
+    let decoded = Message::decode(stored[4], &stored[5..]).unwrap();
+    assert_eq!(&decoded, msg, "{name}: decodes to another message");
+}
+
+#[test]
+fn read_only_requests_match_their_vectors() {
+    case(
+        "wire-hello-read.txt",
+        "HelloRead: magic, version 1, repository.toml = \"format = 1\\n\"",
+        &Message::HelloRead {
+            version: READ_PROTOCOL_VERSION,
+            repository_toml: "format = 1\n".into(),
+        },
+    );
+    case(
+        "wire-get-chunks.txt",
+        "GetChunks of the chunk ids P(1,32) and P(2,32)",
+        &Message::GetChunks(vec![id(1), id(2)]),
+    );
+    let record = pattern(4, 60);
+    case(
+        "wire-chunk-records.txt",
+        "ChunkRecords: lacking P(3,32); one data record of kind 0, stored hash = BLAKE3(record), \
+         no refs, record = P(4,60) (not a valid record header: only the framing is shown)",
+        &Message::ChunkRecords {
+            lacking: vec![id(3)],
+            records: vec![WireRecord {
+                kind: 0,
+                stored_hash: *blake3::hash(&record).as_bytes(),
+                refs: Vec::new(),
+                record,
+            }],
+        },
+    );
+}
+
+/// After `HelloRead` the mirror answers `GetChunks` with what it holds and refuses every
+/// request that would write, and a missing mirror repository is not created.
+#[test]
+fn a_read_only_connection_sends_records_and_refuses_writes() {
+    use std::os::unix::net::UnixStream;
+
+    use super::{mirror_ok, serve_opts, session};
+    use crate::error::ErrorKind;
+    use crate::mirror::serve;
+    use crate::mirror::wire::Conn;
+    use crate::restore::testutil::TestRepo;
+
+    let t = TestRepo::new();
+    session(&t, 1, 300_000);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("m");
+    mirror_ok(&t, &path);
+    let toml = std::fs::read_to_string(t.repo.root().join("repository.toml")).unwrap();
+    let ids: Vec<ChunkId> = super::chunk_ids(&t.repo)
+        .into_iter()
+        .map(|b| ChunkId(b.try_into().unwrap()))
+        .collect();
+
+    let talk = |path: std::path::PathBuf, second: Message| {
+        let (a, b) = UnixStream::pair().unwrap();
+        let opts = serve_opts(&path, false);
+        let server = std::thread::spawn(move || serve(b.try_clone().unwrap(), b, &opts));
+        let mut conn = Conn::new(a.try_clone().unwrap(), a);
+        conn.send(&Message::HelloRead {
+            version: READ_PROTOCOL_VERSION,
+            repository_toml: toml.clone(),
+        })
+        .unwrap();
+        let hello = conn.recv().unwrap();
+        let answer = conn.send(&second).and_then(|()| conn.recv());
+        drop(conn);
+        (hello, answer, server.join().unwrap())
+    };
+
+    let mut asked = ids.clone();
+    asked.push(id(9));
+    let (hello, answer, served) = talk(path.clone(), Message::GetChunks(asked));
+    assert!(
+        matches!(hello, Message::HelloOk { created: false, .. }),
+        "{hello:?}"
+    );
+    let Ok(Message::ChunkRecords { lacking, records }) = answer else {
+        panic!("{answer:?}");
+    };
+    assert_eq!(lacking, vec![id(9)]);
+    assert_eq!(records.len(), ids.len());
+    for r in &records {
+        assert_eq!(blake3::hash(&r.record).as_bytes(), &r.stored_hash);
+    }
+    // The client closed without Bye: the mirror reports the closed connection.
+    assert!(served.is_err());
+
+    let (_, answer, served) = talk(path.clone(), Message::PutChunks(Vec::new()));
+    assert!(
+        matches!(&answer, Ok(Message::Error { code: 2, .. })),
+        "{answer:?}"
+    );
+    assert_eq!(served.unwrap_err().kind(), ErrorKind::Refused);
+
+    let missing = dir.path().join("none");
+    let (hello, _, served) = talk(missing.clone(), Message::Bye);
+    assert!(matches!(hello, Message::Error { code: 3, .. }), "{hello:?}");
+    assert_eq!(served.unwrap_err().kind(), ErrorKind::NotARepository);
+    assert!(
+        !missing.exists(),
+        "a read-only connection created a repository"
+    );
+}
