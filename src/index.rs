@@ -5,6 +5,7 @@
 //! means a busy database waits in the busy handler instead of failing half way through when a
 //! read transaction would have to be upgraded.
 
+mod fleet;
 mod rebuild;
 mod rows;
 mod schema;
@@ -17,6 +18,7 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 use crate::error::{Error, ErrorKind, Result};
 use crate::ids::{ChunkId, KeyId, PackName, SessionId, WriterId};
 
+pub use fleet::{ClientChunks, MirrorMark, RefusalRow, StoreTotals};
 pub use rebuild::{FoundChunk, IndexBuilder};
 pub use rows::{
     ChunkKind, ChunkLocation, PackInfo, SealedChunk, SessionInfo, SessionState, SessionStats,

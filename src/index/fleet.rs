@@ -1,0 +1,160 @@
+//! Read-only queries for watching the fleet (`status`, `watch`, `stats`): refusals per client,
+//! when each mirror target was last brought up to date, and what the store holds.
+
+use rusqlite::params;
+
+use super::Index;
+use crate::error::Result;
+
+/// One refused request from the audit table.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct RefusalRow {
+    /// Server time.
+    pub time: i64,
+    /// The client the key belongs to (as the forced command named it).
+    pub client: String,
+    /// Source address.
+    pub ip: String,
+    /// Why it was refused.
+    pub reason: String,
+}
+
+/// A mirror target's last successful run, from `mirror_targets`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MirrorMark {
+    /// The target's name.
+    pub name: String,
+    /// When a run last brought it up to date (server time).
+    pub updated: i64,
+}
+
+/// What the store holds, from `chunks` and `packs`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct StoreTotals {
+    /// Chunks in the index.
+    pub chunks: u64,
+    /// Their stored (compressed, encrypted) bytes.
+    pub chunk_bytes: u64,
+    /// Sealed packs.
+    pub packs: u64,
+    /// Bytes of the sealed packs (including space not yet collected).
+    pub pack_bytes: u64,
+}
+
+/// The chunks one client's visible sessions reach.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct ClientChunks {
+    /// Distinct chunks.
+    pub chunks: u64,
+    /// Their stored bytes (shared chunks count for every client that reaches them).
+    pub stored_bytes: u64,
+}
+
+fn count(v: i64) -> u64 {
+    u64::try_from(v).unwrap_or(0)
+}
+
+impl Index {
+    /// Refusals per client since `since` (server time), by client name.
+    pub fn refusal_counts(&self, since: i64) -> Result<Vec<(String, u64)>> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT client, COUNT(*) FROM audit WHERE decision = 'refuse' AND time >= ?1 \
+                 GROUP BY client ORDER BY client",
+            )
+            .map_err(|e| self.err(e, "counting refusals"))?;
+        stmt.query_map([since], |r| {
+            Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))
+        })
+        .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
+        .map(|rows| rows.into_iter().map(|(c, n)| (c, count(n))).collect())
+        .map_err(|e| self.err(e, "counting refusals"))
+    }
+
+    /// Refusals from `since` to before `until` (server time), oldest first, at most `limit`.
+    pub fn refusals_between(&self, since: i64, until: i64, limit: u32) -> Result<Vec<RefusalRow>> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT time, client, ip, reason FROM audit WHERE decision = 'refuse' \
+                 AND time >= ?1 AND time < ?2 ORDER BY time, id LIMIT ?3",
+            )
+            .map_err(|e| self.err(e, "listing refusals"))?;
+        stmt.query_map(params![since, until, limit], |r| {
+            Ok(RefusalRow {
+                time: r.get(0)?,
+                client: r.get(1)?,
+                ip: r.get(2)?,
+                reason: r.get(3)?,
+            })
+        })
+        .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
+        .map_err(|e| self.err(e, "listing refusals"))
+    }
+
+    /// Every mirror target this repository has pushed to, by name.
+    pub fn mirror_marks(&self) -> Result<Vec<MirrorMark>> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT name, updated FROM mirror_targets ORDER BY name")
+            .map_err(|e| self.err(e, "reading mirror targets"))?;
+        stmt.query_map([], |r| {
+            Ok(MirrorMark {
+                name: r.get(0)?,
+                updated: r.get(1)?,
+            })
+        })
+        .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
+        .map_err(|e| self.err(e, "reading mirror targets"))
+    }
+
+    /// Chunk and pack totals.
+    pub fn store_totals(&self) -> Result<StoreTotals> {
+        let (chunks, chunk_bytes): (i64, i64) = self
+            .conn
+            .query_row(
+                "SELECT COUNT(*), COALESCE(SUM(length), 0) FROM chunks",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .map_err(|e| self.err(e, "counting chunks"))?;
+        let (packs, pack_bytes): (i64, i64) = self
+            .conn
+            .query_row(
+                "SELECT COUNT(*), COALESCE(SUM(size), 0) FROM packs WHERE state = 'sealed'",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .map_err(|e| self.err(e, "counting packs"))?;
+        Ok(StoreTotals {
+            chunks: count(chunks),
+            chunk_bytes: count(chunk_bytes),
+            packs: count(packs),
+            pack_bytes: count(pack_bytes),
+        })
+    }
+
+    /// The distinct chunks `client`'s visible sessions reach: their manifest chunks and,
+    /// through `chunk_refs`, everything those name.
+    pub fn client_chunks(&self, client: &str) -> Result<ClientChunks> {
+        let (chunks, bytes): (i64, i64) = self
+            .conn
+            .query_row(
+                "WITH RECURSIVE reached(num) AS ( \
+                   SELECT m.chunk FROM session_manifest m JOIN sessions s ON s.id = m.session \
+                   WHERE s.client = ?1 AND s.state != 'running' \
+                   UNION \
+                   SELECT r.child FROM chunk_refs r JOIN reached ON r.parent = reached.num) \
+                 SELECT COUNT(*), COALESCE(SUM(c.length), 0) FROM chunks c \
+                 JOIN reached ON c.num = reached.num",
+                [client],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .map_err(|e| self.err(e, format_args!("counting the chunks of client {client}")))?;
+        Ok(ClientChunks {
+            chunks: count(chunks),
+            stored_bytes: count(bytes),
+        })
+    }
+}
