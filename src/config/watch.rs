@@ -258,7 +258,9 @@ impl SourceFile<'_> {
 }
 
 /// The text of the table `[name]` of a TOML file, read line by line: from its header to the
-/// next table header. For a `server.toml` that does not parse as a whole.
+/// next table header, keeping only the lines that parse on their own (a broken line inside the
+/// table, or a value spread over several lines, is left out). For a `server.toml` that does
+/// not parse as a whole.
 fn table_text(text: &str, name: &str) -> Option<String> {
     let header = format!("[{name}]");
     let mut out: Option<String> = None;
@@ -273,7 +275,9 @@ fn table_text(text: &str, name: &str) -> Option<String> {
             }
             continue;
         }
-        if let Some(body) = &mut out {
+        if let Some(body) = &mut out
+            && toml::from_str::<toml::Table>(line).is_ok()
+        {
             body.push_str(line);
             body.push('\n');
         }
@@ -332,7 +336,7 @@ mod tests {
 
     #[test]
     fn mail_and_log_of_a_broken_file() {
-        let text = "repository = \"/r\"\nbroken = = =\n[log]\nsyslog-socket = \"/run/x.sock\"\n\
+        let text = "repository = \"/r\"\nbroken = = =\n[log]\nsyslog-socket = \"/run/x.sock\"\nx = = 1\n\
                     [mail]\nfrom = \"a@b.c\"\nadmin = [\"root@b.c\"]\ntransport = \"directory\"\n\
                     directory = \"/tmp/m\"\n[clients.x]\nkeys = 3\n";
         let path = std::path::Path::new("/etc/rsbackup/server.toml");

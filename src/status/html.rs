@@ -30,7 +30,7 @@ body{font-family:system-ui,sans-serif;margin:0.8em;color:#222;background:#fff}\
 h1{font-size:1.3em}h2{font-size:1.1em;margin-top:1.4em}\
 table{border-collapse:collapse;width:100%}\
 th,td{text-align:left;padding:0.3em 0.5em;border-bottom:1px solid #ddd;vertical-align:middle}\
-td.n{text-align:right;white-space:nowrap}\
+td.n{text-align:right;white-space:nowrap}td:first-child{overflow-wrap:anywhere}\
 .dot{display:inline-block;width:0.9em;height:0.9em;border-radius:50%;margin-right:0.3em}\
 .green{background:#2a2}.amber{background:#e90}.red{background:#d22}\
 .wrap{overflow-x:auto}svg{vertical-align:middle}\
@@ -86,7 +86,7 @@ fn chart(
     sparkline(&points, now, what)
 }
 
-fn client_row(out: &mut String, c: &ClientStatus, now: i64, tz: &TimeZone) {
+fn client_row(out: &mut String, c: &ClientStatus, tz: &TimeZone) {
     let health = c.health.name();
     let state = if c.overdue {
         "overdue"
@@ -102,14 +102,22 @@ fn client_row(out: &mut String, c: &ClientStatus, now: i64, tz: &TimeZone) {
         "<tr><td><span class=\"dot {health}\" title=\"{health}\"></span>{name}</td>\
          <td>{state}</td><td>{at}</td><td class=\"n\">{age}</td>\
          <td class=\"n\">{size}</td><td class=\"n wide\">{new}</td>\
-         <td class=\"n\">{refused}</td>\
-         <td class=\"wide\">{sizes}</td><td class=\"wide\">{durations}</td></tr>",
+         <td class=\"n\">{refused}</td></tr>",
         name = escape(&c.client),
         at = good.map_or("never".into(), |s| time(s.finished, tz)),
         age = c.last_good_age_seconds.map_or("-".into(), span),
         size = latest.map_or("-".into(), |s| size(s.bytes)),
         new = latest.map_or("-".into(), |s| size(s.new_bytes)),
         refused = c.refusals_7d,
+    );
+}
+
+/// A row of the history table: the client's session sizes and durations over 30 days.
+fn history_row(out: &mut String, c: &ClientStatus, now: i64) {
+    let _ = write!(
+        out,
+        "<tr><td>{name}</td><td>{sizes}</td><td>{durations}</td></tr>",
+        name = escape(&c.client),
         sizes = chart(
             &c.history,
             now,
@@ -149,13 +157,19 @@ pub fn render(fleet: &FleetStatus, host: &str, tz: &TimeZone) -> String {
     out.push_str(
         "<h2>Clients</h2><div class=\"wrap\"><table><thead><tr><th>Client</th><th>State</th>\
          <th>Last good</th><th>Age</th><th>Size</th><th class=\"wide\">New</th>\
-         <th>Refused (7 d)</th><th class=\"wide\">Sizes (30 d)</th>\
-         <th class=\"wide\">Durations (30 d)</th></tr></thead><tbody>",
+         <th>Refused 7 d</th></tr></thead><tbody>",
     );
     for c in &fleet.clients {
-        client_row(&mut out, c, now, tz);
+        client_row(&mut out, c, tz);
     }
-    out.push_str("</tbody></table></div>");
+    out.push_str(
+        "</tbody></table></div><h2>Last 30 days</h2><table><thead><tr><th>Client</th>\
+         <th>Session sizes</th><th>Durations</th></tr></thead><tbody>",
+    );
+    for c in &fleet.clients {
+        history_row(&mut out, c, now);
+    }
+    out.push_str("</tbody></table>");
     if !fleet.mirrors.is_empty() {
         out.push_str(
             "<h2>Mirrors</h2><div class=\"wrap\"><table><thead><tr><th>Mirror</th>\

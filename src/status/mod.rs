@@ -269,3 +269,6 @@ pub fn fleet_status(config: &ServerConfig, index: &Index, now: Timestamp) -> Res
         growth,
     })
 }
+
+#[cfg(test)]
+mod tests;

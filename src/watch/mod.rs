@@ -12,6 +12,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use jiff::Timestamp;
+use jiff::tz::TimeZone;
 use serde::{Deserialize, Serialize};
 
 use crate::config::ServerConfig;
@@ -66,8 +67,14 @@ pub struct WatchReport {
     pub busy: bool,
 }
 
-/// The notices due, given the remembered state, the fleet, and the digest settings.
-pub fn due(state: &WatchState, fleet: &FleetStatus, config: &ServerConfig) -> Vec<Notice> {
+/// The notices due, given the remembered state, the fleet, and when the digest goes out
+/// (`[watch] digest`, minutes after midnight in `tz`).
+pub fn due(
+    state: &WatchState,
+    fleet: &FleetStatus,
+    digest: Option<u16>,
+    tz: &TimeZone,
+) -> Vec<Notice> {
     let mut out = Vec::new();
     for c in &fleet.clients {
         match (c.overdue, state.overdue.contains_key(&c.client)) {
@@ -76,7 +83,6 @@ pub fn due(state: &WatchState, fleet: &FleetStatus, config: &ServerConfig) -> Ve
             _ => {}
         }
     }
-    // A client no longer configured has nothing to recover from: forget it quietly.
     for m in &fleet.mirrors {
         match (m.lagging, state.lagging.contains_key(&m.mirror)) {
             (true, false) => out.push(Notice::MirrorLagging(m.mirror.clone())),
@@ -84,10 +90,10 @@ pub fn due(state: &WatchState, fleet: &FleetStatus, config: &ServerConfig) -> Ve
             _ => {}
         }
     }
-    if let Some(at) = config.watch.digest
+    if let Some(at) = digest
         && let Ok(now) = Timestamp::from_second(fleet.now)
     {
-        let local = now.to_zoned(config.watch.timezone.clone());
+        let local = now.to_zoned(tz.clone());
         let minute = local.hour() as u16 * 60 + local.minute() as u16;
         let today = local.date().to_string();
         if minute >= at && state.last_digest.as_deref() != Some(today.as_str()) {
@@ -279,7 +285,7 @@ pub fn run(
     crate::server::alerts::notify(config, host, now, None);
     let mut state = load_state(&config.watch.state)?;
     state.forget_unconfigured(&fleet);
-    let notices = due(&state, &fleet, config);
+    let notices = due(&state, &fleet, config.watch.digest, &config.watch.timezone);
     if !notices.is_empty() {
         let mailer = Mailer::from_config(&config.mail)?;
         for notice in &notices {
@@ -306,3 +312,6 @@ pub fn run(
     }
     Ok((report, fleet))
 }
+
+#[cfg(test)]
+mod tests;

@@ -19,3 +19,4 @@ mod repair_index;
 mod restore_fidelity;
 mod smtp;
 mod sshd;
+mod watch;
