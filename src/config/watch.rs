@@ -352,6 +352,87 @@ mod tests {
     }
 
     #[test]
+    fn server_toml_keys() {
+        use crate::config::ServerConfig;
+        let base = crate::config::server::tests::example();
+        let path = std::path::Path::new("/etc/rsbackup/server.toml");
+        let cfg = ServerConfig::parse(&base, path).unwrap();
+        let h = |n: u64| Duration::from_secs(n * 3600);
+        // web1 takes the default windows (weekdays from 22:00, weekends from 00:00): the longest
+        // gap between starts is Sunday 00:00 to Monday 22:00, 46 h, plus 2.
+        assert_eq!(cfg.client("web1").unwrap().expect.every, h(48));
+        assert_eq!(cfg.client("db1").unwrap().expect.every, h(26));
+        assert_eq!(
+            cfg.client("db1").unwrap().expect.state,
+            ExpectState::Complete
+        );
+        assert_eq!(
+            cfg.watch.state,
+            PathBuf::from("/var/lib/rsbackup/watch-state.json")
+        );
+        assert_eq!(cfg.watch.digest, None);
+        assert_eq!(cfg.log, LogConfig::default());
+
+        let text = base.replace(
+            "[defaults]\n",
+            "[watch]\ndigest = \"07:30\"\nhtml = \"/var/www/i.html\"\n\
+             [log]\nsyslog-socket = \"/run/log.sock\"\n\
+             [defaults]\nexpect-every = \"3d\"\nexpect-state = \"partial\"\n",
+        );
+        let cfg = ServerConfig::parse(&text, path).unwrap();
+        assert_eq!(cfg.client("web1").unwrap().expect.every, h(72));
+        assert_eq!(
+            cfg.client("web1").unwrap().expect.state,
+            ExpectState::Partial
+        );
+        assert_eq!(cfg.watch.digest, Some(7 * 60 + 30));
+        assert_eq!(cfg.log.syslog_socket, PathBuf::from("/run/log.sock"));
+
+        for (bad, needle) in [
+            (
+                "expect-every = \"26\"",
+                "server.toml:18: client web1: expect-every: \"26\"",
+            ),
+            (
+                "expect-state = \"done\"",
+                "server.toml:18: client web1: expect-state = \"done\"",
+            ),
+        ] {
+            let text = base.replace("quota = \"200G\"", bad);
+            let err = ServerConfig::parse(&text, path).unwrap_err().to_string();
+            assert!(err.contains(needle), "{err}");
+        }
+        let text = base.replace("[defaults]\n", "[watch]\ndigest = \"8am\"\n[defaults]\n");
+        let err = ServerConfig::parse(&text, path).unwrap_err().to_string();
+        assert!(
+            err.contains("server.toml:11: [watch] digest = \"8am\""),
+            "{err}"
+        );
+    }
+
+    /// The documented `[watch]` and `[log]` example loads, appended to a server.toml.
+    #[test]
+    fn documented_watch_example_loads() {
+        let doc = include_str!("../../docs/configuration.md");
+        let block = doc
+            .split("```toml\n")
+            .map(|b| b.split("```").next().unwrap())
+            .find(|b| b.contains("[watch]\n"))
+            .expect("the [watch] example");
+        let text = format!("{}\n{block}", crate::config::server::tests::example());
+        let cfg = crate::config::ServerConfig::parse(&text, std::path::Path::new("/s.toml"))
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(cfg.watch.digest, Some(8 * 60));
+        assert_eq!(cfg.watch.timezone.iana_name(), Some("Europe/Berlin"));
+        assert_eq!(
+            cfg.watch.html,
+            Some(PathBuf::from("/var/www/rsbackup/index.html"))
+        );
+        assert!(cfg.watch.prometheus.is_some());
+        assert_eq!(cfg.log, LogConfig::default());
+    }
+
+    #[test]
     fn spans_of_time() {
         assert_eq!(parse_every("26h").unwrap(), Duration::from_secs(26 * 3600));
         assert_eq!(

@@ -25,8 +25,9 @@ use crate::status::{FleetStatus, fleet_status};
 /// Version of the watch state file this build writes and reads.
 pub const WATCH_STATE_VERSION: u32 = 1;
 
-/// What `watch` remembers between runs.
+/// What `watch` remembers between runs (format-spec/watch-state.md).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct WatchState {
     /// [`WATCH_STATE_VERSION`].
     pub version: u32,
@@ -241,23 +242,36 @@ pub fn load_state(path: &Path) -> Result<WatchState> {
         }
         Err(e) => return Err(Error::io(format!("reading {}", path.display()), e)),
     };
-    let state: WatchState = serde_json::from_slice(&bytes).map_err(|e| {
+    decode_state(&bytes, path)
+}
+
+/// Decode a state file's bytes; `path` is named in errors. A file of another version is
+/// `UnsupportedVersion`, anything else that does not parse `Corrupt`.
+pub fn decode_state(bytes: &[u8], path: &Path) -> Result<WatchState> {
+    #[derive(Deserialize)]
+    struct VersionOnly {
+        version: u32,
+    }
+    if let Ok(v) = serde_json::from_slice::<VersionOnly>(bytes)
+        && v.version != WATCH_STATE_VERSION
+    {
+        return Err(Error::new(
+            ErrorKind::UnsupportedVersion,
+            format!(
+                "watch state {}: version {} is not {WATCH_STATE_VERSION} (written by another \
+                 rsbackup)",
+                path.display(),
+                v.version
+            ),
+        ));
+    }
+    let state: WatchState = serde_json::from_slice(bytes).map_err(|e| {
         Error::corrupt(format!(
             "watch state {}: {e}; remove it to start afresh (overdue clients are then mailed \
              about again)",
             path.display()
         ))
     })?;
-    if state.version != WATCH_STATE_VERSION {
-        return Err(Error::new(
-            ErrorKind::UnsupportedVersion,
-            format!(
-                "watch state {}: version {} is not {WATCH_STATE_VERSION}",
-                path.display(),
-                state.version
-            ),
-        ));
-    }
     Ok(state)
 }
 

@@ -155,3 +155,71 @@ fn state_file_round_trip_and_damage_is_an_error() {
     drop(held);
     assert!(try_lock(&path).unwrap().is_some());
 }
+
+/// The vector cases: (file, expect, error kind or "", the file's text).
+fn vector_cases() -> Vec<(&'static str, &'static str, &'static str, String)> {
+    let mut state = WatchState {
+        version: WATCH_STATE_VERSION,
+        ..WatchState::default()
+    };
+    state.apply(&Notice::Overdue("web1".into()), 1_796_342_400);
+    state.apply(&Notice::MirrorLagging("offsite".into()), 1_796_342_700);
+    state.apply(&Notice::Digest("2026-12-03".into()), 1_796_342_700);
+    let good = serde_json::to_string_pretty(&state).unwrap() + "\n";
+    vec![
+        ("watch-state-example.txt", "success", "", good.clone()),
+        (
+            "watch-state-future-version.txt",
+            "failure",
+            "unsupported-version",
+            good.replace("\"version\": 1", "\"version\": 2"),
+        ),
+        (
+            "watch-state-unknown-field.txt",
+            "failure",
+            "corrupt",
+            good.replace(
+                "\"version\": 1,",
+                "\"version\": 1,\n  \"colour\": \"blue\",",
+            ),
+        ),
+    ]
+}
+
+#[test]
+fn vectors_reproduce_and_decode_as_expected() {
+    use crate::format::pack::vector_file::{check_or_write, header, list, parse, path};
+    for (name, expect, error, text) in vector_cases() {
+        let mut headers = vec![
+            ("expect", expect.to_string()),
+            ("description", "watch-state.json as UTF-8 JSON".to_string()),
+        ];
+        if !error.is_empty() {
+            headers.push(("error", error.to_string()));
+        }
+        check_or_write(name, &headers, text.as_bytes());
+    }
+    let names = list("watch-state-");
+    assert_eq!(names.len(), 3, "{names:?}");
+    for name in names {
+        let (headers, data) = parse(&std::fs::read_to_string(path(&name)).unwrap());
+        let result = decode_state(&data, Path::new(&name));
+        match (
+            header(&headers, "expect"),
+            header(&headers, "error"),
+            result,
+        ) {
+            (Some("success"), _, Ok(s)) => {
+                assert_eq!(s.overdue.get("web1"), Some(&1_796_342_400));
+                assert_eq!(s.last_digest.as_deref(), Some("2026-12-03"));
+            }
+            (Some("failure"), Some("unsupported-version"), Err(e)) => {
+                assert_eq!(e.kind(), crate::ErrorKind::UnsupportedVersion, "{name}")
+            }
+            (Some("failure"), Some("corrupt"), Err(e)) => {
+                assert_eq!(e.kind(), crate::ErrorKind::Corrupt, "{name}")
+            }
+            (expect, error, result) => panic!("{name}: {expect:?} {error:?} {result:?}"),
+        }
+    }
+}
