@@ -19,14 +19,19 @@ pub struct RefusalRow {
     pub reason: String,
 }
 
-/// A mirror target's last successful run, from `mirror_targets`.
+/// A mirror target's last successful run: the `meta` row `mirror-synced:NAME`
+/// (format-spec/index.md, "Mirror state").
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MirrorMark {
     /// The target's name.
     pub name: String,
-    /// When a run last brought it up to date (server time).
-    pub updated: i64,
+    /// When the last run that ended well read the session list it sent (server time): every
+    /// session that ended before it is on the target.
+    pub synced: i64,
 }
+
+/// The prefix of the `meta` keys that hold [`MirrorMark`]s.
+const MIRROR_SYNCED: &str = "mirror-synced:";
 
 /// What the store holds, from `chunks` and `packs`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
@@ -93,20 +98,36 @@ impl Index {
         .map_err(|e| self.err(e, "listing refusals"))
     }
 
-    /// Every mirror target this repository has pushed to, by name.
+    /// Every mirror target a run has completed to, by name.
     pub fn mirror_marks(&self) -> Result<Vec<MirrorMark>> {
         let mut stmt = self
             .conn
-            .prepare_cached("SELECT name, updated FROM mirror_targets ORDER BY name")
-            .map_err(|e| self.err(e, "reading mirror targets"))?;
-        stmt.query_map([], |r| {
+            .prepare_cached(
+                "SELECT substr(key, ?2), value FROM meta WHERE substr(key, 1, ?1) = ?3 \
+                 AND typeof(value) = 'integer' ORDER BY key",
+            )
+            .map_err(|e| self.err(e, "reading mirror marks"))?;
+        let prefix = MIRROR_SYNCED.len() as i64;
+        stmt.query_map(params![prefix, prefix + 1, MIRROR_SYNCED], |r| {
             Ok(MirrorMark {
                 name: r.get(0)?,
-                updated: r.get(1)?,
+                synced: r.get(1)?,
             })
         })
         .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
-        .map_err(|e| self.err(e, "reading mirror targets"))
+        .map_err(|e| self.err(e, "reading mirror marks"))
+    }
+
+    /// A run to mirror target `name` ended well; it read the session list it sent at `synced`.
+    pub fn set_mirror_synced(&self, name: &str, synced: i64) -> Result<()> {
+        self.conn
+            .execute(
+                "INSERT INTO meta (key, value) VALUES (?1, ?2) \
+                 ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                params![format!("{MIRROR_SYNCED}{name}"), synced],
+            )
+            .map_err(|e| self.err(e, format_args!("recording the run to mirror {name}")))?;
+        Ok(())
     }
 
     /// Chunk and pack totals.

@@ -144,6 +144,7 @@ impl Pusher<'_> {
         let secret_age = read("keys/secret.age")?;
 
         // Snapshot before talking: sessions visible now have all their chunks in sealed packs.
+        let listed_at = now();
         let sessions = self.index.sessions(None)?;
         let packs = self.index.packs()?;
         let top = packs
@@ -235,7 +236,9 @@ impl Pusher<'_> {
                     digest,
                 };
                 report.mirror_chunks = chunks;
-                state::save(conn_db, &self.opts.target, &current, now())
+                state::save(conn_db, &self.opts.target, &current, now())?;
+                // For `status`: every session that ended before the list was read is there.
+                self.index.set_mirror_synced(&self.opts.target, listed_at)
             }
             m => Err(unexpected(&m, "ByeOk")),
         }

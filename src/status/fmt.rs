@@ -3,11 +3,12 @@
 use jiff::Timestamp;
 use jiff::tz::TimeZone;
 
-/// A size in the largest fitting binary unit, e.g. `1.50 GiB`; below 1 KiB, `512 B`.
+/// A size in the largest fitting binary unit, e.g. `1.50 GiB`; below 1 KiB, `512 bytes` (also
+/// what the binary prints for sizes).
 pub fn size(bytes: u64) -> String {
     const UNITS: [&str; 5] = ["KiB", "MiB", "GiB", "TiB", "PiB"];
     if bytes < 1024 {
-        return format!("{bytes} B");
+        return format!("{bytes} bytes");
     }
     let mut value = bytes as f64 / 1024.0;
     let mut unit = 0;
@@ -15,7 +16,7 @@ pub fn size(bytes: u64) -> String {
         value /= 1024.0;
         unit += 1;
     }
-    format!("{value:.1} {}", UNITS[unit])
+    format!("{value:.2} {}", UNITS[unit])
 }
 
 /// An age or span in seconds, coarsely: `45 s`, `12 min`, `5.5 h`, `3.2 d`.

@@ -126,9 +126,9 @@ pub struct ClientStatus {
 pub struct MirrorStatus {
     /// The target's name.
     pub mirror: String,
-    /// When a run last brought it up to date; `None`: never.
+    /// When the last run that ended well read its session list; `None`: never.
     pub updated: Option<i64>,
-    /// Visible sessions that ended after that (not yet on the mirror).
+    /// Visible sessions that ended since (not yet on the mirror).
     pub unmirrored_sessions: u64,
     /// Age of the oldest of them, in seconds.
     pub oldest_unmirrored_age_seconds: Option<i64>,
@@ -232,7 +232,7 @@ pub fn fleet_status(config: &ServerConfig, index: &Index, now: Timestamp) -> Res
     let marks: BTreeMap<String, i64> = index
         .mirror_marks()?
         .into_iter()
-        .map(|m| (m.name, m.updated))
+        .map(|m| (m.name, m.synced))
         .collect();
     let mut mirrors = Vec::new();
     for (name, target) in &config.mirrors.targets {
@@ -240,7 +240,7 @@ pub fn fleet_status(config: &ServerConfig, index: &Index, now: Timestamp) -> Res
         let behind: Vec<i64> = sessions
             .iter()
             .map(|s| s.finished.unwrap_or(s.started))
-            .filter(|f| updated.is_none_or(|u| *f > u))
+            .filter(|f| updated.is_none_or(|u| *f >= u))
             .collect();
         let oldest = behind.iter().min().map(|f| now - f);
         let every = target.expect_every.as_secs();

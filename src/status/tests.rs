@@ -82,3 +82,42 @@ fn table_marks_overdue() {
     assert!(text.lines().nth(1).unwrap().contains("OVERDUE"), "{text}");
     assert!(f.alarm());
 }
+
+#[test]
+fn mirror_lag_counts_sessions_that_ended_since_the_last_good_run() {
+    use crate::restore::testutil::{SessionBuilder, TestRepo};
+    let t = TestRepo::new();
+    let session = |seed: u8| {
+        SessionBuilder::new(&t)
+            .file(
+                b"f",
+                &crate::restore::testutil::noise(u64::from(seed), 5000),
+            )
+            .commit()
+    };
+    session(1);
+    let text = format!(
+        "{}\n[mirrors.offsite]\nhost = \"m\"\nuser = \"u\"\nssh-key = \"/k\"\nexpect-every = \"1h\"\n",
+        crate::config::server::tests::example()
+    );
+    let config = ServerConfig::parse(&text, std::path::Path::new("/s.toml")).unwrap();
+    let index = t.repo.index().unwrap();
+    let finished = index.sessions(None).unwrap()[0].finished.unwrap();
+    let at = |secs: i64| fleet_status(&config, &index, Timestamp::from_second(secs).unwrap());
+    // Never mirrored: behind by one session; lagging once that is older than an hour.
+    let m = &at(finished + 60).unwrap().mirrors[0];
+    assert_eq!(
+        (m.unmirrored_sessions, m.lagging, m.updated),
+        (1, false, None)
+    );
+    let f = at(finished + 7200).unwrap();
+    assert!(f.mirrors[0].lagging && f.alarm());
+    // A run that read its list after the session ended: up to date.
+    index.set_mirror_synced("offsite", finished + 1).unwrap();
+    let m = &at(finished + 7200).unwrap().mirrors[0];
+    assert_eq!((m.unmirrored_sessions, m.lagging), (0, false));
+    assert_eq!(m.updated, Some(finished + 1));
+    // A later session is behind again.
+    index.set_mirror_synced("offsite", finished).unwrap();
+    assert_eq!(at(finished + 10).unwrap().mirrors[0].unmirrored_sessions, 1);
+}
