@@ -313,6 +313,22 @@ pub fn salvage_mail(
     Ok((src.mail(raw.mail)?, admin))
 }
 
+/// `alert-state` of a `server.toml` that may not load, read alone from the lines before the
+/// first table; the default when it cannot be read.
+pub fn salvage_alert_state(text: &str) -> PathBuf {
+    #[derive(Deserialize)]
+    #[serde(rename_all = "kebab-case")]
+    struct Only {
+        alert_state: Option<PathBuf>,
+    }
+    text.lines()
+        .take_while(|l| !l.trim_start().starts_with('['))
+        .filter_map(|l| toml::from_str::<Only>(l).ok())
+        .find_map(|o| o.alert_state)
+        .filter(|p| p.is_absolute())
+        .unwrap_or_else(|| PathBuf::from(super::server::DEFAULT_ALERT_STATE))
+}
+
 /// The `[log]` table of a `server.toml` that may not load, read alone; the defaults when it
 /// cannot be read either.
 pub fn salvage_log(text: &str, path: &std::path::Path) -> LogConfig {
@@ -348,6 +364,14 @@ mod tests {
             PathBuf::from("/run/x.sock")
         );
         assert!(salvage_mail("[mail]\nfrom = 3\n", path).is_err());
+        assert_eq!(
+            salvage_alert_state("x = = 1\nalert-state = \"/v/a.json\"\n[mail]\n"),
+            PathBuf::from("/v/a.json")
+        );
+        assert_eq!(
+            salvage_alert_state("[mail]\nalert-state = \"/v/a.json\"\n"),
+            PathBuf::from(crate::config::server::DEFAULT_ALERT_STATE)
+        );
         assert_eq!(salvage_log("", path), LogConfig::default());
     }
 

@@ -153,7 +153,13 @@ fn watch_flushes_coalesced_refusals_and_mails_one_digest_a_day() {
         .unwrap()
         .replace("alert-coalesce-minutes = 0", "alert-coalesce-minutes = 15");
     std::fs::write(&s.config, config).unwrap();
-    append_config(&s, "\n[watch]\ndigest = \"08:00\"\n");
+    let page = s.dir.path().join("www/index.html");
+    let metrics = s.dir.path().join("rsbackup.prom");
+    std::fs::create_dir(page.parent().unwrap()).unwrap();
+    append_config(
+        &s,
+        &format!("\n[watch]\ndigest = \"08:00\"\nhtml = {page:?}\nprometheus = {metrics:?}\n"),
+    );
     let src = source(&s, "src", 2);
     let done = s.push("web1", &src, &[]);
     // Two refusals: the first is mailed at once, the second waits for the window.
@@ -171,6 +177,17 @@ fn watch_flushes_coalesced_refusals_and_mails_one_digest_a_day() {
     assert_eq!(got.len(), 2, "{:?}", subjects(&s));
     assert!(got[1].contains("127.0.0.2"), "{}", got[1]);
     assert_eq!(count(&subjects(&s), "daily digest"), 0);
+    // Every run rewrites the status page and the metrics.
+    assert!(
+        std::fs::read_to_string(&page)
+            .unwrap()
+            .contains(">web1</td>")
+    );
+    let text = std::fs::read_to_string(&metrics).unwrap();
+    assert!(
+        text.contains("rsbackup_overdue{client=\"web1\"} 0"),
+        "{text}"
+    );
     for minute in [1, 2, 30, 90] {
         at(&s, morning + 8 * HOUR + minute * 60, "watch", &[]).ok();
     }

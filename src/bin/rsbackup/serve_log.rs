@@ -1,13 +1,13 @@
 //! What `serve` logs (see `log`): every request's outcome with the client, the request and the
 //! session; and a `server.toml` that does not load, which is also mailed to the administrator
 //! when its `[mail]` table can still be read alone (at most once an hour: every client request
-//! meets the same broken file).
+//! meets the same broken file; the file `config-error-mailed` beside the alert state says when).
 
 use std::path::Path;
 use std::time::Duration;
 
 use rsbackup::config::MailTransport;
-use rsbackup::config::watch::{salvage_log, salvage_mail};
+use rsbackup::config::watch::{salvage_alert_state, salvage_log, salvage_mail};
 use rsbackup::report::Mailer;
 use rsbackup::server::serve::{ServeInput, ServeOutcome};
 
@@ -111,9 +111,8 @@ pub fn config_broken(path: &Path, client: &str, error: &rsbackup::Error) {
     let Ok((mut mail, admin)) = salvage_mail(&text, path) else {
         return;
     };
-    let mut marker = path.as_os_str().to_owned();
-    marker.push(".broken-mailed");
-    let marker = std::path::PathBuf::from(marker);
+    // Beside the alert state, which the user serve runs as can write.
+    let marker = salvage_alert_state(&text).with_file_name("config-error-mailed");
     let recent = std::fs::metadata(&marker)
         .and_then(|m| m.modified())
         .is_ok_and(|t| t.elapsed().is_ok_and(|e| e < CONFIG_MAIL_INTERVAL));

@@ -22,18 +22,20 @@ pub struct Args {
 pub fn run(args: Args) -> Result<Outcome> {
     let config = ServerConfig::load(&args.config)?;
     let mut log = Log::open(&config.log.syslog_socket, true);
-    let repo = crate::open::repo(&config.repository)?;
-    let index = repo.index()?;
     let host = crate::serve::host_name();
-    let (report, _) = match rsbackup::watch::run(&config, &index, crate::status::now()?, &host) {
+    let now = crate::status::now()?;
+    let ran = crate::open::repo(&config.repository)
+        .and_then(|repo| Ok(repo.index()?))
+        .and_then(|index| Ok(rsbackup::watch::run(&config, &index, now, &host)?));
+    let (report, _) = match ran {
         Ok(r) => r,
         Err(e) => {
             log.event(
                 Level::Error,
-                &format!("watch failed: {e}"),
+                &format!("watch failed: {}", crate::one_line(&e)),
                 &[("command", "watch")],
             );
-            return Err(e.into());
+            return Err(e);
         }
     };
     if report.busy {
