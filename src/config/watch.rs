@@ -15,6 +15,8 @@ use crate::error::Result;
 
 /// The syslog socket when `[log]` does not name one.
 pub const DEFAULT_SYSLOG_SOCKET: &str = "/dev/log";
+/// The systemd journal's native socket when `[log]` does not name one.
+pub const DEFAULT_JOURNAL_SOCKET: &str = "/run/systemd/journal/socket";
 /// Watch state file name, beside the alert state, when `[watch] state` is not given.
 pub const DEFAULT_WATCH_STATE_NAME: &str = "watch-state.json";
 /// Slack added to the longest gap between a client's windows to derive `expect-every`: a run
@@ -72,13 +74,16 @@ pub struct WatchConfig {
 /// The `[log]` table, defaults applied.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LogConfig {
-    /// The syslog datagram socket (journald listens on `/dev/log` too).
+    /// The systemd journal's native socket, tried first: the fields arrive as journal fields.
+    pub journal_socket: PathBuf,
+    /// The syslog datagram socket, when the journal's cannot be reached.
     pub syslog_socket: PathBuf,
 }
 
 impl Default for LogConfig {
     fn default() -> Self {
         LogConfig {
+            journal_socket: PathBuf::from(DEFAULT_JOURNAL_SOCKET),
             syslog_socket: PathBuf::from(DEFAULT_SYSLOG_SOCKET),
         }
     }
@@ -100,6 +105,7 @@ pub(crate) struct RawWatch {
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub(crate) struct RawLog {
     syslog_socket: Option<Spanned<PathBuf>>,
+    journal_socket: Option<Spanned<PathBuf>>,
 }
 
 /// Parse a span of time such as `26h`, `90m`, `2d`, `1w`, or `1d12h`.
@@ -249,6 +255,10 @@ impl SourceFile<'_> {
     /// The `[log]` table.
     pub(crate) fn log(&self, raw: RawLog) -> Result<LogConfig> {
         Ok(LogConfig {
+            journal_socket: match raw.journal_socket {
+                Some(p) => self.absolute_path(p, "[log] journal-socket")?,
+                None => PathBuf::from(DEFAULT_JOURNAL_SOCKET),
+            },
             syslog_socket: match raw.syslog_socket {
                 Some(p) => self.absolute_path(p, "[log] syslog-socket")?,
                 None => PathBuf::from(DEFAULT_SYSLOG_SOCKET),

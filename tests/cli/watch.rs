@@ -209,9 +209,9 @@ fn watch_flushes_coalesced_refusals_and_mails_one_digest_a_day() {
     let _ = done;
 }
 
-/// Bind a datagram socket for syslog lines.
-fn syslog_socket(dir: &Path) -> (UnixDatagram, PathBuf) {
-    let path = dir.join("log.sock");
+/// Bind a datagram socket `name` for log lines.
+fn log_socket(dir: &Path, name: &str) -> (UnixDatagram, PathBuf) {
+    let path = dir.join(name);
     let sock = UnixDatagram::bind(&path).unwrap();
     sock.set_read_timeout(Some(Duration::from_millis(200)))
         .unwrap();
@@ -230,9 +230,38 @@ fn received(sock: &UnixDatagram) -> Vec<String> {
 #[test]
 fn serve_logs_each_outcome_and_a_broken_config_is_logged_and_mailed() {
     let s = Server::start(&[("web1", Some(ANY))], None);
-    let (sock, path) = syslog_socket(s.dir.path());
-    append_config(&s, &format!("\n[log]\nsyslog-socket = {path:?}\n"));
+    let (journal, journal_path) = log_socket(s.dir.path(), "journal.sock");
+    let (sock, path) = log_socket(s.dir.path(), "log.sock");
+    append_config(
+        &s,
+        &format!("\n[log]\njournal-socket = {journal_path:?}\nsyslog-socket = {path:?}\n"),
+    );
     let src = source(&s, "src", 3);
+    // The journal's native protocol first: the fields are journal fields.
+    let done = s.push("web1", &src, &[]);
+    let session = done["session"].as_i64().unwrap();
+    let entries = received(&journal);
+    let complete = entries
+        .iter()
+        .find(|e| e.contains("RSBACKUP_REQUEST=complete\n"))
+        .unwrap_or_else(|| panic!("{entries:#?}"));
+    for field in [
+        "PRIORITY=6\n".to_owned(),
+        "SYSLOG_IDENTIFIER=rsbackup\n".to_owned(),
+        "RSBACKUP_CLIENT=web1\n".to_owned(),
+        "RSBACKUP_OUTCOME=ok\n".to_owned(),
+        format!("RSBACKUP_SESSION={session}\n"),
+        format!("MESSAGE=client web1 complete: ok, session {session}\n"),
+    ] {
+        assert!(complete.contains(&field), "{field}: {complete}");
+    }
+    assert!(
+        received(&sock).is_empty(),
+        "syslog only without the journal"
+    );
+    // Without the journal: syslog, RFC 5424 with structured data.
+    drop(journal);
+    std::fs::remove_file(&journal_path).unwrap();
     let done = s.push("web1", &src, &[]);
     let session = done["session"].as_i64().unwrap();
     let lines = received(&sock);

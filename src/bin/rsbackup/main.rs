@@ -226,10 +226,7 @@ fn run(command: Command) -> anyhow::Result<Outcome> {
     };
     let result = run_command(command);
     if let Some(name) = logged {
-        let mut log = log::Log::open(
-            std::path::Path::new(rsbackup::config::watch::DEFAULT_SYSLOG_SOCKET),
-            false,
-        );
+        let mut log = log::Log::open(&rsbackup::config::watch::LogConfig::default(), false);
         let (level, text) = match &result {
             Ok(Outcome::Ok) => (log::Level::Info, "ok".to_owned()),
             Ok(_) => (log::Level::Warning, "partial".to_owned()),

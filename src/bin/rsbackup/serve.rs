@@ -66,7 +66,7 @@ pub fn run(args: Args) -> Result<Outcome> {
             std::process::exit(1);
         }
     };
-    let mut log = crate::log::Log::open(&config.log.syslog_socket, false);
+    let mut log = crate::log::Log::open(&config.log, false);
     let host = host_name();
     let (command, raw_command) = original_command();
     let connection = std::env::var("SSH_CONNECTION").ok();

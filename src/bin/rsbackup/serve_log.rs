@@ -98,7 +98,7 @@ pub fn rsync_end(log: &mut Log, input: &ServeInput, code: i32) {
 pub fn config_broken(path: &Path, client: &str, error: &rsbackup::Error) {
     let text = std::fs::read_to_string(path).unwrap_or_default();
     let log_config = salvage_log(&text, path);
-    let mut log = Log::open(&log_config.syslog_socket, false);
+    let mut log = Log::open(&log_config, false);
     let message = format!(
         "the server cannot take requests: {} does not load: {error}",
         path.display()

@@ -21,7 +21,7 @@ pub struct Args {
 /// Run `watch`.
 pub fn run(args: Args) -> Result<Outcome> {
     let config = ServerConfig::load(&args.config)?;
-    let mut log = Log::open(&config.log.syslog_socket, true);
+    let mut log = Log::open(&config.log, true);
     let host = crate::serve::host_name();
     let now = crate::status::now()?;
     let ran = crate::open::repo(&config.repository)
