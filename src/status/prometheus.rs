@@ -1,12 +1,10 @@
-//! The fleet as node_exporter textfile metrics (`rsbackup_*`, one `client` or `mirror` label),
-//! written atomically: a temporary file in the same directory, synced, then renamed over the
-//! old one, so that node_exporter never reads half a file.
+//! The fleet as node_exporter textfile metrics (`rsbackup_*`, one `client` or `mirror` label).
+//! The callers write it with [`crate::store::durable::write_atomic`] (a temporary file beside
+//! it, synced, renamed over the old one), so that node_exporter never reads half a file.
 
 use std::fmt::Write as _;
-use std::path::Path;
 
 use super::FleetStatus;
-use crate::error::Result;
 
 /// A label value with `\`, `"` and newlines escaped (the exposition format's rule).
 fn label(value: &str) -> String {
@@ -158,46 +156,4 @@ pub fn render(fleet: &FleetStatus) -> String {
         m.sample(name, &[], value);
     }
     m.0
-}
-
-/// Write `text` to `path` atomically (temporary file beside it, fsync, rename, fsync of the
-/// directory). The file is world-readable: it holds names, times and sizes only.
-pub fn write_atomically(path: &Path, text: &str) -> Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    };
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
-    let err = |doing: &str, e| crate::error::Error::io(format!("{doing} {}", tmp.display()), e);
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o644)
-        .open(&tmp)
-        .map_err(|e| err("creating", e))?;
-    let written = file
-        .write_all(text.as_bytes())
-        .and_then(|()| file.sync_all());
-    if let Err(e) = written {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(err("writing", e));
-    }
-    if let Err(e) = std::fs::rename(&tmp, path) {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(crate::error::Error::io(
-            format!("renaming {} to {}", tmp.display(), path.display()),
-            e,
-        ));
-    }
-    if let Ok(d) = std::fs::File::open(dir) {
-        let _ = d.sync_all();
-    }
-    Ok(())
 }

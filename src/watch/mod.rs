@@ -278,7 +278,7 @@ pub fn decode_state(bytes: &[u8], path: &Path) -> Result<WatchState> {
 fn save_state(path: &Path, state: &WatchState) -> Result<()> {
     let json = serde_json::to_string_pretty(state)
         .map_err(|e| Error::new(ErrorKind::Internal, "encoding the watch state").with_source(e))?;
-    crate::status::prometheus::write_atomically(path, &(json + "\n"))
+    crate::store::durable::write_atomic(path, (json + "\n").as_bytes(), 0o600)
 }
 
 /// One `watch` run at `now`: flush due refusal alerts, mail what changed, write the state,
@@ -316,12 +316,13 @@ pub fn run(
     save_state(&config.watch.state, &state)?;
     if let Some(path) = &config.watch.html {
         let page = crate::status::html::render(&fleet, host, &config.watch.timezone);
-        crate::status::prometheus::write_atomically(path, &page)?;
+        crate::store::durable::write_atomic(path, page.as_bytes(), 0o644)?;
     }
     if let Some(path) = &config.watch.prometheus {
-        crate::status::prometheus::write_atomically(
+        crate::store::durable::write_atomic(
             path,
-            &crate::status::prometheus::render(&fleet),
+            crate::status::prometheus::render(&fleet).as_bytes(),
+            0o644,
         )?;
     }
     Ok((report, fleet))

@@ -11,6 +11,7 @@ use anyhow::{Context, Result};
 use rsbackup::config::ServerConfig;
 use rsbackup::repo::Repo;
 use rsbackup::status::{fleet_status, html, prometheus, stats, text};
+use rsbackup::store::durable::write_atomic;
 
 use crate::Outcome;
 
@@ -65,12 +66,14 @@ pub fn run(args: Args) -> Result<Outcome> {
     let repo = crate::open::repo(&config.repository)?;
     let index = repo.index()?;
     let fleet = fleet_status(&config, &index, now()?)?;
-    if let Some(path) = &args.html {
+    // Absolute: the file's directory is synced after the rename.
+    let absolute = |p: &PathBuf| std::path::absolute(p).with_context(|| format!("{}", p.display()));
+    if let Some(path) = &args.html.as_ref().map(absolute).transpose()? {
         let page = html::render(&fleet, &crate::serve::host_name(), &config.watch.timezone);
-        prometheus::write_atomically(path, &page)?;
+        write_atomic(path, page.as_bytes(), 0o644)?;
     }
-    if let Some(path) = &args.prometheus {
-        prometheus::write_atomically(path, &prometheus::render(&fleet))?;
+    if let Some(path) = &args.prometheus.as_ref().map(absolute).transpose()? {
+        write_atomic(path, prometheus::render(&fleet).as_bytes(), 0o644)?;
     }
     if args.json {
         crate::output::print_json(&fleet)?;
