@@ -386,12 +386,7 @@ fn status_json_prometheus_and_the_page_agree_with_sessions() {
     );
     status.ok();
     let status = status.json();
-    let sessions = common::rsbackup([
-        arg("sessions"),
-        arg("--repo"),
-        arg(&s.repo.repo),
-        arg("--json"),
-    ]);
+    let sessions = s.repo.run("sessions", &["--json"]);
     sessions.ok();
     let sessions = sessions.json();
     let sessions = sessions.as_array().unwrap();
@@ -448,12 +443,7 @@ fn status_json_prometheus_and_the_page_agree_with_sessions() {
     assert_eq!(left.len(), 1);
 
     // stats agrees on the totals.
-    let stats = common::rsbackup([
-        arg("stats"),
-        arg("--repo"),
-        arg(&s.repo.repo),
-        arg("--json"),
-    ]);
+    let stats = s.repo.run("stats", &["--json"]);
     stats.ok();
     let stats = stats.json();
     assert_eq!(stats["logical_bytes"], logical);
