@@ -4,7 +4,7 @@
 use rusqlite::params;
 
 use super::Index;
-use crate::error::Result;
+use crate::error::{Error, Result};
 
 /// One refused request from the audit table.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -19,19 +19,28 @@ pub struct RefusalRow {
     pub reason: String,
 }
 
-/// A mirror target's last successful run: the `meta` row `mirror-synced:NAME`
-/// (format-spec/index.md, "Mirror state").
+/// A mirror target's last successful run: the `meta` rows `mirror-synced:NAME` and
+/// `mirror-unsent:NAME` (format-spec/index.md, "Mirror state").
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MirrorMark {
     /// The target's name.
     pub name: String,
-    /// When the last run that ended well read the session list it sent (server time): every
-    /// session that ended before it is on the target.
+    /// When the last run that ended well read the session list it sent (server time).
     pub synced: i64,
+    /// The sessions that were running then (not in that list, whenever they ended).
+    pub unsent: Vec<i64>,
 }
 
-/// The prefix of the `meta` keys that hold [`MirrorMark`]s.
+impl MirrorMark {
+    /// Whether the session that ended at `finished` is on the target.
+    pub fn holds(&self, id: i64, finished: i64) -> bool {
+        finished <= self.synced && !self.unsent.contains(&id)
+    }
+}
+
+/// The prefixes of the `meta` keys that hold [`MirrorMark`]s.
 const MIRROR_SYNCED: &str = "mirror-synced:";
+const MIRROR_UNSENT: &str = "mirror-unsent:";
 
 /// What the store holds, from `chunks` and `packs`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
@@ -103,31 +112,78 @@ impl Index {
         let mut stmt = self
             .conn
             .prepare_cached(
-                "SELECT substr(key, ?2), value FROM meta WHERE substr(key, 1, ?1) = ?3 \
-                 AND typeof(value) = 'integer' ORDER BY key",
+                "SELECT substr(s.key, ?2), s.value, u.value FROM meta s \
+                 LEFT JOIN meta u ON u.key = ?4 || substr(s.key, ?2) \
+                 WHERE substr(s.key, 1, ?1) = ?3 AND typeof(s.value) = 'integer' ORDER BY s.key",
             )
             .map_err(|e| self.err(e, "reading mirror marks"))?;
         let prefix = MIRROR_SYNCED.len() as i64;
-        stmt.query_map(params![prefix, prefix + 1, MIRROR_SYNCED], |r| {
-            Ok(MirrorMark {
-                name: r.get(0)?,
-                synced: r.get(1)?,
+        let rows = stmt
+            .query_map(
+                params![prefix, prefix + 1, MIRROR_SYNCED, MIRROR_UNSENT],
+                |r| {
+                    Ok((
+                        r.get::<_, String>(0)?,
+                        r.get::<_, i64>(1)?,
+                        r.get::<_, Option<String>>(2)?,
+                    ))
+                },
+            )
+            .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
+            .map_err(|e| self.err(e, "reading mirror marks"))?;
+        rows.into_iter()
+            .map(|(name, synced, unsent)| {
+                let unsent = unsent
+                    .unwrap_or_default()
+                    .split(',')
+                    .filter(|t| !t.is_empty())
+                    .map(|t| {
+                        t.parse().map_err(|_| {
+                            Error::corrupt(format!(
+                                "index: meta {MIRROR_UNSENT}{name} holds {t:?}, not a session id"
+                            ))
+                        })
+                    })
+                    .collect::<Result<Vec<i64>>>()?;
+                Ok(MirrorMark {
+                    name,
+                    synced,
+                    unsent,
+                })
             })
-        })
-        .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
-        .map_err(|e| self.err(e, "reading mirror marks"))
+            .collect()
     }
 
-    /// A run to mirror target `name` ended well; it read the session list it sent at `synced`.
-    pub fn set_mirror_synced(&self, name: &str, synced: i64) -> Result<()> {
-        self.conn
-            .execute(
-                "INSERT INTO meta (key, value) VALUES (?1, ?2) \
-                 ON CONFLICT(key) DO UPDATE SET value = excluded.value",
-                params![format!("{MIRROR_SYNCED}{name}"), synced],
-            )
-            .map_err(|e| self.err(e, format_args!("recording the run to mirror {name}")))?;
-        Ok(())
+    /// Ids of the sessions running now (a mirror run reads them before its session list).
+    pub fn running_session_ids(&self) -> Result<Vec<i64>> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT id FROM sessions WHERE state = 'running' ORDER BY id")
+            .map_err(|e| self.err(e, "listing running sessions"))?;
+        stmt.query_map([], |r| r.get(0))
+            .and_then(|rows| rows.collect::<rusqlite::Result<Vec<i64>>>())
+            .map_err(|e| self.err(e, "listing running sessions"))
+    }
+
+    /// A run to mirror target `name` ended well: `mark` says which sessions it sent.
+    pub fn set_mirror_mark(&self, mark: &MirrorMark) -> Result<()> {
+        let unsent: Vec<String> = mark.unsent.iter().map(i64::to_string).collect();
+        self.write_tx(
+            &format!("recording the run to mirror {}", mark.name),
+            |conn| {
+                let put = "INSERT INTO meta (key, value) VALUES (?1, ?2) \
+                       ON CONFLICT(key) DO UPDATE SET value = excluded.value";
+                conn.execute(
+                    put,
+                    params![format!("{MIRROR_SYNCED}{}", mark.name), mark.synced],
+                )?;
+                conn.execute(
+                    put,
+                    params![format!("{MIRROR_UNSENT}{}", mark.name), unsent.join(",")],
+                )?;
+                Ok(())
+            },
+        )
     }
 
     /// Chunk and pack totals.

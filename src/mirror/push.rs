@@ -144,7 +144,14 @@ impl Pusher<'_> {
         let secret_age = read("keys/secret.age")?;
 
         // Snapshot before talking: sessions visible now have all their chunks in sealed packs.
-        let listed_at = now();
+        // What `status` learns once the run ends well: sessions that ended by now are on the
+        // mirror, except those still running now (read before the list: one that commits in
+        // between is counted as not sent, never the other way round).
+        let mark = crate::index::MirrorMark {
+            name: self.opts.target.clone(),
+            synced: now(),
+            unsent: self.index.running_session_ids()?,
+        };
         let sessions = self.index.sessions(None)?;
         let packs = self.index.packs()?;
         let top = packs
@@ -237,8 +244,7 @@ impl Pusher<'_> {
                 };
                 report.mirror_chunks = chunks;
                 state::save(conn_db, &self.opts.target, &current, now())?;
-                // For `status`: every session that ended before the list was read is there.
-                self.index.set_mirror_synced(&self.opts.target, listed_at)
+                self.index.set_mirror_mark(&mark)
             }
             m => Err(unexpected(&m, "ByeOk")),
         }

@@ -22,7 +22,7 @@ use serde::Serialize;
 use crate::config::ServerConfig;
 use crate::config::watch::ExpectState;
 use crate::error::Result;
-use crate::index::{Index, SessionInfo, SessionState, StoreTotals};
+use crate::index::{Index, MirrorMark, SessionInfo, SessionState, StoreTotals};
 use crate::server::lock::LeaseFile;
 
 /// Refusals are counted over this many days.
@@ -229,24 +229,24 @@ pub fn fleet_status(config: &ServerConfig, index: &Index, now: Timestamp) -> Res
                 .collect(),
         });
     }
-    let marks: BTreeMap<String, i64> = index
+    let marks: BTreeMap<String, MirrorMark> = index
         .mirror_marks()?
         .into_iter()
-        .map(|m| (m.name, m.synced))
+        .map(|m| (m.name.clone(), m))
         .collect();
     let mut mirrors = Vec::new();
     for (name, target) in &config.mirrors.targets {
-        let updated = marks.get(name.as_str()).copied();
+        let mark = marks.get(name.as_str());
         let behind: Vec<i64> = sessions
             .iter()
+            .filter(|s| mark.is_none_or(|m| !m.holds(s.id, s.finished.unwrap_or(s.started))))
             .map(|s| s.finished.unwrap_or(s.started))
-            .filter(|f| updated.is_none_or(|u| *f >= u))
             .collect();
         let oldest = behind.iter().min().map(|f| now - f);
         let every = target.expect_every.as_secs();
         mirrors.push(MirrorStatus {
             mirror: name.as_str().to_owned(),
-            updated,
+            updated: mark.map(|m| m.synced),
             unmirrored_sessions: behind.len() as u64,
             oldest_unmirrored_age_seconds: oldest,
             expect_every_seconds: every,

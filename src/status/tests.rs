@@ -112,12 +112,25 @@ fn mirror_lag_counts_sessions_that_ended_since_the_last_good_run() {
     );
     let f = at(finished + 7200).unwrap();
     assert!(f.mirrors[0].lagging && f.alarm());
-    // A run that read its list after the session ended: up to date.
-    index.set_mirror_synced("offsite", finished + 1).unwrap();
+    let id = index.sessions(None).unwrap()[0].id;
+    let mark = |synced: i64, unsent: Vec<i64>| {
+        index
+            .set_mirror_mark(&crate::index::MirrorMark {
+                name: "offsite".into(),
+                synced,
+                unsent,
+            })
+            .unwrap()
+    };
+    // A run that read its list in the second the session ended: up to date.
+    mark(finished, vec![]);
     let m = &at(finished + 7200).unwrap().mirrors[0];
     assert_eq!((m.unmirrored_sessions, m.lagging), (0, false));
-    assert_eq!(m.updated, Some(finished + 1));
-    // A later session is behind again.
-    index.set_mirror_synced("offsite", finished).unwrap();
+    assert_eq!(m.updated, Some(finished));
+    // The session was still running when that run read its list: not on the mirror.
+    mark(finished + 5, vec![id]);
+    assert_eq!(at(finished + 10).unwrap().mirrors[0].unmirrored_sessions, 1);
+    // A run that read its list before the session ended: not on the mirror.
+    mark(finished - 1, vec![]);
     assert_eq!(at(finished + 10).unwrap().mirrors[0].unmirrored_sessions, 1);
 }

@@ -221,7 +221,17 @@ fn try_lock(state: &Path) -> Result<Option<std::fs::File>> {
         .truncate(false)
         .mode(0o600)
         .open(&path)
-        .map_err(|e| Error::io(format!("opening {}", path.display()), e))?;
+        .map_err(|e| {
+            let hint = if e.kind() == std::io::ErrorKind::NotFound {
+                " (create its directory, writable by the user watch runs as, or set [watch] state)"
+            } else {
+                ""
+            };
+            Error::io(
+                format!("opening the watch lock {}{hint}", path.display()),
+                e,
+            )
+        })?;
     match rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
         Ok(()) => Ok(Some(file)),
         Err(rustix::io::Errno::WOULDBLOCK) => Ok(None),

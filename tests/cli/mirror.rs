@@ -21,12 +21,12 @@ const REFUSAL: &str = "rsbackup: request refused; the administrator has been not
 /// A primary repository, an offsite box (its own server.toml, its own repository that holds its
 /// audit table, the mirror repository, an SMTP server for its alerts) reached through sshd, and
 /// the primary's server.toml naming it as `offsite`.
-struct Setup {
-    primary: TestRepo,
+pub(crate) struct Setup {
+    pub(crate) primary: TestRepo,
     sshd: Sshd,
     mirror: PathBuf,
     mirror_config: PathBuf,
-    primary_config: PathBuf,
+    pub(crate) primary_config: PathBuf,
     key: SshKey,
     /// The offsite box's own repository (`repository` of its server.toml).
     own: PathBuf,
@@ -77,7 +77,7 @@ fn snapshot(root: &Path) -> BTreeMap<PathBuf, (u64, i64, i64, Vec<u8>)> {
 }
 
 impl Setup {
-    fn new(follow_deletes: bool) -> Setup {
+    pub(crate) fn new(follow_deletes: bool) -> Setup {
         let primary = TestRepo::new();
         let box_dir = primary.path("offsite");
         std::fs::create_dir_all(&box_dir).unwrap();
@@ -170,7 +170,7 @@ impl Setup {
     }
 
     /// `mirror --json`; panics (with sshd's log) unless it succeeds.
-    fn mirror(&self) -> serde_json::Value {
+    pub(crate) fn mirror(&self) -> serde_json::Value {
         let run = rsbackup(self.mirror_args(&["--json"]));
         assert_eq!(
             run.code,

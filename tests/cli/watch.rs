@@ -511,3 +511,57 @@ fn status_json_prometheus_and_the_page_agree_with_sessions() {
         png.len()
     );
 }
+
+#[test]
+fn a_mirror_that_falls_behind_lags_until_a_run_ends_well() {
+    common::require_root("sshd must switch to the logging-in user");
+    let m = crate::mirror::Setup::new(false);
+    let state = m.primary.path("watch-state.json");
+    let mut config = std::fs::read_to_string(&m.primary_config).unwrap();
+    config.push_str(&format!("[watch]\nstate = {state:?}\n"));
+    std::fs::write(&m.primary_config, config).unwrap();
+    let src = m.primary.path("src");
+    common::write_file(&src.join("f"), &common::pattern(9, 200_000));
+    m.primary.ingest("web", &src);
+    let mails = m.primary.path("mail");
+    let mail_count = || std::fs::read_dir(&mails).map_or(0, |d| d.count());
+    let run = |at: i64, command: &str| {
+        rsbackup_env(
+            [
+                arg(command),
+                arg("--config"),
+                arg(&m.primary_config),
+                arg("--json"),
+            ]
+            .into_iter()
+            .take(if command == "status" { 4 } else { 3 }),
+            &[("RSBACKUP_NOW", &at.to_string())],
+        )
+    };
+    // Not on the mirror yet, but younger than the default 26 hours: behind, not lagging.
+    let status = run(now(), "status");
+    status.ok();
+    assert_eq!(status.json()["mirrors"][0]["unmirrored_sessions"], 1);
+    assert_eq!(status.json()["mirrors"][0]["lagging"], false);
+    // 27 hours later: lagging, one mail over several watch runs.
+    let later = now() + 27 * HOUR;
+    run(later, "status").code(ALARM);
+    for minutes in [0, 5, 10] {
+        run(later + minutes * 60, "watch").ok();
+    }
+    assert_eq!(mail_count(), 1, "one lagging mail");
+    // A run that ends well: the mirror holds the session; one caught-up mail.
+    m.mirror();
+    let status = run(later, "status");
+    status.ok();
+    assert_eq!(status.json()["mirrors"][0]["unmirrored_sessions"], 0);
+    for minutes in [20, 25] {
+        run(later + minutes * 60, "watch").ok();
+    }
+    assert_eq!(mail_count(), 2, "one caught-up mail");
+    let all: String = std::fs::read_dir(&mails)
+        .unwrap()
+        .map(|e| std::fs::read_to_string(e.unwrap().path()).unwrap())
+        .collect();
+    assert!(all.contains("mirror offsite lags") && all.contains("mirror offsite caught up"));
+}
