@@ -6,6 +6,7 @@
 //! read transaction would have to be upgraded.
 
 mod damaged;
+mod fleet;
 mod gc;
 mod open;
 mod rebuild;
@@ -21,6 +22,7 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::ids::{ChunkId, KeyId, PackName, SessionId, WriterId};
 use crate::store::space as store_space;
 
+pub use fleet::{ClientChunks, MirrorMark, RefusalRow, StoreTotals};
 pub(crate) use gc::set_gc_pending;
 pub use gc::{DeadChunks, MovedChunk, PackUse};
 pub use rebuild::{FoundChunk, IndexBuilder};

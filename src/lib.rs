@@ -20,6 +20,8 @@
 //! * [`config`], [`report`], [`process`], [`hooks`], [`server`]: the push path (configuration,
 //!   mailed reports, child processes with a time limit and bounded output, the hooks both sides
 //!   run, the server's forced command).
+//! * [`status`], [`watch`]: the fleet as the server sees it (status table, status page,
+//!   metrics, repository statistics), and the timer run that mails overdue clients and digests.
 //! * [`client`]: the client's cron run (`rsbackup run`): hooks, ssh, rsync, reports.
 //!
 //! The library never prints, exits, or reads the environment: the binary does.
@@ -49,6 +51,8 @@ pub mod report;
 pub mod restore;
 pub mod retention;
 pub mod server;
+pub mod status;
 pub mod store;
+pub mod watch;
 
 pub use error::{Error, ErrorKind, Result};

@@ -6,8 +6,9 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 . tools/apt-ensure.sh
 
 # rsync, sshd and ssh: the push path; python3-aiosmtpd: a real SMTP server for mailed reports;
-# attr: setfattr/getfattr for xattr tests; sqlite3: inspecting and damaging index.db in tests.
-apt_ensure rsync openssh-server openssh-client python3-aiosmtpd attr acl libcap2-bin util-linux sqlite3 ca-certificates
+# attr: setfattr/getfattr for xattr tests; sqlite3: inspecting and damaging index.db in tests;
+# chromium: rendering the status page headless.
+apt_ensure rsync openssh-server openssh-client python3-aiosmtpd attr acl libcap2-bin util-linux sqlite3 ca-certificates chromium
 
 # Every step runs even when an earlier one failed, so one run shows every problem.
 failed=()

@@ -36,6 +36,9 @@ pub struct MirrorTarget {
     pub after_complete: bool,
     /// Ask the mirror to forget sessions the primary rolled off (the mirror may refuse).
     pub follow_deletes: bool,
+    /// `status` and `watch` call the mirror lagging when a session older than this is not on
+    /// it yet (`expect-every`).
+    pub expect_every: std::time::Duration,
 }
 
 /// What a primary may do to this box's mirror repository (`[mirror-of.NAME]`).
@@ -133,6 +136,7 @@ pub(crate) struct RawMirrorTarget {
     after_complete: bool,
     #[serde(default)]
     follow_deletes: bool,
+    expect_every: Option<Spanned<String>>,
 }
 
 /// `[mirror-of.NAME]` as written.
@@ -193,6 +197,10 @@ impl SourceFile<'_> {
             {
                 return Err(at(&port.span(), "port 0 is not a port"));
             }
+            let expect_every = match raw.expect_every {
+                Some(e) => self.expect_every(e, &format!("[mirrors.{name}]"))?,
+                None => super::watch::DEFAULT_MIRROR_EXPECT_EVERY,
+            };
             out.targets.insert(
                 name.clone(),
                 MirrorTarget {
@@ -208,6 +216,7 @@ impl SourceFile<'_> {
                         .collect(),
                     after_complete: raw.after_complete,
                     follow_deletes: raw.follow_deletes,
+                    expect_every,
                 },
             );
         }

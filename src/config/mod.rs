@@ -16,6 +16,7 @@ pub mod mirror;
 pub mod retention;
 pub mod server;
 pub mod source;
+pub mod watch;
 pub mod window;
 
 use std::fmt;

@@ -186,6 +186,8 @@ pub struct ClientPolicy {
     pub lease_timeout: Duration,
     /// What a request from a machine not yet recorded for this client gets (`on-new-machine`).
     pub on_new_machine: OnNewMachine,
+    /// How often `watch` expects a session (`expect-every`, `expect-state`).
+    pub expect: super::watch::Expectation,
 }
 
 /// The validated `server.toml`.
@@ -217,6 +219,10 @@ pub struct ServerConfig {
     pub retention: RetentionConfig,
     /// `[mirrors.NAME]` and `[mirror-of.NAME]`.
     pub mirrors: super::mirror::MirrorConfig,
+    /// `[watch]`: what `watch` keeps, mails and rewrites.
+    pub watch: super::watch::WatchConfig,
+    /// `[log]`: where log lines go.
+    pub log: super::watch::LogConfig,
 }
 
 impl ServerConfig {
@@ -288,6 +294,10 @@ impl ServerConfig {
             }
             clients.insert(name, policy);
         }
+        let alert_state = match raw.alert_state {
+            Some(p) => src.absolute_path(p, "alert-state")?,
+            None => PathBuf::from(DEFAULT_ALERT_STATE),
+        };
         Ok(ServerConfig {
             path: path.to_owned(),
             repository: src.absolute_path(raw.repository, "repository")?,
@@ -296,10 +306,9 @@ impl ServerConfig {
                 Some(p) => src.absolute_path(p, "audit-log")?,
                 None => PathBuf::from(DEFAULT_AUDIT_LOG),
             },
-            alert_state: match raw.alert_state {
-                Some(p) => src.absolute_path(p, "alert-state")?,
-                None => PathBuf::from(DEFAULT_ALERT_STATE),
-            },
+            watch: src.watch(raw.watch.unwrap_or_default(), &alert_state)?,
+            log: src.log(raw.log.unwrap_or_default())?,
+            alert_state,
             rsync_path: match raw.rsync_path {
                 Some(p) => src.absolute_path(p, "rsync-path")?,
                 None => PathBuf::from(DEFAULT_RSYNC_PATH),
@@ -370,6 +379,8 @@ struct RawServer {
     mirrors: BTreeMap<Spanned<String>, super::mirror::RawMirrorTarget>,
     #[serde(default)]
     mirror_of: BTreeMap<Spanned<String>, super::mirror::RawMirrorOf>,
+    watch: Option<super::watch::RawWatch>,
+    log: Option<super::watch::RawLog>,
 }
 
 /// `[defaults]` and `[clients.NAME]` share these keys; a client's value replaces the default.
@@ -389,6 +400,8 @@ struct RawPolicy {
     lease_hours: Option<Spanned<toml::Value>>,
     on_new_machine: Option<Spanned<String>>,
     retention: Option<RawRetention>,
+    expect_every: Option<Spanned<String>>,
+    expect_state: Option<Spanned<String>>,
 }
 
 /// The values of `[defaults]` or of one `[clients.NAME]`, each checked, each still optional:
@@ -407,6 +420,8 @@ struct PolicyValues {
     complete_hooks: Option<Vec<Hook>>,
     lease_hours: Option<u64>,
     on_new_machine: Option<OnNewMachine>,
+    expect_every: Option<Duration>,
+    expect_state: Option<super::watch::ExpectState>,
 }
 
 impl PolicyValues {
@@ -427,6 +442,8 @@ impl PolicyValues {
             complete_hooks: pick(self.complete_hooks, &defaults.complete_hooks),
             lease_hours: pick(self.lease_hours, &defaults.lease_hours),
             on_new_machine: pick(self.on_new_machine, &defaults.on_new_machine),
+            expect_every: pick(self.expect_every, &defaults.expect_every),
+            expect_state: pick(self.expect_state, &defaults.expect_state),
         }
     }
 }
@@ -601,6 +618,14 @@ impl SourceFile<'_> {
             complete_hooks: hooks(raw.complete_hooks, "complete-hooks")?,
             lease_hours,
             on_new_machine,
+            expect_every: raw
+                .expect_every
+                .map(|e| self.expect_every(e, whose))
+                .transpose()?,
+            expect_state: raw
+                .expect_state
+                .map(|e| self.expect_state(e, whose))
+                .transpose()?,
         })
     }
 
@@ -650,7 +675,6 @@ impl SourceFile<'_> {
             name: name.clone(),
             keys,
             addresses,
-            windows,
             timezone,
             timezone_name,
             commands: values
@@ -665,6 +689,15 @@ impl SourceFile<'_> {
                 values.lease_hours.unwrap_or(DEFAULT_LEASE_HOURS) * 3600,
             ),
             on_new_machine: values.on_new_machine.unwrap_or(OnNewMachine::Refuse),
+            expect: super::watch::Expectation {
+                every: values
+                    .expect_every
+                    .unwrap_or_else(|| super::watch::derived_every(&windows)),
+                state: values
+                    .expect_state
+                    .unwrap_or(super::watch::ExpectState::Complete),
+            },
+            windows,
         })
     }
 }
@@ -689,4 +722,4 @@ pub fn parse_network(text: &str) -> Result<IpNet, String> {
 
 #[cfg(test)]
 #[path = "server_tests.rs"]
-mod tests;
+pub(crate) mod tests;

@@ -74,6 +74,13 @@ impl TimeWindow {
         })
     }
 
+    /// When the window starts, in minutes after Monday 00:00, once per weekday it starts on.
+    pub fn starts_in_week(&self) -> impl Iterator<Item = u32> + '_ {
+        (0..7u32)
+            .filter(|d| self.days & (1 << d) != 0)
+            .map(|d| d * MINUTES_PER_DAY as u32 + u32::from(self.start))
+    }
+
     /// Does the window contain the instant `now`, read as wall-clock time in `tz`?
     pub fn contains(&self, now: Timestamp, tz: &TimeZone) -> bool {
         let local = now.to_zoned(tz.clone());

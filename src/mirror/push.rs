@@ -144,6 +144,14 @@ impl Pusher<'_> {
         let secret_age = read("keys/secret.age")?;
 
         // Snapshot before talking: sessions visible now have all their chunks in sealed packs.
+        // What `status` learns once the run ends well: sessions that ended by now are on the
+        // mirror, except those still running now (read before the list: one that commits in
+        // between is counted as not sent, never the other way round).
+        let mark = crate::index::MirrorMark {
+            name: self.opts.target.clone(),
+            synced: now(),
+            unsent: self.index.running_session_ids()?,
+        };
         let sessions = self.index.sessions(None)?;
         let packs = self.index.packs()?;
         let top = packs
@@ -235,7 +243,8 @@ impl Pusher<'_> {
                     digest,
                 };
                 report.mirror_chunks = chunks;
-                state::save(conn_db, &self.opts.target, &current, now())
+                state::save(conn_db, &self.opts.target, &current, now())?;
+                self.index.set_mirror_mark(&mark)
             }
             m => Err(unexpected(&m, "ByeOk")),
         }

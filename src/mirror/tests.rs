@@ -229,6 +229,12 @@ fn first_mirror_is_a_full_repository_without_the_secret() {
     let report = mirror_ok(&t, &dest);
     assert!(report.created && report.full_reconcile);
     assert_eq!(report.sessions_sent, 1);
+    // The run ended well: `status` learns which sessions the target holds.
+    let marks = t.repo.index().unwrap().mirror_marks().unwrap();
+    assert!(
+        marks.len() == 1 && marks[0].name == "m" && marks[0].synced > 0,
+        "{marks:?}"
+    );
     assert!(report.chunks_sent > 5, "{report:?}");
     assert!(!dest.join("keys/secret").exists());
     assert!(dest.join("keys/secret.age").exists());

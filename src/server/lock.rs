@@ -260,6 +260,11 @@ impl LeaseFile {
         }
     }
 
+    /// The live lease, if a run holds one now (for `status`).
+    pub fn held(&self, now: i64) -> Result<Option<Lease>> {
+        self.with_lock(|current| Ok(current.clone().filter(|l| self.is_live(l, now))))
+    }
+
     /// Remove the lease if it is still the one named `token`.
     pub fn release(&self, token: &str) -> Result<()> {
         self.with_lock(|current| {

@@ -26,3 +26,4 @@ mod restore_fidelity;
 mod session_records;
 mod smtp;
 mod sshd;
+mod watch;

@@ -12,6 +12,7 @@ mod check;
 mod ingest;
 mod init;
 mod keygen;
+mod log;
 mod ls;
 mod mirror;
 mod open;
@@ -22,7 +23,10 @@ mod repair;
 mod restore;
 mod run;
 mod serve;
+mod serve_log;
 mod sessions;
+mod status;
+mod watch;
 
 use std::process::ExitCode;
 
@@ -56,6 +60,8 @@ pub mod exit {
     pub const CORRUPT: u8 = 10;
     /// Session or path not found.
     pub const NOT_FOUND: u8 = 11;
+    /// `status`: a client is overdue or a mirror target lags.
+    pub const ALARM: u8 = 22;
 }
 
 const EXIT_CODES_HELP: &str = "\
@@ -73,7 +79,8 @@ Exit codes:
    9  repository locked by another process
   10  corrupt data
   11  not found: session, path, ingest source or identity file
-  12  serve, mirror-serve: the request was refused";
+  12  serve, mirror-serve: the request was refused
+  22  status: a client is overdue or a mirror target lags";
 
 /// Push-only, encrypted, deduplicating backups.
 #[derive(Parser)]
@@ -126,6 +133,12 @@ enum Command {
     /// Rebuild what can be rebuilt from the packs and the records beside them.
     #[command(subcommand)]
     Repair(repair::What),
+    /// One line per client: last good session, overdue or not; mirror lag (exit 22 on alarm).
+    Status(status::Args),
+    /// From a timer: mail overdue and recovered clients, due refusal alerts, the daily digest.
+    Watch(watch::Args),
+    /// What the repository holds, per client and in total, and its growth.
+    Stats(status::StatsArgs),
     /// The mirror's side of `mirror` (sshd's forced command on the offsite box).
     #[command(hide = true)]
     MirrorServe(mirror::ServeArgs),
@@ -137,6 +150,8 @@ pub enum Outcome {
     Ok,
     /// Done, but something was left out (reported already).
     Partial,
+    /// Done, and what it found needs the administrator (`status`: a client is overdue).
+    Alarm,
 }
 
 /// Raise the soft open-file limit to the hard one (at most 2^20), as most long-running tools
@@ -189,6 +204,7 @@ fn main() -> ExitCode {
     match result {
         Ok(Outcome::Ok) => ExitCode::from(exit::OK),
         Ok(Outcome::Partial) => ExitCode::from(exit::PARTIAL),
+        Ok(Outcome::Alarm) => ExitCode::from(exit::ALARM),
         Err(err) => {
             if output::broken_pipe() || is_broken_pipe(&err) {
                 // `rsbackup ls ... | head`: the reader has all it wanted.
@@ -202,6 +218,27 @@ fn main() -> ExitCode {
 }
 
 fn run(command: Command) -> anyhow::Result<Outcome> {
+    // Maintenance commands leave a line in the system log (serve and watch log their own).
+    let logged = match &command {
+        Command::Prune(_) => Some("prune"),
+        Command::Mirror(_) => Some("mirror"),
+        Command::Check(_) => Some("check"),
+        _ => None,
+    };
+    let result = run_command(command);
+    if let Some(name) = logged {
+        let mut log = log::Log::open(&rsbackup::config::watch::LogConfig::default(), false);
+        let (level, text) = match &result {
+            Ok(Outcome::Ok) => (log::Level::Info, "ok".to_owned()),
+            Ok(_) => (log::Level::Warning, "partial".to_owned()),
+            Err(e) => (log::Level::Error, format!("failed: {}", one_line(e))),
+        };
+        log.event(level, &format!("{name}: {text}"), &[("command", name)]);
+    }
+    result
+}
+
+fn run_command(command: Command) -> anyhow::Result<Outcome> {
     match command {
         Command::Keygen(a) => keygen::run(a),
         Command::AcceptMachine(a) => accept_machine::run(a),
@@ -220,6 +257,9 @@ fn run(command: Command) -> anyhow::Result<Outcome> {
         Command::Run(a) => run::run(a),
         Command::Mirror(a) => mirror::run(a),
         Command::MirrorServe(a) => mirror::serve(a),
+        Command::Status(a) => status::run(a),
+        Command::Watch(a) => watch::run(a),
+        Command::Stats(a) => status::stats(a),
         Command::Repair(w) => repair::run(w),
     }
 }

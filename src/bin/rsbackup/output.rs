@@ -54,20 +54,7 @@ pub fn print_json<T: serde::Serialize>(value: &T) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// A size in the largest fitting binary unit, e.g. `1.50 GiB`; below 1 KiB, `512 bytes`.
-pub fn size(bytes: u64) -> String {
-    const UNITS: [&str; 5] = ["KiB", "MiB", "GiB", "TiB", "PiB"];
-    if bytes < 1024 {
-        return format!("{bytes} bytes");
-    }
-    let mut value = bytes as f64 / 1024.0;
-    let mut unit = 0;
-    while value >= 1024.0 && unit + 1 < UNITS.len() {
-        value /= 1024.0;
-        unit += 1;
-    }
-    format!("{value:.2} {}", UNITS[unit])
-}
+pub use rsbackup::status::fmt::size;
 
 /// A size in a binary unit with the exact byte count, e.g. `1.50 GiB (1610612736 bytes)`.
 pub fn size_exact(bytes: u64) -> String {

@@ -58,13 +58,15 @@ pub fn original_command() -> (Option<String>, Option<Vec<u8>>) {
 pub fn run(args: Args) -> Result<Outcome> {
     let config = match ServerConfig::load(&args.config) {
         Ok(c) => c,
-        Err(_) => {
-            // The client must not learn about the server's files; the administrator sees the
-            // problem with `rsbackup authorized-keys --config ...`, which loads the same file.
+        Err(e) => {
+            // The client must not learn about the server's files; the administrator finds the
+            // problem in the log and in a mail, and with `rsbackup authorized-keys --config ...`.
+            crate::serve_log::config_broken(&args.config, &args.client, &e);
             eprintln!("rsbackup: the server cannot take requests (configuration error)");
             std::process::exit(1);
         }
     };
+    let mut log = crate::log::Log::open(&config.log, false);
     let host = host_name();
     let (command, raw_command) = original_command();
     let connection = std::env::var("SSH_CONNECTION").ok();
@@ -80,7 +82,9 @@ pub fn run(args: Args) -> Result<Outcome> {
         .map(|hours| std::time::Duration::from_secs(hours * 3600));
     input.exe = std::env::current_exe().ok();
     input.raw_command = raw_command;
-    match serve(&config, &input) {
+    let outcome = serve(&config, &input);
+    crate::serve_log::outcome(&mut log, &input, &outcome);
+    match outcome {
         ServeOutcome::Answer { stdout, exit } => {
             print!("{stdout}");
             match exit {
@@ -102,6 +106,7 @@ pub fn run(args: Args) -> Result<Outcome> {
             let client_in = std::fs::File::from(std::io::stdin().as_fd().try_clone_to_owned()?);
             let client_out = std::fs::File::from(std::io::stdout().as_fd().try_clone_to_owned()?);
             let end = run.run(client_in, client_out)?;
+            crate::serve_log::rsync_end(&mut log, &input, end.exit_code());
             finish_rsync(&config, &input, &end, &staging, started)?;
             std::process::exit(end.exit_code());
         }
