@@ -689,4 +689,4 @@ pub fn parse_network(text: &str) -> Result<IpNet, String> {
 
 #[cfg(test)]
 #[path = "server_tests.rs"]
-mod tests;
+pub(crate) mod tests;

@@ -6,9 +6,12 @@
 #![forbid(unsafe_code)]
 
 mod accept_machine;
+mod add_client;
 mod authorized_keys;
 mod cat;
 mod check;
+mod config_check;
+mod generate;
 mod ingest;
 mod init;
 mod keygen;
@@ -111,6 +114,11 @@ enum Command {
     Serve(serve::Args),
     /// Print the authorized_keys lines binding each client's keys to `serve`.
     AuthorizedKeys(authorized_keys::Args),
+    /// Append a `[clients.NAME]` table to server.toml for a client's key, and say what next.
+    AddClient(add_client::Args),
+    /// Check a configuration file and the paths, owners and modes it needs.
+    #[command(subcommand)]
+    Config(config_check::What),
     /// Accept a client's new (rebuilt) machine, or forget its recorded machines.
     AcceptMachine(accept_machine::Args),
     /// Roll sessions off by the retention rules and collect what no kept session needs.
@@ -129,6 +137,12 @@ enum Command {
     /// The mirror's side of `mirror` (sshd's forced command on the offsite box).
     #[command(hide = true)]
     MirrorServe(mirror::ServeArgs),
+    /// Write the man pages (for packaging).
+    #[command(hide = true)]
+    GenerateMan(generate::ManArgs),
+    /// Write a shell's completion file (for packaging).
+    #[command(hide = true)]
+    GenerateCompletions(generate::CompletionArgs),
 }
 
 /// How a command that did not fail ended.
@@ -213,6 +227,8 @@ fn run(command: Command) -> anyhow::Result<Outcome> {
         Command::Check(a) => check::run(a),
         Command::Serve(a) => serve::run(a),
         Command::AuthorizedKeys(a) => authorized_keys::run(a),
+        Command::AddClient(a) => add_client::run(a),
+        Command::Config(w) => config_check::run(w),
         Command::Prune(a) => prune::run(a),
         Command::Pin(a) => pin::run(a, true),
         Command::Unpin(a) => pin::run(a, false),
@@ -220,6 +236,8 @@ fn run(command: Command) -> anyhow::Result<Outcome> {
         Command::Mirror(a) => mirror::run(a),
         Command::MirrorServe(a) => mirror::serve(a),
         Command::Repair(w) => repair::run(w),
+        Command::GenerateMan(a) => generate::man(a),
+        Command::GenerateCompletions(a) => generate::completions(a),
     }
 }
 
