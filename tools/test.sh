@@ -6,8 +6,11 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 . tools/apt-ensure.sh
 
 # rsync, sshd and ssh: the push path; python3-aiosmtpd: a real SMTP server for mailed reports;
-# attr: setfattr/getfattr for xattr tests; sqlite3: inspecting and damaging index.db in tests.
-apt_ensure rsync openssh-server openssh-client python3-aiosmtpd attr acl libcap2-bin util-linux sqlite3 ca-certificates
+# attr: setfattr/getfattr for xattr tests; sqlite3: inspecting and damaging index.db in tests;
+# dpkg-dev, binutils, lintian, systemd: building, checking and installing the Debian package
+# (tools/deb.sh, tests/cli/package.rs; systemd-analyze verifies the units).
+apt_ensure rsync openssh-server openssh-client python3-aiosmtpd attr acl libcap2-bin util-linux sqlite3 ca-certificates \
+  dpkg-dev binutils lintian systemd
 
 # Every step runs even when an earlier one failed, so one run shows every problem.
 failed=()

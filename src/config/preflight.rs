@@ -38,17 +38,18 @@ enum Need {
 struct Checker<'a> {
     doc: Option<toml_edit::Document<&'a str>>,
     text: &'a str,
-    /// Running as root: every access check passes, so ownership is checked instead.
+    /// Checking the server's file as root: every access check passes, so ownership is checked
+    /// instead (the server's account is not root; the client runs as root).
     root: bool,
     findings: Vec<Finding>,
 }
 
 impl<'a> Checker<'a> {
-    fn new(text: &'a str) -> Self {
+    fn new(text: &'a str, server: bool) -> Self {
         Checker {
             doc: toml_edit::Document::parse(text).ok(),
             text,
-            root: rustix::process::geteuid().is_root(),
+            root: server && rustix::process::geteuid().is_root(),
             findings: Vec::new(),
         }
     }
@@ -177,7 +178,7 @@ fn path_problem(path: &Path, need: Need, root: bool) -> Option<String> {
 
 /// What the server's account needs: `config` loaded from `text`.
 pub fn check_server(config: &ServerConfig, text: &str) -> Vec<Finding> {
-    let mut c = Checker::new(text);
+    let mut c = Checker::new(text, true);
     let repo = &config.repository;
     c.path("", "repository", repo, Need::WriteDir);
     if repo.is_dir() && !repo.join("repository.toml").is_file() {
@@ -232,7 +233,7 @@ pub fn check_server(config: &ServerConfig, text: &str) -> Vec<Finding> {
 
 /// What the client's run needs: `config` loaded from `text`.
 pub fn check_client(config: &ClientConfig, text: &str) -> Vec<Finding> {
-    let mut c = Checker::new(text);
+    let mut c = Checker::new(text, false);
     let key = &config.server.ssh_key;
     c.path("server", "ssh-key", key, Need::ReadFile);
     if let Ok(meta) = std::fs::metadata(key)
