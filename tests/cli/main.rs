@@ -11,6 +11,7 @@ mod install_doc;
 mod key_damage;
 mod manifest_damage;
 mod mirror;
+mod onboarding;
 mod outcome;
 mod package;
 mod prune;

@@ -234,6 +234,10 @@ fn package_installs_follows_install_md_runs_its_units_and_purges() {
         stdout.contains("/etc/rsbackup/client.toml: ok"),
         "config check: {stdout}"
     );
+    assert!(
+        stdout.contains("ok     server") && stdout.contains("ok     rsync --dry-run"),
+        "run --dry-run: {stdout}"
+    );
     let restored = Path::new("/root/restore-web1");
     let tree = restored.join(source.file_name().unwrap());
     assert!(

@@ -24,6 +24,7 @@ mod prune;
 mod repair;
 mod restore;
 mod run;
+mod run_dry;
 mod serve;
 mod sessions;
 

@@ -97,6 +97,11 @@ pub struct Args {
     /// its state and reason, and the failures.
     #[arg(long)]
     json: bool,
+    /// Check everything up to the transfer (configuration and paths, the sources' guards, ssh
+    /// login and authorization by the server's read-only `sessions` request) and run rsync with
+    /// --dry-run into an empty local directory. No hooks, no session, no lease, no mail.
+    #[arg(long)]
+    dry_run: bool,
 }
 
 /// Run the backup, mail the reports, and exit with the code that says what happened.
@@ -143,6 +148,9 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
             None => OnFailure::Abort,
         },
     };
+    if args.dry_run {
+        return crate::run_dry::run(&config, &options.connection, args.json);
+    }
     let result = rsbackup::client::run(&config, &options);
     if args.print {
         if let Some(error) = &result.error {
@@ -204,7 +212,7 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
 }
 
 /// The exit code of a run (see [`RUN_HELP`]).
-fn exit_code(status: RunStatus) -> u8 {
+pub(crate) fn exit_code(status: RunStatus) -> u8 {
     match status {
         RunStatus::Ok => 0,
         RunStatus::Partial => crate::exit::PARTIAL,

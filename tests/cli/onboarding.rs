@@ -1,0 +1,116 @@
+//! `add-client` and `config check` as an administrator meets them: the file's text and mode
+//! kept, duplicates and bad keys refused with where, problems printed as `FILE:LINE: what`.
+
+use std::os::unix::fs::PermissionsExt;
+
+use crate::common::{arg, rsbackup, tempdir};
+
+const KEY: &str =
+    "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOOfI9egnneCRX64m24oMI8eRKBaziNfe31p4slq1JX8 root@web1";
+
+fn server_toml(dir: &std::path::Path) -> String {
+    format!(
+        r#"# the backup server: kept as written
+repository = "{d}/repo"
+staging-root = "{d}/staging"   # uploads land here
+
+[mail]
+from = "rsbackup@backup.example.org"
+admin = ["root@example.org"]
+transport = "directory"
+directory = "{d}"
+"#,
+        d = dir.display()
+    )
+}
+
+#[test]
+fn add_client_appends_keeps_text_and_mode_and_refuses_duplicates() {
+    let dir = tempdir();
+    let config = dir.path().join("server.toml");
+    let text = server_toml(dir.path());
+    std::fs::write(&config, &text).unwrap();
+    std::fs::set_permissions(&config, std::fs::Permissions::from_mode(0o640)).unwrap();
+    let key = dir.path().join("web1.pub");
+    std::fs::write(&key, format!("{KEY}\n")).unwrap();
+
+    let run = rsbackup([
+        arg("add-client"),
+        arg("web1"),
+        arg("--key"),
+        arg(&key),
+        arg("--address"),
+        arg("192.0.2.10"),
+        arg("--window"),
+        arg("daily 01:00-05:00"),
+        arg("--config"),
+        arg(&config),
+    ]);
+    run.ok();
+    assert!(
+        run.stdout_str().contains("rsbackup authorized-keys"),
+        "{}",
+        run.stdout_str()
+    );
+    let after = std::fs::read_to_string(&config).unwrap();
+    assert!(after.starts_with(&text), "{after}");
+    assert!(
+        after.contains("[clients.web1]") && after.contains(KEY),
+        "{after}"
+    );
+    let mode = std::fs::metadata(&config).unwrap().permissions().mode() & 0o7777;
+    assert_eq!(mode, 0o640);
+    rsbackup([arg("authorized-keys"), arg("--config"), arg(&config)]).ok();
+
+    let again = rsbackup([
+        arg("add-client"),
+        arg("web1"),
+        arg("--key"),
+        arg(&key),
+        arg("--config"),
+        arg(&config),
+    ]);
+    again.fails_with(1, &["a client named web1 exists already", "(line 11)"]);
+    assert_eq!(
+        std::fs::read_to_string(&config).unwrap(),
+        after,
+        "a refusal wrote the file"
+    );
+
+    std::fs::write(&key, "ssh-dss AAAA root@old\n").unwrap();
+    rsbackup([
+        arg("add-client"),
+        arg("web2"),
+        arg("--key"),
+        arg(&key),
+        arg("--address"),
+        arg("192.0.2.11"),
+        arg("--config"),
+        arg(&config),
+    ])
+    .fails_with(1, &["--key", "web1.pub", "not a known key type"]);
+}
+
+#[test]
+fn config_check_prints_file_line_and_fails_until_paths_exist() {
+    let dir = tempdir();
+    let config = dir.path().join("server.toml");
+    std::fs::write(&config, server_toml(dir.path())).unwrap();
+    let check = || rsbackup([arg("config"), arg("check"), arg("--server"), arg(&config)]);
+    let run = check();
+    run.code(1);
+    let at = |line: u32, what: &str| format!("{}:{line}: {what}", config.display());
+    for needle in [
+        at(2, "repository = "),
+        at(3, "staging-root = "),
+        "audit-log = \"/var/log/rsbackup/audit.log\"".to_owned(),
+        "problems (above)".to_owned(),
+    ] {
+        assert!(run.stderr.contains(&needle), "{needle:?} in {}", run.stderr);
+    }
+    // Wrong syntax: the loader's file:line error.
+    std::fs::write(&config, "repository = \n").unwrap();
+    check().fails_with(1, &[&format!("{}:1", config.display())]);
+    // Neither or both of --server and --client: a usage error.
+    rsbackup([arg("config"), arg("check")]).code(2);
+}
