@@ -114,3 +114,23 @@ fn config_check_prints_file_line_and_fails_until_paths_exist() {
     // Neither or both of --server and --client: a usage error.
     rsbackup([arg("config"), arg("check")]).code(2);
 }
+
+#[test]
+fn usage_errors_point_at_the_subcommands_help_and_help_help_works() {
+    rsbackup(["restore", "--bogus"]).fails_with(2, &["(see rsbackup restore --help)"]);
+    rsbackup(["repair", "index", "--bogus"]).fails_with(2, &["(see rsbackup repair index --help)"]);
+    rsbackup(["bogus"]).fails_with(2, &["(see rsbackup --help)"]);
+    let help = rsbackup(["help", "--help"]);
+    help.ok();
+    assert!(
+        help.stdout_str().contains("Usage: rsbackup <COMMAND>"),
+        "{}",
+        help.stdout_str()
+    );
+    // mirror-serve is listed, and run's own codes are pointed at.
+    let top = rsbackup(["--help"]).stdout_str();
+    assert!(
+        top.contains("mirror-serve") && top.contains("13-21 run only"),
+        "{top}"
+    );
+}

@@ -77,7 +77,8 @@ Exit codes:
    9  repository locked by another process
   10  corrupt data
   11  not found: session, path, ingest source or identity file
-  12  serve, mirror-serve: the request was refused";
+  12  serve, mirror-serve: the request was refused; run: configuration error
+  13-21 run only: see rsbackup run --help";
 
 /// Push-only, encrypted, deduplicating backups.
 #[derive(Parser)]
@@ -136,7 +137,6 @@ enum Command {
     #[command(subcommand)]
     Repair(repair::What),
     /// The mirror's side of `mirror` (sshd's forced command on the offsite box).
-    #[command(hide = true)]
     MirrorServe(mirror::ServeArgs),
     /// Write the man pages (for packaging).
     #[command(hide = true)]
@@ -173,7 +173,7 @@ fn raise_open_file_limit() {
 }
 
 fn main() -> ExitCode {
-    let cli = match Cli::try_parse() {
+    let cli = match Cli::try_parse_from(help_help(std::env::args_os().collect())) {
         Ok(cli) => cli,
         Err(err) => return clap_error(err),
     };
@@ -259,8 +259,38 @@ fn clap_error(err: clap::Error) -> ExitCode {
     let body = rendered.split("\n\nUsage:").next().unwrap_or(&rendered);
     let body = body.trim().strip_prefix("error: ").unwrap_or(body.trim());
     let body: Vec<&str> = body.split_whitespace().collect();
-    eprintln!("rsbackup: {} (see rsbackup --help)", body.join(" "));
+    eprintln!(
+        "rsbackup: {} (see {} --help)",
+        body.join(" "),
+        usage_command(&rendered)
+    );
     ExitCode::from(exit::USAGE)
+}
+
+/// `rsbackup help --help` (and `-h`) means the top-level help, which clap would take for the
+/// help of a subcommand named `--help`.
+fn help_help(mut args: Vec<std::ffi::OsString>) -> Vec<std::ffi::OsString> {
+    if args.len() == 3 && args[1] == "help" && (args[2] == "--help" || args[2] == "-h") {
+        args.remove(1);
+    }
+    args
+}
+
+/// The command whose usage clap printed (`rsbackup restore`), so that a usage error points at
+/// that command's help rather than the top-level one.
+fn usage_command(rendered: &str) -> String {
+    let Some(usage) = rendered.split("Usage: ").nth(1) else {
+        return "rsbackup".into();
+    };
+    let words: Vec<&str> = usage
+        .split_whitespace()
+        .take_while(|w| !w.starts_with(['[', '<', '-']) && *w != "|")
+        .collect();
+    if words.first() == Some(&"rsbackup") {
+        words.join(" ")
+    } else {
+        "rsbackup".into()
+    }
 }
 
 /// The error chain as one line, without repeating a source the message already contains.
