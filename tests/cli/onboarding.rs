@@ -134,3 +134,46 @@ fn usage_errors_point_at_the_subcommands_help_and_help_help_works() {
         "{top}"
     );
 }
+
+#[test]
+fn man_pages_and_completions_cover_every_listed_command() {
+    let dir = tempdir();
+    rsbackup([arg("generate-man"), arg(dir.path())]).ok();
+    let top = rsbackup(["--help"]).stdout_str();
+    let commands: Vec<&str> = top
+        .split("Commands:")
+        .nth(1)
+        .unwrap()
+        .split("\n\n")
+        .next()
+        .unwrap()
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|c| *c != "help")
+        .collect();
+    assert!(
+        commands.len() > 15 && commands.contains(&"add-client"),
+        "{commands:?}"
+    );
+    for command in &commands {
+        let page = dir.path().join(format!("rsbackup-{command}.1"));
+        let text = std::fs::read_to_string(&page)
+            .unwrap_or_else(|e| panic!("no man page for {command}: {e}"));
+        assert!(
+            text.contains(&format!(".TH rsbackup-{command} 1")),
+            "{page:?}"
+        );
+    }
+    assert!(
+        !dir.path().join("rsbackup-generate-man.1").exists(),
+        "hidden commands get none"
+    );
+    for shell in ["bash", "zsh", "fish"] {
+        rsbackup([arg("generate-completions"), arg(shell), arg(dir.path())]).ok();
+    }
+    let bash = std::fs::read_to_string(dir.path().join("rsbackup.bash")).unwrap();
+    assert!(
+        bash.contains("add-client") && bash.contains("--dry-run"),
+        "bash completion"
+    );
+}
