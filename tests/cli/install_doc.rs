@@ -60,14 +60,22 @@ pub fn run_script(name: &str, script: &str, dir: &Path) -> Output {
         .env("DEBIAN_FRONTEND", "noninteractive")
         .output()
         .expect("cannot run bash");
+    assert_success(
+        &format!("the {name} steps of docs/install.md\n--- script\n{script}"),
+        &out,
+    );
+    out
+}
+
+/// Panic unless `out` is a success, with `what` and everything it printed.
+pub fn assert_success(what: &str, out: &Output) {
     assert!(
         out.status.success(),
-        "the {name} steps of docs/install.md failed ({}):\n--- script\n{script}\n--- stdout\n{}\n--- stderr\n{}",
+        "{what}: failed ({})\n--- stdout\n{}\n--- stderr\n{}",
         out.status,
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-    out
 }
 
 /// Run `argv` as `user` (runuser), capturing it.
@@ -85,13 +93,7 @@ pub fn must(argv: &[&str]) -> String {
         .stdin(Stdio::null())
         .output()
         .unwrap_or_else(|e| panic!("cannot run {}: {e} (is it installed?)", argv[0]));
-    assert!(
-        out.status.success(),
-        "{argv:?} failed ({}):\n{}\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_success(&format!("{argv:?}"), &out);
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 

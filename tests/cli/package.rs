@@ -269,13 +269,7 @@ fn package_installs_follows_install_md_runs_its_units_and_purges() {
             assert_eq!(out.status.code(), Some(2), "{unit}: {out:?}");
             continue;
         }
-        assert!(
-            out.status.success(),
-            "{unit}: {argv:?} as {user} failed ({}):\n{}\n{}",
-            out.status,
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
+        assert_success(&format!("{unit}: {argv:?} as {user}"), &out);
     }
     // Nothing above (restore as root included) left a file the account cannot write.
     let out = run_as(

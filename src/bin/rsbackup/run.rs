@@ -200,6 +200,11 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
             }).collect::<Vec<_>>()).unwrap_or_default(),
         }))?;
     }
+    end(exit)
+}
+
+/// End a run (or a dry run) with its exit code: 0 and 3 through [`Outcome`], the others here.
+pub(crate) fn end(exit: u8) -> anyhow::Result<Outcome> {
     match exit {
         0 => Ok(Outcome::Ok),
         3 => Ok(Outcome::Partial),

@@ -37,15 +37,7 @@ pub fn run(config: &ClientConfig, connection: &Connection, json: bool) -> anyhow
         println!("dry run: nothing was sent, no session, no mail");
     }
     drop(scratch);
-    match code {
-        0 => Ok(Outcome::Ok),
-        3 => Ok(Outcome::Partial),
-        other => {
-            use std::io::Write as _;
-            let _ = std::io::stdout().flush();
-            std::process::exit(other.into());
-        }
-    }
+    crate::run::end(code)
 }
 
 /// An empty directory for rsync's dry run, removed on drop.
