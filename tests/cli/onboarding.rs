@@ -177,3 +177,25 @@ fn man_pages_and_completions_cover_every_listed_command() {
         "bash completion"
     );
 }
+
+#[test]
+fn sessions_print_local_times_with_their_zone() {
+    let repo = crate::common::TestRepo::new();
+    let source = tempdir();
+    crate::common::write_file(&source.path().join("a"), b"a");
+    repo.ingest("web1", source.path());
+    let run = crate::common::rsbackup_env(
+        [arg("sessions"), arg("--repo"), arg(repo.path("repo"))],
+        &[("TZ", "Europe/Berlin")],
+    );
+    run.ok();
+    let out = run.stdout_str();
+    let row = out
+        .lines()
+        .find(|l| l.contains("web1"))
+        .expect("a row for web1");
+    assert!(
+        row.contains(" CET ") || row.contains(" CEST "),
+        "the start time names its zone: {row}"
+    );
+}
