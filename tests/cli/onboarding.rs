@@ -199,3 +199,67 @@ fn sessions_print_local_times_with_their_zone() {
         "the start time names its zone: {row}"
     );
 }
+
+/// The codes of a markdown table's first column (`| 3 |`, `| 13-21 |`) from the line after
+/// `heading` up to the first line that is not part of the table.
+fn table_codes(doc: &str, heading: &str) -> std::collections::BTreeSet<u32> {
+    let start = doc
+        .find(heading)
+        .unwrap_or_else(|| panic!("{heading:?} not in usage.md"));
+    doc[start..]
+        .lines()
+        .skip(1)
+        .skip_while(|l| !l.starts_with('|'))
+        .take_while(|l| l.starts_with('|'))
+        .filter_map(|l| l.split('|').nth(1))
+        .flat_map(|cell| codes(cell.trim()))
+        .collect()
+}
+
+/// `3` or `13-21` as codes; anything else none.
+fn codes(word: &str) -> Vec<u32> {
+    match word.split_once('-') {
+        Some((a, b)) => match (a.parse::<u32>(), b.parse::<u32>()) {
+            (Ok(a), Ok(b)) => (a..=b).collect(),
+            _ => Vec::new(),
+        },
+        None => word.parse().map(|c| vec![c]).unwrap_or_default(),
+    }
+}
+
+/// The codes `--help` lists after `heading`: lines that start with a code or a range.
+fn help_codes(help: &str, heading: &str) -> std::collections::BTreeSet<u32> {
+    let start = help
+        .find(heading)
+        .unwrap_or_else(|| panic!("{heading:?} not in {help}"));
+    help[start..]
+        .lines()
+        .skip(1)
+        .filter_map(|l| l.split_whitespace().next())
+        .flat_map(codes)
+        .collect()
+}
+
+#[test]
+fn exit_code_tables_of_usage_md_and_help_agree() {
+    let doc =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/usage.md")).unwrap();
+    let top = rsbackup(["--help"]).stdout_str();
+    let documented = table_codes(&doc, "## Exit codes");
+    assert_eq!(
+        documented,
+        help_codes(&top, "Exit codes:"),
+        "usage.md against --help"
+    );
+    assert_eq!(
+        documented,
+        (0..=21).collect(),
+        "every code 0-21 is explained"
+    );
+    let run = rsbackup(["run", "--help"]).stdout_str();
+    assert_eq!(
+        table_codes(&doc, "Exit codes of `run`"),
+        help_codes(&run, "Outcomes and exit codes"),
+        "usage.md's run table against run --help"
+    );
+}

@@ -51,6 +51,7 @@ PARTIAL / FAILED: no backup made):
       guard failed, unreadable paths)
   FAILED, no backup made:
    1  failure on this machine (lock file)
+   2  usage: a bad command line
   12  configuration error
   13  another run holds the lock
   14  an init hook failed (on-init-hook-failure = abort)
