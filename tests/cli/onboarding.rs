@@ -263,3 +263,27 @@ fn exit_code_tables_of_usage_md_and_help_agree() {
         "usage.md's run table against run --help"
     );
 }
+
+#[test]
+fn repo_and_identity_come_from_the_environment_unless_given() {
+    let repo = crate::common::TestRepo::new();
+    let source = tempdir();
+    crate::common::write_file(&source.path().join("hello"), b"hello");
+    let session = repo.ingest("web1", source.path());
+    let repo_dir = repo.path("repo");
+    let identity = repo.path("identity.txt");
+    let env = [
+        ("RSBACKUP_REPO", repo_dir.to_str().unwrap()),
+        ("RSBACKUP_IDENTITY", identity.to_str().unwrap()),
+    ];
+    let run = crate::common::rsbackup_env(["sessions"], &env);
+    run.ok();
+    assert!(run.stdout_str().contains("web1"), "{}", run.stdout_str());
+    let cat =
+        crate::common::rsbackup_env(["cat", "--session", &session.to_string(), "hello"], &env);
+    cat.ok();
+    assert_eq!(cat.stdout, b"hello");
+    // A flag wins over the environment.
+    let other = tempdir();
+    crate::common::rsbackup_env([arg("sessions"), arg("--repo"), arg(other.path())], &env).code(4);
+}
