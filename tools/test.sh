@@ -7,8 +7,11 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 # rsync, sshd and ssh: the push path; python3-aiosmtpd: a real SMTP server for mailed reports;
 # attr: setfattr/getfattr for xattr tests; sqlite3: inspecting and damaging index.db in tests;
-# chromium: rendering the status page headless.
-apt_ensure rsync openssh-server openssh-client python3-aiosmtpd attr acl libcap2-bin util-linux sqlite3 ca-certificates chromium
+# chromium: rendering the status page headless; dpkg-dev, binutils, lintian, systemd, man-db:
+# building, checking and installing the Debian package (tools/deb.sh, tests/cli/package.rs;
+# systemd-analyze verifies the units, and runs man for their Documentation= pages).
+apt_ensure rsync openssh-server openssh-client python3-aiosmtpd attr acl libcap2-bin util-linux sqlite3 ca-certificates \
+  chromium dpkg-dev binutils lintian systemd man-db
 
 # Every step runs even when an earlier one failed, so one run shows every problem.
 failed=()

@@ -480,8 +480,9 @@ impl Run<'_> {
                             server_problem(&got.output)
                         ),
                         format!(
-                            "see the {word} step's output in the job report and the server's \
-                             logs; staging keeps what was sent, and the next run resumes"
+                            "see the {word} step's output in the job report (the server keeps \
+                             no other log of it: its audit table has the request, not the \
+                             failure); staging keeps what was sent, and the next run resumes"
                         ),
                     )
                 } else {

@@ -14,6 +14,7 @@
 //! timeouts come in through [`job::RunOptions`].
 
 pub mod diagnosis;
+pub mod dry_run;
 pub mod guards;
 pub mod hooks;
 pub mod identity;

@@ -9,10 +9,12 @@
 //!
 //! The format of both files is documented, with commented examples, in `docs/configuration.md`.
 
+pub mod add_client;
 pub mod client;
 pub mod limits;
 pub mod mail;
 pub mod mirror;
+pub mod preflight;
 pub mod retention;
 pub mod server;
 pub mod source;

@@ -14,7 +14,7 @@ use crate::output::size_exact;
 #[derive(clap::Args)]
 pub struct Args {
     /// The repository directory.
-    #[arg(long, value_name = "DIR")]
+    #[arg(long, value_name = "DIR", env = "RSBACKUP_REPO")]
     repo: PathBuf,
     /// Read every record and compare its hash with the index.
     #[arg(long)]

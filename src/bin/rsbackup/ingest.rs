@@ -15,7 +15,7 @@ use crate::output::{duration, rate, size, size_exact};
 #[derive(clap::Args)]
 pub struct Args {
     /// The repository directory.
-    #[arg(long, value_name = "DIR")]
+    #[arg(long, value_name = "DIR", env = "RSBACKUP_REPO")]
     repo: PathBuf,
     /// The client the session belongs to (1-64 of a-z 0-9 . _ -).
     #[arg(long, value_name = "NAME")]

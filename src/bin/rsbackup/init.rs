@@ -12,7 +12,7 @@ use crate::Outcome;
 #[derive(clap::Args)]
 pub struct Args {
     /// The repository directory (missing or empty).
-    #[arg(long, value_name = "DIR")]
+    #[arg(long, value_name = "DIR", env = "RSBACKUP_REPO")]
     repo: PathBuf,
     /// An age recipient (`age1...`) that can restore; repeat for several (an escrow key, say).
     #[arg(long, value_name = "AGE1...", required = true)]

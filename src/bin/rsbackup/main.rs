@@ -6,9 +6,12 @@
 #![forbid(unsafe_code)]
 
 mod accept_machine;
+mod add_client;
 mod authorized_keys;
 mod cat;
 mod check;
+mod config_check;
+mod generate;
 mod ingest;
 mod init;
 mod keygen;
@@ -22,6 +25,7 @@ mod prune;
 mod repair;
 mod restore;
 mod run;
+mod run_dry;
 mod serve;
 mod serve_log;
 mod sessions;
@@ -79,7 +83,8 @@ Exit codes:
    9  repository locked by another process
   10  corrupt data
   11  not found: session, path, ingest source or identity file
-  12  serve, mirror-serve: the request was refused
+  12  serve, mirror-serve: the request was refused; run: configuration error
+  13-21 run only: see rsbackup run --help
   22  status: a client is overdue or a mirror target lags";
 
 /// Push-only, encrypted, deduplicating backups.
@@ -118,6 +123,11 @@ enum Command {
     Serve(serve::Args),
     /// Print the authorized_keys lines binding each client's keys to `serve`.
     AuthorizedKeys(authorized_keys::Args),
+    /// Append a `[clients.NAME]` table to server.toml for a client's key, and say what next.
+    AddClient(add_client::Args),
+    /// Check a configuration file and the paths, owners and modes it needs.
+    #[command(subcommand)]
+    Config(config_check::What),
     /// Accept a client's new (rebuilt) machine, or forget its recorded machines.
     AcceptMachine(accept_machine::Args),
     /// Roll sessions off by the retention rules and collect what no kept session needs.
@@ -140,8 +150,13 @@ enum Command {
     /// What the repository holds, per client and in total, and its growth.
     Stats(status::StatsArgs),
     /// The mirror's side of `mirror` (sshd's forced command on the offsite box).
-    #[command(hide = true)]
     MirrorServe(mirror::ServeArgs),
+    /// Write the man pages (for packaging).
+    #[command(hide = true)]
+    GenerateMan(generate::ManArgs),
+    /// Write a shell's completion file (for packaging).
+    #[command(hide = true)]
+    GenerateCompletions(generate::CompletionArgs),
 }
 
 /// How a command that did not fail ended.
@@ -173,7 +188,7 @@ fn raise_open_file_limit() {
 }
 
 fn main() -> ExitCode {
-    let cli = match Cli::try_parse() {
+    let cli = match Cli::try_parse_from(help_help(std::env::args_os().collect())) {
         Ok(cli) => cli,
         Err(err) => return clap_error(err),
     };
@@ -251,6 +266,8 @@ fn run_command(command: Command) -> anyhow::Result<Outcome> {
         Command::Check(a) => check::run(a),
         Command::Serve(a) => serve::run(a),
         Command::AuthorizedKeys(a) => authorized_keys::run(a),
+        Command::AddClient(a) => add_client::run(a),
+        Command::Config(w) => config_check::run(w),
         Command::Prune(a) => prune::run(a),
         Command::Pin(a) => pin::run(a, true),
         Command::Unpin(a) => pin::run(a, false),
@@ -261,6 +278,8 @@ fn run_command(command: Command) -> anyhow::Result<Outcome> {
         Command::Watch(a) => watch::run(a),
         Command::Stats(a) => status::stats(a),
         Command::Repair(w) => repair::run(w),
+        Command::GenerateMan(a) => generate::man(a),
+        Command::GenerateCompletions(a) => generate::completions(a),
     }
 }
 
@@ -281,8 +300,38 @@ fn clap_error(err: clap::Error) -> ExitCode {
     let body = rendered.split("\n\nUsage:").next().unwrap_or(&rendered);
     let body = body.trim().strip_prefix("error: ").unwrap_or(body.trim());
     let body: Vec<&str> = body.split_whitespace().collect();
-    eprintln!("rsbackup: {} (see rsbackup --help)", body.join(" "));
+    eprintln!(
+        "rsbackup: {} (see {} --help)",
+        body.join(" "),
+        usage_command(&rendered)
+    );
     ExitCode::from(exit::USAGE)
+}
+
+/// `rsbackup help --help` (and `-h`) means the top-level help, which clap would take for the
+/// help of a subcommand named `--help`.
+fn help_help(mut args: Vec<std::ffi::OsString>) -> Vec<std::ffi::OsString> {
+    if args.len() == 3 && args[1] == "help" && (args[2] == "--help" || args[2] == "-h") {
+        args.remove(1);
+    }
+    args
+}
+
+/// The command whose usage clap printed (`rsbackup restore`), so that a usage error points at
+/// that command's help rather than the top-level one.
+fn usage_command(rendered: &str) -> String {
+    let Some(usage) = rendered.split("Usage: ").nth(1) else {
+        return "rsbackup".into();
+    };
+    let words: Vec<&str> = usage
+        .split_whitespace()
+        .take_while(|w| !w.starts_with(['[', '<', '-']) && *w != "|")
+        .collect();
+    if words.first() == Some(&"rsbackup") {
+        words.join(" ")
+    } else {
+        "rsbackup".into()
+    }
 }
 
 /// The error chain as one line, without repeating a source the message already contains.

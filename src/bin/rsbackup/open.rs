@@ -20,7 +20,7 @@ use crate::UsageError;
 #[derive(clap::Args)]
 pub struct SessionArgs {
     /// The repository directory.
-    #[arg(long, value_name = "DIR")]
+    #[arg(long, value_name = "DIR", env = "RSBACKUP_REPO")]
     pub repo: PathBuf,
     /// Session id, or `latest` together with --client.
     #[arg(long, value_name = "ID|latest")]
@@ -29,7 +29,7 @@ pub struct SessionArgs {
     #[arg(long, value_name = "NAME")]
     pub client: Option<String>,
     /// The age identity file that can unlock the repository.
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", env = "RSBACKUP_IDENTITY")]
     pub identity: PathBuf,
 }
 

@@ -92,12 +92,13 @@ pub fn rate(bytes: u64, seconds: f64) -> String {
     format!("{:.1} MiB/s", bytes as f64 / seconds / (1024.0 * 1024.0))
 }
 
-/// Unix seconds as local time `YYYY-MM-DD HH:MM:SS` (UTC if the zone is unknown).
+/// Unix seconds as local time `YYYY-MM-DD HH:MM:SS ZONE` (UTC if the zone is unknown); the
+/// zone's abbreviation says which local time, and where clocks went back, which hour.
 pub fn time(unix: i64) -> String {
     match jiff::Timestamp::from_second(unix) {
         Ok(ts) => {
             let tz = jiff::tz::TimeZone::try_system().unwrap_or(jiff::tz::TimeZone::UTC);
-            ts.to_zoned(tz).strftime("%Y-%m-%d %H:%M:%S").to_string()
+            ts.to_zoned(tz).strftime("%Y-%m-%d %H:%M:%S %Z").to_string()
         }
         Err(_) => format!("@{unix}"),
     }

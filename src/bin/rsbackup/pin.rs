@@ -13,7 +13,7 @@ use crate::{Outcome, UsageError};
 #[derive(clap::Args)]
 pub struct Args {
     /// The repository directory.
-    #[arg(long, value_name = "DIR")]
+    #[arg(long, value_name = "DIR", env = "RSBACKUP_REPO")]
     repo: PathBuf,
     /// The session id (as `rsbackup sessions` lists it).
     #[arg(long, value_name = "ID")]

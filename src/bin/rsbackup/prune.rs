@@ -20,7 +20,7 @@ use crate::{Outcome, UsageError};
 #[derive(clap::Args)]
 pub struct Args {
     /// The repository directory.
-    #[arg(long, value_name = "DIR")]
+    #[arg(long, value_name = "DIR", env = "RSBACKUP_REPO")]
     repo: PathBuf,
     /// Take the rules from server.toml ([retention] and [clients.NAME.retention]).
     #[arg(long, value_name = "FILE")]

@@ -46,7 +46,7 @@ pub struct ChunksArgs {
 #[derive(clap::Args)]
 pub struct IndexArgs {
     /// The repository directory.
-    #[arg(long, value_name = "DIR")]
+    #[arg(long, value_name = "DIR", env = "RSBACKUP_REPO")]
     repo: PathBuf,
     /// An age identity file: needed only when a pack's reference list is missing or damaged,
     /// to find its manifest chunks by opening its records.

@@ -51,6 +51,7 @@ PARTIAL / FAILED: no backup made):
       guard failed, unreadable paths)
   FAILED, no backup made:
    1  failure on this machine (lock file)
+   2  usage: a bad command line
   12  configuration error
   13  another run holds the lock
   14  an init hook failed (on-init-hook-failure = abort)
@@ -97,6 +98,11 @@ pub struct Args {
     /// its state and reason, and the failures.
     #[arg(long)]
     json: bool,
+    /// Check everything up to the transfer (configuration and paths, the sources' guards, ssh
+    /// login and authorization by the server's read-only `sessions` request) and run rsync with
+    /// --dry-run into an empty local directory. No hooks, no session, no lease, no mail.
+    #[arg(long)]
+    dry_run: bool,
 }
 
 /// Run the backup, mail the reports, and exit with the code that says what happened.
@@ -143,6 +149,9 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
             None => OnFailure::Abort,
         },
     };
+    if args.dry_run {
+        return crate::run_dry::run(&config, &options.connection, args.json);
+    }
     let result = rsbackup::client::run(&config, &options);
     if args.print {
         if let Some(error) = &result.error {
@@ -192,6 +201,11 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
             }).collect::<Vec<_>>()).unwrap_or_default(),
         }))?;
     }
+    end(exit)
+}
+
+/// End a run (or a dry run) with its exit code: 0 and 3 through [`Outcome`], the others here.
+pub(crate) fn end(exit: u8) -> anyhow::Result<Outcome> {
     match exit {
         0 => Ok(Outcome::Ok),
         3 => Ok(Outcome::Partial),
@@ -204,7 +218,7 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
 }
 
 /// The exit code of a run (see [`RUN_HELP`]).
-fn exit_code(status: RunStatus) -> u8 {
+pub(crate) fn exit_code(status: RunStatus) -> u8 {
     match status {
         RunStatus::Ok => 0,
         RunStatus::Partial => crate::exit::PARTIAL,

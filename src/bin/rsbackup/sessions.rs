@@ -23,7 +23,7 @@ fn whole_seconds(secs: i64) -> String {
 #[derive(clap::Args)]
 pub struct Args {
     /// The repository directory.
-    #[arg(long, value_name = "DIR")]
+    #[arg(long, value_name = "DIR", env = "RSBACKUP_REPO")]
     repo: PathBuf,
     /// Only this client's sessions.
     #[arg(long, value_name = "NAME")]
