@@ -5,9 +5,12 @@
 //! means a busy database waits in the busy handler instead of failing half way through when a
 //! read transaction would have to be upgraded.
 
+mod audit;
 mod damaged;
 mod fleet;
 mod gc;
+mod invariants;
+mod mirror;
 mod open;
 mod rebuild;
 mod rows;
@@ -22,9 +25,11 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::ids::{ChunkId, KeyId, PackName, SessionId, WriterId};
 use crate::store::space as store_space;
 
+pub use audit::AuditRow;
 pub use fleet::{ClientChunks, MirrorMark, RefusalRow, StoreTotals};
-pub(crate) use gc::set_gc_pending;
 pub use gc::{DeadChunks, MovedChunk, PackUse};
+pub use invariants::{MisplacedChunk, MissingChild, MissingRoot};
+pub use mirror::{MirrorTargetRow, MirroredSession, RepairedChunk};
 pub use rebuild::{FoundChunk, IndexBuilder};
 pub use rows::{
     ChunkKind, ChunkLocation, PackInfo, SealedChunk, SessionInfo, SessionState, SessionStats,
@@ -156,8 +161,10 @@ impl Index {
         self.on_full_disk
     }
 
-    /// The raw connection (for queries not wrapped here).
-    pub fn conn(&self) -> &rusqlite::Connection {
+    /// The raw connection, for tests that damage or inspect rows; everything else goes
+    /// through the queries here, the one place that knows the schema.
+    #[cfg(test)]
+    pub(crate) fn conn(&self) -> &rusqlite::Connection {
         &self.conn
     }
 

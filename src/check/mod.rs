@@ -17,7 +17,7 @@ use std::ops::ControlFlow;
 use rayon::prelude::*;
 
 use crate::crypto::wrap::Identities;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::format::manifest::Body;
 use crate::ids::{ChunkId, KeyId, PackName, SessionId};
 use crate::index::{Index, PackInfo};
@@ -148,7 +148,7 @@ fn check_with(repo: &Repo, opts: &CheckOptions, damage: &mut Damage) -> Result<C
     if opts.read_data && !damaged.is_empty() {
         // Remembered for the next mirror run, which fetches good copies (src/mirror).
         let ids: Vec<ChunkId> = damaged.iter().copied().collect();
-        if let Err(e) = crate::mirror::record_damaged(index.conn(), &ids, crate::store::now()) {
+        if let Err(e) = index.record_damaged(&ids, crate::store::now()) {
             // A read-only index must not stop the check; the next mirror run then cannot repair.
             findings.push(Finding {
                 what: format!(
@@ -200,121 +200,52 @@ fn limit_paths(set: BTreeSet<String>) -> Vec<String> {
 
 /// SQLite's own consistency check of the index file.
 fn quick_check(index: &Index, findings: &mut Vec<Finding>) -> Result<()> {
-    let mut stmt = index.conn().prepare("PRAGMA quick_check")?;
-    let rows = stmt.query_map([], |row| row.get::<_, String>(0))?;
-    for row in rows {
-        let line = row?;
-        if line != "ok" {
-            findings.push(Finding {
-                what: format!("the index database is damaged: {line}"),
-                chunk: None,
-                pack: None,
-                sessions: Vec::new(),
-            });
-        }
+    for line in index.quick_check()? {
+        findings.push(Finding {
+            what: format!("the index database is damaged: {line}"),
+            chunk: None,
+            pack: None,
+            sessions: Vec::new(),
+        });
     }
     Ok(())
 }
 
-/// Session ids from SQLite's `group_concat` (comma separated).
-fn session_list(list: Option<&str>) -> Result<Vec<i64>> {
-    list.unwrap_or("")
-        .split(',')
-        .filter(|s| !s.is_empty())
-        .map(|s| {
-            s.parse()
-                .map_err(|_| Error::corrupt(format!("the index holds a session id {s:?}")))
-        })
-        .collect()
-}
-
-fn chunk_from_blob(blob: Vec<u8>) -> Result<ChunkId> {
-    let bytes: [u8; 32] = blob.as_slice().try_into().map_err(|_| {
-        Error::corrupt(format!(
-            "the index holds a chunk id of {} bytes instead of 32",
-            blob.len()
-        ))
-    })?;
-    Ok(ChunkId(bytes))
-}
-
-/// References between tables that must hold (format-spec/index.md "Invariants"). Roots and
-/// references name chunks by number (`chunks.num`); a number without a row has lost its chunk id
-/// with the row, so those findings name the number, the manifest chunk that names it and the
-/// sessions that need it. The foreign keys make such rows impossible through rsbackup: they
-/// appear only when the index was edited without them, or damaged.
+/// References between tables that must hold (format-spec/index.md "Invariants"); see
+/// [`crate::index`]'s `missing_roots` and siblings for what each finding means.
 fn references(index: &Index, findings: &mut Vec<Finding>) -> Result<()> {
-    let conn = index.conn();
-    let mut stmt = conn.prepare(
-        "SELECT sm.session, sm.seq, sm.chunk FROM session_manifest sm \
-         JOIN sessions s ON s.id = sm.session \
-         WHERE s.state != 'running' \
-           AND NOT EXISTS (SELECT 1 FROM chunks c WHERE c.num = sm.chunk) \
-         ORDER BY sm.session, sm.seq",
-    )?;
-    let rows = stmt.query_map([], |r| {
-        Ok((
-            r.get::<_, i64>(0)?,
-            r.get::<_, i64>(1)?,
-            r.get::<_, i64>(2)?,
-        ))
-    })?;
-    for row in rows {
-        let (session, seq, num) = row?;
+    for m in index.missing_roots()? {
         findings.push(Finding {
             what: format!(
-                "manifest chunk {seq} of session {session} (chunk number {num}) is missing from \
-                 the index: the session cannot be read"
+                "manifest chunk {} of session {} (chunk number {}) is missing from the index: \
+                 the session cannot be read",
+                m.seq, m.session, m.num
             ),
             chunk: None,
             pack: None,
-            sessions: vec![session],
+            sessions: vec![m.session.0],
         });
     }
     // A reference to a missing chunk: the sessions whose root holds the manifest chunk lose it.
-    let mut stmt = conn.prepare(
-        "SELECT r.parent, p.id, r.child, \
-           (SELECT group_concat(DISTINCT m.session) FROM session_manifest m \
-              JOIN sessions s ON s.id = m.session \
-              WHERE m.chunk = r.parent AND s.state != 'running') \
-         FROM chunk_refs r LEFT JOIN chunks p ON p.num = r.parent \
-         WHERE NOT EXISTS (SELECT 1 FROM chunks c WHERE c.num = r.child) \
-         ORDER BY r.child, r.parent",
-    )?;
-    let rows = stmt.query_map([], |r| {
-        Ok((
-            r.get::<_, i64>(0)?,
-            r.get::<_, Option<Vec<u8>>>(1)?,
-            r.get::<_, i64>(2)?,
-            r.get::<_, Option<String>>(3)?,
-        ))
-    })?;
-    for row in rows {
-        let (parent_num, parent, child, sessions) = row?;
-        let parent = match parent {
-            Some(blob) => chunk_from_blob(blob)?.to_string(),
-            None => format!("number {parent_num} (itself missing)"),
+    for m in index.missing_children()? {
+        let parent = match m.parent {
+            Some(id) => id.to_string(),
+            None => format!("number {} (itself missing)", m.parent_num),
         };
         findings.push(Finding {
             what: format!(
-                "chunk number {child}, named by manifest chunk {parent}, is missing from the \
-                 index: the files that use it cannot be restored"
+                "chunk number {}, named by manifest chunk {parent}, is missing from the index: \
+                 the files that use it cannot be restored",
+                m.child
             ),
             chunk: None,
             pack: None,
-            sessions: session_list(sessions.as_deref())?,
+            sessions: m.sessions.iter().map(|s| s.0).collect(),
         });
     }
     // References whose manifest chunk is gone: no restore needs them, but they are a sign of
     // an index edited without its foreign keys.
-    let mut stmt = conn.prepare(
-        "SELECT r.parent, count(*) FROM chunk_refs r \
-         WHERE NOT EXISTS (SELECT 1 FROM chunks c WHERE c.num = r.parent) \
-         GROUP BY r.parent ORDER BY r.parent",
-    )?;
-    let rows = stmt.query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?)))?;
-    for row in rows {
-        let (parent, count) = row?;
+    for (parent, count) in index.orphan_references()? {
         findings.push(Finding {
             what: format!(
                 "the index holds {count} reference(s) from chunk number {parent}, which is \
@@ -325,36 +256,22 @@ fn references(index: &Index, findings: &mut Vec<Finding>) -> Result<()> {
             sessions: Vec::new(),
         });
     }
-    let mut stmt = conn.prepare(
-        "SELECT c.id, c.key_id, c.pack, p.state, p.name FROM chunks c \
-         LEFT JOIN packs p ON p.id = c.pack \
-         WHERE p.id IS NULL OR p.state != 'sealed' \
-            OR NOT EXISTS (SELECT 1 FROM data_keys k WHERE k.id = c.key_id)",
-    )?;
-    let rows = stmt.query_map([], |r| {
-        Ok((
-            r.get::<_, Vec<u8>>(0)?,
-            r.get::<_, i64>(1)?,
-            r.get::<_, i64>(2)?,
-            r.get::<_, Option<String>>(3)?,
-            r.get::<_, Option<Vec<u8>>>(4)?,
-        ))
-    })?;
-    for row in rows {
-        let (id, key_id, pack_row, state, name) = row?;
-        let id = chunk_from_blob(id)?;
-        let pack = name.map(hex::encode);
-        let what = match state.as_deref() {
+    for m in index.misplaced_chunks()? {
+        let pack_row = m.pack_row;
+        let what = match m.pack_state.as_deref() {
             None => format!("the chunk's pack (row {pack_row}) is missing from the index"),
             Some(s) if s != "sealed" => {
                 format!("the chunk is recorded in pack row {pack_row}, which is not sealed ({s})")
             }
-            _ => format!("the chunk was sealed with data key {key_id}, which the index lacks"),
+            _ => format!(
+                "the chunk was sealed with data key {}, which the index lacks",
+                m.key_id.0
+            ),
         };
         findings.push(Finding {
             what,
-            chunk: Some(id),
-            pack,
+            chunk: Some(m.id),
+            pack: m.pack.map(|p| p.to_hex()),
             sessions: Vec::new(),
         });
     }

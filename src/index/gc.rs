@@ -49,7 +49,7 @@ pub struct MovedChunk {
 }
 
 /// Set `meta.gc-pending` inside the caller's transaction.
-pub(crate) fn set_gc_pending(conn: &Connection, pending: bool) -> rusqlite::Result<()> {
+pub(super) fn set_gc_pending(conn: &Connection, pending: bool) -> rusqlite::Result<()> {
     conn.execute(
         "INSERT INTO meta (key, value) VALUES ('gc-pending', ?1) \
          ON CONFLICT(key) DO UPDATE SET value = excluded.value",

@@ -24,10 +24,9 @@ mod state;
 pub mod trigger;
 pub mod wire;
 
-use rusqlite::Connection;
-
 use crate::error::Result;
 use crate::ids::ChunkId;
+use crate::index::Index;
 
 pub use push::{PushOptions, PushReport, push};
 pub use serve::{ServeOptions, ServeReport, serve};
@@ -57,46 +56,10 @@ impl ChunkSetDigest {
     }
 
     /// The digest of every chunk in an index (a scan of the ids: about a second per million).
-    pub fn of_index(conn: &Connection) -> Result<ChunkSetDigest> {
+    pub fn of_index(index: &Index) -> Result<ChunkSetDigest> {
         let mut out = ChunkSetDigest::default();
-        let mut stmt = conn.prepare("SELECT id FROM chunks")?;
-        let mut rows = stmt.query([])?;
-        while let Some(row) = rows.next()? {
-            let blob: Vec<u8> = row.get(0)?;
-            let id: [u8; 32] = blob.as_slice().try_into().map_err(|_| {
-                crate::error::Error::corrupt(format!(
-                    "index: a chunk id of {} bytes instead of 32",
-                    blob.len()
-                ))
-            })?;
-            out.toggle(&ChunkId(id), true);
-        }
+        index.for_each_chunk_id(|id| out.toggle(id, true))?;
         Ok(out)
-    }
-}
-
-/// Record chunks that `check --read-data` found damaged (table `damaged_chunks`), so that the
-/// next mirror run fetches good copies; chunks no longer damaged are not removed here (a repair
-/// removes them when it moves the chunk row).
-pub fn record_damaged(conn: &Connection, ids: &[ChunkId], now: i64) -> Result<()> {
-    if ids.is_empty() {
-        return Ok(());
-    }
-    conn.execute_batch("BEGIN IMMEDIATE")?;
-    let result = (|| -> Result<()> {
-        let mut stmt =
-            conn.prepare("INSERT OR IGNORE INTO damaged_chunks (id, found) VALUES (?1, ?2)")?;
-        for id in ids {
-            stmt.execute(rusqlite::params![&id.0, now])?;
-        }
-        Ok(())
-    })();
-    match result {
-        Ok(()) => Ok(conn.execute_batch("COMMIT")?),
-        Err(e) => {
-            let _ = conn.execute_batch("ROLLBACK");
-            Err(e.context("recording damaged chunks"))
-        }
     }
 }
 

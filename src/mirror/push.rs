@@ -204,7 +204,7 @@ impl Pusher<'_> {
             }
             m => return Err(unexpected(&m, "HelloOk")),
         };
-        let conn_db = self.index.conn();
+        let conn_db = &self.index;
         let remembered = state::load(conn_db, &self.opts.target)?;
         let from = match remembered {
             Some(s) if s.set == mirror_set => s.watermark,
@@ -255,14 +255,12 @@ impl Pusher<'_> {
         conn: &mut Conn<R, W>,
         report: &mut PushReport,
     ) -> Result<()> {
-        let mut stmt = self
+        let ids: Vec<u64> = self
             .index
-            .conn()
-            .prepare("SELECT id FROM data_keys ORDER BY id")?;
-        let ids: Vec<u64> = stmt
-            .query_map([], |r| r.get::<_, i64>(0))?
-            .map(|r| r.map(|v| v as u64))
-            .collect::<rusqlite::Result<_>>()?;
+            .data_key_ids()?
+            .into_iter()
+            .map(|k| k.0)
+            .collect();
         for batch in ids.chunks(MAX_IDS as usize) {
             conn.send(&Message::HaveKeys(batch.to_vec()))?;
             let lacking = match reply(conn)? {
@@ -277,11 +275,12 @@ impl Pusher<'_> {
                             "mirror protocol: the mirror lacks key {id}, which was not offered"
                         )));
                     }
-                    let created: i64 = self.index.conn().query_row(
-                        "SELECT created FROM data_keys WHERE id = ?1",
-                        [*id as i64],
-                        |r| r.get(0),
-                    )?;
+                    let created = self
+                        .index
+                        .data_key_created(crate::ids::KeyId(*id))?
+                        .ok_or_else(|| {
+                            Error::corrupt(format!("index: data key {id} is missing"))
+                        })?;
                     keys.push(WireKey {
                         id: *id,
                         created,
@@ -416,32 +415,15 @@ impl Pusher<'_> {
         snapshot: &Snapshot,
         current: &mut TargetState,
     ) -> Result<()> {
-        let mut last = vec![0u8; 0];
+        let mut last: Option<ChunkId> = None;
         loop {
-            let rows: Vec<(ChunkId, i64)> = {
-                let mut stmt = self.index.conn().prepare_cached(
-                    "SELECT c.id, c.pack FROM chunks c JOIN packs p ON p.id = c.pack \
-                     WHERE p.state = 'sealed' AND c.pack > ?1 AND c.pack <= ?2 AND c.kind = ?3 \
-                     AND c.id > ?4 ORDER BY c.id LIMIT ?5",
-                )?;
-                stmt.query_map(
-                    rusqlite::params![from, snapshot.top, kind as i64, &last, i64::from(MAX_IDS)],
-                    |r| Ok((r.get::<_, Vec<u8>>(0)?, r.get::<_, i64>(1)?)),
-                )?
-                .map(|row| {
-                    let (b, pack) = row?;
-                    let id: [u8; 32] = b
-                        .as_slice()
-                        .try_into()
-                        .map_err(|_| Error::corrupt("index: a chunk id is not 32 bytes"))?;
-                    Ok((ChunkId(id), pack))
-                })
-                .collect::<Result<_>>()?
-            };
+            let rows =
+                self.index
+                    .sealed_chunks_page(from, snapshot.top, kind, last.as_ref(), MAX_IDS)?;
             let Some((end, _)) = rows.last() else {
                 return Ok(());
             };
-            last = end.0.to_vec();
+            last = Some(*end);
             let ids: Vec<ChunkId> = rows
                 .into_iter()
                 .filter(|(_, pack)| snapshot.sealed.contains(pack))
@@ -462,7 +444,7 @@ impl Pusher<'_> {
                     "mirror protocol: the mirror lacks chunk {bad}, which was not offered"
                 )));
             }
-            let db = self.index.conn();
+            let db = &self.index;
             let target = &self.opts.target;
             self.send_records(conn, &lacking, false, |m, bytes| match m {
                 Message::PutChunksOk {

@@ -6,8 +6,6 @@ use std::collections::HashSet;
 use std::io::{Read, Write};
 use std::path::PathBuf;
 
-use rusqlite::{Connection, OptionalExtension, params};
-
 use super::ChunkSetDigest;
 use super::create::{create_mirror, is_vacant};
 use super::wire::{
@@ -16,8 +14,8 @@ use super::wire::{
 use crate::error::{Error, ErrorKind, Result};
 use crate::format::pack::{RECORD_HEADER_LEN, RecordHeader, decode_record_header};
 use crate::format::repository::RepoConfig;
-use crate::ids::{ChunkId, KeyId};
-use crate::index::{ChunkKind, Index, chunk_num};
+use crate::ids::{ChunkId, KeyId, SessionId};
+use crate::index::{ChunkKind, Index, MirroredSession};
 use crate::repo::{Repo, Writer};
 use crate::store::{PackWriter, PendingChunk};
 
@@ -139,16 +137,14 @@ fn run<R: Read, W: Write>(
     super::create::mark_mirror(repo.root())?;
     let writer = repo.start_writer(crate::repo::Operation::Mirror)?;
     let index = repo.index()?;
-    let state = ChunkSetDigest::of_index(index.conn())?;
-    let damaged: i64 = index
-        .conn()
-        .query_row("SELECT count(*) FROM damaged_chunks", [], |r| r.get(0))?;
+    let state = ChunkSetDigest::of_index(&index)?;
+    let damaged = index.damaged_count()?;
     conn.send(&Message::HelloOk {
         version: PROTOCOL_VERSION,
         created: report.created,
         chunks: state.count,
         digest: state.digest,
-        damaged: u64::try_from(damaged).unwrap_or(0),
+        damaged,
     })?;
     let mut mirror = Mirror {
         repo,
@@ -238,24 +234,6 @@ fn open_matching(opts: &ServeOptions, primary: &RepoConfig) -> Result<Repo> {
     Ok(repo)
 }
 
-/// Run `f` in a `BEGIN IMMEDIATE` transaction.
-fn write_tx<T>(conn: &Connection, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
-    conn.execute_batch("BEGIN IMMEDIATE")?;
-    match f(conn) {
-        Ok(v) => match conn.execute_batch("COMMIT") {
-            Ok(()) => Ok(v),
-            Err(e) => {
-                let _ = conn.execute_batch("ROLLBACK");
-                Err(e.into())
-            }
-        },
-        Err(e) => {
-            let _ = conn.execute_batch("ROLLBACK");
-            Err(e)
-        }
-    }
-}
-
 /// A record's header, checked against its length and the hash the primary's index holds.
 pub(super) fn verify_record(r: &WireRecord) -> Result<RecordHeader> {
     let header = decode_record_header(&r.record)?;
@@ -284,16 +262,11 @@ pub(super) fn verify_record(r: &WireRecord) -> Result<RecordHeader> {
 }
 
 impl Mirror<'_> {
-    fn exists(&self, sql: &str, value: impl rusqlite::ToSql) -> Result<bool> {
-        let mut stmt = self.index.conn().prepare_cached(sql)?;
-        Ok(stmt.exists([value])?)
-    }
-
     fn lacking_keys(&self, ids: &[u64]) -> Result<Vec<u64>> {
         let mut out = Vec::new();
         for id in ids {
-            let row = i64::try_from(*id).map_err(|_| protocol("key id out of range"))?;
-            if !self.exists("SELECT 1 FROM data_keys WHERE id = ?1", row)? {
+            i64::try_from(*id).map_err(|_| protocol("key id out of range"))?;
+            if !self.index.has_data_key(KeyId(*id))? {
                 out.push(*id);
             }
         }
@@ -301,44 +274,26 @@ impl Mirror<'_> {
     }
 
     fn put_keys(&self, keys: &[WireKey]) -> Result<u32> {
-        write_tx(self.index.conn(), |conn| {
-            let mut stored = 0;
-            for k in keys {
-                let row = i64::try_from(k.id).map_err(|_| protocol("key id out of range"))?;
-                let existing: Option<Vec<u8>> = conn
-                    .query_row("SELECT wrapped FROM data_keys WHERE id = ?1", [row], |r| {
-                        r.get(0)
-                    })
-                    .optional()?;
-                match existing {
-                    Some(w) if w == k.wrapped => {}
-                    Some(_) => {
-                        return Err(Error::new(
-                            ErrorKind::Refused,
-                            format!(
-                                "data key {} on the mirror differs from the primary's; \
-                                 a mirror never overwrites what it holds",
-                                k.id
-                            ),
-                        ));
-                    }
-                    None => {
-                        // The file before the row, as on the primary (format-spec/records.md).
-                        crate::store::records::write_data_key(
-                            self.repo.root(),
-                            crate::ids::KeyId(k.id),
-                            &k.wrapped,
-                        )?;
-                        conn.execute(
-                            "INSERT INTO data_keys (id, wrapped, created) VALUES (?1, ?2, ?3)",
-                            params![row, &k.wrapped, k.created],
-                        )?;
-                        stored += 1;
-                    }
-                }
-            }
-            Ok(stored)
-        })
+        let mut rows = Vec::with_capacity(keys.len());
+        for k in keys {
+            i64::try_from(k.id).map_err(|_| protocol("key id out of range"))?;
+            rows.push((KeyId(k.id), &k.wrapped[..], k.created));
+        }
+        self.index.put_data_keys(
+            &rows,
+            // The file before the row, as on the primary (format-spec/records.md).
+            |id, wrapped| crate::store::records::write_data_key(self.repo.root(), id, wrapped),
+            |id| {
+                Error::new(
+                    ErrorKind::Refused,
+                    format!(
+                        "data key {} on the mirror differs from the primary's; a mirror never \
+                         overwrites what it holds",
+                        id.0
+                    ),
+                )
+            },
+        )
     }
 
     fn lacking_chunks(&self, ids: &[ChunkId]) -> Result<Vec<ChunkId>> {
@@ -361,9 +316,8 @@ impl Mirror<'_> {
             if self.index.has_chunk(&id)? || batch.contains(&id) {
                 continue; // first copy wins; the mirror never overwrites
             }
-            let key =
-                i64::try_from(header.key_id.0).map_err(|_| protocol("key id out of range"))?;
-            if !self.exists("SELECT 1 FROM data_keys WHERE id = ?1", key)? {
+            i64::try_from(header.key_id.0).map_err(|_| protocol("key id out of range"))?;
+            if !self.index.has_data_key(header.key_id)? {
                 return Err(protocol(format_args!(
                     "chunk {id} is sealed with key {} which was not sent first",
                     header.key_id.0
@@ -408,27 +362,13 @@ impl Mirror<'_> {
     }
 
     fn damaged(&self) -> Result<Vec<ChunkId>> {
-        let mut stmt = self
-            .index
-            .conn()
-            .prepare("SELECT id FROM damaged_chunks ORDER BY id LIMIT ?1")?;
-        let rows = stmt.query_map([i64::from(MAX_IDS)], |r| r.get::<_, Vec<u8>>(0))?;
-        let mut out = Vec::new();
-        for row in rows {
-            let blob = row?;
-            let id: [u8; 32] = blob
-                .as_slice()
-                .try_into()
-                .map_err(|_| Error::corrupt("damaged_chunks holds an id that is not 32 bytes"))?;
-            out.push(ChunkId(id));
-        }
-        Ok(out)
+        self.index.damaged_chunks(MAX_IDS)
     }
 
     fn lacking_sessions(&self, ids: &[i64]) -> Result<Vec<i64>> {
         let mut out = Vec::new();
         for id in ids {
-            if !self.exists("SELECT 1 FROM sessions WHERE id = ?1", *id)? {
+            if !self.index.has_session(SessionId(*id))? {
                 out.push(*id);
             }
         }
@@ -439,86 +379,60 @@ impl Mirror<'_> {
     /// root are inserted in one transaction. A session already held is left as it is.
     fn put_session(&self, s: &WireSession) -> Result<bool> {
         crate::ingest::validate_client_name(&s.client).map_err(|e| protocol(e.message()))?;
-        write_tx(self.index.conn(), |conn| {
-            let held: bool = conn
-                .prepare_cached("SELECT 1 FROM sessions WHERE id = ?1")?
-                .exists([s.id])?;
-            if held {
-                return Ok(false);
-            }
-            // The record before the row (format-spec/records.md), so this mirror's index can
-            // be rebuilt too.
-            let record = crate::format::records::SessionRecord {
-                id: s.id,
-                client: s.client.clone(),
-                state: if s.state == 1 {
-                    crate::format::records::RecordState::Complete
-                } else {
-                    crate::format::records::RecordState::Incomplete
-                },
-                // The reason does not travel to mirrors (format-spec/wire.md).
-                reason: None,
-                pinned: s.pinned,
+        // The record before the row (format-spec/records.md), so this mirror's index can be
+        // rebuilt too.
+        let record = crate::format::records::SessionRecord {
+            id: s.id,
+            client: s.client.clone(),
+            state: if s.state == 1 {
+                crate::format::records::RecordState::Complete
+            } else {
+                crate::format::records::RecordState::Incomplete
+            },
+            // The reason does not travel to mirrors (format-spec/wire.md).
+            reason: None,
+            pinned: s.pinned,
+            started: s.started,
+            finished: s.finished.unwrap_or(s.started),
+            files: s.stats[0],
+            bytes: s.stats[1],
+            errors: s.stats[2],
+            new_chunks: s.stats[3],
+            new_bytes: s.stats[4],
+            root: s.root.clone(),
+        };
+        for (i, v) in s.stats.iter().enumerate() {
+            i64::try_from(*v)
+                .map_err(|_| protocol(format_args!("session statistic {i} out of range")))?;
+        }
+        self.index.put_mirrored_session(
+            &MirroredSession {
+                id: SessionId(s.id),
+                client: &s.client,
+                complete: s.state == 1,
                 started: s.started,
-                finished: s.finished.unwrap_or(s.started),
-                files: s.stats[0],
-                bytes: s.stats[1],
-                errors: s.stats[2],
-                new_chunks: s.stats[3],
-                new_bytes: s.stats[4],
-                root: s.root.clone(),
-            };
-            crate::store::records::write_session_record(self.repo.root(), &record)?;
-            // The root is stored by this index's chunk numbers; the wire names chunks by id.
-            let mut root = Vec::with_capacity(s.root.len());
-            for chunk in &s.root {
-                let Some(num) = chunk_num(conn, chunk)? else {
-                    return Err(protocol(format_args!(
-                        "session {} names manifest chunk {chunk}, which the mirror does not hold",
-                        s.id
-                    )));
-                };
-                root.push(num);
-            }
-            let state = if s.state == 1 { "complete" } else { "partial" };
-            let stat = |i: usize| {
-                i64::try_from(s.stats[i]).map_err(|_| protocol("session statistic out of range"))
-            };
-            conn.execute(
-                "INSERT INTO sessions (id, client, state, writer, started, finished, files, bytes, \
-                 errors, new_chunks, new_bytes, pinned) \
-                 VALUES (?1, ?2, ?3, NULL, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
-                params![
-                    s.id,
-                    &s.client,
-                    state,
-                    s.started,
-                    s.finished,
-                    stat(0)?,
-                    stat(1)?,
-                    stat(2)?,
-                    stat(3)?,
-                    stat(4)?,
-                    i64::from(s.pinned)
-                ],
-            )?;
-            let mut insert = conn.prepare_cached(
-                "INSERT INTO session_manifest (session, seq, chunk) VALUES (?1, ?2, ?3)",
-            )?;
-            for (seq, num) in root.iter().enumerate() {
-                insert.execute(params![s.id, seq as i64, num])?;
-            }
-            Ok(true)
-        })
+                finished: s.finished,
+                stats: s.stats,
+                pinned: s.pinned,
+                root: &s.root,
+            },
+            || crate::store::records::write_session_record(self.repo.root(), &record),
+            |chunk| {
+                protocol(format_args!(
+                    "session {} names manifest chunk {chunk}, which the mirror does not hold",
+                    s.id
+                ))
+            },
+        )
     }
 
     fn sessions(&self) -> Result<Vec<i64>> {
-        let mut stmt = self
+        Ok(self
             .index
-            .conn()
-            .prepare("SELECT id FROM sessions WHERE state != 'running' ORDER BY id LIMIT ?1")?;
-        let rows = stmt.query_map([i64::from(MAX_IDS)], |r| r.get(0))?;
-        Ok(rows.collect::<rusqlite::Result<Vec<i64>>>()?)
+            .visible_session_ids(MAX_IDS)?
+            .into_iter()
+            .map(|id| id.0)
+            .collect())
     }
 
     /// Forget sessions the primary rolled off, only if this mirror's configuration allows it.
@@ -541,20 +455,9 @@ impl Mirror<'_> {
                 ),
             ));
         }
-        write_tx(self.index.conn(), |conn| {
-            let mut n = 0;
-            for id in ids {
-                conn.execute("DELETE FROM session_manifest WHERE session = ?1", [id])?;
-                n += conn.execute(
-                    "DELETE FROM sessions WHERE id = ?1 AND state != 'running'",
-                    [id],
-                )? as u32;
-            }
-            // The mirror's next prune collects what the forgotten sessions alone used.
-            crate::index::set_gc_pending(conn, true)?;
-            Ok(n)
-        })
-        .and_then(|n| {
+        let typed: Vec<SessionId> = ids.iter().copied().map(SessionId).collect();
+        // The mirror's next prune collects what the forgotten sessions alone used.
+        self.index.forget_sessions_by_id(&typed).and_then(|n| {
             for id in ids {
                 crate::store::records::remove_session_record(
                     self.repo.root(),

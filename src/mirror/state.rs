@@ -1,10 +1,9 @@
 //! The primary's memory of each mirror target (`mirror_targets`, format-spec/wire.md): a pack
 //! watermark and the count and digest of the chunks the mirror confirmed holding.
 
-use rusqlite::{Connection, OptionalExtension, params};
-
 use super::ChunkSetDigest;
-use crate::error::{Error, Result};
+use crate::error::Result;
+use crate::index::{Index, MirrorTargetRow};
 
 /// What the primary remembers of one target.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -16,48 +15,25 @@ pub(super) struct TargetState {
 }
 
 /// The remembered state of `name`, if any.
-pub(super) fn load(conn: &Connection, name: &str) -> Result<Option<TargetState>> {
-    let row: Option<(i64, Vec<u8>, i64)> = conn
-        .query_row(
-            "SELECT watermark, digest, chunks FROM mirror_targets WHERE name = ?1",
-            [name],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-        )
-        .optional()?;
-    let Some((watermark, digest, chunks)) = row else {
-        return Ok(None);
-    };
-    let digest: [u8; 32] = digest.as_slice().try_into().map_err(|_| {
-        Error::corrupt(format!(
-            "index: mirror_targets row {name:?} has a digest of {} bytes instead of 32",
-            digest.len()
-        ))
-    })?;
-    let count = u64::try_from(chunks).map_err(|_| {
-        Error::corrupt(format!(
-            "index: mirror_targets row {name:?} has a negative chunk count"
-        ))
-    })?;
-    Ok(Some(TargetState {
-        watermark,
-        set: ChunkSetDigest { count, digest },
+pub(super) fn load(index: &Index, name: &str) -> Result<Option<TargetState>> {
+    Ok(index.mirror_target(name)?.map(|row| TargetState {
+        watermark: row.watermark,
+        set: ChunkSetDigest {
+            count: row.chunks,
+            digest: row.digest,
+        },
     }))
 }
 
 /// Remember `state` for `name` (one statement: atomic on its own).
-pub(super) fn save(conn: &Connection, name: &str, state: &TargetState, now: i64) -> Result<()> {
-    conn.execute(
-        "INSERT INTO mirror_targets (name, watermark, digest, chunks, updated) \
-         VALUES (?1, ?2, ?3, ?4, ?5) \
-         ON CONFLICT(name) DO UPDATE SET watermark = excluded.watermark, \
-           digest = excluded.digest, chunks = excluded.chunks, updated = excluded.updated",
-        params![
-            name,
-            state.watermark,
-            &state.set.digest[..],
-            i64::try_from(state.set.count).unwrap_or(i64::MAX),
-            now
-        ],
-    )?;
-    Ok(())
+pub(super) fn save(index: &Index, name: &str, state: &TargetState, now: i64) -> Result<()> {
+    index.save_mirror_target(
+        name,
+        &MirrorTargetRow {
+            watermark: state.watermark,
+            digest: state.set.digest,
+            chunks: state.set.count,
+        },
+        now,
+    )
 }

@@ -16,6 +16,7 @@ use jiff::Timestamp;
 
 use crate::config::ServerConfig;
 use crate::error::{Error, ErrorKind, Result};
+use crate::index::AuditRow;
 use crate::repo::Repo;
 use crate::server::alerts;
 use crate::server::authz::{Decision, parse_ssh_connection};
@@ -139,21 +140,14 @@ pub fn record_decision(config: &ServerConfig, host: &str, record: &AuditRecord) 
 pub fn write_audit(config: &ServerConfig, record: &AuditRecord) -> Result<()> {
     let to_index = || -> Result<()> {
         let index = Repo::open(&config.repository)?.index()?;
-        index
-            .conn()
-            .execute(
-                "INSERT INTO audit (time, client, ip, command, decision, reason) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                rusqlite::params![
-                    record.time.as_second(),
-                    record.client,
-                    record.ip,
-                    record.command,
-                    if record.allowed { "allow" } else { "refuse" },
-                    record.reason
-                ],
-            )
-            .map_err(|e| Error::from(e).context("inserting the audit row"))?;
+        index.insert_audit(&AuditRow {
+            time: record.time.as_second(),
+            client: &record.client,
+            ip: &record.ip,
+            command: &record.command,
+            allowed: record.allowed,
+            reason: &record.reason,
+        })?;
         Ok(())
     };
     match to_index() {

@@ -47,7 +47,7 @@ pub(super) fn serve_read<R: Read, W: Write>(
     }
     let repo = open_matching(opts, &primary)?;
     let index = repo.index()?;
-    let state = ChunkSetDigest::of_index(index.conn())?;
+    let state = ChunkSetDigest::of_index(&index)?;
     conn.send(&Message::HelloOk {
         version: PROTOCOL_VERSION,
         created: false,

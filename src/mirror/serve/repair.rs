@@ -7,26 +7,16 @@
 use std::fs::OpenOptions;
 use std::io::{BufWriter, Write};
 
-use rusqlite::{OptionalExtension, params};
-
-use super::{Mirror, verify_record, write_tx};
+use super::{Mirror, verify_record};
 use crate::error::{Error, Result};
 use crate::format::pack::{PACK_HEADER_LEN, encode_pack_header};
 use crate::format::records::{ManifestRefs, PackRefs};
-use crate::ids::{ChunkId, PackName};
-use crate::index::ChunkKind;
+use crate::ids::PackName;
+use crate::index::{ChunkKind, RepairedChunk};
 use crate::mirror::wire::WireRecord;
 use crate::store::durable::{create_dir_synced, sync_dir};
 use crate::store::records::write_refs;
 use crate::store::{now, pack_path};
-
-struct Moved {
-    id: ChunkId,
-    offset: u64,
-    length: u64,
-    stored_hash: [u8; 32],
-    old_pack: i64,
-}
 
 impl Mirror<'_> {
     /// Replace damaged chunks with the primary's copies; returns how many moved.
@@ -34,28 +24,18 @@ impl Mirror<'_> {
         let mut accepted = Vec::new();
         for r in records {
             let header = verify_record(r)?;
-            let row: Option<(i64, i64, i64)> = self
-                .index
-                .conn()
-                .query_row(
-                    "SELECT key_id, kind, pack FROM chunks WHERE id = ?1",
-                    [&header.chunk_id.0],
-                    |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
-                )
-                .optional()?;
             // A chunk without a row is not repaired but stored by the normal path.
-            let Some((key_id, kind, old_pack)) = row else {
-                self.index.conn().execute(
-                    "DELETE FROM damaged_chunks WHERE id = ?1",
-                    [&header.chunk_id.0],
-                )?;
+            let Some((key_id, kind, old_pack)) =
+                self.index.chunk_key_kind_pack(&header.chunk_id)?
+            else {
+                self.index.clear_damaged(&[header.chunk_id])?;
                 continue;
             };
-            if key_id as u64 != header.key_id.0 || kind != i64::from(r.kind) {
+            if key_id != header.key_id || kind != i64::from(r.kind) {
                 return Err(Error::corrupt(format!(
                     "repair of chunk {}: the primary's record (key {}, kind {}) does not match \
-                     the mirror's row (key {key_id}, kind {kind})",
-                    header.chunk_id, header.key_id.0, r.kind
+                     the mirror's row (key {}, kind {kind})",
+                    header.chunk_id, header.key_id.0, r.kind, key_id.0
                 )));
             }
             accepted.push((header.chunk_id, old_pack, r));
@@ -89,7 +69,7 @@ impl Mirror<'_> {
                     refs: self.index.chunk_refs(&id)?,
                 });
             }
-            moved.push(Moved {
+            moved.push(RepairedChunk {
                 id,
                 offset,
                 length: r.record.len() as u64,
@@ -119,34 +99,8 @@ impl Mirror<'_> {
                 vanished_names.insert(pack.row, pack.name);
             }
         }
-        write_tx(self.index.conn(), |conn| {
-            for m in &moved {
-                conn.execute(
-                    "UPDATE chunks SET pack = ?1, offset = ?2, length = ?3, stored_hash = ?4 \
-                     WHERE id = ?5",
-                    params![
-                        pack_row,
-                        m.offset as i64,
-                        m.length as i64,
-                        &m.stored_hash,
-                        &m.id.0
-                    ],
-                )?;
-                conn.execute("DELETE FROM damaged_chunks WHERE id = ?1", [&m.id.0])?;
-            }
-            conn.execute(
-                "UPDATE packs SET state = 'sealed', size = ?1, writer = NULL WHERE id = ?2",
-                params![offset as i64, pack_row],
-            )?;
-            for row in &vanished {
-                conn.execute(
-                    "DELETE FROM packs WHERE id = ?1 \
-                     AND NOT EXISTS (SELECT 1 FROM chunks WHERE pack = ?1)",
-                    [row],
-                )?;
-            }
-            Ok(())
-        })?;
+        self.index
+            .commit_mirror_repair(pack_row, offset, &moved, &vanished)?;
         // The reference lists of the packs whose file was gone and whose row went above.
         for row in &vanished {
             if let Some(name) = vanished_names.get(row) {
