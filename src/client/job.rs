@@ -22,6 +22,7 @@ use super::remote::{
 use super::resume::RunNote;
 use super::stats::RsyncStats;
 use super::summary;
+use super::upload_plan::{Pass, UploadPlan, add_stats};
 use crate::config::ClientConfig;
 use crate::error::{Error, ErrorKind};
 use crate::format::client_identity::StatedIdentity;
@@ -295,8 +296,11 @@ impl Run<'_> {
         let note_path = self.options.note_path.clone();
         let note = RunNote::load(&note_path);
         let prepare = self.remote("prepare", self.options.connection.prepare_timeout);
+        // A resumed run has no answer: one plain pass, which is right for every staging mode.
+        let mut plan = UploadPlan::default();
         match prepare {
             Remote::Answered(answer) => {
+                plan = UploadPlan::from_answer(&answer);
                 if let (Some(token), Some(prepared)) =
                     (answer.text(&["token"]), answer.number(&["prepared"]))
                 {
@@ -342,7 +346,13 @@ impl Run<'_> {
             }
         }
 
-        let stats = self.upload(rsync, lock);
+        let mut stats = None;
+        for pass in plan.passes(&rsync) {
+            stats = add_stats(stats, self.upload(pass, lock));
+            if self.fatal.is_some() {
+                break;
+            }
+        }
         if self.fatal.is_some() {
             self.skip(&["complete"], "the upload failed; the next run resumes it");
             return (stats, None);
@@ -514,7 +524,11 @@ impl Run<'_> {
     }
 
     /// The rsync upload; records its step and any failure, returns its statistics.
-    fn upload(&mut self, rsync: std::process::Command, lock: &ClientLock) -> Option<RsyncStats> {
+    fn upload(&mut self, pass: Pass, lock: &ClientLock) -> Option<RsyncStats> {
+        let Pass {
+            name,
+            command: rsync,
+        } = pass;
         let started = Timestamp::now();
         // rsync holds a copy of the lock: a killed run's rsync keeps the next run out.
         let inherit = lock.inheritable().ok();
@@ -529,7 +543,9 @@ impl Run<'_> {
         let stats = RsyncStats::parse(&got.output);
         let stats = (!stats.is_empty()).then_some(stats);
         if let Ended::Exited(code) = got.ended {
-            self.complete_args.rsync_exit = u8::try_from(code).ok();
+            // The worst of the passes' codes.
+            let code = u8::try_from(code).ok();
+            self.complete_args.rsync_exit = self.complete_args.rsync_exit.max(code);
         }
         let server = server_label(self.config);
         let (status, failure) = match &got.ended {
@@ -565,7 +581,7 @@ impl Run<'_> {
             ),
         };
         self.steps.push(StepReport {
-            name: "rsync".into(),
+            name: name.into(),
             started,
             duration: got.elapsed,
             status,

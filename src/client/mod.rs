@@ -23,6 +23,7 @@ pub mod remote;
 pub mod resume;
 pub mod stats;
 pub mod summary;
+pub mod upload_plan;
 
 pub use job::{RunOptions, RunResult, RunStatus, run};
 pub use summary::send_reports;

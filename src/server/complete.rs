@@ -150,11 +150,19 @@ fn complete_run(
         },
         StagingMode::Hollow => {
             let gc_generation = repo.index()?.gc_generation()?;
-            match staging::hollow(&dir, &old, files, &table_path, gc_generation) {
+            match staging::hollow(
+                &dir,
+                &old,
+                files,
+                &policy.keep_basis,
+                &table_path,
+                gc_generation,
+            ) {
                 Ok(h) => {
                     notes.extend(h.errors.iter().cloned());
                     json!({"mode": "hollow", "hollowed": h.hollowed, "kept": h.kept,
-                           "removed": h.removed, "errors": h.errors})
+                           "kept_whole": h.kept_whole, "removed": h.removed,
+                           "errors": h.errors})
                 }
                 Err(e) => {
                     // Staging keeps plaintext until the next complete; the session is safe.

@@ -253,6 +253,15 @@ fn prepare(
         "prepared": taken.prepared,
         "replaced_expired_run": replaced.map(|l| l.token),
         "staging_mode": mode_name(policy.staging_mode),
+        // What the client's rsync should know about the receiver's basis files: outside
+        // keep_basis none is worth a delta (a placeholder or nothing), so it sends whole files
+        // (--whole-file) instead of searching a placeholder for matches that cannot exist.
+        "whole_file": policy.staging_mode != StagingMode::Keep,
+        "keep_basis": if policy.staging_mode == StagingMode::Hollow {
+            policy.keep_basis.iter().map(|p| p.as_str()).collect::<Vec<_>>()
+        } else {
+            Vec::new()
+        },
         "staging_bytes": apparent,
         "staging_allocated_bytes": allocated,
         "free_bytes": free,

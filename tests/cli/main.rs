@@ -12,6 +12,7 @@ mod manifest_damage;
 mod mirror;
 mod outcome;
 mod prune;
+mod push_basis;
 mod push_client;
 mod push_hollow;
 mod push_server;
