@@ -6,7 +6,7 @@
 #                                  bench corpus of tools/gen_corpus.py at SCALE (default 1)
 #   MODES="keep hollow purge hollow-basis" BIG_MIB=1024 BENCH_DIR=/var/tmp/rsbackup-bench-push
 #
-# Cases per mode: first push, unchanged push, edited copy (gen_corpus.py mutate), a renamed
+# Cases per mode: first push, unchanged push, edited copy (a line appended to 1% of the files), a renamed
 # directory (the largest top-level one), then a big file (BIG_MIB of random bytes) pushed once
 # and again after three 4 KiB edits. `hollow-basis` is hollow with keep-basis = ["*.img"], which
 # covers the big file. Columns: wall seconds and client CPU (rsync and ssh included) of the
@@ -117,6 +117,7 @@ known-hosts = "$RUN/known_hosts"
 [mail]
 from = "bench@client.test"
 reports-to = ["root@localhost"]
+errors-to = ["root@localhost"]
 transport = "directory"
 directory = "$RUN/mail"
 EOF
@@ -132,6 +133,7 @@ record() {
     exit 1
   }
   local wall user sys sent
+  cp "$RUN/out.txt" "$RUN/out-$mode-$case.txt"
   read -r wall user sys < <(tail -n 1 "$RUN/time.txt")
   sent=$(python3 - "$RUN/out.txt" <<'PY'
 import re, sys
@@ -145,7 +147,7 @@ PY
   printf '%s\t%s\t%s\t%s\t%s\n' "$mode" "$case" "$wall" "$cpu" "$sent" | tee -a "$RESULTS" >&2
 }
 
-push() { "$RSBACKUP" run --config "$RUN/client.toml" --state-dir "$RUN/state" --print; }
+PUSH=("$RSBACKUP" run --config "$RUN/client.toml" --state-dir "$RUN/state" --print)
 
 edit_big() { # three 4 KiB edits in place
   python3 - "$1" <<'PY'
@@ -155,6 +157,17 @@ size = os.fstat(fd).st_size
 for i, at in enumerate((size // 7, size // 2, size - size // 5)):
     os.pwrite(fd, bytes([0x41 + i]) * 4096, at)
 os.close(fd)
+PY
+}
+
+edit_tree() { # append a line to every 100th regular file (1% of the files)
+  python3 - "$1" <<'PY'
+import os, sys
+files = sorted(os.path.join(r, f) for r, _, fs in os.walk(sys.argv[1]) for f in fs)
+for p in files[::100]:
+    if os.path.isfile(p) and not os.path.islink(p):
+        with open(p, "ab") as f:
+            f.write(b"one more line, appended by bench-push.sh\n")
 PY
 }
 
@@ -179,19 +192,19 @@ for mode in $MODES; do
   server_toml "$mode"
   fresh_copy
   drop_caches
-  record "$mode" first -- push
-  record "$mode" unchanged -- push
-  python3 tools/gen_corpus.py mutate "$RUN/src" --seed 5 >/dev/null
-  record "$mode" edited -- push
+  record "$mode" first -- "${PUSH[@]}"
+  record "$mode" unchanged -- "${PUSH[@]}"
+  edit_tree "$RUN/src"
+  record "$mode" edited -- "${PUSH[@]}"
   if [ -n "$RENAME_FROM" ]; then
     mv "$RUN/src/$RENAME_FROM" "$RUN/src/$RENAME_FROM.renamed"
-    record "$mode" renamed -- push
+    record "$mode" renamed -- "${PUSH[@]}"
   fi
   if [ "$BIG_MIB" -gt 0 ]; then
     head -c "$((BIG_MIB << 20))" /dev/urandom >"$RUN/src/big.img"
-    record "$mode" big-first -- push
+    record "$mode" big-first -- "${PUSH[@]}"
     edit_big "$RUN/src/big.img"
-    record "$mode" big-edited -- push
+    record "$mode" big-edited -- "${PUSH[@]}"
   fi
 done
 

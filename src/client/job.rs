@@ -175,6 +175,7 @@ pub fn run(config: &ClientConfig, options: &RunOptions) -> RunResult {
         Err(err) => return run.not_started(&err),
     };
     let (stats, answer) = run.steps(&lock);
+    super::remote::close_master(config, &options.connection);
     for hook in &config.cleanup_hooks {
         let step = run_hook(hook, "cleanup");
         if step.status.is_failure() {

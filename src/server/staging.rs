@@ -57,6 +57,7 @@ pub fn load_placeholders(path: &Path, index: &Index) -> Result<Placeholders> {
         ));
     }
     let verify = meta("gc-generation")? != index.gc_generation()?;
+    let mut dropped = false;
     let mut stmt = conn
         .prepare("SELECT path, dev, ino, btime, size, mtime, extents FROM placeholders")
         .map_err(|e| Error::from(e).context(what()))?;
@@ -77,6 +78,7 @@ pub fn load_placeholders(path: &Path, index: &Index) -> Result<Placeholders> {
         let (p, dev, ino, btime, size, mtime, ext) =
             row.map_err(|e| Error::from(e).context(what()))?;
         let Some(extents) = decode_extents(&ext) else {
+            dropped = true;
             continue;
         };
         if verify {
@@ -90,6 +92,7 @@ pub fn load_placeholders(path: &Path, index: &Index) -> Result<Placeholders> {
                 }
             }
             if !all {
+                dropped = true;
                 continue;
             }
         }
@@ -105,6 +108,7 @@ pub fn load_placeholders(path: &Path, index: &Index) -> Result<Placeholders> {
             },
         );
     }
+    table.current = !verify && !dropped;
     Ok(table)
 }
 
@@ -243,15 +247,6 @@ fn ns(t: &rustix::fs::StatxTimestamp) -> i64 {
         .saturating_add(i64::from(t.tv_nsec))
 }
 
-fn statx_file(full: &Path) -> std::io::Result<rustix::fs::Statx> {
-    Ok(rustix::fs::statx(
-        rustix::fs::CWD,
-        full,
-        AtFlags::SYMLINK_NOFOLLOW,
-        StatxFlags::BASIC_STATS | StatxFlags::BTIME,
-    )?)
-}
-
 /// Walk `dir` without following symlinks; call `f(relative path, full path, statx)`.
 fn walk_tree(
     dir: &Path,
@@ -262,6 +257,12 @@ fn walk_tree(
         .map(|e| e.map(|e| e.file_name()))
         .collect::<std::io::Result<_>>()?;
     names.sort_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
+    // statx relative to the directory: no walk of the whole path from the root for each name.
+    let fd = rustix::fs::open(
+        dir,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        rustix::fs::Mode::empty(),
+    )?;
     for name in names {
         let full = dir.join(&name);
         let mut path = rel.to_vec();
@@ -269,7 +270,12 @@ fn walk_tree(
             path.push(b'/');
         }
         path.extend_from_slice(name.as_bytes());
-        let stx = statx_file(&full)?;
+        let stx = rustix::fs::statx(
+            &fd,
+            name.as_os_str(),
+            AtFlags::SYMLINK_NOFOLLOW,
+            StatxFlags::BASIC_STATS | StatxFlags::BTIME,
+        )?;
         f(&path, &full, &stx);
         if u32::from(stx.stx_mode) & 0o170000 == 0o040000 {
             walk_tree(&full, &path, f)?;
@@ -355,14 +361,28 @@ pub fn hollow(
         if u32::from(stx.stx_mode) & 0o170000 != 0o100000 {
             return;
         }
+        let has_btime = StatxFlags::from_bits_retain(stx.stx_mask).contains(StatxFlags::BTIME);
+        let identity = (
+            rustix::fs::makedev(stx.stx_dev_major, stx.stx_dev_minor),
+            stx.stx_ino,
+            stx.stx_size,
+            ns(&stx.stx_mtime),
+        );
+        // An untouched placeholder (the common case: an unchanged file) is no special file:
+        // those never get a row, and rsync replaces a file of another type by a new inode.
+        let untouched = stx.stx_blocks == 0
+            && old.rows.get(path).is_some_and(|r| {
+                (r.dev, r.ino, r.size, r.mtime_ns) == identity
+                    && (has_btime && r.btime_ns == ns(&stx.stx_btime))
+            });
         // A fake-super special file (symlink, device...) is tiny and stays as it is.
-        if let Ok(v) = xattr_value(full, FAKE_SUPER_STAT)
+        if !untouched
+            && let Ok(v) = xattr_value(full, FAKE_SUPER_STAT)
             && let Some((mode, ..)) = v.as_deref().and_then(parse_fake_super_stat)
             && mode & 0o170000 != 0o100000
         {
             return;
         }
-        let has_btime = StatxFlags::from_bits_retain(stx.stx_mask).contains(StatxFlags::BTIME);
         files.push(Staged {
             path: path.to_vec(),
             full: full.to_owned(),
@@ -448,8 +468,17 @@ pub fn hollow(
             }
         }
     }
-    rows.sort_by(|a, b| a.0.cmp(&b.0));
-    store_placeholders(table_path, &rows, gc_generation)?;
+    // An unchanged tree leaves the table as it was: no rewrite (and no fsync) of every row.
+    let same = old.current
+        && report.hollowed == 0
+        && report.removed == 0
+        && report.errors.is_empty()
+        && rows.len() == old.rows.len()
+        && rows.iter().all(|(p, _)| old.rows.contains_key(p));
+    if !same {
+        rows.sort_by(|a, b| a.0.cmp(&b.0));
+        store_placeholders(table_path, &rows, gc_generation)?;
+    }
     Ok(report)
 }
 

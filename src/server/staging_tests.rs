@@ -115,3 +115,61 @@ fn a_placeholder_with_data_blocks_is_not_kept() {
         "content that is not known to be stored stays removed"
     );
 }
+
+/// An unchanged tree leaves the placeholder table file as it is (no rewrite of every row, no
+/// fsync); a table that is not known to be current, or a changed tree, is written again.
+#[test]
+fn an_unchanged_tree_does_not_rewrite_the_table() {
+    use std::os::unix::fs::MetadataExt;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("p");
+    std::fs::write(&file, vec![7u8; 64 * 1024]).unwrap();
+    let row = placeholder_row(&file);
+    let ingested = vec![IngestedFile {
+        path: b"p".to_vec(),
+        dev: row.dev,
+        ino: row.ino,
+        size: row.size,
+        mtime_ns: row.mtime_ns,
+        extents: Vec::new(),
+    }];
+    let elsewhere = tempfile::tempdir().unwrap();
+    let table = elsewhere.path().join("table.db");
+    hollow(
+        dir.path(),
+        &Placeholders::default(),
+        ingested,
+        &[],
+        &table,
+        1,
+    )
+    .unwrap();
+    let written = std::fs::metadata(&table).unwrap().ino();
+    let mut old = Placeholders::default();
+    old.rows.insert(b"p".to_vec(), placeholder_row(&file));
+
+    hollow(dir.path(), &old, Vec::new(), &[], &table, 1).unwrap();
+    assert_ne!(
+        std::fs::metadata(&table).unwrap().ino(),
+        written,
+        "not current: rewritten"
+    );
+    let written = std::fs::metadata(&table).unwrap().ino();
+    old.current = true;
+    let r = hollow(dir.path(), &old, Vec::new(), &[], &table, 1).unwrap();
+    assert_eq!((r.hollowed, r.kept, r.removed), (0, 1, 0), "{r:?}");
+    assert_eq!(
+        std::fs::metadata(&table).unwrap().ino(),
+        written,
+        "unchanged: left alone"
+    );
+
+    std::fs::write(dir.path().join("new"), b"new file").unwrap();
+    let r = hollow(dir.path(), &old, Vec::new(), &[], &table, 1).unwrap();
+    assert_eq!(r.removed, 1, "{r:?}");
+    assert_ne!(
+        std::fs::metadata(&table).unwrap().ino(),
+        written,
+        "changed: rewritten"
+    );
+}

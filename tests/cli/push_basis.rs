@@ -35,8 +35,8 @@ fn uploads(server: &Server) -> Vec<String> {
 }
 
 /// A server.toml without `staging-mode` hollows staging; rsync is told to send whole files
-/// (the upload's option bundle carries W), an unchanged tree sends under 1% of its bytes, and
-/// the session restores equal.
+/// (the upload's option bundle carries W), an unchanged tree sends under 1% of its bytes over
+/// one ssh connection for the whole run, and the session restores equal.
 #[test]
 fn the_default_staging_mode_hollows_and_sends_whole_files() {
     let client = Client::new();
@@ -66,11 +66,23 @@ fn the_default_staging_mode_hollows_and_sends_whole_files() {
         .to_owned();
     assert!(bundle.contains('W'), "no --whole-file: {bundles:#?}");
 
+    let logins = || server.sshd.log().matches("Accepted publickey").count();
+    let before = logins();
     let report = run_report(&client, &config, &mail);
     let (sent, total) = sent_and_total(&report);
     assert!(
         sent * 100 < total,
         "unchanged: sent {sent} of {total}:\n{report}"
+    );
+    assert_eq!(
+        logins() - before,
+        1,
+        "prepare, rsync and complete share one ssh connection:\n{}",
+        server.sshd.log()
+    );
+    assert!(
+        !client.path("state/ssh-web1.ctl").exists(),
+        "the run ends its shared connection"
     );
 
     let mut data = fs::read(&big).unwrap();

@@ -134,6 +134,7 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
                 .map_or(transfer.io_timeout, Duration::from_secs),
             bwlimit_kib: args.bwlimit.or(transfer.bwlimit_kib),
             compress: args.compress || transfer.compress,
+            control_path: rsbackup::client::remote::control_path(&state_dir, config.name.as_str()),
             ..Connection::default()
         },
         init_hook_failure: match args.on_init_hook_failure.as_deref() {
