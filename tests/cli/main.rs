@@ -15,6 +15,7 @@ mod prune;
 mod push_basis;
 mod push_client;
 mod push_hollow;
+mod push_renames;
 mod push_server;
 mod repair_index;
 mod restore_fidelity;
