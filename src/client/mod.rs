@@ -20,6 +20,7 @@ pub mod identity;
 pub mod job;
 pub mod lock;
 pub mod remote;
+pub mod renames;
 pub mod resume;
 pub mod stats;
 pub mod summary;

@@ -153,3 +153,32 @@ fn keep_basis_files_travel_as_deltas() {
     let restored = server.restore_latest("restored");
     crate::common::assert_trees_equal(&client.src, &restored.join("src"));
 }
+
+/// The client follows its directories across runs: a renamed directory of 8 MiB in hollow
+/// staging is sent to `prepare` as a rename, and the push sends under 1% of its bytes; the
+/// session restores equal.
+#[test]
+fn a_renamed_directory_costs_its_file_list() {
+    let client = Client::new();
+    crate::common::sample_tree(&client.src);
+    fs::create_dir_all(client.src.join("photos/2025")).unwrap();
+    for i in 0..8u8 {
+        fs::write(
+            client.src.join(format!("photos/2025/p{i}.jpg")),
+            crate::common::pattern(20 + i, 1 << 20),
+        )
+        .unwrap();
+    }
+    let server = Server::start(&client, "windows = [\"daily 00:00-24:00\"]");
+    let (mail, config) = mail_dir_config(&client, &server);
+    run_report(&client, &config, &mail);
+
+    fs::rename(client.src.join("photos"), client.src.join("pictures")).unwrap();
+    let report = run_report(&client, &config, &mail);
+    assert!(report.contains("\"applied\": 1"), "{report}");
+    let (sent, total) = sent_and_total(&report);
+    eprintln!("renamed 8 MiB directory: rsync sent {sent} of {total} bytes");
+    assert!(sent < (8 << 20) / 100, "sent {sent} of {total}:\n{report}");
+    let restored = server.restore_latest("restored");
+    crate::common::assert_trees_equal(&client.src, &restored.join("src"));
+}

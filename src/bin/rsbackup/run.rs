@@ -125,6 +125,10 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
         host: host_name(),
         lock_path: state_dir.join(format!("client-{}.lock", config.name)),
         note_path: rsbackup::client::resume::note_path(&state_dir, config.name.as_str()),
+        seen_path: Some(rsbackup::client::renames::seen_path(
+            &state_dir,
+            config.name.as_str(),
+        )),
         connection: Connection {
             connect_timeout: args
                 .connect_timeout
