@@ -76,10 +76,7 @@ impl Seen {
                     && to[r.to.len()..] == from[r.from.len()..]
             });
             if !implied && path_ok(from) && path_ok(to) && out.len() < MAX_RENAMES {
-                out.push(Rename {
-                    from: from.clone(),
-                    to: to.clone(),
-                });
+                out.push(Rename::new(from.clone(), to.clone()));
             }
         }
         out
@@ -214,14 +211,8 @@ mod tests {
         assert_eq!(
             renames,
             vec![
-                Rename {
-                    from: b"www/big2".to_vec(),
-                    to: b"www/big3".to_vec()
-                },
-                Rename {
-                    from: b"www/a".to_vec(),
-                    to: b"www/keep/moved".to_vec()
-                },
+                Rename::new("www/big2", "www/big3"),
+                Rename::new("www/a", "www/keep/moved"),
             ]
         );
         assert!(after.renames_since(&after).is_empty());

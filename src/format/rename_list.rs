@@ -28,6 +28,16 @@ pub struct Rename {
     pub to: Vec<u8>,
 }
 
+impl Rename {
+    /// `from` is now `to`.
+    pub fn new(from: impl Into<Vec<u8>>, to: impl Into<Vec<u8>>) -> Rename {
+        Rename {
+            from: from.into(),
+            to: to.into(),
+        }
+    }
+}
+
 /// Is `path` a well-formed relative path (the check both ends make)?
 pub fn path_ok(path: &[u8]) -> bool {
     !path.is_empty()
@@ -111,10 +121,7 @@ mod tests {
     use super::*;
 
     fn r(from: &str, to: &str) -> Rename {
-        Rename {
-            from: from.into(),
-            to: to.into(),
-        }
+        Rename::new(from, to)
     }
 
     #[test]

@@ -173,10 +173,7 @@ mod tests {
     use super::*;
 
     fn r(from: &str, to: &str) -> Rename {
-        Rename {
-            from: from.into(),
-            to: to.into(),
-        }
+        Rename::new(from, to)
     }
 
     /// A forged list: `..`, absolute paths, a symlink in staging pointing outside, a rename onto

@@ -57,12 +57,15 @@ fn placeholder_row(path: &Path) -> PlaceholderRow {
     }
 }
 
-/// Regression: a placeholder that gained data blocks (written in place, its size and
-/// mtime put back) is not the untouched placeholder its row describes, even though its
-/// dev, inode, birth time, size and mtime all match. Kept, it would leave plaintext in a
-/// hollow staging area and stand for content it no longer has.
-#[test]
-fn a_placeholder_with_data_blocks_is_not_kept() {
+/// A staging directory with one 64 KiB file `p` the ingest read, hollowed once: `(staging, p,
+/// the table's directory, the table, what hollowing did)`.
+fn hollowed_once() -> (
+    tempfile::TempDir,
+    std::path::PathBuf,
+    tempfile::TempDir,
+    std::path::PathBuf,
+    HollowReport,
+) {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("p");
     std::fs::write(&file, vec![7u8; 64 * 1024]).unwrap();
@@ -86,6 +89,16 @@ fn a_placeholder_with_data_blocks_is_not_kept() {
         1,
     )
     .unwrap();
+    (dir, file, elsewhere, table, r)
+}
+
+/// Regression: a placeholder that gained data blocks (written in place, its size and
+/// mtime put back) is not the untouched placeholder its row describes, even though its
+/// dev, inode, birth time, size and mtime all match. Kept, it would leave plaintext in a
+/// hollow staging area and stand for content it no longer has.
+#[test]
+fn a_placeholder_with_data_blocks_is_not_kept() {
+    let (dir, file, _elsewhere, table, r) = hollowed_once();
     assert_eq!((r.hollowed, r.kept, r.removed), (1, 0, 0), "{r:?}");
     let mut old = Placeholders::default();
     old.rows.insert(b"p".to_vec(), placeholder_row(&file));
@@ -121,29 +134,7 @@ fn a_placeholder_with_data_blocks_is_not_kept() {
 #[test]
 fn an_unchanged_tree_does_not_rewrite_the_table() {
     use std::os::unix::fs::MetadataExt;
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("p");
-    std::fs::write(&file, vec![7u8; 64 * 1024]).unwrap();
-    let row = placeholder_row(&file);
-    let ingested = vec![IngestedFile {
-        path: b"p".to_vec(),
-        dev: row.dev,
-        ino: row.ino,
-        size: row.size,
-        mtime_ns: row.mtime_ns,
-        extents: Vec::new(),
-    }];
-    let elsewhere = tempfile::tempdir().unwrap();
-    let table = elsewhere.path().join("table.db");
-    hollow(
-        dir.path(),
-        &Placeholders::default(),
-        ingested,
-        &[],
-        &table,
-        1,
-    )
-    .unwrap();
+    let (dir, file, _elsewhere, table, _) = hollowed_once();
     let written = std::fs::metadata(&table).unwrap().ino();
     let mut old = Placeholders::default();
     old.rows.insert(b"p".to_vec(), placeholder_row(&file));

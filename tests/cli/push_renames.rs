@@ -12,10 +12,7 @@ use crate::common;
 use crate::push_server::{ANY, Server};
 
 fn r(from: &str, to: &str) -> Rename {
-    Rename {
-        from: from.into(),
-        to: to.into(),
-    }
+    Rename::new(from, to)
 }
 
 /// `prepare renames` with `list` on standard input; the answer.
@@ -59,6 +56,17 @@ fn upload_and_complete(s: &Server, src: &Path) -> (u64, serde_json::Value) {
     (sent, done)
 }
 
+/// A hollow server whose client web1 pushed [`tree`] once; (server, source).
+fn pushed_once() -> (Server, std::path::PathBuf) {
+    let body = format!("{ANY}\nstaging-mode = \"hollow\"");
+    let s = Server::start(&[("web1", Some(&body))], None);
+    let src = s.dir.path().join("src");
+    tree(&src);
+    let done = s.push("web1", &src, &["--whole-file"]);
+    s.restore_equals(done["session"].as_i64().unwrap(), &src);
+    (s, src)
+}
+
 fn tree(src: &Path) {
     common::sample_tree(src);
     std::fs::create_dir_all(src.join("big/inner")).unwrap();
@@ -77,12 +85,7 @@ fn tree(src: &Path) {
 /// sends under 1% of its bytes and the session restores equal; placeholder rows moved with it.
 #[test]
 fn a_renamed_directory_travels_as_a_rename() {
-    let body = format!("{ANY}\nstaging-mode = \"hollow\"");
-    let s = Server::start(&[("web1", Some(&body))], None);
-    let src = s.dir.path().join("src");
-    tree(&src);
-    let done = s.push("web1", &src, &["--whole-file"]);
-    s.restore_equals(done["session"].as_i64().unwrap(), &src);
+    let (s, src) = pushed_once();
 
     std::fs::rename(src.join("big"), src.join("moved")).unwrap();
     let answer = prepare_with(&s, &encode(&[r("big", "moved")]));
@@ -106,12 +109,7 @@ fn a_renamed_directory_travels_as_a_rename() {
 /// restores equal, and nothing outside staging is touched.
 #[test]
 fn a_wrong_rename_list_costs_bandwidth_never_correctness() {
-    let body = format!("{ANY}\nstaging-mode = \"hollow\"");
-    let s = Server::start(&[("web1", Some(&body))], None);
-    let src = s.dir.path().join("src");
-    tree(&src);
-    let done = s.push("web1", &src, &["--whole-file"]);
-    s.restore_equals(done["session"].as_i64().unwrap(), &src);
+    let (s, src) = pushed_once();
     let staged = s.staging.join("web1");
     let outside = s.dir.path().join("outside");
     std::fs::create_dir_all(outside.join("victim")).unwrap();
