@@ -361,6 +361,11 @@ pub fn hollow(
         if u32::from(stx.stx_mode) & 0o170000 != 0o100000 {
             return;
         }
+        // An empty file has no content to hide and is read as what it is: it stays, without
+        // a row (removed, it was sent again on every run).
+        if stx.stx_size == 0 {
+            return;
+        }
         let has_btime = StatxFlags::from_bits_retain(stx.stx_mask).contains(StatxFlags::BTIME);
         let identity = (
             rustix::fs::makedev(stx.stx_dev_major, stx.stx_dev_minor),

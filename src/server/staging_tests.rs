@@ -164,3 +164,22 @@ fn an_unchanged_tree_does_not_rewrite_the_table() {
         "changed: rewritten"
     );
 }
+
+/// Regression: an empty file was neither read content nor a placeholder, so hollowing removed
+/// it and rsync sent it again on every run. It stays, without a row.
+#[test]
+fn an_empty_file_stays_as_it_is() {
+    let (dir, _, _elsewhere, table, _) = hollowed_once();
+    std::fs::write(dir.path().join(".lock"), b"").unwrap();
+    let r = hollow(
+        dir.path(),
+        &Placeholders::default(),
+        Vec::new(),
+        &[],
+        &table,
+        1,
+    )
+    .unwrap();
+    assert_eq!(r.removed, 1, "only the unknown placeholder p goes: {r:?}");
+    assert!(dir.path().join(".lock").exists());
+}
