@@ -152,10 +152,21 @@ pub fn run_captured(command: Command, limits: Limits, inherit: Option<OwnedFd>) 
 
 /// [`run_captured`], keeping the output as `capture` says.
 pub fn run_capturing(
+    command: Command,
+    limits: Limits,
+    capture: Capture,
+    inherit: Option<OwnedFd>,
+) -> Captured {
+    run_captured_from(command, limits, capture, inherit, Stdio::null())
+}
+
+/// [`run_capturing`] with `stdin` as the child's standard input (a file, for a request body).
+pub fn run_captured_from(
     mut command: Command,
     limits: Limits,
     capture: Capture,
     inherit: Option<OwnedFd>,
+    stdin: Stdio,
 ) -> Captured {
     let start = Instant::now();
     let not_started = |why: String| Captured {
@@ -168,7 +179,7 @@ pub fn run_capturing(
         Ok(pipes) => pipes,
         Err(e) => return not_started(format!("cannot create a pipe: {e}")),
     };
-    command.stdin(Stdio::null());
+    command.stdin(stdin);
     if limits.own_group {
         command.process_group(0);
     }

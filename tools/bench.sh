@@ -3,6 +3,7 @@
 #
 #   tools/bench.sh [SCALE]          SCALE 1 (default) is about 1.1 GiB; 4 is about 4.5 GiB
 #   BENCH_DIR=/var/tmp/rsbackup-bench tools/bench.sh
+#   PUSH=1 tools/bench.sh           also the push path in each staging mode (tools/bench-push.sh)
 #
 # Rerunnable: the corpus is generated once per scale and kept under BENCH_DIR; repositories and
 # restores are made fresh on every run. Caches are dropped before each timed step (as root).
@@ -168,3 +169,10 @@ for k, rs in runs.items():
     if len(rs) > 1:
         print("%s %s: median of %d runs, walls %s s" % (k[0], k[1], len(rs), " ".join(r["wall_s"] for r in rs)))
 EOF
+
+# The push path (rsbackup run -> sshd -> rsbackup serve) in each staging mode, beside a bare
+# rsync over the same sshd, on the same corpus: PUSH=1 tools/bench.sh (see tools/bench-push.sh).
+if [ "${PUSH:-0}" = 1 ]; then
+  echo "== push path (tools/bench-push.sh)" >&2
+  RSBACKUP_PREBUILT=1 RSBACKUP=$RSBACKUP BENCH_DIR=$BENCH_DIR/push tools/bench-push.sh "$DATA"
+fi

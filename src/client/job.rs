@@ -9,30 +9,32 @@ use std::path::PathBuf;
 
 use jiff::Timestamp;
 
-use super::diagnosis::{
-    FailureKind, classify_rsync, classify_ssh, last_line, rsync_exit_words, server_lines,
-    ssh_advice, step_status_words,
-};
+use super::diagnosis::{FailureKind, classify_ssh, last_line, ssh_advice, step_status_words};
 use super::hooks::{OnFailure, hook_name, run_hook};
 use super::identity::stated_identity;
 use super::lock::ClientLock;
 use super::remote::{
     Connection, ServerAnswer, rsync_command, server_label, server_problem, ssh_command,
 };
+use super::renames::renames_to_send;
 use super::resume::RunNote;
 use super::stats::RsyncStats;
 use super::summary;
+use super::upload_plan::{UploadPlan, add_stats};
 use crate::config::ClientConfig;
 use crate::error::{Error, ErrorKind};
 use crate::format::client_identity::StatedIdentity;
 use crate::format::complete_args::CompleteArgs;
-use crate::process::{Ended, Limits, run_captured};
+use crate::format::rename_list::encode;
+use crate::process::{Capture, Ended, Limits, run_captured_from};
 use crate::report::{ErrorReport, Failure, JobReport, RunOutcome, StepReport, StepStatus};
 
 #[path = "job_answer.rs"]
 mod answer;
 #[path = "job_guard_step.rs"]
 mod guard_step;
+#[path = "job_upload.rs"]
+mod upload;
 
 /// How to run, besides the configuration file.
 #[derive(Debug, Clone)]
@@ -43,6 +45,9 @@ pub struct RunOptions {
     pub lock_path: PathBuf,
     /// The note of a run in progress (see [`super::resume`]).
     pub note_path: PathBuf,
+    /// Where the directories and large files of the last recorded run are kept, to send their
+    /// renames with `prepare` ([`super::renames`]); `None`: no renames are sent.
+    pub seen_path: Option<PathBuf>,
     /// Timeouts and transfer options.
     pub connection: Connection,
     /// What a failing init hook does.
@@ -174,6 +179,7 @@ pub fn run(config: &ClientConfig, options: &RunOptions) -> RunResult {
         Err(err) => return run.not_started(&err),
     };
     let (stats, answer) = run.steps(&lock);
+    super::remote::close_master(config, &options.connection);
     for hook in &config.cleanup_hooks {
         let step = run_hook(hook, "cleanup");
         if step.status.is_failure() {
@@ -294,9 +300,30 @@ impl Run<'_> {
 
         let note_path = self.options.note_path.clone();
         let note = RunNote::load(&note_path);
-        let prepare = self.remote("prepare", self.options.connection.prepare_timeout);
+        let (seen, renames) = renames_to_send(self.config, self.options.seen_path.as_deref());
+        let prepare = if renames.is_empty() {
+            self.remote("prepare", self.options.connection.prepare_timeout)
+        } else {
+            let body = self
+                .options
+                .seen_path
+                .as_ref()
+                .map(|p| (p, encode(&renames)));
+            self.remote_body(
+                "prepare renames",
+                body,
+                self.options.connection.prepare_timeout,
+            )
+        };
+        // Only a server that answers whole_file knows `prepare renames`: the record is kept
+        // for such a server alone, so that an older one never sees the word.
+        let mut renames_known = false;
+        // A resumed run has no answer: one plain pass, which is right for every staging mode.
+        let mut plan = UploadPlan::default();
         match prepare {
             Remote::Answered(answer) => {
+                plan = UploadPlan::from_answer(&answer);
+                renames_known = answer.json.get("whole_file").is_some();
                 if let (Some(token), Some(prepared)) =
                     (answer.text(&["token"]), answer.number(&["prepared"]))
                 {
@@ -342,7 +369,13 @@ impl Run<'_> {
             }
         }
 
-        let stats = self.upload(rsync, lock);
+        let mut stats = None;
+        for pass in plan.passes(&rsync) {
+            stats = add_stats(stats, self.upload(pass, lock));
+            if self.fatal.is_some() {
+                break;
+            }
+        }
         if self.fatal.is_some() {
             self.skip(&["complete"], "the upload failed; the next run resumes it");
             return (stats, None);
@@ -366,6 +399,15 @@ impl Run<'_> {
             }
         };
         let _ = RunNote::remove(&note_path);
+        if renames_known
+            && answer
+                .as_ref()
+                .is_some_and(|a| a.field("session").is_some())
+            && let (Some(seen), Some(path)) = (&seen, &self.options.seen_path)
+        {
+            // Without the record the next run sends no renames: slower, never wrong.
+            let _ = seen.save(path);
+        }
         if let Some(answer) = &answer
             && let Some(recorded) = answer.text(&["client"])
             && recorded != self.config.name.as_str()
@@ -417,6 +459,17 @@ impl Run<'_> {
 
     /// `prepare` or `complete [ARGS]` over ssh; records the step, and the failure if any.
     fn remote(&mut self, command: &str, timeout: std::time::Duration) -> Remote {
+        self.remote_body(command, None, timeout)
+    }
+
+    /// [`Self::remote`] with a body on the command's standard input, written first to a file
+    /// beside `at` (`(path, bytes)`).
+    fn remote_body(
+        &mut self,
+        command: &str,
+        body: Option<(&PathBuf, Vec<u8>)>,
+        timeout: std::time::Duration,
+    ) -> Remote {
         let word = command.split(' ').next().unwrap_or(command);
         let started = Timestamp::now();
         let Some(identity) = self.identity.clone() else {
@@ -434,13 +487,22 @@ impl Run<'_> {
                 output: what,
             };
         };
-        let got = run_captured(
+        let stdin = body
+            .and_then(|(at, bytes)| {
+                let file = at.with_extension("renames");
+                std::fs::write(&file, bytes).ok()?;
+                std::fs::File::open(&file).ok()
+            })
+            .map_or_else(std::process::Stdio::null, std::process::Stdio::from);
+        let got = run_captured_from(
             ssh_command(self.config, &self.options.connection, &identity, command),
             Limits {
                 timeout: Some(timeout),
                 own_group: false,
             },
+            Capture::Interleaved,
             None,
+            stdin,
         );
         let server = server_label(self.config);
         let answer = ServerAnswer::parse(&got.output);
@@ -512,86 +574,6 @@ impl Run<'_> {
             };
         }
         Remote::Answered(answer.unwrap_or_default())
-    }
-
-    /// The rsync upload; records its step and any failure, returns its statistics.
-    fn upload(&mut self, rsync: std::process::Command, lock: &ClientLock) -> Option<RsyncStats> {
-        let started = Timestamp::now();
-        // rsync holds a copy of the lock: a killed run's rsync keeps the next run out.
-        let inherit = lock.inheritable().ok();
-        let got = run_captured(
-            rsync,
-            Limits {
-                timeout: None,
-                own_group: false,
-            },
-            inherit,
-        );
-        let stats = RsyncStats::parse(&got.output);
-        let stats = (!stats.is_empty()).then_some(stats);
-        if let Ended::Exited(code) = got.ended {
-            self.complete_args.rsync_exit = u8::try_from(code).ok();
-        }
-        let server = server_label(self.config);
-        let (status, failure) = match &got.ended {
-            Ended::Exited(0) => (StepStatus::Ok, None),
-            Ended::Exited(code) => {
-                let (words, todo) = rsync_exit_words(*code);
-                let kind = classify_rsync(*code, &got.output);
-                let action = match kind {
-                    FailureKind::Refused | FailureKind::Unreachable => {
-                        ssh_advice(kind, &got.output, &server)
-                    }
-                    _ => todo.to_owned(),
-                };
-                (
-                    StepStatus::Failed(format!("rsync exit code {code}: {words}")),
-                    Some((
-                        kind,
-                        format!(
-                            "rsync exit code {code}: {words}{}",
-                            server_lines(&got.output)
-                        ),
-                        action,
-                    )),
-                )
-            }
-            other => (
-                StepStatus::Failed(other.describe()),
-                Some((
-                    FailureKind::TransferFailed,
-                    format!("rsync {}", other.describe()),
-                    "rsync was killed: rerun; the next run resumes the transfer".into(),
-                )),
-            ),
-        };
-        self.steps.push(StepReport {
-            name: "rsync".into(),
-            started,
-            duration: got.elapsed,
-            status,
-            output: got.output,
-        });
-        if let Some((kind, what, action)) = failure {
-            if kind == FailureKind::Partial {
-                self.partial = true;
-                self.failures.push(Failure {
-                    step: "rsync".into(),
-                    what,
-                    location: format!("from {} to {server}", self.options.host),
-                    action,
-                });
-            } else {
-                self.fail(
-                    RunStatus::from_kind(kind),
-                    "rsync",
-                    what,
-                    format!("from {} to {server}", self.options.host),
-                    action,
-                );
-            }
-        }
-        stats
     }
 
     fn fail(

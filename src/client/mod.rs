@@ -21,9 +21,11 @@ pub mod identity;
 pub mod job;
 pub mod lock;
 pub mod remote;
+pub mod renames;
 pub mod resume;
 pub mod stats;
 pub mod summary;
+pub mod upload_plan;
 
 pub use job::{RunOptions, RunResult, RunStatus, run};
 pub use summary::send_reports;

@@ -26,6 +26,9 @@ pub struct Connection {
     pub bwlimit_kib: Option<u32>,
     /// rsync `-z`: compress on the wire (helps on slow links, costs CPU on both ends).
     pub compress: bool,
+    /// ssh's control socket: the run's ssh connections (`prepare`, each rsync pass, `complete`)
+    /// share one authenticated connection ([`control_path`]); `None`: each connects anew.
+    pub control_path: Option<PathBuf>,
 }
 
 impl Default for Connection {
@@ -37,6 +40,7 @@ impl Default for Connection {
             complete_timeout: Duration::from_secs(12 * 60 * 60),
             bwlimit_kib: None,
             compress: false,
+            control_path: None,
         }
     }
 }
@@ -86,8 +90,47 @@ pub fn ssh_options(config: &ClientConfig, conn: &Connection) -> Vec<OsString> {
         opt(format!("UserKnownHostsFile={}", known.display()));
         opt("StrictHostKeyChecking=yes".into());
     }
+    if let Some(path) = &conn.control_path {
+        // The first connection of the run becomes the master and the others its sessions; the
+        // server still runs its forced command for each (every request is authorized and
+        // audited as before). The master outlives its last session by a few seconds, and the
+        // run ends it ([`close_master`]).
+        opt("ControlMaster=auto".into());
+        opt(format!(
+            "ControlPath={}",
+            path.display().to_string().replace('%', "%%")
+        ));
+        opt(format!("ControlPersist={MASTER_LINGER_SECONDS}"));
+    }
     argv.push("-T".into());
     argv
+}
+
+/// How long the shared connection outlives its last session (seconds).
+pub const MASTER_LINGER_SECONDS: u32 = 10;
+
+/// The control socket of client `name` in `state_dir`, when its path is short enough for a
+/// Unix socket (ssh adds a temporary suffix while it creates it); `None`: no shared connection.
+pub fn control_path(state_dir: &Path, name: &str) -> Option<PathBuf> {
+    let path = state_dir.join(format!("ssh-{name}.ctl"));
+    (path.as_os_str().len() <= 80).then_some(path)
+}
+
+/// End the run's shared connection, if any (best effort: it also ends by itself).
+pub fn close_master(config: &ClientConfig, conn: &Connection) {
+    if conn.control_path.is_none() {
+        return;
+    }
+    let mut command = Command::new(&config.ssh_path);
+    command
+        .args(ssh_options(config, conn))
+        .args(["-O", "exit"])
+        .arg(format!("{}@{}", config.server.user, config.server.host))
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    clean_env(&mut command);
+    let _ = command.status();
 }
 
 /// `ssh ... user@host -- 'rsbackup-client=NAME rsbackup-machine=ID WORD'`: `prepare` or

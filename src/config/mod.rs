@@ -10,6 +10,7 @@
 //! The format of both files is documented, with commented examples, in `docs/configuration.md`.
 
 pub mod add_client;
+pub mod basis;
 pub mod client;
 pub mod limits;
 pub mod mail;

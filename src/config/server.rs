@@ -12,6 +12,7 @@ use lettre::message::Mailbox;
 use serde::Deserialize;
 use toml::Spanned;
 
+use super::basis::{BasisPattern, MAX_BASIS_PATTERNS};
 use super::mail::RawMail;
 use super::retention::{RawRetention, RetentionConfig};
 use super::{
@@ -75,7 +76,9 @@ impl Command {
 pub enum StagingMode {
     /// The latest tree stays in plaintext: full rsync delta efficiency.
     Keep,
-    /// Files are replaced by sparse placeholders of the same size and mtime.
+    /// Files are replaced by sparse placeholders of the same size and mtime (the default):
+    /// unchanged files are not sent again, changed ones travel whole unless `keep-basis`
+    /// names them.
     Hollow,
     /// Staging is emptied: every run sends everything.
     Purge,
@@ -173,6 +176,8 @@ pub struct ClientPolicy {
     pub commands: BTreeSet<Command>,
     /// What stays in staging after `complete`.
     pub staging_mode: StagingMode,
+    /// `hollow` only: staged files left whole (plaintext) so that rsync sends them as deltas.
+    pub keep_basis: Vec<BasisPattern>,
     /// Most bytes its staging may hold; `None`: no limit.
     pub quota: Option<u64>,
     /// May it download (rsync `--sender`) from its staging area?
@@ -335,6 +340,23 @@ impl ServerConfig {
     /// administrator runs by hand (`authorized-keys`) to print: `restore = true` with a
     /// `hollow` or `purge` staging area (such downloads are refused at request time).
     pub fn warnings(&self) -> Vec<String> {
+        let basis = self
+            .clients
+            .values()
+            .filter(|p| !p.keep_basis.is_empty() && p.staging_mode != StagingMode::Hollow)
+            .map(|p| {
+                format!(
+                    "{}: client {}: keep-basis has no effect with staging-mode = {}: it names \
+                     the files a hollow staging area keeps whole",
+                    self.path.display(),
+                    p.name,
+                    if p.staging_mode == StagingMode::Keep {
+                        "keep (every file stays whole)"
+                    } else {
+                        "purge (no file stays)"
+                    }
+                )
+            });
         self.clients
             .values()
             .filter(|p| p.restore && p.staging_mode != StagingMode::Keep)
@@ -350,6 +372,7 @@ impl ServerConfig {
                     }
                 )
             })
+            .chain(basis)
             .collect()
     }
 
@@ -393,6 +416,7 @@ struct RawPolicy {
     timezone: Option<Spanned<String>>,
     commands: Option<Spanned<Vec<String>>>,
     staging_mode: Option<Spanned<String>>,
+    keep_basis: Option<Spanned<Vec<String>>>,
     quota: Option<Spanned<toml::Value>>,
     restore: Option<bool>,
     prepare_hooks: Option<Vec<RawHook>>,
@@ -414,6 +438,7 @@ struct PolicyValues {
     timezone: Option<(TimeZone, String)>,
     commands: Option<BTreeSet<Command>>,
     staging_mode: Option<StagingMode>,
+    keep_basis: Option<Vec<BasisPattern>>,
     quota: Option<u64>,
     restore: Option<bool>,
     prepare_hooks: Option<Vec<Hook>>,
@@ -436,6 +461,7 @@ impl PolicyValues {
             timezone: pick(self.timezone, &defaults.timezone),
             commands: pick(self.commands, &defaults.commands),
             staging_mode: pick(self.staging_mode, &defaults.staging_mode),
+            keep_basis: pick(self.keep_basis, &defaults.keep_basis),
             quota: pick(self.quota, &defaults.quota),
             restore: pick(self.restore, &defaults.restore),
             prepare_hooks: pick(self.prepare_hooks, &defaults.prepare_hooks),
@@ -546,6 +572,25 @@ impl SourceFile<'_> {
             }),
         };
 
+        let keep_basis = match raw.keep_basis {
+            None => None,
+            Some(list) if list.get_ref().len() > MAX_BASIS_PATTERNS => {
+                return Err(at(
+                    &list.span(),
+                    format!(
+                        "keep-basis has {} patterns, more than {MAX_BASIS_PATTERNS}",
+                        list.get_ref().len()
+                    ),
+                ));
+            }
+            Some(list) => Some(
+                list.get_ref()
+                    .iter()
+                    .map(|p| BasisPattern::parse(p).map_err(|e| at(&list.span(), e)))
+                    .collect::<Result<Vec<_>>>()?,
+            ),
+        };
+
         let quota = match raw.quota {
             None => None,
             Some(q) => {
@@ -612,6 +657,7 @@ impl SourceFile<'_> {
             timezone,
             commands,
             staging_mode,
+            keep_basis,
             quota,
             restore: raw.restore,
             prepare_hooks: hooks(raw.prepare_hooks, "prepare-hooks")?,
@@ -680,7 +726,8 @@ impl SourceFile<'_> {
             commands: values
                 .commands
                 .unwrap_or_else(|| Command::ALL.into_iter().collect()),
-            staging_mode: values.staging_mode.unwrap_or(StagingMode::Purge),
+            staging_mode: values.staging_mode.unwrap_or(StagingMode::Hollow),
+            keep_basis: values.keep_basis.unwrap_or_default(),
             quota: values.quota,
             restore: values.restore.unwrap_or(false),
             prepare_hooks: values.prepare_hooks.unwrap_or_default(),

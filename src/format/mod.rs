@@ -7,4 +7,5 @@ pub mod complete_args;
 pub mod manifest;
 pub mod pack;
 pub mod records;
+pub mod rename_list;
 pub mod repository;

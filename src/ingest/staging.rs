@@ -104,6 +104,9 @@ pub struct PlaceholderRow {
 pub struct Placeholders {
     /// Rows by path.
     pub rows: HashMap<Vec<u8>, PlaceholderRow>,
+    /// The table file holds exactly these rows, written under the index's current garbage
+    /// collection generation: rewriting it with the same rows would change nothing.
+    pub current: bool,
 }
 
 /// A regular file the ingest took content for, as it was on disk.
@@ -417,6 +420,7 @@ mod tests {
         StagingDecode {
             placeholders: Some(Arc::new(Placeholders {
                 rows: [(b"p".to_vec(), row)].into_iter().collect(),
+                current: false,
             })),
             ..Default::default()
         }

@@ -27,6 +27,8 @@ pub const REFUSAL_MESSAGE: &str = "rsbackup: request refused; the administrator 
 pub enum Request {
     /// `prepare`.
     Prepare,
+    /// `prepare renames`: a rename list follows on standard input (format-spec/wire.md).
+    PrepareWithRenames,
     /// rsync upload into staging.
     Upload(RsyncRequest),
     /// rsync download from staging (`--sender`); needs `restore = true`.
@@ -42,7 +44,7 @@ impl Request {
     /// `restore = true` instead).
     pub fn command(&self) -> Option<Command> {
         match self {
-            Request::Prepare => Some(Command::Prepare),
+            Request::Prepare | Request::PrepareWithRenames => Some(Command::Prepare),
             Request::Upload(_) => Some(Command::Upload),
             Request::Download(_) => None,
             Request::Complete(_) => Some(Command::Complete),
@@ -298,6 +300,7 @@ pub fn parse_command(value: Option<&str>) -> Result<(StatedIdentity, Request), S
         }
     };
     let request = match words[0] {
+        "prepare" if words[1..] == ["renames"] => Ok(Request::PrepareWithRenames),
         "prepare" => simple(Request::Prepare),
         "complete" => CompleteArgs::parse(&words[1..]).map(Request::Complete),
         "sessions" => simple(Request::Sessions),

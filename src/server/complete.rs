@@ -80,6 +80,13 @@ fn complete_run(
     }
     let repo = Repo::open(&config.repository)?;
     let mut notes: Vec<String> = Vec::new();
+    // Where complete's time goes, step by step (the answer's `step_seconds`).
+    let mut steps = serde_json::Map::new();
+    let mut lap = Instant::now();
+    let mut step = |name: &str| {
+        steps.insert(name.to_owned(), json!(lap.elapsed().as_secs_f64()));
+        lap = Instant::now();
+    };
     let table_path = staging::placeholders_path(repo.root(), client);
     // Placeholders left by an earlier hollow run stay placeholders whatever the mode is now:
     // as long as the table exists it is used, so that they are never read as content.
@@ -95,6 +102,7 @@ fn complete_run(
         Placeholders::default()
     };
     let old = Arc::new(old);
+    step("placeholders");
     let (tx, rx) = crossbeam_channel::unbounded::<IngestedFile>();
     let collector = std::thread::spawn(move || rx.into_iter().collect::<Vec<_>>());
     let (left_out, stale) = left_out_of_session(&dir, args)?;
@@ -122,6 +130,7 @@ fn complete_run(
         }
         other => other?,
     };
+    step("ingest");
 
     // What the client no longer has a source for is no part of its staging any more.
     let mut stale_removed = Vec::new();
@@ -156,11 +165,19 @@ fn complete_run(
         },
         StagingMode::Hollow => {
             let gc_generation = repo.index()?.gc_generation()?;
-            match staging::hollow(&dir, &old, files, &table_path, gc_generation) {
+            match staging::hollow(
+                &dir,
+                &old,
+                files,
+                &policy.keep_basis,
+                &table_path,
+                gc_generation,
+            ) {
                 Ok(h) => {
                     notes.extend(h.errors.iter().cloned());
                     json!({"mode": "hollow", "hollowed": h.hollowed, "kept": h.kept,
-                           "removed": h.removed, "errors": h.errors})
+                           "kept_whole": h.kept_whole, "removed": h.removed,
+                           "errors": h.errors})
                 }
                 Err(e) => {
                     // Staging keeps plaintext until the next complete; the session is safe.
@@ -170,8 +187,10 @@ fn complete_run(
             }
         }
     };
+    step("staging");
     let hooks = run_hooks(&policy.complete_hooks);
     let hooks_ok = hooks.iter().all(|h| h.ok);
+    step("hooks");
 
     let retention = config.retention.for_client(client);
     let rolloff = if retention.auto {
@@ -209,6 +228,7 @@ fn complete_run(
         }
     }
     let mirror = json!(started);
+    step("rolloff_and_mirror");
 
     let perfect = report.state == SessionState::Complete && hooks_ok && notes.is_empty();
     let value = json!({
@@ -229,6 +249,7 @@ fn complete_run(
         "new_stored_bytes": report.new_stored_bytes,
         "ingest_seconds": report.seconds,
         "seconds": clock.elapsed().as_secs_f64(),
+        "step_seconds": steps,
         "errors": report.errors,
         "notes": notes,
         "staging": staging_result,

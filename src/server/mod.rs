@@ -27,6 +27,7 @@ pub mod hooks;
 pub mod lock;
 pub mod machines;
 pub mod mirror_serve;
+pub mod renames;
 pub mod rsync_argv;
 pub mod rsync_daemon;
 pub mod rsync_version;

@@ -18,6 +18,7 @@ use serde_json::json;
 
 use crate::config::{ClientPolicy, ServerConfig, StagingMode};
 use crate::error::{Error, ErrorKind, Result};
+use crate::format::rename_list;
 use crate::repo::Repo;
 use crate::server::audit::{
     AUDIT_COMMAND_BYTES, AuditRecord, Recorded, escape_bytes_for_log, record_decision,
@@ -99,8 +100,18 @@ pub enum ServeOutcome {
     Rsync(Box<RsyncRun>),
 }
 
-/// Handle one request.
+/// Handle one request whose standard input carries nothing for us.
 pub fn serve(config: &ServerConfig, input: &ServeInput) -> ServeOutcome {
+    serve_with_body(config, input, &mut std::io::empty())
+}
+
+/// Handle one request; `body` is the request's standard input, read only by a request that
+/// carries a body (`prepare renames`), and at most its bounded size.
+pub fn serve_with_body(
+    config: &ServerConfig,
+    input: &ServeInput,
+    body: &mut dyn std::io::Read,
+) -> ServeOutcome {
     let command = input
         .raw_command
         .as_deref()
@@ -145,7 +156,11 @@ pub fn serve(config: &ServerConfig, input: &ServeInput) -> ServeOutcome {
     let lease = LeaseFile::new(&config.staging_root, &policy.name, lease_timeout);
     let now = input.now.as_second();
     let result = match request {
-        Request::Prepare => prepare(config, policy, &lease, now),
+        Request::Prepare => prepare(config, policy, &lease, now, None),
+        Request::PrepareWithRenames => {
+            let list = read_rename_list(body);
+            prepare(config, policy, &lease, now, Some(list))
+        }
         Request::Complete(args) => {
             let done = crate::server::complete::complete(
                 config,
@@ -217,11 +232,25 @@ pub(crate) fn staging_dir(
     Ok(dir)
 }
 
+/// The rename list on standard input, bounded; the reason when it is unusable (the run then
+/// goes on without it: renames only save bandwidth).
+fn read_rename_list(
+    body: &mut dyn std::io::Read,
+) -> std::result::Result<Vec<rename_list::Rename>, String> {
+    use std::io::Read;
+    let mut bytes = Vec::new();
+    body.take(rename_list::MAX_RENAME_LIST_BYTES as u64 + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| format!("reading the rename list: {e}"))?;
+    rename_list::decode(&bytes)
+}
+
 fn prepare(
     config: &ServerConfig,
     policy: &ClientPolicy,
     lease: &LeaseFile,
     now: i64,
+    renames: Option<std::result::Result<Vec<rename_list::Rename>, String>>,
 ) -> Result<(serde_json::Value, u8)> {
     let dir = staging_dir(config, policy)?;
     if policy.staging_mode == StagingMode::Hollow {
@@ -231,6 +260,19 @@ fn prepare(
     let release = |e: Error| {
         let _ = lease.release(&taken.token);
         e
+    };
+    // Under the lease, before anything measures staging: the client's moves, made in staging
+    // (and in the placeholder table) so that rsync finds the moved files in place.
+    let renamed = match renames {
+        None => serde_json::Value::Null,
+        Some(Err(why)) => json!({"error": why}),
+        Some(Ok(list)) => {
+            let table = staging::placeholders_path(&config.repository, policy.name.as_str());
+            match crate::server::renames::apply(&dir, &list, &table) {
+                Ok(report) => json!(report),
+                Err(e) => json!({"error": e.to_string()}),
+            }
+        }
     };
     let (apparent, allocated) = staging::staging_usage(&dir).map_err(release)?;
     let free = staging::free_space(&dir).map_err(release)?;
@@ -271,7 +313,17 @@ fn prepare(
         "token": taken.token,
         "prepared": taken.prepared,
         "replaced_expired_run": replaced.map(|l| l.token),
+        "renames": renamed,
         "staging_mode": mode_name(policy.staging_mode),
+        // What the client's rsync should know about the receiver's basis files: outside
+        // keep_basis none is worth a delta (a placeholder or nothing), so it sends whole files
+        // (--whole-file) instead of searching a placeholder for matches that cannot exist.
+        "whole_file": policy.staging_mode != StagingMode::Keep,
+        "keep_basis": if policy.staging_mode == StagingMode::Hollow {
+            policy.keep_basis.iter().map(|p| p.as_str()).collect::<Vec<_>>()
+        } else {
+            Vec::new()
+        },
         "staging_bytes": apparent,
         "staging_allocated_bytes": allocated,
         "free_bytes": free,

@@ -16,6 +16,7 @@ use std::path::{Path, PathBuf};
 use rusqlite::{Connection, params};
 use rustix::fs::{AtFlags, OFlags, StatxFlags, Timespec, Timestamps};
 
+use crate::config::basis::{BasisPattern, any_matches};
 use crate::error::{Error, ErrorKind, Result};
 use crate::format::manifest::Extent;
 use crate::ids::ChunkId;
@@ -56,6 +57,7 @@ pub fn load_placeholders(path: &Path, index: &Index) -> Result<Placeholders> {
         ));
     }
     let verify = meta("gc-generation")? != index.gc_generation()?;
+    let mut dropped = false;
     let mut stmt = conn
         .prepare("SELECT path, dev, ino, btime, size, mtime, extents FROM placeholders")
         .map_err(|e| Error::from(e).context(what()))?;
@@ -76,6 +78,7 @@ pub fn load_placeholders(path: &Path, index: &Index) -> Result<Placeholders> {
         let (p, dev, ino, btime, size, mtime, ext) =
             row.map_err(|e| Error::from(e).context(what()))?;
         let Some(extents) = decode_extents(&ext) else {
+            dropped = true;
             continue;
         };
         if verify {
@@ -89,6 +92,7 @@ pub fn load_placeholders(path: &Path, index: &Index) -> Result<Placeholders> {
                 }
             }
             if !all {
+                dropped = true;
                 continue;
             }
         }
@@ -104,6 +108,7 @@ pub fn load_placeholders(path: &Path, index: &Index) -> Result<Placeholders> {
             },
         );
     }
+    table.current = !verify && !dropped;
     Ok(table)
 }
 
@@ -242,15 +247,6 @@ fn ns(t: &rustix::fs::StatxTimestamp) -> i64 {
         .saturating_add(i64::from(t.tv_nsec))
 }
 
-fn statx_file(full: &Path) -> std::io::Result<rustix::fs::Statx> {
-    Ok(rustix::fs::statx(
-        rustix::fs::CWD,
-        full,
-        AtFlags::SYMLINK_NOFOLLOW,
-        StatxFlags::BASIC_STATS | StatxFlags::BTIME,
-    )?)
-}
-
 /// Walk `dir` without following symlinks; call `f(relative path, full path, statx)`.
 fn walk_tree(
     dir: &Path,
@@ -261,6 +257,12 @@ fn walk_tree(
         .map(|e| e.map(|e| e.file_name()))
         .collect::<std::io::Result<_>>()?;
     names.sort_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
+    // statx relative to the directory: no walk of the whole path from the root for each name.
+    let fd = rustix::fs::open(
+        dir,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        rustix::fs::Mode::empty(),
+    )?;
     for name in names {
         let full = dir.join(&name);
         let mut path = rel.to_vec();
@@ -268,7 +270,12 @@ fn walk_tree(
             path.push(b'/');
         }
         path.extend_from_slice(name.as_bytes());
-        let stx = statx_file(&full)?;
+        let stx = rustix::fs::statx(
+            &fd,
+            name.as_os_str(),
+            AtFlags::SYMLINK_NOFOLLOW,
+            StatxFlags::BASIC_STATS | StatxFlags::BTIME,
+        )?;
         f(&path, &full, &stx);
         if u32::from(stx.stx_mode) & 0o170000 == 0o040000 {
             walk_tree(&full, &path, f)?;
@@ -327,6 +334,8 @@ pub struct HollowReport {
     pub kept: u64,
     /// Files removed because their content is unknown (they will be sent again).
     pub removed: u64,
+    /// Files left whole because `keep-basis` names them.
+    pub kept_whole: u64,
     /// Problems, one line each.
     pub errors: Vec<String>,
 }
@@ -334,11 +343,13 @@ pub struct HollowReport {
 /// After a committed ingest: make every regular file of `dir` a placeholder and write the new
 /// table to `table_path`. `old` is the table the ingest used, `ingested` the files whose content
 /// it stored. A file that is neither its own untouched placeholder nor exactly the file the
-/// ingest read is removed: its content is not known to be in the repository.
+/// ingest read is removed: its content is not known to be in the repository. A file the ingest
+/// read whose path matches `keep_basis` stays whole (it is the basis of the next delta).
 pub fn hollow(
     dir: &Path,
     old: &Placeholders,
     ingested: Vec<IngestedFile>,
+    keep_basis: &[BasisPattern],
     table_path: &Path,
     gc_generation: i64,
 ) -> Result<HollowReport> {
@@ -350,14 +361,33 @@ pub fn hollow(
         if u32::from(stx.stx_mode) & 0o170000 != 0o100000 {
             return;
         }
+        // An empty file has no content to hide and is read as what it is: it stays, without
+        // a row (removed, it was sent again on every run).
+        if stx.stx_size == 0 {
+            return;
+        }
+        let has_btime = StatxFlags::from_bits_retain(stx.stx_mask).contains(StatxFlags::BTIME);
+        let identity = (
+            rustix::fs::makedev(stx.stx_dev_major, stx.stx_dev_minor),
+            stx.stx_ino,
+            stx.stx_size,
+            ns(&stx.stx_mtime),
+        );
+        // An untouched placeholder (the common case: an unchanged file) is no special file:
+        // those never get a row, and rsync replaces a file of another type by a new inode.
+        let untouched = stx.stx_blocks == 0
+            && old.rows.get(path).is_some_and(|r| {
+                (r.dev, r.ino, r.size, r.mtime_ns) == identity
+                    && (has_btime && r.btime_ns == ns(&stx.stx_btime))
+            });
         // A fake-super special file (symlink, device...) is tiny and stays as it is.
-        if let Ok(v) = xattr_value(full, FAKE_SUPER_STAT)
+        if !untouched
+            && let Ok(v) = xattr_value(full, FAKE_SUPER_STAT)
             && let Some((mode, ..)) = v.as_deref().and_then(parse_fake_super_stat)
             && mode & 0o170000 != 0o100000
         {
             return;
         }
-        let has_btime = StatxFlags::from_bits_retain(stx.stx_mask).contains(StatxFlags::BTIME);
         files.push(Staged {
             path: path.to_vec(),
             full: full.to_owned(),
@@ -399,7 +429,13 @@ pub fn hollow(
                 (i.dev, i.ino, i.size, i.mtime_ns) == (f.dev, f.ino, f.size, f.mtime_ns)
             })
         });
-        let row = if let Some(r) = read {
+        let whole = read.is_some()
+            && first.blocks > 0
+            && group.iter().any(|f| any_matches(keep_basis, &f.path));
+        let row = if whole {
+            report.kept_whole += 1;
+            continue;
+        } else if let Some(r) = read {
             match make_placeholder(first) {
                 Ok(btime_ns) => {
                     report.hollowed += 1;
@@ -437,8 +473,17 @@ pub fn hollow(
             }
         }
     }
-    rows.sort_by(|a, b| a.0.cmp(&b.0));
-    store_placeholders(table_path, &rows, gc_generation)?;
+    // An unchanged tree leaves the table as it was: no rewrite (and no fsync) of every row.
+    let same = old.current
+        && report.hollowed == 0
+        && report.removed == 0
+        && report.errors.is_empty()
+        && rows.len() == old.rows.len()
+        && rows.iter().all(|(p, _)| old.rows.contains_key(p));
+    if !same {
+        rows.sort_by(|a, b| a.0.cmp(&b.0));
+        store_placeholders(table_path, &rows, gc_generation)?;
+    }
     Ok(report)
 }
 
@@ -489,112 +534,5 @@ fn xattr_value(path: &Path, name: &[u8]) -> std::io::Result<Option<Vec<u8>>> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn extents_round_trip_and_garbage() {
-        let e = vec![
-            Extent::Chunk {
-                len: 7,
-                id: ChunkId([9; 32]),
-            },
-            Extent::Hole { len: 1 << 40 },
-        ];
-        assert_eq!(decode_extents(&encode_extents(&e)), Some(e));
-        assert_eq!(decode_extents(&[0, 1, 2]), None);
-        assert_eq!(decode_extents(&[2]), None);
-    }
-
-    #[test]
-    fn purge_removes_everything_but_the_directory_and_follows_no_link() {
-        let outside = tempfile::tempdir().unwrap();
-        std::fs::write(outside.path().join("keep"), b"x").unwrap();
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::create_dir_all(dir.path().join("a/b")).unwrap();
-        std::fs::write(dir.path().join("a/b/f"), b"data").unwrap();
-        std::os::unix::fs::symlink(outside.path(), dir.path().join("link")).unwrap();
-        let (apparent, _) = staging_usage(dir.path()).unwrap();
-        assert_eq!(apparent, 4);
-        assert_eq!(purge(dir.path()).unwrap(), 2);
-        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
-        assert!(outside.path().join("keep").exists());
-        assert!(free_space(dir.path()).unwrap() > 0);
-    }
-
-    /// The identity `hollow` checks for an untouched placeholder, read from disk now.
-    fn placeholder_row(path: &Path) -> PlaceholderRow {
-        let stx = rustix::fs::statx(
-            rustix::fs::CWD,
-            path,
-            AtFlags::SYMLINK_NOFOLLOW,
-            StatxFlags::BASIC_STATS | StatxFlags::BTIME,
-        )
-        .unwrap();
-        assert!(
-            StatxFlags::from_bits_retain(stx.stx_mask).contains(StatxFlags::BTIME),
-            "the filesystem of {} has no birth times: the hollow mode's proof cannot be tested \
-             here (set TMPDIR to an ext4, xfs or btrfs directory)",
-            path.display()
-        );
-        PlaceholderRow {
-            dev: rustix::fs::makedev(stx.stx_dev_major, stx.stx_dev_minor),
-            ino: stx.stx_ino,
-            btime_ns: ns(&stx.stx_btime),
-            size: stx.stx_size,
-            mtime_ns: ns(&stx.stx_mtime),
-            extents: Vec::new(),
-        }
-    }
-
-    /// Regression: a placeholder that gained data blocks (written in place, its size and
-    /// mtime put back) is not the untouched placeholder its row describes, even though its
-    /// dev, inode, birth time, size and mtime all match. Kept, it would leave plaintext in a
-    /// hollow staging area and stand for content it no longer has.
-    #[test]
-    fn a_placeholder_with_data_blocks_is_not_kept() {
-        let dir = tempfile::tempdir().unwrap();
-        let file = dir.path().join("p");
-        std::fs::write(&file, vec![7u8; 64 * 1024]).unwrap();
-        let row = placeholder_row(&file);
-        let ingested = vec![IngestedFile {
-            path: b"p".to_vec(),
-            dev: row.dev,
-            ino: row.ino,
-            size: row.size,
-            mtime_ns: row.mtime_ns,
-            extents: Vec::new(),
-        }];
-        let elsewhere = tempfile::tempdir().unwrap();
-        let table = elsewhere.path().join("table.db");
-        let r = hollow(dir.path(), &Placeholders::default(), ingested, &table, 1).unwrap();
-        assert_eq!((r.hollowed, r.kept, r.removed), (1, 0, 0), "{r:?}");
-        let mut old = Placeholders::default();
-        old.rows.insert(b"p".to_vec(), placeholder_row(&file));
-
-        // Untouched, it stays a placeholder.
-        let r = hollow(dir.path(), &old, Vec::new(), &table, 1).unwrap();
-        assert_eq!((r.hollowed, r.kept, r.removed), (0, 1, 0), "{r:?}");
-
-        // Written in place with the same size, mtime put back: same identity, data blocks.
-        let mtime = std::fs::metadata(&file).unwrap().modified().unwrap();
-        let f = std::fs::OpenOptions::new().write(true).open(&file).unwrap();
-        std::io::Write::write_all(&mut &f, &[1u8; 4096]).unwrap();
-        f.sync_all().unwrap();
-        f.set_modified(mtime).unwrap();
-        drop(f);
-        let now = placeholder_row(&file);
-        let was = &old.rows[b"p".as_slice()];
-        assert_eq!(
-            (now.dev, now.ino, now.btime_ns, now.size, now.mtime_ns),
-            (was.dev, was.ino, was.btime_ns, was.size, was.mtime_ns),
-            "the test needs a file whose identity is unchanged"
-        );
-        let r = hollow(dir.path(), &old, Vec::new(), &table, 1).unwrap();
-        assert_eq!((r.hollowed, r.kept, r.removed), (0, 0, 1), "{r:?}");
-        assert!(
-            !file.exists(),
-            "content that is not known to be stored stays removed"
-        );
-    }
-}
+#[path = "staging_tests.rs"]
+mod tests;

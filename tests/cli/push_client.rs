@@ -155,7 +155,7 @@ pub fn known_hosts(sshd: &Sshd, dir: &Path) -> PathBuf {
 /// The .eml files in `dir`, as text, with quoted-printable soft breaks joined.
 /// The usual client.toml for `server`, reports written to a new directory `mail`: (mail
 /// directory, config path).
-fn mail_dir_config(client: &Client, server: &Server) -> (PathBuf, PathBuf) {
+pub fn mail_dir_config(client: &Client, server: &Server) -> (PathBuf, PathBuf) {
     let mail = client.path("mail");
     fs::create_dir(&mail).unwrap();
     let config = client.config(

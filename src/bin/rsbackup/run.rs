@@ -131,6 +131,10 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
         host: host_name(),
         lock_path: state_dir.join(format!("client-{}.lock", config.name)),
         note_path: rsbackup::client::resume::note_path(&state_dir, config.name.as_str()),
+        seen_path: Some(rsbackup::client::renames::seen_path(
+            &state_dir,
+            config.name.as_str(),
+        )),
         connection: Connection {
             connect_timeout: args
                 .connect_timeout
@@ -140,6 +144,7 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
                 .map_or(transfer.io_timeout, Duration::from_secs),
             bwlimit_kib: args.bwlimit.or(transfer.bwlimit_kib),
             compress: args.compress || transfer.compress,
+            control_path: rsbackup::client::remote::control_path(&state_dir, config.name.as_str()),
             ..Connection::default()
         },
         init_hook_failure: match args.on_init_hook_failure.as_deref() {

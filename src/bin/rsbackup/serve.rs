@@ -13,7 +13,7 @@ use anyhow::Result;
 use rsbackup::config::ServerConfig;
 use rsbackup::config::server::MAX_LEASE_HOURS;
 use rsbackup::server::authz::REFUSAL_MESSAGE;
-use rsbackup::server::serve::{ServeInput, ServeOutcome, finish_rsync, serve};
+use rsbackup::server::serve::{ServeInput, ServeOutcome, finish_rsync, serve_with_body};
 
 use crate::Outcome;
 
@@ -82,7 +82,9 @@ pub fn run(args: Args) -> Result<Outcome> {
         .map(|hours| std::time::Duration::from_secs(hours * 3600));
     input.exe = std::env::current_exe().ok();
     input.raw_command = raw_command;
-    let outcome = serve(&config, &input);
+    // Standard input is read here only by `prepare renames`, and then only its bounded list; an
+    // upload's rsync stream is left untouched for the bridge below.
+    let outcome = serve_with_body(&config, &input, &mut std::io::stdin());
     crate::serve_log::outcome(&mut log, &input, &outcome);
     match outcome {
         ServeOutcome::Answer { stdout, exit } => {

@@ -1,0 +1,221 @@
+//! Renames the client saw since its last run, for `prepare renames` (format-spec/wire.md "Push
+//! path: the rename list"): the server makes them in staging, so a renamed directory is found
+//! in place instead of being deleted and sent again.
+//!
+//! After every recorded run the client keeps, in its state directory
+//! (`client-NAME.seen`, format-spec/client-state.md), the identity `(device, inode, birth
+//! time)` and staging path of every directory and every file of at least
+//! [`RENAME_MIN_FILE_BYTES`] it sent. Before the next run it walks its sources again: an
+//! identity now at another path was moved. Only the outermost moves are sent (a moved
+//! directory carries its contents). The birth time keeps an inode number reused after a delete
+//! from passing for a move; and the list is advice the server checks and rsync corrects anyway.
+
+use std::collections::HashMap;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+use crate::format::rename_list::{MAX_RENAMES, Rename, path_ok};
+
+/// Files at least this large are followed across renames (directories always are).
+pub const RENAME_MIN_FILE_BYTES: u64 = 1 << 20;
+
+/// At most this many entries are kept; a larger tree is not followed (no renames are sent).
+pub const MAX_SEEN: usize = 2_000_000;
+
+const SEEN_MAGIC: [u8; 8] = *b"RSBSEEN\x01";
+
+/// `(device, inode, birth time in ns)`.
+type Identity = (u64, u64, i64);
+
+/// Staging paths by identity.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Seen {
+    by_identity: HashMap<Identity, Vec<u8>>,
+}
+
+/// `STATE/client-NAME.seen`.
+pub fn seen_path(state_dir: &Path, name: &str) -> PathBuf {
+    state_dir.join(format!("client-{name}.seen"))
+}
+
+impl Seen {
+    /// Walk `sources` (as rsync sends them: each lands in staging under its last component).
+    /// `None` when they cannot be followed: the whole tree (`/`), or more than [`MAX_SEEN`].
+    pub fn scan(sources: &[PathBuf]) -> Option<Seen> {
+        let mut seen = Seen::default();
+        for source in sources {
+            let name = source.file_name()?;
+            if std::fs::symlink_metadata(source).is_err() {
+                // A source that is not there now (its guard skips it): nothing of it moved.
+                continue;
+            }
+            walk(source, name.as_bytes().to_vec(), &mut seen)?;
+        }
+        Some(seen)
+    }
+
+    /// What moved from `old` to `self`: the outermost moves, by new path.
+    pub fn renames_since(&self, old: &Seen) -> Vec<Rename> {
+        let mut moved: Vec<(&Vec<u8>, &Vec<u8>)> = self
+            .by_identity
+            .iter()
+            .filter_map(|(id, new)| {
+                let from = old.by_identity.get(id)?;
+                (from != new).then_some((from, new))
+            })
+            .collect();
+        moved.sort_by(|a, b| a.1.cmp(b.1));
+        let mut out: Vec<Rename> = Vec::new();
+        for (from, to) in moved {
+            let implied = out.iter().any(|r| {
+                to.starts_with(&r.to)
+                    && to.get(r.to.len()) == Some(&b'/')
+                    && from.starts_with(&r.from)
+                    && from.get(r.from.len()) == Some(&b'/')
+                    && to[r.to.len()..] == from[r.from.len()..]
+            });
+            if !implied && path_ok(from) && path_ok(to) && out.len() < MAX_RENAMES {
+                out.push(Rename::new(from.clone(), to.clone()));
+            }
+        }
+        out
+    }
+
+    /// Read the file written by [`Seen::save`]; anything unreadable is an empty record.
+    pub fn load(path: &Path) -> Seen {
+        let Ok(bytes) = std::fs::read(path) else {
+            return Seen::default();
+        };
+        let mut seen = Seen::default();
+        let Some(mut rest) = bytes.strip_prefix(&SEEN_MAGIC[..]) else {
+            return seen;
+        };
+        while !rest.is_empty() {
+            if rest.len() < 26 {
+                return Seen::default();
+            }
+            let n = |b: &[u8]| u64::from_le_bytes(b.try_into().unwrap_or_default());
+            let id = (n(&rest[..8]), n(&rest[8..16]), n(&rest[16..24]) as i64);
+            let len = u16::from_le_bytes([rest[24], rest[25]]) as usize;
+            let Some(path) = rest.get(26..26 + len) else {
+                return Seen::default();
+            };
+            seen.by_identity.insert(id, path.to_vec());
+            rest = &rest[26 + len..];
+        }
+        seen
+    }
+
+    /// Write the record (through a temporary file and a rename).
+    pub fn save(&self, path: &Path) -> std::io::Result<()> {
+        let mut out = SEEN_MAGIC.to_vec();
+        for ((dev, ino, btime), p) in &self.by_identity {
+            out.extend_from_slice(&dev.to_le_bytes());
+            out.extend_from_slice(&ino.to_le_bytes());
+            out.extend_from_slice(&btime.to_le_bytes());
+            out.extend_from_slice(&(p.len() as u16).to_le_bytes());
+            out.extend_from_slice(p);
+        }
+        let tmp = path.with_extension("seen.new");
+        std::fs::write(&tmp, out)?;
+        std::fs::rename(&tmp, path)
+    }
+}
+
+fn walk(dir: &Path, rel: Vec<u8>, seen: &mut Seen) -> Option<()> {
+    let meta = std::fs::symlink_metadata(dir).ok()?;
+    record(&meta, rel.clone(), seen)?;
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Some(());
+    };
+    for entry in entries.flatten() {
+        let Ok(kind) = entry.file_type() else {
+            continue;
+        };
+        let mut path = rel.clone();
+        path.push(b'/');
+        path.extend_from_slice(entry.file_name().as_bytes());
+        if kind.is_dir() {
+            walk(&entry.path(), path, seen)?;
+        } else if kind.is_file()
+            && let Ok(meta) = entry.metadata()
+            && meta.len() >= RENAME_MIN_FILE_BYTES
+        {
+            record(&meta, path, seen)?;
+        }
+    }
+    Some(())
+}
+
+fn record(meta: &std::fs::Metadata, path: Vec<u8>, seen: &mut Seen) -> Option<()> {
+    if seen.by_identity.len() >= MAX_SEEN {
+        return None;
+    }
+    if path.len() > crate::format::rename_list::MAX_RENAME_PATH_BYTES {
+        return Some(());
+    }
+    let btime = meta
+        .created()
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map_or(0, |d| d.as_nanos() as i64);
+    seen.by_identity
+        .insert((meta.dev(), meta.ino(), btime), path);
+    Some(())
+}
+
+/// The sources' tree now (`None`: not followed) and the renames since the record at `path`.
+pub fn renames_to_send(
+    config: &crate::config::ClientConfig,
+    path: Option<&Path>,
+) -> (Option<Seen>, Vec<Rename>) {
+    let Some(path) = path else {
+        return (None, Vec::new());
+    };
+    let sources = crate::client::remote::transfer_sources(&config.sources).unwrap_or_default();
+    let Some(now) = Seen::scan(&sources) else {
+        return (None, Vec::new());
+    };
+    let renames = if path.exists() {
+        now.renames_since(&Seen::load(path))
+    } else {
+        Vec::new()
+    };
+    (Some(now), renames)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_moved_directory_is_one_rename_and_the_record_round_trips() {
+        let dir = tempfile::tempdir().unwrap();
+        let src = dir.path().join("www");
+        std::fs::create_dir_all(src.join("a/b/c")).unwrap();
+        std::fs::create_dir_all(src.join("keep")).unwrap();
+        std::fs::write(src.join("a/big"), vec![1u8; RENAME_MIN_FILE_BYTES as usize]).unwrap();
+        std::fs::write(src.join("small"), b"x").unwrap();
+        std::fs::write(src.join("big2"), vec![2u8; RENAME_MIN_FILE_BYTES as usize]).unwrap();
+        let before = Seen::scan(std::slice::from_ref(&src)).unwrap();
+        let file = dir.path().join("seen");
+        before.save(&file).unwrap();
+        assert_eq!(Seen::load(&file), before);
+        assert_eq!(Seen::load(&dir.path().join("missing")), Seen::default());
+
+        std::fs::rename(src.join("a"), src.join("keep/moved")).unwrap();
+        std::fs::rename(src.join("big2"), src.join("big3")).unwrap();
+        let after = Seen::scan(std::slice::from_ref(&src)).unwrap();
+        let renames = after.renames_since(&Seen::load(&file));
+        assert_eq!(
+            renames,
+            vec![
+                Rename::new("www/big2", "www/big3"),
+                Rename::new("www/a", "www/keep/moved"),
+            ]
+        );
+        assert!(after.renames_since(&after).is_empty());
+        assert!(Seen::scan(&[PathBuf::from("/")]).is_none());
+    }
+}

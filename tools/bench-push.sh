@@ -1,0 +1,212 @@
+#!/usr/bin/env bash
+# Benchmark the push path (`rsbackup run` -> real sshd on loopback -> `rsbackup serve`) in each
+# staging mode, beside a bare `rsync -a` of the same tree over the same ssh.
+#
+#   tools/bench-push.sh [TREE]     TREE: a directory to back up (copied first); default: the
+#                                  bench corpus of tools/gen_corpus.py at SCALE (default 1)
+#   MODES="keep hollow purge hollow-basis" BIG_MIB=1024 BENCH_DIR=/var/tmp/rsbackup-bench-push
+#
+# Cases per mode: first push, unchanged push, edited copy (a line appended to 1% of the files), a renamed
+# directory (the largest top-level one), then a big file (BIG_MIB of random bytes) pushed once
+# and again after three 4 KiB edits. `hollow-basis` is hollow with keep-basis = ["*.img"], which
+# covers the big file. Columns: wall seconds and client CPU (rsync and ssh included) of the
+# whole `rsbackup run`, and rsync's `Total bytes sent`. As root (sshd, and caches dropped before
+# the first push of each mode). Raw numbers go to BENCH_DIR/push-results.tsv. Not part of CI.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+ROOT=$PWD
+. tools/apt-ensure.sh
+apt_ensure time rsync openssh-server openssh-client python3
+
+BENCH_DIR=${BENCH_DIR:-/var/tmp/rsbackup-bench-push}
+case "$BENCH_DIR" in
+  "" | / | "$ROOT" | "$ROOT"/*) echo "bench-push.sh: refusing BENCH_DIR=$BENCH_DIR" >&2; exit 1 ;;
+esac
+SCALE=${SCALE:-1}
+SEED=${SEED:-20261126}
+MODES=${MODES:-keep hollow purge hollow-basis}
+BIG_MIB=${BIG_MIB:-1024}
+RSBACKUP=${RSBACKUP:-$ROOT/target/release/rsbackup}
+
+if [ -z "${RSBACKUP_PREBUILT:-}" ]; then
+  cargo build --release --bin rsbackup >&2
+fi
+mkdir -p "$BENCH_DIR"
+BASE=${1:-}
+if [ -z "$BASE" ]; then
+  BASE=$BENCH_DIR/corpus-scale$SCALE/tree
+  if [ ! -e "$BENCH_DIR/corpus-scale$SCALE/.complete" ]; then
+    rm -rf "$BENCH_DIR/corpus-scale$SCALE"
+    python3 tools/gen_corpus.py generate "$BASE" --profile bench --seed "$SEED" --scale "$SCALE"
+    touch "$BENCH_DIR/corpus-scale$SCALE/.complete"
+  fi
+fi
+RUN=$BENCH_DIR/run
+SSHD_PID=
+stop() { [ -n "$SSHD_PID" ] && kill "$SSHD_PID" 2>/dev/null || true; }
+trap stop EXIT
+rm -rf "$RUN"
+mkdir -p "$RUN"/{home,mail,bare}
+RESULTS=$BENCH_DIR/push-results.tsv
+printf 'mode\tcase\twall_s\tclient_cpu_s\tbytes_sent\n' >"$RESULTS"
+
+drop_caches() { sync; echo 3 >/proc/sys/vm/drop_caches 2>/dev/null || true; }
+
+ssh-keygen -q -t ed25519 -N '' -f "$RUN/host_key"
+ssh-keygen -q -t ed25519 -N '' -f "$RUN/client_key"
+ssh-keygen -q -t ed25519 -N '' -f "$RUN/bare_key"
+"$RSBACKUP" keygen --output "$RUN/identity.txt" >"$RUN/recipient.txt"
+PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+cat >"$RUN/authorized_keys" <<EOF
+command="$RSBACKUP serve --client bench --config $RUN/server.toml",restrict $(cat "$RUN/client_key.pub")
+$(cat "$RUN/bare_key.pub")
+EOF
+mkdir -p /run/sshd
+cat >"$RUN/sshd_config" <<EOF
+Port $PORT
+ListenAddress 127.0.0.1
+HostKey $RUN/host_key
+PidFile $RUN/sshd.pid
+AuthorizedKeysFile $RUN/authorized_keys
+PermitRootLogin prohibit-password
+UsePAM no
+StrictModes no
+EOF
+/usr/sbin/sshd -f "$RUN/sshd_config" -E "$RUN/sshd.log"
+for _ in $(seq 50); do [ -s "$RUN/sshd.pid" ] && break; sleep 0.1; done
+SSHD_PID=$(cat "$RUN/sshd.pid")
+echo "[127.0.0.1]:$PORT $(cut -d' ' -f1,2 "$RUN/host_key.pub")" >"$RUN/known_hosts"
+SSH_BARE="ssh -i $RUN/bare_key -p $PORT -o UserKnownHostsFile=$RUN/known_hosts -o BatchMode=yes -T"
+
+server_toml() { # MODE
+  local mode=$1 extra=""
+  [ "$mode" = hollow-basis ] && { mode=hollow; extra='keep-basis = ["*.img"]'; }
+  cat >"$RUN/server.toml" <<EOF
+repository = "$RUN/repo"
+staging-root = "$RUN/staging"
+audit-log = "$RUN/audit.log"
+alert-state = "$RUN/alert-state.json"
+
+[mail]
+from = "bench@server.test"
+admin = ["root@localhost"]
+transport = "directory"
+directory = "$RUN/mail"
+
+[clients.bench]
+keys = ["$(cat "$RUN/client_key.pub")"]
+addresses = ["127.0.0.1/32"]
+windows = ["daily 00:00-24:00"]
+staging-mode = "$mode"
+$extra
+EOF
+}
+
+cat >"$RUN/client.toml" <<EOF
+name = "bench"
+sources = ["$RUN/src"]
+machine-id-file = "$RUN/machine-id"
+
+[server]
+host = "127.0.0.1"
+port = $PORT
+user = "root"
+ssh-key = "$RUN/client_key"
+known-hosts = "$RUN/known_hosts"
+
+[mail]
+from = "bench@client.test"
+reports-to = ["root@localhost"]
+errors-to = ["root@localhost"]
+transport = "directory"
+directory = "$RUN/mail"
+EOF
+echo "bench-machine" >"$RUN/machine-id"
+
+# record MODE CASE -- COMMAND...: time COMMAND, take rsync's bytes sent from its output.
+record() {
+  local mode=$1 case=$2
+  shift 3
+  /usr/bin/time -f '%e %U %S' -o "$RUN/time.txt" "$@" >"$RUN/out.txt" 2>&1 || {
+    echo "bench-push.sh: $mode $case failed:" >&2
+    tail -n 30 "$RUN/out.txt" >&2
+    exit 1
+  }
+  local wall user sys sent
+  cp "$RUN/out.txt" "$RUN/out-$mode-$case.txt"
+  read -r wall user sys < <(tail -n 1 "$RUN/time.txt")
+  sent=$(python3 - "$RUN/out.txt" <<'PY'
+import re, sys
+text = open(sys.argv[1], errors="replace").read()
+m = re.findall(r"bytes sent by rsync\s+([\d,]+)", text) or re.findall(r"Total bytes sent: ([\d,]+)", text)
+print(sum(int(x.replace(",", "")) for x in m) if m else "-")
+PY
+)
+  local cpu
+  cpu=$(python3 -c "print(f'{$user + $sys:.2f}')")
+  printf '%s\t%s\t%s\t%s\t%s\n' "$mode" "$case" "$wall" "$cpu" "$sent" | tee -a "$RESULTS" >&2
+}
+
+PUSH=("$RSBACKUP" run --config "$RUN/client.toml" --state-dir "$RUN/state" --print)
+
+edit_big() { # three 4 KiB edits in place
+  python3 - "$1" <<'PY'
+import os, sys
+fd = os.open(sys.argv[1], os.O_WRONLY)
+size = os.fstat(fd).st_size
+for i, at in enumerate((size // 7, size // 2, size - size // 5)):
+    os.pwrite(fd, bytes([0x41 + i]) * 4096, at)
+os.close(fd)
+PY
+}
+
+edit_tree() { # append a line to every 100th regular file (1% of the files)
+  python3 - "$1" <<'PY'
+import os, sys
+files = sorted(os.path.join(r, f) for r, _, fs in os.walk(sys.argv[1]) for f in fs)
+for p in files[::100]:
+    if os.path.isfile(p) and not os.path.islink(p):
+        with open(p, "ab") as f:
+            f.write(b"one more line, appended by bench-push.sh\n")
+PY
+}
+
+fresh_copy() {
+  rm -rf "$RUN/src"
+  cp -a "$BASE" "$RUN/src"
+}
+
+RENAME_FROM=$(cd "$BASE" && du -s -- */ 2>/dev/null | sort -rn | head -n 1 | cut -f2 | tr -d /)
+
+# The baseline: rsync -a of the same tree over the same sshd, no forced command.
+fresh_copy
+drop_caches
+record bare-rsync first -- rsync -a --stats -e "$SSH_BARE" "$RUN/src/" "root@127.0.0.1:$RUN/bare/"
+record bare-rsync unchanged -- rsync -a --stats -e "$SSH_BARE" "$RUN/src/" "root@127.0.0.1:$RUN/bare/"
+rm -rf "$RUN/bare"
+
+for mode in $MODES; do
+  rm -rf "$RUN/repo" "$RUN/staging" "$RUN/state" "$RUN/mail"/*
+  mkdir -p "$RUN/staging"
+  "$RSBACKUP" init --repo "$RUN/repo" --recipient "$(cat "$RUN/recipient.txt")" >/dev/null
+  server_toml "$mode"
+  fresh_copy
+  drop_caches
+  record "$mode" first -- "${PUSH[@]}"
+  record "$mode" unchanged -- "${PUSH[@]}"
+  edit_tree "$RUN/src"
+  record "$mode" edited -- "${PUSH[@]}"
+  if [ -n "$RENAME_FROM" ]; then
+    mv "$RUN/src/$RENAME_FROM" "$RUN/src/$RENAME_FROM.renamed"
+    record "$mode" renamed -- "${PUSH[@]}"
+  fi
+  if [ "$BIG_MIB" -gt 0 ]; then
+    head -c "$((BIG_MIB << 20))" /dev/urandom >"$RUN/src/big.img"
+    record "$mode" big-first -- "${PUSH[@]}"
+    edit_big "$RUN/src/big.img"
+    record "$mode" big-edited -- "${PUSH[@]}"
+  fi
+done
+
+echo
+column -t -s $'\t' "$RESULTS"
