@@ -253,8 +253,8 @@ fn exit_code_tables_of_usage_md_and_help_agree() {
     );
     assert_eq!(
         documented,
-        (0..=21).collect(),
-        "every code 0-21 is explained"
+        (0..=22).collect(),
+        "every code 0-22 is explained"
     );
     let run = rsbackup(["run", "--help"]).stdout_str();
     assert_eq!(

@@ -347,9 +347,23 @@ fn repair_chunks_killed_anywhere_then_rerun_ends_the_same() {
         fs::remove_dir_all(&repo).unwrap();
     }
     assert!(aborted >= 13, "only {aborted} failpoints were reached");
-    // SIGKILL at timed moments.
+    // SIGKILL at timed moments: fractions of how long a whole repair takes on this machine
+    // now, so that the kills land inside the run however loaded the machine is.
+    let whole = {
+        let repo = t.path("timed");
+        copy_dir(&damaged, &repo);
+        let started = std::time::Instant::now();
+        repair(&repo, &from, &[]).ok();
+        let took = started.elapsed().as_millis() as u64;
+        fs::remove_dir_all(&repo).unwrap();
+        took.max(20)
+    };
     let mut killed = 0;
-    for (i, ms) in [5u64, 15, 30, 50, 80, 120, 180, 250].iter().enumerate() {
+    let moments: Vec<u64> = [5u64, 15, 25, 40, 55, 70, 80, 90]
+        .iter()
+        .map(|pct| (whole * pct / 100).max(1))
+        .collect();
+    for (i, ms) in moments.iter().enumerate() {
         let repo = t.path(&format!("kill{i}"));
         copy_dir(&damaged, &repo);
         let mut args = vec![arg("repair"), arg("chunks"), arg("--repo"), arg(&repo)];
