@@ -21,6 +21,7 @@
 //!   mailed reports, child processes with a time limit and bounded output, the hooks both sides
 //!   run, the server's forced command).
 //! * [`client`]: the client's cron run (`rsbackup run`): hooks, ssh, rsync, reports.
+//! * [`fuzz`]: one fuzz target per decoder of outside bytes, shared by both fuzz runners.
 //!
 //! The library never prints, exits, or reads the environment: the binary does.
 
@@ -35,6 +36,7 @@ pub mod crypto;
 pub mod error;
 pub mod files_cache;
 pub mod format;
+pub mod fuzz;
 pub mod gc;
 pub mod hooks;
 pub mod ids;
