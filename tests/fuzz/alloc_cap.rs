@@ -1,22 +1,27 @@
 //! The global allocator of the fuzz runner: the system allocator, noting any single allocation
-//! over [`CAP`] made by the thread that runs a target, so that a decoder that sizes a buffer
-//! from an unchecked length is caught even when the machine could have served it. A request
-//! over [`REFUSE`] is refused outright (the process then aborts naming its size), so that a
-//! garbled 64-bit length cannot take the machine's memory first.
+//! over the cap of the input being run (see [`cap_for`]) made by the thread that runs it, so
+//! that a decoder that sizes a buffer from a length it was told rather than the bytes it has is
+//! caught even when the machine could have served it. A request over [`REFUSE`] is refused
+//! outright (the process then aborts naming its size), so that a garbled 64-bit length cannot
+//! take the machine's memory first.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 
-/// Largest single allocation a target may make for any input.
-pub const CAP: usize = 64 << 20;
+/// Every input may allocate this much at once, whatever its length.
+const BASE_CAP: usize = 8 << 20;
+/// And this many times its length.
+const PER_INPUT_BYTE: usize = 32;
 /// Larger requests fail at once.
 const REFUSE: usize = 4 << 30;
 
 thread_local! {
     /// Largest allocation on this thread since [`reset_largest`].
     static LARGEST: Cell<usize> = const { Cell::new(0) };
-    /// Largest allocation over [`CAP`] on this thread since [`reset`]; 0: none.
+    /// Largest allocation over the cap on this thread since [`reset`]; 0: none.
     static OVER_CAP: Cell<usize> = const { Cell::new(0) };
+    /// The cap of the input this thread runs.
+    static CAP: Cell<usize> = const { Cell::new(usize::MAX) };
 }
 
 /// The system allocator with the cap.
@@ -26,7 +31,7 @@ fn note(size: usize) -> bool {
     if size > REFUSE {
         return false;
     }
-    if size > CAP {
+    if CAP.try_with(Cell::get).is_ok_and(|cap| size > cap) {
         let _ = OVER_CAP.try_with(|c| c.set(c.get().max(size)));
     }
     let _ = LARGEST.try_with(|c| c.set(c.get().max(size)));
@@ -66,9 +71,16 @@ unsafe impl GlobalAlloc for CappedAllocator {
     }
 }
 
-/// Forget this thread's allocations over the cap.
-pub fn reset() {
+/// The largest single allocation an input of `len` bytes may cause: a decoder allocates in
+/// proportion to the bytes it has, not to the lengths they claim.
+pub fn cap_for(len: usize) -> usize {
+    BASE_CAP.max(len.saturating_mul(PER_INPUT_BYTE))
+}
+
+/// Forget this thread's allocations over the cap, and set the cap for the next input.
+pub fn reset(cap: usize) {
     OVER_CAP.with(|c| c.set(0));
+    CAP.with(|c| c.set(cap));
 }
 
 /// The largest allocation over the cap on this thread since [`reset`] (0: none).

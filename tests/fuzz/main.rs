@@ -9,7 +9,8 @@
 //! `fuzz/crashes/TARGET/` with the fix, so that it is replayed for good.
 //!
 //! What counts as a failure: a panic (the targets assert their round trips and promises), one
-//! input running longer than [`HANG_SECONDS`], and one allocation over [`alloc_cap::CAP`].
+//! input running longer than [`HANG_SECONDS`], and one allocation over the input's cap
+//! ([`alloc_cap::cap_for`]).
 
 mod alloc_cap;
 mod mutate;
@@ -63,7 +64,7 @@ fn files_in(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
 
 /// Why one input failed, or `None`.
 fn run_one(target: &Target, input: &[u8]) -> Option<String> {
-    alloc_cap::reset();
+    alloc_cap::reset(alloc_cap::cap_for(input.len()));
     let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| (target.run)(input)));
     let over = alloc_cap::take_over_cap();
     match outcome {
@@ -75,8 +76,9 @@ fn run_one(target: &Target, input: &[u8]) -> Option<String> {
                 .unwrap_or_else(|| "panic".to_owned()),
         ),
         Ok(()) if over > 0 => Some(format!(
-            "allocated {over} bytes at once, over the cap of {} bytes",
-            alloc_cap::CAP
+            "allocated {over} bytes at once for {} bytes of input, over the cap of {} bytes",
+            input.len(),
+            alloc_cap::cap_for(input.len())
         )),
         Ok(()) => None,
     }
