@@ -17,32 +17,20 @@ pub fn client_config(data: &[u8]) {
     }
 }
 
-/// Seeds for [`client_config`].
+/// Seeds for [`client_config`]: the `client.toml` examples of docs/configuration.md.
 pub fn client_config_seeds() -> Vec<Vec<u8>> {
-    vec![
-        br#"name = "web1"
-sources = ["/etc", "/var/www"]
-excludes = ["*.tmp", "/var/www/cache/"]
-init-hooks = [{ argv = ["/usr/local/bin/dump-db", "--all"], timeout-seconds = 900 }]
-cleanup-hooks = [{ argv = ["/bin/rm", "-f", "/var/backups/db.sql"] }]
+    documented_toml(|block| block.contains("[server]"))
+}
 
-[server]
-host = "backup.example.org"
-port = 2222
-ssh-key = "/etc/rsbackup/id_ed25519"
-
-[mail]
-from = "rsbackup@web1.example.org"
-errors-to = ["ops@example.org"]
-reports-to = ["backup-reports@example.org"]
-transport = "smtp"
-host = "mail.example.org"
-security = "tls"
-username = "web1"
-password-file = "/etc/rsbackup/smtp-password"
-"#
-        .to_vec(),
-    ]
+/// The TOML examples of docs/configuration.md that `pick` chooses.
+fn documented_toml(pick: impl Fn(&str) -> bool) -> Vec<Vec<u8>> {
+    include_str!("../../docs/configuration.md")
+        .split("```toml\n")
+        .skip(1)
+        .filter_map(|rest| rest.split_once("```").map(|(block, _)| block))
+        .filter(|block| pick(block))
+        .map(|block| block.as_bytes().to_vec())
+        .collect()
 }
 
 /// `server.toml`; a refusal names the file, and an accepted one gives its authorized_keys
@@ -62,19 +50,12 @@ pub fn server_config(data: &[u8]) {
     }
 }
 
-/// Seeds for [`server_config`].
+/// Seeds for [`server_config`]: the fuzz server's own, and the `server.toml` examples of
+/// docs/configuration.md.
 pub fn server_config_seeds() -> Vec<Vec<u8>> {
-    let example = super::server::server_config_text();
-    let more = example.replace(
-        "[clients.web1]",
-        "[defaults]\nwindows = [\"mon-fri 22:00-06:00\", \"sat,sun 00:00-24:00\"]\n\
-         timezone = \"Europe/Berlin\"\nstaging-mode = \"hollow\"\n\n[clients.db1]\n\
-         keys = [\"ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIE2222222222222222222222222222222222222222 \
-         db1@host\"]\naddresses = [\"198.51.100.0/24\", \"2001:db8::/64\"]\nquota = \"200G\"\n\
-         prepare-hooks = [{ argv = [\"/usr/local/bin/check-space\", \"db1\"], timeout-seconds = \
-         60 }]\n\n[clients.web1]",
-    );
-    vec![example.as_bytes().to_vec(), more.into_bytes()]
+    let mut seeds = documented_toml(|block| !block.contains("[server]"));
+    seeds.push(super::server::server_config_text().as_bytes().to_vec());
+    seeds
 }
 
 /// One config value a line: each line is tried as a window, a network, a size, a span, a

@@ -18,10 +18,7 @@ use crate::format::pack::{
     RecordHeader, decode_pack_header, decode_record_header, encode_pack_header,
     encode_record_header,
 };
-use crate::format::records::{
-    ManifestRefs, PackRefs, RecordState, SessionRecord, decode_refs, decode_session, encode_refs,
-    encode_session,
-};
+use crate::format::records::{decode_refs, decode_session, encode_refs, encode_session};
 use crate::format::repository::RepoConfig;
 use crate::ids::{ChunkId, KeyId, PackName};
 
@@ -274,38 +271,23 @@ pub fn records(data: &[u8]) {
     }
 }
 
-/// Seeds for [`records`].
+/// Seeds for [`records`]: the format-spec vectors.
 pub fn records_seeds() -> Vec<Vec<u8>> {
-    let session = SessionRecord {
-        id: 7,
-        client: "web1".into(),
-        state: RecordState::Incomplete,
-        pinned: true,
-        started: 1_795_675_200,
-        finished: 1_795_675_260,
-        files: 3128,
-        bytes: 1 << 30,
-        errors: 2,
-        new_chunks: 17,
-        new_bytes: 123_456,
-        root: vec![ChunkId([2; 32]), ChunkId([3; 32])],
-    };
-    let refs = PackRefs {
-        pack: PackName([4; 16]),
-        manifests: vec![
-            ManifestRefs {
-                id: ChunkId([5; 32]),
-                refs: vec![ChunkId([6; 32]), ChunkId([7; 32])],
-            },
-            ManifestRefs {
-                id: ChunkId([8; 32]),
-                refs: vec![],
-            },
-        ],
-    };
     vec![
-        [&[0u8][..], &encode_session(&session).expect("seed")].concat(),
-        [&[1u8][..], &encode_refs(&refs).expect("seed")].concat(),
+        [
+            &[0u8][..],
+            &vector_data(include_str!(
+                "../../format-spec/vectors/records-session.txt"
+            )),
+        ]
+        .concat(),
+        [
+            &[1u8][..],
+            &vector_data(include_str!(
+                "../../format-spec/vectors/records-pack-refs.txt"
+            )),
+        ]
+        .concat(),
     ]
 }
 
