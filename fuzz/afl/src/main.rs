@@ -1,5 +1,13 @@
 //! `rsbackup-fuzz-afl TARGET`: feeds afl's inputs to the fuzz target `TARGET` of
-//! `rsbackup::fuzz` (the same function the test suite's stable runner calls).
+//! `rsbackup::fuzz` (the same function the test suite's stable runner calls), with the stable
+//! runner's allocation cap: an allocation out of proportion to the input is a crash here too.
+
+#[allow(dead_code)]
+#[path = "../../../tests/fuzz/alloc_cap.rs"]
+mod alloc_cap;
+
+#[global_allocator]
+static ALLOCATOR: alloc_cap::CappedAllocator = alloc_cap::CappedAllocator;
 
 fn main() {
     let name = std::env::args().nth(1).unwrap_or_default();
@@ -9,6 +17,13 @@ fn main() {
         std::process::exit(2);
     };
     afl::fuzz!(|data: &[u8]| {
+        alloc_cap::reset(alloc_cap::cap_for(data.len()));
         (target.run)(data);
+        let over = alloc_cap::take_over_cap();
+        assert!(
+            over == 0,
+            "allocated {over} bytes at once for {} bytes of input",
+            data.len()
+        );
     });
 }
