@@ -4,8 +4,7 @@
 use std::io::Cursor;
 
 use crate::client::remote::ServerAnswer;
-use crate::ids::ChunkId;
-use crate::mirror::wire::{Conn, Message, WireKey, WireRecord, WireSession};
+use crate::mirror::wire::{Conn, Message};
 
 /// The bytes as a stream of frames, read until the first error; every message decoded
 /// encodes and decodes back to itself.
@@ -23,72 +22,7 @@ pub fn frames(data: &[u8]) {
 /// Seeds for [`frames`]: one frame of every message, each its own input, and all of them as
 /// one stream.
 pub fn frames_seeds() -> Vec<Vec<u8>> {
-    let id = |n: u8| ChunkId([n; 32]);
-    let messages = vec![
-        Message::Hello {
-            version: 1,
-            repository_toml: "format = \"rsbackup-repository\"\n".into(),
-            secret_age: b"age-encryption.org/v1\n".to_vec(),
-        },
-        Message::HelloOk {
-            version: 1,
-            created: true,
-            chunks: 3,
-            digest: [1; 32],
-            damaged: 0,
-        },
-        Message::Error {
-            code: 2,
-            message: "refused".into(),
-        },
-        Message::HaveKeys(vec![1, 2]),
-        Message::LackKeys(vec![2]),
-        Message::PutKeys(vec![WireKey {
-            id: 2,
-            created: 1_795_675_200,
-            wrapped: vec![9; 40],
-        }]),
-        Message::PutKeysOk(1),
-        Message::HaveChunks(vec![id(1), id(2)]),
-        Message::LackChunks(vec![id(2)]),
-        Message::PutChunks(vec![WireRecord {
-            kind: 1,
-            stored_hash: [3; 32],
-            refs: vec![id(1)],
-            record: vec![0x52; 80],
-        }]),
-        Message::PutChunksOk {
-            stored: 1,
-            chunks: 4,
-            digest: [4; 32],
-        },
-        Message::ListDamaged,
-        Message::DamagedList(vec![id(7)]),
-        Message::Repair(vec![]),
-        Message::RepairOk(0),
-        Message::HaveSessions(vec![1, 2]),
-        Message::LackSessions(vec![2]),
-        Message::PutSession(WireSession {
-            id: 2,
-            client: "web1".into(),
-            state: 1,
-            started: 10,
-            finished: Some(20),
-            stats: [1, 2, 3, 4, 5],
-            pinned: false,
-            root: vec![id(5)],
-        }),
-        Message::PutSessionOk,
-        Message::ListSessions,
-        Message::SessionList(vec![1]),
-        Message::Forget(vec![1]),
-        Message::ForgetOk(1),
-        Message::Bye,
-        Message::ByeOk {
-            chunks: 4,
-            digest: [5; 32],
-        },
-    ];
+    let messages = crate::mirror::wire::one_of_each();
     let frames: Vec<Vec<u8>> = messages
         .iter()
         .map(|m| {
