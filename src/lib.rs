@@ -23,6 +23,7 @@
 //! * [`status`], [`watch`]: the fleet as the server sees it (status table, status page,
 //!   metrics, repository statistics), and the timer run that mails overdue clients and digests.
 //! * [`client`]: the client's cron run (`rsbackup run`): hooks, ssh, rsync, reports.
+//! * [`fuzz`]: one fuzz target per decoder of outside bytes, shared by both fuzz runners.
 //!
 //! The library never prints, exits, or reads the environment: the binary does.
 
@@ -37,6 +38,7 @@ pub mod crypto;
 pub mod error;
 pub mod files_cache;
 pub mod format;
+pub mod fuzz;
 pub mod gc;
 pub mod hooks;
 pub mod ids;

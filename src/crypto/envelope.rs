@@ -85,13 +85,45 @@ pub fn seal_with_nonce(
             (0, n)
         }
     };
+    out.truncate(ENVELOPE_HEADER_LEN + body_len);
+    encrypt_envelope(key, key_id, id, flags, nonce, out)
+}
+
+/// Seal `body` as it is, with `flags` saying what it is (a zstd frame or raw bytes), without
+/// compressing it: for the fuzz targets, which hand the decoder bodies this build would never
+/// write. Production code MUST call [`seal`].
+#[doc(hidden)]
+pub fn seal_body(
+    key: &DataKey,
+    key_id: KeyId,
+    id: &ChunkId,
+    flags: u8,
+    nonce: [u8; NONCE_LEN],
+    body: &[u8],
+) -> Result<Vec<u8>> {
+    let mut out = Vec::with_capacity(ENVELOPE_OVERHEAD + body.len());
+    out.extend_from_slice(&[0; ENVELOPE_HEADER_LEN]);
+    out.extend_from_slice(body);
+    encrypt_envelope(key, key_id, id, flags, nonce, out)
+}
+
+/// Write the header into `out` (header space, then the body), encrypt the body in place and
+/// append the tag.
+fn encrypt_envelope(
+    key: &DataKey,
+    key_id: KeyId,
+    id: &ChunkId,
+    flags: u8,
+    nonce: [u8; NONCE_LEN],
+    mut out: Vec<u8>,
+) -> Result<Vec<u8>> {
+    let body_len = out.len() - ENVELOPE_HEADER_LEN;
     let header = EnvelopeHeader {
         version: ENVELOPE_VERSION,
         flags,
         nonce,
     };
     out[..ENVELOPE_HEADER_LEN].copy_from_slice(&header.encode());
-    out.truncate(ENVELOPE_HEADER_LEN + body_len);
     let aad = associated_data(id, key_id, ENVELOPE_VERSION, flags);
     let cipher = XChaCha20Poly1305::new(key.expose().into());
     let tag = cipher

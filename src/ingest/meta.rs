@@ -9,7 +9,7 @@ use crate::format::manifest::Meta;
 
 /// The `lstat` fields ingest needs, in fixed-width types.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) struct FileStat {
+pub(crate) struct FileStat {
     pub mode: u32,
     pub uid: u32,
     pub gid: u32,

@@ -25,7 +25,7 @@
 mod consume;
 mod fake_acl;
 mod inflight;
-mod meta;
+pub(crate) mod meta;
 mod read;
 pub mod staging;
 mod walk;

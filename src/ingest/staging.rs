@@ -147,7 +147,7 @@ pub fn parse_fake_super_stat(value: &[u8]) -> Option<(u32, u32, u32, u32, u32)> 
 
 /// Apply `--fake-super` decoding to one entry's stat and xattrs. Returns the decoded stat
 /// (type and permission bits, rdev, owner) and the xattrs as the client had them.
-pub(super) fn decode_meta(
+pub(crate) fn decode_meta(
     decode: &StagingDecode,
     mut st: FileStat,
     mut xattrs: Xattrs,

@@ -6,8 +6,11 @@ use crate::error::{Error, Result};
 use crate::ids::ChunkId;
 
 mod conn;
+mod examples;
 
 pub use conn::Conn;
+#[doc(hidden)]
+pub use examples::one_of_each;
 
 /// First bytes of a `Hello` payload.
 pub const HELLO_MAGIC: &[u8; 8] = b"RSBKMIRR";

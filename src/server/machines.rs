@@ -333,7 +333,10 @@ fn sync_dir(path: &Path) -> Result<()> {
         .map_err(|e| Error::io(format!("syncing {}", dir.display()), e))
 }
 
-fn parse_file(bytes: &[u8], client: &ClientName) -> std::result::Result<Vec<MachineEntry>, String> {
+pub(crate) fn parse_file(
+    bytes: &[u8],
+    client: &ClientName,
+) -> std::result::Result<Vec<MachineEntry>, String> {
     let file: MachinesFile =
         serde_json::from_slice(bytes).map_err(|e| format!("not a machines file: {e}"))?;
     if file.version != MACHINES_VERSION {

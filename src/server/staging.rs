@@ -168,7 +168,7 @@ fn store_placeholders(path: &Path, rows: &[(Vec<u8>, PlaceholderRow)], gc_gen: i
 }
 
 /// Extents as bytes: per extent a tag (0 chunk: `len` u32 LE, 32-byte id; 1 hole: `len` u64 LE).
-fn encode_extents(extents: &[Extent]) -> Vec<u8> {
+pub(crate) fn encode_extents(extents: &[Extent]) -> Vec<u8> {
     let mut out = Vec::with_capacity(extents.len() * 37);
     for e in extents {
         match e {
@@ -186,7 +186,7 @@ fn encode_extents(extents: &[Extent]) -> Vec<u8> {
     out
 }
 
-fn decode_extents(mut b: &[u8]) -> Option<Vec<Extent>> {
+pub(crate) fn decode_extents(mut b: &[u8]) -> Option<Vec<Extent>> {
     let mut out = Vec::new();
     while let Some((&tag, rest)) = b.split_first() {
         match tag {

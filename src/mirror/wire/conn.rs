@@ -1,5 +1,6 @@
 //! Frames on a byte stream: `u32 LE payload length`, `u8 tag`, payload, with the length bounded
-//! before anything is read or allocated, and the bytes counted each way.
+//! before anything is read, the payload buffer grown only as its bytes arrive, and the bytes
+//! counted each way.
 
 use std::io::{Read, Write};
 
@@ -71,14 +72,63 @@ impl<R: Read, W: Write> Conn<R, W> {
                 "a frame of {len} bytes is over the limit of {MAX_FRAME_PAYLOAD}"
             )));
         }
-        let mut payload = vec![0u8; len as usize];
-        self.reader.read_exact(&mut payload).map_err(|e| {
-            Error::io(
-                format_args!("mirror connection: reading a {} frame", tag_name(header[4])),
-                e,
-            )
-        })?;
+        // The buffer grows with the bytes that arrive, not with the length the peer claims:
+        // five bytes must not make the other side allocate a whole frame.
+        let mut payload = Vec::new();
+        let read = (&mut self.reader)
+            .take(u64::from(len))
+            .read_to_end(&mut payload)
+            .map_err(|e| {
+                Error::io(
+                    format_args!("mirror connection: reading a {} frame", tag_name(header[4])),
+                    e,
+                )
+            })?;
+        if read != len as usize {
+            return Err(Error::new(
+                ErrorKind::Io,
+                format!(
+                    "mirror connection: the other side closed it after {read} of the {len} bytes \
+                     of a {} frame",
+                    tag_name(header[4])
+                ),
+            ));
+        }
         self.received += FRAME_HEADER_LEN + u64::from(len);
         Message::decode(header[4], &payload)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A frame header claiming the largest payload, and then the stream ends: found by the
+    /// wire fuzz target, where nine bytes made the reader allocate 16 MiB before reading any
+    /// payload. The buffer now grows with what arrives, and the short frame is an `Io` error.
+    #[test]
+    fn frame_length_claim_allocates_nothing_before_the_bytes_arrive() {
+        let mut stream = MAX_FRAME_PAYLOAD.to_le_bytes().to_vec();
+        stream.extend_from_slice(&[0x22, 1, 2, 3]);
+        let mut conn = Conn::new(stream.as_slice(), std::io::sink());
+        let err = conn.recv().unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Io);
+        assert!(
+            err.message()
+                .contains("closed it after 3 of the 33554432 bytes of a PutChunks frame"),
+            "{err}"
+        );
+        assert_eq!(conn.received, 0);
+    }
+
+    #[test]
+    fn a_whole_frame_is_read() {
+        let mut stream = Vec::new();
+        Conn::new(std::io::empty(), &mut stream)
+            .send(&Message::ForgetOk(7))
+            .unwrap();
+        let mut conn = Conn::new(stream.as_slice(), std::io::sink());
+        assert_eq!(conn.recv().unwrap(), Message::ForgetOk(7));
+        assert_eq!(conn.received, stream.len() as u64);
     }
 }
