@@ -8,6 +8,7 @@
 mod damaged;
 mod fleet;
 mod gc;
+mod keys;
 mod open;
 mod rebuild;
 mod rows;

@@ -14,6 +14,7 @@ mod config_check;
 mod generate;
 mod ingest;
 mod init;
+mod key;
 mod keygen;
 mod log;
 mod ls;
@@ -143,6 +144,9 @@ enum Command {
     /// Rebuild what can be rebuilt from the packs and the records beside them.
     #[command(subcommand)]
     Repair(repair::What),
+    /// The repository's recipients after `init`: list, add, remove, rewrap the keys to them.
+    #[command(subcommand)]
+    Key(key::What),
     /// One line per client: last good session, overdue or not; mirror lag (exit 22 on alarm).
     Status(status::Args),
     /// From a timer: mail overdue and recovered clients, due refusal alerts, the daily digest.
@@ -278,6 +282,7 @@ fn run_command(command: Command) -> anyhow::Result<Outcome> {
         Command::Watch(a) => watch::run(a),
         Command::Stats(a) => status::stats(a),
         Command::Repair(w) => repair::run(w),
+        Command::Key(w) => key::run(w),
         Command::GenerateMan(a) => generate::man(a),
         Command::GenerateCompletions(a) => generate::completions(a),
     }

@@ -1,0 +1,265 @@
+//! Recipients after `init`: `key list | add-recipient | remove-recipient | rewrap`, and a
+//! rewrap killed at every step then run again (format-spec/keys.md "Changing recipients").
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use crate::common::{
+    TestRepo, arg, assert_trees_equal, exit, recipient_from_keygen, rsbackup, rsbackup_env, text,
+    write_file,
+};
+
+/// A new identity file `name` in the test directory: (path, recipient).
+fn keygen(t: &TestRepo, name: &str) -> (PathBuf, String) {
+    let path = t.path(name);
+    let run = rsbackup([arg("keygen"), arg("--output"), arg(&path)]);
+    run.ok();
+    (path, recipient_from_keygen(&run.stdout_str()))
+}
+
+/// `rsbackup key WHAT --repo R ARGS`.
+fn key(t: &TestRepo, what: &str, args: &[&str]) -> crate::common::Run {
+    let mut all = vec![arg("key"), arg(what), arg("--repo"), arg(&t.repo)];
+    all.extend(args.iter().map(arg));
+    rsbackup(all)
+}
+
+/// `key rewrap` with `identity`, and a failpoint if any.
+fn rewrap(t: &TestRepo, identity: &Path, failpoint: Option<&str>) -> crate::common::Run {
+    let args = [
+        arg("key"),
+        arg("rewrap"),
+        arg("--repo"),
+        arg(&t.repo),
+        arg("--identity"),
+        arg(identity),
+    ];
+    match failpoint {
+        Some(p) => rsbackup_env(args, &[("RSBACKUP_FAILPOINT", p)]),
+        None => rsbackup(args),
+    }
+}
+
+/// The recipients `key list` prints.
+fn listed(t: &TestRepo) -> Vec<String> {
+    let run = key(t, "list", &[]);
+    run.ok();
+    run.stdout_str().lines().map(str::to_string).collect()
+}
+
+/// `n` sessions (one data key each) of small distinct trees: (session, source).
+fn sessions(t: &TestRepo, from: u32, n: u32) -> Vec<(i64, PathBuf)> {
+    (from..from + n)
+        .map(|s| {
+            let dir = t.path(&format!("src{s}"));
+            write_file(&dir.join("a/one.txt"), &text(s as u8, 3000));
+            write_file(&dir.join("b/two.bin"), format!("session {s}").as_bytes());
+            (t.ingest("web", &dir), dir)
+        })
+        .collect()
+}
+
+/// Every session restores with `identity` equal to its source, and a read-data check with it
+/// is clean.
+#[track_caller]
+fn restores_with(t: &mut TestRepo, identity: &Path, all: &[(i64, PathBuf)], tag: &str) {
+    restore_all(t, identity, all, tag);
+    t.check_run(true, true).ok();
+}
+
+/// Every session of `all` restores with `identity` equal to its source.
+#[track_caller]
+fn restore_all(t: &mut TestRepo, identity: &Path, all: &[(i64, PathBuf)], tag: &str) {
+    t.identity = identity.to_path_buf();
+    for (id, src) in all {
+        let target = t.path(&format!("restore-{tag}-{id}"));
+        t.restore(*id, &target);
+        assert_trees_equal(src, &target);
+        fs::remove_dir_all(&target).unwrap();
+    }
+}
+
+/// The whole session `id` does not restore with `identity`: wrong identity, said clearly.
+#[track_caller]
+fn opens_nothing(t: &mut TestRepo, identity: &Path, id: i64) {
+    t.identity = identity.to_path_buf();
+    let target = t.path("restore-refused");
+    t.restore_run(id, &target, &[])
+        .fails_with(exit::WRONG_IDENTITY, &["identit", "recipients"]);
+    let _ = fs::remove_dir_all(&target);
+}
+
+#[test]
+fn recipients_change_after_init_and_a_removed_identity_opens_nothing() {
+    let mut t = TestRepo::new();
+    let old = t.identity.clone();
+    let mut all = sessions(&t, 0, 3);
+    assert_eq!(listed(&t), vec![t.recipient.clone()]);
+
+    // A bad recipient, or a private key in its place, is refused with what is wrong.
+    key(&t, "add-recipient", &["age1nonsense"]).fails_with(exit::FAILURE, &["age1nonsense"]);
+    let private = fs::read_to_string(&old).unwrap();
+    let private = private
+        .lines()
+        .find(|l| l.starts_with("AGE-SECRET"))
+        .unwrap();
+    let refused = key(&t, "add-recipient", &[private]);
+    assert!(!refused.stderr.contains(private), "{}", refused.stderr);
+    assert_ne!(refused.code, exit::OK);
+
+    // Added: listed, but it opens nothing until the rewrap.
+    let (new, new_recipient) = keygen(&t, "new.txt");
+    key(&t, "add-recipient", &[&new_recipient]).ok();
+    assert_eq!(listed(&t), vec![t.recipient.clone(), new_recipient.clone()]);
+    key(&t, "add-recipient", &[&new_recipient]).fails_with(exit::FAILURE, &["already"]);
+    opens_nothing(&mut t, &new, all[0].0);
+    rewrap(&t, &old, None).ok();
+    restores_with(&mut t, &new, &all, "new");
+    restores_with(&mut t, &old, &all, "old");
+
+    // A session ingested now is wrapped to both.
+    all.extend(sessions(&t, 3, 1));
+    restores_with(&mut t, &new, &all[3..], "later");
+
+    // Removed and rewrapped: the old identity opens nothing, not even the secret.
+    let old_recipient = t.recipient.clone();
+    key(&t, "remove-recipient", &[&old_recipient]).ok();
+    assert_eq!(listed(&t), vec![new_recipient.clone()]);
+    key(&t, "remove-recipient", &[&new_recipient])
+        .fails_with(exit::FAILURE, &["last recipient", &new_recipient]);
+    key(&t, "remove-recipient", &[&old_recipient])
+        .fails_with(exit::NOT_FOUND, &["not a recipient"]);
+    rewrap(&t, &old, None).ok();
+    for (id, _) in &all {
+        opens_nothing(&mut t, &old, *id);
+    }
+    t.identity = old.clone();
+    t.check_run(true, true).code(exit::WRONG_IDENTITY);
+    restores_with(&mut t, &new, &all, "after-remove");
+    // A rewrap with an identity that opens nothing changes nothing and says why.
+    rewrap(&t, &old, None).fails_with(exit::WRONG_IDENTITY, &["repository secret", "recipients"]);
+    assert!(!t.repo.join("keys/rewrap").exists());
+    assert!(key(&t, "list", &[]).stderr.is_empty());
+}
+
+/// Kill the rewrap at every step (each staged key, the commit, the index swap, each key
+/// file, the secret, the unstaging), then run it again: the check is clean and every
+/// session restores with the new identity only.
+#[test]
+fn a_rewrap_killed_at_any_step_finishes_when_run_again() {
+    let mut t = TestRepo::new();
+    let all = sessions(&t, 0, 5);
+    let points = [
+        "rewrap-after-stage#1",
+        "rewrap-after-stage#3",
+        "rewrap-after-stage#5",
+        "rewrap-after-secret-stage",
+        "rewrap-after-commit",
+        "rewrap-after-index",
+        "rewrap-after-key-file#1",
+        "rewrap-after-key-file#4",
+        "rewrap-after-key-file#5",
+        "rewrap-after-secret",
+        "rewrap-after-unstage",
+    ];
+    let mut current = t.identity.clone();
+    let mut current_recipient = t.recipient.clone();
+    for (i, point) in points.iter().enumerate() {
+        let (next, next_recipient) = keygen(&t, &format!("id{i}.txt"));
+        key(&t, "add-recipient", &[&next_recipient]).ok();
+        key(&t, "remove-recipient", &[&current_recipient]).ok();
+        let killed = rewrap(&t, &current, Some(point));
+        assert_eq!(
+            killed.code, -1,
+            "{point}: the rewrap was not killed: {killed:?}"
+        );
+        // The interruption is visible until the rerun.
+        assert!(
+            key(&t, "list", &[]).stderr.contains("interrupted"),
+            "{point}"
+        );
+        let check = t.check_run(false, false);
+        check.code(exit::PARTIAL);
+        assert!(
+            check.stdout_str().contains("key rewrap"),
+            "{point}: {}",
+            check.stdout_str()
+        );
+
+        let rerun = rewrap(&t, &current, None);
+        rerun.ok();
+        assert!(!t.repo.join("keys/rewrap").exists(), "{point}");
+        restores_with(&mut t, &next, &all, &format!("p{i}"));
+        opens_nothing(&mut t, &current, all[i % all.len()].0);
+        current = next;
+        current_recipient = next_recipient;
+    }
+}
+
+/// A mirror keeps the wrapping it received: a mirror run does not carry rewrapped keys (and
+/// does not fail over them); the same commands on the mirror bring it to the new recipients.
+#[test]
+fn a_mirror_is_rewrapped_by_the_same_commands_there() {
+    let t = TestRepo::new();
+    let old = t.identity.clone();
+    let old_recipient = t.recipient.clone();
+    let mut all = sessions(&t, 0, 2);
+    let mirror_dir = t.path("offsite/repo");
+    fs::create_dir(t.path("offsite")).unwrap();
+    let mirror = || {
+        rsbackup([
+            arg("mirror"),
+            arg("--repo"),
+            arg(&t.repo),
+            arg("--to"),
+            arg(&mirror_dir),
+        ])
+        .ok();
+    };
+    mirror();
+
+    let (new, new_recipient) = keygen(&t, "new.txt");
+    key(&t, "add-recipient", &[&new_recipient]).ok();
+    key(&t, "remove-recipient", &[&old_recipient]).ok();
+    rewrap(&t, &old, None).ok();
+    all.extend(sessions(&t, 2, 1));
+    mirror();
+
+    let mut m = TestRepo {
+        dir: crate::common::tempdir(),
+        repo: mirror_dir.clone(),
+        identity: old.clone(),
+        recipient: old_recipient.clone(),
+    };
+    // Before: the old identity still opens what the mirror held; the new session is the new
+    // list's only.
+    restore_all(&mut m, &old, &all[..2], "mirror-old");
+    opens_nothing(&mut m, &old, all[2].0);
+    opens_nothing(&mut m, &new, all[0].0);
+
+    key(&m, "add-recipient", &[&new_recipient]).ok();
+    key(&m, "remove-recipient", &[&old_recipient]).ok();
+    assert_eq!(listed(&m), vec![new_recipient.clone()]);
+    // The mirror holds keys wrapped to the old list and to the new: one identity is not
+    // enough, and the refusal says which key and what to do; both together are.
+    rewrap(&m, &old, None).fails_with(exit::WRONG_IDENTITY, &["data key 3", "every identity"]);
+    rsbackup([
+        arg("key"),
+        arg("rewrap"),
+        arg("--repo"),
+        arg(&m.repo),
+        arg("--identity"),
+        arg(&old),
+        arg("--identity"),
+        arg(&new),
+    ])
+    .ok();
+    restores_with(&mut m, &new, &all, "mirror-new");
+    for (id, _) in &all {
+        opens_nothing(&mut m, &old, *id);
+    }
+    // Later mirror runs go on as before.
+    all.extend(sessions(&t, 3, 1));
+    mirror();
+    restores_with(&mut m, &new, &all, "mirror-later");
+}
