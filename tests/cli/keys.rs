@@ -263,3 +263,124 @@ fn a_mirror_is_rewrapped_by_the_same_commands_there() {
     mirror();
     restores_with(&mut m, &new, &all, "mirror-later");
 }
+
+/// A passphrase-protected identity (keygen --passphrase): it restores through
+/// --identity-passphrase-file (or its environment variable); a wrong passphrase is a wrong
+/// identity, said as such; the file holds no private key in the clear.
+#[test]
+fn a_passphrase_identity_opens_the_repository_through_a_passphrase_file() {
+    let mut t = TestRepo::new();
+    let old = t.identity.clone();
+    let all = sessions(&t, 0, 2);
+    let pw = t.path("pw.txt");
+    fs::write(&pw, "correct horse battery staple\n").unwrap();
+    let empty = t.path("empty.txt");
+    fs::write(&empty, "\nsecond line\n").unwrap();
+    let protected = t.path("protected.txt");
+    rsbackup([
+        arg("keygen"),
+        arg("--output"),
+        arg(&protected),
+        arg("--passphrase"),
+        arg("--passphrase-file"),
+        arg(&empty),
+    ])
+    .fails_with(exit::FAILURE, &["first line is empty"]);
+    assert!(!protected.exists());
+    let run = rsbackup([
+        arg("keygen"),
+        arg("--output"),
+        arg(&protected),
+        arg("--passphrase"),
+        arg("--passphrase-file"),
+        arg(&pw),
+    ]);
+    run.ok();
+    let recipient = recipient_from_keygen(&run.stdout_str());
+    let text = fs::read_to_string(&protected).unwrap();
+    assert!(
+        text.starts_with("-----BEGIN AGE ENCRYPTED FILE-----"),
+        "{text}"
+    );
+    assert!(!text.contains("AGE-SECRET-KEY"), "{text}");
+
+    key(&t, "add-recipient", &[&recipient]).ok();
+    key(&t, "remove-recipient", &[&t.recipient.clone()]).ok();
+    rewrap(&t, &old, None).ok();
+
+    t.identity = protected.clone();
+    let target = t.path("restored");
+    let with_pw = |extra: &[std::ffi::OsString], target: &Path, session: i64| {
+        let mut args = vec![
+            arg("--session"),
+            arg(session.to_string()),
+            arg("--target"),
+            arg(target),
+        ];
+        args.extend(extra.iter().cloned());
+        t.run_with_identity("restore", &args)
+    };
+    with_pw(
+        &[arg("--identity-passphrase-file"), arg(&pw)],
+        &target,
+        all[0].0,
+    )
+    .ok();
+    assert_trees_equal(&all[0].1, &target);
+    // The environment variable names the file as well.
+    let target2 = t.path("restored2");
+    rsbackup_env(
+        [
+            arg("restore"),
+            arg("--repo"),
+            arg(&t.repo),
+            arg("--identity"),
+            arg(&protected),
+            arg("--session"),
+            arg(all[1].0.to_string()),
+            arg("--target"),
+            arg(&target2),
+        ],
+        &[("RSBACKUP_IDENTITY_PASSPHRASE_FILE", pw.to_str().unwrap())],
+    )
+    .ok();
+    assert_trees_equal(&all[1].1, &target2);
+    t.run(
+        "check",
+        &[
+            arg("--read-data"),
+            arg("--identity"),
+            arg(&protected),
+            arg("--identity-passphrase-file"),
+            arg(&pw),
+        ],
+    )
+    .ok();
+
+    // A wrong passphrase: the wrong-identity exit code, naming the file, nothing restored.
+    let wrong = t.path("wrong.txt");
+    fs::write(&wrong, "incorrect horse\n").unwrap();
+    let target3 = t.path("restored3");
+    with_pw(
+        &[arg("--identity-passphrase-file"), arg(&wrong)],
+        &target3,
+        all[0].0,
+    )
+    .fails_with(
+        exit::WRONG_IDENTITY,
+        &["wrong passphrase", protected.to_str().unwrap()],
+    );
+    assert!(!target3.exists() || fs::read_dir(&target3).unwrap().next().is_none());
+    // A rewrap takes it too.
+    rsbackup([
+        arg("key"),
+        arg("rewrap"),
+        arg("--repo"),
+        arg(&t.repo),
+        arg("--identity"),
+        arg(&protected),
+        arg("--identity-passphrase-file"),
+        arg(&pw),
+    ])
+    .ok();
+}

@@ -94,7 +94,7 @@ pub fn run(what: What) -> Result<Outcome> {
             let repo = crate::open::repo(&a.repo)?;
             let mut identities = Identities(Vec::new());
             for path in &a.identity {
-                identities.0.extend(Identities::load(path)?.0);
+                identities.0.extend(crate::open::identities(path)?.0);
             }
             // Crash tests only: abort at a named point, as for prune.
             let fail = Failpoint::new(std::env::var("RSBACKUP_FAILPOINT").ok().as_deref())?;

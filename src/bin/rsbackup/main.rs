@@ -21,6 +21,7 @@ mod ls;
 mod mirror;
 mod open;
 mod output;
+mod passphrase;
 mod pin;
 mod prune;
 mod repair;
@@ -98,6 +99,15 @@ Exit codes:
     propagate_version = true
 )]
 struct Cli {
+    /// For a passphrase-protected --identity file: a file whose first line is its passphrase
+    /// (without it, the passphrase is asked on the terminal; never give it as an argument).
+    #[arg(
+        long,
+        global = true,
+        value_name = "FILE",
+        env = "RSBACKUP_IDENTITY_PASSPHRASE_FILE"
+    )]
+    identity_passphrase_file: Option<std::path::PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -215,6 +225,7 @@ fn main() -> ExitCode {
         );
     }));
     raise_open_file_limit();
+    open::set_passphrase_file(cli.identity_passphrase_file);
     let result = std::panic::catch_unwind(|| run(cli.command));
     let result = match result {
         Ok(r) => r,
