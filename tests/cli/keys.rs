@@ -384,3 +384,102 @@ fn a_passphrase_identity_opens_the_repository_through_a_passphrase_file() {
     ])
     .ok();
 }
+
+/// Run `rsbackup ARGS` on a pseudo-terminal (util-linux `script`), typing `lines` after a
+/// pause each: (exit code, everything the terminal showed).
+fn on_terminal(args: &[std::ffi::OsString], lines: &[&str]) -> (i32, String) {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let command = std::iter::once(crate::common::bin().into_os_string())
+        .chain(args.iter().cloned())
+        .map(|a| {
+            let a = a.into_string().unwrap();
+            format!("'{}'", a.replace('\'', "'\\''"))
+        })
+        .collect::<Vec<_>>()
+        .join(" ");
+    let mut child = Command::new("script")
+        .args(["-qec", &command, "/dev/null"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("util-linux `script` is needed to test the terminal prompt (apt install bsdutils)");
+    let mut stdin = child.stdin.take().unwrap();
+    for line in lines {
+        std::thread::sleep(std::time::Duration::from_millis(700));
+        // The child may be gone already (an error before the prompt): not our failure.
+        let _ = writeln!(stdin, "{line}");
+    }
+    drop(stdin);
+    let out = child.wait_with_output().unwrap();
+    let shown =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    (out.status.code().unwrap_or(-1), shown)
+}
+
+/// The passphrase asked on the terminal: twice by keygen (two that differ write nothing),
+/// once by a restore; never echoed. Without a terminal or a passphrase file, the error says
+/// what to give.
+#[test]
+fn a_passphrase_is_asked_on_the_terminal_and_never_echoed() {
+    let t = TestRepo::new();
+    let old = t.identity.clone();
+    let all = sessions(&t, 0, 1);
+    let protected = t.path("tty-identity.txt");
+    let keygen_args = [
+        arg("keygen"),
+        arg("--output"),
+        arg(&protected),
+        arg("--passphrase"),
+    ];
+    let (code, shown) = on_terminal(&keygen_args, &["one phrase", "another phrase"]);
+    assert_eq!(code, exit::FAILURE, "{shown}");
+    assert!(shown.contains("differ"), "{shown}");
+    assert!(!protected.exists());
+    let (code, shown) = on_terminal(&keygen_args, &["typed phrase", "typed phrase"]);
+    assert_eq!(code, exit::OK, "{shown}");
+    assert!(
+        !shown.contains("typed phrase"),
+        "the passphrase was echoed: {shown}"
+    );
+    let recipient = recipient_from_keygen(&shown);
+    key(&t, "add-recipient", &[&recipient]).ok();
+    rewrap(&t, &old, None).ok();
+
+    let target = t.path("restored");
+    let restore = [
+        arg("restore"),
+        arg("--repo"),
+        arg(&t.repo),
+        arg("--identity"),
+        arg(&protected),
+        arg("--session"),
+        arg(all[0].0.to_string()),
+        arg("--target"),
+        arg(&target),
+    ];
+    let (code, shown) = on_terminal(&restore, &["typed phrase"]);
+    assert_eq!(code, exit::OK, "{shown}");
+    assert!(shown.contains("Passphrase for identity file"), "{shown}");
+    assert!(
+        !shown.contains("typed phrase"),
+        "the passphrase was echoed: {shown}"
+    );
+    assert_trees_equal(&all[0].1, &target);
+
+    // No terminal at all (a new session, no controlling terminal) and no passphrase file.
+    let out = std::process::Command::new("setsid")
+        .arg(crate::common::bin())
+        .args(&restore[..8])
+        .arg(t.path("restored-2"))
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("util-linux `setsid` is needed for this test");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(exit::FAILURE), "{err}");
+    assert!(
+        err.contains("needs a passphrase") && err.contains("--identity-passphrase-file FILE"),
+        "{err}"
+    );
+}

@@ -91,10 +91,11 @@ pub fn identities(path: &Path) -> Result<Identities> {
         path,
         &mut || match &file {
             Some(f) => crate::passphrase::from_file(f),
-            None => crate::passphrase::prompt(&format!(
-                "Passphrase for identity file {}: ",
-                path.display()
-            )),
+            None => crate::passphrase::prompt(
+                &format!("Passphrase for identity file {}: ", path.display()),
+                &format!("identity file {}", path.display()),
+                "--identity-passphrase-file",
+            ),
         },
     )?)
 }

@@ -34,12 +34,13 @@ pub fn from_file(path: &Path) -> rsbackup::Result<SecretString> {
     Ok(SecretString::from(text.to_owned()))
 }
 
-/// Ask on the terminal (`/dev/tty`), echo off; an error when there is no terminal.
-pub fn prompt(question: &str) -> rsbackup::Result<SecretString> {
+/// Ask `question` on the terminal (`/dev/tty`), echo off. Without a terminal the error says
+/// `what` needs a passphrase and that `flag` gives it from a file.
+pub fn prompt(question: &str, what: &str, flag: &str) -> rsbackup::Result<SecretString> {
     ask(question).map_err(|e| {
         rsbackup::Error::invalid(format!(
-            "{} (no terminal to ask on? give --identity-passphrase-file FILE)",
-            e.to_string().trim_end_matches(": ")
+            "{what} needs a passphrase, and it cannot be asked on a terminal ({e:#}): give \
+             {flag} FILE"
         ))
     })
 }
@@ -47,8 +48,13 @@ pub fn prompt(question: &str) -> rsbackup::Result<SecretString> {
 /// Ask for a new passphrase twice on the terminal; refuses two that differ.
 pub fn prompt_twice() -> rsbackup::Result<SecretString> {
     use rsbackup::crypto::secrecy::ExposeSecret;
-    let first = prompt("New passphrase for the identity: ")?;
-    let second = prompt("The same passphrase again: ")?;
+    let what = "keygen --passphrase";
+    let first = prompt(
+        "New passphrase for the identity: ",
+        what,
+        "--passphrase-file",
+    )?;
+    let second = prompt("The same passphrase again: ", what, "--passphrase-file")?;
     if first.expose_secret() != second.expose_secret() {
         return Err(rsbackup::Error::invalid(
             "the two passphrases differ; nothing was written",
@@ -62,8 +68,8 @@ fn ask(question: &str) -> Result<SecretString> {
         .read(true)
         .write(true)
         .open("/dev/tty")
-        .with_context(|| format!("{question}cannot open the terminal"))?;
-    let saved = tcgetattr(&tty).with_context(|| format!("{question}not a terminal"))?;
+        .context("cannot open /dev/tty")?;
+    let saved = tcgetattr(&tty).context("/dev/tty is not a terminal")?;
     let mut quiet = saved.clone();
     quiet.local_modes.remove(LocalModes::ECHO);
     quiet.local_modes.insert(LocalModes::ECHONL);
