@@ -40,6 +40,26 @@ fn rewrap(t: &TestRepo, identity: &Path, failpoint: Option<&str>) -> crate::comm
     }
 }
 
+/// `restore --repo R --identity IDENTITY --session ID --target TARGET`.
+fn restore_args(
+    t: &TestRepo,
+    identity: &Path,
+    session: i64,
+    target: &Path,
+) -> Vec<std::ffi::OsString> {
+    vec![
+        arg("restore"),
+        arg("--repo"),
+        arg(&t.repo),
+        arg("--identity"),
+        arg(identity),
+        arg("--session"),
+        arg(session.to_string()),
+        arg("--target"),
+        arg(target),
+    ]
+}
+
 /// The recipients `key list` prints.
 fn listed(t: &TestRepo) -> Vec<String> {
     let run = key(t, "list", &[]);
@@ -330,17 +350,7 @@ fn a_passphrase_identity_opens_the_repository_through_a_passphrase_file() {
     // The environment variable names the file as well.
     let target2 = t.path("restored2");
     rsbackup_env(
-        [
-            arg("restore"),
-            arg("--repo"),
-            arg(&t.repo),
-            arg("--identity"),
-            arg(&protected),
-            arg("--session"),
-            arg(all[1].0.to_string()),
-            arg("--target"),
-            arg(&target2),
-        ],
+        restore_args(&t, &protected, all[1].0, &target2),
         &[("RSBACKUP_IDENTITY_PASSPHRASE_FILE", pw.to_str().unwrap())],
     )
     .ok();
@@ -448,17 +458,7 @@ fn a_passphrase_is_asked_on_the_terminal_and_never_echoed() {
     rewrap(&t, &old, None).ok();
 
     let target = t.path("restored");
-    let restore = [
-        arg("restore"),
-        arg("--repo"),
-        arg(&t.repo),
-        arg("--identity"),
-        arg(&protected),
-        arg("--session"),
-        arg(all[0].0.to_string()),
-        arg("--target"),
-        arg(&target),
-    ];
+    let restore = restore_args(&t, &protected, all[0].0, &target);
     let (code, shown) = on_terminal(&restore, &["typed phrase"]);
     assert_eq!(code, exit::OK, "{shown}");
     assert!(shown.contains("Passphrase for identity file"), "{shown}");
