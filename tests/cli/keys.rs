@@ -483,3 +483,35 @@ fn a_passphrase_is_asked_on_the_terminal_and_never_echoed() {
         "{err}"
     );
 }
+
+/// The recipients change again between a killed rewrap and its rerun: before the commit the
+/// staging for the old list is thrown away; after it, the rerun finishes the committed swap and
+/// then rewraps to the current list. Either way the current list's identity opens everything.
+#[test]
+fn recipients_changed_between_a_killed_rewrap_and_its_rerun() {
+    let mut t = TestRepo::new();
+    let all = sessions(&t, 0, 3);
+    let first = t.identity.clone();
+    let first_recipient = t.recipient.clone();
+    let (second, second_recipient) = keygen(&t, "second.txt");
+    let (third, third_recipient) = keygen(&t, "third.txt");
+
+    // Killed while staging for [first, second]; then second is swapped for third.
+    key(&t, "add-recipient", &[&second_recipient]).ok();
+    assert_eq!(rewrap(&t, &first, Some("rewrap-after-stage#2")).code, -1);
+    key(&t, "remove-recipient", &[&second_recipient]).ok();
+    key(&t, "add-recipient", &[&third_recipient]).ok();
+    rewrap(&t, &first, None).ok();
+    restores_with(&mut t, &third, &all, "third");
+    opens_nothing(&mut t, &second, all[0].0);
+
+    // Killed after the commit for [third]; then second comes back. The rerun needs an identity
+    // of the committed list (third) to stage for the new one.
+    key(&t, "remove-recipient", &[&first_recipient]).ok();
+    assert_eq!(rewrap(&t, &first, Some("rewrap-after-commit")).code, -1);
+    key(&t, "add-recipient", &[&second_recipient]).ok();
+    rewrap(&t, &third, None).ok();
+    restores_with(&mut t, &second, &all, "second");
+    restores_with(&mut t, &third, &all, "third-again");
+    opens_nothing(&mut t, &first, all[1].0);
+}
