@@ -515,3 +515,24 @@ fn recipients_changed_between_a_killed_rewrap_and_its_rerun() {
     restores_with(&mut t, &third, &all, "third-again");
     opens_nothing(&mut t, &first, all[1].0);
 }
+
+/// The key rotation of docs/usage.md (`<!-- key-rotation -->`) runs as written; afterwards the
+/// new identity restores and the old one opens nothing.
+#[test]
+fn the_documented_key_rotation_runs_as_written() {
+    let mut t = TestRepo::new();
+    let all = sessions(&t, 0, 2);
+    let old = t.identity.clone();
+    let new = t.path("identity-new.txt");
+    let table = [
+        ("repo", t.repo.display().to_string()),
+        ("old_identity", old.display().to_string()),
+        ("old_recipient", t.recipient.clone()),
+        ("new_identity", new.display().to_string()),
+    ];
+    crate::bad_day::run_procedure(&["key-rotation"], &table, "", t.dir.path());
+    assert_eq!(listed(&t).len(), 1);
+    assert_ne!(listed(&t), vec![t.recipient.clone()]);
+    restores_with(&mut t, &new, &all, "documented");
+    opens_nothing(&mut t, &old, all[0].0);
+}
