@@ -80,3 +80,46 @@ pub fn encrypt(text: &str, passphrase: SecretString) -> Result<String> {
         .map_err(failed)?;
     String::from_utf8(out).map_err(|_| Error::new(ErrorKind::Internal, "armor is not UTF-8"))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crypto::wrap::Identities;
+
+    fn pass(s: &str) -> SecretString {
+        SecretString::from(s.to_owned())
+    }
+
+    #[test]
+    fn an_encrypted_identity_opens_with_its_passphrase_only() {
+        let (text, recipient) = crate::crypto::wrap::keygen();
+        let armored = encrypt(&text, pass("right")).unwrap();
+        assert!(is_encrypted(armored.as_bytes()));
+        assert!(!is_encrypted(text.as_bytes()));
+        assert!(!armored.contains("AGE-SECRET-KEY"));
+        let plain = decrypt(armored.as_bytes(), "f.txt", pass("right")).unwrap();
+        let ids = Identities::parse(std::str::from_utf8(&plain).unwrap(), "f.txt").unwrap();
+        assert_eq!(ids.recipients().to_strings(), vec![recipient]);
+
+        let err = decrypt(armored.as_bytes(), "f.txt", pass("wrong")).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::WrongIdentity);
+        assert!(err.message().contains("f.txt") && err.message().contains("wrong passphrase"));
+    }
+
+    #[test]
+    fn a_file_encrypted_to_a_recipient_is_not_a_passphrase_identity() {
+        let (text, _) = crate::crypto::wrap::keygen();
+        let other = age::x25519::Identity::generate().to_public();
+        let encryptor =
+            age::Encryptor::with_recipients(std::iter::once(&other as &dyn age::Recipient))
+                .unwrap();
+        let mut out = Vec::new();
+        let mut w = encryptor.wrap_output(&mut out).unwrap();
+        w.write_all(text.as_bytes()).unwrap();
+        w.finish().unwrap();
+        assert!(is_encrypted(&out));
+        let err = decrypt(&out, "g.age", pass("any")).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::WrongIdentity);
+        assert!(err.message().contains("not with a passphrase"), "{err}");
+    }
+}
