@@ -10,6 +10,7 @@ mod damaged;
 mod fleet;
 mod gc;
 mod invariants;
+mod keys;
 mod mirror;
 mod open;
 mod rebuild;

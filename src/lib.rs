@@ -44,6 +44,7 @@ pub mod hooks;
 pub mod ids;
 pub mod index;
 pub mod ingest;
+pub mod keys;
 pub mod mirror;
 pub mod process;
 pub mod reader;

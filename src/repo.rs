@@ -314,6 +314,27 @@ impl Repo {
             .map_err(|e| e.context(format_args!("{}", self.root.join(CONFIG_FILE).display())))
     }
 
+    /// Replace the recipient list in `repository.toml` (atomically). Wrapped keys are not
+    /// touched: `crate::keys::rewrap` brings them to the new list. The caller holds the
+    /// exclusive repository lock.
+    pub fn set_recipients(&mut self, recipients: &[String]) -> Result<()> {
+        Recipients::parse(recipients)?;
+        let mut config = self.config.clone();
+        config.recipients = recipients.iter().map(|r| r.trim().to_string()).collect();
+        write_atomic(
+            &self.root.join(CONFIG_FILE),
+            config.to_toml().as_bytes(),
+            0o644,
+        )?;
+        self.config = config;
+        Ok(())
+    }
+
+    /// Write `keys/secret.age` (atomically): the secret wrapped to the recipients.
+    pub(crate) fn write_secret_age(&self, wrapped: &[u8]) -> Result<()> {
+        write_atomic(&self.root.join(SECRET_AGE_FILE), wrapped, 0o600)
+    }
+
     /// Refuse a secret that does not match `secret-check` (format-spec/keys.md).
     fn checked(&self, secret: RepoSecret, origin: &Path) -> Result<RepoSecret> {
         if hex::encode(secret.check_value()) != self.config.secret_check {

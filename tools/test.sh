@@ -10,7 +10,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 # chromium: rendering the status page headless; dpkg-dev, binutils, lintian, systemd, man-db:
 # building, checking and installing the Debian package (tools/deb.sh, tests/cli/package.rs;
 # systemd-analyze verifies the units, and runs man for their Documentation= pages).
-apt_ensure rsync openssh-server openssh-client python3-aiosmtpd attr acl libcap2-bin util-linux sqlite3 ca-certificates \
+apt_ensure rsync openssh-server openssh-client python3-aiosmtpd attr acl libcap2-bin util-linux bsdutils sqlite3 ca-certificates \
   chromium dpkg-dev binutils lintian systemd man-db
 
 # Every step runs even when an earlier one failed, so one run shows every problem.

@@ -169,6 +169,17 @@ pub(super) fn key_files(repo: &Repo, findings: &mut Vec<Finding>) {
             Vec::new(),
         )),
     }
+    if crate::keys::rewrap_pending(repo) {
+        findings.push(finding(
+            format!(
+                "{} exists: a `rsbackup key rewrap` was interrupted, so some data keys may \
+                 still be wrapped to the old recipients (run it again to finish)",
+                repo.root().join(crate::keys::REWRAP_DIR).display()
+            ),
+            None,
+            Vec::new(),
+        ));
+    }
     let secret = repo.root().join("keys/secret");
     if !secret.exists() && !repo.is_mirror() {
         findings.push(finding(

@@ -2,9 +2,13 @@
 //! wrapping, and the chunk envelope (format-spec/keys.md, format-spec/chunk.md).
 
 pub mod envelope;
+pub mod passphrase;
 #[cfg(test)]
 pub(crate) mod testvec;
 pub mod wrap;
+
+/// The secret string type of passphrases (age's re-export of `secrecy`).
+pub use age::secrecy;
 
 use zeroize::Zeroizing;
 

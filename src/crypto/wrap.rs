@@ -85,9 +85,24 @@ impl Identities {
     /// Load an identity file (`AGE-SECRET-KEY-1...` lines, `#` comments); errors name the file.
     /// A missing file is `NotFound`; a file that is not an age identity is `WrongIdentity`, as
     /// is an identity that fits no recipient: either way the administrator needs the right file.
+    /// A passphrase-protected file is refused: see [`Identities::load_with_passphrase`].
     pub fn load(path: &Path) -> Result<Identities> {
+        Self::load_with_passphrase(path, &mut || {
+            Err(Error::invalid(format!(
+                "identity file {} is passphrase-protected, and no passphrase was given",
+                path.display()
+            )))
+        })
+    }
+
+    /// [`Identities::load`], and a passphrase-protected file (age scrypt, armored or binary)
+    /// is decrypted with the passphrase `passphrase` returns (called only for such a file).
+    pub fn load_with_passphrase(
+        path: &Path,
+        passphrase: &mut dyn FnMut() -> Result<age::secrecy::SecretString>,
+    ) -> Result<Identities> {
         let origin = path.display().to_string();
-        let bytes = match std::fs::read(path) {
+        let mut bytes = match std::fs::read(path) {
             Ok(bytes) => Zeroizing::new(bytes),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 return Err(Error::new(
@@ -97,11 +112,14 @@ impl Identities {
             }
             Err(e) => return Err(Error::io(format!("cannot read identity file {origin}"), e)),
         };
+        if crate::crypto::passphrase::is_encrypted(&bytes) {
+            bytes = crate::crypto::passphrase::decrypt(&bytes, &origin, passphrase()?)?;
+        }
         let text = std::str::from_utf8(&bytes).map_err(|_| {
             not_an_identity(
                 &origin,
-                "it is not text (expected AGE-SECRET-KEY-1... lines; a passphrase-protected or \
-                 armored identity file is not supported)",
+                "it is not text (expected AGE-SECRET-KEY-1... lines, or a passphrase-protected \
+                 identity file)",
             )
         })?;
         Self::parse(text, &origin)
@@ -127,8 +145,8 @@ impl Identities {
                     )
                 } else if line.starts_with("-----BEGIN") {
                     format!(
-                        "line {n} starts an armored or encrypted file, which is not supported; \
-                         decrypt it first"
+                        "line {n} starts an armored file that is not a passphrase-protected \
+                         age identity file; decrypt it first"
                     )
                 } else if line.to_ascii_uppercase().starts_with("AGE-SECRET-KEY-1") {
                     format!(

@@ -179,12 +179,14 @@ impl Failpoint {
         if !FAILPOINTS.contains(&name)
             && !REPAIR_FAILPOINTS.contains(&name)
             && !HEAL_FAILPOINTS.contains(&name)
+            && !crate::keys::REWRAP_FAILPOINTS.contains(&name)
         {
             return Err(Error::invalid(format!(
-                "unknown failpoint {name:?} (known: {}, {}, {})",
+                "unknown failpoint {name:?} (known: {}, {}, {}, {})",
                 FAILPOINTS.join(", "),
                 REPAIR_FAILPOINTS.join(", "),
-                HEAL_FAILPOINTS.join(", ")
+                HEAL_FAILPOINTS.join(", "),
+                crate::keys::REWRAP_FAILPOINTS.join(", ")
             )));
         }
         Ok(Failpoint {

@@ -74,7 +74,7 @@ fn substitute(script: &str, table: &[(&str, String)]) -> (String, Vec<String>) {
 
 /// Run the procedure's blocks `markers` as one script; panics with its output unless it
 /// succeeds.
-fn run_procedure(markers: &[&str], table: &[(&str, String)], rsh: &str, cwd: &Path) {
+pub(crate) fn run_procedure(markers: &[&str], table: &[(&str, String)], rsh: &str, cwd: &Path) {
     let mut script = String::new();
     let mut set = Vec::new();
     for marker in markers {

@@ -12,6 +12,7 @@ mod ingest_crash;
 mod install_doc;
 mod interrupted;
 mod key_damage;
+mod keys;
 mod manifest_damage;
 mod mirror;
 mod onboarding;

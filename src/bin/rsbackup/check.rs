@@ -5,7 +5,6 @@ use std::path::PathBuf;
 
 use anyhow::Result;
 use rsbackup::check::{CheckOptions, CheckReport, check};
-use rsbackup::crypto::wrap::Identities;
 
 use crate::Outcome;
 use crate::output::size_exact;
@@ -31,7 +30,7 @@ pub struct Args {
 /// Run `check`.
 pub fn run(args: Args) -> Result<Outcome> {
     let identities = match &args.identity {
-        Some(p) => Some(Identities::load(p)?),
+        Some(p) => Some(crate::open::identities(p)?),
         None => None,
     };
     let repo = crate::open::repo(&args.repo)?;

@@ -16,11 +16,27 @@ pub struct Args {
     /// restores need it, the server never does.
     #[arg(long, value_name = "FILE")]
     output: PathBuf,
+    /// Protect the identity with a passphrase (age scrypt, armored), asked twice on the
+    /// terminal unless --passphrase-file is given.
+    #[arg(long)]
+    passphrase: bool,
+    /// With --passphrase: read the passphrase from the first line of this file.
+    #[arg(long, value_name = "FILE", requires = "passphrase")]
+    passphrase_file: Option<PathBuf>,
 }
 
 /// Run `keygen`.
 pub fn run(args: Args) -> Result<Outcome> {
     let (identity, recipient) = rsbackup::crypto::wrap::keygen();
+    let identity = if args.passphrase {
+        let passphrase = match &args.passphrase_file {
+            Some(f) => crate::passphrase::from_file(f)?,
+            None => crate::passphrase::prompt_twice()?,
+        };
+        rsbackup::crypto::passphrase::encrypt(&identity, passphrase)?
+    } else {
+        identity
+    };
     let path = &args.output;
     let mut file = std::fs::OpenOptions::new()
         .write(true)

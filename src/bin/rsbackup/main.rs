@@ -14,12 +14,14 @@ mod config_check;
 mod generate;
 mod ingest;
 mod init;
+mod key;
 mod keygen;
 mod log;
 mod ls;
 mod mirror;
 mod open;
 mod output;
+mod passphrase;
 mod pin;
 mod prune;
 mod repair;
@@ -97,6 +99,15 @@ Exit codes:
     propagate_version = true
 )]
 struct Cli {
+    /// For a passphrase-protected --identity file: a file whose first line is its passphrase
+    /// (without it, the passphrase is asked on the terminal; never give it as an argument).
+    #[arg(
+        long,
+        global = true,
+        value_name = "FILE",
+        env = "RSBACKUP_IDENTITY_PASSPHRASE_FILE"
+    )]
+    identity_passphrase_file: Option<std::path::PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -143,6 +154,9 @@ enum Command {
     /// Rebuild what can be rebuilt from the packs and the records beside them.
     #[command(subcommand)]
     Repair(repair::What),
+    /// The repository's recipients after `init`: list, add, remove, rewrap the keys to them.
+    #[command(subcommand)]
+    Key(key::What),
     /// One line per client: last good session, overdue or not; mirror lag (exit 22 on alarm).
     Status(status::Args),
     /// From a timer: mail overdue and recovered clients, due refusal alerts, the daily digest.
@@ -211,6 +225,7 @@ fn main() -> ExitCode {
         );
     }));
     raise_open_file_limit();
+    open::set_passphrase_file(cli.identity_passphrase_file);
     let result = std::panic::catch_unwind(|| run(cli.command));
     let result = match result {
         Ok(r) => r,
@@ -278,6 +293,7 @@ fn run_command(command: Command) -> anyhow::Result<Outcome> {
         Command::Watch(a) => watch::run(a),
         Command::Stats(a) => status::stats(a),
         Command::Repair(w) => repair::run(w),
+        Command::Key(w) => key::run(w),
         Command::GenerateMan(a) => generate::man(a),
         Command::GenerateCompletions(a) => generate::completions(a),
     }

@@ -75,9 +75,34 @@ pub fn repo(path: &Path) -> Result<Repo> {
     Ok(Repo::open(path)?)
 }
 
+/// `--identity-passphrase-file`, for every identity file this run loads.
+static PASSPHRASE_FILE: std::sync::OnceLock<Option<PathBuf>> = std::sync::OnceLock::new();
+
+/// Remember `--identity-passphrase-file` (once, before the command runs).
+pub fn set_passphrase_file(path: Option<PathBuf>) {
+    let _ = PASSPHRASE_FILE.set(path);
+}
+
+/// Load an identity file; a passphrase-protected one is opened with the passphrase from
+/// `--identity-passphrase-file`, or asked on the terminal.
+pub fn identities(path: &Path) -> Result<Identities> {
+    let file = PASSPHRASE_FILE.get().cloned().flatten();
+    Ok(Identities::load_with_passphrase(
+        path,
+        &mut || match &file {
+            Some(f) => crate::passphrase::from_file(f),
+            None => crate::passphrase::prompt(
+                &format!("Passphrase for identity file {}: ", path.display()),
+                &format!("identity file {}", path.display()),
+                "--identity-passphrase-file",
+            ),
+        },
+    )?)
+}
+
 /// Load the identity file and unlock the repository with it.
 pub fn reader(repo: &Repo, identity: &Path) -> Result<SessionReader> {
-    let identities = Identities::load(identity)?;
+    let identities = identities(identity)?;
     Ok(SessionReader::new(repo, identities)?)
 }
 

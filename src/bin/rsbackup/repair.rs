@@ -66,7 +66,7 @@ fn chunks(args: ChunksArgs) -> Result<Outcome> {
     let repo = crate::open::repo(&args.repo)?;
     let config = crate::mirror::config_for(&args.from, args.config.as_deref())?;
     let identities = match &args.identity {
-        Some(path) => Some(rsbackup::crypto::wrap::Identities::load(path)?),
+        Some(path) => Some(crate::open::identities(path)?),
         None => None,
     };
     // Crash tests only: abort at a named point, as for prune.
@@ -128,7 +128,7 @@ fn index(args: IndexArgs) -> Result<Outcome> {
     // Crash tests only: abort at a named point, as for prune.
     let fail = Failpoint::new(std::env::var("RSBACKUP_FAILPOINT").ok().as_deref())?;
     let identities = match &args.identity {
-        Some(path) => Some(rsbackup::crypto::wrap::Identities::load(path)?),
+        Some(path) => Some(crate::open::identities(path)?),
         None => None,
     };
     let report = rebuild_index(&repo, identities.as_ref(), &fail)?;
