@@ -3,7 +3,6 @@
 
 use std::ffi::OsString;
 use std::io::Write;
-use std::path::PathBuf;
 
 use anyhow::Result;
 use rsbackup::browse::diff::{Aspect, Change, ChangeKind, Summary, diff, entry_size};
@@ -18,12 +17,8 @@ use crate::output::{path_bytes, size};
 /// Arguments of `diff`.
 #[derive(clap::Args)]
 pub struct Args {
-    /// The repository directory.
-    #[arg(long, value_name = "DIR", env = "RSBACKUP_REPO")]
-    repo: PathBuf,
-    /// The age identity file that can unlock the repository.
-    #[arg(long, value_name = "FILE", env = "RSBACKUP_IDENTITY")]
-    identity: PathBuf,
+    #[command(flatten)]
+    at: crate::open::RepoIdentityArgs,
     /// The client, for `latest` (or to confirm the sessions' client).
     #[arg(long, value_name = "NAME")]
     client: Option<String>,
@@ -132,13 +127,13 @@ pub fn run(args: Args) -> Result<Outcome> {
         Some(p) => crate::open::session_path(p)?,
         None => Vec::new(),
     };
-    let repo = crate::open::repo(&args.repo)?;
+    let repo = crate::open::repo(&args.at.repo)?;
     let index = repo.index()?;
     let client = args.client.as_deref();
-    let a = crate::open::session(&index, &args.repo, &args.a, client)?;
-    let b = crate::open::session(&index, &args.repo, &args.b, client)?;
+    let a = crate::open::session(&index, &args.at.repo, &args.a, client)?;
+    let b = crate::open::session(&index, &args.at.repo, &args.b, client)?;
     drop(index);
-    let reader = crate::open::reader(&repo, &args.identity)?;
+    let reader = crate::open::reader(&repo, &args.at.identity)?;
     let mut out = crate::output::Stdout::new();
     let mut line = Vec::with_capacity(256);
     let result = diff(&reader, a, b, &prefix, &mut |c| {

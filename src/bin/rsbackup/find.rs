@@ -3,7 +3,6 @@
 
 use std::io::Write;
 use std::ops::ControlFlow;
-use std::path::PathBuf;
 
 use anyhow::Result;
 use rsbackup::browse::find::Patterns;
@@ -20,12 +19,8 @@ use crate::output::{path_bytes, time};
 /// Arguments of `find`.
 #[derive(clap::Args)]
 pub struct Args {
-    /// The repository directory.
-    #[arg(long, value_name = "DIR", env = "RSBACKUP_REPO")]
-    repo: PathBuf,
-    /// The age identity file that can unlock the repository.
-    #[arg(long, value_name = "FILE", env = "RSBACKUP_IDENTITY")]
-    identity: PathBuf,
+    #[command(flatten)]
+    at: crate::open::RepoIdentityArgs,
     /// Only this client's sessions.
     #[arg(long, value_name = "NAME")]
     client: Option<String>,
@@ -58,16 +53,16 @@ pub fn run(args: Args) -> Result<Outcome> {
         validate_client_name(client)?;
     }
     let patterns = Patterns::new(&args.patterns)?;
-    let repo = crate::open::repo(&args.repo)?;
+    let repo = crate::open::repo(&args.at.repo)?;
     let sessions = match &args.session {
         Some(s) => {
             let index = repo.index()?;
-            let id = crate::open::session(&index, &args.repo, s, args.client.as_deref())?;
+            let id = crate::open::session(&index, &args.at.repo, s, args.client.as_deref())?;
             vec![index.session(id)?]
         }
         None => repo.index()?.sessions(args.client.as_deref())?,
     };
-    let reader = crate::open::reader(&repo, &args.identity)?;
+    let reader = crate::open::reader(&repo, &args.at.identity)?;
     let mut out = crate::output::Stdout::new();
     let mut line = Vec::with_capacity(256);
     let (mut matches, mut lost) = (0u64, 0u64);
