@@ -178,6 +178,8 @@ pub fn aspects(a: &Entry, b: &Entry) -> Vec<Aspect> {
 enum Msg {
     Entry(Entry),
     Lost(LostChunk),
+    /// The walk failed: the main side stops at once rather than take the rest as removed.
+    Failed(Error),
 }
 
 /// Compare sessions `a` and `b` below `prefix` (empty: everything), calling `visit` with each
@@ -196,7 +198,7 @@ pub fn diff(
     let (tx, rx) = crossbeam_channel::bounded::<Msg>(256);
     std::thread::scope(|scope| {
         let helper = scope.spawn(move || {
-            reader.walk_salvaging(
+            let walked = reader.walk_salvaging(
                 b,
                 &mut |entry| {
                     if !super::under(&entry.path, prefix) {
@@ -212,7 +214,10 @@ pub fn diff(
                     let _ = tx.send(Msg::Lost(lost));
                     Ok(())
                 },
-            )
+            );
+            if let Err(e) = walked {
+                let _ = tx.send(Msg::Failed(e));
+            }
         });
         let mut merge = Merge {
             rx,
@@ -239,11 +244,10 @@ pub fn diff(
         // Unblock the helper whatever happened, then hear its outcome.
         let Merge { rx, mut out, .. } = merge;
         drop(rx);
-        let helped = helper
-            .join()
-            .unwrap_or_else(|_| Err(Error::new(ErrorKind::Internal, "the diff reader panicked")));
+        if helper.join().is_err() {
+            return Err(Error::new(ErrorKind::Internal, "the diff reader panicked"));
+        }
         result?;
-        helped?;
         lost_a.append(&mut out.lost);
         out.lost = lost_a;
         Ok(out)
@@ -260,14 +264,16 @@ struct Merge {
 
 impl Merge {
     /// The next entry of the second session, noting lost chunks on the way.
-    fn next(&mut self) -> Option<Entry> {
+    fn next(&mut self) -> Result<Option<Entry>> {
         if let Some(e) = self.pending.take() {
-            return Some(e);
+            return Ok(Some(e));
         }
         loop {
-            match self.rx.recv().ok()? {
-                Msg::Entry(e) => return Some(e),
-                Msg::Lost(l) => self.out.lost.push((self.b, l)),
+            match self.rx.recv() {
+                Err(_) => return Ok(None),
+                Ok(Msg::Entry(e)) => return Ok(Some(e)),
+                Ok(Msg::Lost(l)) => self.out.lost.push((self.b, l)),
+                Ok(Msg::Failed(e)) => return Err(e),
             }
         }
     }
@@ -287,7 +293,7 @@ impl Merge {
 
     /// An entry of the first session: settle every entry of the second that sorts before it.
     fn old(&mut self, old: Entry, visit: &mut dyn FnMut(Change) -> Result<()>) -> Result<()> {
-        while let Some(new) = self.next() {
+        while let Some(new) = self.next()? {
             match cmp_paths(&new.path, &old.path) {
                 Ordering::Less => self.added(new, visit)?,
                 Ordering::Equal => {
@@ -329,7 +335,7 @@ impl Merge {
 
     /// After the first session ends, everything left in the second was added.
     fn rest(&mut self, visit: &mut dyn FnMut(Change) -> Result<()>) -> Result<()> {
-        while let Some(new) = self.next() {
+        while let Some(new) = self.next()? {
             self.added(new, visit)?;
         }
         Ok(())
