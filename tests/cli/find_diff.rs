@@ -1,7 +1,8 @@
 //! Integration tests of `find`, `diff` and `ls --json` on sessions made by real ingests: a file
 //! deleted in the last session is found in the ones before it, globs keep `*` within a
-//! component, a diff names each kind of change (also as JSON), and a damaged manifest chunk
-//! makes both partial (exit 3) while still giving what could be read.
+//! component, a diff names each kind of change (also as JSON, an ACL apart from other xattrs),
+//! and a damaged manifest chunk makes both partial (exit 3) while still giving what could be
+//! read.
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -118,6 +119,8 @@ fn diff_names_added_removed_content_mode_and_xattr_changes() {
     write_file(&src.join("mode.txt"), b"mode\n");
     set_mode(&src.join("mode.txt"), 0o644);
     write_file(&src.join("tag.txt"), b"tag\n");
+    write_file(&src.join("acl.txt"), b"acl\n");
+    set_mode(&src.join("acl.txt"), 0o644);
     std::os::unix::fs::symlink("keep.txt", src.join("link")).unwrap();
     let (a, b) = two_sessions(&t, &src, |src| {
         fs::remove_file(src.join("gone.txt")).unwrap();
@@ -131,6 +134,10 @@ fn diff_names_added_removed_content_mode_and_xattr_changes() {
         assert!(
             set_xattr(&src.join("tag.txt"), "user.tag", b"v"),
             "this test needs user xattrs on the temporary filesystem"
+        );
+        must(
+            "setfacl",
+            &["-m", "u:65534:r", src.join("acl.txt").to_str().unwrap()],
         );
     });
 
@@ -161,6 +168,11 @@ fn diff_names_added_removed_content_mode_and_xattr_changes() {
     assert_eq!(change("mode.txt")["old"]["mode"], "0644");
     assert_eq!(change("mode.txt")["new"]["mode"], "0600");
     assert_eq!(change("tag.txt")["aspects"], serde_json::json!(["xattrs"]));
+    assert_eq!(change("acl.txt")["aspects"], serde_json::json!(["acls"]));
+    assert_eq!(
+        change("acl.txt")["new"]["xattrs"],
+        serde_json::json!(["system.posix_acl_access"])
+    );
     assert_eq!(
         change("tag.txt")["new"]["xattrs"],
         serde_json::json!(["user.tag"])
@@ -172,7 +184,7 @@ fn diff_names_added_removed_content_mode_and_xattr_changes() {
         (Some(1), Some(1))
     );
     assert_eq!(s["content_changed"], 1);
-    assert!(s["changed"].as_u64().unwrap() >= 3, "{summary}");
+    assert!(s["changed"].as_u64().unwrap() >= 4, "{summary}");
     assert_eq!(
         (s["added_bytes"].as_u64(), s["removed_bytes"].as_u64()),
         (Some(1234), Some(700))
@@ -195,6 +207,7 @@ fn diff_names_added_removed_content_mode_and_xattr_changes() {
     );
     assert!(out.contains("mode.txt  [mode 0644 -> 0600]"), "{out}");
     assert!(out.contains("tag.txt  [xattrs]"), "{out}");
+    assert!(out.contains("acl.txt  [acls]"), "{out}");
     let last = out.lines().last().unwrap();
     assert!(
         last.contains("1 added (1.21 KiB), 1 removed (700 bytes)"),
