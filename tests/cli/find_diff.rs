@@ -218,6 +218,8 @@ fn diff_names_added_removed_content_mode_and_xattr_changes() {
     assert_eq!(one.stdout_str().lines().count(), 2, "{}", one.stdout_str());
     t.run_with_identity("diff", &[&a.to_string(), &b.to_string(), "nothing"])
         .fails_with(exit::NOT_FOUND, &["\"nothing\" is in neither session"]);
+    t.run_with_identity("diff", &[&a.to_string(), "999"])
+        .fails_with(exit::NOT_FOUND, &["session 999 not found"]);
     t.run_with_identity("diff", &[&a.to_string(), "latest"])
         .fails_with(exit::USAGE, &["--client"]);
 }
