@@ -30,6 +30,7 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod browse;
 pub mod check;
 pub mod chunking;
 pub mod client;

@@ -15,7 +15,7 @@ use crate::common::*;
 /// A tree of 3,241 entries (40 directories of 80 small files), whose manifest spans dozens of
 /// chunks (manifest chunks of 8 KiB on average); packs of 64 KiB so that manifest chunks spread
 /// over several packs.
-fn setup() -> (TestRepo, PathBuf, i64) {
+pub(crate) fn setup() -> (TestRepo, PathBuf, i64) {
     let t = TestRepo::new();
     let toml = t.repo.join("repository.toml");
     let text = fs::read_to_string(&toml).unwrap();
@@ -39,7 +39,7 @@ fn setup() -> (TestRepo, PathBuf, i64) {
 }
 
 /// The session's manifest chunks in order: (pack file, record offset, record length).
-fn manifest_chunks(repo: &Path, session: i64) -> Vec<(PathBuf, u64, u64)> {
+pub(crate) fn manifest_chunks(repo: &Path, session: i64) -> Vec<(PathBuf, u64, u64)> {
     let db = rusqlite::Connection::open(repo.join("index.db")).unwrap();
     let mut stmt = db
         .prepare(
@@ -191,7 +191,7 @@ fn restore_and_account(t: &TestRepo, src: &Path, session: i64, tag: &str) -> (us
     (lost, touched, source.len())
 }
 
-fn flip(path: &Path, at: u64) {
+pub(crate) fn flip(path: &Path, at: u64) {
     let f = OpenOptions::new()
         .read(true)
         .write(true)

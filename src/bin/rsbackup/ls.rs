@@ -1,13 +1,16 @@
-//! `rsbackup ls --repo R --session ID --identity F [--long] [PATH]`: list a session's paths.
+//! `rsbackup ls --repo R --session ID --identity F [--long | --json] [PATH]`: list a session's
+//! paths.
 
 use std::ffi::OsString;
 use std::io::Write;
 
 use anyhow::Result;
+use rsbackup::browse::under;
 use rsbackup::format::manifest::{Body, Entry};
 use rsbackup::{Error, ErrorKind};
 
 use crate::Outcome;
+use crate::entry_json::{EntryJson, json_line};
 use crate::output::{path_bytes, path_display, time};
 
 /// Arguments of `ls`.
@@ -18,6 +21,10 @@ pub struct Args {
     /// Show type, mode, owner, size and mtime.
     #[arg(long, short = 'l')]
     long: bool,
+    /// One JSON object per entry, one per line: path, type, mode, uid, gid, size, mtime,
+    /// target, xattr names.
+    #[arg(long, conflicts_with = "long")]
+    json: bool,
     /// List only this path and what is below it.
     #[arg(value_name = "PATH")]
     path: Option<OsString>,
@@ -39,6 +46,12 @@ pub fn run(args: Args) -> Result<Outcome> {
         }
         found = true;
         line.clear();
+        if args.json {
+            json_line(&EntryJson::new(&entry), &mut line)?;
+            return out
+                .write_all(&line)
+                .map_err(|e| Error::io("cannot write to standard output", e));
+        }
         if args.long {
             long_line(&entry, &mut line);
         } else {
@@ -60,13 +73,6 @@ pub fn run(args: Args) -> Result<Outcome> {
         .into());
     }
     Ok(Outcome::Ok)
-}
-
-/// Whether `path` is `prefix` or below it (the empty prefix is the root: everything).
-pub fn under(path: &[u8], prefix: &[u8]) -> bool {
-    prefix.is_empty()
-        || path == prefix
-        || (path.len() > prefix.len() && path.starts_with(prefix) && path[prefix.len()] == b'/')
 }
 
 fn long_line(entry: &Entry, line: &mut Vec<u8>) {
@@ -140,15 +146,6 @@ pub fn perms(mode: u32) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn prefix_matches_whole_components_only() {
-        assert!(under(b"a/b", b""));
-        assert!(under(b"a/b", b"a"));
-        assert!(under(b"a", b"a"));
-        assert!(!under(b"ab", b"a"));
-        assert!(!under(b"a", b"a/b"));
-    }
 
     #[test]
     fn permissions_render_like_ls() {

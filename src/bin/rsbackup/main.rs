@@ -11,6 +11,9 @@ mod authorized_keys;
 mod cat;
 mod check;
 mod config_check;
+mod diff;
+mod entry_json;
+mod find;
 mod generate;
 mod ingest;
 mod init;
@@ -124,6 +127,10 @@ enum Command {
     Sessions(sessions::Args),
     /// List the paths of a session.
     Ls(ls::Args),
+    /// Find which sessions hold paths matching glob patterns.
+    Find(find::Args),
+    /// Show what changed between two sessions.
+    Diff(diff::Args),
     /// Restore a session, or some of its paths, into a target directory.
     Restore(restore::Args),
     /// Write one file of a session to standard output.
@@ -276,6 +283,8 @@ fn run_command(command: Command) -> anyhow::Result<Outcome> {
         Command::Ingest(a) => ingest::run(a),
         Command::Sessions(a) => sessions::run(a),
         Command::Ls(a) => ls::run(a),
+        Command::Find(a) => find::run(a),
+        Command::Diff(a) => diff::run(a),
         Command::Restore(a) => restore::run(a),
         Command::Cat(a) => cat::run(a),
         Command::Check(a) => check::run(a),

@@ -33,6 +33,18 @@ pub struct SessionArgs {
     pub identity: PathBuf,
 }
 
+/// The flags of the commands that read sessions with the identity but name them their own way
+/// (`find`, `diff`).
+#[derive(clap::Args)]
+pub struct RepoIdentityArgs {
+    /// The repository directory.
+    #[arg(long, value_name = "DIR", env = "RSBACKUP_REPO")]
+    pub repo: PathBuf,
+    /// The age identity file that can unlock the repository.
+    #[arg(long, value_name = "FILE", env = "RSBACKUP_IDENTITY")]
+    pub identity: PathBuf,
+}
+
 impl SessionArgs {
     /// Open the repository, resolve the session and unlock the repository with the identity.
     pub fn open(&self) -> Result<(SessionId, SessionReader)> {

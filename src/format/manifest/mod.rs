@@ -24,6 +24,7 @@ mod tests;
 mod vectors;
 
 pub use builder::ManifestBuilder;
+pub use order::cmp_paths;
 pub use reader::{ManifestReader, chunk_references};
 
 use crate::error::{Error, Result};

@@ -47,7 +47,7 @@ fn is_component_prefix(a: &[u8], b: &[u8]) -> bool {
 }
 
 /// Manifest order of two paths: component by component, each by its bytes.
-pub(super) fn cmp_paths(a: &[u8], b: &[u8]) -> Ordering {
+pub fn cmp_paths(a: &[u8], b: &[u8]) -> Ordering {
     let mut a = a.split(|&c| c == b'/').filter(|c| !c.is_empty());
     let mut b = b.split(|&c| c == b'/').filter(|c| !c.is_empty());
     loop {
