@@ -159,7 +159,13 @@ pub fn serve_with_body(
         Request::Prepare => prepare(config, policy, &lease, now, None),
         Request::PrepareWithRenames => {
             let list = read_rename_list(body);
-            prepare(config, policy, &lease, now, Some(list))
+            let done = prepare(config, policy, &lease, now, Some(list));
+            // The count goes into the audit beside the request's own row: moves made in
+            // staging are the administrator's to see, like the request that asked for them.
+            if let Ok((answer, _)) = &done {
+                audit_renames(config, input, &answer["renames"]);
+            }
+            done
         }
         Request::Complete(args) => {
             let done = crate::server::complete::complete(
@@ -502,6 +508,37 @@ pub fn finish_rsync(
 
 /// An allowed request the server stopped over the client's quota: audited, and mailed to the
 /// administrator, as a refusal with `reason`.
+/// An `allow` row saying what `prepare renames` did in staging (sent, applied, skipped), or
+/// why the list was not used.
+fn audit_renames(config: &ServerConfig, input: &ServeInput, renames: &serde_json::Value) {
+    let reason = match renames.get("error") {
+        Some(why) => format!(
+            "prepare renames: list not used: {}",
+            why.as_str().unwrap_or("?")
+        ),
+        None => format!(
+            "prepare renames: {} sent, {} applied, {} skipped, {} placeholder rows moved",
+            renames["sent"], renames["applied"], renames["skipped_count"], renames["rows_moved"]
+        ),
+    };
+    let decision = crate::server::authz::Decision {
+        allowed: true,
+        reason,
+        request: None,
+        client_ip: None,
+        identity: None,
+    };
+    let record = AuditRecord::new(
+        jiff::Timestamp::now(),
+        &input.client,
+        input.ssh_connection.as_deref(),
+        input.ssh_original_command.as_deref(),
+        &decision,
+    );
+    // Best effort: the renames are made; a lost note must not fail the run.
+    let _ = crate::server::audit::write_audit(config, &record);
+}
+
 fn audit_refusal(config: &ServerConfig, input: &ServeInput, reason: String) {
     let decision = crate::server::authz::Decision::refuse(reason, None, None);
     let record = AuditRecord::new(

@@ -90,6 +90,14 @@ fn a_renamed_directory_travels_as_a_rename() {
     std::fs::rename(src.join("big"), src.join("moved")).unwrap();
     let answer = prepare_with(&s, &encode(&[r("big", "moved")]));
     assert_eq!(answer["renames"]["applied"], 1, "{answer:#}");
+    // The count is audited beside the request's own row.
+    let rows = common::audit_rows(&s.repo.repo);
+    assert!(
+        rows.iter().any(|r| r[0] == "web1"
+            && r[3] == "allow"
+            && r[4].starts_with("prepare renames: 1 sent, 1 applied, 0 skipped")),
+        "{rows:?}"
+    );
     assert!(
         answer["renames"]["rows_moved"].as_u64().unwrap() >= 4,
         "{answer:#}"
