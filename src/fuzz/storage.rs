@@ -18,7 +18,9 @@ use crate::format::pack::{
     RecordHeader, decode_pack_header, decode_record_header, encode_pack_header,
     encode_record_header,
 };
-use crate::format::records::{decode_refs, decode_session, encode_refs, encode_session};
+use crate::format::records::{
+    SESSION_RECORD_VERSION, decode_refs, decode_session, encode_refs, encode_session,
+};
 use crate::format::repository::RepoConfig;
 use crate::ids::{ChunkId, KeyId, PackName};
 
@@ -261,10 +263,17 @@ pub fn records(data: &[u8]) {
     }
     if s & 1 == 0 {
         if let Ok(record) = decode_session(&bytes) {
-            assert_eq!(
-                encode_session(&record).expect("a decoded record encodes"),
-                bytes
-            );
+            let encoded = encode_session(&record).expect("a decoded record encodes");
+            // A record of the current version re-encodes to the same bytes; an older one is
+            // read and written as the current version, which reads back the same.
+            if bytes.get(8..12) == Some(&SESSION_RECORD_VERSION.to_le_bytes()[..]) {
+                assert_eq!(encoded, bytes);
+            } else {
+                assert_eq!(
+                    decode_session(&encoded).expect("a re-encoded record decodes"),
+                    record
+                );
+            }
         }
     } else if let Ok(refs) = decode_refs(&bytes) {
         assert_eq!(encode_refs(&refs).expect("a decoded list encodes"), bytes);

@@ -123,7 +123,8 @@ fn usage_errors_point_at_the_subcommands_help_and_help_help_works() {
     let help = rsbackup(["help", "--help"]);
     help.ok();
     assert!(
-        help.stdout_str().contains("Usage: rsbackup <COMMAND>"),
+        help.stdout_str()
+            .contains("Usage: rsbackup [OPTIONS] <COMMAND>"),
         "{}",
         help.stdout_str()
     );
