@@ -506,8 +506,6 @@ pub fn finish_rsync(
     cleaned
 }
 
-/// An allowed request the server stopped over the client's quota: audited, and mailed to the
-/// administrator, as a refusal with `reason`.
 /// An `allow` row saying what `prepare renames` did in staging (sent, applied, skipped), or
 /// why the list was not used.
 fn audit_renames(config: &ServerConfig, input: &ServeInput, renames: &serde_json::Value) {
@@ -528,25 +526,24 @@ fn audit_renames(config: &ServerConfig, input: &ServeInput, renames: &serde_json
         client_ip: None,
         identity: None,
     };
-    let record = AuditRecord::new(
-        jiff::Timestamp::now(),
-        &input.client,
-        input.ssh_connection.as_deref(),
-        input.ssh_original_command.as_deref(),
-        &decision,
-    );
     // Best effort: the renames are made; a lost note must not fail the run.
-    let _ = crate::server::audit::write_audit(config, &record);
+    let _ = crate::server::audit::write_audit(config, &audit_record(input, &decision));
 }
 
+/// An allowed request the server stopped over the client's quota: audited, and mailed to the
+/// administrator, as a refusal with `reason`.
 fn audit_refusal(config: &ServerConfig, input: &ServeInput, reason: String) {
     let decision = crate::server::authz::Decision::refuse(reason, None, None);
-    let record = AuditRecord::new(
+    let _ = record_decision(config, &input.host, &audit_record(input, &decision));
+}
+
+/// The audit row of a second decision about the request `input` made, now.
+fn audit_record(input: &ServeInput, decision: &crate::server::authz::Decision) -> AuditRecord {
+    AuditRecord::new(
         jiff::Timestamp::now(),
         &input.client,
         input.ssh_connection.as_deref(),
         input.ssh_original_command.as_deref(),
-        &decision,
-    );
-    let _ = record_decision(config, &input.host, &record);
+        decision,
+    )
 }
