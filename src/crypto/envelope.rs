@@ -236,9 +236,16 @@ pub fn open(
 fn decompress_stream_bounded(frame: &[u8], max: usize, id: &ChunkId) -> Result<Vec<u8>> {
     use std::io::Read;
     let bad = |what: String| Error::corrupt(format!("chunk {id}: compressed body {what}"));
-    let decoder = zstd::stream::read::Decoder::with_buffer(frame)
+    let mut decoder = zstd::stream::read::Decoder::with_buffer(frame)
         .map_err(|e| bad(format!("cannot be decompressed: zstd: {e}")))?
         .single_frame();
+    // The frame's window is allocated up front (up to 128 MiB by default): no larger than the
+    // plaintext may be, so a small record cannot make the reader allocate a large window.
+    let window_log =
+        (usize::BITS - max.max(1 << 10).saturating_sub(1).leading_zeros()).clamp(10, 31);
+    decoder
+        .window_log_max(window_log)
+        .map_err(|e| bad(format!("cannot be decompressed: zstd: {e}")))?;
     let mut out = Vec::new();
     decoder
         .take((max as u64).saturating_add(1))

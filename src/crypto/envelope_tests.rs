@@ -171,6 +171,33 @@ fn zstd_bomb_with_declared_size_is_refused_before_allocating() {
 }
 
 #[test]
+fn a_frame_without_declared_size_cannot_ask_for_a_window_larger_than_the_limit() {
+    let frame_with_window = |log: u32| {
+        let mut enc = zstd::stream::Encoder::new(Vec::new(), 3).unwrap();
+        enc.include_contentsize(false).unwrap();
+        enc.window_log(log).unwrap();
+        std::io::Write::write_all(&mut enc, b"small").unwrap();
+        enc.finish().unwrap()
+    };
+    let id = ChunkId([2; 32]);
+    // A 128 MiB window for five bytes, read with a 64 KiB limit: refused, nothing allocated.
+    let big = seal_body(&key(), KEY_ID, &id, FLAG_ZSTD, &frame_with_window(27));
+    let err = open(&key(), KEY_ID, &id, &big, 64 << 10).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Corrupt, "{err}");
+    // The same bytes with a window within the limit open.
+    let small = seal_body(&key(), KEY_ID, &id, FLAG_ZSTD, &frame_with_window(16));
+    assert_eq!(
+        open(&key(), KEY_ID, &id, &small, 64 << 10).unwrap(),
+        b"small"
+    );
+    // And the large window opens when the limit allows it.
+    assert_eq!(
+        open(&key(), KEY_ID, &id, &big, 128 << 20).unwrap(),
+        b"small"
+    );
+}
+
+#[test]
 fn zstd_bomb_without_declared_size_stops_at_the_limit() {
     // A streaming encoder does not write the content size into the frame header.
     let mut enc = zstd::stream::Encoder::new(Vec::new(), 3).unwrap();
