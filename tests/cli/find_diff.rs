@@ -264,7 +264,7 @@ fn ls_json_gives_one_object_per_entry() {
 }
 
 #[test]
-fn a_damaged_manifest_chunk_makes_find_and_diff_partial() {
+fn a_damaged_manifest_chunk_makes_find_diff_and_ls_partial() {
     let (t, src, a) = crate::manifest_damage::setup();
     write_file(&src.join("zz-new"), b"added\n");
     let b = t.ingest("host", &src);
@@ -305,4 +305,14 @@ fn a_damaged_manifest_chunk_makes_find_and_diff_partial() {
             >= 1
     );
     assert!(run.stderr.contains("diff is partial"), "{}", run.stderr);
+    // ls: every entry outside the damaged chunk, the chunk named, exit 3.
+    let run = t.run_with_identity("ls", &["--json", "--session", &a.to_string()]);
+    run.code(exit::PARTIAL);
+    let listed = json_lines(&run).len();
+    assert!(listed > 2000 && listed < 3200, "listed {listed}");
+    assert!(
+        run.stderr.contains("ls is partial") && run.stderr.contains("manifest chunk"),
+        "{}",
+        run.stderr
+    );
 }

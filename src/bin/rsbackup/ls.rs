@@ -3,6 +3,7 @@
 
 use std::ffi::OsString;
 use std::io::Write;
+use std::ops::ControlFlow;
 
 use anyhow::Result;
 use rsbackup::browse::under;
@@ -40,7 +41,8 @@ pub fn run(args: Args) -> Result<Outcome> {
     let mut out = crate::output::Stdout::new();
     let mut found = false;
     let mut line = Vec::with_capacity(256);
-    reader.for_each_entry(session, &mut |entry: Entry| {
+    let mut lost = 0u64;
+    let mut visit = |entry: Entry| -> rsbackup::Result<()> {
         if !under(&entry.path, &prefix) {
             return Ok(());
         }
@@ -63,8 +65,26 @@ pub fn run(args: Args) -> Result<Outcome> {
         line.push(b'\n');
         out.write_all(&line)
             .map_err(|e| Error::io("cannot write to standard output", e))
-    })?;
+    };
+    // A damaged manifest chunk loses only the entries it describes: named on standard error,
+    // and the listing goes on with the next one (exit 3, as restore).
+    reader.walk_salvaging(
+        session,
+        &mut |entry| visit(entry).map(|()| ControlFlow::Continue(())),
+        &mut |chunk| {
+            lost += 1;
+            crate::entry_json::warn_lost(session, &chunk);
+            Ok(())
+        },
+    )?;
     out.flush()?;
+    if lost > 0 {
+        eprintln!(
+            "rsbackup: ls is partial: {lost} manifest chunk{} could not be read",
+            if lost == 1 { "" } else { "s" }
+        );
+        return Ok(Outcome::Partial);
+    }
     if !found {
         return Err(Error::new(
             ErrorKind::NotFound,
