@@ -38,13 +38,29 @@ pub struct RenameReport {
 /// At most this many skipped renames are listed in the report.
 const LISTED: usize = 20;
 
+/// Moving the rows checks every placeholder row against every rename made: at most this many
+/// such checks in one `prepare` (a few seconds), so that a list of thousands of renames over a
+/// tree of millions of placeholders cannot hold the server for long. Renames past the budget
+/// are skipped, which costs only bandwidth.
+const MOVE_BUDGET: u64 = 200_000_000;
+
 /// Make `renames` in the staging directory `dir`, in order, and move the placeholder rows of
 /// the table at `table` (if it exists) with them.
 pub fn apply(dir: &Path, renames: &[Rename], table: &Path) -> Result<RenameReport> {
+    apply_within(dir, renames, table, MOVE_BUDGET)
+}
+
+fn apply_within(dir: &Path, renames: &[Rename], table: &Path, budget: u64) -> Result<RenameReport> {
     let mut report = RenameReport {
         sent: renames.len() as u64,
         ..Default::default()
     };
+    let rows = if table.exists() {
+        count_rows(table)?
+    } else {
+        0
+    };
+    let most = budget.checked_div(rows).unwrap_or(u64::MAX).max(1);
     let root = rustix::fs::open(
         dir,
         OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
@@ -53,7 +69,14 @@ pub fn apply(dir: &Path, renames: &[Rename], table: &Path) -> Result<RenameRepor
     .map_err(|e| Error::io(format!("opening staging {}", dir.display()), e.into()))?;
     let mut done: Vec<&Rename> = Vec::new();
     for r in renames {
-        match rename_beneath(&root, &r.from, &r.to) {
+        let made = if report.applied >= most {
+            Err(format!(
+                "over the {most} renames one prepare makes with {rows} placeholder rows"
+            ))
+        } else {
+            rename_beneath(&root, &r.from, &r.to)
+        };
+        match made {
             Ok(()) => {
                 report.applied += 1;
                 done.push(r);
@@ -125,6 +148,16 @@ fn parent_beneath<'p>(
         fd = Some(next);
     }
     Ok((fd, name))
+}
+
+/// How many rows the placeholder table holds.
+fn count_rows(table: &Path) -> Result<u64> {
+    let what = || format!("counting rows of placeholder table {}", table.display());
+    let conn = Connection::open(table).map_err(|e| Error::from(e).context(what()))?;
+    let n: i64 = conn
+        .query_row("SELECT count(*) FROM placeholders", [], |r| r.get(0))
+        .map_err(|e| Error::from(e).context(what()))?;
+    Ok(n.max(0) as u64)
 }
 
 /// Move the placeholder rows under each applied rename's old path to its new path.
@@ -252,5 +285,15 @@ mod tests {
             paths,
             [&b"d/new"[..], b"d/new/f", b"d/older", b"e"].map(|p| p.to_vec())
         );
+        // A budget of 8 row checks over 4 rows: two renames are made, the third is skipped
+        // (its directory stays where it was), and the rows follow only what was made.
+        for d in ["x1", "x2", "x3"] {
+            std::fs::create_dir(dir.path().join(d)).unwrap();
+        }
+        let list = [r("x1", "y1"), r("x2", "y2"), r("x3", "y3")];
+        let rep = apply_within(dir.path(), &list, &table, 8).unwrap();
+        assert_eq!((rep.applied, rep.skipped_count), (2, 1), "{rep:#?}");
+        assert!(rep.skipped[0].contains("over the 2 renames"), "{rep:#?}");
+        assert!(dir.path().join("y2").is_dir() && dir.path().join("x3").is_dir());
     }
 }
