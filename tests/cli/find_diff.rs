@@ -270,6 +270,8 @@ fn a_damaged_manifest_chunk_makes_find_diff_and_ls_partial() {
     let b = t.ingest("host", &src);
     let chunks = crate::manifest_damage::manifest_chunks(&t.repo, a);
     assert!(chunks.len() >= 4, "only {} manifest chunks", chunks.len());
+    let all =
+        json_lines(&t.run_with_identity("ls", &["--json", "--session", &a.to_string()])).len();
     let (pack, offset, length) = &chunks[chunks.len() / 2];
     crate::manifest_damage::flip(pack, offset + length / 2);
 
@@ -309,7 +311,10 @@ fn a_damaged_manifest_chunk_makes_find_diff_and_ls_partial() {
     let run = t.run_with_identity("ls", &["--json", "--session", &a.to_string()]);
     run.code(exit::PARTIAL);
     let listed = json_lines(&run).len();
-    assert!(listed > 2000 && listed < 3200, "listed {listed}");
+    assert!(
+        listed > all * 2 / 3 && listed < all,
+        "listed {listed} of {all}"
+    );
     assert!(
         run.stderr.contains("ls is partial") && run.stderr.contains("manifest chunk"),
         "{}",
