@@ -219,18 +219,25 @@ fn prune_removes_rolled_off_sessions_and_kept_ones_restore() {
     assert_eq!(packs_bytes(&t), packs_bytes(&t));
 }
 
+/// Two sessions of client `web`: twelve files (sizes from `base`), then every third of them;
+/// once the first rolls off, its packs are about a third live. Returns the second session and
+/// its source.
+fn half_live(t: &TestRepo, base: u64) -> (SessionId, PathBuf) {
+    let files: Vec<(String, u64)> = (0..12).map(|i| (format!("f{i:02}"), base + i)).collect();
+    let refs: Vec<(&str, u64)> = files.iter().map(|(n, s)| (n.as_str(), *s)).collect();
+    let full = tree(t, "full", &refs);
+    ingest_tree(t, "web", &full);
+    let half: Vec<(&str, u64)> = refs.iter().step_by(3).copied().collect();
+    let half_dir = tree(t, "half", &half);
+    (ingest_tree(t, "web", &half_dir), half_dir)
+}
+
 #[test]
 fn repacking_moves_live_records_verbatim() {
     let t = small_pack_repo();
     // One session with many files, then one that keeps every other file: the old packs end up
     // about half live.
-    let files: Vec<(String, u64)> = (0..12).map(|i| (format!("f{i:02}"), 500 + i)).collect();
-    let refs: Vec<(&str, u64)> = files.iter().map(|(n, s)| (n.as_str(), *s)).collect();
-    let full = tree(&t, "full", &refs);
-    ingest_tree(&t, "web", &full);
-    let half: Vec<(&str, u64)> = refs.iter().step_by(3).copied().collect();
-    let half_dir = tree(&t, "half", &half);
-    let kept = ingest_tree(&t, "web", &half_dir);
+    let (kept, half_dir) = half_live(&t, 500);
     let before: Vec<(Vec<u8>, Vec<u8>)> = {
         let index = t.repo.index().unwrap();
         let mut stmt = index
@@ -527,13 +534,7 @@ fn live_locations(t: &TestRepo, session: SessionId) -> Vec<crate::index::ChunkLo
 #[test]
 fn repack_leaves_a_damaged_record_and_its_pack_for_check() {
     let t = small_pack_repo();
-    let files: Vec<(String, u64)> = (0..12).map(|i| (format!("f{i:02}"), 700 + i)).collect();
-    let refs: Vec<(&str, u64)> = files.iter().map(|(n, s)| (n.as_str(), *s)).collect();
-    let full = tree(&t, "full", &refs);
-    ingest_tree(&t, "web", &full);
-    let half: Vec<(&str, u64)> = refs.iter().step_by(3).copied().collect();
-    let half_dir = tree(&t, "half", &half);
-    let kept = ingest_tree(&t, "web", &half_dir);
+    let (kept, _) = half_live(&t, 700);
 
     // Damage one live record in every pack that also holds records of the session that will
     // roll off: those are the packs repack would copy from.

@@ -48,6 +48,26 @@ fn mirror_ok(t: &TestRepo, path: &Path) -> PushReport {
     p.unwrap()
 }
 
+/// The mirror at `dest` holds the primary's sessions, and `check --read-data` without an
+/// identity finds nothing wrong there. Returns the mirror.
+fn same_sessions_and_sound(t: &TestRepo, dest: &Path) -> Repo {
+    let mirror = Repo::open(dest).unwrap();
+    assert_eq!(
+        mirror.index().unwrap().sessions(None).unwrap(),
+        t.repo.index().unwrap().sessions(None).unwrap()
+    );
+    let plain = check(
+        &mirror,
+        &CheckOptions {
+            read_data: true,
+            identities: None,
+        },
+    )
+    .unwrap();
+    assert!(plain.problems.is_empty(), "{:?}", plain.problems);
+    mirror
+}
+
 /// Incompressible bytes from a xorshift generator seeded with `seed`.
 fn noise(seed: u8, size: usize) -> Vec<u8> {
     let mut x = 0x9e37_79b9_7f4a_7c15_u64 ^ u64::from(seed);
@@ -173,23 +193,11 @@ fn first_mirror_is_a_full_repository_without_the_secret() {
     assert!(report.chunks_sent > 5, "{report:?}");
     assert!(!dest.join("keys/secret").exists());
     assert!(dest.join("keys/secret.age").exists());
-    let mirror = Repo::open(&dest).unwrap();
+    // check without identity (in the helper), and with it (every chunk opened, the manifest
+    // decoded).
+    let mirror = same_sessions_and_sound(&t, &dest);
     assert_eq!(mirror.config(), t.repo.config());
     assert_eq!(chunk_ids(&mirror), chunk_ids(&t.repo));
-    assert_eq!(
-        mirror.index().unwrap().sessions(None).unwrap(),
-        t.repo.index().unwrap().sessions(None).unwrap()
-    );
-    // check without identity, and with it (every chunk opened, the manifest decoded).
-    let plain = check(
-        &mirror,
-        &CheckOptions {
-            read_data: true,
-            identities: None,
-        },
-    )
-    .unwrap();
-    assert!(plain.problems.is_empty(), "{:?}", plain.problems);
     let full = CheckOptions {
         read_data: true,
         identities: Some(t.identities()),
@@ -684,18 +692,5 @@ fn twenty_mirror_runs_beside_ingests() {
         assert!(failures.is_empty(), "{failures:#?}");
     });
     mirror_ok(&t, &dest);
-    let mirror = Repo::open(&dest).unwrap();
-    assert_eq!(
-        mirror.index().unwrap().sessions(None).unwrap(),
-        t.repo.index().unwrap().sessions(None).unwrap()
-    );
-    let plain = check(
-        &mirror,
-        &CheckOptions {
-            read_data: true,
-            identities: None,
-        },
-    )
-    .unwrap();
-    assert!(plain.problems.is_empty(), "{:?}", plain.problems);
+    same_sessions_and_sound(&t, &dest);
 }
