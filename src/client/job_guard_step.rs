@@ -1,14 +1,13 @@
 //! The run's guard step (see [`crate::client::guards`]): after the init hooks, before
 //! `prepare`, decide which sources are sent, and tell `complete` which were not.
 
-use std::os::unix::ffi::OsStrExt;
 use std::process::Command;
 
 use jiff::Timestamp;
 
 use super::{Run, RunStatus};
 use crate::client::guards;
-use crate::client::remote::{rsync_command, transfer_sources};
+use crate::client::remote::{rsync_command, staging_path, transfer_sources};
 use crate::report::{Failure, StepReport, StepStatus};
 
 /// Longest `complete` command line the client sends: the server takes 1024 bytes, and the
@@ -56,8 +55,9 @@ impl Run<'_> {
                          sources were backed up, and its earlier copies stay in older sessions"
                     .into(),
             });
-            if let Some(name) = source.file_name() {
-                self.complete_args.skipped.push(name.as_bytes().to_vec());
+            let path = staging_path(source);
+            if !path.is_empty() {
+                self.complete_args.skipped.push(path);
             }
         }
         if plan.sending.sources.is_empty() {
@@ -86,15 +86,17 @@ impl Run<'_> {
         Some(command)
     }
 
-    /// Tell `complete` which top-level names are sent (not for the whole tree, `/`).
+    /// Tell `complete` that sources are at their full paths, and which are sent (not for the
+    /// whole tree, `/`).
     fn name_sources(&mut self, sources: &[std::path::PathBuf]) {
+        self.complete_args.full_paths = true;
         let Ok(sent) = transfer_sources(sources) else {
             return;
         };
         let names: Vec<Vec<u8>> = sent
             .iter()
-            .filter_map(|p| p.file_name())
-            .map(|n| n.as_bytes().to_vec())
+            .map(|p| staging_path(p))
+            .filter(|p| !p.is_empty())
             .collect();
         self.complete_args.sources = (names.len() == sent.len()).then_some(names);
         let length: usize = self

@@ -3,6 +3,7 @@
 //! source lands in staging, and reading the server's JSON answers.
 
 use std::ffi::OsString;
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
@@ -208,6 +209,8 @@ pub fn rsync_command(
         "--delay-updates",
         "--partial",
         "--stats",
+        // Every source lands in staging at its full path (transfer_sources).
+        "--relative",
         // Compare modification times to the nanosecond (rsync compares whole seconds by
         // default): see server::rsync_argv::NANOSECOND_TIMES.
         "--modify-window=-1",
@@ -238,75 +241,72 @@ pub fn rsync_command(
     Ok(command)
 }
 
-/// The sources as rsync gets them: trailing slashes removed, so that each lands in staging
-/// under its last component (`/var/www` becomes `www/`); `/` alone sends the whole tree. Two
-/// sources with the same last component would land on each other and are refused.
+/// The sources as rsync gets them: normalized absolute paths (trailing slashes removed), sent
+/// with `--relative`, so that each lands in staging at its full path (`/var/www` as
+/// `var/www/`, `/srv/www` as `srv/www/`); `/` alone sends the whole tree. A source inside
+/// another would be sent twice and is refused (client.toml's check says so with its line).
 pub fn transfer_sources(sources: &[PathBuf]) -> Result<Vec<PathBuf>> {
-    let mut seen: Vec<(OsString, &Path)> = Vec::new();
-    let mut out = Vec::new();
+    let mut out: Vec<PathBuf> = Vec::new();
     for source in sources {
         let normal: PathBuf = source.components().collect();
-        match normal.file_name() {
-            None if sources.len() == 1 => out.push(PathBuf::from("/")),
-            None => {
-                return Err(Error::new(
-                    ErrorKind::Config,
-                    "sources: \"/\" must be the only source (it already contains every other)",
-                ));
-            }
-            Some(name) => {
-                if let Some((_, other)) = seen.iter().find(|(n, _)| n == name) {
-                    return Err(Error::new(
-                        ErrorKind::Config,
-                        format!(
-                            "sources: {} and {} would both land in staging as {:?}: back up their \
-                             common parent instead",
-                            other.display(),
-                            source.display(),
-                            name
-                        ),
-                    ));
-                }
-                seen.push((name.to_owned(), source));
-                out.push(normal.clone());
-            }
+        if let Some(other) = out
+            .iter()
+            .find(|o| normal.starts_with(o) || o.starts_with(&normal))
+        {
+            return Err(Error::new(
+                ErrorKind::Config,
+                format!(
+                    "sources: {} and {} overlap (one is inside the other): keep the outer one",
+                    other.display(),
+                    source.display()
+                ),
+            ));
         }
+        out.push(normal);
     }
     Ok(out)
 }
 
-/// The excludes as rsync gets them. An anchored pattern (`/var/www/cache/`) is written as the
-/// administrator sees the file system; rsync anchors at the transfer root, where `/var/www`
-/// is `/www`, so it is rewritten to `/www/cache/`. An anchored pattern under no source could
-/// never match and is refused; unanchored patterns (`*.tmp`) pass unchanged.
+/// Where a source lands in staging (and in the session): its path without the leading `/`
+/// (empty for the whole tree).
+pub fn staging_path(source: &Path) -> Vec<u8> {
+    let normal: PathBuf = source.components().collect();
+    let bytes = normal.as_os_str().as_bytes();
+    bytes.strip_prefix(b"/").unwrap_or(bytes).to_vec()
+}
+
+/// The excludes as rsync gets them: unchanged. An anchored pattern (`/var/www/cache/`) is
+/// written as the administrator sees the file system, and with `--relative` rsync anchors it at
+/// `/` as well. An anchored pattern under no source could never match and is refused;
+/// unanchored patterns (`*.tmp`) pass unchanged.
 pub fn transfer_excludes(sources: &[PathBuf], excludes: &[String]) -> Result<Vec<String>> {
-    let whole_tree = transfer_sources(sources)? == [PathBuf::from("/")];
+    let sources = transfer_sources(sources)?;
     excludes
         .iter()
         .map(|pattern| {
-            if !pattern.starts_with('/') || whole_tree {
+            if !pattern.starts_with('/') {
                 return Ok(pattern.clone());
             }
-            for source in sources {
-                let source: PathBuf = source.components().collect();
-                let (Some(name), Some(base)) = (source.file_name(), source.to_str()) else {
-                    continue;
-                };
-                let Some(rest) = pattern.strip_prefix(base) else {
-                    continue;
-                };
-                if rest.is_empty() || rest.starts_with('/') {
-                    return Ok(format!("/{}{rest}", name.to_string_lossy()));
-                }
+            let under = sources.iter().any(|source| {
+                let base = source.as_os_str().as_bytes();
+                let base = base.strip_suffix(b"/").unwrap_or(base);
+                pattern
+                    .as_bytes()
+                    .strip_prefix(base)
+                    .is_some_and(|rest| rest.is_empty() || rest.starts_with(b"/"))
+            });
+            if under {
+                Ok(pattern.clone())
+            } else {
+                Err(Error::new(
+                    ErrorKind::Config,
+                    format!(
+                        "excludes: {pattern:?} starts with '/' but is under no source, so it \
+                         could never match; write it as a full path below a source, or without \
+                         the leading '/'"
+                    ),
+                ))
             }
-            Err(Error::new(
-                ErrorKind::Config,
-                format!(
-                    "excludes: {pattern:?} starts with '/' but is under no source, so it could \
-                     never match; write it as a full path below a source, or without the \
-                     leading '/'"
-                ),
-            ))
         })
         .collect()
 }

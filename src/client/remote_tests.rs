@@ -84,7 +84,7 @@ fn rsync_uses_only_what_the_server_accepts() {
         ..Connection::default()
     };
     let args = argv(&rsync_command(&cfg, &conn, &identity()).unwrap());
-    let head: Vec<&str> = args.iter().take(13).map(String::as_str).collect();
+    let head: Vec<&str> = args.iter().take(14).map(String::as_str).collect();
     assert_eq!(
         head,
         [
@@ -99,6 +99,7 @@ fn rsync_uses_only_what_the_server_accepts() {
             "--delay-updates",
             "--partial",
             "--stats",
+            "--relative",
             "--modify-window=-1",
             "--timeout=600"
         ]
@@ -123,7 +124,7 @@ fn rsync_uses_only_what_the_server_accepts() {
         tail,
         [
             "--exclude=*.tmp",
-            "--exclude=/www/cache/",
+            "--exclude=/var/www/cache/",
             "--exclude=/etc/ssl/private",
             "/etc",
             "/var/www",
@@ -147,9 +148,16 @@ fn rsync_uses_only_what_the_server_accepts() {
 fn sources_and_excludes_are_mapped_or_refused() {
     let p = |v: &[&str]| v.iter().map(PathBuf::from).collect::<Vec<_>>();
     assert_eq!(transfer_sources(&p(&["/"])).unwrap(), p(&["/"]));
-    let err = transfer_sources(&p(&["/a/data", "/b/data/"])).unwrap_err();
+    // The same last component is no clash: each source lands at its full path.
+    assert_eq!(
+        transfer_sources(&p(&["/a/data", "/b/data/"])).unwrap(),
+        p(&["/a/data", "/b/data"])
+    );
+    assert_eq!(staging_path(Path::new("/b/data/")), b"b/data");
+    assert_eq!(staging_path(Path::new("/")), b"");
+    let err = transfer_sources(&p(&["/var", "/var/www"])).unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Config);
-    assert!(err.message().contains("both land"), "{err}");
+    assert!(err.message().contains("overlap"), "{err}");
     assert!(transfer_sources(&p(&["/", "/etc"])).is_err());
 
     let ex = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
@@ -159,7 +167,7 @@ fn sources_and_excludes_are_mapped_or_refused() {
     );
     assert_eq!(
         transfer_excludes(&p(&["/srv/home"]), &ex(&["/srv/home/x/", "/srv/home"])).unwrap(),
-        ex(&["/home/x/", "/home"])
+        ex(&["/srv/home/x/", "/srv/home"])
     );
     assert_eq!(
         transfer_excludes(&p(&["/"]), &ex(&["/proc/"])).unwrap(),

@@ -23,7 +23,11 @@ pub const RENAME_MIN_FILE_BYTES: u64 = 1 << 20;
 /// At most this many entries are kept; a larger tree is not followed (no renames are sent).
 pub const MAX_SEEN: usize = 2_000_000;
 
-const SEEN_MAGIC: [u8; 8] = *b"RSBSEEN\x01";
+/// Version 2: paths are full paths (`var/www/...`). Version 1 (last components, `www/...`) is
+/// still read: an identity found under its full path now is then the move `www` -> `var/www`,
+/// which carries an old-layout staging over to full paths without sending it again.
+const SEEN_MAGIC: [u8; 8] = *b"RSBSEEN\x02";
+const SEEN_MAGIC_V1: [u8; 8] = *b"RSBSEEN\x01";
 
 /// `(device, inode, birth time in ns)`.
 type Identity = (u64, u64, i64);
@@ -40,17 +44,20 @@ pub fn seen_path(state_dir: &Path, name: &str) -> PathBuf {
 }
 
 impl Seen {
-    /// Walk `sources` (as rsync sends them: each lands in staging under its last component).
+    /// Walk `sources` (as rsync sends them: each lands in staging at its full path).
     /// `None` when they cannot be followed: the whole tree (`/`), or more than [`MAX_SEEN`].
     pub fn scan(sources: &[PathBuf]) -> Option<Seen> {
         let mut seen = Seen::default();
         for source in sources {
-            let name = source.file_name()?;
+            let path = crate::client::remote::staging_path(source);
+            if path.is_empty() {
+                return None;
+            }
             if std::fs::symlink_metadata(source).is_err() {
                 // A source that is not there now (its guard skips it): nothing of it moved.
                 continue;
             }
-            walk(source, name.as_bytes().to_vec(), &mut seen)?;
+            walk(source, path, &mut seen)?;
         }
         Some(seen)
     }
@@ -88,7 +95,10 @@ impl Seen {
             return Seen::default();
         };
         let mut seen = Seen::default();
-        let Some(mut rest) = bytes.strip_prefix(&SEEN_MAGIC[..]) else {
+        let Some(mut rest) = bytes
+            .strip_prefix(&SEEN_MAGIC[..])
+            .or_else(|| bytes.strip_prefix(&SEEN_MAGIC_V1[..]))
+        else {
             return seen;
         };
         while !rest.is_empty() {
@@ -188,6 +198,7 @@ pub fn renames_to_send(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::client::remote::staging_path;
 
     #[test]
     fn a_moved_directory_is_one_rename_and_the_record_round_trips() {
@@ -208,14 +219,49 @@ mod tests {
         std::fs::rename(src.join("big2"), src.join("big3")).unwrap();
         let after = Seen::scan(std::slice::from_ref(&src)).unwrap();
         let renames = after.renames_since(&Seen::load(&file));
+        let www = staging_path(&src);
+        let at = |p: &str| {
+            let mut full = www.clone();
+            full.extend_from_slice(p.as_bytes());
+            full
+        };
         assert_eq!(
             renames,
             vec![
-                Rename::new("www/big2", "www/big3"),
-                Rename::new("www/a", "www/keep/moved"),
+                Rename::new(at("/big2"), at("/big3")),
+                Rename::new(at("/a"), at("/keep/moved")),
             ]
         );
         assert!(after.renames_since(&after).is_empty());
         assert!(Seen::scan(&[PathBuf::from("/")]).is_none());
+    }
+
+    /// A version 1 record (each source under its last component) read by a client that now
+    /// sends full paths: the source itself moved, one rename, and the record written now is
+    /// version 2.
+    #[test]
+    fn an_old_layout_record_becomes_one_move_per_source() {
+        let dir = tempfile::tempdir().unwrap();
+        let src = dir.path().join("www");
+        std::fs::create_dir_all(src.join("a/b")).unwrap();
+        let now = Seen::scan(std::slice::from_ref(&src)).unwrap();
+        let full = staging_path(&src);
+        let mut v1 = SEEN_MAGIC_V1.to_vec();
+        for (id, path) in &now.by_identity {
+            let old = [&b"www"[..], &path[full.len()..]].concat();
+            v1.extend_from_slice(&id.0.to_le_bytes());
+            v1.extend_from_slice(&id.1.to_le_bytes());
+            v1.extend_from_slice(&id.2.to_le_bytes());
+            v1.extend_from_slice(&(old.len() as u16).to_le_bytes());
+            v1.extend_from_slice(&old);
+        }
+        let file = dir.path().join("seen");
+        std::fs::write(&file, v1).unwrap();
+        assert_eq!(
+            now.renames_since(&Seen::load(&file)),
+            vec![Rename::new("www", full.clone())]
+        );
+        now.save(&file).unwrap();
+        assert_eq!(&std::fs::read(&file).unwrap()[..8], &SEEN_MAGIC);
     }
 }

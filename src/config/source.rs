@@ -56,8 +56,9 @@ pub(super) fn sources(
     raw: Spanned<Vec<Spanned<toml::Value>>>,
 ) -> Result<(Vec<PathBuf>, Vec<SourceGuard>)> {
     let list_span: Range<usize> = raw.span();
-    let mut paths = Vec::new();
+    let mut paths: Vec<PathBuf> = Vec::new();
     let mut guards = Vec::new();
+    let mut spans: Vec<Range<usize>> = Vec::new();
     for entry in raw.into_inner() {
         let span = entry.span();
         let bad = |why: String| {
@@ -102,8 +103,37 @@ pub(super) fn sources(
                 ),
             ));
         }
+        if path
+            .components()
+            .any(|c| matches!(c, std::path::Component::ParentDir))
+        {
+            return Err(src.error_at(
+                &span,
+                format!("sources: {:?} contains \"..\"", path.display()),
+            ));
+        }
+        // Sessions hold every source at its full path: a source inside another would be sent
+        // (and stored) twice, and a guard on either could not say what it covers.
+        let normal: PathBuf = path.components().collect();
+        for (other, other_span) in paths.iter().zip(&spans) {
+            let other: PathBuf = other.components().collect();
+            if normal.starts_with(&other) || other.starts_with(&normal) {
+                let line = src.line_of(other_span);
+                return Err(src.error_at(
+                    &span,
+                    format!(
+                        "sources: {} and {} (line {line}) overlap: one is inside the other, so \
+                         it would be sent twice; keep the outer one (with excludes for what it \
+                         should leave out)",
+                        path.display(),
+                        other.display()
+                    ),
+                ));
+            }
+        }
         paths.push(path);
         guards.push(guard);
+        spans.push(span);
     }
     if paths.is_empty() {
         return Err(src.error_at(&list_span, "sources is empty: nothing to back up"));
@@ -151,6 +181,9 @@ mod tests {
                 3,
                 "contradicts",
             ),
+            ("\"/var\",\n\"/etc\",\n\"/var/www/\"", 5, "(line 3) overlap"),
+            ("\"/srv/a\",\n\"/\"", 4, "overlap"),
+            ("\"/srv/a\",\n\"/srv/a/../b\"", 4, "contains \"..\""),
         ] {
             let err = parse(bad).unwrap_err().to_string();
             assert!(
@@ -160,5 +193,14 @@ mod tests {
         }
         let err = parse("").unwrap_err().to_string();
         assert!(err.contains("sources is empty"), "{err}");
+        // The same last component is no clash: sessions keep full paths.
+        assert_eq!(
+            parse("\"/var/www\",\n\"/srv/www\"").unwrap().sources.len(),
+            2
+        );
+        assert_eq!(
+            parse("\"/var/www\",\n\"/var/wwwx\"").unwrap().sources.len(),
+            2
+        );
     }
 }

@@ -4,18 +4,25 @@
 //! quoting) takes them as they are:
 //!
 //! * `rsync-exit=N`: rsync's exit code on the client (0-255).
-//! * `sources=A,B`: the names (last path components) of the sources the client sent, as they
-//!   land directly under the staging root; absent when the client sent its whole tree (`/`).
+//! * `paths=full`: the client sent every source at its full path (`/var/www` as `var/www/`
+//!   in staging); without it, each source landed under its last component (`www/`), as
+//!   clients before full paths sent them.
+//! * `sources=A,B`: where the sources the client sent land in staging (with `paths=full` their
+//!   full paths without the leading `/`, e.g. `var/www`; otherwise their last components);
+//!   absent when the client sent its whole tree (`/`).
 //! * `skipped=C`: the sources the client did not send because their guard failed.
 //!
-//! A name is percent-encoded: every byte outside `A-Z a-z 0-9 . _ -` becomes `%XX` (upper-case
-//! hex), so that commas, spaces and non-ASCII bytes travel safely. A word may appear once.
+//! A name is percent-encoded: every byte outside `A-Z a-z 0-9 . _ - /` becomes `%XX`
+//! (upper-case hex), so that commas, spaces and non-ASCII bytes travel safely. A word may appear
+//! once.
 
 /// What `complete` was told.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct CompleteArgs {
     /// rsync's exit code; `None`: the client did not say (the session is then `partial`).
     pub rsync_exit: Option<u8>,
+    /// `paths=full`: sources are in staging at their full paths.
+    pub full_paths: bool,
     /// The top-level names the client sent; `None`: the whole tree.
     pub sources: Option<Vec<Vec<u8>>>,
     /// The top-level names of sources that were not sent (their guard failed).
@@ -46,19 +53,50 @@ impl CompleteArgs {
                         })?;
                     out.rsync_exit = Some(code);
                 }
+                "paths" if value == "full" => out.full_paths = true,
+                "paths" => return Err(format!("complete: paths={value:?} is not \"full\"")),
                 "sources" => out.sources = Some(decode_names(key, value)?),
                 "skipped" => out.skipped = decode_names(key, value)?,
                 other => return Err(format!("complete: unknown argument {other:?}")),
             }
         }
+        // A name is a file name, or with paths=full a relative path inside staging.
+        for (key, name) in out
+            .sources
+            .iter()
+            .flatten()
+            .map(|n| ("sources", n))
+            .chain(out.skipped.iter().map(|n| ("skipped", n)))
+        {
+            let ok = if out.full_paths {
+                crate::format::rename_list::path_ok(name)
+            } else {
+                !name.contains(&b'/')
+            };
+            if !ok {
+                return Err(format!(
+                    "complete: {key}= names {:?}, which is not a {}",
+                    String::from_utf8_lossy(name),
+                    if out.full_paths {
+                        "relative path"
+                    } else {
+                        "file name"
+                    }
+                ));
+            }
+        }
         Ok(out)
     }
 
-    /// The words after `complete`, in a fixed order (`rsync-exit`, `sources`, `skipped`).
+    /// The words after `complete`, in a fixed order (`rsync-exit`, `paths`, `sources`,
+    /// `skipped`).
     pub fn to_words(&self) -> Vec<String> {
         let mut out = Vec::new();
         if let Some(code) = self.rsync_exit {
             out.push(format!("rsync-exit={code}"));
+        }
+        if self.full_paths {
+            out.push("paths=full".to_owned());
         }
         if let Some(sources) = &self.sources {
             out.push(format!("sources={}", encode_names(sources)));
@@ -113,7 +151,7 @@ fn encode_names(names: &[Vec<u8>]) -> String {
             out.push(',');
         }
         for &b in name {
-            if b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-') {
+            if b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-' | b'/') {
                 out.push(b as char);
             } else {
                 out.push_str(&format!("%{b:02X}"));
@@ -146,12 +184,7 @@ fn decode_names(key: &str, value: &str) -> Result<Vec<Vec<u8>>, String> {
                     i += 1;
                 }
             }
-            if name.is_empty()
-                || name == b"."
-                || name == b".."
-                || name.contains(&b'/')
-                || name.contains(&0)
-            {
+            if name.is_empty() || name == b"." || name == b".." || name.contains(&0) {
                 return Err(format!(
                     "complete: {key}= names {encoded:?}, which is not a file name"
                 ));
@@ -169,6 +202,7 @@ mod tests {
     fn words_round_trip_and_bad_words_are_refused() {
         let args = CompleteArgs {
             rsync_exit: Some(23),
+            full_paths: false,
             sources: Some(vec![b"www".to_vec(), "a b,ü%".as_bytes().to_vec()]),
             skipped: vec![b"data".to_vec()],
         };
@@ -208,8 +242,34 @@ mod tests {
             &["sources=.."],
             &["sources=a,,b"],
             &["skipped=%4"],
+            &["paths=full", "sources=a//b"],
+            &["paths=full", "skipped=a/../b"],
+            &["paths=full", "sources=/var"],
+            &["paths=short"],
         ] {
             assert!(CompleteArgs::parse(bad).is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn full_paths_travel_with_their_slashes() {
+        let args = CompleteArgs {
+            rsync_exit: Some(0),
+            full_paths: true,
+            sources: Some(vec![b"var/www".to_vec(), b"srv/www".to_vec()]),
+            skipped: vec!["srv/d\u{fc}".as_bytes().to_vec()],
+        };
+        let words = args.to_words();
+        assert_eq!(
+            words,
+            [
+                "rsync-exit=0",
+                "paths=full",
+                "sources=var/www,srv/www",
+                "skipped=srv/d%C3%BC"
+            ]
+        );
+        let refs: Vec<&str> = words.iter().map(String::as_str).collect();
+        assert_eq!(CompleteArgs::parse(&refs).unwrap(), args);
     }
 }

@@ -105,7 +105,8 @@ pub fn command_seeds() -> Vec<Vec<u8>> {
     .prefix();
     let args = CompleteArgs {
         rsync_exit: Some(23),
-        sources: Some(vec![b"etc".to_vec(), b"caf\xc3\xa9 ,%".to_vec()]),
+        full_paths: true,
+        sources: Some(vec![b"etc".to_vec(), b"srv/caf\xc3\xa9 ,%".to_vec()]),
         skipped: vec![b"mnt".to_vec()],
     };
     [

@@ -45,6 +45,7 @@ fn ingest_tree(t: &TestRepo, client: &str, dir: &Path) -> SessionId {
             source: dir.to_path_buf(),
             threads: Some(2),
             files_cache: false,
+            sources: None,
         },
     )
     .unwrap();
@@ -600,6 +601,7 @@ fn files_cache_is_rechecked_after_a_collection() {
                 client: "web".into(),
                 source: dir.to_path_buf(),
                 threads: Some(2),
+                sources: None,
                 files_cache: cache,
             },
         )

@@ -146,6 +146,10 @@ pub struct IngestOptions {
     pub threads: Option<usize>,
     /// Use and write the files cache.
     pub files_cache: bool,
+    /// The client's sources (absolute paths) when the staged tree holds them at their full
+    /// paths: written as the session's sources record (format-spec/records.md). `None`: paths
+    /// are as staged, no record.
+    pub sources: Option<Vec<Vec<u8>>>,
 }
 
 /// A path that could not be backed up.
@@ -397,6 +401,16 @@ fn ingest_inner(
         new_bytes: stats.new_bytes,
         root: consumed.root.clone(),
     };
+    if let Some(sources) = &opts.sources {
+        crate::store::records::write_session_sources(repo.root(), session, sources).map_err(
+            |e| {
+                e.context(format!(
+                    "recording the sources of session {session} of client {}",
+                    opts.client
+                ))
+            },
+        )?;
+    }
     crate::store::records::write_session_record(repo.root(), &record).map_err(|e| {
         e.context(format!(
             "recording session {session} of client {}",

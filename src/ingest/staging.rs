@@ -68,9 +68,9 @@ pub struct StagingDecode {
     pub placeholders: Option<Arc<Placeholders>>,
     /// Told about every regular file read or reused (for the next placeholder table).
     pub ingested: Option<crossbeam_channel::Sender<IngestedFile>>,
-    /// Names directly under the staging root that are not ingested at all: the staged copy of
-    /// a source the client did not send this time (its guard failed) is not what the client
-    /// has now, and must not be recorded as if it were.
+    /// Paths in staging (relative, `/`-separated) that are not ingested at all: the staged
+    /// copy of a source the client did not send this time (its guard failed) is not what the
+    /// client has now, and must not be recorded as if it were.
     pub left_out: Vec<Vec<u8>>,
     /// What went wrong with the transfer into staging, as the client reported it to
     /// `complete` (rsync's exit, skipped sources); the session is then `partial` with this as
@@ -194,6 +194,23 @@ pub(crate) fn decode_meta(
     xattrs.sort();
     xattrs.dedup_by(|a, b| a.0 == b.0);
     (st, xattrs)
+}
+
+/// Remove from `names` (the entries of the staging directory at `dir`, `b""` for the root)
+/// those [`StagingDecode::left_out`] names.
+pub(super) fn drop_left_out(decode: &StagingDecode, dir: &[u8], names: &mut Vec<CString>) {
+    if decode.left_out.is_empty() {
+        return;
+    }
+    names.retain(|n| {
+        !decode.left_out.iter().any(|l| {
+            let (parent, name) = match l.iter().rposition(|&b| b == b'/') {
+                Some(i) => (&l[..i], &l[i + 1..]),
+                None => (&l[..0], &l[..]),
+            };
+            parent == dir && name == n.as_bytes()
+        })
+    });
 }
 
 /// A symlink target as the client had it.

@@ -332,7 +332,7 @@ fn walk_tree(
     let (st, xattrs) = staging::decode_meta(decode, st, xattrs);
     let mut names = list_dir(&root)
         .map_err(|e| Error::io(format!("reading directory {}", source.display()), e))?;
-    names.retain(|n| !decode.left_out.iter().any(|l| l.as_slice() == n.as_bytes()));
+    staging::drop_left_out(decode, b"", &mut names);
     emit(Item::Done(Done::entry(
         Vec::new(),
         st.meta(xattrs),
@@ -402,7 +402,8 @@ fn walk_tree(
                     hook(&path);
                 }
                 match open_dir(&dir, &name, &st) {
-                    Ok((fd, names)) => {
+                    Ok((fd, mut names)) => {
+                        staging::drop_left_out(decode, &path, &mut names);
                         emit(Item::Done(Done::entry(path.clone(), meta, Body::Dir)));
                         stack.push(Frame::new(fd, path, names, probes));
                         continue;

@@ -120,6 +120,15 @@ fn complete_run(
         source: dir.clone(),
         threads: None,
         files_cache: true,
+        // A client that sent full paths: the session records its sources as absolute paths
+        // (none named for the whole tree, or when the list did not fit on the command line).
+        sources: args.full_paths.then(|| {
+            args.sources
+                .iter()
+                .flatten()
+                .map(|s| [&b"/"[..], s].concat())
+                .collect()
+        }),
     };
     let ingested = ingest_staged(&repo, &opts, &decode);
     drop(decode);
@@ -260,27 +269,57 @@ fn complete_run(
     Ok((value, if perfect { 0 } else { 3 }))
 }
 
-/// The names directly under staging that this session leaves out: the sources the client
-/// skipped (their guard failed: kept in staging for the next run, not recorded as current), and
-/// when the client named what it sent, everything else (`stale`: a source no longer configured,
-/// or rsync's leftovers; removed from staging after the ingest, as `--delete` would have done
-/// had it covered the staging root).
-/// File names directly under the staging root.
+/// The paths in staging that this session leaves out: the sources the client skipped (their
+/// guard failed: kept in staging for the next run, not recorded as current), and when the
+/// client named what it sent, everything else (`stale`: a source no longer configured, staging
+/// laid out the old way, or rsync's leftovers; removed from staging after the ingest, as
+/// `--delete` would have done had it covered it). With `paths=full` the sources are full paths
+/// (`var/www`): the directories above them (`var`) are kept, and what else they hold is stale;
+/// without it they are names directly under the staging root.
+/// Paths relative to the staging root.
 type Names = Vec<Vec<u8>>;
 
 fn left_out_of_session(dir: &Path, args: &CompleteArgs) -> Result<(Names, Names)> {
     let mut left_out = args.skipped.clone();
     let mut stale = Vec::new();
-    if let Some(sources) = &args.sources {
-        let entries = std::fs::read_dir(dir)
-            .map_err(|e| Error::io(format!("reading staging {}", dir.display()), e))?;
+    let Some(sources) = &args.sources else {
+        return Ok((left_out, stale));
+    };
+    // `below(a, b)`: `b` is `a` or inside it.
+    let below = |a: &[u8], b: &[u8]| b.starts_with(a) && (b.len() == a.len() || b[a.len()] == b'/');
+    let mut todo: Vec<Vec<u8>> = vec![Vec::new()];
+    while let Some(parent) = todo.pop() {
+        let here = dir.join(std::ffi::OsStr::from_bytes(&parent));
+        let entries = match std::fs::read_dir(&here) {
+            Ok(entries) => entries,
+            // A directory above a source that is not there (rsync sent nothing of it).
+            Err(e) if !parent.is_empty() && e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => {
+                return Err(Error::io(format!("reading staging {}", here.display()), e));
+            }
+        };
         for entry in entries {
             let entry =
-                entry.map_err(|e| Error::io(format!("reading staging {}", dir.display()), e))?;
-            let name = entry.file_name().as_bytes().to_vec();
-            if !sources.contains(&name) && !args.skipped.contains(&name) {
-                left_out.push(name.clone());
-                stale.push(name);
+                entry.map_err(|e| Error::io(format!("reading staging {}", here.display()), e))?;
+            let mut path = parent.clone();
+            if !path.is_empty() {
+                path.push(b'/');
+            }
+            path.extend_from_slice(entry.file_name().as_bytes());
+            if sources.contains(&path) || args.skipped.contains(&path) {
+                continue;
+            }
+            let above_sent = args.full_paths && sources.iter().any(|s| below(&path, s));
+            let above_skipped = args.full_paths && args.skipped.iter().any(|s| below(&path, s));
+            let is_dir = entry.file_type().is_ok_and(|t| t.is_dir());
+            if above_sent && is_dir {
+                todo.push(path);
+            } else if above_skipped && is_dir {
+                // Holds only what the client skipped: kept for the next run, left out now.
+                left_out.push(path);
+            } else {
+                left_out.push(path.clone());
+                stale.push(path);
             }
         }
     }
@@ -311,4 +350,57 @@ fn over_quota(repo: &Repo, policy: &ClientPolicy, dir: &Path, e: Error) -> Error
         }
     }
     Error::new(ErrorKind::Refused, message)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sorted(mut v: Names) -> Vec<String> {
+        v.sort();
+        v.into_iter()
+            .map(|n| String::from_utf8(n).unwrap())
+            .collect()
+    }
+
+    /// With full paths, the directories above the sources are walked: what else they hold is
+    /// stale (an old-layout `www/`, a source taken out), a path above skipped sources only is
+    /// left out but kept, and the sources themselves go in.
+    #[test]
+    fn full_paths_leave_out_what_is_beside_or_above_the_sources() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = dir.path();
+        for d in [
+            "tmp/x/var/www/a",
+            "tmp/x/var/old",
+            "tmp/x/srv/www",
+            "tmp/y",
+            "www/a",
+        ] {
+            std::fs::create_dir_all(s.join(d)).unwrap();
+        }
+        std::fs::write(s.join("tmp/x/file"), b"f").unwrap();
+        let args = CompleteArgs::parse(&[
+            "rsync-exit=0",
+            "paths=full",
+            "sources=tmp/x/var/www",
+            "skipped=tmp/x/srv/www",
+        ])
+        .unwrap();
+        let (left_out, stale) = left_out_of_session(s, &args).unwrap();
+        assert_eq!(
+            sorted(stale.clone()),
+            ["tmp/x/file", "tmp/x/var/old", "tmp/y", "www"]
+        );
+        let mut want = stale;
+        want.push(b"tmp/x/srv".to_vec());
+        want.push(b"tmp/x/srv/www".to_vec());
+        assert_eq!(sorted(left_out), sorted(want));
+
+        // Without paths=full the names are top-level names, as before.
+        let old = CompleteArgs::parse(&["rsync-exit=0", "sources=www"]).unwrap();
+        let (left_out, stale) = left_out_of_session(s, &old).unwrap();
+        assert_eq!(sorted(stale), ["tmp"]);
+        assert_eq!(sorted(left_out), ["tmp"]);
+    }
 }

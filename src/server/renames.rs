@@ -99,7 +99,10 @@ fn apply_within(dir: &Path, renames: &[Rename], table: &Path, budget: u64) -> Re
     Ok(report)
 }
 
-/// `renameat2(from, to, RENAME_NOREPLACE)`, both parents resolved beneath `root`.
+/// `renameat2(from, to, RENAME_NOREPLACE)`, both parents resolved beneath `root`. Missing
+/// directories above `to` are made (mode 0700; rsync gives them the client's metadata) once
+/// `from` is known to exist: a client that now sends its sources at their full paths moves
+/// `www` to `var/www` before staging has a `var`.
 fn rename_beneath(root: &OwnedFd, from: &[u8], to: &[u8]) -> std::result::Result<(), String> {
     if !crate::format::rename_list::path_ok(from) || !crate::format::rename_list::path_ok(to) {
         return Err("not a relative path inside staging".into());
@@ -107,9 +110,15 @@ fn rename_beneath(root: &OwnedFd, from: &[u8], to: &[u8]) -> std::result::Result
     if to.starts_with(from) && to.get(from.len()) == Some(&b'/') {
         return Err("a directory cannot move into itself".into());
     }
-    let (from_dir, from_name) = parent_beneath(root, from)?;
-    let (to_dir, to_name) = parent_beneath(root, to)?;
+    let (from_dir, from_name) = parent_beneath(root, from, false)?;
     let from_dir = from_dir.as_ref().unwrap_or(root);
+    rustix::fs::statat(
+        from_dir,
+        std::ffi::OsStr::from_bytes(from_name),
+        rustix::fs::AtFlags::SYMLINK_NOFOLLOW,
+    )
+    .map_err(|e| std::io::Error::from(e).to_string())?;
+    let (to_dir, to_name) = parent_beneath(root, to, true)?;
     let to_dir = to_dir.as_ref().unwrap_or(root);
     rustix::fs::renameat_with(
         from_dir,
@@ -122,22 +131,33 @@ fn rename_beneath(root: &OwnedFd, from: &[u8], to: &[u8]) -> std::result::Result
 }
 
 /// The directory holding the last component of `path` (`None`: `root` itself), opened one
-/// component at a time without following symlinks, and that last component.
+/// component at a time without following symlinks (`create`: a missing one is made), and that
+/// last component.
 fn parent_beneath<'p>(
     root: &OwnedFd,
     path: &'p [u8],
+    create: bool,
 ) -> std::result::Result<(Option<OwnedFd>, &'p [u8]), String> {
     let mut parts: Vec<&[u8]> = path.split(|&b| b == b'/').collect();
     let name = parts.pop().unwrap_or_default();
     let mut fd: Option<OwnedFd> = None;
     for part in parts {
         let at = fd.as_ref().unwrap_or(root);
-        let next = rustix::fs::openat(
-            at,
-            std::ffi::OsStr::from_bytes(part),
-            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-            Mode::empty(),
-        )
+        let name = std::ffi::OsStr::from_bytes(part);
+        let open = || {
+            rustix::fs::openat(
+                at,
+                name,
+                OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                Mode::empty(),
+            )
+        };
+        let next = match open() {
+            Err(rustix::io::Errno::NOENT) if create => {
+                rustix::fs::mkdirat(at, name, Mode::RWXU).and_then(|()| open())
+            }
+            other => other,
+        }
         .map_err(|e| {
             format!(
                 "{}: {}",
@@ -253,6 +273,31 @@ mod tests {
             let rep = apply(s, &[r(from, to)], &table).unwrap();
             assert_eq!(rep.applied, 0, "{from} -> {to}");
         }
+    }
+
+    /// The move of an old-layout source (`www`) to its full path (`var/www`) makes `var`; a
+    /// rename of nothing makes no directory, and none is made through a symlink.
+    #[test]
+    fn missing_parents_are_made_only_for_a_path_that_exists() {
+        let outside = tempfile::tempdir().unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let s = dir.path();
+        std::fs::create_dir_all(s.join("www/sub")).unwrap();
+        std::fs::write(s.join("www/sub/f"), b"x").unwrap();
+        std::fs::write(s.join("a"), b"a").unwrap();
+        std::os::unix::fs::symlink(outside.path(), s.join("link")).unwrap();
+        let table = dir.path().join("no-table.db");
+        let list = vec![
+            r("www", "var/www"),
+            r("missing", "new/dir/x"),
+            r("a", "link/made/a"),
+        ];
+        let rep = apply(s, &list, &table).unwrap();
+        assert_eq!((rep.applied, rep.skipped_count), (1, 2), "{rep:#?}");
+        assert_eq!(std::fs::read(s.join("var/www/sub/f")).unwrap(), b"x");
+        assert!(!s.join("www").exists() && !s.join("new").exists());
+        assert!(!outside.path().join("made").exists());
+        assert!(s.join("a").exists());
     }
 
     #[test]

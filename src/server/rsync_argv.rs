@@ -31,8 +31,9 @@ use crate::error::{Error, Result};
 ///
 /// archive mode (`-a` = `-rlptgoD`), `-H` hard links, `-A` ACLs, `-X` xattrs, `-z` compress,
 /// `-v` verbose, `-S` sparse, `-c` checksum, `-x` one file system (sender side, harmless),
-/// `-W` whole file, `-I` ignore times.
-pub const ALLOWED_SHORT: &str = "rlptgoDHAXzvScxWI";
+/// `-W` whole file, `-I` ignore times, `-R` relative paths (each source lands in staging at its
+/// full path; the receiver still writes only inside the module).
+pub const ALLOWED_SHORT: &str = "rlptgoDHAXzvScxWIR";
 
 /// Capability letters rsync 3.2/3.4 clients send after `-e.`.
 pub const ALLOWED_CAPABILITIES: &str = "iLsfxCIvu";

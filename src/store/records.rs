@@ -25,6 +25,12 @@ pub fn session_record_path(root: &Path, id: SessionId) -> PathBuf {
         .join(format!("{:020}.session", id.0))
 }
 
+/// `sessions/<id, 20 digits>.sources`: the session's sources, for a session with full paths.
+pub fn sources_record_path(root: &Path, id: SessionId) -> PathBuf {
+    root.join(SESSIONS_DIR)
+        .join(format!("{:020}.sources", id.0))
+}
+
 /// `keys/data/<key id, 20 digits>.age`.
 pub fn data_key_path(root: &Path, id: KeyId) -> PathBuf {
     root.join(DATA_KEYS_DIR).join(format!("{:020}.age", id.0))
@@ -131,9 +137,37 @@ pub fn read_session_record(path: &Path) -> Result<SessionRecord> {
     decode_session(&bytes).map_err(|e| e.context(format_args!("{}", path.display())))
 }
 
-/// Remove a session record (a missing one is fine) and make the removal durable.
+/// Remove a session record and its sources record (a missing one is fine) and make the
+/// removals durable.
 pub fn remove_session_record(root: &Path, id: SessionId) -> Result<()> {
-    remove_synced(&session_record_path(root, id))
+    remove_synced(&session_record_path(root, id))?;
+    remove_synced(&sources_record_path(root, id))
+}
+
+/// Write a session's sources record durably, before its session record.
+pub fn write_session_sources(root: &Path, id: SessionId, sources: &[Vec<u8>]) -> Result<()> {
+    ensure_dir(root, SESSIONS_DIR)?;
+    write_atomic(
+        &sources_record_path(root, id),
+        &crate::format::records::encode_sources(sources)?,
+        0o644,
+    )
+}
+
+/// A session's sources (absolute paths on the client), or `None`: the session has no sources
+/// record, so each source lies under its last component (recorded before full paths).
+pub fn read_session_sources(root: &Path, id: SessionId) -> Result<Option<Vec<Vec<u8>>>> {
+    let path = sources_record_path(root, id);
+    match std::fs::read(&path) {
+        Ok(bytes) => crate::format::records::decode_sources(&bytes)
+            .map(Some)
+            .map_err(|e| e.context(format_args!("{}", path.display()))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(Error::io(
+            format_args!("reading sources record {}", path.display()),
+            e,
+        )),
+    }
 }
 
 /// Write a wrapped data key durably, before anything is sealed with it.

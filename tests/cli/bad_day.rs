@@ -197,21 +197,24 @@ fn the_bad_day_procedure_restores_a_whole_tree() {
     assert_copied_back(&src, &client_root);
 }
 
-/// Named sources (`sources = ["/…/src"]`), pushed by the real client (`rsbackup run`): the
-/// procedure restores the session and copies the source's directory back to its own path
-/// under the client's root with the `bad-day-copy-back-sources` command.
+/// Named sources, two of them ending in the same name (`/…/var/www`, `/…/srv/www`), pushed by
+/// the real client (`rsbackup run`): the procedure restores the session and copies each source
+/// back to its own path under the client's root with the `bad-day-copy-back-sources` commands.
 #[test]
 fn the_bad_day_procedure_restores_named_sources() {
     common::require_root("it restores owners and capabilities");
     use crate::push_client::{Client, Server, code};
     let client = Client::new();
-    std::fs::remove_dir(&client.src).unwrap();
-    rich_tree(&client.src);
+    let var = client.path("var/www");
+    let srv = client.path("srv/www");
+    rich_tree(&var);
+    rich_tree(&srv);
+    std::fs::write(srv.join("only-in-srv"), b"srv").unwrap();
     let server = Server::start(
         &client,
         "windows = [\"daily 00:00-24:00\"]\nstaging-mode = \"keep\"",
     );
-    let (config, _mail) = client.config_for(&server);
+    let (config, _mail) = crate::push_full_paths::config_with(&client, &server, &[&var, &srv]);
     client.run(&config, &[]).code(code::OK);
     let listed = server
         .repo
@@ -229,7 +232,7 @@ fn the_bad_day_procedure_restores_named_sources() {
         ("host", host),
         ("root", client_root.display().to_string()),
         ("session", session),
-        ("source", client.src.display().to_string()),
+        ("sources", format!("{} {}", var.display(), srv.display())),
     ];
     run_procedure(
         &["bad-day-procedure", "bad-day-copy-back-sources"],
@@ -237,6 +240,8 @@ fn the_bad_day_procedure_restores_named_sources() {
         &rsh,
         client.dir.path(),
     );
-    let back: PathBuf = client_root.join(client.src.strip_prefix("/").unwrap());
-    assert_copied_back(&client.src, &back);
+    for source in [&var, &srv] {
+        let back: PathBuf = client_root.join(source.strip_prefix("/").unwrap());
+        assert_copied_back(source, &back);
+    }
 }

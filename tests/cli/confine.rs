@@ -348,7 +348,7 @@ fn an_unprivileged_users_xattrs_never_become_privileged() {
     );
     let (config, _mail) = client.config_for(&server);
     client.run(&config, &[]).code(code::OK);
-    let restored = server.restore_latest("restored-1").join("src");
+    let restored = server.restore_latest("restored-1").join(client.staged());
 
     let caps = common::must("getcap", &["-r", restored.to_str().unwrap()]);
     let caps: Vec<&str> = caps.lines().collect();
@@ -403,7 +403,7 @@ fn an_unprivileged_users_xattrs_never_become_privileged() {
     // The capability taken off an unchanged file is gone from the next session.
     common::must("setcap", &["-r", real.to_str().unwrap()]);
     client.run(&config, &[]).code(code::OK);
-    let restored = server.restore_latest("restored-2").join("src");
+    let restored = server.restore_latest("restored-2").join(client.staged());
     let caps = common::must("getcap", &["-r", restored.to_str().unwrap()]);
     assert_eq!(caps.trim(), "", "a removed capability came back");
 }

@@ -425,7 +425,7 @@ fn an_answer_for_another_client_fails_the_run() {
     let run = client.run(&config, &[]);
     run.code(19);
     assert_eq!(
-        fs::read(staging.join("src/f")).unwrap(),
+        fs::read(staging.join(client.staged()).join("f")).unwrap(),
         b"data",
         "rsync ran"
     );

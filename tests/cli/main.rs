@@ -23,6 +23,7 @@ mod package;
 mod prune;
 mod push_basis;
 mod push_client;
+mod push_full_paths;
 mod push_hollow;
 mod push_renames;
 mod push_server;

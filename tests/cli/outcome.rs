@@ -125,8 +125,8 @@ fn every_outcome_has_its_subject_exit_code_and_session_state() {
         ),
         s(
             "configuration error",
+            "excludes = [\"/nowhere/x\"]\n".into(),
             String::new(),
-            "\"/tmp/elsewhere/src\", ".into(),
             12,
             "FAILED: no backup made (",
             None,
@@ -299,7 +299,12 @@ fn skipped_source_stale_subtree_is_not_in_the_new_session() {
     assert_eq!(run.code, 3, "{}", run.stderr);
     assert!(run.stderr.contains("does not exist"), "{}", run.stderr);
     assert!(
-        server.staging.join("web1/data/old.txt").exists(),
+        server
+            .staging
+            .join("web1")
+            .join(data.strip_prefix("/").unwrap())
+            .join("old.txt")
+            .exists(),
         "kept for the next run"
     );
     let listing = ls("latest");
@@ -313,7 +318,13 @@ fn skipped_source_stale_subtree_is_not_in_the_new_session() {
     let without = with_data.replace(&format!("{:?}, ", data.display().to_string()), "");
     fs::write(&base, without).unwrap();
     client.run(&base, &[]).code(0);
-    assert!(!server.staging.join("web1/data").exists());
+    assert!(
+        !server
+            .staging
+            .join("web1")
+            .join(data.strip_prefix("/").unwrap())
+            .exists()
+    );
     let listing = ls("latest");
     assert!(!listing.contains("data"), "{listing}");
 }

@@ -47,7 +47,11 @@ fn the_default_staging_mode_hollows_and_sends_whole_files() {
     let (mail, config) = mail_dir_config(&client, &server);
 
     let report = run_report(&client, &config, &mail);
-    let staged = server.staging.join("web1/src/big.bin");
+    let staged = server
+        .staging
+        .join("web1")
+        .join(client.staged())
+        .join("big.bin");
     assert_eq!(
         blocks(&staged),
         0,
@@ -95,7 +99,7 @@ fn the_default_staging_mode_hollows_and_sends_whole_files() {
         "a hollowed file travels whole: {sent}\n{report}"
     );
     let restored = server.restore_latest("restored");
-    crate::common::assert_trees_equal(&client.src, &restored.join("src"));
+    crate::common::assert_trees_equal(&client.src, &restored.join(client.staged()));
 }
 
 /// `keep-basis = ["*.sql"]`: a 100 MB dump stays whole in staging (everything else is
@@ -122,7 +126,7 @@ fn keep_basis_files_travel_as_deltas() {
 
     let report = run_report(&client, &config, &mail);
     assert!(report.contains("rsync (keep-basis)"), "{report}");
-    let staged = server.staging.join("web1/src/db");
+    let staged = server.staging.join("web1").join(client.staged()).join("db");
     assert!(blocks(&staged.join("dump.sql")) > 0, "{report}");
     assert_eq!(blocks(&staged.join("other.bin")), 0, "{report}");
 
@@ -151,7 +155,7 @@ fn keep_basis_files_travel_as_deltas() {
         "{report}"
     );
     let restored = server.restore_latest("restored");
-    crate::common::assert_trees_equal(&client.src, &restored.join("src"));
+    crate::common::assert_trees_equal(&client.src, &restored.join(client.staged()));
 }
 
 /// The client follows its directories across runs: a renamed directory of 8 MiB in hollow
@@ -180,5 +184,5 @@ fn a_renamed_directory_costs_its_file_list() {
     eprintln!("renamed 8 MiB directory: rsync sent {sent} of {total} bytes");
     assert!(sent < (8 << 20) / 100, "sent {sent} of {total}:\n{report}");
     let restored = server.restore_latest("restored");
-    crate::common::assert_trees_equal(&client.src, &restored.join("src"));
+    crate::common::assert_trees_equal(&client.src, &restored.join(client.staged()));
 }

@@ -53,6 +53,12 @@ impl Client {
         self.dir.path().join(name)
     }
 
+    /// Where the source lands in staging and in its sessions: its full path without the
+    /// leading `/`.
+    pub fn staged(&self) -> PathBuf {
+        self.src.strip_prefix("/").unwrap().to_owned()
+    }
+
     /// Write client.toml: `extra` goes at the top level (hooks), the server is `port` on
     /// 127.0.0.1 with `known_hosts` if given.
     pub fn config(
@@ -387,18 +393,28 @@ fn bad_configuration_exits_with_the_config_code() {
     let run = client.run(&config, &[]);
     run.fails_with(code::CONFIG, &["client.toml:1:", "no backup was made"]);
 
-    // Two sources that would land on each other: a configuration error found at run time,
-    // reported by mail too.
+    // A source inside another: refused where it is written.
+    let inner = format!("{:?}, ", client.src.join("sub").display().to_string());
+    fs::write(
+        &config,
+        text.replace("sources = [", &format!("sources = [{inner}")),
+    )
+    .unwrap();
+    let run = client.run(&config, &[]);
+    run.fails_with(code::CONFIG, &["client.toml:2:", "overlap"]);
+
+    // An anchored exclude under no source: a configuration error found at run time, reported
+    // by mail too.
     fs::create_dir(&mail).unwrap();
     fs::write(
         &config,
-        text.replace("sources = [", "sources = [\"/tmp/a/src\", "),
+        text.replace("sources = [", "excludes = [\"/nowhere/x\"]\nsources = ["),
     )
     .unwrap();
     let run = client.run(&config, &[]);
     run.code(code::CONFIG);
     let error = message_with(&eml_messages(&mail), "ERROR").to_owned();
-    assert!(error.contains("would both land in staging"), "{error}");
+    assert!(error.contains("under no source"), "{error}");
     let missing = client.run(&client.path("nope.toml"), &[]);
     missing.fails_with(code::CONFIG, &["nope.toml"]);
 }
@@ -553,7 +569,7 @@ fn full_run_then_a_second_run_that_sends_only_the_changes() {
     );
     assert_eq!(figure(&report, "session state"), "complete");
     let restored = server.restore_latest("restored-1");
-    crate::common::assert_trees_equal(&client.src, &restored.join("src"));
+    crate::common::assert_trees_equal(&client.src, &restored.join(client.staged()));
 
     // Change 100 bytes in the middle of the big file: rsync sends a delta.
     let mut data = fs::read(&big).unwrap();
@@ -581,7 +597,7 @@ fn full_run_then_a_second_run_that_sends_only_the_changes() {
     );
     assert_eq!(server.sessions(), 2);
     let restored = server.restore_latest("restored-2");
-    crate::common::assert_trees_equal(&client.src, &restored.join("src"));
+    crate::common::assert_trees_equal(&client.src, &restored.join(client.staged()));
 }
 
 #[test]
@@ -625,7 +641,10 @@ fn vanished_source_is_a_partial_run_and_the_rest_is_stored() {
     message_with(&messages, "backup PARTIAL");
     assert_eq!(server.sessions(), 1);
     let restored = server.restore_latest("restored");
-    assert_eq!(fs::read(restored.join("src/f")).unwrap(), b"kept");
+    assert_eq!(
+        fs::read(restored.join(client.staged()).join("f")).unwrap(),
+        b"kept"
+    );
 }
 
 #[test]
@@ -679,7 +698,7 @@ fn client_killed_mid_transfer_then_the_next_run_resumes_and_succeeds() {
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    let staged = server.staging.join("web1/src");
+    let staged = server.staging.join("web1").join(client.staged());
     let start = std::time::Instant::now();
     let partial = loop {
         let found = fs::read_dir(&staged).ok().and_then(|rd| {
@@ -725,7 +744,7 @@ fn client_killed_mid_transfer_then_the_next_run_resumes_and_succeeds() {
     assert!(job.contains("prepare (resumed)"), "{job}");
     assert_eq!(server.sessions(), 1);
     let restored = server.restore_latest("restored");
-    crate::common::assert_trees_equal(&client.src, &restored.join("src"));
+    crate::common::assert_trees_equal(&client.src, &restored.join(client.staged()));
 }
 
 #[test]
@@ -812,7 +831,7 @@ fn a_same_second_same_size_rewrite_is_not_missed() {
     client.run(&config, &[]).code(code::OK);
     let restored = server.restore_latest("restored");
     assert_eq!(
-        fs::read(restored.join("src/d/f")).unwrap(),
+        fs::read(restored.join(client.staged()).join("d/f")).unwrap(),
         b"other version"
     );
     let mtime = |p: &std::path::Path| {
@@ -821,8 +840,11 @@ fn a_same_second_same_size_rewrite_is_not_missed() {
         (m.mtime(), m.mtime_nsec())
     };
     assert_eq!(
-        mtime(&restored.join("src/d/f")),
+        mtime(&restored.join(client.staged()).join("d/f")),
         (1_700_000_000, 900_000_000)
     );
-    assert_eq!(mtime(&restored.join("src/d")), (1_700_000_000, 900_000_000));
+    assert_eq!(
+        mtime(&restored.join(client.staged()).join("d")),
+        (1_700_000_000, 900_000_000)
+    );
 }

@@ -99,7 +99,7 @@ fn quota_caps_the_bytes_a_session_adds_to_the_repository() {
     .unwrap();
     client.run(&config, &[]).code(code::OK);
     assert_eq!(server.sessions(), 1);
-    let restored = server.restore_latest("restored").join("src");
+    let restored = server.restore_latest("restored").join(client.staged());
     for i in [0u32, 12_345, 19_999] {
         let rel = format!("d{:02}/f{i:05}", i / 1000);
         assert_eq!(

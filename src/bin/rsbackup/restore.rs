@@ -1,4 +1,5 @@
-//! `rsbackup restore --repo R --session ID --identity F --target DIR [--force] [PATH...]`.
+//! `rsbackup restore --repo R --session ID --identity F --target DIR [--force]
+//! [--to-original-paths] [PATH...]`.
 
 use std::ffi::OsString;
 use std::io::Write;
@@ -22,6 +23,10 @@ pub struct Args {
     /// Restore into a non-empty target, replacing what is in the way.
     #[arg(long)]
     force: bool,
+    /// Put each source back at its original path under --target (`--target / --force`: where
+    /// it was on the client). Only for sessions that recorded their sources' full paths.
+    #[arg(long)]
+    to_original_paths: bool,
     /// Restore only these paths of the session (and what is below them).
     #[arg(value_name = "PATH")]
     paths: Vec<OsString>,
@@ -36,7 +41,24 @@ pub fn run(args: Args) -> Result<Outcome> {
     if paths.iter().any(|p| p.is_empty()) {
         paths.clear(); // the root names everything
     }
+    let to_root = args
+        .target
+        .components()
+        .eq(std::path::Path::new("/").components());
+    if to_root && !args.to_original_paths {
+        return Err(crate::UsageError(
+            "--target / writes the session's paths into the root file system: add \
+             --to-original-paths to say that is what you mean"
+                .into(),
+        )
+        .into());
+    }
     let (session, reader) = args.at.open()?;
+    let sources = if args.to_original_paths {
+        original_sources(&reader, session)?
+    } else {
+        None
+    };
     let opts = RestoreOptions {
         target: args.target.clone(),
         paths,
@@ -66,6 +88,20 @@ pub fn run(args: Args) -> Result<Outcome> {
         duration(seconds),
         rate(report.bytes, seconds)
     )?;
+    for source in sources.iter().flatten() {
+        let source = String::from_utf8_lossy(source);
+        let rel = source.trim_start_matches('/');
+        writeln!(
+            out,
+            "  {source} -> {}",
+            if rel.is_empty() {
+                args.target.clone()
+            } else {
+                args.target.join(rel)
+            }
+            .display()
+        )?;
+    }
     out.flush()?;
     if report.errors.is_empty() {
         return Ok(Outcome::Ok);
@@ -92,4 +128,23 @@ pub fn run(args: Args) -> Result<Outcome> {
         if report.errors.len() == 1 { "" } else { "s" }
     );
     Ok(Outcome::Partial)
+}
+
+/// The session's sources (absolute paths on the client) for `--to-original-paths`: its paths
+/// are full paths, so each source is restored at its own path under the target. A session
+/// recorded before full paths holds each source under its last component only, and is refused.
+fn original_sources(
+    reader: &rsbackup::reader::SessionReader,
+    session: rsbackup::ids::SessionId,
+) -> Result<Option<Vec<Vec<u8>>>> {
+    match rsbackup::store::records::read_session_sources(reader.repo().root(), session)? {
+        Some(sources) => Ok(Some(sources)),
+        None => Err(crate::UsageError(format!(
+            "session {session} was recorded before sessions kept full paths: each source lies \
+             under its last component (/var/www as www/), so where it was on the client is not \
+             recorded; restore it with --target DIR and copy each directory back by hand \
+             (docs/usage.md, \"A bad day\")"
+        ))
+        .into()),
+    }
 }

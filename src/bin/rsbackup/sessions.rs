@@ -4,8 +4,10 @@ use std::io::Write;
 use std::path::PathBuf;
 
 use anyhow::Result;
+use rsbackup::ids::SessionId;
 use rsbackup::index::{SessionInfo, SessionState};
 use rsbackup::ingest::validate_client_name;
+use rsbackup::store::records;
 
 use crate::Outcome;
 use crate::output::{duration, size, time};
@@ -40,8 +42,22 @@ pub fn run(args: Args) -> Result<Outcome> {
     }
     let repo = crate::open::repo(&args.repo)?;
     let sessions = repo.index()?.sessions(args.client.as_deref())?;
+    // Each session's sources at their full paths (`None`: recorded before full paths).
+    let mut sources = Vec::with_capacity(sessions.len());
+    for s in &sessions {
+        sources.push(records::read_session_sources(repo.root(), SessionId(s.id))?);
+    }
     if args.json {
-        crate::output::print_json(&sessions)?;
+        let mut list = Vec::with_capacity(sessions.len());
+        for (s, sources) in sessions.iter().zip(&sources) {
+            let mut value = serde_json::to_value(s)?;
+            value["sources"] = match sources {
+                Some(list) => list.iter().map(|p| lossy(p)).collect(),
+                None => serde_json::Value::Null,
+            };
+            list.push(value);
+        }
+        crate::output::print_json(&list)?;
         return Ok(Outcome::Ok);
     }
     let mut out = crate::output::Stdout::new();
@@ -87,10 +103,18 @@ pub fn run(args: Args) -> Result<Outcome> {
         }
         writeln!(out, "{}", line.trim_end())?;
     }
-    // Why each partial session is partial, below the table (a reason is too long for a cell).
-    for s in &sessions {
+    // Why each partial session is partial, and where its sources were, below the table (too
+    // long for a cell).
+    for (s, sources) in sessions.iter().zip(&sources) {
         if let Some(reason) = &s.reason {
             writeln!(out, "session {} is partial: {reason}", s.id)?;
+        }
+        match sources {
+            Some(list) if !list.is_empty() => {
+                let list: Vec<String> = list.iter().map(|p| lossy(p)).collect();
+                writeln!(out, "session {} sources: {}", s.id, list.join(" "))?;
+            }
+            _ => {}
         }
     }
     out.flush()?;
@@ -125,4 +149,8 @@ fn row(s: &SessionInfo) -> [String; 8] {
         size(s.stats.bytes),
         size(s.stats.new_bytes),
     ]
+}
+
+fn lossy(path: &[u8]) -> String {
+    String::from_utf8_lossy(path).into_owned()
 }

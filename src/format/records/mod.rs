@@ -365,5 +365,8 @@ fn ids_at(b: &[u8]) -> Vec<ChunkId> {
         .collect()
 }
 
+mod sources;
+pub use sources::{SOURCES_MAGIC, SOURCES_RECORD_VERSION, decode_sources, encode_sources};
+
 #[cfg(test)]
 mod tests;

@@ -235,3 +235,54 @@ fn vectors_decode_as_expected() {
     }
     assert_eq!(seen, 4);
 }
+
+/// The sources record: its vectors, round trip and refusals.
+#[test]
+fn sources_records_reproduce_and_refuse_what_they_must() {
+    let sources = vec![b"/var/www".to_vec(), b"/srv/www".to_vec()];
+    let bytes = encode_sources(&sources).unwrap();
+    assert_eq!(decode_sources(&bytes).unwrap(), sources);
+    let mut v = Vector::default();
+    v.field("expect", "success")
+        .field(
+            "description",
+            "sources record: /var/www and /srv/www (the same last component)",
+        )
+        .field("sources", "/var/www /srv/www");
+    v.set_data_hex(&bytes);
+    v.check_or_write("records-sources.txt");
+    let stored = Vector::load("records-sources.txt");
+    assert_eq!(decode_sources(&stored.data_hex()).unwrap(), sources);
+
+    let whole = encode_sources(&[b"/".to_vec()]).unwrap();
+    assert_eq!(decode_sources(&whole).unwrap(), vec![b"/".to_vec()]);
+    assert!(
+        decode_sources(&encode_sources(&[]).unwrap())
+            .unwrap()
+            .is_empty()
+    );
+    for bad in [&b"var/www"[..], b"/var/", b"/a/../b", b"/a//b", b""] {
+        assert!(encode_sources(&[bad.to_vec()]).is_err(), "{bad:?}");
+    }
+    let mut flipped = bytes.clone();
+    flipped[20] ^= 1;
+    assert_eq!(
+        decode_sources(&flipped).unwrap_err().kind(),
+        ErrorKind::Corrupt
+    );
+    let mut future = bytes.clone();
+    future[8] = 2;
+    assert_eq!(
+        decode_sources(&future).unwrap_err().kind(),
+        ErrorKind::UnsupportedVersion
+    );
+    // A count past the entries is corrupt, even with a good checksum.
+    let mut short = bytes[..bytes.len() - 32].to_vec();
+    short[12] = 3;
+    let sum = blake3::hash(&short);
+    short.extend_from_slice(sum.as_bytes());
+    assert_eq!(
+        decode_sources(&short).unwrap_err().kind(),
+        ErrorKind::Corrupt
+    );
+}
