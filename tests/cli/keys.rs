@@ -516,23 +516,58 @@ fn recipients_changed_between_a_killed_rewrap_and_its_rerun() {
     opens_nothing(&mut t, &first, all[1].0);
 }
 
-/// The key rotation of docs/usage.md (`<!-- key-rotation -->`) runs as written; afterwards the
-/// new identity restores and the old one opens nothing.
+/// The key rotation of docs/usage.md (`<!-- key-rotation -->`, `<!-- key-rotation-proof -->`)
+/// runs as written under `bash -eu -o pipefail`: key list, a passphrase-protected new identity
+/// (its passphrase from a file), add-recipient, remove-recipient, rewrap, a read-data check
+/// and a restore with it through `--identity-passphrase-file`, and the old identity's restore
+/// failing with the wrong-identity code. Afterwards, checked here too: the list holds only the
+/// new recipient, the new identity restores every session (and is encrypted: without its
+/// passphrase it opens nothing), and the old one opens no session.
 #[test]
 fn the_documented_key_rotation_runs_as_written() {
     let mut t = TestRepo::new();
     let all = sessions(&t, 0, 2);
     let old = t.identity.clone();
     let new = t.path("identity-new.txt");
+    let passphrase = t.path("identity-new.pass");
+    fs::write(&passphrase, "correct horse battery staple\n").unwrap();
+    let check = t.path("key-check");
     let table = [
         ("repo", t.repo.display().to_string()),
         ("old_identity", old.display().to_string()),
         ("old_recipient", t.recipient.clone()),
         ("new_identity", new.display().to_string()),
+        ("passphrase_file", passphrase.display().to_string()),
+        ("session", all[1].0.to_string()),
+        ("check_target", check.display().to_string()),
     ];
-    crate::bad_day::run_procedure(&["key-rotation"], &table, "", t.dir.path());
+    crate::bad_day::run_procedure(
+        &["key-rotation", "key-rotation-proof"],
+        &table,
+        "",
+        t.dir.path(),
+    );
     assert_eq!(listed(&t).len(), 1);
     assert_ne!(listed(&t), vec![t.recipient.clone()]);
-    restores_with(&mut t, &new, &all, "documented");
-    opens_nothing(&mut t, &old, all[0].0);
+    assert_trees_equal(&all[1].1, &check.join("new"));
+    assert!(
+        !check.join("old").exists() || fs::read_dir(check.join("old")).unwrap().next().is_none(),
+        "the old identity wrote something"
+    );
+    assert!(
+        fs::read_to_string(&new)
+            .unwrap()
+            .starts_with("-----BEGIN AGE ENCRYPTED FILE-----"),
+        "the new identity is not passphrase-protected"
+    );
+    // Every session restores with the new identity (its passphrase from the file), and none
+    // with the old one.
+    for (id, src) in &all {
+        let target = t.path(&format!("restore-documented-{id}"));
+        let mut args = restore_args(&t, &new, *id, &target);
+        args.extend([arg("--identity-passphrase-file"), arg(&passphrase)]);
+        rsbackup(args).ok();
+        assert_trees_equal(src, &target);
+        opens_nothing(&mut t, &old, *id);
+    }
 }
