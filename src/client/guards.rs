@@ -81,7 +81,8 @@ pub fn plan(config: &ClientConfig, mounts: &[PathBuf]) -> Plan {
     }
 }
 
-fn under(pattern: &str, source: &Path) -> bool {
+/// `pattern` names `source` or a path below it (both as the administrator writes them).
+pub(crate) fn under(pattern: &str, source: &Path) -> bool {
     let base = source.as_os_str().as_bytes();
     let base = base.strip_suffix(b"/").unwrap_or(base);
     pattern

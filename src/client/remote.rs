@@ -287,15 +287,10 @@ pub fn transfer_excludes(sources: &[PathBuf], excludes: &[String]) -> Result<Vec
             if !pattern.starts_with('/') {
                 return Ok(pattern.clone());
             }
-            let under = sources.iter().any(|source| {
-                let base = source.as_os_str().as_bytes();
-                let base = base.strip_suffix(b"/").unwrap_or(base);
-                pattern
-                    .as_bytes()
-                    .strip_prefix(base)
-                    .is_some_and(|rest| rest.is_empty() || rest.starts_with(b"/"))
-            });
-            if under {
+            if sources
+                .iter()
+                .any(|source| crate::client::guards::under(pattern, source))
+            {
                 Ok(pattern.clone())
             } else {
                 Err(Error::new(
