@@ -16,7 +16,7 @@ use super::lock::ClientLock;
 use super::remote::{
     Connection, ServerAnswer, rsync_command, server_label, server_problem, ssh_command,
 };
-use super::renames::renames_to_send;
+use super::renames::{renames_to_send, session_recorded};
 use super::resume::RunNote;
 use super::stats::RsyncStats;
 use super::summary;
@@ -48,6 +48,9 @@ pub struct RunOptions {
     /// Where the directories and large files of the last recorded run are kept, to send their
     /// renames with `prepare` ([`super::renames`]); `None`: no renames are sent.
     pub seen_path: Option<PathBuf>,
+    /// No earlier run left state here (no lock file yet): nothing was pushed from this machine
+    /// before sessions kept full paths, so no source is moved from its last component.
+    pub first_run: bool,
     /// Timeouts and transfer options.
     pub connection: Connection,
     /// What a failing init hook does.
@@ -300,7 +303,11 @@ impl Run<'_> {
 
         let note_path = self.options.note_path.clone();
         let note = RunNote::load(&note_path);
-        let (seen, renames) = renames_to_send(self.config, self.options.seen_path.as_deref());
+        let (seen, renames) = renames_to_send(
+            self.config,
+            self.options.seen_path.as_deref(),
+            self.options.first_run,
+        );
         let prepare = if renames.is_empty() {
             self.remote("prepare", self.options.connection.prepare_timeout)
         } else {
@@ -399,14 +406,12 @@ impl Run<'_> {
             }
         };
         let _ = RunNote::remove(&note_path);
-        if renames_known
-            && answer
-                .as_ref()
-                .is_some_and(|a| a.field("session").is_some())
-            && let (Some(seen), Some(path)) = (&seen, &self.options.seen_path)
+        if answer
+            .as_ref()
+            .is_some_and(|a| a.field("session").is_some())
+            && let Some(path) = &self.options.seen_path
         {
-            // Without the record the next run sends no renames: slower, never wrong.
-            let _ = seen.save(path);
+            session_recorded(path, seen.as_ref().filter(|_| renames_known));
         }
         if let Some(answer) = &answer
             && let Some(recorded) = answer.text(&["client"])

@@ -15,6 +15,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
+use crate::client::remote::staging_path;
 use crate::format::rename_list::{MAX_RENAMES, Rename, path_ok};
 
 /// Files at least this large are followed across renames (directories always are).
@@ -49,7 +50,7 @@ impl Seen {
     pub fn scan(sources: &[PathBuf]) -> Option<Seen> {
         let mut seen = Seen::default();
         for source in sources {
-            let path = crate::client::remote::staging_path(source);
+            let path = staging_path(source);
             if path.is_empty() {
                 return None;
             }
@@ -175,30 +176,69 @@ fn record(meta: &std::fs::Metadata, path: Vec<u8>, seen: &mut Seen) -> Option<()
     Some(())
 }
 
+/// `STATE/client-NAME.full-paths` beside `STATE/client-NAME.seen`: present once a server
+/// recorded a session this client sent with full paths (format-spec/client-state.md).
+pub fn full_paths_marker(seen: &Path) -> PathBuf {
+    seen.with_extension("full-paths")
+}
+
 /// The sources' tree now (`None`: not followed) and the renames since the record at `path`.
+/// Until a session with full paths was recorded, each source of a client that ran before
+/// (`first_run` false) is also moved from its last component to its full path (`www` ->
+/// `var/www`): a staging area laid out the old way is then found in place, in every staging
+/// mode, instead of being sent again.
 pub fn renames_to_send(
     config: &crate::config::ClientConfig,
     path: Option<&Path>,
+    first_run: bool,
 ) -> (Option<Seen>, Vec<Rename>) {
     let Some(path) = path else {
         return (None, Vec::new());
     };
     let sources = crate::client::remote::transfer_sources(&config.sources).unwrap_or_default();
+    let mut renames = Vec::new();
+    if !first_run && !full_paths_marker(path).exists() {
+        for source in &sources {
+            let (Some(name), full) = (source.file_name(), staging_path(source)) else {
+                continue;
+            };
+            if name.as_bytes() != full.as_slice() && path_ok(&full) {
+                renames.push(Rename::new(name.as_bytes(), full));
+            }
+        }
+    }
     let Some(now) = Seen::scan(&sources) else {
-        return (None, Vec::new());
+        return (None, renames);
     };
-    let renames = if path.exists() {
-        now.renames_since(&Seen::load(path))
-    } else {
-        Vec::new()
-    };
+    if path.exists() {
+        for r in now.renames_since(&Seen::load(path)) {
+            if !renames.contains(&r) {
+                renames.push(r);
+            }
+        }
+    }
+    renames.truncate(MAX_RENAMES);
     (Some(now), renames)
+}
+
+/// After a session was recorded: keep the record of followed directories (`seen`, when the
+/// server knows renames; without it the next run sends no renames: slower, never wrong), and
+/// note that staging now holds full paths.
+pub fn session_recorded(path: &Path, seen: Option<&Seen>) {
+    if let Some(seen) = seen {
+        let _ = seen.save(path);
+    }
+    let marker = full_paths_marker(path);
+    if !marker.exists() {
+        // Without it the next run sends the moves from last components again: each is
+        // skipped by the server (nothing there), never wrong.
+        let _ = std::fs::write(marker, b"");
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::client::remote::staging_path;
 
     #[test]
     fn a_moved_directory_is_one_rename_and_the_record_round_trips() {
@@ -234,6 +274,34 @@ mod tests {
         );
         assert!(after.renames_since(&after).is_empty());
         assert!(Seen::scan(&[PathBuf::from("/")]).is_none());
+    }
+
+    /// Until a session with full paths is recorded, every source of a client that ran before is
+    /// moved from its last component to its full path (also without a record of followed
+    /// directories, as in `keep` staging); once one is, no more. A first run moves nothing.
+    #[test]
+    fn each_source_moves_to_its_full_path_until_a_session_is_recorded() {
+        let dir = tempfile::tempdir().unwrap();
+        let www = dir.path().join("var/www");
+        std::fs::create_dir_all(&www).unwrap();
+        let config = crate::config::ClientConfig::parse(
+            &format!(
+                "name = \"web1\"\nsources = [{:?}]\n[server]\nhost = \"b\"\n\
+                 ssh-key = \"/k\"\n[mail]\nfrom = \"a@b.c\"\nerrors-to = [\"a@b.c\"]\n\
+                 reports-to = [\"a@b.c\"]\ntransport = \"directory\"\ndirectory = \"/tmp\"\n",
+                www.display().to_string()
+            ),
+            Path::new("/etc/rsbackup/client.toml"),
+        )
+        .unwrap();
+        let seen = dir.path().join("client-web1.seen");
+        assert!(renames_to_send(&config, Some(&seen), true).1.is_empty());
+        let (now, renames) = renames_to_send(&config, Some(&seen), false);
+        assert_eq!(renames, vec![Rename::new("www", staging_path(&www))]);
+        session_recorded(&seen, now.as_ref());
+        assert!(full_paths_marker(&seen).exists() && seen.exists());
+        let (_, renames) = renames_to_send(&config, Some(&seen), false);
+        assert!(renames.is_empty(), "{renames:?}");
     }
 
     /// A version 1 record (each source under its last component) read by a client that now

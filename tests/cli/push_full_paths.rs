@@ -77,8 +77,14 @@ fn two_sources_with_the_same_name_keep_their_full_paths() {
         &client,
         "windows = [\"daily 00:00-24:00\"]\nstaging-mode = \"hollow\"",
     );
-    let (config, _mail) = config_with(&client, &server, &[&var, &srv]);
+    let (config, mail) = config_with(&client, &server, &[&var, &srv]);
     client.run(&config, &[]).code(code::OK);
+    let report = message_with(&eml_messages(&mail), "Subject: ").to_owned();
+    assert!(report.contains("prepare"), "{report}");
+    assert!(
+        report.contains("\"renames\": null"),
+        "a first run has nothing to move: {report}"
+    );
 
     let (session, listed) = latest(&server);
     assert_eq!(
@@ -318,6 +324,8 @@ fn old_client_push(client: &Client, server: &Server, config: &Path, source: &Pat
     let state = client.path("state");
     fs::create_dir_all(&state).unwrap();
     fs::write(state.join("client-web1.seen"), seen).unwrap();
+    // The lock file every earlier run leaves.
+    fs::write(state.join("client-web1.lock"), b"1\n").unwrap();
 }
 
 /// The first push after the upgrade, over a hollow staging laid out the old way (`www/`): the
@@ -338,6 +346,7 @@ fn the_first_push_after_the_upgrade_moves_old_staging_instead_of_sending_it_agai
 
     client.run(&config, &[]).code(code::OK);
     let report = message_with(&eml_messages(&mail), "Subject: ").to_owned();
+    assert!(report.contains("\"applied\": 1"), "one move made: {report}");
     let (sent, total) = sent_and_total(&report);
     eprintln!("upgrade push: rsync sent {sent} of {total} bytes");
     assert!(total > 2 << 20, "{report}");
@@ -358,23 +367,38 @@ fn the_first_push_after_the_upgrade_moves_old_staging_instead_of_sending_it_agai
     assert_eq!(&seen[..8], b"RSBSEEN\x02");
 }
 
-/// The same upgrade without the client's record (a `keep` staging, which keeps none): the old
-/// copy is not recognised, the tree travels again, and the session still holds exactly the
-/// client's tree (the old `www/` is left out and removed, never recorded).
+/// The same upgrade over a `keep` staging, where the client keeps no record of followed
+/// directories: until a session with full paths is recorded, the client moves each source from
+/// its last component anyway, so the old copy is the basis and is not sent again. A copy laid
+/// out the old way that turns up later (the marker says the move was made) is left out of the
+/// session and removed, never recorded.
 #[test]
-fn an_upgrade_without_a_record_sends_again_but_never_records_the_old_copy() {
+fn a_keep_staging_laid_out_the_old_way_is_moved_and_a_stray_old_copy_never_recorded() {
     let client = Client::new();
     let (var, _srv) = two_www(&client);
     let server = Server::start(
         &client,
         "windows = [\"daily 00:00-24:00\"]\nstaging-mode = \"keep\"",
     );
-    let (config, _mail) = config_with(&client, &server, &[&var]);
+    let (config, mail) = config_with(&client, &server, &[&var]);
     old_client_push(&client, &server, &config, &var);
     fs::remove_file(client.path("state/client-web1.seen")).unwrap();
     client.run(&config, &[]).code(code::OK);
+    let report = message_with(&eml_messages(&mail), "Subject: ").to_owned();
+    let (sent, total) = sent_and_total(&report);
+    eprintln!("keep upgrade push: rsync sent {sent} of {total} bytes");
+    assert!(
+        sent < total / 20,
+        "the old staging was sent again: {sent} of {total} bytes\n{report}"
+    );
+    assert!(client.path("state/client-web1.full-paths").exists());
     let staged = server.staging.join("web1");
     assert!(!staged.join("www").exists());
+
+    // A stray old-layout copy: not recorded, removed.
+    common::copy_dir(&var, &staged.join("www"));
+    client.run(&config, &[]).code(code::OK);
+    assert!(!staged.join("www").exists(), "the stray copy stays");
     let (session, _) = latest(&server);
     let target = client.path("restored");
     restore(&server, &session, &target, &[]).ok();

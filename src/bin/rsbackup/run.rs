@@ -127,9 +127,11 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
         .clone()
         .unwrap_or_else(|| config.state_dir.clone());
     let transfer = &config.transfer;
+    let lock_path = state_dir.join(format!("client-{}.lock", config.name));
     let options = RunOptions {
         host: host_name(),
-        lock_path: state_dir.join(format!("client-{}.lock", config.name)),
+        first_run: !lock_path.exists(),
+        lock_path,
         note_path: rsbackup::client::resume::note_path(&state_dir, config.name.as_str()),
         seen_path: Some(rsbackup::client::renames::seen_path(
             &state_dir,
