@@ -234,12 +234,12 @@ t=$(now)
 "$RSBACKUP" restore --repo "$SERVER/repo" --session latest --client demo-client \
   --identity "$IDENTITY" --target "$RESTORED/latest"
 T3=$(elapsed "$t")
-compare "latest session" "$SRC" "$RESTORED/latest/demo-tree"
+compare "latest session" "$SRC" "$RESTORED/latest$SRC"
 
 say "rsbackup restore (session $S1) and compare with the first version"
 "$RSBACKUP" restore --repo "$SERVER/repo" --session "$S1" \
   --identity "$IDENTITY" --target "$RESTORED/first"
-compare "first session" "$FIRST" "$RESTORED/first/demo-tree"
+compare "first session" "$FIRST" "$RESTORED/first$SRC"
 
 say "summary"
 printf '%-32s %s\n' \
