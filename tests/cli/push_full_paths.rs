@@ -211,12 +211,32 @@ fn restore_to_original_paths_onto_root() {
         common::assert_trees_equal(&copy.join(rel(source)), source);
     }
 
-    // A session without a sources record, as an older client's push recorded it.
+    // A damaged sources record: sessions still lists every session and names the damage;
+    // restore --to-original-paths refuses it as damaged.
     let record = server.repo.repo.join(format!(
         "sessions/{:020}.sources",
         session.parse::<i64>().unwrap()
     ));
-    assert!(record.exists());
+    let mut bytes = fs::read(&record).unwrap();
+    bytes[20] ^= 1;
+    fs::write(&record, &bytes).unwrap();
+    let listed = server.repo.run("sessions", &["--client", "web1", "--json"]);
+    listed.ok();
+    assert!(
+        listed.stderr.contains("sources not shown"),
+        "{}",
+        listed.stderr
+    );
+    assert_eq!(listed.json().as_array().unwrap().len(), 1);
+    restore(
+        &server,
+        &session,
+        &client.path("damaged"),
+        &["--to-original-paths"],
+    )
+    .fails_with(10, &["checksum"]);
+
+    // A session without a sources record, as an older client's push recorded it.
     fs::remove_file(&record).unwrap();
     restore(
         &server,

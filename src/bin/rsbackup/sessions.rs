@@ -42,10 +42,16 @@ pub fn run(args: Args) -> Result<Outcome> {
     }
     let repo = crate::open::repo(&args.repo)?;
     let sessions = repo.index()?.sessions(args.client.as_deref())?;
-    // Each session's sources at their full paths (`None`: recorded before full paths).
+    // Each session's sources at their full paths (`None`: recorded before full paths). A
+    // damaged record is named and costs only its own line: the list is what a bad day needs.
     let mut sources = Vec::with_capacity(sessions.len());
     for s in &sessions {
-        sources.push(records::read_session_sources(repo.root(), SessionId(s.id))?);
+        sources.push(
+            records::read_session_sources(repo.root(), SessionId(s.id)).unwrap_or_else(|e| {
+                eprintln!("rsbackup: session {}: sources not shown: {e}", s.id);
+                None
+            }),
+        );
     }
     if args.json {
         let mut list = Vec::with_capacity(sessions.len());
