@@ -353,27 +353,39 @@ fn old_client_push(client: &Client, server: &Server, config: &Path, source: &Pat
 /// (placeholders and their rows with it) before rsync compares, so the tree is not sent again;
 /// the session is right, the old top-level name is gone from staging, and the record is now
 /// version 2.
-#[test]
-fn the_first_push_after_the_upgrade_moves_old_staging_instead_of_sending_it_again() {
+/// A client pushed by [`old_client_push`] into `mode` staging, then its first run with full
+/// paths (`keep_seen`: with the old client's record of followed directories): the old copy was
+/// moved (one move applied), not sent again. Returns the client, server, its source and
+/// client.toml.
+fn upgraded(mode: &str, keep_seen: bool) -> (Client, Server, PathBuf, PathBuf) {
     let client = Client::new();
     let (var, _srv) = two_www(&client);
     let server = Server::start(
         &client,
-        "windows = [\"daily 00:00-24:00\"]\nstaging-mode = \"hollow\"",
+        &format!("windows = [\"daily 00:00-24:00\"]\nstaging-mode = \"{mode}\""),
     );
     let (config, mail) = config_with(&client, &server, &[&var]);
     old_client_push(&client, &server, &config, &var);
-
+    if !keep_seen {
+        fs::remove_file(client.path("state/client-web1.seen")).unwrap();
+    }
     client.run(&config, &[]).code(code::OK);
     let report = message_with(&eml_messages(&mail), "Subject: ").to_owned();
     assert!(report.contains("\"applied\": 1"), "one move made: {report}");
     let (sent, total) = sent_and_total(&report);
-    eprintln!("upgrade push: rsync sent {sent} of {total} bytes");
+    eprintln!("{mode} upgrade push: rsync sent {sent} of {total} bytes");
     assert!(total > 2 << 20, "{report}");
     assert!(
         sent < total / 20,
         "the old staging was sent again: {sent} of {total} bytes\n{report}"
     );
+    assert!(client.path("state/client-web1.full-paths").exists());
+    (client, server, var, config)
+}
+
+#[test]
+fn the_first_push_after_the_upgrade_moves_old_staging_instead_of_sending_it_again() {
+    let (client, server, var, _config) = upgraded("hollow", true);
     let staged = server.staging.join("web1");
     assert!(!staged.join("www").exists(), "the old layout stays");
     assert!(staged.join(rel(&var)).join("site/big.bin").exists());
@@ -394,24 +406,7 @@ fn the_first_push_after_the_upgrade_moves_old_staging_instead_of_sending_it_agai
 /// session and removed, never recorded.
 #[test]
 fn a_keep_staging_laid_out_the_old_way_is_moved_and_a_stray_old_copy_never_recorded() {
-    let client = Client::new();
-    let (var, _srv) = two_www(&client);
-    let server = Server::start(
-        &client,
-        "windows = [\"daily 00:00-24:00\"]\nstaging-mode = \"keep\"",
-    );
-    let (config, mail) = config_with(&client, &server, &[&var]);
-    old_client_push(&client, &server, &config, &var);
-    fs::remove_file(client.path("state/client-web1.seen")).unwrap();
-    client.run(&config, &[]).code(code::OK);
-    let report = message_with(&eml_messages(&mail), "Subject: ").to_owned();
-    let (sent, total) = sent_and_total(&report);
-    eprintln!("keep upgrade push: rsync sent {sent} of {total} bytes");
-    assert!(
-        sent < total / 20,
-        "the old staging was sent again: {sent} of {total} bytes\n{report}"
-    );
-    assert!(client.path("state/client-web1.full-paths").exists());
+    let (client, server, var, config) = upgraded("keep", false);
     let staged = server.staging.join("web1");
     assert!(!staged.join("www").exists());
 
