@@ -39,6 +39,10 @@ pub mod exit {
     pub const CORRUPT: i32 = 10;
     /// Session or path not found.
     pub const NOT_FOUND: i32 = 11;
+    /// A configuration file does not load or is wrong.
+    pub const CONFIG: i32 = 12;
+    /// Refused: `serve` and `mirror-serve` refusing a request, `run` refused by the server.
+    pub const REFUSED: i32 = 16;
 }
 
 /// The captured result of one run of the binary.

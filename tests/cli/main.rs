@@ -6,6 +6,7 @@ mod bad_day;
 mod check_damage;
 mod cli_basic;
 mod confine;
+mod conventions;
 mod find_diff;
 mod full_disk;
 mod identity;

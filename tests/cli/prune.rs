@@ -308,5 +308,5 @@ fn prune_takes_rules_from_server_toml() {
     assert!(problems(&t.repo).is_empty());
     fs::write(&config, "repository = 3\n").unwrap();
     t.run("prune", &[arg("--config"), arg(&config)])
-        .fails_with(exit::FAILURE, &["server.toml:1"]);
+        .fails_with(exit::CONFIG, &["server.toml:1"]);
 }

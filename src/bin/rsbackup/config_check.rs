@@ -57,12 +57,17 @@ pub fn run(what: What) -> Result<Outcome> {
             None => eprintln!("{}: {what}", path.display()),
         }
     }
-    anyhow::bail!(
-        "{}: {} problem{} (above)",
-        path.display(),
-        findings.len(),
-        if findings.len() == 1 { "" } else { "s" }
+    // The configuration is wrong, as when it does not load: the same exit code (12).
+    Err(rsbackup::Error::new(
+        rsbackup::ErrorKind::Config,
+        format!(
+            "{}: {} problem{} (above)",
+            path.display(),
+            findings.len(),
+            if findings.len() == 1 { "" } else { "s" }
+        ),
     )
+    .into())
 }
 
 fn read(path: &Path) -> Result<String> {

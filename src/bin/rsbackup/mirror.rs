@@ -41,7 +41,7 @@ pub struct Args {
     #[arg(long, value_name = "NAME|DIR")]
     to: String,
     /// The server configuration (default /etc/rsbackup/server.toml; needed for a named target).
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", env = "RSBACKUP_SERVER_CONFIG")]
     config: Option<PathBuf>,
     /// Ask the mirror to forget sessions this repository rolled off (a mirror refuses unless
     /// its own configuration allows it).
@@ -58,7 +58,8 @@ pub struct Args {
 /// Arguments of `mirror-serve`.
 #[derive(ClapArgs)]
 pub struct ServeArgs {
-    /// The offsite box's server configuration.
+    /// The offsite box's server configuration (a forced command: never taken from the
+    /// environment).
     #[arg(long, value_name = "FILE")]
     config: PathBuf,
     /// The `[mirror-of.NAME]` section that names the repository and what the primary may do.
@@ -317,7 +318,7 @@ fn print_human(r: &PushReport) -> Result<()> {
 
 /// Run `mirror-serve`: decide and record the connection (`SSH_CONNECTION`,
 /// `SSH_ORIGINAL_COMMAND`, `[mirror-of.NAME]`), then serve the protocol on standard input and
-/// output. A refusal prints only the generic refusal message and exits 12, as `serve` does; the
+/// output. A refusal prints only the generic refusal message and exits 16, as `serve` does; the
 /// reason is in the audit table and the alert mail.
 pub fn serve(args: ServeArgs) -> Result<Outcome> {
     let config = ServerConfig::load(&args.config)?;

@@ -9,6 +9,7 @@ use rsbackup::restore::{RestoreOptions, restore};
 use rsbackup::{Error, ErrorKind};
 
 use crate::Outcome;
+use crate::exit;
 use crate::output::{duration, rate, size_exact};
 
 /// Arguments of `restore`.
@@ -22,6 +23,9 @@ pub struct Args {
     /// Restore into a non-empty target, replacing what is in the way.
     #[arg(long)]
     force: bool,
+    /// Print the summary as JSON on standard output (docs/usage.md "restore").
+    #[arg(long)]
+    json: bool,
     /// Restore only these paths of the session (and what is below them).
     #[arg(value_name = "PATH")]
     paths: Vec<OsString>,
@@ -55,18 +59,33 @@ pub fn run(args: Args) -> Result<Outcome> {
         }
     })?;
     let seconds = started.elapsed().as_secs_f64();
-    let mut out = crate::output::Stdout::new();
-    writeln!(
-        out,
-        "restored session {session} into {}: {} entries, {} regular files, {} in {} ({})",
-        args.target.display(),
-        report.entries,
-        report.files,
-        size_exact(report.bytes),
-        duration(seconds),
-        rate(report.bytes, seconds)
-    )?;
-    out.flush()?;
+    if args.json {
+        crate::output::print_json(&serde_json::json!({
+            "session": session.to_string(),
+            "target": args.target,
+            "outcome": if report.errors.is_empty() { "ok" } else { "partial" },
+            "exit_code": if report.errors.is_empty() { exit::OK } else { exit::PARTIAL },
+            "entries": report.entries,
+            "files": report.files,
+            "bytes": report.bytes,
+            "seconds": seconds,
+            "errors": report.errors,
+            "lost_manifest_chunks": report.lost_manifest_chunks,
+        }))?;
+    } else {
+        let mut out = crate::output::Stdout::new();
+        writeln!(
+            out,
+            "restored session {session} into {}: {} entries, {} regular files, {} in {} ({})",
+            args.target.display(),
+            report.entries,
+            report.files,
+            size_exact(report.bytes),
+            duration(seconds),
+            rate(report.bytes, seconds)
+        )?;
+        out.flush()?;
+    }
     if report.errors.is_empty() {
         return Ok(Outcome::Ok);
     }
