@@ -21,6 +21,7 @@ mod onboarding;
 mod outcome;
 mod ownership;
 mod package;
+mod progress;
 mod prune;
 mod push_basis;
 mod push_client;

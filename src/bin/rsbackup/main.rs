@@ -27,6 +27,7 @@ mod open;
 mod output;
 mod passphrase;
 mod pin;
+mod progress;
 mod prune;
 mod repair;
 mod restore;

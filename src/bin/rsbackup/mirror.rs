@@ -15,7 +15,9 @@ use anyhow::{Context, Result, anyhow};
 use clap::Args as ClapArgs;
 use rsbackup::config::ServerConfig;
 use rsbackup::config::mirror::MirrorTarget;
-use rsbackup::mirror::{PushOptions, PushReport, ServeOptions, push, serve as serve_mirror};
+use rsbackup::mirror::{
+    PushOptions, PushReport, ServeOptions, push_with_progress, serve as serve_mirror,
+};
 use rsbackup::server::authz::REFUSAL_MESSAGE;
 use rsbackup::server::mirror_serve::{
     MIRROR_COMMAND, MirrorServeInput, MirrorServeOutcome, mirror_serve,
@@ -50,6 +52,10 @@ pub struct Args {
     /// Print the report as JSON.
     #[arg(long)]
     json: bool,
+    /// No progress bar, and nothing on standard output when all went well (--json still
+    /// prints).
+    #[arg(long)]
+    quiet: bool,
     /// On failure, mail the administrators of server.toml (for runs started after `complete`).
     #[arg(long)]
     mail_failures: bool,
@@ -98,7 +104,7 @@ pub fn run(args: Args) -> Result<Outcome> {
     let report = result?;
     if args.json {
         crate::output::print_json(&report)?;
-    } else {
+    } else if !args.quiet {
         print_human(&report)?;
     }
     Ok(Outcome::Ok)
@@ -124,7 +130,8 @@ fn mirror(args: &Args, config: Option<&ServerConfig>) -> Result<PushReport> {
         target,
         follow_deletes,
     };
-    conn.run(|reader, writer| push(&repo, reader, writer, &opts))
+    let bar = crate::progress::Bar::new(args.quiet);
+    conn.run(|reader, writer| push_with_progress(&repo, reader, writer, &opts, &bar))
 }
 
 /// The reading and writing halves of a connection to a mirror.

@@ -5,7 +5,7 @@ use std::io::Write;
 use std::path::PathBuf;
 
 use anyhow::Result;
-use rsbackup::restore::{RestoreOptions, restore};
+use rsbackup::restore::{RestoreOptions, restore_with_progress};
 use rsbackup::{Error, ErrorKind};
 
 use crate::Outcome;
@@ -26,6 +26,10 @@ pub struct Args {
     /// Print the summary as JSON on standard output (docs/usage.md "restore").
     #[arg(long)]
     json: bool,
+    /// No progress bar, and nothing on standard output when all went well (problems are still
+    /// reported on standard error; --json still prints).
+    #[arg(long)]
+    quiet: bool,
     /// Restore only these paths of the session (and what is below them).
     #[arg(value_name = "PATH")]
     paths: Vec<OsString>,
@@ -48,7 +52,8 @@ pub fn run(args: Args) -> Result<Outcome> {
         restore_owner: rustix::process::geteuid().is_root(),
     };
     let started = std::time::Instant::now();
-    let report = restore(&reader, session, &opts).map_err(|e| {
+    let bar = crate::progress::Bar::new(args.quiet);
+    let report = restore_with_progress(&reader, session, &opts, &bar).map_err(|e| {
         if e.kind() == ErrorKind::TargetNotEmpty && !e.to_string().contains("--force") {
             Error::new(
                 ErrorKind::TargetNotEmpty,
@@ -58,6 +63,7 @@ pub fn run(args: Args) -> Result<Outcome> {
             e
         }
     })?;
+    drop(bar);
     let seconds = started.elapsed().as_secs_f64();
     if args.json {
         crate::output::print_json(&serde_json::json!({
@@ -72,7 +78,7 @@ pub fn run(args: Args) -> Result<Outcome> {
             "errors": report.errors,
             "lost_manifest_chunks": report.lost_manifest_chunks,
         }))?;
-    } else {
+    } else if !args.quiet || !report.errors.is_empty() {
         let mut out = crate::output::Stdout::new();
         writeln!(
             out,
