@@ -320,6 +320,60 @@ fn config_check_with_problems_exits_with_the_configuration_code() {
 
 /// Make `session` partial as a client's rsync exit 23 does, its record rewritten from the row
 /// by `pin` and `unpin`.
+#[test]
+fn config_check_json_is_one_document_with_the_findings_and_their_error() {
+    let dir = tempdir();
+    let config = dir.path().join("server.toml");
+    // Valid, but its paths do not exist yet: findings on lines 1 and 2.
+    std::fs::write(
+        &config,
+        format!(
+            "repository = \"{d}/repo\"\nstaging-root = \"{d}/staging\"\n\n[mail]\n\
+             from = \"rsbackup@backup.example.org\"\nadmin = [\"root@example.org\"]\n\
+             transport = \"directory\"\ndirectory = \"{d}\"\n",
+            d = dir.path().display()
+        ),
+    )
+    .unwrap();
+    let run = rsbackup([
+        arg("config"),
+        arg("check"),
+        arg("--json"),
+        arg("--server"),
+        arg(&config),
+    ]);
+    run.code(exit::CONFIG);
+    let got = run.json();
+    assert_eq!(got["file"], config.to_str().unwrap(), "{got}");
+    let lines: Vec<u64> = got["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|f| f["line"].as_u64())
+        .collect();
+    assert!(lines.contains(&1) && lines.contains(&2), "{got}");
+    assert_eq!(got["error"]["kind"], "config", "{got}");
+    assert!(
+        run.stderr.contains(&format!("{}:1: ", config.display())),
+        "{}",
+        run.stderr
+    );
+    // A file that does not parse: the loader's error alone, as JSON.
+    std::fs::write(&config, "repository = \n").unwrap();
+    let run = rsbackup([
+        arg("config"),
+        arg("check"),
+        arg("--json"),
+        arg("--server"),
+        arg(&config),
+    ]);
+    let message = json_error(&run, exit::CONFIG, "config");
+    assert!(
+        message.contains(&format!("{}:1", config.display())),
+        "{message}"
+    );
+}
+
 fn mark_partial(t: &TestRepo, session: i64) {
     let db = rusqlite::Connection::open(t.repo.join("index.db")).unwrap();
     db.execute(

@@ -168,6 +168,23 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
             "session": answer.and_then(|a| a.field("session")),
             "state": answer.and_then(|a| a.text(&["state"])),
             "reason": answer.and_then(|a| a.text(&["reason"])),
+            // What the server stored, as its answer to complete says.
+            "stored": answer.map(|a| serde_json::json!({
+                "entries": a.number(&["entries"]),
+                "files": a.number(&["files"]),
+                "bytes": a.number(&["bytes"]),
+                "new_chunks": a.number(&["new_chunks"]),
+                "new_stored_bytes": a.number(&["new_stored_bytes"]),
+            })),
+            // What rsync moved, from its --stats.
+            "transfer": result.stats.as_ref().map(|t| serde_json::json!({
+                "files": t.files,
+                "files_transferred": t.files_transferred,
+                "total_file_size": t.total_file_size,
+                "transferred_file_size": t.transferred_file_size,
+                "bytes_sent": t.bytes_sent,
+                "bytes_received": t.bytes_received,
+            })),
             "failures": result.error.as_ref().map(|e| e.failures.iter().map(|f| {
                 serde_json::json!({"step": f.step, "what": f.what, "where": f.location,
                                    "to_do": f.action})
