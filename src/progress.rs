@@ -83,38 +83,25 @@ mod tests {
         assert_eq!(seen.phases(), [("reading files".to_owned(), None)]);
         assert_eq!(seen.bytes(), (3 << 20) + 70_000);
 
-        let seen = Recorded::default();
-        let restore = RestoreOptions {
+        // A full restore announces the session's bytes; a subset no total, and counts its own.
+        let restored = |opts: RestoreOptions| {
+            let seen = Recorded::default();
+            let session = crate::ids::SessionId(report.session);
+            restore_with_progress(&t.reader(), session, &opts, &seen).unwrap();
+            (seen.phases(), seen.bytes())
+        };
+        let total = (3 << 20) + 70_000;
+        let full = restored(RestoreOptions {
             target: t.path("to"),
             ..RestoreOptions::default()
-        };
-        restore_with_progress(
-            &t.reader(),
-            crate::ids::SessionId(report.session),
-            &restore,
-            &seen,
-        )
-        .unwrap();
-        let total = (3 << 20) + 70_000;
-        assert_eq!(seen.phases(), [("restoring".to_owned(), Some(total))]);
-        assert_eq!(seen.bytes(), total);
-
-        // A subset: no total, only its bytes.
-        let seen = Recorded::default();
-        let subset = RestoreOptions {
+        });
+        assert_eq!(full, (vec![("restoring".to_owned(), Some(total))], total));
+        let subset = restored(RestoreOptions {
             target: t.path("subset"),
             paths: vec![b"d".to_vec()],
             ..RestoreOptions::default()
-        };
-        restore_with_progress(
-            &t.reader(),
-            crate::ids::SessionId(report.session),
-            &subset,
-            &seen,
-        )
-        .unwrap();
-        assert_eq!(seen.phases(), [("restoring".to_owned(), None)]);
-        assert_eq!(seen.bytes(), 70_000);
+        });
+        assert_eq!(subset, (vec![("restoring".to_owned(), None)], 70_000));
 
         let seen = Recorded::default();
         let opts = CheckOptions {

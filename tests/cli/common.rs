@@ -301,6 +301,21 @@ impl TestRepo {
         self.restore_run(session, target, &[]).ok();
     }
 
+    /// Make `session` partial with `reason`, as a client's rsync exit 23 does, its record
+    /// rewritten from the row (by `pin` and `unpin`), so that `check` finds them agreeing.
+    pub fn mark_partial(&self, session: i64, reason: &str) {
+        let db = rusqlite::Connection::open(self.repo.join("index.db")).unwrap();
+        db.execute(
+            "UPDATE sessions SET state = 'partial', reason = ?2 WHERE id = ?1",
+            rusqlite::params![session, reason],
+        )
+        .unwrap();
+        drop(db);
+        for command in ["pin", "unpin"] {
+            self.run(command, &["--session", &session.to_string()]).ok();
+        }
+    }
+
     /// `check --json [--read-data] [--identity I]`, without checking the exit code.
     pub fn check_run(&self, read_data: bool, identity: bool) -> Run {
         let mut args = vec![arg("--json")];

@@ -305,22 +305,6 @@ fn client_and_server_configurations_come_from_their_own_variables() {
 }
 
 #[test]
-fn config_check_with_problems_exits_with_the_configuration_code() {
-    let dir = tempdir();
-    let config = dir.path().join("client.toml");
-    std::fs::write(&config, "name = [\n").unwrap();
-    let run = rsbackup([arg("config"), arg("check"), arg("--client"), arg(&config)]);
-    run.code(exit::CONFIG);
-    assert!(
-        run.stderr.contains(config.to_str().unwrap()),
-        "{}",
-        run.stderr
-    );
-}
-
-/// Make `session` partial as a client's rsync exit 23 does, its record rewritten from the row
-/// by `pin` and `unpin`.
-#[test]
 fn config_check_json_is_one_document_with_the_findings_and_their_error() {
     let dir = tempdir();
     let config = dir.path().join("server.toml");
@@ -335,13 +319,16 @@ fn config_check_json_is_one_document_with_the_findings_and_their_error() {
         ),
     )
     .unwrap();
-    let run = rsbackup([
-        arg("config"),
-        arg("check"),
-        arg("--json"),
-        arg("--server"),
-        arg(&config),
-    ]);
+    let check = || {
+        rsbackup([
+            arg("config"),
+            arg("check"),
+            arg("--json"),
+            arg("--server"),
+            arg(&config),
+        ])
+    };
+    let run = check();
     run.code(exit::CONFIG);
     let got = run.json();
     assert_eq!(got["file"], config.to_str().unwrap(), "{got}");
@@ -360,32 +347,11 @@ fn config_check_json_is_one_document_with_the_findings_and_their_error() {
     );
     // A file that does not parse: the loader's error alone, as JSON.
     std::fs::write(&config, "repository = \n").unwrap();
-    let run = rsbackup([
-        arg("config"),
-        arg("check"),
-        arg("--json"),
-        arg("--server"),
-        arg(&config),
-    ]);
-    let message = json_error(&run, exit::CONFIG, "config");
+    let message = json_error(&check(), exit::CONFIG, "config");
     assert!(
         message.contains(&format!("{}:1", config.display())),
         "{message}"
     );
-}
-
-fn mark_partial(t: &TestRepo, session: i64) {
-    let db = rusqlite::Connection::open(t.repo.join("index.db")).unwrap();
-    db.execute(
-        "UPDATE sessions SET state = 'partial', reason = 'rsync exit 23: files vanished' \
-         WHERE id = ?1",
-        [session],
-    )
-    .unwrap();
-    drop(db);
-    for command in ["pin", "unpin"] {
-        t.run(command, &["--session", &session.to_string()]).ok();
-    }
 }
 
 fn state_of(t: &TestRepo, session: i64) -> String {
@@ -412,7 +378,7 @@ fn exit_code_3_is_about_this_command_not_the_sessions_state() {
     let big = t.path("big");
     write_file(&big.join("data"), &pattern(2, 3 << 20));
     let partial = t.ingest("web1", &small);
-    mark_partial(&t, partial);
+    t.mark_partial(partial, "rsync exit 23: files vanished");
     let complete = t.ingest("web1", &big);
     assert_eq!(state_of(&t, partial), "partial");
     assert_eq!(state_of(&t, complete), "complete");
