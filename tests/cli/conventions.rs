@@ -184,6 +184,15 @@ fn json_mode_errors_are_a_json_object_on_stdout_and_one_line_on_stderr() {
         ],
     );
     json_error(&run, exit::NOT_FOUND, "not-found");
+
+    // A repository.toml that does not load is a configuration error like any other file.
+    let toml = t.repo.join("repository.toml");
+    let text = std::fs::read_to_string(&toml).unwrap();
+    let broken = text.replacen("[packs]\n", "[packs]\ncolour = \"blue\"\n", 1);
+    assert_ne!(broken, text);
+    std::fs::write(&toml, broken).unwrap();
+    let message = json_error(&t.run("sessions", &["--json"]), exit::CONFIG, "config");
+    assert!(message.contains("repository.toml"), "{message}");
 }
 
 #[test]

@@ -183,8 +183,8 @@ pub const TABLE: &[Code] = &[
 
 /// Codes every command can return.
 const COMMON: &[u8] = &[OK, FAILURE, USAGE];
-/// Codes of opening a repository.
-const REPO: &[u8] = &[NOT_A_REPOSITORY, UNSUPPORTED_VERSION, CORRUPT];
+/// Codes of opening a repository (a `repository.toml` that does not load is 12).
+const REPO: &[u8] = &[NOT_A_REPOSITORY, UNSUPPORTED_VERSION, CORRUPT, CONFIG];
 /// Codes of reading a session with an identity.
 const READ: &[u8] = &[WRONG_IDENTITY, NOT_FOUND];
 
