@@ -8,7 +8,8 @@
 //! The modules read like the architecture, lowest layer first; a module only uses the ones above
 //! it in this list:
 //!
-//! * [`error`], [`ids`]: the error type and identifiers.
+//! * [`error`], [`ids`], [`progress`]: the error type, identifiers, and the callback through
+//!   which long operations report how far they are.
 //! * [`format`]: bytes only: one file per document in `format-spec/`.
 //! * [`crypto`], [`chunking`]: key derivation, age wrapping, the chunk envelope; keyed FastCDC.
 //! * [`index`], [`store`], [`repo`]: the SQLite index, pack files, and the repository that ties
@@ -48,6 +49,7 @@ pub mod ingest;
 pub mod keys;
 pub mod mirror;
 pub mod process;
+pub mod progress;
 pub mod reader;
 pub mod repair;
 pub mod repo;

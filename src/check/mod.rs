@@ -21,6 +21,7 @@ use crate::error::Result;
 use crate::format::manifest::Body;
 use crate::ids::{ChunkId, KeyId, PackName, SessionId};
 use crate::index::{Index, PackInfo};
+use crate::progress::{NoProgress, Progress};
 use crate::reader::{IndexPool, SessionReader};
 use crate::repo::Repo;
 use crate::restore::display;
@@ -91,7 +92,17 @@ pub struct Damage {
 
 /// Run a check.
 pub fn check(repo: &Repo, opts: &CheckOptions) -> Result<CheckReport> {
-    check_with(repo, opts, &mut Damage::default())
+    check_with(repo, opts, &mut Damage::default(), &NoProgress)
+}
+
+/// [`check`], reporting the sealed packs' bytes as each pack is checked (one phase, `checking
+/// packs`, whose total is the sum of their sizes).
+pub fn check_with_progress(
+    repo: &Repo,
+    opts: &CheckOptions,
+    progress: &dyn Progress,
+) -> Result<CheckReport> {
+    check_with(repo, opts, &mut Damage::default(), progress)
 }
 
 /// `check --read-data` without an identity, with what it found damaged sorted by what can be
@@ -102,11 +113,16 @@ pub fn find_damage(repo: &Repo) -> Result<(CheckReport, Damage)> {
         read_data: true,
         identities: None,
     };
-    let report = check_with(repo, &opts, &mut damage)?;
+    let report = check_with(repo, &opts, &mut damage, &NoProgress)?;
     Ok((report, damage))
 }
 
-fn check_with(repo: &Repo, opts: &CheckOptions, damage: &mut Damage) -> Result<CheckReport> {
+fn check_with(
+    repo: &Repo,
+    opts: &CheckOptions,
+    damage: &mut Damage,
+    progress: &dyn Progress,
+) -> Result<CheckReport> {
     // Unlock first: a wrong identity is an error of the command, not a problem of the repository.
     let reader = match &opts.identities {
         Some(ids) => Some(SessionReader::new(repo, Identities(ids.0.clone()))?),
@@ -128,9 +144,14 @@ fn check_with(repo: &Repo, opts: &CheckOptions, damage: &mut Damage) -> Result<C
     records::key_files(repo, &mut findings);
     records::records(repo, &index, &sealed, &mut findings, damage)?;
     let pool = IndexPool::new(repo);
+    progress.start("checking packs", Some(sealed.iter().map(|p| p.size).sum()));
     let outcomes: Vec<packs::PackOutcome> = sealed
         .par_iter()
-        .map(|pack| packs::check_pack(repo, &pool, pack, opts.read_data, reader.as_ref()))
+        .map(|pack| {
+            let outcome = packs::check_pack(repo, &pool, pack, opts.read_data, reader.as_ref());
+            progress.advance(pack.size);
+            outcome
+        })
         .collect();
     let mut damaged = HashSet::new();
     for (outcome, pack) in outcomes.into_iter().zip(&sealed) {

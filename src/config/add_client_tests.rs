@@ -4,7 +4,7 @@ use super::*;
 use crate::error::ErrorKind;
 
 const NEW_KEY: &str =
-    "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIE3333333333333333333333333333333333333333 app1@host";
+    "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIE333333333333333333333333333333333333333333 app1@host";
 
 fn base() -> String {
     format!(

@@ -230,9 +230,9 @@ mod tests {
          windows = [\"daily 00:00-24:00\"]\n\
          addresses = [\"192.0.2.10\"]\n\
          [clients.web1]\n\
-         keys = [\"ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIE1111111111111111111111111111111111111111\"]\n\
+         keys = [\"ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIE111111111111111111111111111111111111111111\"]\n\
          [clients.db1]\n\
-         keys = [\"ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIE2222222222222222222222222222222222222222\"]\n"
+         keys = [\"ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIE222222222222222222222222222222222222222222\"]\n"
             .to_string()
     }
     use crate::error::ErrorKind;

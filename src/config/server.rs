@@ -149,6 +149,21 @@ impl SshPublicKey {
         if blob.len() < 16 || !blob.bytes().all(base64) {
             return Err("the key data after the type is missing or not base64".into());
         }
+        // The blob must be a whole key of the type it is written with: sshd skips a line whose
+        // key does not decode, which would lock the client out without a word.
+        let decoded =
+            ssh_key::PublicKey::from_openssh(&format!("{algorithm} {blob}")).map_err(|e| {
+                format!(
+                    "the key data after {algorithm} is not a whole {algorithm} public key ({e}): \
+                     was it cut or mistyped?"
+                )
+            })?;
+        if decoded.algorithm().as_str() != algorithm {
+            return Err(format!(
+                "the key data is a {} key, but the line says {algorithm}",
+                decoded.algorithm().as_str()
+            ));
+        }
         Ok(SshPublicKey {
             algorithm: algorithm.to_owned(),
             blob: blob.to_owned(),

@@ -88,7 +88,7 @@ pub fn values_seeds() -> Vec<Vec<u8>> {
         b"mon-fri 22:00-06:00\nfri-mon 00:00-24:00\ndaily 01:30-01:31\n* 23:59-00:01\n\
           192.0.2.0/24\n2001:db8::/32\n::ffff:192.0.2.1\n500M\n200G\n1T\n4096\n30d\n1w 2d\n36h\n\
           web1\ndb-1.example\n0123456789abcdef0123456789abcdef\n\
-          ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIE1111111111111111111111111111111111111111 web1@host\n"
+          ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIE111111111111111111111111111111111111111111 web1@host\n"
             .to_vec(),
     ]
 }

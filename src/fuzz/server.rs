@@ -30,7 +30,7 @@ transport = "directory"
 directory = "/var/spool/rsbackup-mail"
 
 [clients.web1]
-keys = ["ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIE1111111111111111111111111111111111111111 web1@host"]
+keys = ["ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIE111111111111111111111111111111111111111111 web1@host"]
 addresses = ["0.0.0.0/0", "::/0"]
 windows = ["daily 00:00-24:00"]
 timezone = "UTC"

@@ -47,6 +47,7 @@ pub(super) fn collect(
     _lock: &RepoLock,
     threshold: f64,
     fail: &Failpoint,
+    progress: &dyn crate::progress::Progress,
 ) -> Result<CollectReport> {
     let mut report = CollectReport::default();
     let writer = super::lock::start(repo, crate::repo::Operation::Repack)?;
@@ -56,7 +57,15 @@ pub(super) fn collect(
     fail.hit("after-cleanup");
     super::sweep_records::sweep_session_records(repo, &index)?;
 
-    collect_with_live(repo, &index, &writer.id, threshold, fail, &mut report)?;
+    collect_with_live(
+        repo,
+        &index,
+        &writer.id,
+        threshold,
+        fail,
+        progress,
+        &mut report,
+    )?;
     Ok(report)
 }
 
@@ -66,6 +75,7 @@ fn collect_with_live(
     writer: &crate::ids::WriterId,
     threshold: f64,
     fail: &Failpoint,
+    progress: &dyn crate::progress::Progress,
     report: &mut CollectReport,
 ) -> Result<()> {
     let dead = index.delete_dead_chunks()?;
@@ -98,7 +108,7 @@ fn collect_with_live(
         })
         .collect();
     if !sparse.is_empty() {
-        let r = repack::repack(repo, index, writer, &sparse, fail)?;
+        let r = repack::repack(repo, index, writer, &sparse, fail, progress)?;
         report.packs_repacked = r.packs_repacked;
         report.packs_written = r.packs_written;
         report.bytes_reclaimed =

@@ -254,6 +254,16 @@ pub struct AfterIngestReport {
 /// Apply retention, then collect if anything is owed. With nothing to forget and no collect
 /// pending this returns after reading the session list.
 pub fn prune(repo: &Repo, opts: &PruneOptions) -> Result<PruneReport> {
+    prune_with_progress(repo, opts, &crate::progress::NoProgress)
+}
+
+/// [`prune`], reporting the repack of sparse packs (phase `repacking`, whose total is their
+/// sizes), the one part of a prune that reads and writes much.
+pub fn prune_with_progress(
+    repo: &Repo,
+    opts: &PruneOptions,
+    progress: &dyn crate::progress::Progress,
+) -> Result<PruneReport> {
     check_threshold(opts.repack_threshold)?;
     let fail = Failpoint::new(opts.failpoint.as_deref())?;
     let mut report = PruneReport {
@@ -315,7 +325,13 @@ pub fn prune(repo: &Repo, opts: &PruneOptions) -> Result<PruneReport> {
         }
         Err(e) => return Err(e),
     };
-    report.collect = Some(collect::collect(repo, &lock, opts.repack_threshold, &fail)?);
+    report.collect = Some(collect::collect(
+        repo,
+        &lock,
+        opts.repack_threshold,
+        &fail,
+        progress,
+    )?);
     Ok(report)
 }
 

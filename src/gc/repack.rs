@@ -65,9 +65,13 @@ pub(super) fn repack(
     writer: &WriterId,
     sparse: &[PackUse],
     fail: &Failpoint,
+    progress: &dyn crate::progress::Progress,
 ) -> Result<RepackReport> {
     let mut r = Repacker::new(repo, index, writer, fail);
+    progress.start("repacking", Some(sparse.iter().map(|p| p.size).sum()));
     for old in sparse {
+        // Counted when the pack is done with, skipped or copied: the total is their sizes.
+        let _done = Advance(progress, old.size);
         // Read and verify the whole old pack's live records before copying any: a record that
         // does not match its stored hash is left where it is, with its pack, for `check` to
         // report; copying it would hide the damage behind a fresh file.
@@ -107,6 +111,15 @@ pub(super) fn repack(
         r.retire(old.clone());
     }
     r.finish()
+}
+
+/// Tells `progress` of `bytes` done when dropped, whichever way the loop body ends.
+struct Advance<'p>(&'p dyn crate::progress::Progress, u64);
+
+impl Drop for Advance<'_> {
+    fn drop(&mut self) {
+        self.0.advance(self.1);
+    }
 }
 
 impl<'a> Repacker<'a> {

@@ -227,6 +227,18 @@ pub fn ingest(repo: &Repo, opts: &IngestOptions) -> Result<IngestReport> {
     ingest_with(repo, opts, &Hooks::default())
 }
 
+/// [`ingest`], reporting the bytes read from files as they are read (one phase, `reading
+/// files`, of unknown total: the walk runs beside the reading). Files the files cache proves
+/// unchanged are not read and not counted.
+pub fn ingest_with_progress(
+    repo: &Repo,
+    opts: &IngestOptions,
+    progress: &dyn crate::progress::Progress,
+) -> Result<IngestReport> {
+    let decode = staging::StagingDecode::default();
+    ingest_inner(repo, opts, &Hooks::default(), &decode, progress)
+}
+
 /// [`ingest`] of a staging area written by the server's rsync receiver: `staging` says how to
 /// decode it (munged symlinks, `--fake-super` metadata, hollow placeholders; see
 /// [`staging`]). A separate entry point, so that [`IngestOptions`] and plain `ingest` stay as
@@ -236,7 +248,13 @@ pub fn ingest_staged(
     opts: &IngestOptions,
     staging: &staging::StagingDecode,
 ) -> Result<IngestReport> {
-    ingest_inner(repo, opts, &Hooks::default(), staging)
+    ingest_inner(
+        repo,
+        opts,
+        &Hooks::default(),
+        staging,
+        &crate::progress::NoProgress,
+    )
 }
 
 /// Why a session is `partial`, or `None` when it is complete: what the caller says went wrong
@@ -283,7 +301,13 @@ pub(crate) fn ingest_with(
     opts: &IngestOptions,
     hooks: &Hooks,
 ) -> Result<IngestReport> {
-    ingest_inner(repo, opts, hooks, &staging::StagingDecode::default())
+    ingest_inner(
+        repo,
+        opts,
+        hooks,
+        &staging::StagingDecode::default(),
+        &crate::progress::NoProgress,
+    )
 }
 
 fn ingest_inner(
@@ -291,6 +315,7 @@ fn ingest_inner(
     opts: &IngestOptions,
     hooks: &Hooks,
     decode: &staging::StagingDecode,
+    progress: &dyn crate::progress::Progress,
 ) -> Result<IngestReport> {
     let clock = Instant::now();
     validate_client_name(&opts.client)?;
@@ -358,8 +383,10 @@ fn ingest_inner(
         hooks,
         started_ns,
         decode,
+        progress,
     };
     drop(secret);
+    progress.start("reading files", None);
 
     let (consumed, written) = run_pipeline(&sh, root_fd, opts, &writer.id, workers, cache_writer)?;
 
@@ -597,6 +624,8 @@ pub(super) struct Shared<'r> {
     started_ns: i64,
     /// How to decode a staging area (off for a plain directory).
     decode: &'r staging::StagingDecode,
+    /// Told the bytes of every file read.
+    progress: &'r dyn crate::progress::Progress,
 }
 
 /// The first fatal error of the run; once raised, every stage drains and stops.

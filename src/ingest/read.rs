@@ -92,6 +92,7 @@ fn process_file(sh: &Shared<'_>, tx: &WriteQueue, job: FileJob) -> Result<Done> 
     let hash = sh.hasher.hash(&job.path);
     match read_file(sh, tx, &job) {
         Ok((extents, bytes_read)) => {
+            sh.progress.advance(bytes_read);
             let mut row = CachedFile::of_stat(&st, job.has_xattrs);
             row.extents = extents.clone();
             let body = Body::File {

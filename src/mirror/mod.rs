@@ -28,7 +28,7 @@ use crate::error::Result;
 use crate::ids::ChunkId;
 use crate::index::Index;
 
-pub use push::{PushOptions, PushReport, push};
+pub use push::{PushOptions, PushReport, push, push_with_progress};
 pub use serve::{ServeOptions, ServeReport, serve};
 pub use trigger::{after_complete_command, spawn_after_complete};
 

@@ -71,6 +71,19 @@ pub fn push<R: Read, W: Write>(
     writer: W,
     opts: &PushOptions,
 ) -> Result<PushReport> {
+    push_with_progress(repo, reader, writer, opts, &crate::progress::NoProgress)
+}
+
+/// [`push`], reporting the record bytes of the chunks sent as the mirror acknowledges them (one
+/// phase, `sending chunks`, of unknown total: what the mirror lacks is learnt batch by batch).
+pub fn push_with_progress<R: Read, W: Write>(
+    repo: &Repo,
+    reader: R,
+    writer: W,
+    opts: &PushOptions,
+    progress: &dyn crate::progress::Progress,
+) -> Result<PushReport> {
+    progress.start("sending chunks", None);
     let mut conn = Conn::new(reader, writer);
     let mut report = PushReport {
         target: opts.target.clone(),
@@ -81,6 +94,7 @@ pub fn push<R: Read, W: Write>(
         index: repo.index()?,
         reader: PackReader::new(repo.root()),
         opts,
+        progress,
     }
     .run(&mut conn, &mut report);
     report.wire_bytes_sent = conn.sent;
@@ -103,6 +117,7 @@ struct Pusher<'a> {
     index: Index,
     reader: PackReader,
     opts: &'a PushOptions,
+    progress: &'a dyn crate::progress::Progress,
 }
 
 /// Receive the reply to a request: the mirror's `Error` becomes ours.
@@ -454,6 +469,7 @@ impl Pusher<'_> {
                 } => {
                     report.chunks_sent += u64::from(stored);
                     report.record_bytes_sent += bytes;
+                    self.progress.advance(bytes);
                     current.set = ChunkSetDigest {
                         count: chunks,
                         digest,

@@ -34,14 +34,23 @@ pub(super) struct FileOutcome {
 
 /// Fill `job.file`. A chunk that cannot be read is reported and its range left as zeros; the
 /// other chunks are still written, so that as much of the file as exists comes back.
-pub(super) fn fill(reader: &SessionReader, job: FileJob, restore_owner: bool) -> FileOutcome {
+pub(super) fn fill(
+    reader: &SessionReader,
+    job: FileJob,
+    restore_owner: bool,
+    progress: &dyn crate::progress::Progress,
+) -> FileOutcome {
     let mut problems = Vec::new();
     let mut offset = 0u64;
     for extent in &job.extents {
         match extent {
-            Extent::Hole { len } => offset += len,
+            Extent::Hole { len } => {
+                offset += len;
+                progress.advance(*len);
+            }
             Extent::Chunk { len, id } => {
                 let len = u64::from(*len);
+                progress.advance(len);
                 match reader.read_chunk(id) {
                     Ok(data) if data.len() as u64 == len => {
                         if let Err(e) = write_sparse(&job.file, offset, &data) {

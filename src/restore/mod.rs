@@ -59,9 +59,21 @@ pub fn restore(
     session: SessionId,
     opts: &RestoreOptions,
 ) -> Result<RestoreReport> {
+    restore_with_progress(reader, session, opts, &crate::progress::NoProgress)
+}
+
+/// [`restore`], reporting the regular files' bytes as they are written (one phase,
+/// `restoring`; its total is the session's bytes for a full restore, unknown for a subset).
+pub fn restore_with_progress(
+    reader: &SessionReader,
+    session: SessionId,
+    opts: &RestoreOptions,
+    progress: &dyn crate::progress::Progress,
+) -> Result<RestoreReport> {
     let selection = Selection::new(&opts.paths)?;
     let target = inspect_target(opts)?;
-    reader.session(session)?;
+    let info = reader.session(session)?;
+    progress.start("restoring", selection.is_all().then_some(info.stats.bytes));
     // A subset restore reads the manifest twice: first to refuse a path that is not in the
     // session before anything is written, and to learn which hard-link targets outside the
     // subset must have their content restored at a selected link.
@@ -71,7 +83,15 @@ pub fn restore(
         prescan(reader, session, &selection)?
     };
     let root = target.open(opts)?;
-    tree::run(reader, session, opts, &selection, wanted_link_targets, root)
+    tree::run(
+        reader,
+        session,
+        opts,
+        &selection,
+        wanted_link_targets,
+        root,
+        progress,
+    )
 }
 
 /// Write the content of the regular file `path` of `session` to `out`.

@@ -60,6 +60,7 @@ pub(super) fn run(
     selection: &Selection,
     wanted: HashSet<Vec<u8>>,
     root: TargetRoot,
+    progress: &dyn crate::progress::Progress,
 ) -> Result<RestoreReport> {
     let workers = std::thread::available_parallelism()
         .map(|n| n.get())
@@ -77,7 +78,7 @@ pub(super) fn run(
             scope.spawn(move || {
                 for job in rx {
                     let path = display(&job.path);
-                    let outcome = files::fill(reader, job, restore_owner);
+                    let outcome = files::fill(reader, job, restore_owner, progress);
                     if !outcome.problems.is_empty() {
                         worker_errors
                             .lock()

@@ -67,9 +67,9 @@ directory = "/tmp/mail"
 addresses = ["192.0.2.0/24"]
 windows = ["daily 00:00-24:00"]
 [clients.web1]
-keys = ["ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIE1111111111111111111111111111111111111111 web1@host", "ssh-rsa AAAAB3NzaC1yc2EAAAADAQABAAABAQ"]
+keys = ["ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIE111111111111111111111111111111111111111111 web1@host", "ssh-rsa AAAAB3NzaC1yc2EAAAADAQABAAABAQDygXUhsuHsR9+nkmxONByzzpgZ0ttqcFcFuChmvkGAncMyvOooWzmJMLuCtA36APqcc/4nceYZOJbSgxCVKy5XkRzJvVilIOUVc2GPQk8xldStpy3j6U6oDXQUU0QOXpDelniYyd0qrh/a8zd7fEBRNO6pCwcR9Z6gcmvks6bPAQE6HERNtIXAhHmUzSiIGZa027vZfm6V8VSNl5KcgVp2auTL8+f30IANv3JAZNtXj/PSgFgLctELjlHuTu44V+c4OzW2/UF5NBBDqa67ghvMUSBJfwMW1ahJwg/68LMJ3HggMy2tHYCt0J3vTSFJHSwijKPnklEtmlc7wnkzJck1"]
 [clients.db1]
-keys = ["ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIE2222222222222222222222222222222222222222"]
+keys = ["ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIE222222222222222222222222222222222222222222"]
 "#;
 
     #[test]
@@ -79,9 +79,9 @@ keys = ["ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIE222222222222222222222222222222222
         assert_eq!(
             lines,
             [
-                "command=\"/usr/bin/rsbackup serve --client db1\",restrict ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIE2222222222222222222222222222222222222222",
-                "command=\"/usr/bin/rsbackup serve --client web1\",restrict ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIE1111111111111111111111111111111111111111 web1@host",
-                "command=\"/usr/bin/rsbackup serve --client web1\",restrict ssh-rsa AAAAB3NzaC1yc2EAAAADAQABAAABAQ",
+                "command=\"/usr/bin/rsbackup serve --client db1\",restrict ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIE222222222222222222222222222222222222222222",
+                "command=\"/usr/bin/rsbackup serve --client web1\",restrict ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIE111111111111111111111111111111111111111111 web1@host",
+                "command=\"/usr/bin/rsbackup serve --client web1\",restrict ssh-rsa AAAAB3NzaC1yc2EAAAADAQABAAABAQDygXUhsuHsR9+nkmxONByzzpgZ0ttqcFcFuChmvkGAncMyvOooWzmJMLuCtA36APqcc/4nceYZOJbSgxCVKy5XkRzJvVilIOUVc2GPQk8xldStpy3j6U6oDXQUU0QOXpDelniYyd0qrh/a8zd7fEBRNO6pCwcR9Z6gcmvks6bPAQE6HERNtIXAhHmUzSiIGZa027vZfm6V8VSNl5KcgVp2auTL8+f30IANv3JAZNtXj/PSgFgLctELjlHuTu44V+c4OzW2/UF5NBBDqa67ghvMUSBJfwMW1ahJwg/68LMJ3HggMy2tHYCt0J3vTSFJHSwijKPnklEtmlc7wnkzJck1",
             ]
         );
         assert!(authorized_keys_lines(&cfg, "rsbackup serve\" ,no-restrict").is_err());
@@ -91,12 +91,12 @@ keys = ["ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIE222222222222222222222222222222222
     #[test]
     fn duplicate_key_is_refused_even_when_built_in_code() {
         let mut cfg = ServerConfig::parse(TEXT, Path::new("/etc/rsbackup/server.toml")).unwrap();
-        let dup = SshPublicKey::parse("ssh-rsa AAAAB3NzaC1yc2EAAAADAQABAAABAQ other").unwrap();
+        let dup = SshPublicKey::parse("ssh-rsa AAAAB3NzaC1yc2EAAAADAQABAAABAQDygXUhsuHsR9+nkmxONByzzpgZ0ttqcFcFuChmvkGAncMyvOooWzmJMLuCtA36APqcc/4nceYZOJbSgxCVKy5XkRzJvVilIOUVc2GPQk8xldStpy3j6U6oDXQUU0QOXpDelniYyd0qrh/a8zd7fEBRNO6pCwcR9Z6gcmvks6bPAQE6HERNtIXAhHmUzSiIGZa027vZfm6V8VSNl5KcgVp2auTL8+f30IANv3JAZNtXj/PSgFgLctELjlHuTu44V+c4OzW2/UF5NBBDqa67ghvMUSBJfwMW1ahJwg/68LMJ3HggMy2tHYCt0J3vTSFJHSwijKPnklEtmlc7wnkzJck1 other").unwrap();
         cfg.clients.values_mut().next().unwrap().keys.push(dup);
         let err = authorized_keys_lines(&cfg, "rsbackup serve").unwrap_err();
         assert!(err.message().contains("appears twice (clients"), "{err}");
         // And the file itself refuses it at load time.
-        let text = TEXT.replace(&"2".repeat(40), &"1".repeat(40));
+        let text = TEXT.replace(&"2".repeat(42), &"1".repeat(42));
         assert!(
             ServerConfig::parse(&text, Path::new("/x.toml"))
                 .unwrap_err()

@@ -16,13 +16,13 @@ transport = "directory"
 directory = "/tmp/mail"
 
 [clients.web1]
-keys = ["ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIE1111111111111111111111111111111111111111"]
+keys = ["ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIE111111111111111111111111111111111111111111"]
 addresses = ["192.0.2.10", "2001:db8::/64"]
 windows = ["mon-fri 22:00-06:00", "sat,sun 00:00-24:00"]
 timezone = "Europe/Berlin"
 
 [clients.db1]
-keys = ["ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIE2222222222222222222222222222222222222222"]
+keys = ["ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIE222222222222222222222222222222222222222222"]
 addresses = ["0.0.0.0/0", "::/0"]
 windows = ["daily 00:00-24:00"]
 commands = ["prepare", "upload"]

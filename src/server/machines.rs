@@ -430,7 +430,7 @@ mod tests {
         let text = format!(
             "repository = \"/srv/repo\"\nstaging-root = {:?}\n[mail]\nfrom = \"a@b.c\"\n\
              admin = [\"a@b.c\"]\ntransport = \"directory\"\ndirectory = \"/nonexistent\"\n\
-             [clients.web1]\nkeys = [\"ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIE1111111111111111\"]\n\
+             [clients.web1]\nkeys = [\"ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIE111111111111111111111111111111111111111111\"]\n\
              addresses = [\"0.0.0.0/0\"]\nwindows = [\"daily 00:00-24:00\"]\n\
              on-new-machine = {policy:?}\n",
             staging.display().to_string()

@@ -10,14 +10,14 @@ use std::path::{Path, PathBuf};
 use crate::common::*;
 
 /// The largest data chunk: its id (hex), pack file, record offset and length.
-struct Victim {
-    chunk: String,
-    pack: PathBuf,
-    offset: u64,
-    length: u64,
+pub(crate) struct Victim {
+    pub(crate) chunk: String,
+    pub(crate) pack: PathBuf,
+    pub(crate) offset: u64,
+    pub(crate) length: u64,
 }
 
-fn largest_data_chunk(repo: &Path) -> Victim {
+pub(crate) fn largest_data_chunk(repo: &Path) -> Victim {
     let db = rusqlite::Connection::open(repo.join("index.db")).unwrap();
     let (id, name, offset, length): (Vec<u8>, Vec<u8>, i64, i64) = db
         .query_row(
@@ -61,7 +61,7 @@ fn problems_naming(run: &Run, chunk: &str) -> Vec<serde_json::Value> {
         .collect()
 }
 
-fn flip_byte(path: &Path, at: u64) {
+pub(crate) fn flip_byte(path: &Path, at: u64) {
     let f = OpenOptions::new()
         .read(true)
         .write(true)

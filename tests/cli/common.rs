@@ -39,6 +39,10 @@ pub mod exit {
     pub const CORRUPT: i32 = 10;
     /// Session or path not found.
     pub const NOT_FOUND: i32 = 11;
+    /// A configuration file does not load or is wrong.
+    pub const CONFIG: i32 = 12;
+    /// Refused: `serve` and `mirror-serve` refusing a request, `run` refused by the server.
+    pub const REFUSED: i32 = 16;
 }
 
 /// The captured result of one run of the binary.
@@ -295,6 +299,21 @@ impl TestRepo {
     /// `restore` of the whole session; panics unless it exits 0.
     pub fn restore(&self, session: i64, target: &Path) {
         self.restore_run(session, target, &[]).ok();
+    }
+
+    /// Make `session` partial with `reason`, as a client's rsync exit 23 does, its record
+    /// rewritten from the row (by `pin` and `unpin`), so that `check` finds them agreeing.
+    pub fn mark_partial(&self, session: i64, reason: &str) {
+        let db = rusqlite::Connection::open(self.repo.join("index.db")).unwrap();
+        db.execute(
+            "UPDATE sessions SET state = 'partial', reason = ?2 WHERE id = ?1",
+            rusqlite::params![session, reason],
+        )
+        .unwrap();
+        drop(db);
+        for command in ["pin", "unpin"] {
+            self.run(command, &["--session", &session.to_string()]).ok();
+        }
     }
 
     /// `check --json [--read-data] [--identity I]`, without checking the exit code.

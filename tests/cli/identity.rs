@@ -13,7 +13,7 @@ use crate::push_client::{self, Client, MailTo, code, eml_messages, message_with}
 use crate::push_server::{ANY, Server, prefix};
 
 /// Exit code of a refused `rsbackup serve`.
-const SERVE_REFUSED: i32 = 12;
+const SERVE_REFUSED: i32 = crate::common::exit::REFUSED;
 
 /// Every entry under `root`: relative path, kind and size, mtime, and a regular file's bytes.
 fn snapshot(root: &Path) -> Vec<(Vec<u8>, String, Vec<u8>)> {

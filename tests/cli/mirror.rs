@@ -15,7 +15,7 @@ use crate::smtp::Smtp;
 use crate::sshd::{SshKey, Sshd};
 
 /// Exit code of a refused forced command (`serve`, `mirror-serve`).
-const REFUSED: i32 = 12;
+const REFUSED: i32 = crate::common::exit::REFUSED;
 const REFUSAL: &str = "rsbackup: request refused; the administrator has been notified";
 
 /// A primary repository, an offsite box (its own server.toml, its own repository that holds its

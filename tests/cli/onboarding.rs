@@ -3,7 +3,7 @@
 
 use std::os::unix::fs::PermissionsExt;
 
-use crate::common::{arg, rsbackup, tempdir};
+use crate::common::{arg, exit, rsbackup, tempdir};
 
 const KEY: &str =
     "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOOfI9egnneCRX64m24oMI8eRKBaziNfe31p4slq1JX8 root@web1";
@@ -70,7 +70,10 @@ fn add_client_appends_keeps_text_and_mode_and_refuses_duplicates() {
         arg("--config"),
         arg(&config),
     ]);
-    again.fails_with(1, &["a client named web1 exists already", "(line 11)"]);
+    again.fails_with(
+        exit::CONFIG,
+        &["a client named web1 exists already", "(line 11)"],
+    );
     assert_eq!(
         std::fs::read_to_string(&config).unwrap(),
         after,
@@ -98,7 +101,7 @@ fn config_check_prints_file_line_and_fails_until_paths_exist() {
     std::fs::write(&config, server_toml(dir.path())).unwrap();
     let check = || rsbackup([arg("config"), arg("check"), arg("--server"), arg(&config)]);
     let run = check();
-    run.code(1);
+    run.code(exit::CONFIG);
     let at = |line: u32, what: &str| format!("{}:{line}: {what}", config.display());
     for needle in [
         at(2, "repository = "),
@@ -110,7 +113,7 @@ fn config_check_prints_file_line_and_fails_until_paths_exist() {
     }
     // Wrong syntax: the loader's file:line error.
     std::fs::write(&config, "repository = \n").unwrap();
-    check().fails_with(1, &[&format!("{}:1", config.display())]);
+    check().fails_with(exit::CONFIG, &[&format!("{}:1", config.display())]);
     // Neither or both of --server and --client: a usage error.
     rsbackup([arg("config"), arg("check")]).code(2);
 }
@@ -128,10 +131,10 @@ fn usage_errors_point_at_the_subcommands_help_and_help_help_works() {
         "{}",
         help.stdout_str()
     );
-    // mirror-serve is listed, and run's own codes are pointed at.
+    // mirror-serve is listed, and so are run's own codes.
     let top = rsbackup(["--help"]).stdout_str();
     assert!(
-        top.contains("mirror-serve") && top.contains("13-21 run only"),
+        top.contains("mirror-serve") && top.contains("13  run-locked"),
         "{top}"
     );
 }
@@ -201,69 +204,7 @@ fn sessions_print_local_times_with_their_zone() {
     );
 }
 
-/// The codes of a markdown table's first column (`| 3 |`, `| 13-21 |`) from the line after
-/// `heading` up to the first line that is not part of the table.
-fn table_codes(doc: &str, heading: &str) -> std::collections::BTreeSet<u32> {
-    let start = doc
-        .find(heading)
-        .unwrap_or_else(|| panic!("{heading:?} not in usage.md"));
-    doc[start..]
-        .lines()
-        .skip(1)
-        .skip_while(|l| !l.starts_with('|'))
-        .take_while(|l| l.starts_with('|'))
-        .filter_map(|l| l.split('|').nth(1))
-        .flat_map(|cell| codes(cell.trim()))
-        .collect()
-}
-
-/// `3` or `13-21` as codes; anything else none.
-fn codes(word: &str) -> Vec<u32> {
-    match word.split_once('-') {
-        Some((a, b)) => match (a.parse::<u32>(), b.parse::<u32>()) {
-            (Ok(a), Ok(b)) => (a..=b).collect(),
-            _ => Vec::new(),
-        },
-        None => word.parse().map(|c| vec![c]).unwrap_or_default(),
-    }
-}
-
-/// The codes `--help` lists after `heading`: lines that start with a code or a range.
-fn help_codes(help: &str, heading: &str) -> std::collections::BTreeSet<u32> {
-    let start = help
-        .find(heading)
-        .unwrap_or_else(|| panic!("{heading:?} not in {help}"));
-    help[start..]
-        .lines()
-        .skip(1)
-        .filter_map(|l| l.split_whitespace().next())
-        .flat_map(codes)
-        .collect()
-}
-
-#[test]
-fn exit_code_tables_of_usage_md_and_help_agree() {
-    let doc =
-        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/usage.md")).unwrap();
-    let top = rsbackup(["--help"]).stdout_str();
-    let documented = table_codes(&doc, "## Exit codes");
-    assert_eq!(
-        documented,
-        help_codes(&top, "Exit codes:"),
-        "usage.md against --help"
-    );
-    assert_eq!(
-        documented,
-        (0..=22).collect(),
-        "every code 0-22 is explained"
-    );
-    let run = rsbackup(["run", "--help"]).stdout_str();
-    assert_eq!(
-        table_codes(&doc, "Exit codes of `run`"),
-        help_codes(&run, "Outcomes and exit codes"),
-        "usage.md's run table against run --help"
-    );
-}
+// The exit-code tables of usage.md, --help and the binary: tests/cli/conventions.rs.
 
 #[test]
 fn repo_and_identity_come_from_the_environment_unless_given() {

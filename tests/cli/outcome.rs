@@ -216,11 +216,37 @@ fn every_outcome_has_its_subject_exit_code_and_session_state() {
             None => {
                 assert_eq!(after, before, "{}: a session was recorded", sc.name);
                 assert_eq!(json["outcome"], "failed", "{}: {json:#}", sc.name);
+                // No backup: the error object every --json failure carries.
+                assert_eq!(json["error"]["code"], sc.code, "{}: {json:#}", sc.name);
+                assert!(
+                    json["error"]["kind"]
+                        .as_str()
+                        .is_some_and(|k| !k.is_empty())
+                );
+                assert!(
+                    json["error"]["message"]
+                        .as_str()
+                        .is_some_and(|m| !m.is_empty())
+                );
             }
             Some(want) => {
                 assert_eq!(after, before + 1, "{}: no session recorded", sc.name);
                 assert_eq!(state, want, "{}: session state", sc.name);
                 assert_eq!(json["state"], want, "{}: {json:#}", sc.name);
+                assert!(json.get("error").is_none(), "{}: {json:#}", sc.name);
+                // What was stored and what travelled.
+                assert!(
+                    json["stored"]["files"].as_u64().is_some_and(|n| n >= 1),
+                    "{}: {json:#}",
+                    sc.name
+                );
+                assert!(
+                    json["transfer"]["bytes_sent"]
+                        .as_u64()
+                        .is_some_and(|n| n > 0),
+                    "{}: {json:#}",
+                    sc.name
+                );
                 assert!(reason.contains(sc.reason), "{}: reason {reason:?}", sc.name);
             }
         }

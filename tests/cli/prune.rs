@@ -291,7 +291,7 @@ fn prune_takes_rules_from_server_toml() {
              [mail]\nfrom = \"rsbackup@example.org\"\nadmin = [\"root@example.org\"]\n\
              transport = \"directory\"\ndirectory = \"/tmp\"\n\
              [retention]\nkeep-last = 3\n\
-             [clients.web]\nkeys = [\"ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIE1111111111111111111111111111111111111111\"]\n\
+             [clients.web]\nkeys = [\"ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIE111111111111111111111111111111111111111111\"]\n\
              addresses = [\"192.0.2.1\"]\nwindows = [\"daily 00:00-24:00\"]\n\
              [clients.web.retention]\nkeep-last = 1\n",
             t.repo.display()
@@ -308,5 +308,5 @@ fn prune_takes_rules_from_server_toml() {
     assert!(problems(&t.repo).is_empty());
     fs::write(&config, "repository = 3\n").unwrap();
     t.run("prune", &[arg("--config"), arg(&config)])
-        .fails_with(exit::FAILURE, &["server.toml:1"]);
+        .fails_with(exit::CONFIG, &["server.toml:1"]);
 }

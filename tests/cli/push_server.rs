@@ -11,7 +11,7 @@ use crate::smtp::Smtp;
 use crate::sshd::{SshKey, Sshd, forced_command_line};
 
 /// Exit code of a refused request (`rsbackup serve`).
-const REFUSED: i32 = 12;
+const REFUSED: i32 = crate::common::exit::REFUSED;
 const REFUSAL: &str = "rsbackup: request refused; the administrator has been notified";
 
 /// A server: repository, staging root, server.toml, sshd with one key per client, SMTP.

@@ -26,16 +26,9 @@ fn a_rebuilt_index_keeps_the_reason_and_never_reuses_a_forgotten_id() {
     let third = t.ingest("db", &src);
     assert!(first < second && second < third);
 
-    // The first session made partial with a reason (as a client's rsync exit 23 does), its
-    // record rewritten from the row by `pin`.
-    let db = rusqlite::Connection::open(t.repo.join("index.db")).unwrap();
-    db.execute(
-        "UPDATE sessions SET state = 'partial', reason = 'rsync exit 23: files vanished' \
-         WHERE id = ?1",
-        [first],
-    )
-    .unwrap();
-    drop(db);
+    // The first session made partial with a reason (as a client's rsync exit 23 does), and
+    // pinned.
+    t.mark_partial(first, "rsync exit 23: files vanished");
     t.run("pin", &["--session", &first.to_string()]).ok();
 
     // The newest session forgotten the way forget does it: rows, then record.

@@ -165,7 +165,7 @@ fn watch_flushes_coalesced_refusals_and_mails_one_digest_a_day() {
     // Two refusals: the first is mailed at once, the second waits for the window.
     for _ in 0..2 {
         let out = s.ssh("web1", Some("127.0.0.2"), "prepare");
-        assert_eq!(out.status.code(), Some(12), "{out:?}");
+        assert_eq!(out.status.code(), Some(common::exit::REFUSED), "{out:?}");
     }
     s.smtp().wait_for(1, Duration::from_secs(10));
     assert_eq!(subjects(&s).len(), 1, "{:?}", subjects(&s));
@@ -279,7 +279,7 @@ fn serve_logs_each_outcome_and_a_broken_config_is_logged_and_mailed() {
     );
     assert!(find("request=\"rsync\"").is_some(), "{lines:#?}");
     let out = s.ssh("web1", Some("127.0.0.2"), "prepare");
-    assert_eq!(out.status.code(), Some(12));
+    assert_eq!(out.status.code(), Some(common::exit::REFUSED));
     let refused = received(&sock);
     assert!(
         refused.iter().any(|l| l.contains("outcome=\"refused\"")),

@@ -16,7 +16,12 @@ use crate::{Outcome, UsageError};
 #[derive(clap::Args)]
 pub struct Args {
     /// The server configuration.
-    #[arg(long, value_name = "FILE", default_value = "/etc/rsbackup/server.toml")]
+    #[arg(
+        long,
+        value_name = "FILE",
+        default_value = "/etc/rsbackup/server.toml",
+        env = "RSBACKUP_SERVER_CONFIG"
+    )]
     config: PathBuf,
     /// The client (as in `[clients.NAME]`).
     #[arg(long, value_name = "NAME")]

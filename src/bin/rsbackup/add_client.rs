@@ -27,7 +27,12 @@ pub struct Args {
     #[arg(long, value_name = "SPEC")]
     window: Vec<String>,
     /// The server configuration to extend.
-    #[arg(long, value_name = "FILE", default_value = "/etc/rsbackup/server.toml")]
+    #[arg(
+        long,
+        value_name = "FILE",
+        default_value = "/etc/rsbackup/server.toml",
+        env = "RSBACKUP_SERVER_CONFIG"
+    )]
     config: PathBuf,
 }
 

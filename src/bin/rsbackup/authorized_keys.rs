@@ -13,7 +13,12 @@ use crate::Outcome;
 #[derive(clap::Args)]
 pub struct Args {
     /// The server configuration.
-    #[arg(long, value_name = "FILE", default_value = "/etc/rsbackup/server.toml")]
+    #[arg(
+        long,
+        value_name = "FILE",
+        default_value = "/etc/rsbackup/server.toml",
+        env = "RSBACKUP_SERVER_CONFIG"
+    )]
     config: PathBuf,
     /// The rsbackup binary sshd should run (default: this one).
     #[arg(long, value_name = "PATH")]

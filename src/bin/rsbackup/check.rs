@@ -4,7 +4,7 @@ use std::io::Write;
 use std::path::PathBuf;
 
 use anyhow::Result;
-use rsbackup::check::{CheckOptions, CheckReport, check};
+use rsbackup::check::{CheckOptions, CheckReport, check_with_progress};
 
 use crate::Outcome;
 use crate::output::size_exact;
@@ -25,6 +25,10 @@ pub struct Args {
     /// Print the report as JSON.
     #[arg(long)]
     json: bool,
+    /// No progress bar, and nothing on standard output when all went well (problems are still
+    /// reported on standard error; --json still prints).
+    #[arg(long)]
+    quiet: bool,
 }
 
 /// Run `check`.
@@ -38,10 +42,12 @@ pub fn run(args: Args) -> Result<Outcome> {
         read_data: args.read_data,
         identities,
     };
-    let report = check(&repo, &opts)?;
+    let bar = crate::progress::Bar::new(args.quiet);
+    let report = check_with_progress(&repo, &opts, &bar)?;
+    drop(bar);
     if args.json {
         crate::output::print_json(&report)?;
-    } else {
+    } else if !args.quiet || !report.problems.is_empty() {
         print_human(&args, &report)?;
     }
     if report.problems.is_empty() {

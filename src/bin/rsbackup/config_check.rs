@@ -20,8 +20,19 @@ pub enum What {
 
 /// Arguments of `config check`.
 #[derive(clap::Args)]
-#[group(required = true, multiple = false)]
 pub struct CheckArgs {
+    #[command(flatten)]
+    which: Which,
+    /// Print `{file, findings: [{line, what}]}` as JSON (with an `error` member when there are
+    /// findings).
+    #[arg(long)]
+    json: bool,
+}
+
+/// Which file `config check` reads: exactly one of the two.
+#[derive(clap::Args)]
+#[group(required = true, multiple = false)]
+pub struct Which {
     /// A server configuration (server.toml).
     #[arg(long, value_name = "FILE")]
     server: Option<PathBuf>,
@@ -33,7 +44,7 @@ pub struct CheckArgs {
 /// Run `config check`.
 pub fn run(what: What) -> Result<Outcome> {
     let What::Check(args) = what;
-    let (path, findings) = match (&args.server, &args.client) {
+    let (path, findings) = match (&args.which.server, &args.which.client) {
         (Some(path), _) => {
             let config = ServerConfig::load(path)?;
             for warning in config.warnings() {
@@ -47,8 +58,29 @@ pub fn run(what: What) -> Result<Outcome> {
         }
         (None, None) => unreachable!("clap requires --server or --client"),
     };
-    if findings.is_empty() {
+    let summary = format!(
+        "{}: {} problem{} (above)",
+        path.display(),
+        findings.len(),
+        if findings.len() == 1 { "" } else { "s" }
+    );
+    if args.json {
+        let mut json = serde_json::json!({
+            "file": path,
+            "findings": findings.iter().map(|f| serde_json::json!({
+                "line": f.line, "what": f.what,
+            })).collect::<Vec<_>>(),
+        });
+        if !findings.is_empty() {
+            // One JSON document: the findings with their error, not one after the other.
+            json["error"] =
+                crate::output::json_error(crate::exit::CONFIG, &summary)["error"].take();
+        }
+        crate::output::print_json(&json)?;
+    } else if findings.is_empty() {
         println!("{}: ok", path.display());
+    }
+    if findings.is_empty() {
         return Ok(Outcome::Ok);
     }
     for Finding { line, what } in &findings {
@@ -57,12 +89,12 @@ pub fn run(what: What) -> Result<Outcome> {
             None => eprintln!("{}: {what}", path.display()),
         }
     }
-    anyhow::bail!(
-        "{}: {} problem{} (above)",
-        path.display(),
-        findings.len(),
-        if findings.len() == 1 { "" } else { "s" }
-    )
+    if args.json {
+        eprintln!("rsbackup: {summary}");
+        std::process::exit(crate::exit::CONFIG.into());
+    }
+    // The configuration is wrong, as when it does not load: the same exit code (12).
+    Err(rsbackup::Error::new(rsbackup::ErrorKind::Config, summary).into())
 }
 
 fn read(path: &Path) -> Result<String> {

@@ -4,10 +4,9 @@
 use std::path::PathBuf;
 
 use anyhow::Context;
-use clap::CommandFactory;
 use clap_complete::Shell;
 
-use crate::{Cli, Outcome};
+use crate::{Outcome, cli_command};
 
 #[derive(clap::Args)]
 pub struct ManArgs {
@@ -28,7 +27,7 @@ pub fn man(args: ManArgs) -> anyhow::Result<Outcome> {
         .with_context(|| format!("cannot create {}", args.dir.display()))?;
     // One page for `rsbackup`, then one per visible subcommand, recursively
     // (`rsbackup-repair-index.1`); hidden commands get none.
-    clap_mangen::generate_to(Cli::command(), &args.dir)
+    clap_mangen::generate_to(cli_command(), &args.dir)
         .with_context(|| format!("cannot write man pages into {}", args.dir.display()))?;
     Ok(Outcome::Ok)
 }
@@ -36,7 +35,7 @@ pub fn man(args: ManArgs) -> anyhow::Result<Outcome> {
 pub fn completions(args: CompletionArgs) -> anyhow::Result<Outcome> {
     std::fs::create_dir_all(&args.dir)
         .with_context(|| format!("cannot create {}", args.dir.display()))?;
-    let mut cmd = Cli::command();
+    let mut cmd = cli_command();
     clap_complete::generate_to(args.shell, &mut cmd, "rsbackup", &args.dir)
         .with_context(|| format!("cannot write completions into {}", args.dir.display()))?;
     Ok(Outcome::Ok)

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::Result;
 use rsbackup::index::SessionState;
-use rsbackup::ingest::{IngestOptions, IngestReport, ingest, validate_client_name};
+use rsbackup::ingest::{IngestOptions, IngestReport, ingest_with_progress, validate_client_name};
 use rsbackup::{Error, ErrorKind};
 
 use crate::Outcome;
@@ -29,6 +29,10 @@ pub struct Args {
     /// Print the report as JSON.
     #[arg(long)]
     json: bool,
+    /// No progress bar, and nothing on standard output when all went well (problems are still
+    /// reported on standard error; --json still prints).
+    #[arg(long)]
+    quiet: bool,
     /// The directory to store.
     #[arg(value_name = "DIR")]
     source: PathBuf,
@@ -69,10 +73,12 @@ pub fn run(args: Args) -> Result<Outcome> {
         files_cache: !args.no_files_cache,
         sources: None,
     };
-    let report = ingest(&repo, &opts)?;
+    let bar = crate::progress::Bar::new(args.quiet);
+    let report = ingest_with_progress(&repo, &opts, &bar)?;
+    drop(bar);
     if args.json {
         crate::output::print_json(&report)?;
-    } else {
+    } else if !args.quiet || !report.errors.is_empty() {
         print_human(&args.client, &report)?;
     }
     if report.state == SessionState::Partial || !report.errors.is_empty() {

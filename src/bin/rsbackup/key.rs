@@ -14,7 +14,7 @@ use crate::Outcome;
 #[derive(clap::Subcommand)]
 pub enum What {
     /// Print the repository's recipients, one a line.
-    List(RepoArgs),
+    List(ListArgs),
     /// Add a recipient (age1...); run `key rewrap` next so that existing keys open with it.
     AddRecipient(RecipientArgs),
     /// Remove a recipient (never the last); run `key rewrap` next so that its identity opens
@@ -31,6 +31,16 @@ pub struct RepoArgs {
     /// The repository directory.
     #[arg(long, value_name = "DIR", env = "RSBACKUP_REPO")]
     repo: PathBuf,
+}
+
+/// Arguments of `key list`.
+#[derive(clap::Args)]
+pub struct ListArgs {
+    #[command(flatten)]
+    at: RepoArgs,
+    /// Print `{"recipients": [...], "rewrap_pending": BOOL}` as JSON.
+    #[arg(long)]
+    json: bool,
 }
 
 /// A recipient to add or remove.
@@ -60,9 +70,17 @@ pub struct RewrapArgs {
 pub fn run(what: What) -> Result<Outcome> {
     match what {
         What::List(a) => {
-            let repo = crate::open::repo(&a.repo)?;
-            for r in &repo.config().recipients {
-                println!("{r}");
+            let repo = crate::open::repo(&a.at.repo)?;
+            let recipients = &repo.config().recipients;
+            if a.json {
+                crate::output::print_json(&serde_json::json!({
+                    "recipients": recipients.iter().map(|r| r.to_string()).collect::<Vec<_>>(),
+                    "rewrap_pending": rewrap_pending(&repo),
+                }))?;
+            } else {
+                for r in recipients {
+                    println!("{r}");
+                }
             }
             if rewrap_pending(&repo) {
                 eprintln!("rsbackup: an interrupted `key rewrap` has not finished: run it again");

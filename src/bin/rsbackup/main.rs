@@ -13,6 +13,7 @@ mod check;
 mod config_check;
 mod diff;
 mod entry_json;
+mod exit;
 mod find;
 mod generate;
 mod ingest;
@@ -26,6 +27,7 @@ mod open;
 mod output;
 mod passphrase;
 mod pin;
+mod progress;
 mod prune;
 mod repair;
 mod restore;
@@ -39,58 +41,8 @@ mod watch;
 
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{FromArgMatches, Parser, Subcommand};
 use rsbackup::ErrorKind;
-
-/// Exit codes; documented in docs/usage.md and in `--help`.
-pub mod exit {
-    /// Success.
-    pub const OK: u8 = 0;
-    /// Any other failure.
-    pub const FAILURE: u8 = 1;
-    /// Bad command line.
-    pub const USAGE: u8 = 2;
-    /// Partial success: a partial session (ingest, run), restore with failed paths, check found
-    /// problems.
-    pub const PARTIAL: u8 = 3;
-    /// Not a repository.
-    pub const NOT_A_REPOSITORY: u8 = 4;
-    /// Unsupported format version.
-    pub const UNSUPPORTED_VERSION: u8 = 5;
-    /// The identity file is not an age identity, or cannot unlock the repository.
-    pub const WRONG_IDENTITY: u8 = 6;
-    /// Restore target not empty.
-    pub const TARGET_NOT_EMPTY: u8 = 7;
-    /// Restore target not a directory.
-    pub const TARGET_NOT_DIRECTORY: u8 = 8;
-    /// Repository locked.
-    pub const LOCKED: u8 = 9;
-    /// Stored data is corrupt.
-    pub const CORRUPT: u8 = 10;
-    /// Session or path not found.
-    pub const NOT_FOUND: u8 = 11;
-    /// `status`: a client is overdue or a mirror target lags.
-    pub const ALARM: u8 = 22;
-}
-
-const EXIT_CODES_HELP: &str = "\
-Exit codes:
-   0  success
-   1  failure (anything not listed below)
-   2  usage: bad command line
-   3  partial: the session is partial (ingest, run), restore with failed paths, check found
-      problems
-   4  not a repository
-   5  unsupported format version
-   6  wrong identity: the identity file is not an age identity or cannot unlock the repository
-   7  restore target is not empty (use --force)
-   8  restore target is not a directory
-   9  repository locked by another process
-  10  corrupt data
-  11  not found: session, path, ingest source or identity file
-  12  serve, mirror-serve: the request was refused; run: configuration error
-  13-21 run only: see rsbackup run --help
-  22  status: a client is overdue or a mirror target lags";
 
 /// Push-only, encrypted, deduplicating backups.
 #[derive(Parser)]
@@ -98,7 +50,6 @@ Exit codes:
     name = "rsbackup",
     version,
     about = "Push-only, encrypted, deduplicating backups",
-    after_help = EXIT_CODES_HELP,
     propagate_version = true
 )]
 struct Cli {
@@ -209,9 +160,19 @@ fn raise_open_file_limit() {
 }
 
 fn main() -> ExitCode {
-    let cli = match Cli::try_parse_from(help_help(std::env::args_os().collect())) {
-        Ok(cli) => cli,
-        Err(err) => return clap_error(err),
+    let args = help_help(std::env::args_os().collect());
+    // Before the parse: a bad command line of a `--json` command answers in JSON too.
+    let json_args = args
+        .iter()
+        .skip(1)
+        .take_while(|a| *a != "--")
+        .any(|a| a == "--json");
+    let parsed = cli_command()
+        .try_get_matches_from(args)
+        .and_then(|m| Ok((Cli::from_arg_matches(&m)?, json_mode(&m))));
+    let (cli, json) = match parsed {
+        Ok(parsed) => parsed,
+        Err(err) => return clap_error(err, json_args),
     };
     std::panic::set_hook(Box::new(|info| {
         // A panic is a bug; still one line, with where it happened, and no backtrace.
@@ -248,8 +209,13 @@ fn main() -> ExitCode {
                 return ExitCode::from(exit::OK);
             }
             let err = open::explain_full_disk(err);
-            eprintln!("rsbackup: {}", one_line(&err));
-            ExitCode::from(exit_code(&err))
+            let line = one_line(&err);
+            eprintln!("rsbackup: {line}");
+            let code = exit_code(&err);
+            if json {
+                output::print_json_error(code, &line);
+            }
+            ExitCode::from(code)
         }
     }
 }
@@ -308,8 +274,48 @@ fn run_command(command: Command) -> anyhow::Result<Outcome> {
     }
 }
 
-/// Print a clap error as one line (help and version as clap renders them).
-fn clap_error(err: clap::Error) -> ExitCode {
+/// The clap definition, with the exit codes each command can return at the end of its help
+/// (and all of them at the end of the top-level help): `--help` and the man pages say the same.
+pub fn cli_command() -> clap::Command {
+    use clap::CommandFactory;
+    let mut command = Cli::command().after_help(exit::help(None));
+    for (name, _) in exit::COMMANDS {
+        command = command.mut_subcommand(*name, |sub| with_exit_codes(sub, name));
+    }
+    command
+}
+
+/// `sub` and its own subcommands (`key list`) with `name`'s exit codes after their help.
+fn with_exit_codes(sub: clap::Command, name: &str) -> clap::Command {
+    let codes = exit::help(Some(name));
+    let text = match sub.get_after_help() {
+        Some(before) => format!("{before}\n\n{codes}"),
+        None => codes,
+    };
+    let nested: Vec<String> = sub
+        .get_subcommands()
+        .map(|s| s.get_name().to_owned())
+        .collect();
+    let mut sub = sub.after_help(text);
+    for child in nested {
+        sub = sub.mut_subcommand(child, |s| with_exit_codes(s, name));
+    }
+    sub
+}
+
+/// Whether the command given asked for `--json` (at whatever level of subcommands).
+fn json_mode(matches: &clap::ArgMatches) -> bool {
+    if let Ok(Some(true)) = matches.try_get_one::<bool>("json") {
+        return true;
+    }
+    matches
+        .subcommand()
+        .is_some_and(|(_, inner)| json_mode(inner))
+}
+
+/// Print a clap error as one line (help and version as clap renders them); with `--json` on the
+/// command line, also as a JSON error on standard output.
+fn clap_error(err: clap::Error, json: bool) -> ExitCode {
     use clap::error::ErrorKind as K;
     if matches!(err.kind(), K::DisplayHelp | K::DisplayVersion)
         || err.kind() == K::DisplayHelpOnMissingArgumentOrSubcommand
@@ -325,11 +331,15 @@ fn clap_error(err: clap::Error) -> ExitCode {
     let body = rendered.split("\n\nUsage:").next().unwrap_or(&rendered);
     let body = body.trim().strip_prefix("error: ").unwrap_or(body.trim());
     let body: Vec<&str> = body.split_whitespace().collect();
-    eprintln!(
-        "rsbackup: {} (see {} --help)",
+    let line = format!(
+        "{} (see {} --help)",
         body.join(" "),
         usage_command(&rendered)
     );
+    eprintln!("rsbackup: {line}");
+    if json {
+        output::print_json_error(exit::USAGE, &line);
+    }
     ExitCode::from(exit::USAGE)
 }
 
@@ -405,6 +415,8 @@ fn exit_code(err: &anyhow::Error) -> u8 {
         // damaged data (exit code unchanged from before the kind existed).
         ErrorKind::Corrupt | ErrorKind::Protocol => exit::CORRUPT,
         ErrorKind::NotFound => exit::NOT_FOUND,
+        ErrorKind::Config => exit::CONFIG,
+        ErrorKind::Refused => exit::REFUSED,
         _ => exit::FAILURE,
     }
 }

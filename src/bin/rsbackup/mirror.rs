@@ -15,7 +15,9 @@ use anyhow::{Context, Result, anyhow};
 use clap::Args as ClapArgs;
 use rsbackup::config::ServerConfig;
 use rsbackup::config::mirror::MirrorTarget;
-use rsbackup::mirror::{PushOptions, PushReport, ServeOptions, push, serve as serve_mirror};
+use rsbackup::mirror::{
+    PushOptions, PushReport, ServeOptions, push_with_progress, serve as serve_mirror,
+};
 use rsbackup::server::authz::REFUSAL_MESSAGE;
 use rsbackup::server::mirror_serve::{
     MIRROR_COMMAND, MirrorServeInput, MirrorServeOutcome, mirror_serve,
@@ -41,7 +43,7 @@ pub struct Args {
     #[arg(long, value_name = "NAME|DIR")]
     to: String,
     /// The server configuration (default /etc/rsbackup/server.toml; needed for a named target).
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", env = "RSBACKUP_SERVER_CONFIG")]
     config: Option<PathBuf>,
     /// Ask the mirror to forget sessions this repository rolled off (a mirror refuses unless
     /// its own configuration allows it).
@@ -50,6 +52,10 @@ pub struct Args {
     /// Print the report as JSON.
     #[arg(long)]
     json: bool,
+    /// No progress bar, and nothing on standard output when all went well (--json still
+    /// prints).
+    #[arg(long)]
+    quiet: bool,
     /// On failure, mail the administrators of server.toml (for runs started after `complete`).
     #[arg(long)]
     mail_failures: bool,
@@ -58,7 +64,8 @@ pub struct Args {
 /// Arguments of `mirror-serve`.
 #[derive(ClapArgs)]
 pub struct ServeArgs {
-    /// The offsite box's server configuration.
+    /// The offsite box's server configuration (a forced command: never taken from the
+    /// environment).
     #[arg(long, value_name = "FILE")]
     config: PathBuf,
     /// The `[mirror-of.NAME]` section that names the repository and what the primary may do.
@@ -97,7 +104,7 @@ pub fn run(args: Args) -> Result<Outcome> {
     let report = result?;
     if args.json {
         crate::output::print_json(&report)?;
-    } else {
+    } else if !args.quiet {
         print_human(&report)?;
     }
     Ok(Outcome::Ok)
@@ -123,7 +130,8 @@ fn mirror(args: &Args, config: Option<&ServerConfig>) -> Result<PushReport> {
         target,
         follow_deletes,
     };
-    conn.run(|reader, writer| push(&repo, reader, writer, &opts))
+    let bar = crate::progress::Bar::new(args.quiet);
+    conn.run(|reader, writer| push_with_progress(&repo, reader, writer, &opts, &bar))
 }
 
 /// The reading and writing halves of a connection to a mirror.
@@ -317,7 +325,7 @@ fn print_human(r: &PushReport) -> Result<()> {
 
 /// Run `mirror-serve`: decide and record the connection (`SSH_CONNECTION`,
 /// `SSH_ORIGINAL_COMMAND`, `[mirror-of.NAME]`), then serve the protocol on standard input and
-/// output. A refusal prints only the generic refusal message and exits 12, as `serve` does; the
+/// output. A refusal prints only the generic refusal message and exits 16, as `serve` does; the
 /// reason is in the audit table and the alert mail.
 pub fn serve(args: ServeArgs) -> Result<Outcome> {
     let config = ServerConfig::load(&args.config)?;

@@ -54,6 +54,19 @@ pub fn print_json<T: serde::Serialize>(value: &T) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A failure in `--json` mode: `{"error": {"code": N, "kind": "...", "message": "..."}}` on
+/// standard output (the one-line message goes to stderr as always). Nothing more can be done
+/// when stdout itself fails, so that is ignored.
+pub fn print_json_error(code: u8, message: &str) {
+    let _ = print_json(&json_error(code, message));
+}
+
+/// The `error` object of a failure (docs/usage.md "JSON output").
+pub fn json_error(code: u8, message: &str) -> serde_json::Value {
+    let kind = crate::exit::code(code).map_or("failure", |c| c.name);
+    serde_json::json!({"error": {"code": code, "kind": kind, "message": message}})
+}
+
 pub use rsbackup::status::fmt::size;
 
 /// A size in a binary unit with the exact byte count, e.g. `1.50 GiB (1610612736 bytes)`.

@@ -9,7 +9,7 @@ use anyhow::Result;
 use jiff::tz::TimeZone;
 use rsbackup::config::ServerConfig;
 use rsbackup::config::retention::parse_span;
-use rsbackup::gc::{ClientRules, PruneOptions, PruneReport, Rules, prune};
+use rsbackup::gc::{ClientRules, PruneOptions, PruneReport, Rules, prune_with_progress};
 use rsbackup::ingest::validate_client_name;
 use rsbackup::retention::Policy;
 
@@ -34,6 +34,10 @@ pub struct Args {
     /// Print the report as JSON.
     #[arg(long)]
     json: bool,
+    /// No progress bar, and nothing printed when all went well (for a timer); a pack that
+    /// could not be repacked is still a warning on standard error.
+    #[arg(long)]
+    quiet: bool,
     /// Keep the N newest complete sessions.
     #[arg(long, value_name = "N")]
     keep_last: Option<u32>,
@@ -142,9 +146,15 @@ pub fn run(args: Args) -> Result<Outcome> {
     opts.repack_threshold = threshold;
     // Crash tests only: abort at a named point of the prune.
     opts.failpoint = std::env::var("RSBACKUP_FAILPOINT").ok();
-    let report = prune(&repo, &opts)?;
+    let bar = crate::progress::Bar::new(args.quiet);
+    let report = prune_with_progress(&repo, &opts, &bar)?;
+    drop(bar);
     if args.json {
         crate::output::print_json(&report)?;
+    } else if args.quiet {
+        for skipped in report.collect.iter().flat_map(|c| &c.skipped) {
+            eprintln!("rsbackup: warning: {skipped}");
+        }
     } else {
         print_human(&report)?;
     }

@@ -6,10 +6,11 @@ use std::io::Write;
 use std::path::PathBuf;
 
 use anyhow::Result;
-use rsbackup::restore::{RestoreOptions, restore};
+use rsbackup::restore::{RestoreOptions, restore_with_progress};
 use rsbackup::{Error, ErrorKind};
 
 use crate::Outcome;
+use crate::exit;
 use crate::output::{duration, rate, size_exact};
 
 /// Arguments of `restore`.
@@ -27,6 +28,13 @@ pub struct Args {
     /// it was on the client). Only for sessions that recorded their sources' full paths.
     #[arg(long)]
     to_original_paths: bool,
+    /// Print the summary as JSON on standard output (docs/usage.md "restore").
+    #[arg(long)]
+    json: bool,
+    /// No progress bar, and nothing on standard output when all went well (problems are still
+    /// reported on standard error; --json still prints).
+    #[arg(long)]
+    quiet: bool,
     /// Restore only these paths of the session (and what is below them).
     #[arg(value_name = "PATH")]
     paths: Vec<OsString>,
@@ -66,7 +74,8 @@ pub fn run(args: Args) -> Result<Outcome> {
         restore_owner: rustix::process::geteuid().is_root(),
     };
     let started = std::time::Instant::now();
-    let report = restore(&reader, session, &opts).map_err(|e| {
+    let bar = crate::progress::Bar::new(args.quiet);
+    let report = restore_with_progress(&reader, session, &opts, &bar).map_err(|e| {
         if e.kind() == ErrorKind::TargetNotEmpty && !e.to_string().contains("--force") {
             Error::new(
                 ErrorKind::TargetNotEmpty,
@@ -76,33 +85,57 @@ pub fn run(args: Args) -> Result<Outcome> {
             e
         }
     })?;
+    drop(bar);
     let seconds = started.elapsed().as_secs_f64();
-    let mut out = crate::output::Stdout::new();
-    writeln!(
-        out,
-        "restored session {session} into {}: {} entries, {} regular files, {} in {} ({})",
-        args.target.display(),
-        report.entries,
-        report.files,
-        size_exact(report.bytes),
-        duration(seconds),
-        rate(report.bytes, seconds)
-    )?;
-    for source in sources.iter().flatten() {
-        let source = String::from_utf8_lossy(source);
-        let rel = source.trim_start_matches('/');
-        writeln!(
-            out,
-            "  {source} -> {}",
-            if rel.is_empty() {
+    // Where each source went, when restored to its original paths.
+    let placed: Vec<(String, std::path::PathBuf)> = sources
+        .iter()
+        .flatten()
+        .map(|source| {
+            let source = String::from_utf8_lossy(source).into_owned();
+            let rel = source.trim_start_matches('/');
+            let to = if rel.is_empty() {
                 args.target.clone()
             } else {
                 args.target.join(rel)
-            }
-            .display()
+            };
+            (source, to)
+        })
+        .collect();
+    if args.json {
+        crate::output::print_json(&serde_json::json!({
+            "session": session.to_string(),
+            "target": args.target,
+            "outcome": if report.errors.is_empty() { "ok" } else { "partial" },
+            "exit_code": if report.errors.is_empty() { exit::OK } else { exit::PARTIAL },
+            "entries": report.entries,
+            "files": report.files,
+            "bytes": report.bytes,
+            "seconds": seconds,
+            "errors": report.errors,
+            "lost_manifest_chunks": report.lost_manifest_chunks,
+            "sources": placed
+                .iter()
+                .map(|(source, to)| serde_json::json!({"source": source, "target": to}))
+                .collect::<Vec<_>>(),
+        }))?;
+    } else if !args.quiet || !report.errors.is_empty() {
+        let mut out = crate::output::Stdout::new();
+        writeln!(
+            out,
+            "restored session {session} into {}: {} entries, {} regular files, {} in {} ({})",
+            args.target.display(),
+            report.entries,
+            report.files,
+            size_exact(report.bytes),
+            duration(seconds),
+            rate(report.bytes, seconds)
         )?;
+        for (source, to) in &placed {
+            writeln!(out, "  {source} -> {}", to.display())?;
+        }
+        out.flush()?;
     }
-    out.flush()?;
     if report.errors.is_empty() {
         return Ok(Outcome::Ok);
     }

@@ -16,58 +16,25 @@ use rsbackup::config::ClientConfig;
 use rsbackup::report::RunOutcome;
 
 use crate::Outcome;
+use crate::exit;
 
-/// Exit codes of `rsbackup run` beyond the common ones (0 ok, 1 failure, 2 usage, 3 partial).
-pub mod code {
-    /// client.toml does not load, or its sources/excludes cannot be transferred.
-    pub const CONFIG: u8 = 12;
-    /// Another run of this configuration still holds the lock.
-    pub const LOCKED: u8 = 13;
-    /// An init hook failed; no backup was made.
-    pub const INIT_HOOK: u8 = 14;
-    /// The server cannot be reached.
-    pub const UNREACHABLE: u8 = 15;
-    /// The server refused.
-    pub const REFUSED: u8 = 16;
-    /// A connection, the transfer or a server step timed out.
-    pub const TIMED_OUT: u8 = 17;
-    /// rsync failed.
-    pub const TRANSFER: u8 = 18;
-    /// The server's prepare or complete failed.
-    pub const SERVER: u8 = 19;
-    /// The backup was made, but a hook failed.
-    pub const HOOK: u8 = 20;
-    /// Every source failed its guard (or does not exist): nothing was sent.
-    pub const NOTHING_TO_SEND: u8 = 21;
-}
-
-/// The exit codes and outcomes, for `run --help` (docs/usage.md has the same table).
+/// The outcomes, for `run --help` (the exit codes follow it, from [`crate::exit`];
+/// docs/usage.md has the same table).
 const RUN_HELP: &str = "\
-Outcomes and exit codes (the mail subject says the outcome: backup ok / ok, with warnings /
-PARTIAL / FAILED: no backup made):
-   0  ok: the session was recorded complete
-  20  ok, with warnings: recorded complete, but a hook or a server step failed
-   3  partial: the session was recorded partial (rsync 23/24, a source not sent because its
-      guard failed, unreadable paths)
-  FAILED, no backup made:
-   1  failure on this machine (lock file)
-   2  usage: a bad command line
-  12  configuration error
-  13  another run holds the lock
-  14  an init hook failed (on-init-hook-failure = abort)
-  15  server unreachable
-  16  refused by the server
-  17  timed out
-  18  rsync failed
-  19  the server's prepare or complete failed
-  21  no source could be sent (every guard failed)";
+Outcomes (the mail subject and --json say it): ok (exit 0), ok with warnings (20), partial (3),
+FAILED: no backup made (every other code).";
 
 /// Arguments of `rsbackup run`.
 #[derive(clap::Args)]
 #[command(after_help = RUN_HELP)]
 pub struct Args {
     /// The client configuration file.
-    #[arg(long, value_name = "FILE", default_value = "/etc/rsbackup/client.toml")]
+    #[arg(
+        long,
+        value_name = "FILE",
+        default_value = "/etc/rsbackup/client.toml",
+        env = "RSBACKUP_CONFIG"
+    )]
     config: PathBuf,
     /// Where the client lock (`client-NAME.lock`: two runs never overlap) and the note of a
     /// run in progress (`client-NAME.run`: an interrupted run is resumed) are kept; overrides
@@ -115,11 +82,12 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
             if args.json {
                 crate::output::print_json(&serde_json::json!({
                     "outcome": RunOutcome::Failed.name(),
-                    "exit_code": code::CONFIG,
+                    "exit_code": exit::CONFIG,
                     "failures": [{"step": "configuration", "what": err.to_string()}],
+                    "error": crate::output::json_error(exit::CONFIG, &err.to_string())["error"],
                 }))?;
             }
-            std::process::exit(code::CONFIG.into());
+            std::process::exit(exit::CONFIG.into());
         }
     };
     let state_dir = args
@@ -191,29 +159,62 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
             }
         );
     }
-    let exit = exit_code(result.status);
+    let code = exit_code(result.status);
     if args.json {
         let answer = result.answer.as_ref();
-        crate::output::print_json(&serde_json::json!({
+        let mut json = serde_json::json!({
             "outcome": result.status.outcome().name(),
-            "exit_code": exit,
+            "exit_code": code,
             "client": config.name.as_str(),
             "subject": result.job.as_ref().map(|j| j.subject()),
             "session": answer.and_then(|a| a.field("session")),
             "state": answer.and_then(|a| a.text(&["state"])),
             "reason": answer.and_then(|a| a.text(&["reason"])),
+            // What the server stored, as its answer to complete says.
+            "stored": answer.map(|a| serde_json::json!({
+                "entries": a.number(&["entries"]),
+                "files": a.number(&["files"]),
+                "bytes": a.number(&["bytes"]),
+                "new_chunks": a.number(&["new_chunks"]),
+                "new_stored_bytes": a.number(&["new_stored_bytes"]),
+            })),
+            // What rsync moved, from its --stats.
+            "transfer": result.stats.as_ref().map(|t| serde_json::json!({
+                "files": t.files,
+                "files_transferred": t.files_transferred,
+                "total_file_size": t.total_file_size,
+                "transferred_file_size": t.transferred_file_size,
+                "bytes_sent": t.bytes_sent,
+                "bytes_received": t.bytes_received,
+            })),
             "failures": result.error.as_ref().map(|e| e.failures.iter().map(|f| {
                 serde_json::json!({"step": f.step, "what": f.what, "where": f.location,
                                    "to_do": f.action})
             }).collect::<Vec<_>>()).unwrap_or_default(),
-        }))?;
+        });
+        if !result.status.backup_made() {
+            // No backup: the same `error` object as any failing command in --json mode.
+            let first = result.error.as_ref().and_then(|e| e.failures.first());
+            let message = first.map_or_else(
+                || "no backup was made".to_owned(),
+                |f| {
+                    format!(
+                        "{} failed: {}; no backup was made",
+                        f.step,
+                        one_line(&f.what)
+                    )
+                },
+            );
+            json["error"] = crate::output::json_error(code, &message)["error"].take();
+        }
+        crate::output::print_json(&json)?;
     }
-    end(exit)
+    end(code)
 }
 
 /// End a run (or a dry run) with its exit code: 0 and 3 through [`Outcome`], the others here.
-pub(crate) fn end(exit: u8) -> anyhow::Result<Outcome> {
-    match exit {
+pub(crate) fn end(code: u8) -> anyhow::Result<Outcome> {
+    match code {
         0 => Ok(Outcome::Ok),
         3 => Ok(Outcome::Partial),
         other => {
@@ -224,22 +225,22 @@ pub(crate) fn end(exit: u8) -> anyhow::Result<Outcome> {
     }
 }
 
-/// The exit code of a run (see [`RUN_HELP`]).
+/// The exit code of a run (see [`crate::exit`]).
 pub(crate) fn exit_code(status: RunStatus) -> u8 {
     match status {
-        RunStatus::Ok => 0,
-        RunStatus::Partial => crate::exit::PARTIAL,
-        RunStatus::Config => code::CONFIG,
-        RunStatus::Locked => code::LOCKED,
-        RunStatus::InitHookFailed => code::INIT_HOOK,
-        RunStatus::Unreachable => code::UNREACHABLE,
-        RunStatus::Refused => code::REFUSED,
-        RunStatus::TimedOut => code::TIMED_OUT,
-        RunStatus::TransferFailed => code::TRANSFER,
-        RunStatus::ServerFailed => code::SERVER,
-        RunStatus::HookFailed => code::HOOK,
-        RunStatus::Failed => crate::exit::FAILURE,
-        RunStatus::NothingToSend => code::NOTHING_TO_SEND,
+        RunStatus::Ok => exit::OK,
+        RunStatus::Partial => exit::PARTIAL,
+        RunStatus::Config => exit::CONFIG,
+        RunStatus::Locked => exit::RUN_LOCKED,
+        RunStatus::InitHookFailed => exit::INIT_HOOK,
+        RunStatus::Unreachable => exit::UNREACHABLE,
+        RunStatus::Refused => exit::REFUSED,
+        RunStatus::TimedOut => exit::TIMED_OUT,
+        RunStatus::TransferFailed => exit::TRANSFER,
+        RunStatus::ServerFailed => exit::SERVER,
+        RunStatus::HookFailed => exit::WARNINGS,
+        RunStatus::Failed => exit::FAILURE,
+        RunStatus::NothingToSend => exit::NOTHING_TO_SEND,
     }
 }
 

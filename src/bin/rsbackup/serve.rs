@@ -3,9 +3,10 @@
 //! `rsbackup::server::serve`, prints the answer, or runs the confined rsync between the ssh
 //! channel and its daemon (exiting with rsync's code, 20 when it had to be stopped).
 //!
-//! Exit codes: 0 done; 3 done in part (a partial session, a failed complete hook); 1 the
-//! request was allowed but failed; 12 the request was refused (only the generic refusal message
-//! is printed; the administrator gets the reason by mail and the audit table has it).
+//! Exit codes (crate::exit): 0 done; 3 done in part (a partial session, a failed complete
+//! hook); 1 the request was allowed but failed; 16 the request was refused (only the generic
+//! refusal message is printed; the administrator gets the reason by mail and the audit table has
+//! it); an upload ends with the confined rsync's own exit code, which the client's rsync reads.
 
 use std::path::PathBuf;
 
@@ -17,16 +18,21 @@ use rsbackup::server::serve::{ServeInput, ServeOutcome, finish_rsync, serve_with
 
 use crate::Outcome;
 
-/// Exit code of a refused request.
-pub const REFUSED: i32 = 12;
+/// Exit code of a refused request (the client's `run` exits with the same code).
+pub const REFUSED: i32 = crate::exit::REFUSED as i32;
 
 /// Arguments of `serve`.
 #[derive(clap::Args)]
+#[command(
+    after_help = "An upload (the rsync request) ends with the confined rsync's own exit \
+code instead, which the client's rsync reads (rsync(1), EXIT VALUES)."
+)]
 pub struct Args {
     /// The client this ssh key belongs to (set by the forced command).
     #[arg(long, value_name = "NAME")]
     client: String,
-    /// The server configuration.
+    /// The server configuration (a forced command: only from its authorized_keys line, never
+    /// from the environment, which an ssh client may be allowed to set).
     #[arg(long, value_name = "FILE", default_value = "/etc/rsbackup/server.toml")]
     config: PathBuf,
     /// A run's lease (taken by prepare) expires after this many hours without complete;

@@ -19,7 +19,12 @@ use crate::Outcome;
 #[derive(clap::Args)]
 pub struct Args {
     /// The server configuration.
-    #[arg(long, value_name = "FILE", default_value = "/etc/rsbackup/server.toml")]
+    #[arg(
+        long,
+        value_name = "FILE",
+        default_value = "/etc/rsbackup/server.toml",
+        env = "RSBACKUP_SERVER_CONFIG"
+    )]
     config: PathBuf,
     /// Print the status as JSON.
     #[arg(long)]
