@@ -248,29 +248,45 @@ impl SessionReader {
         self.walk_inner(session, visit, Some(lost))
     }
 
+    /// The session's root: its manifest chunk ids in order. `NotFound` for a session that does
+    /// not exist or is not visible.
+    pub fn manifest_root(&self, session: SessionId) -> Result<Vec<ChunkId>> {
+        self.pool.with(|index| {
+            index.session(session)?;
+            index.session_root(session)
+        })
+    }
+
+    /// The plaintext of manifest chunk `seq` (`id`) of `session`, for a reader that decodes
+    /// manifest chunks out of order (`mount`); errors name the session and the chunk.
+    pub fn read_manifest_chunk(
+        &self,
+        session: SessionId,
+        seq: usize,
+        id: &ChunkId,
+    ) -> Result<Vec<u8>> {
+        self.locate(id)
+            .and_then(|loc| {
+                if loc.kind != ChunkKind::Manifest {
+                    return Err(Error::corrupt(format!(
+                        "manifest chunk {seq} ({id}) is recorded as a data chunk"
+                    )));
+                }
+                self.read_located(&loc)
+            })
+            .map_err(|e| e.context(format!("session {session}, manifest chunk {seq}")))
+    }
+
     fn walk_inner(
         &self,
         session: SessionId,
         visit: &mut dyn FnMut(Entry) -> Result<ControlFlow<()>>,
         mut lost: Option<&mut dyn FnMut(LostChunk) -> Result<()>>,
     ) -> Result<()> {
-        let root = self.pool.with(|index| {
-            index.session(session)?;
-            index.session_root(session)
-        })?;
+        let root = self.manifest_root(session)?;
         let mut manifest = ManifestReader::new();
         for (seq, id) in root.iter().enumerate() {
-            let read = self
-                .locate(id)
-                .and_then(|loc| {
-                    if loc.kind != ChunkKind::Manifest {
-                        return Err(Error::corrupt(format!(
-                            "manifest chunk {seq} ({id}) is recorded as a data chunk"
-                        )));
-                    }
-                    self.read_located(&loc)
-                })
-                .map_err(|e| e.context(format!("session {session}, manifest chunk {seq}")));
+            let read = self.read_manifest_chunk(session, seq, id);
             let (result, fed) = match read {
                 Ok(bytes) => (
                     manifest.feed(&bytes).map_err(|e| {
