@@ -61,8 +61,15 @@ impl Mounted {
         self.session.guard.is_finished()
     }
 
-    /// Unmount (unless already unmounted) and wait for the serving thread.
+    /// Unmount (unless already unmounted from outside) and wait for the serving thread.
     pub fn unmount(self) -> Result<()> {
+        if self.is_finished() {
+            // Unmounted from outside: unmounting again would fail (EINVAL).
+            return self
+                .session
+                .join()
+                .map_err(|e| Error::io("serving the mount", e));
+        }
         self.session
             .umount_and_join()
             .map_err(|e| Error::io("unmounting", e))

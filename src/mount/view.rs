@@ -316,12 +316,7 @@ impl View {
     /// Names in directory `dir` from `offset` (0 at the start; otherwise a value this function
     /// gave with an earlier name), each with its inode, node and the offset after it. `add`
     /// returns `false` when the kernel's buffer is full.
-    pub(super) fn list(
-        &mut self,
-        dir: u64,
-        offset: u64,
-        add: &mut AddName<'_>,
-    ) -> Result<()> {
+    pub(super) fn list(&mut self, dir: u64, offset: u64, add: &mut AddName<'_>) -> Result<()> {
         match self.node(dir)? {
             Node::Root => {
                 for (c, name) in self.clients.iter().enumerate().skip(offset as usize) {
