@@ -92,11 +92,32 @@ pub struct LostChunk {
 }
 
 /// Damage confined to one manifest chunk; a wrong identity or a bug is not.
-fn salvageable(e: &Error) -> bool {
+pub(crate) fn salvageable(e: &Error) -> bool {
     !matches!(
         e.kind(),
         crate::error::ErrorKind::WrongIdentity | crate::error::ErrorKind::Internal
     )
+}
+
+impl LostChunk {
+    /// Go on past manifest chunk `seq` of `root`, which failed with `error` (`fed`: it went
+    /// through `manifest.feed`); what was lost with it.
+    pub(crate) fn skip(
+        manifest: &mut ManifestReader,
+        root: &[ChunkId],
+        seq: usize,
+        fed: bool,
+        error: &Error,
+    ) -> LostChunk {
+        let held = manifest.skip_chunk(fed);
+        LostChunk {
+            seq,
+            count: root.len(),
+            id: root[seq],
+            error: error.message().to_string(),
+            held,
+        }
+    }
 }
 
 impl SessionReader {
@@ -301,14 +322,7 @@ impl SessionReader {
             let entries = match (result, lost.as_mut()) {
                 (Ok(entries), _) => entries,
                 (Err(e), Some(lost)) if salvageable(&e) => {
-                    let held = manifest.skip_chunk(fed);
-                    lost(LostChunk {
-                        seq,
-                        count: root.len(),
-                        id: *id,
-                        error: e.message().to_string(),
-                        held,
-                    })?;
+                    lost(LostChunk::skip(&mut manifest, &root, seq, fed, &e))?;
                     continue;
                 }
                 (Err(e), _) => return Err(e),

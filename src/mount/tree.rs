@@ -18,7 +18,7 @@ use crate::format::manifest::{
     Body, Entry, Extent, ManifestReader, Piece, cmp_paths, decode_pieces,
 };
 use crate::ids::{ChunkId, SessionId};
-use crate::reader::{LostChunk, SessionReader};
+use crate::reader::{LostChunk, SessionReader, salvageable};
 
 /// Most manifest chunks of a session the inode numbering can address.
 pub(super) const MAX_CHUNKS: usize = 1 << 24;
@@ -119,18 +119,9 @@ impl SessionTree {
                     }
                     heads.push(head_of(&pieces, session, seq)?);
                 }
-                Err(e) if matches!(e.kind(), ErrorKind::WrongIdentity | ErrorKind::Internal) => {
-                    return Err(e);
-                }
+                Err(e) if !salvageable(&e) => return Err(e),
                 Err(e) => {
-                    let held = manifest.skip_chunk(fed);
-                    lost(LostChunk {
-                        seq,
-                        count: root.len(),
-                        id: *id,
-                        error: e.message().to_string(),
-                        held,
-                    });
+                    lost(LostChunk::skip(&mut manifest, &root, seq, fed, &e));
                     heads.push(None);
                 }
             }

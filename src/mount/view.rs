@@ -27,7 +27,7 @@ const SEQ_SHIFT: u32 = 20;
 /// Most sessions one mount shows.
 pub(super) const MAX_SESSIONS: usize = (1 << 20) - 1;
 /// Bytes of decoded manifest chunks kept (weighed by their plaintext length).
-pub const MANIFEST_CACHE_BYTES: u64 = 32 << 20;
+pub const MANIFEST_CACHE_BYTES: u64 = 16 << 20;
 
 /// What an inode is.
 #[derive(Debug, Clone)]
@@ -175,7 +175,7 @@ impl View {
                 return Ok(p);
             }
             let pieces = read_pieces(reader, tree, seq)?;
-            let weight = pieces.iter().map(piece_weight).sum();
+            let weight = pieces.iter().map(piece_weight).sum::<u64>() + 128;
             cache.insert(id, pieces.clone(), weight);
             Ok(pieces)
         }
@@ -487,7 +487,7 @@ impl View {
             )));
         }
         let bytes = Arc::new(bytes);
-        self.data.insert(*id, bytes.clone(), u64::from(len));
+        self.data.insert(*id, bytes.clone(), data_weight(len));
         Ok(bytes)
     }
 
@@ -509,27 +509,35 @@ fn unpack_pos(v: u64) -> Pos {
     }
 }
 
-/// Rough memory of a decoded piece, for the manifest cache's bound.
+/// Memory of a decoded piece, for the manifest cache's bound: the value itself and what it
+/// owns on the heap (allocator overhead included roughly).
 fn piece_weight(piece: &crate::format::manifest::Piece) -> u64 {
     use crate::format::manifest::Piece;
-    let (path, meta_len, extents) = match piece {
-        Piece::Entry(e) => (
-            e.path.len(),
-            e.meta
-                .xattrs
-                .iter()
-                .map(|(n, v)| n.len() + v.len() + 48)
-                .sum::<usize>(),
-            match &e.body {
-                Body::File { extents, .. } => extents.len(),
-                Body::Symlink { target } | Body::Hardlink { target } => target.len() / 40,
-                Body::Unreadable { message } => message.len() / 40,
-                _ => 0,
-            },
-        ),
-        Piece::Continued { path, extents } => (path.len(), 0, extents.len()),
+    const VEC: usize = 16; // allocator overhead of one heap block, roughly
+    let extents = |e: &[Extent]| VEC + std::mem::size_of_val(e);
+    let owned = match piece {
+        Piece::Entry(e) => {
+            VEC + e.path.len()
+                + e.meta
+                    .xattrs
+                    .iter()
+                    .map(|(n, v)| 2 * VEC + 48 + n.len() + v.len())
+                    .sum::<usize>()
+                + match &e.body {
+                    Body::File { extents: x, .. } => extents(x),
+                    Body::Symlink { target } | Body::Hardlink { target } => VEC + target.len(),
+                    Body::Unreadable { message } => VEC + message.len(),
+                    _ => 0,
+                }
+        }
+        Piece::Continued { path, extents: x } => VEC + path.len() + extents(x),
     };
-    (160 + path + meta_len + extents * 48) as u64
+    (std::mem::size_of::<Piece>() + owned) as u64
+}
+
+/// Memory of a cached data chunk: its bytes plus the cache's own bookkeeping.
+fn data_weight(len: u32) -> u64 {
+    u64::from(len) + 128
 }
 
 /// What a session directory shows when its root entry cannot be read: an unreadable,
