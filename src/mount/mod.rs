@@ -15,6 +15,8 @@
 
 mod cache;
 mod fs;
+#[cfg(test)]
+mod tests;
 mod tree;
 mod view;
 
