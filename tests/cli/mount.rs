@@ -408,3 +408,38 @@ fn bad_mountpoints_a_wrong_identity_and_an_unknown_client_are_refused_before_mou
     run(&empty, &t.identity, &["--client", "nobody"]).fails_with(exit::NOT_FOUND, &["nobody"]);
     assert!(!is_mounted(&empty.canonicalize().unwrap()));
 }
+
+/// The mount step of the bad day (docs/usage.md, `bad-day-mount`) runs as written after the
+/// procedure's first block, and what it copies out equals the source.
+#[test]
+fn the_bad_day_mount_step_runs_as_written() {
+    require_root("the procedure runs as root");
+    require_fuse();
+    let t = TestRepo::new();
+    let src = t.path("src");
+    full_tree(&src);
+    let session = t.ingest("web1", &src);
+    let mnt = t.path("mnt");
+    let target = t.path("restore/web1");
+    let table = [
+        ("repo", t.repo.display().to_string()),
+        ("client", "web1".to_owned()),
+        ("identity", t.identity.display().to_string()),
+        ("target", target.display().to_string()),
+        ("host", "unused@127.0.0.1".to_owned()),
+        ("root", String::new()),
+        ("session", session.to_string()),
+        ("mnt", mnt.display().to_string()),
+        ("wanted", "links".to_owned()),
+    ];
+    crate::bad_day::run_procedure(
+        &["bad-day-procedure", "bad-day-mount"],
+        &table,
+        "",
+        t.dir.path(),
+    );
+    let copy = PathBuf::from(format!("{}.copy", target.display()));
+    let diffs = compare_trees(&src.join("links"), &copy);
+    assert!(diffs.is_empty(), "{}", diffs.join("\n"));
+    assert!(!is_mounted(&mnt), "the procedure left the mount behind");
+}
