@@ -49,6 +49,17 @@ pub struct MountOptions {
 /// unmounted from outside (`fusermount3 -u`, `umount`).
 pub struct Mounted {
     session: fuser::BackgroundSession,
+    mountpoint: std::path::PathBuf,
+}
+
+/// How [`Mounted::unmount`] went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unmounted {
+    /// Unmounted (or it already was, from outside).
+    Clean,
+    /// Something still had a file or directory open in the mount: it was detached from the
+    /// filesystem tree at once (lazy unmount); those open files fail once the process ends.
+    Detached,
 }
 
 impl std::fmt::Debug for Mounted {
@@ -63,18 +74,54 @@ impl Mounted {
         self.session.guard.is_finished()
     }
 
-    /// Unmount (unless already unmounted from outside) and wait for the serving thread.
-    pub fn unmount(self) -> Result<()> {
+    /// Unmount (unless already unmounted from outside) and wait for the serving thread. A
+    /// mount still in use is detached instead ([`Unmounted::Detached`]): the serving thread
+    /// then ends with the process.
+    pub fn unmount(self) -> Result<Unmounted> {
         if self.is_finished() {
             // Unmounted from outside: unmounting again would fail (EINVAL).
-            return self
-                .session
+            self.session
                 .join()
-                .map_err(|e| Error::io("serving the mount", e));
+                .map_err(|e| Error::io("serving the mount", e))?;
+            return Ok(Unmounted::Clean);
         }
-        self.session
-            .umount_and_join()
-            .map_err(|e| Error::io("unmounting", e))
+        let Mounted {
+            session,
+            mountpoint,
+        } = self;
+        match session.umount_and_join() {
+            Ok(()) => Ok(Unmounted::Clean),
+            Err(e) if e.raw_os_error() == Some(rustix::io::Errno::BUSY.raw_os_error()) => {
+                detach(&mountpoint)?;
+                Ok(Unmounted::Detached)
+            }
+            Err(e) => Err(Error::io(format!("unmounting {}", mountpoint.display()), e)),
+        }
+    }
+}
+
+/// Lazy unmount of a busy mount: directly as root, else through `fusermount3 -u -z`.
+fn detach(mountpoint: &Path) -> Result<()> {
+    let shown = mountpoint.display();
+    match rustix::mount::unmount(mountpoint, rustix::mount::UnmountFlags::DETACH) {
+        Ok(()) => Ok(()),
+        Err(rustix::io::Errno::PERM) => {
+            let status = std::process::Command::new("fusermount3")
+                .arg("-u")
+                .arg("-z")
+                .arg(mountpoint)
+                .status()
+                .map_err(|e| Error::io(format!("running fusermount3 -u -z {shown}"), e))?;
+            if status.success() {
+                Ok(())
+            } else {
+                Err(Error::new(
+                    ErrorKind::Io,
+                    format!("fusermount3 -u -z {shown} failed ({status})"),
+                ))
+            }
+        }
+        Err(e) => Err(Error::io(format!("detaching {shown}"), e.into())),
     }
 }
 
@@ -109,6 +156,9 @@ pub fn mount(
     options: MountOptions,
 ) -> Result<Mounted> {
     check_mountpoint(mountpoint)?;
+    let canonical = mountpoint
+        .canonicalize()
+        .map_err(|e| Error::io(format!("mountpoint {}", mountpoint.display()), e))?;
     let view = view::View::new(reader, sessions, &options)?;
     let mut config = fuser::Config::default();
     config.mount_options = vec![
@@ -132,5 +182,8 @@ pub fn mount(
             e,
         )
     })?;
-    Ok(Mounted { session })
+    Ok(Mounted {
+        session,
+        mountpoint: canonical,
+    })
 }

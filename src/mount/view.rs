@@ -189,8 +189,11 @@ impl View {
         }
         let slot = (ino >> SLOT_SHIFT) as usize;
         if slot == 0 {
+            if ino < 2 {
+                return Err(missing());
+            }
             let c = (ino - 2) as usize / 2;
-            if ino < 2 || c >= self.clients.len() {
+            if c >= self.clients.len() {
                 return Err(missing());
             }
             return Ok(if ino.is_multiple_of(2) {

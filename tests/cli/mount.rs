@@ -372,6 +372,26 @@ fn sigterm_sigint_and_an_outside_unmount_end_the_mount_cleanly() {
         );
         assert!(m.stderr().contains("unmounted"), "{name}: {}", m.stderr());
     }
+
+    // Still in use (a process inside it): detached at once, the process told why its reads
+    // fail from then on; nothing stays mounted.
+    let mut m = Mount::start(&t, &t.path("busy"), &[]);
+    let mut inside = Command::new("sleep")
+        .arg("60")
+        .current_dir(m.at("host1/latest"))
+        .spawn()
+        .unwrap();
+    assert_eq!(
+        m.stop(Some(rustix::process::Signal::TERM)),
+        0,
+        "{}",
+        m.stderr()
+    );
+    let _ = inside.kill();
+    let _ = inside.wait();
+    assert!(!is_mounted(&m.point), "busy: still in /proc/mounts");
+    assert_eq!(fs::read_dir(&m.point).unwrap().count(), 0);
+    assert!(m.stderr().contains("lazily"), "busy: {}", m.stderr());
 }
 
 #[test]

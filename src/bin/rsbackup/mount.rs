@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use anyhow::Result;
 use rsbackup::ingest::validate_client_name;
-use rsbackup::mount::{DEFAULT_CACHE_BYTES, MountOptions};
+use rsbackup::mount::{DEFAULT_CACHE_BYTES, MountOptions, Unmounted};
 use rsbackup::{Error, ErrorKind};
 
 use crate::Outcome;
@@ -79,7 +79,13 @@ pub fn run(args: Args) -> Result<Outcome> {
     while !stop.load(Ordering::Relaxed) && !mounted.is_finished() {
         std::thread::sleep(Duration::from_millis(100));
     }
-    mounted.unmount()?;
-    eprintln!("rsbackup: unmounted {}", args.mountpoint.display());
+    match mounted.unmount()? {
+        Unmounted::Clean => eprintln!("rsbackup: unmounted {}", args.mountpoint.display()),
+        Unmounted::Detached => eprintln!(
+            "rsbackup: unmounted {} lazily: files or directories were still open in it, and \
+             reading them now fails",
+            args.mountpoint.display()
+        ),
+    }
     Ok(Outcome::Ok)
 }
