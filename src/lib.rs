@@ -15,6 +15,8 @@
 //! * [`index`], [`store`], [`repo`]: the SQLite index, pack files, and the repository that ties
 //!   them together (init, open, locks, cleanup of dead writers).
 //! * [`files_cache`], [`ingest`], [`reader`], [`restore`], [`check`]: the operations.
+//! * [`browse`], [`mount`]: looking into sessions without restoring them (find, diff; a
+//!   read-only FUSE view).
 //! * [`retention`], [`gc`]: which sessions to keep, and roll-off: forget, collect, repack.
 //! * [`mirror`]: the chunk-level offsite mirror and its wire protocol (both sides).
 //!
@@ -48,6 +50,7 @@ pub mod index;
 pub mod ingest;
 pub mod keys;
 pub mod mirror;
+pub mod mount;
 pub mod process;
 pub mod progress;
 pub mod reader;

@@ -77,6 +77,7 @@ mod tests {
             source: src.clone(),
             threads: None,
             files_cache: true,
+            sources: None,
         };
         let seen = Recorded::default();
         let report = ingest_with_progress(&t.repo, &opts, &seen).unwrap();

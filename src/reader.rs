@@ -92,11 +92,32 @@ pub struct LostChunk {
 }
 
 /// Damage confined to one manifest chunk; a wrong identity or a bug is not.
-fn salvageable(e: &Error) -> bool {
+pub(crate) fn salvageable(e: &Error) -> bool {
     !matches!(
         e.kind(),
         crate::error::ErrorKind::WrongIdentity | crate::error::ErrorKind::Internal
     )
+}
+
+impl LostChunk {
+    /// Go on past manifest chunk `seq` of `root`, which failed with `error` (`fed`: it went
+    /// through `manifest.feed`); what was lost with it.
+    pub(crate) fn skip(
+        manifest: &mut ManifestReader,
+        root: &[ChunkId],
+        seq: usize,
+        fed: bool,
+        error: &Error,
+    ) -> LostChunk {
+        let held = manifest.skip_chunk(fed);
+        LostChunk {
+            seq,
+            count: root.len(),
+            id: root[seq],
+            error: error.message().to_string(),
+            held,
+        }
+    }
 }
 
 impl SessionReader {
@@ -248,29 +269,45 @@ impl SessionReader {
         self.walk_inner(session, visit, Some(lost))
     }
 
+    /// The session's root: its manifest chunk ids in order. `NotFound` for a session that does
+    /// not exist or is not visible.
+    pub fn manifest_root(&self, session: SessionId) -> Result<Vec<ChunkId>> {
+        self.pool.with(|index| {
+            index.session(session)?;
+            index.session_root(session)
+        })
+    }
+
+    /// The plaintext of manifest chunk `seq` (`id`) of `session`, for a reader that decodes
+    /// manifest chunks out of order (`mount`); errors name the session and the chunk.
+    pub fn read_manifest_chunk(
+        &self,
+        session: SessionId,
+        seq: usize,
+        id: &ChunkId,
+    ) -> Result<Vec<u8>> {
+        self.locate(id)
+            .and_then(|loc| {
+                if loc.kind != ChunkKind::Manifest {
+                    return Err(Error::corrupt(format!(
+                        "manifest chunk {seq} ({id}) is recorded as a data chunk"
+                    )));
+                }
+                self.read_located(&loc)
+            })
+            .map_err(|e| e.context(format!("session {session}, manifest chunk {seq}")))
+    }
+
     fn walk_inner(
         &self,
         session: SessionId,
         visit: &mut dyn FnMut(Entry) -> Result<ControlFlow<()>>,
         mut lost: Option<&mut dyn FnMut(LostChunk) -> Result<()>>,
     ) -> Result<()> {
-        let root = self.pool.with(|index| {
-            index.session(session)?;
-            index.session_root(session)
-        })?;
+        let root = self.manifest_root(session)?;
         let mut manifest = ManifestReader::new();
         for (seq, id) in root.iter().enumerate() {
-            let read = self
-                .locate(id)
-                .and_then(|loc| {
-                    if loc.kind != ChunkKind::Manifest {
-                        return Err(Error::corrupt(format!(
-                            "manifest chunk {seq} ({id}) is recorded as a data chunk"
-                        )));
-                    }
-                    self.read_located(&loc)
-                })
-                .map_err(|e| e.context(format!("session {session}, manifest chunk {seq}")));
+            let read = self.read_manifest_chunk(session, seq, id);
             let (result, fed) = match read {
                 Ok(bytes) => (
                     manifest.feed(&bytes).map_err(|e| {
@@ -285,14 +322,7 @@ impl SessionReader {
             let entries = match (result, lost.as_mut()) {
                 (Ok(entries), _) => entries,
                 (Err(e), Some(lost)) if salvageable(&e) => {
-                    let held = manifest.skip_chunk(fed);
-                    lost(LostChunk {
-                        seq,
-                        count: root.len(),
-                        id: *id,
-                        error: e.message().to_string(),
-                        held,
-                    })?;
+                    lost(LostChunk::skip(&mut manifest, &root, seq, fed, &e))?;
                     continue;
                 }
                 (Err(e), _) => return Err(e),

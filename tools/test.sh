@@ -9,9 +9,10 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 # attr: setfattr/getfattr for xattr tests; sqlite3: inspecting and damaging index.db in tests;
 # chromium: rendering the status page headless; dpkg-dev, binutils, lintian, systemd, man-db:
 # building, checking and installing the Debian package (tools/deb.sh, tests/cli/package.rs;
-# systemd-analyze verifies the units, and runs man for their Documentation= pages).
+# systemd-analyze verifies the units, and runs man for their Documentation= pages); fuse3:
+# fusermount3 for the mount tests (diffutils: diff -r through the mount).
 apt_ensure rsync openssh-server openssh-client python3-aiosmtpd attr acl libcap2-bin util-linux bsdutils sqlite3 ca-certificates \
-  chromium dpkg-dev binutils lintian systemd man-db
+  chromium dpkg-dev binutils lintian systemd man-db fuse3 diffutils
 
 # Every step runs even when an earlier one failed, so one run shows every problem.
 failed=()

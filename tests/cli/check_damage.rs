@@ -10,14 +10,15 @@ use std::path::{Path, PathBuf};
 use crate::common::*;
 
 /// The largest data chunk: its id (hex), pack file, record offset and length.
-pub(crate) struct Victim {
-    pub(crate) chunk: String,
-    pub(crate) pack: PathBuf,
-    pub(crate) offset: u64,
-    pub(crate) length: u64,
+pub struct Victim {
+    pub chunk: String,
+    pub pack: PathBuf,
+    pub offset: u64,
+    pub length: u64,
 }
 
-pub(crate) fn largest_data_chunk(repo: &Path) -> Victim {
+/// The largest data chunk of the repository (also used by the mount tests).
+pub fn largest_data_chunk(repo: &Path) -> Victim {
     let db = rusqlite::Connection::open(repo.join("index.db")).unwrap();
     let (id, name, offset, length): (Vec<u8>, Vec<u8>, i64, i64) = db
         .query_row(
@@ -61,7 +62,8 @@ fn problems_naming(run: &Run, chunk: &str) -> Vec<serde_json::Value> {
         .collect()
 }
 
-pub(crate) fn flip_byte(path: &Path, at: u64) {
+/// Flip one bit of the byte at `at` of `path`.
+pub fn flip_byte(path: &Path, at: u64) {
     let f = OpenOptions::new()
         .read(true)
         .write(true)

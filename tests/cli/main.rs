@@ -17,6 +17,7 @@ mod key_damage;
 mod keys;
 mod manifest_damage;
 mod mirror;
+mod mount;
 mod onboarding;
 mod outcome;
 mod ownership;

@@ -13,7 +13,8 @@ use crate::common::*;
 
 /// The sample tree plus what it lacks: setuid, a sticky directory, ownership and a device (as
 /// root), an absolute symlink to a directory, and deeper non-UTF-8 names. Mtimes are set last.
-fn full_tree(root: &Path) -> SampleTree {
+/// (Also the mount tests' tree.)
+pub fn full_tree(root: &Path) -> SampleTree {
     let info = sample_tree(root);
     write_file(&root.join("modes/setuid"), b"#!/bin/true\n");
     set_mode(&root.join("modes/setuid"), 0o4755);

@@ -102,12 +102,12 @@ pub const TABLE: &[Code] = &[
     Code {
         code: TARGET_NOT_EMPTY,
         name: "target-not-empty",
-        meaning: "the restore target is not empty (use --force)",
+        meaning: "the restore target or mountpoint is not empty (use --force to restore anyway)",
     },
     Code {
         code: TARGET_NOT_DIRECTORY,
         name: "target-not-directory",
-        meaning: "the restore target is not a directory",
+        meaning: "the restore target or mountpoint is not a directory",
     },
     Code {
         code: LOCKED,
@@ -207,6 +207,10 @@ pub const COMMANDS: &[(&str, &[&[u8]])] = &[
         ],
     ),
     ("cat", &[REPO, READ]),
+    (
+        "mount",
+        &[REPO, READ, &[TARGET_NOT_EMPTY, TARGET_NOT_DIRECTORY]],
+    ),
     ("check", &[REPO, READ, &[PARTIAL, LOCKED]]),
     ("serve", &[&[PARTIAL, REFUSED]]),
     ("authorized-keys", &[&[CONFIG]]),

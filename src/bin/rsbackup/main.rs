@@ -23,6 +23,7 @@ mod keygen;
 mod log;
 mod ls;
 mod mirror;
+mod mount;
 mod open;
 mod output;
 mod passphrase;
@@ -86,6 +87,8 @@ enum Command {
     Restore(restore::Args),
     /// Write one file of a session to standard output.
     Cat(cat::Args),
+    /// Mount the sessions as a read-only filesystem (FUSE) until interrupted.
+    Mount(mount::Args),
     /// Check the repository's index and packs (and with --read-data, every record).
     Check(check::Args),
     /// The ssh forced command on the backup server (reads SSH_ORIGINAL_COMMAND).
@@ -253,6 +256,7 @@ fn run_command(command: Command) -> anyhow::Result<Outcome> {
         Command::Diff(a) => diff::run(a),
         Command::Restore(a) => restore::run(a),
         Command::Cat(a) => cat::run(a),
+        Command::Mount(a) => mount::run(a),
         Command::Check(a) => check::run(a),
         Command::Serve(a) => serve::run(a),
         Command::AuthorizedKeys(a) => authorized_keys::run(a),

@@ -26,9 +26,17 @@ pub(super) type Problem = String;
 
 /// One decoded manifest entry as stored: a kind-2 entry carries only its own extents; a kind-9
 /// entry is a continuation.
-pub(super) enum Piece {
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Piece {
+    /// An entry of kinds 1-8 or 10 (a file with only the extents of this entry).
     Entry(Entry),
-    Continued { path: Vec<u8>, extents: Vec<Extent> },
+    /// A kind-9 entry: more extents of the file entry before it.
+    Continued {
+        /// The file's path.
+        path: Vec<u8>,
+        /// Its further extents.
+        extents: Vec<Extent>,
+    },
 }
 
 /// The kind byte of a body.

@@ -24,8 +24,9 @@ mod tests;
 mod vectors;
 
 pub use builder::ManifestBuilder;
+pub use entry::Piece;
 pub use order::cmp_paths;
-pub use reader::{ManifestReader, chunk_references};
+pub use reader::{ManifestReader, chunk_references, decode_pieces};
 
 use crate::error::{Error, Result};
 use crate::ids::ChunkId;

@@ -216,21 +216,33 @@ impl Default for ManifestReader {
     }
 }
 
-/// The chunk ids named by the extents of one manifest chunk's entries (its references), sorted
-/// and without repeats, decoded on its own: no order or path checks beyond what decoding an
-/// entry needs. For rebuilding lost reference lists; `Corrupt` if it does not decode.
-pub fn chunk_references(chunk: &[u8]) -> Result<Vec<crate::ids::ChunkId>> {
+/// The pieces of one manifest chunk, decoded on its own: entries, and continuations of a file
+/// whose first entry came earlier (not joined). No order or path checks beyond what decoding an
+/// entry needs: for a reader that has already read the session in order once (`mount`) or
+/// that rebuilds lost reference lists. `Corrupt` if it does not decode.
+pub fn decode_pieces(chunk: &[u8]) -> Result<Vec<Piece>> {
     if chunk.len() <= MANIFEST_MAGIC.len() || &chunk[..8] != MANIFEST_MAGIC {
         return Err(Error::corrupt("not a manifest chunk"));
     }
-    let mut refs = Vec::new();
+    let mut pieces = Vec::new();
     let mut cur = Cursor::new(chunk, MANIFEST_MAGIC.len());
     while !cur.is_empty() {
         let start = cur.pos();
         let bad = |p: Problem| Error::corrupt(format!("manifest chunk, offset {start}: {p}"));
         let kind = cur.u8("the entry kind").map_err(bad)?;
         let path = cur.lp32("the path").map_err(bad)?;
-        let extents = match cur.entry_rest(kind, path).map_err(bad)? {
+        pieces.push(cur.entry_rest(kind, path).map_err(bad)?);
+    }
+    Ok(pieces)
+}
+
+/// The chunk ids named by the extents of one manifest chunk's entries (its references), sorted
+/// and without repeats, decoded on its own (see [`decode_pieces`]). For rebuilding lost
+/// reference lists; `Corrupt` if it does not decode.
+pub fn chunk_references(chunk: &[u8]) -> Result<Vec<crate::ids::ChunkId>> {
+    let mut refs = Vec::new();
+    for piece in decode_pieces(chunk)? {
+        let extents = match piece {
             Piece::Entry(Entry {
                 body: Body::File { extents, .. },
                 ..
