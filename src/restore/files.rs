@@ -40,6 +40,13 @@ pub(super) fn fill(reader: &SessionReader, job: FileJob, restore_owner: bool) ->
     for extent in &job.extents {
         match extent {
             Extent::Hole { len } => offset += len,
+            Extent::Inline { data } => {
+                if let Err(e) = write_sparse(&job.file, offset, data) {
+                    problems.push(format!("writing at offset {offset}: {e}"));
+                    return FileOutcome { problems };
+                }
+                offset += data.len() as u64;
+            }
             Extent::Chunk { len, id } => {
                 let len = u64::from(*len);
                 match reader.read_chunk(id) {

@@ -4,8 +4,8 @@
 use super::entry::{self, Problem};
 use super::order::{OrderCheck, show};
 use super::{
-    Body, Entry, Extent, MANIFEST_MAGIC, MAX_ENTRY_LEN, MAX_EXTENTS_PER_ENTRY, ManifestChunk,
-    ManifestParams,
+    Body, Entry, Extent, MANIFEST_MAGIC, MANIFEST_MAGIC_V2, MAX_ENTRY_LEN, MAX_EXTENTS_PER_ENTRY,
+    ManifestChunk, ManifestParams,
 };
 use crate::error::{Error, ErrorKind, Result};
 use crate::ids::ChunkId;
@@ -199,8 +199,12 @@ impl ManifestBuilder {
         self.buf.extend_from_slice(encoded);
         self.has_entry = true;
         for extent in extents {
-            if let Extent::Chunk { id, .. } = extent {
-                self.refs.push(*id);
+            match extent {
+                Extent::Chunk { id, .. } => self.refs.push(*id),
+                // A chunk holding inline content is version 2; any other stays version 1,
+                // byte for byte what earlier writers produced, so it still dedups with theirs.
+                Extent::Inline { .. } => self.buf[..8].copy_from_slice(MANIFEST_MAGIC_V2),
+                Extent::Hole { .. } => {}
             }
         }
         // Rule 2: a keyed hash of the entry, with a cut probability proportional to its length,

@@ -353,6 +353,7 @@ fn paths_are_validated() {
 }
 
 /// A chunk from raw entries, bypassing the builder's checks.
+/// The entries encoded after a version 1 magic, without any check.
 pub(super) fn raw_chunk(entries: &[Entry]) -> Vec<u8> {
     let mut out = MANIFEST_MAGIC.to_vec();
     for e in entries {
@@ -395,6 +396,7 @@ fn arb_body() -> impl Strategy<Value = Body> {
             id: ChunkId(id)
         }),
         (1u64..1 << 40).prop_map(|len| Extent::Hole { len }),
+        prop::collection::vec(any::<u8>(), 1..40).prop_map(|data| Extent::Inline { data }),
     ];
     prop_oneof![
         prop::collection::vec(extent, 0..5).prop_map(|extents| {
@@ -438,7 +440,7 @@ proptest! {
 
 /// The encoded entries of a chunk, split at entry boundaries.
 fn entries_of(chunk: &[u8]) -> Vec<&[u8]> {
-    let mut cur = super::entry::Cursor::new(chunk, 8);
+    let mut cur = super::entry::Cursor::new(chunk, 8, true);
     let mut out = Vec::new();
     while !cur.is_empty() {
         let start = cur.pos();
