@@ -141,3 +141,60 @@ fn file_unchecked(path: &str, data: Vec<u8>) -> Entry {
         },
     }
 }
+
+/// `n` small files in directories of 100, each inline; the files in `edited` have a line
+/// appended.
+fn small_files(n: usize, edited: &[usize]) -> Vec<Entry> {
+    let mut out = vec![dir("")];
+    for i in 0..n {
+        if i % 100 == 0 {
+            out.push(dir(&format!("d{:03}", i / 100)));
+        }
+        let mut data = format!("message {i}: {}\n", "text ".repeat(i % 37)).into_bytes();
+        let mut entry = file(&format!("d{:03}/m{i:05}", i / 100), vec![]);
+        if edited.contains(&i) {
+            data.extend_from_slice(
+                format!("appended line for {i}, longer than it was\n").as_bytes(),
+            );
+            entry.meta.mtime_sec += 86400;
+        }
+        entry.body = Body::File {
+            size: data.len() as u64,
+            extents: vec![Extent::Inline { data }],
+        };
+        out.push(entry);
+    }
+    out
+}
+
+#[test]
+fn editing_inline_content_never_moves_a_cut() {
+    let params = ManifestParams {
+        min_size: 512,
+        avg_size: 2048,
+        max_size: 65536,
+    };
+    let before = round_trip(params, &small_files(3000, &[]));
+    let edited: Vec<usize> = (0..3000).step_by(97).collect();
+    let after = round_trip(params, &small_files(3000, &edited));
+    // The same entries in each chunk: every cut stays where it was.
+    let per_chunk = |chunks: &[ManifestChunk]| {
+        let mut reader = ManifestReader::new();
+        chunks
+            .iter()
+            .map(|c| reader.feed(&c.bytes).unwrap().len())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(per_chunk(&before), per_chunk(&after));
+    assert!(before.len() > 50, "{} chunks", before.len());
+    // So only the chunks holding an edited file change, one per edit at most.
+    let changed = before
+        .iter()
+        .zip(&after)
+        .filter(|(a, b)| a.bytes != b.bytes)
+        .count();
+    assert!(
+        changed > 0 && changed <= edited.len(),
+        "{changed} chunks changed"
+    );
+}
