@@ -64,11 +64,12 @@ pub struct ManifestParams {
 }
 
 impl ManifestParams {
-    /// 16 KiB / 64 KiB / 1 MiB.
+    /// 512 B / 1 KiB / 64 KiB, for new repositories (format-spec/manifest.md "Chunk sizes").
+    /// Repositories made before keep the 16 KiB / 64 KiB / 1 MiB of their `repository.toml`.
     pub const DEFAULT: ManifestParams = ManifestParams {
-        min_size: 16 << 10,
-        avg_size: 64 << 10,
-        max_size: 1 << 20,
+        min_size: 512,
+        avg_size: 1 << 10,
+        max_size: 64 << 10,
     };
 }
 

@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 
 use super::inline_tests::{inline, inline_tree};
-use super::tests::{KEY, build, dir, every_kind, file, raw_chunk, read, realistic};
+use super::tests::{KEY, LARGE, build, dir, every_kind, file, raw_chunk, read, realistic};
 use super::*;
 use crate::error::ErrorKind;
 
@@ -35,12 +35,7 @@ fn built(params: ManifestParams, entries: &[Entry]) -> Vec<Vec<u8>> {
 }
 
 fn cases() -> Vec<Case> {
-    // The sizes every repository had before the defaults shrank: the vectors keep them.
-    let default = ManifestParams {
-        min_size: 16 << 10,
-        avg_size: 64 << 10,
-        max_size: 1 << 20,
-    };
+    let default = LARGE;
     let small = ManifestParams {
         min_size: 256,
         avg_size: 1024,
