@@ -19,6 +19,7 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 ROOT=$PWD
 . tools/apt-ensure.sh
+. tools/bench-common.sh
 apt_ensure time python3
 
 SCALE=${SCALE:-1}
@@ -27,15 +28,8 @@ EDITS=${EDITS:-4000}
 KEEP=${KEEP:-3}
 SEED=${SEED:-20261203}
 BENCH_DIR=${BENCH_DIR:-/var/tmp/rsbackup-bench-small}
-case "$BENCH_DIR" in
-  "" | / | "$ROOT" | "$ROOT"/*) echo "bench-small.sh: refusing BENCH_DIR=$BENCH_DIR" >&2; exit 1 ;;
-esac
-
-if [ -z "${RSBACKUP:-}" ]; then
-  echo "== building rsbackup (release)" >&2
-  cargo build --release --bin rsbackup >&2
-  RSBACKUP=$ROOT/target/release/rsbackup
-fi
+bench_dir_ok bench-small.sh
+bench_build
 
 rm -rf "$BENCH_DIR"
 mkdir -p "$BENCH_DIR"

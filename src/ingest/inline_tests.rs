@@ -58,17 +58,7 @@ fn files_up_to_the_threshold_are_inline_and_store_no_chunk() {
 
     // Restore gives the bytes back; check --read-data finds nothing wrong.
     let target = t.path("restored");
-    let report = crate::restore::restore(
-        &t.reader(),
-        again.session_id(),
-        &crate::restore::RestoreOptions {
-            target: target.clone(),
-            paths: Vec::new(),
-            allow_non_empty: false,
-            restore_owner: false,
-        },
-    )
-    .unwrap();
+    let report = t.restore_all(again.session_id(), &target);
     assert!(report.errors.is_empty(), "{:?}", report.errors);
     for (name, data) in &files {
         assert_eq!(&fs::read(target.join(name)).unwrap(), data, "{name}");
