@@ -17,6 +17,7 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 ROOT=$PWD
 . tools/apt-ensure.sh
+. tools/bench-common.sh
 apt_ensure time python3
 
 FILES=${FILES:-50000}
@@ -24,13 +25,8 @@ SESSIONS=${SESSIONS:-100}
 KEEP=${KEEP:-10}
 SEED=${SEED:-20261126}
 BENCH_DIR=${BENCH_DIR:-/var/tmp/rsbackup-bench-prune}
-case "$BENCH_DIR" in
-  "" | / | "$ROOT" | "$ROOT"/*) echo "bench-prune.sh: refusing BENCH_DIR=$BENCH_DIR" >&2; exit 1 ;;
-esac
-
-echo "== building rsbackup (release)" >&2
-cargo build --release --bin rsbackup >&2
-RSBACKUP=$ROOT/target/release/rsbackup
+bench_dir_ok bench-prune.sh
+bench_build
 
 rm -rf "$BENCH_DIR"
 mkdir -p "$BENCH_DIR"

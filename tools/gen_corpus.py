@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """Generate a deterministic test corpus, or change one the way a day of work would.
 
-    gen_corpus.py generate DIR [--seed N] [--profile demo|bench] [--scale X]
+    gen_corpus.py generate DIR [--seed N] [--profile demo|bench|tiny] [--scale X]
     gen_corpus.py mutate DIR [--seed N]
+    gen_corpus.py scatter DIR [--seed N] [--count N]
 
 Profiles:
   demo   a few thousand small files (text and random), a few medium files, symlinks (relative,
@@ -12,6 +13,11 @@ Profiles:
   bench  tens of thousands of small files of mixed compressibility (text-like and random) plus a
          few large files: random, partly compressible, text-like. About 1.1 GiB at --scale 1;
          --scale multiplies file counts and sizes.
+  tiny   400,000 files of 10-300 bytes (uniform; half text-like, half random), 100 to a
+         directory: about 63 MB, a mail spool or source tree. --scale multiplies the count.
+
+`scatter` appends one text line to --count (4,000) random files of the tree, as a session of
+scattered edits does; a different --seed picks different files.
 
 The same seed, profile and scale always give the same bytes, names, modes and mtimes.
 """
@@ -100,6 +106,21 @@ def small_files(root, rng, count, per_dir=100):
     return made
 
 
+def tiny_files(root, rng, count, per_dir=100):
+    """`count` files of 10-300 bytes under tiny/dNNNN/."""
+    for i in range(count):
+        d = os.path.join(root, "tiny", "d%04d" % (i // per_dir))
+        if i % per_dir == 0:
+            os.makedirs(d, exist_ok=True)
+        size = rng.randint(10, 300)
+        if rng.random() < 0.5:
+            name, data = "m%06d.txt" % i, text_bytes(rng, size)
+        else:
+            name, data = "m%06d.bin" % i, rng.randbytes(size)
+        with open(os.path.join(d, name), "wb") as f:
+            f.write(data)
+
+
 def special_entries(root, rng):
     """Links, a sparse file, empty things, odd names, modes, xattrs, owners."""
     s = os.path.join(root, "special")
@@ -166,7 +187,9 @@ def generate(args):
     os.makedirs(root, exist_ok=True)
     rng = random.Random(args.seed)
     scale = args.scale
-    if args.profile == "demo":
+    if args.profile == "tiny":
+        tiny_files(root, rng, int(400000 * scale))
+    elif args.profile == "demo":
         small_files(root, rng, int(3000 * scale), per_dir=60)
         os.makedirs(os.path.join(root, "medium"), exist_ok=True)
         write_stream(os.path.join(root, "medium", "random.bin"), rng, int((12 << 20) * scale), "random")
@@ -216,20 +239,44 @@ def mutate(args):
     print("changed %d files, added 1, deleted 3, renamed small/%s" % (len(changed), first))
 
 
+def scatter(args):
+    """Append one text line to `count` random files (a session of scattered edits)."""
+    rng = random.Random(args.seed * 7919 + 13)
+    files = []
+    for dirpath, dirnames, filenames in os.walk(args.dir):
+        dirnames.sort()
+        files.extend(os.path.join(dirpath, n) for n in sorted(filenames))
+    if not files:
+        sys.exit("gen_corpus.py: no files under %s" % args.dir)
+    added = 0
+    for p in rng.sample(files, min(args.count, len(files))):
+        line = text_bytes(rng, rng.randint(150, 350)).rstrip(b"\n") + b"\n"
+        with open(p, "ab") as f:
+            f.write(line)
+        added += len(line)
+    print("appended %d bytes to %d files" % (added, min(args.count, len(files))))
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="cmd", required=True)
     g = sub.add_parser("generate")
     g.add_argument("dir")
     g.add_argument("--seed", type=int, default=42)
-    g.add_argument("--profile", choices=["demo", "bench"], default="demo")
+    g.add_argument("--profile", choices=["demo", "bench", "tiny"], default="demo")
     g.add_argument("--scale", type=float, default=1.0)
     m = sub.add_parser("mutate")
     m.add_argument("dir")
     m.add_argument("--seed", type=int, default=42)
+    c = sub.add_parser("scatter")
+    c.add_argument("dir")
+    c.add_argument("--seed", type=int, default=42)
+    c.add_argument("--count", type=int, default=4000)
     args = ap.parse_args()
     if args.cmd == "generate":
         generate(args)
+    elif args.cmd == "scatter":
+        scatter(args)
     else:
         mutate(args)
 

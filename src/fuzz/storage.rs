@@ -394,10 +394,7 @@ pub fn files_cache(data: &[u8]) {
             let total: u64 = row
                 .extents
                 .iter()
-                .map(|e| match e {
-                    Extent::Chunk { len, .. } => u64::from(*len),
-                    Extent::Hole { len } => *len,
-                })
+                .map(Extent::len)
                 .fold(0, u64::saturating_add);
             let _ = total;
         }

@@ -11,7 +11,6 @@ use crate::ids::SessionId;
 use crate::ingest::{IngestOptions, ingest};
 use crate::repo::Repo;
 use crate::restore::testutil::{TestRepo, noise};
-use crate::restore::{RestoreOptions, restore};
 use rusqlite::OptionalExtension;
 
 /// A test repository whose packs are small, so a few files spread over several packs.
@@ -55,17 +54,7 @@ fn ingest_tree(t: &TestRepo, client: &str, dir: &Path) -> SessionId {
 /// Restore `session` and compare every file with `source`.
 fn assert_restores(t: &TestRepo, session: SessionId, source: &Path) {
     let target = t.path(&format!("restore-{}-{}", session.0, rand_suffix()));
-    let report = restore(
-        &t.reader(),
-        session,
-        &RestoreOptions {
-            target: target.clone(),
-            paths: Vec::new(),
-            allow_non_empty: false,
-            restore_owner: false,
-        },
-    )
-    .unwrap();
+    let report = t.restore_all(session, &target);
     assert!(report.errors.is_empty(), "{:?}", report.errors);
     assert_eq!(files_of(&target), files_of(source), "session {session}");
 }

@@ -32,6 +32,8 @@ mod walk;
 mod writer;
 
 #[cfg(test)]
+mod inline_tests;
+#[cfg(test)]
 mod tests;
 
 use std::path::PathBuf;
@@ -369,6 +371,11 @@ fn ingest_inner(
         data_key,
         key_id,
         zstd_level: config.zstd_level,
+        inline_max: if decode.ingested.is_some() {
+            0
+        } else {
+            crate::format::manifest::INLINE_WRITE_MAX
+        },
         hasher: PathHasher::new(&secret),
         cache: cache_read,
         cache_trusted,
@@ -610,6 +617,9 @@ pub(super) struct Shared<'r> {
     data_key: DataKey,
     key_id: KeyId,
     zstd_level: i32,
+    /// Regular files of 1 to this many bytes are kept inline in the manifest; 0 in hollow mode,
+    /// whose placeholder table would otherwise need their content in the clear.
+    inline_max: u64,
     hasher: PathHasher,
     /// The existing files cache, if it opened, shared by the probe threads.
     cache: Option<CacheReader>,

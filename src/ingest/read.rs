@@ -102,7 +102,11 @@ fn process_file(sh: &Shared<'_>, tx: &WriteQueue, job: FileJob) -> Result<Done> 
             let mut done = Done::entry(job.path, job.meta, body);
             done.link_target = job.link_target;
             done.bytes_read = Some(bytes_read);
-            done.cache = Some((hash, row));
+            // The files cache is not encrypted: a file kept inline gets no row and is read
+            // again next time (a few hundred bytes, cheaper than a row that could prove it).
+            if !row.extents.iter().any(Extent::is_inline) {
+                done.cache = Some((hash, row));
+            }
             Ok(done)
         }
         Err(Fail::Path(msg)) => {
@@ -122,11 +126,9 @@ fn cached_extents_usable(sh: &Shared<'_>, hit: &CachedFile) -> Result<bool> {
     let max = u64::from(sh.params.max_size);
     let mut total = 0u64;
     for e in &hit.extents {
-        let len = match e {
-            Extent::Chunk { len, .. } => u64::from(*len),
-            Extent::Hole { len } => *len,
-        };
-        if len == 0 || matches!(e, Extent::Chunk { .. }) && len > max {
+        let len = e.len();
+        // The cache never holds content (it is not encrypted): an inline extent there is bad.
+        if len == 0 || matches!(e, Extent::Chunk { .. }) && len > max || e.is_inline() {
             return Ok(false);
         }
         total = total.saturating_add(len);
@@ -242,7 +244,11 @@ fn read_small(
         }
     }
     same_size_after_reading(file, size)?;
-    let extent = seal_chunk(sh, tx, &buf)?;
+    let extent = if size > 0 && size <= sh.inline_max {
+        Extent::Inline { data: buf }
+    } else {
+        seal_chunk(sh, tx, &buf)?
+    };
     Ok((vec![extent], size))
 }
 

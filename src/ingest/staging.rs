@@ -341,6 +341,12 @@ pub(super) fn report_ingested(decode: &StagingDecode, done: &Done) {
         return;
     };
     if let Body::File { extents, .. } = &entry.body {
+        // Hollow mode stores no inline content (see `Shared::inline_max`); a file that had
+        // some would need its content in the placeholder table, so it is not reported and
+        // hollowing removes it from staging instead.
+        if extents.iter().any(Extent::is_inline) {
+            return;
+        }
         let _ = tx.send(IngestedFile {
             path: done.path.clone(),
             dev: cached.dev,

@@ -12,13 +12,13 @@ use super::*;
 use crate::format::manifest::Extent;
 use crate::restore::testutil::{TestRepo, noise};
 
-fn write(path: &Path, bytes: &[u8]) {
+pub(super) fn write(path: &Path, bytes: &[u8]) {
     fs::create_dir_all(path.parent().unwrap()).unwrap();
     fs::write(path, bytes).unwrap();
 }
 
 /// Put every mtime in the tree an hour back so the files cache may record the files.
-fn age_tree(root: &Path) {
+pub(super) fn age_tree(root: &Path) {
     let old = SystemTime::now() - Duration::from_secs(3600);
     let mut stack = vec![root.to_path_buf()];
     while let Some(dir) = stack.pop() {
@@ -36,7 +36,7 @@ fn age_tree(root: &Path) {
     }
 }
 
-fn opts(client: &str, source: &Path) -> IngestOptions {
+pub(super) fn opts(client: &str, source: &Path) -> IngestOptions {
     IngestOptions {
         client: client.into(),
         source: source.to_path_buf(),
@@ -46,7 +46,7 @@ fn opts(client: &str, source: &Path) -> IngestOptions {
     }
 }
 
-fn entries(t: &TestRepo, session: SessionId) -> Vec<Entry> {
+pub(super) fn entries(t: &TestRepo, session: SessionId) -> Vec<Entry> {
     let reader = t.reader();
     let mut out = Vec::new();
     reader
@@ -58,7 +58,7 @@ fn entries(t: &TestRepo, session: SessionId) -> Vec<Entry> {
     out
 }
 
-fn find<'e>(entries: &'e [Entry], path: &[u8]) -> &'e Entry {
+pub(super) fn find<'e>(entries: &'e [Entry], path: &[u8]) -> &'e Entry {
     entries
         .iter()
         .find(|e| e.path == path)
@@ -66,7 +66,7 @@ fn find<'e>(entries: &'e [Entry], path: &[u8]) -> &'e Entry {
 }
 
 /// The content an entry describes, read back from the store.
-fn content(t: &TestRepo, e: &Entry) -> Vec<u8> {
+pub(super) fn content(t: &TestRepo, e: &Entry) -> Vec<u8> {
     let reader = t.reader();
     let Body::File { extents, size } = &e.body else {
         panic!("{:?} is not a file", e.body)
@@ -80,13 +80,14 @@ fn content(t: &TestRepo, e: &Entry) -> Vec<u8> {
                 out.extend_from_slice(&bytes);
             }
             Extent::Hole { len } => out.resize(out.len() + *len as usize, 0),
+            Extent::Inline { data } => out.extend_from_slice(data),
         }
     }
     assert_eq!(out.len() as u64, *size);
     out
 }
 
-fn data_chunks(t: &TestRepo) -> i64 {
+pub(super) fn data_chunks(t: &TestRepo) -> i64 {
     let index = t.repo.index().unwrap();
     index
         .conn()
@@ -225,7 +226,8 @@ fn unchanged_tree_is_not_read_again_and_changes_are() {
     for i in 0..40u64 {
         write(
             &src.join(format!("d{}/f{i}", i % 4)),
-            &noise(i, 1000 + i as usize * 100),
+            // Over the inline threshold, so that the files cache has a row for each.
+            &noise(i, 1100 + i as usize * 100),
         );
     }
     write(&src.join("d0/big"), &noise(99, 3 << 20));
@@ -476,7 +478,9 @@ fn files_at_the_minimum_chunk_size_are_chunked_as_the_chunker_would() {
             .derive(crate::crypto::context::CHUNKER_GEAR),
     );
     let src = t.path("src");
-    let sizes = [1, min - 1, min, min + 1, 3 * min + 17];
+    // The smallest file past the inline threshold is the smallest one chunked.
+    let smallest = crate::format::manifest::INLINE_WRITE_MAX as usize + 1;
+    let sizes = [smallest, min - 1, min, min + 1, 3 * min + 17];
     for (i, n) in sizes.iter().enumerate() {
         write(&src.join(format!("f{i}")), &noise(i as u64 + 40, *n));
     }
@@ -493,6 +497,7 @@ fn files_at_the_minimum_chunk_size_are_chunked_as_the_chunker_would() {
             .map(|x| match x {
                 Extent::Chunk { len, .. } => *len as usize,
                 Extent::Hole { len } => panic!("hole of {len} in a dense file"),
+                Extent::Inline { data } => panic!("{} inline bytes in a chunked file", data.len()),
             })
             .collect();
         assert_eq!(
@@ -577,7 +582,8 @@ fn a_directory_larger_than_the_window_and_batches_ingests_whole() {
     for i in 0..1500 {
         write(
             &src.join(format!("d{}/f{i:04}", i % 3)),
-            format!("{i}").as_bytes(),
+            // Padded past the inline threshold: inline files have no files-cache row.
+            format!("{i:>1100}").as_bytes(),
         );
     }
     age_tree(&src);
@@ -592,7 +598,10 @@ fn a_directory_larger_than_the_window_and_batches_ingests_whole() {
     sorted.sort();
     assert_eq!(paths.len(), 1504);
     assert_eq!(paths, sorted, "manifest order");
-    assert_eq!(content(&t, find(&got, b"d2/f1499")), b"1499");
+    assert_eq!(
+        content(&t, find(&got, b"d2/f1499")),
+        format!("{:>1100}", 1499).as_bytes()
+    );
 }
 
 #[test]

@@ -129,6 +129,7 @@ fn entry_attr(mut a: FileAttr, entry: &Entry) -> FileAttr {
                 .map(|e| match e {
                     crate::format::manifest::Extent::Chunk { len, .. } => u64::from(*len),
                     crate::format::manifest::Extent::Hole { .. } => 0,
+                    crate::format::manifest::Extent::Inline { data } => data.len() as u64,
                 })
                 .sum();
             a.blocks = stored.div_ceil(512);

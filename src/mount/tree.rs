@@ -334,10 +334,7 @@ impl SessionTree {
         let mut offset = 0u64;
         let push = |extents: Vec<Extent>, out: &mut Vec<(u64, Extent)>, offset: &mut u64| {
             for e in extents {
-                let len = match &e {
-                    Extent::Chunk { len, .. } => u64::from(*len),
-                    Extent::Hole { len } => *len,
-                };
+                let len = e.len();
                 out.push((*offset, e));
                 *offset += len;
             }

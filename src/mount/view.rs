@@ -463,6 +463,11 @@ impl View {
                     out.resize(out.len() + (stop - pos) as usize, 0);
                     pos = stop;
                 }
+                Extent::Inline { data } => {
+                    let stop = end.min(start + data.len() as u64);
+                    out.extend_from_slice(&data[(pos - start) as usize..(stop - start) as usize]);
+                    pos = stop;
+                }
                 Extent::Chunk { len, id } => {
                     let bytes = self
                         .data_chunk(id, *len)

@@ -48,6 +48,14 @@ pub(super) fn fill(
                 offset += len;
                 progress.advance(*len);
             }
+            Extent::Inline { data } => {
+                if let Err(e) = write_sparse(&job.file, offset, data) {
+                    problems.push(format!("writing at offset {offset}: {e}"));
+                    return FileOutcome { problems };
+                }
+                offset += data.len() as u64;
+                progress.advance(data.len() as u64);
+            }
             Extent::Chunk { len, id } => {
                 let len = u64::from(*len);
                 progress.advance(len);

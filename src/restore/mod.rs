@@ -168,6 +168,7 @@ pub fn cat(
                 }
                 out.write_all(&data).map_err(write_err)?;
             }
+            Extent::Inline { data } => out.write_all(data).map_err(write_err)?,
             Extent::Hole { len } => {
                 let mut left = *len;
                 while left > 0 {

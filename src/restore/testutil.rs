@@ -36,6 +36,25 @@ impl TestRepo {
         Identities::parse(&self.identity_text, "test identity").unwrap()
     }
 
+    /// Restore the whole of `session` into `target` (which must not exist or be empty).
+    pub fn restore_all(
+        &self,
+        session: SessionId,
+        target: &std::path::Path,
+    ) -> crate::restore::RestoreReport {
+        crate::restore::restore(
+            &self.reader(),
+            session,
+            &crate::restore::RestoreOptions {
+                target: target.to_path_buf(),
+                paths: Vec::new(),
+                allow_non_empty: false,
+                restore_owner: false,
+            },
+        )
+        .unwrap()
+    }
+
     /// A fresh path in the temporary directory (not created).
     pub fn path(&self, name: &str) -> PathBuf {
         self.dir.path().join(name)

@@ -181,6 +181,9 @@ pub(crate) fn encode_extents(extents: &[Extent]) -> Vec<u8> {
                 out.push(1);
                 out.extend_from_slice(&len.to_le_bytes());
             }
+            // Content never goes into this unencrypted table (ingest keeps no inline content
+            // in hollow mode): a lone tag 2 does not decode, so such a row would be ignored.
+            Extent::Inline { .. } => out.push(2),
         }
     }
     out

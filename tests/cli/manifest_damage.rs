@@ -13,16 +13,17 @@ use std::path::{Path, PathBuf};
 use crate::common::*;
 
 /// A tree of 3,241 entries (40 directories of 80 small files), whose manifest spans dozens of
-/// chunks (manifest chunks of 8 KiB on average); packs of 64 KiB so that manifest chunks spread
-/// over several packs.
+/// chunks (manifest chunks of 8 KiB on average, not counting the inline content); packs of 4 KiB
+/// so that manifest chunks spread over several packs (the files are inline in them: there are
+/// no data chunks).
 pub(crate) fn setup() -> (TestRepo, PathBuf, i64) {
     let t = TestRepo::new();
     let toml = t.repo.join("repository.toml");
     let text = fs::read_to_string(&toml).unwrap();
     let changed = text
-        .replace("target-size = 33554432", "target-size = 65536")
-        .replace("min-size = 16384", "min-size = 2048")
-        .replace("avg-size = 65536", "avg-size = 8192");
+        .replace("target-size = 33554432", "target-size = 4096")
+        .replace("min-size = 512\n", "min-size = 2048\n")
+        .replace("avg-size = 1024\n", "avg-size = 8192\n");
     assert_eq!(changed.matches("= 2048\n").count(), 1, "{changed}");
     fs::write(&toml, changed).unwrap();
     let src = t.path("src");

@@ -4,8 +4,8 @@
 use super::entry::{self, Problem};
 use super::order::{OrderCheck, show};
 use super::{
-    Body, Entry, Extent, MANIFEST_MAGIC, MAX_ENTRY_LEN, MAX_EXTENTS_PER_ENTRY, ManifestChunk,
-    ManifestParams,
+    Body, Entry, Extent, MANIFEST_MAGIC, MANIFEST_MAGIC_V2, MAX_ENTRY_LEN, MAX_EXTENTS_PER_ENTRY,
+    ManifestChunk, ManifestParams,
 };
 use crate::error::{Error, ErrorKind, Result};
 use crate::ids::ChunkId;
@@ -22,6 +22,8 @@ pub struct ManifestBuilder {
     order: OrderCheck,
     /// The current chunk, starting with the magic.
     buf: Vec<u8>,
+    /// The current chunk's length as the cut rule counts it: inline content left out.
+    weight: u64,
     has_entry: bool,
     refs: Vec<ChunkId>,
     /// Reused encoding buffer for one entry.
@@ -38,6 +40,7 @@ impl ManifestBuilder {
             cut_key,
             order: OrderCheck::default(),
             buf: MANIFEST_MAGIC.to_vec(),
+            weight: MANIFEST_MAGIC.len() as u64,
             has_entry: false,
             refs: Vec::new(),
             scratch: Vec::new(),
@@ -196,19 +199,39 @@ impl ManifestBuilder {
         if self.has_entry && self.buf.len() as u64 + e > max {
             out.push(self.emit());
         }
+        // Inline content does not count for rule 2, so that an edit of a small file (new
+        // content, size and mtime) never moves a cut: only its own chunk changes.
+        let inline_bytes: u64 = extents
+            .iter()
+            .map(|x| match x {
+                Extent::Inline { data } => data.len() as u64,
+                _ => 0,
+            })
+            .sum();
+        let (weight, hashed) = if extents.iter().any(Extent::is_inline) {
+            // Kind, path length and path: the start of the encoding.
+            (e - inline_bytes, &encoded[..5 + path.len()])
+        } else {
+            (e, encoded)
+        };
         self.buf.extend_from_slice(encoded);
+        self.weight += weight;
         self.has_entry = true;
         for extent in extents {
-            if let Extent::Chunk { id, .. } = extent {
-                self.refs.push(*id);
+            match extent {
+                Extent::Chunk { id, .. } => self.refs.push(*id),
+                // A chunk holding inline content is version 2; any other stays version 1,
+                // byte for byte what earlier writers produced, so it still dedups with theirs.
+                Extent::Inline { .. } => self.buf[..8].copy_from_slice(MANIFEST_MAGIC_V2),
+                Extent::Hole { .. } => {}
             }
         }
         // Rule 2: a keyed hash of the entry, with a cut probability proportional to its length,
         // so that the expected chunk length past min is avg - min whatever the entry sizes.
-        let hash = blake3::keyed_hash(&self.cut_key, encoded);
+        let hash = blake3::keyed_hash(&self.cut_key, hashed);
         let h = u32::from_le_bytes(hash.as_bytes()[..4].try_into().expect("4 bytes"));
-        let p = ((u128::from(e) << 32) / u128::from(avg - min)).min(u128::from(u32::MAX));
-        if self.buf.len() as u64 >= min && u128::from(h) < p {
+        let p = ((u128::from(weight) << 32) / u128::from(avg - min)).min(u128::from(u32::MAX));
+        if self.weight >= min && u128::from(h) < p {
             out.push(self.emit());
         }
         Ok(())
@@ -216,6 +239,7 @@ impl ManifestBuilder {
 
     fn emit(&mut self) -> ManifestChunk {
         let bytes = std::mem::replace(&mut self.buf, MANIFEST_MAGIC.to_vec());
+        self.weight = MANIFEST_MAGIC.len() as u64;
         let mut refs = std::mem::take(&mut self.refs);
         refs.sort_unstable();
         refs.dedup();

@@ -2,7 +2,7 @@
 //! for decoding, and the per-entry checks shared by the builder and the reader so that both
 //! accept exactly the same entries.
 
-use super::{Body, Entry, Extent, MAX_EXTENTS_PER_ENTRY, Meta};
+use super::{Body, Entry, Extent, MAX_EXTENTS_PER_ENTRY, MAX_INLINE_LEN, Meta};
 use crate::ids::ChunkId;
 
 pub(super) const KIND_DIR: u8 = 1;
@@ -18,6 +18,7 @@ pub(super) const KIND_UNREADABLE: u8 = 10;
 
 const TAG_CHUNK: u8 = 0;
 const TAG_HOLE: u8 = 1;
+const TAG_INLINE: u8 = 2;
 /// Smallest encoded extent (a hole): bounds preallocation by the bytes actually present.
 const MIN_EXTENT_LEN: usize = 9;
 
@@ -72,6 +73,13 @@ fn put_extent(extent: &Extent, out: &mut Vec<u8>) {
         Extent::Hole { len } => {
             out.push(TAG_HOLE);
             out.extend_from_slice(&len.to_le_bytes());
+        }
+        Extent::Inline { data } => {
+            out.push(TAG_INLINE);
+            // check_extent refuses longer ones before anything is encoded.
+            let len = u16::try_from(data.len()).expect("inline extent over 65535 bytes");
+            out.extend_from_slice(&len.to_le_bytes());
+            out.extend_from_slice(data);
         }
     }
 }
@@ -170,11 +178,16 @@ pub(super) fn check_meta(meta: &Meta) -> Result<(), Problem> {
     Ok(())
 }
 
-/// Checks on one extent: no empty chunk, no empty hole.
+/// Checks on one extent: no empty extent, no inline extent over [`MAX_INLINE_LEN`].
 pub(super) fn check_extent(extent: &Extent) -> Result<(), Problem> {
     match extent {
         Extent::Chunk { len: 0, .. } => Err("a chunk extent has length 0".into()),
         Extent::Hole { len: 0 } => Err("a hole extent has length 0".into()),
+        Extent::Inline { data } if data.is_empty() => Err("an inline extent has length 0".into()),
+        Extent::Inline { data } if data.len() > MAX_INLINE_LEN => Err(format!(
+            "an inline extent of {} bytes, at most {MAX_INLINE_LEN} allowed",
+            data.len()
+        )),
         _ => Ok(()),
     }
 }
@@ -183,11 +196,7 @@ pub(super) fn check_extent(extent: &Extent) -> Result<(), Problem> {
 pub(super) fn extents_len(extents: &[Extent]) -> Result<u64, Problem> {
     extents.iter().try_fold(0u64, |sum, e| {
         check_extent(e)?;
-        let len = match e {
-            Extent::Chunk { len, .. } => u64::from(*len),
-            Extent::Hole { len } => *len,
-        };
-        sum.checked_add(len)
+        sum.checked_add(e.len())
             .ok_or_else(|| "extent lengths add up to more than 2^64 bytes".to_string())
     })
 }
@@ -196,11 +205,13 @@ pub(super) fn extents_len(extents: &[Extent]) -> Result<u64, Problem> {
 pub(super) struct Cursor<'a> {
     buf: &'a [u8],
     pos: usize,
+    /// Inline extents are allowed (a version 2 manifest chunk).
+    inline: bool,
 }
 
 impl<'a> Cursor<'a> {
-    pub(super) fn new(buf: &'a [u8], pos: usize) -> Self {
-        Cursor { buf, pos }
+    pub(super) fn new(buf: &'a [u8], pos: usize, inline: bool) -> Self {
+        Cursor { buf, pos, inline }
     }
 
     pub(super) fn pos(&self) -> usize {
@@ -269,6 +280,15 @@ impl<'a> Cursor<'a> {
             TAG_HOLE => Extent::Hole {
                 len: self.u64("a hole length")?,
             },
+            TAG_INLINE if self.inline => {
+                let len = self.u16("an inline extent length")?;
+                Extent::Inline {
+                    data: self.take(usize::from(len), "inline content")?.to_vec(),
+                }
+            }
+            TAG_INLINE => {
+                return Err("an inline extent (tag 2) outside a version 2 manifest chunk".into());
+            }
             tag => return Err(format!("unknown extent tag {tag}")),
         };
         check_extent(&extent)?;

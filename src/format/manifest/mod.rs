@@ -14,6 +14,8 @@
 
 mod builder;
 mod entry;
+#[cfg(test)]
+mod inline_tests;
 mod order;
 mod reader;
 #[cfg(test)]
@@ -31,8 +33,17 @@ pub use reader::{ManifestReader, chunk_references, decode_pieces};
 use crate::error::{Error, Result};
 use crate::ids::ChunkId;
 
-/// Manifest chunk magic.
+/// Manifest chunk magic of version 1: a chunk without inline extents.
 pub const MANIFEST_MAGIC: &[u8; 8] = b"RSBKMAN1";
+/// Manifest chunk magic of version 2: a chunk holding at least one inline extent.
+pub const MANIFEST_MAGIC_V2: &[u8; 8] = b"RSBKMAN2";
+/// Longest inline extent a reader accepts (format-spec/manifest.md "Extent list").
+pub const MAX_INLINE_LEN: usize = 4096;
+/// Files of at most this many bytes are stored inline in their manifest entry by ingest:
+/// below it, a stored chunk's fixed costs (index row, reference row, record header, envelope)
+/// outweigh storing the content again when its manifest chunk changes (format-spec/manifest.md
+/// "Inline content").
+pub const INLINE_WRITE_MAX: u64 = 1024;
 /// Most extents in one kind-2 or kind-9 entry.
 pub const MAX_EXTENTS_PER_ENTRY: usize = 32768;
 /// Largest encoded entry.
@@ -54,11 +65,12 @@ pub struct ManifestParams {
 }
 
 impl ManifestParams {
-    /// 16 KiB / 64 KiB / 1 MiB.
+    /// 512 B / 1 KiB / 64 KiB, for new repositories (format-spec/manifest.md "Chunk sizes").
+    /// Repositories made before keep the 16 KiB / 64 KiB / 1 MiB of their `repository.toml`.
     pub const DEFAULT: ManifestParams = ManifestParams {
-        min_size: 16 << 10,
-        avg_size: 64 << 10,
-        max_size: 1 << 20,
+        min_size: 512,
+        avg_size: 1 << 10,
+        max_size: 64 << 10,
     };
 }
 
@@ -77,6 +89,34 @@ pub enum Extent {
         /// Length in bytes.
         len: u64,
     },
+    /// Content kept in the manifest entry itself (manifest version 2): 1 to
+    /// [`MAX_INLINE_LEN`] bytes. Never in the files cache or the placeholder table, which are
+    /// not encrypted.
+    Inline {
+        /// The bytes.
+        data: Vec<u8>,
+    },
+}
+
+impl Extent {
+    /// Length in bytes of the content it stands for.
+    pub fn len(&self) -> u64 {
+        match self {
+            Extent::Chunk { len, .. } => u64::from(*len),
+            Extent::Hole { len } => *len,
+            Extent::Inline { data } => data.len() as u64,
+        }
+    }
+
+    /// True for content kept in the manifest itself.
+    pub fn is_inline(&self) -> bool {
+        matches!(self, Extent::Inline { .. })
+    }
+
+    /// True when it stands for no bytes (never so in a valid list).
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
 }
 
 /// Metadata common to all kinds but "file continued".
@@ -180,11 +220,12 @@ pub fn encode_extents(extents: &[Extent], out: &mut Vec<u8>) {
 }
 
 /// Decode an extent list encoded by [`encode_extents`]; the whole of `bytes` must be the list.
-/// Refuses a truncated list, trailing bytes, an unknown tag and a zero-length extent
-/// ([`crate::ErrorKind::Corrupt`]). The count is not limited to [`MAX_EXTENTS_PER_ENTRY`]:
-/// the files cache stores a whole file's list.
+/// Refuses a truncated list, trailing bytes, an unknown tag, an inline extent (content is
+/// never kept outside a manifest) and a zero-length extent ([`crate::ErrorKind::Corrupt`]).
+/// The count is not limited to [`MAX_EXTENTS_PER_ENTRY`]: the files cache stores a whole
+/// file's list.
 pub fn decode_extents(bytes: &[u8]) -> Result<Vec<Extent>> {
-    let mut cur = entry::Cursor::new(bytes, 0);
+    let mut cur = entry::Cursor::new(bytes, 0, false);
     let extents = cur
         .extents(None)
         .map_err(|p| Error::corrupt(format!("extent list: {p}")))?;

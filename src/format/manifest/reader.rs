@@ -2,7 +2,7 @@
 
 use super::entry::{Cursor, Piece, Problem};
 use super::order::{OrderCheck, show};
-use super::{Body, Entry, MANIFEST_MAGIC, MAX_CHUNK_LEN, MAX_ENTRY_LEN};
+use super::{Body, Entry, MANIFEST_MAGIC, MANIFEST_MAGIC_V2, MAX_CHUNK_LEN, MAX_ENTRY_LEN};
 use crate::error::{Error, ErrorKind, Result};
 
 /// Decodes manifest chunks in session order into entries, joining file continuations and
@@ -94,7 +94,8 @@ impl ManifestReader {
         if chunk.len() < MANIFEST_MAGIC.len() {
             return Err(self.corrupt(0, None, "too short for the magic".into()));
         }
-        if &chunk[..8] != MANIFEST_MAGIC {
+        let inline = &chunk[..8] == MANIFEST_MAGIC_V2;
+        if &chunk[..8] != MANIFEST_MAGIC && !inline {
             let what = if chunk[..7] == MANIFEST_MAGIC[..7] {
                 format!("manifest version {:?}", char::from(chunk[7]))
             } else {
@@ -104,9 +105,10 @@ impl ManifestReader {
                 ErrorKind::UnsupportedVersion,
                 format!(
                     "manifest chunk {} (counting from 0): {what} is not known to this build \
-                     (expected {:?}); a newer rsbackup may read it",
+                     (expected {:?} or {:?}); a newer rsbackup may read it",
                     self.chunks,
-                    String::from_utf8_lossy(MANIFEST_MAGIC)
+                    String::from_utf8_lossy(MANIFEST_MAGIC),
+                    String::from_utf8_lossy(MANIFEST_MAGIC_V2)
                 ),
             ));
         }
@@ -114,7 +116,7 @@ impl ManifestReader {
             return Err(self.corrupt(8, None, "the chunk holds no entries".into()));
         }
         let mut out = Vec::new();
-        let mut cur = Cursor::new(chunk, MANIFEST_MAGIC.len());
+        let mut cur = Cursor::new(chunk, MANIFEST_MAGIC.len(), inline);
         while !cur.is_empty() {
             let start = cur.pos();
             let kind = cur
@@ -221,11 +223,14 @@ impl Default for ManifestReader {
 /// entry needs: for a reader that has already read the session in order once (`mount`) or
 /// that rebuilds lost reference lists. `Corrupt` if it does not decode.
 pub fn decode_pieces(chunk: &[u8]) -> Result<Vec<Piece>> {
-    if chunk.len() <= MANIFEST_MAGIC.len() || &chunk[..8] != MANIFEST_MAGIC {
+    if chunk.len() <= MANIFEST_MAGIC.len()
+        || (&chunk[..8] != MANIFEST_MAGIC && &chunk[..8] != MANIFEST_MAGIC_V2)
+    {
         return Err(Error::corrupt("not a manifest chunk"));
     }
     let mut pieces = Vec::new();
-    let mut cur = Cursor::new(chunk, MANIFEST_MAGIC.len());
+    let inline = &chunk[..8] == MANIFEST_MAGIC_V2;
+    let mut cur = Cursor::new(chunk, MANIFEST_MAGIC.len(), inline);
     while !cur.is_empty() {
         let start = cur.pos();
         let bad = |p: Problem| Error::corrupt(format!("manifest chunk, offset {start}: {p}"));
@@ -252,7 +257,7 @@ pub fn chunk_references(chunk: &[u8]) -> Result<Vec<crate::ids::ChunkId>> {
         };
         refs.extend(extents.into_iter().filter_map(|e| match e {
             super::Extent::Chunk { id, .. } => Some(id),
-            super::Extent::Hole { .. } => None,
+            super::Extent::Hole { .. } | super::Extent::Inline { .. } => None,
         }));
     }
     refs.sort();

@@ -126,9 +126,9 @@ fn hard_link_targets_are_checked() {
 fn reader_refuses_bad_chunks() {
     let good = raw_chunk(&every_kind());
     reader_refuses(
-        b"RSBKMAN2xxxx",
+        b"RSBKMAN3xxxx",
         ErrorKind::UnsupportedVersion,
-        "version '2'",
+        "version '3'",
     );
     reader_refuses(b"NOTAMANIxxxx", ErrorKind::UnsupportedVersion, "magic");
     reader_refuses(b"RSBK", ErrorKind::Corrupt, "too short");
@@ -148,8 +148,8 @@ fn reader_refuses_bad_chunks() {
     }
     let mut bad_tag = raw_chunk(&[dir(""), file("f", vec![Extent::Hole { len: 1 }])]);
     let at = bad_tag.len() - 9;
-    bad_tag[at] = 2;
-    reader_refuses(&bad_tag, ErrorKind::Corrupt, "unknown extent tag 2");
+    bad_tag[at] = 3;
+    reader_refuses(&bad_tag, ErrorKind::Corrupt, "unknown extent tag 3");
     let mut bad_utf8 = raw_chunk(&[dir("")]);
     encode_entry(
         &Entry {

@@ -4,7 +4,8 @@
 
 use std::path::PathBuf;
 
-use super::tests::{KEY, build, dir, every_kind, file, raw_chunk, read, realistic};
+use super::inline_tests::{inline, inline_tree};
+use super::tests::{KEY, LARGE, build, dir, every_kind, file, raw_chunk, read, realistic};
 use super::*;
 use crate::error::ErrorKind;
 
@@ -34,7 +35,7 @@ fn built(params: ManifestParams, entries: &[Entry]) -> Vec<Vec<u8>> {
 }
 
 fn cases() -> Vec<Case> {
-    let default = ManifestParams::DEFAULT;
+    let default = LARGE;
     let small = ManifestParams {
         min_size: 256,
         avg_size: 1024,
@@ -50,13 +51,24 @@ fn cases() -> Vec<Case> {
     ];
     let one = built(default, &every_kind()).remove(0);
     let mut bad_magic = one.clone();
-    bad_magic[7] = b'2';
+    bad_magic[7] = b'9';
     let truncated = one[..one.len() - 3].to_vec();
     let mut dotdot = raw_chunk(&[dir(""), dir("a")]);
     let mut escape = file("a/x", vec![]);
     escape.path = b"a/../../etc/passwd".to_vec();
     dotdot.extend(&raw_chunk(&[escape])[8..]);
     let unsorted = raw_chunk(&[dir(""), file("b", vec![]), file("a", vec![])]);
+    let inline_in_v1 = raw_chunk(&[dir(""), file("a", vec![inline(b"hello\n")])]);
+    let mut too_long = raw_chunk(&[dir(""), file("a", vec![inline(&[b'x'; MAX_INLINE_LEN])])]);
+    too_long[..8].copy_from_slice(MANIFEST_MAGIC_V2);
+    // The size (u64) and the inline length (u16) of the one file say 4097 bytes, and one more
+    // byte follows: a well-formed entry but for the limit.
+    let n = too_long.len();
+    too_long[n - MAX_INLINE_LEN - 2..n - MAX_INLINE_LEN]
+        .copy_from_slice(&(MAX_INLINE_LEN as u16 + 1).to_le_bytes());
+    let size_at = n - MAX_INLINE_LEN - 2 - 1 - 4 - 8;
+    too_long[size_at..size_at + 8].copy_from_slice(&(MAX_INLINE_LEN as u64 + 1).to_le_bytes());
+    too_long.push(b'x');
     vec![
         Case {
             name: "manifest-every-kind",
@@ -81,8 +93,31 @@ fn cases() -> Vec<Case> {
             chunks: built(small, &realistic(2, 30, false)),
         },
         Case {
+            name: "manifest-inline",
+            description: "a directory of 24 files, the first 12 and every third after them a \
+                          chunk extent, the others inline content, cut with small sizes: \
+                          version 1 chunks before the inline content, version 2 after",
+            error: None,
+            params: small,
+            chunks: built(small, &inline_tree()),
+        },
+        Case {
+            name: "manifest-inline-in-v1",
+            description: "an inline extent (tag 2) in a chunk with magic RSBKMAN1",
+            error: Some(ErrorKind::Corrupt),
+            params: default,
+            chunks: vec![inline_in_v1],
+        },
+        Case {
+            name: "manifest-inline-too-long",
+            description: "a version 2 chunk whose one file has an inline extent of 4097 bytes",
+            error: Some(ErrorKind::Corrupt),
+            params: default,
+            chunks: vec![too_long],
+        },
+        Case {
             name: "manifest-bad-magic",
-            description: "the every-kind chunk with magic RSBKMAN2 (unknown version)",
+            description: "the every-kind chunk with magic RSBKMAN9 (unknown version)",
             error: Some(ErrorKind::UnsupportedVersion),
             params: default,
             chunks: vec![bad_magic],

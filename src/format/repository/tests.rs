@@ -18,7 +18,13 @@ fn example() -> RepoConfig {
         recipients: vec![RECIPIENT.into()],
         secret_check: "5a0c11223344556677889900aabbccdd".into(),
         chunker: ChunkerParams::DEFAULT,
-        manifest: ManifestParams::DEFAULT,
+        // The example (and its vector) keep the sizes of a repository made before the
+        // defaults shrank.
+        manifest: ManifestParams {
+            min_size: 16384,
+            avg_size: 65536,
+            max_size: 1048576,
+        },
         zstd_level: 3,
         pack_target_size: 32 << 20,
     }
