@@ -15,7 +15,7 @@ fn small_manifest_chunks() -> TestRepo {
     let toml = t.repo.root().join("repository.toml");
     let text = std::fs::read_to_string(&toml).unwrap();
     let changed = text.replace(
-        "[manifest]\nmin-size = 16384\navg-size = 65536\nmax-size = 1048576",
+        "[manifest]\nmin-size = 512\navg-size = 1024\nmax-size = 65536",
         "[manifest]\nmin-size = 256\navg-size = 512\nmax-size = 1024",
     );
     assert_ne!(changed, text, "repository.toml has no default [manifest]");

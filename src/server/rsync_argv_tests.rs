@@ -199,7 +199,6 @@ fn option_attacks() {
         ),
         ("rsync --server -lHKe.iL . .", "-K"),
         ("rsync --server -lHLe.iL . .", "-L"),
-        ("rsync --server -lHRe.iL . .", "-R"),
         ("rsync --server -lHe.iL --inplace . .", "--inplace"),
         (
             "rsync --server -lHe.iL --delete-after . .",

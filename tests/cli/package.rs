@@ -126,7 +126,7 @@ fn check_installed_files() {
     // Every page is roff that man can render, and names its command.
     let page = must(&["sh", "-c", "zcat /usr/share/man/man1/rsbackup-run.1.gz"]);
     assert!(
-        page.contains(".TH rsbackup-run 1") && page.contains("exit codes"),
+        page.contains(".TH rsbackup-run 1") && page.contains("Exit codes"),
         "{page}"
     );
     // The example configurations load.
