@@ -239,7 +239,8 @@ fn package_installs_follows_install_md_runs_its_units_and_purges() {
         "run --dry-run: {stdout}"
     );
     let restored = Path::new("/root/restore-web1");
-    let tree = restored.join(source.file_name().unwrap());
+    // Each source comes back under its full path.
+    let tree = restored.join(source.strip_prefix("/").unwrap());
     assert!(
         crate::common::compare_trees(&source, &tree).is_empty(),
         "the restored tree differs: {:?}",
