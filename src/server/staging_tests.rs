@@ -183,3 +183,36 @@ fn an_empty_file_stays_as_it_is() {
     assert_eq!(r.removed, 1, "only the unknown placeholder p goes: {r:?}");
     assert!(dir.path().join(".lock").exists());
 }
+
+/// An untouched placeholder is kept by its path alone (its row is the old table's): when
+/// something else changes and the table is written again, its row is written with the rest.
+#[test]
+fn a_rewritten_table_keeps_the_rows_of_untouched_placeholders() {
+    let (dir, file, _elsewhere, table, _) = hollowed_once();
+    let mut old = Placeholders::default();
+    old.rows.insert(b"p".to_vec(), placeholder_row(&file));
+    old.current = true;
+    let new = dir.path().join("q");
+    std::fs::write(&new, vec![9u8; 8192]).unwrap();
+    let row = placeholder_row(&new);
+    let ingested = vec![IngestedFile {
+        path: b"q".to_vec(),
+        dev: row.dev,
+        ino: row.ino,
+        size: row.size,
+        mtime_ns: row.mtime_ns,
+        extents: Vec::new(),
+    }];
+    let r = hollow(dir.path(), &old, ingested, &[], &table, 1).unwrap();
+    assert_eq!((r.hollowed, r.kept, r.removed), (1, 1, 0), "{r:?}");
+    let db = rusqlite::Connection::open(&table).unwrap();
+    let mut paths: Vec<Vec<u8>> = db
+        .prepare("SELECT path FROM placeholders")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .map(|p| p.unwrap())
+        .collect();
+    paths.sort();
+    assert_eq!(paths, [b"p".to_vec(), b"q".to_vec()]);
+}

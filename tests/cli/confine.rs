@@ -283,6 +283,42 @@ fn quota_stops_the_upload_that_crosses_it() {
     );
 }
 
+/// The upload's quota watch starts from what staging already holds (measured by the same walk
+/// that strips transport xattrs before the upload): with 800 kB staged under a 1 MB quota, an
+/// upload of 400 kB, itself far under the quota, is stopped as staging crosses it, and no
+/// session is recorded from it.
+#[test]
+fn quota_counts_what_staging_held_before_the_upload() {
+    let body = format!("{ANY}\nstaging-mode = \"keep\"\nquota = \"1M\"");
+    let s = Server::start(&[("web1", Some(&body))], None);
+    let src = s.dir.path().join("src");
+    common::write_file(&src.join("old"), &common::pattern(1, 800_000));
+    let first = s.push("web1", &src, &[]);
+    assert_eq!(first["state"], "complete", "{first:#}");
+
+    common::write_file(&src.join("new"), &common::pattern(2, 400_000));
+    let prepared = s.json("web1", "prepare");
+    let held = prepared["staging_allocated_bytes"].as_u64().unwrap();
+    assert!(
+        (800_000..1_000_000).contains(&held),
+        "staging holds the first file, under the quota: {prepared:#}"
+    );
+    let out = s.rsync("web1", &src, &[]);
+    let done = s.ssh("web1", None, "complete");
+    assert!(
+        !done.status.success(),
+        "complete after an upload that took staging over its quota: {done:?}\nrsync: {out:?}"
+    );
+    assert_eq!(s.sessions(), 1, "no session from the stopped upload");
+    let audit = s.audit();
+    assert!(
+        audit
+            .iter()
+            .any(|row| row[3] == "refuse" && row[4].contains("upload stopped")),
+        "{audit:?}"
+    );
+}
+
 /// Issue 11 part 1: an unprivileged user on the client sets `user.rsync.security.capability`,
 /// `user.rsync.trusted.x` and `user.rsync.system.posix_acl_access` on a file of their own;
 /// after a push with the real client (`rsbackup run` through sshd) and a root restore, getcap,
