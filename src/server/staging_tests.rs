@@ -57,6 +57,19 @@ fn placeholder_row(path: &Path) -> PlaceholderRow {
     }
 }
 
+/// What the ingest reports of the file at `file` (staged as `path`) when it read it as it is.
+fn read_by_the_ingest(path: &[u8], file: &Path) -> IngestedFile {
+    let row = placeholder_row(file);
+    IngestedFile {
+        path: path.to_vec(),
+        dev: row.dev,
+        ino: row.ino,
+        size: row.size,
+        mtime_ns: row.mtime_ns,
+        extents: Vec::new(),
+    }
+}
+
 /// A staging directory with one 64 KiB file `p` the ingest read, hollowed once: `(staging, p,
 /// the table's directory, the table, what hollowing did)`.
 fn hollowed_once() -> (
@@ -69,15 +82,7 @@ fn hollowed_once() -> (
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("p");
     std::fs::write(&file, vec![7u8; 64 * 1024]).unwrap();
-    let row = placeholder_row(&file);
-    let ingested = vec![IngestedFile {
-        path: b"p".to_vec(),
-        dev: row.dev,
-        ino: row.ino,
-        size: row.size,
-        mtime_ns: row.mtime_ns,
-        extents: Vec::new(),
-    }];
+    let ingested = vec![read_by_the_ingest(b"p", &file)];
     let elsewhere = tempfile::tempdir().unwrap();
     let table = elsewhere.path().join("table.db");
     let r = hollow(
@@ -194,15 +199,7 @@ fn a_rewritten_table_keeps_the_rows_of_untouched_placeholders() {
     old.current = true;
     let new = dir.path().join("q");
     std::fs::write(&new, vec![9u8; 8192]).unwrap();
-    let row = placeholder_row(&new);
-    let ingested = vec![IngestedFile {
-        path: b"q".to_vec(),
-        dev: row.dev,
-        ino: row.ino,
-        size: row.size,
-        mtime_ns: row.mtime_ns,
-        extents: Vec::new(),
-    }];
+    let ingested = vec![read_by_the_ingest(b"q", &new)];
     let r = hollow(dir.path(), &old, ingested, &[], &table, 1).unwrap();
     assert_eq!((r.hollowed, r.kept, r.removed), (1, 1, 0), "{r:?}");
     let db = rusqlite::Connection::open(&table).unwrap();
