@@ -23,6 +23,7 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 ROOT=$PWD
 . tools/apt-ensure.sh
+. tools/bench-edits.sh
 apt_ensure time rsync openssh-server openssh-client python3
 
 BENCH_DIR=${BENCH_DIR:-/var/tmp/rsbackup-bench-push}
@@ -162,28 +163,6 @@ PY
 }
 
 PUSH=("$RSBACKUP" run --config "$RUN/client.toml" --state-dir "$RUN/state" --print)
-
-edit_big() { # three 4 KiB edits in place
-  python3 - "$1" <<'PY'
-import os, sys
-fd = os.open(sys.argv[1], os.O_WRONLY)
-size = os.fstat(fd).st_size
-for i, at in enumerate((size // 7, size // 2, size - size // 5)):
-    os.pwrite(fd, bytes([0x41 + i]) * 4096, at)
-os.close(fd)
-PY
-}
-
-edit_tree() { # append a line to every 100th regular file (1% of the files)
-  python3 - "$1" <<'PY'
-import os, sys
-files = sorted(os.path.join(r, f) for r, _, fs in os.walk(sys.argv[1]) for f in fs)
-for p in files[::100]:
-    if os.path.isfile(p) and not os.path.islink(p):
-        with open(p, "ab") as f:
-            f.write(b"one more line, appended by bench-push.sh\n")
-PY
-}
 
 fresh_copy() {
   rm -rf "$RUN/src"

@@ -27,6 +27,7 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 ROOT=$PWD
 . tools/apt-ensure.sh
+. tools/bench-edits.sh
 
 SCALE=${1:-${SCALE:-1}}
 SEED=${SEED:-20261126}
@@ -106,28 +107,6 @@ PY
       ;;
     *) echo "bench.sh: unknown tree $1 (corpus, crates)" >&2; exit 1 ;;
   esac
-}
-
-edit_tree() { # append a line to every 100th regular file (1% of the files)
-  python3 - "$1" <<'PY'
-import os, sys
-files = sorted(os.path.join(r, f) for r, _, fs in os.walk(sys.argv[1]) for f in fs)
-for p in files[::100]:
-    if os.path.isfile(p) and not os.path.islink(p):
-        with open(p, "ab") as f:
-            f.write(b"one more line, appended by bench.sh\n")
-PY
-}
-
-edit_big() { # three 4 KiB edits in place
-  python3 - "$1" <<'PY'
-import os, sys
-fd = os.open(sys.argv[1], os.O_WRONLY)
-size = os.fstat(fd).st_size
-for i, at in enumerate((size // 7, size // 2, size - size // 5)):
-    os.pwrite(fd, bytes([0x41 + i]) * 4096, at)
-os.close(fd)
-PY
 }
 
 # One tree: every peer, every case.
