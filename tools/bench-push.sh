@@ -4,18 +4,26 @@
 #
 #   tools/bench-push.sh [TREE]     TREE: a directory to back up (copied first); default: the
 #                                  bench corpus of tools/gen_corpus.py at SCALE (default 1)
-#   MODES="keep hollow purge hollow-basis" BIG_MIB=1024 BENCH_DIR=/var/tmp/rsbackup-bench-push
+#   MODES="keep hollow purge hollow-basis" BIG_MIB=1024 REPEAT=3 BENCH_DIR=/var/tmp/rsbackup-bench-push
 #
 # Cases per mode: first push, unchanged push, edited copy (a line appended to 1% of the files), a renamed
 # directory (the largest top-level one), then a big file (BIG_MIB of random bytes) pushed once
 # and again after three 4 KiB edits. `hollow-basis` is hollow with keep-basis = ["*.img"], which
-# covers the big file. Columns: wall seconds and client CPU (rsync and ssh included) of the
-# whole `rsbackup run`, and rsync's `Total bytes sent`. As root (sshd, and caches dropped before
-# the first push of each mode). Raw numbers go to BENCH_DIR/push-results.tsv. Not part of CI.
+# covers the big file. The unchanged push (and the bare rsync's) runs REPEAT times. Columns:
+# wall seconds and client CPU (rsync and ssh included) of the whole `rsbackup run`, and rsync's
+# `Total bytes sent`. As root (sshd, and caches dropped before the first push of each mode).
+# Raw numbers go to BENCH_DIR/push-results.tsv. Not part of CI.
+#
+# sshd runs every request through the account's shell, and bash sources ~/.bashrc for a
+# command that comes over ssh: a developer's root account (pyenv, nvm...) adds its start-up to
+# each of the run's three requests (against one for the bare rsync), which an installed server
+# (account `rsbackup`, shell /bin/sh: docs/install.md) does not pay. So the bench's sshd sees
+# an empty ~/.bashrc (a bind mount in its own mount namespace; the file itself is untouched).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 ROOT=$PWD
 . tools/apt-ensure.sh
+. tools/bench-edits.sh
 apt_ensure time rsync openssh-server openssh-client python3
 
 BENCH_DIR=${BENCH_DIR:-/var/tmp/rsbackup-bench-push}
@@ -26,6 +34,7 @@ SCALE=${SCALE:-1}
 SEED=${SEED:-20261126}
 MODES=${MODES:-keep hollow purge hollow-basis}
 BIG_MIB=${BIG_MIB:-1024}
+REPEAT=${REPEAT:-3}
 RSBACKUP=${RSBACKUP:-$ROOT/target/release/rsbackup}
 
 if [ -z "${RSBACKUP_PREBUILT:-}" ]; then
@@ -72,7 +81,13 @@ PermitRootLogin prohibit-password
 UsePAM no
 StrictModes no
 EOF
-/usr/sbin/sshd -f "$RUN/sshd_config" -E "$RUN/sshd.log"
+: >"$RUN/empty-rc"
+if ! { [ -e "$HOME/.bashrc" ] && unshare -m --propagation private sh -c \
+  'mount --bind "$1" "$2" && exec /usr/sbin/sshd -f "$3" -E "$4"' \
+  sh "$RUN/empty-rc" "$HOME/.bashrc" "$RUN/sshd_config" "$RUN/sshd.log"; }; then
+  echo "bench-push.sh: sshd runs with the account's own ~/.bashrc" >&2
+  /usr/sbin/sshd -f "$RUN/sshd_config" -E "$RUN/sshd.log"
+fi
 for _ in $(seq 50); do [ -s "$RUN/sshd.pid" ] && break; sleep 0.1; done
 SSHD_PID=$(cat "$RUN/sshd.pid")
 echo "[127.0.0.1]:$PORT $(cut -d' ' -f1,2 "$RUN/host_key.pub")" >"$RUN/known_hosts"
@@ -149,28 +164,6 @@ PY
 
 PUSH=("$RSBACKUP" run --config "$RUN/client.toml" --state-dir "$RUN/state" --print)
 
-edit_big() { # three 4 KiB edits in place
-  python3 - "$1" <<'PY'
-import os, sys
-fd = os.open(sys.argv[1], os.O_WRONLY)
-size = os.fstat(fd).st_size
-for i, at in enumerate((size // 7, size // 2, size - size // 5)):
-    os.pwrite(fd, bytes([0x41 + i]) * 4096, at)
-os.close(fd)
-PY
-}
-
-edit_tree() { # append a line to every 100th regular file (1% of the files)
-  python3 - "$1" <<'PY'
-import os, sys
-files = sorted(os.path.join(r, f) for r, _, fs in os.walk(sys.argv[1]) for f in fs)
-for p in files[::100]:
-    if os.path.isfile(p) and not os.path.islink(p):
-        with open(p, "ab") as f:
-            f.write(b"one more line, appended by bench-push.sh\n")
-PY
-}
-
 fresh_copy() {
   rm -rf "$RUN/src"
   cp -a "$BASE" "$RUN/src"
@@ -182,7 +175,9 @@ RENAME_FROM=$(cd "$BASE" && du -s -- */ 2>/dev/null | sort -rn | head -n 1 | cut
 fresh_copy
 drop_caches
 record bare-rsync first -- rsync -a --stats -e "$SSH_BARE" "$RUN/src/" "root@127.0.0.1:$RUN/bare/"
-record bare-rsync unchanged -- rsync -a --stats -e "$SSH_BARE" "$RUN/src/" "root@127.0.0.1:$RUN/bare/"
+for _ in $(seq 1 "$REPEAT"); do
+  record bare-rsync unchanged -- rsync -a --stats -e "$SSH_BARE" "$RUN/src/" "root@127.0.0.1:$RUN/bare/"
+done
 rm -rf "$RUN/bare"
 
 for mode in $MODES; do
@@ -193,7 +188,9 @@ for mode in $MODES; do
   fresh_copy
   drop_caches
   record "$mode" first -- "${PUSH[@]}"
-  record "$mode" unchanged -- "${PUSH[@]}"
+  for _ in $(seq 1 "$REPEAT"); do
+    record "$mode" unchanged -- "${PUSH[@]}"
+  done
   edit_tree "$RUN/src"
   record "$mode" edited -- "${PUSH[@]}"
   if [ -n "$RENAME_FROM" ]; then

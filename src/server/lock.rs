@@ -73,6 +73,9 @@ pub struct Completing {
 /// How long `complete` waits for running uploads of its client to end (see the module docs).
 pub const UPLOAD_WAIT: Duration = Duration::from_secs(5 * 60);
 
+/// The longest pause between two looks at the upload lock while `complete` waits.
+const UPLOAD_POLL_MAX: Duration = Duration::from_millis(200);
+
 /// The shared upload lock on `NAME.uploading`, taken before the upload's lease check.
 #[derive(Debug)]
 pub struct UploadLock {
@@ -202,6 +205,9 @@ impl LeaseFile {
         let file = self.open_upload_lock()?;
         let path = self.upload_lock_path();
         let deadline = std::time::Instant::now() + limit;
+        // The usual wait is the upload's `serve` tidying up after its rsync, a few milliseconds
+        // after the client's rsync ended and sent `complete`: look again soon, then less often.
+        let mut pause = Duration::from_millis(2);
         loop {
             match rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
                 // Released when `file` is dropped: nothing can take it shared again, the lease
@@ -213,7 +219,8 @@ impl LeaseFile {
             if std::time::Instant::now() >= deadline {
                 return Ok(false);
             }
-            std::thread::sleep(Duration::from_millis(200));
+            std::thread::sleep(pause);
+            pause = (pause * 2).min(UPLOAD_POLL_MAX);
         }
     }
 

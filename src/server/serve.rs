@@ -373,12 +373,13 @@ fn rsync_run(
         // a placeholder looks like; without -S every sent file arrives allocated.
         req.short.retain(|c| c != 'S');
     }
-    let module = if req.sender {
-        Module::Download
+    let (module, allocated_before) = if req.sender {
+        (Module::Download, 0)
     } else {
-        // Every user.rsync.* name left after the upload must be this upload's receiver's.
-        crate::server::staging_clean::strip_transport_xattrs(&dir)?;
-        Module::Upload
+        // Every user.rsync.* name left after the upload must be this upload's receiver's. The
+        // same walk measures staging for the quota watch.
+        let scan = crate::server::staging_clean::strip_transport_xattrs(&dir)?;
+        (Module::Upload, scan.allocated)
     };
     let limits = Limits::from_config(&config.rsync_limits);
     let text = daemon_config(
@@ -432,6 +433,7 @@ fn rsync_run(
         args: req.daemon_args(module.name()),
         staging: dir,
         quota: if req.sender { None } else { policy.quota },
+        allocated_before,
         limits,
         upload_lock: None,
     })

@@ -251,7 +251,7 @@ fn ns(t: &rustix::fs::StatxTimestamp) -> i64 {
 }
 
 /// Walk `dir` without following symlinks; call `f(relative path, full path, statx)`.
-fn walk_tree(
+pub(crate) fn walk_tree(
     dir: &Path,
     rel: &[u8],
     f: &mut dyn FnMut(&[u8], &Path, &rustix::fs::Statx),
@@ -295,7 +295,7 @@ pub fn staging_usage(dir: &Path) -> Result<(u64, u64)> {
         if u32::from(stx.stx_mode) & 0o170000 == 0o100000 {
             apparent = apparent.saturating_add(stx.stx_size);
         }
-        allocated = allocated.saturating_add(stx.stx_blocks.saturating_mul(512));
+        allocated = allocated.saturating_add(crate::server::staging_clean::allocated_bytes(stx));
     })
     .map_err(|e| Error::io(format!("measuring staging {}", dir.display()), e))?;
     Ok((apparent, allocated))
@@ -360,6 +360,9 @@ pub fn hollow(
     let ingested: HashMap<Vec<u8>, IngestedFile> =
         ingested.into_iter().map(|f| (f.path.clone(), f)).collect();
     let mut files: Vec<Staged> = Vec::new();
+    // Untouched placeholders of one link each (an unchanged file: nearly all of them on a
+    // quiet night), kept by path alone: their rows are the old table's.
+    let mut kept: Vec<Vec<u8>> = Vec::new();
     walk_tree(dir, b"", &mut |path, full, stx| {
         if u32::from(stx.stx_mode) & 0o170000 != 0o100000 {
             return;
@@ -383,6 +386,10 @@ pub fn hollow(
                 (r.dev, r.ino, r.size, r.mtime_ns) == identity
                     && (has_btime && r.btime_ns == ns(&stx.stx_btime))
             });
+        if untouched && stx.stx_nlink == 1 && !ingested.contains_key(path) {
+            kept.push(path.to_vec());
+            return;
+        }
         // A fake-super special file (symlink, device...) is tiny and stays as it is.
         if !untouched
             && let Ok(v) = xattr_value(full, FAKE_SUPER_STAT)
@@ -417,6 +424,7 @@ pub fn hollow(
     for f in files {
         groups.entry((f.dev, f.ino)).or_default().push(f);
     }
+    report.kept = kept.len() as u64;
     let mut rows: Vec<(Vec<u8>, PlaceholderRow)> = Vec::new();
     for (_, group) in groups {
         let first = &group[0];
@@ -481,9 +489,13 @@ pub fn hollow(
         && report.hollowed == 0
         && report.removed == 0
         && report.errors.is_empty()
-        && rows.len() == old.rows.len()
+        && kept.len() + rows.len() == old.rows.len()
         && rows.iter().all(|(p, _)| old.rows.contains_key(p));
     if !same {
+        rows.extend(
+            kept.into_iter()
+                .filter_map(|p| old.rows.get(&p).cloned().map(|row| (p, row))),
+        );
         rows.sort_by(|a, b| a.0.cmp(&b.0));
         store_placeholders(table_path, &rows, gc_generation)?;
     }

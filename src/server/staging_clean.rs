@@ -60,8 +60,19 @@ fn looks_like_rsync_temp(name: &[u8]) -> bool {
         && name[name.len() - 6..].iter().all(u8::is_ascii_alphanumeric)
 }
 
+/// What the walk before an upload did and found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UploadScan {
+    /// `user.rsync.*` names taken off.
+    pub removed: u64,
+    /// Allocated bytes of everything below staging (as [`crate::server::staging::staging_usage`]
+    /// counts them): the base of the upload's quota watch, so that the upload walks staging
+    /// once, not once to strip and again to measure.
+    pub allocated: u64,
+}
+
 /// Take every `user.rsync.NAME` xattr whose NAME does not start with `%` off every entry of
-/// `dir` (recursively, never following a symlink); returns how many were removed.
+/// `dir` (recursively, never following a symlink), measuring the allocated bytes on the way.
 ///
 /// The receiver (`fake super`) stores a client's privileged attribute `security.X` as
 /// `user.rsync.security.X`, and the server's daemon refuses every `user.rsync.*` name from the
@@ -70,29 +81,31 @@ fn looks_like_rsync_temp(name: &[u8]) -> bool {
 /// rsync from removing a name the client no longer sends (a capability taken off an unchanged
 /// file). rsync sets again, on unchanged files too, every attribute the client still has.
 /// `user.rsync.%stat`, `%aacl` and `%dacl` are rsync's own bookkeeping and stay.
-pub fn strip_transport_xattrs(dir: &Path) -> Result<u64> {
-    let mut removed = 0u64;
+pub fn strip_transport_xattrs(dir: &Path) -> Result<UploadScan> {
+    let mut scan = UploadScan {
+        removed: 0,
+        allocated: 0,
+    };
     let mut names = vec![0u8; 4096];
-    strip_dir(dir, &mut names, &mut removed)?;
-    Ok(removed)
+    strip_one(dir, &mut names, &mut scan.removed)?;
+    let mut failed = None;
+    crate::server::staging::walk_tree(dir, b"", &mut |_, path, stx| {
+        scan.allocated = scan.allocated.saturating_add(allocated_bytes(stx));
+        // A symlink carries no user xattrs: never followed, never listed.
+        if failed.is_none() && u32::from(stx.stx_mode) & 0o170000 != 0o120000 {
+            failed = strip_one(path, &mut names, &mut scan.removed).err();
+        }
+    })
+    .map_err(|e| Error::io(format!("reading staging {}", dir.display()), e))?;
+    match failed {
+        Some(e) => Err(e),
+        None => Ok(scan),
+    }
 }
 
-fn strip_dir(dir: &Path, buf: &mut Vec<u8>, removed: &mut u64) -> Result<()> {
-    strip_one(dir, buf, removed)?;
-    let entries = std::fs::read_dir(dir)
-        .map_err(|e| Error::io(format!("reading staging {}", dir.display()), e))?;
-    for entry in entries {
-        let entry =
-            entry.map_err(|e| Error::io(format!("reading staging {}", dir.display()), e))?;
-        let path = entry.path();
-        match entry.file_type() {
-            Ok(t) if t.is_dir() => strip_dir(&path, buf, removed)?,
-            Ok(t) if t.is_symlink() => {}
-            Ok(_) => strip_one(&path, buf, removed)?,
-            Err(e) => return Err(Error::io(format!("reading staging {}", path.display()), e)),
-        }
-    }
-    Ok(())
+/// The bytes an entry takes on disk (`statx` counts blocks of 512 bytes).
+pub(crate) fn allocated_bytes(stx: &rustix::fs::Statx) -> u64 {
+    stx.stx_blocks.saturating_mul(512)
 }
 
 fn strip_one(path: &Path, buf: &mut Vec<u8>, removed: &mut u64) -> Result<()> {
@@ -187,7 +200,13 @@ mod tests {
         ] {
             set(name).unwrap();
         }
-        assert_eq!(strip_transport_xattrs(tmp.path()).unwrap(), 2);
+        let scan = strip_transport_xattrs(tmp.path()).unwrap();
+        assert_eq!(scan.removed, 2);
+        assert_eq!(
+            scan.allocated,
+            crate::server::staging::staging_usage(tmp.path()).unwrap().1,
+            "the strip walk measures staging as staging_usage does"
+        );
         let mut buf = vec![0u8; 1024];
         let n = rustix::fs::llistxattr(&f, &mut buf[..]).unwrap();
         let mut names: Vec<&[u8]> = buf[..n]

@@ -57,6 +57,19 @@ fn placeholder_row(path: &Path) -> PlaceholderRow {
     }
 }
 
+/// What the ingest reports of the file at `file` (staged as `path`) when it read it as it is.
+fn read_by_the_ingest(path: &[u8], file: &Path) -> IngestedFile {
+    let row = placeholder_row(file);
+    IngestedFile {
+        path: path.to_vec(),
+        dev: row.dev,
+        ino: row.ino,
+        size: row.size,
+        mtime_ns: row.mtime_ns,
+        extents: Vec::new(),
+    }
+}
+
 /// A staging directory with one 64 KiB file `p` the ingest read, hollowed once: `(staging, p,
 /// the table's directory, the table, what hollowing did)`.
 fn hollowed_once() -> (
@@ -69,15 +82,7 @@ fn hollowed_once() -> (
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("p");
     std::fs::write(&file, vec![7u8; 64 * 1024]).unwrap();
-    let row = placeholder_row(&file);
-    let ingested = vec![IngestedFile {
-        path: b"p".to_vec(),
-        dev: row.dev,
-        ino: row.ino,
-        size: row.size,
-        mtime_ns: row.mtime_ns,
-        extents: Vec::new(),
-    }];
+    let ingested = vec![read_by_the_ingest(b"p", &file)];
     let elsewhere = tempfile::tempdir().unwrap();
     let table = elsewhere.path().join("table.db");
     let r = hollow(
@@ -182,4 +187,29 @@ fn an_empty_file_stays_as_it_is() {
     .unwrap();
     assert_eq!(r.removed, 1, "only the unknown placeholder p goes: {r:?}");
     assert!(dir.path().join(".lock").exists());
+}
+
+/// An untouched placeholder is kept by its path alone (its row is the old table's): when
+/// something else changes and the table is written again, its row is written with the rest.
+#[test]
+fn a_rewritten_table_keeps_the_rows_of_untouched_placeholders() {
+    let (dir, file, _elsewhere, table, _) = hollowed_once();
+    let mut old = Placeholders::default();
+    old.rows.insert(b"p".to_vec(), placeholder_row(&file));
+    old.current = true;
+    let new = dir.path().join("q");
+    std::fs::write(&new, vec![9u8; 8192]).unwrap();
+    let ingested = vec![read_by_the_ingest(b"q", &new)];
+    let r = hollow(dir.path(), &old, ingested, &[], &table, 1).unwrap();
+    assert_eq!((r.hollowed, r.kept, r.removed), (1, 1, 0), "{r:?}");
+    let db = rusqlite::Connection::open(&table).unwrap();
+    let mut paths: Vec<Vec<u8>> = db
+        .prepare("SELECT path FROM placeholders")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .map(|p| p.unwrap())
+        .collect();
+    paths.sort();
+    assert_eq!(paths, [b"p".to_vec(), b"q".to_vec()]);
 }

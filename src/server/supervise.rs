@@ -71,6 +71,9 @@ const QUOTA_PAUSE_FACTOR: u32 = 10;
 /// while staging is checked, so a fast transfer cannot finish (and rsync put its delayed updates
 /// in place) before it has been checked.
 const QUOTA_STREAM_BYTES: u64 = 64 << 10;
+/// How often the watcher looks at rsync: its end is noticed this late at most, and `complete`
+/// (which waits for the upload lock this process holds) waits as long.
+const WATCH_POLL: Duration = Duration::from_millis(10);
 
 /// The quota watch shared by the stream and the watcher.
 ///
@@ -97,10 +100,12 @@ struct QuotaBase {
 }
 
 impl QuotaWatch {
-    /// Walk staging once (the base); `None` when it cannot be measured.
-    fn new(staging: &Path, quota: u64) -> Option<QuotaWatch> {
+    /// The base: `allocated`, what the walk before the upload measured in staging (nothing
+    /// writes there between that walk and the transfer: the run's upload lock is held), and
+    /// the filesystem's free space now, which can only overstate the growth since; `None`
+    /// when that cannot be measured.
+    fn new(staging: &Path, quota: u64, allocated: u64) -> Option<QuotaWatch> {
         let free = crate::server::staging::free_space(staging).ok()?;
-        let (_, allocated) = crate::server::staging::staging_usage(staging).ok()?;
         Some(QuotaWatch {
             staging: staging.to_owned(),
             quota,
@@ -203,6 +208,9 @@ pub struct RsyncRun {
     pub(crate) staging: PathBuf,
     /// Stop the upload past this many allocated bytes in staging.
     pub(crate) quota: Option<u64>,
+    /// Allocated bytes in staging before the upload (measured by the walk that stripped it:
+    /// [`crate::server::staging_clean::strip_transport_xattrs`]), the quota watch's base.
+    pub(crate) allocated_before: u64,
     /// Resource limits.
     pub(crate) limits: Limits,
     /// An upload's lock (`complete` waits for it), held until the run and its processes end.
@@ -332,7 +340,7 @@ impl RsyncRun {
             start: Instant::now(),
             quota: self
                 .quota
-                .and_then(|quota| QuotaWatch::new(&self.staging, quota)),
+                .and_then(|quota| QuotaWatch::new(&self.staging, quota, self.allocated_before)),
         });
         // Client to rsync. This thread may stay blocked on a client that never sends again;
         // the process exits without waiting for it.
@@ -444,7 +452,7 @@ impl RsyncRun {
                     return Ok(end);
                 }
             }
-            std::thread::sleep(Duration::from_millis(50));
+            std::thread::sleep(WATCH_POLL);
         }
     }
 }

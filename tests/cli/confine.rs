@@ -216,23 +216,12 @@ fn a_client_that_hangs_up_leaves_no_process() {
 /// raised.
 #[test]
 fn quota_stops_the_upload_that_crosses_it() {
-    let body = format!("{ANY}\nstaging-mode = \"keep\"\nquota = \"1M\"");
-    let s = Server::start(&[("web1", Some(&body))], None);
-    let src = s.dir.path().join("src");
-    common::write_file(&src.join("small"), &common::pattern(1, 10_000));
-    let first = s.push("web1", &src, &[]);
-    assert_eq!(first["state"], "complete", "{first:#}");
+    let (s, src) = one_push_under_a_1m_quota(10_000);
     let before = common::walk(&s.staging.join("web1"));
 
     common::write_file(&src.join("big"), &common::pattern(2, 20 << 20));
     s.json("web1", "prepare");
-    let out = s.rsync("web1", &src, &[]);
-    let done = s.ssh("web1", None, "complete");
-    assert!(
-        !done.status.success(),
-        "complete after a stopped upload: {done:?}\nrsync: {out:?}"
-    );
-    assert_eq!(s.sessions(), 1, "no session from the stopped upload");
+    stopped_over_quota(&s, &src);
     assert_eq!(
         common::walk(&s.staging.join("web1")),
         before,
@@ -244,13 +233,6 @@ fn quota_stops_the_upload_that_crosses_it() {
             .iter()
             .any(|m| crate::push_client::decode_mail(m).contains("over its quota")),
         "{mails:?}"
-    );
-    let audit = s.audit();
-    assert!(
-        audit
-            .iter()
-            .any(|row| row[3] == "refuse" && row[4].contains("upload stopped")),
-        "{audit:?}"
     );
 
     // Raised quota: the next run works and restores equal.
@@ -280,6 +262,54 @@ fn quota_stops_the_upload_that_crosses_it() {
     assert_eq!(
         common::walk(&s.staging.join("web1")),
         vec![Vec::<u8>::new()]
+    );
+}
+
+/// The upload's quota watch starts from what staging already holds (measured by the same walk
+/// that strips transport xattrs before the upload): with 800 kB staged under a 1 MB quota, an
+/// upload of 400 kB, itself far under the quota, is stopped as staging crosses it, and no
+/// session is recorded from it.
+#[test]
+fn quota_counts_what_staging_held_before_the_upload() {
+    let (s, src) = one_push_under_a_1m_quota(800_000);
+    common::write_file(&src.join("new"), &common::pattern(2, 400_000));
+    let prepared = s.json("web1", "prepare");
+    let held = prepared["staging_allocated_bytes"].as_u64().unwrap();
+    assert!(
+        (800_000..1_000_000).contains(&held),
+        "staging holds the first file, under the quota: {prepared:#}"
+    );
+    stopped_over_quota(&s, &src);
+}
+
+/// A server whose client `web1` keeps its staging under a quota of 1 MB, after one complete
+/// push of a file of `bytes` (pattern 1) from the returned source directory.
+fn one_push_under_a_1m_quota(bytes: usize) -> (Server, std::path::PathBuf) {
+    let body = format!("{ANY}\nstaging-mode = \"keep\"\nquota = \"1M\"");
+    let s = Server::start(&[("web1", Some(&body))], None);
+    let src = s.dir.path().join("src");
+    common::write_file(&src.join("first"), &common::pattern(1, bytes));
+    let first = s.push("web1", &src, &[]);
+    assert_eq!(first["state"], "complete", "{first:#}");
+    (s, src)
+}
+
+/// After `prepare`: the upload of `src` is stopped over the quota, `complete` records no
+/// session, and the stop is audited as a refusal.
+fn stopped_over_quota(s: &Server, src: &Path) {
+    let out = s.rsync("web1", src, &[]);
+    let done = s.ssh("web1", None, "complete");
+    assert!(
+        !done.status.success(),
+        "complete after an upload that took staging over its quota: {done:?}\nrsync: {out:?}"
+    );
+    assert_eq!(s.sessions(), 1, "no session from the stopped upload");
+    let audit = s.audit();
+    assert!(
+        audit
+            .iter()
+            .any(|row| row[3] == "refuse" && row[4].contains("upload stopped")),
+        "{audit:?}"
     );
 }
 
