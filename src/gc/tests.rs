@@ -45,6 +45,7 @@ fn ingest_tree(t: &TestRepo, client: &str, dir: &Path) -> SessionId {
             source: dir.to_path_buf(),
             threads: Some(2),
             files_cache: false,
+            restore_recipient: None,
         },
     )
     .unwrap();
@@ -601,6 +602,7 @@ fn files_cache_is_rechecked_after_a_collection() {
                 source: dir.to_path_buf(),
                 threads: Some(2),
                 files_cache: cache,
+                restore_recipient: None,
             },
         )
         .unwrap()

@@ -146,6 +146,10 @@ pub struct IngestOptions {
     pub threads: Option<usize>,
     /// Use and write the files cache.
     pub files_cache: bool,
+    /// The client's own age recipient (`restore-recipient` of server.toml): the session goes
+    /// into the client's own dedup scope, its data key is wrapped to this recipient too
+    /// (format-spec/keys.md "Client scopes"). `None`: the repository-wide scope.
+    pub restore_recipient: Option<String>,
 }
 
 /// A path that could not be backed up.
@@ -298,7 +302,29 @@ fn ingest_inner(
     let index = repo.index()?;
     let secret = repo.load_secret()?;
     let data_key = DataKey::generate();
-    let wrapped = crate::crypto::wrap::wrap_data_key(&data_key, &repo.recipients()?)?;
+    let (wrapped, id_key, cache_name) = match &opts.restore_recipient {
+        None => (
+            crate::crypto::wrap::wrap_data_key(&data_key, &repo.recipients()?)?,
+            secret.chunk_id_key(),
+            opts.client.clone(),
+        ),
+        Some(recipient) => {
+            let scope = crate::crypto::wrap::KeyScope {
+                client: opts.client.clone(),
+                id_key: secret.client_chunk_id_key(&opts.client),
+            };
+            let recipients = crate::keys::client_recipients(repo, recipient)?;
+            // Remembered in the index so that `key rewrap` wraps this scope's keys to it again.
+            index.set_restore_recipient(&opts.client, recipient)?;
+            (
+                crate::crypto::wrap::wrap_scoped_data_key(&data_key, &scope, &recipients)?,
+                scope.id_key,
+                // The cache holds chunk ids: those of the repository-wide scope are not this
+                // scope's.
+                format!("{}{}", opts.client, crate::files_cache::SCOPED_CACHE_SUFFIX),
+            )
+        }
+    };
     let key_id = index.insert_data_key(&wrapped, started)?;
     // Durable beside the packs before anything is sealed with it (format-spec/records.md):
     // the key outlives this session in every chunk it seals.
@@ -306,7 +332,7 @@ fn ingest_inner(
     let session = index.create_session(&opts.client, &writer.id, started)?;
     let gc_generation = index.gc_generation()?;
 
-    let final_cache = cache_path(repo.root(), &opts.client);
+    let final_cache = cache_path(repo.root(), &cache_name);
     let (cache_read, cache_trusted, cache_writer) = if opts.files_cache {
         let reader = CacheReader::open(&final_cache);
         let trusted = reader
@@ -335,7 +361,7 @@ fn ingest_inner(
         repo,
         params: config.chunker,
         gear: GearTable::from_key(&secret.derive(context::CHUNKER_GEAR)),
-        id_key: secret.chunk_id_key(),
+        id_key,
         manifest_cut_key: secret.derive(context::MANIFEST_CUT),
         data_key,
         key_id,

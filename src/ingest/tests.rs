@@ -42,6 +42,7 @@ fn opts(client: &str, source: &Path) -> IngestOptions {
         source: source.to_path_buf(),
         threads: Some(3),
         files_cache: true,
+        restore_recipient: None,
     }
 }
 

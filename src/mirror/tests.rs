@@ -669,6 +669,7 @@ fn twenty_mirror_runs_beside_ingests() {
                         source: src.clone(),
                         threads: Some(2),
                         files_cache: true,
+                        restore_recipient: None,
                     },
                 )
                 .unwrap();

@@ -7,7 +7,8 @@ use std::os::fd::AsFd;
 use std::os::unix::fs::FileExt;
 
 use crate::format::manifest::{Extent, Meta};
-use crate::reader::SessionReader;
+use crate::index::ChunkKind;
+use crate::reader::ChunkSource;
 use crate::restore::fsops;
 
 /// Granularity of hole detection: a filesystem block on every common Linux filesystem.
@@ -34,7 +35,7 @@ pub(super) struct FileOutcome {
 
 /// Fill `job.file`. A chunk that cannot be read is reported and its range left as zeros; the
 /// other chunks are still written, so that as much of the file as exists comes back.
-pub(super) fn fill(reader: &SessionReader, job: FileJob, restore_owner: bool) -> FileOutcome {
+pub(super) fn fill(reader: &dyn ChunkSource, job: FileJob, restore_owner: bool) -> FileOutcome {
     let mut problems = Vec::new();
     let mut offset = 0u64;
     for extent in &job.extents {
@@ -42,7 +43,7 @@ pub(super) fn fill(reader: &SessionReader, job: FileJob, restore_owner: bool) ->
             Extent::Hole { len } => offset += len,
             Extent::Chunk { len, id } => {
                 let len = u64::from(*len);
-                match reader.read_chunk(id) {
+                match reader.read_chunk_of(id, ChunkKind::Data) {
                     Ok(data) if data.len() as u64 == len => {
                         if let Err(e) = write_sparse(&job.file, offset, &data) {
                             problems.push(format!("writing at offset {offset}: {e}"));

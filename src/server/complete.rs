@@ -120,6 +120,7 @@ fn complete_run(
         source: dir.clone(),
         threads: None,
         files_cache: true,
+        restore_recipient: policy.restore_recipient.clone(),
     };
     let ingested = ingest_staged(&repo, &opts, &decode);
     drop(decode);

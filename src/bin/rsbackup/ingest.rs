@@ -67,6 +67,7 @@ pub fn run(args: Args) -> Result<Outcome> {
         source: args.source.clone(),
         threads: args.threads.map(usize::from),
         files_cache: !args.no_files_cache,
+        restore_recipient: None,
     };
     let report = ingest(&repo, &opts)?;
     if args.json {

@@ -29,6 +29,7 @@ mod pin;
 mod prune;
 mod repair;
 mod restore;
+mod restore_client;
 mod run;
 mod run_dry;
 mod serve;
