@@ -123,3 +123,6 @@ fn explain(config: &ClientConfig, e: Error, code: Option<i32>, said: &[u8]) -> E
         _ => e,
     }
 }
+
+#[cfg(test)]
+mod tests;
