@@ -21,7 +21,7 @@ pub const SECRET_MAGIC: &[u8; 8] = b"RSBKSEC1";
 /// Length of a wrapped plaintext: magic and key.
 pub const WRAPPED_PLAINTEXT_LEN: usize = 40;
 /// Magic of a scoped data key's plaintext (a client's own dedup scope, keys.md).
-pub const SCOPED_DATA_KEY_MAGIC: &[u8; 8] = b"RSBKDK02";
+pub const SCOPED_DATA_KEY_MAGIC: &[u8; 8] = b"RSBKDKC1";
 /// A scoped data key's plaintext before the scope's name: magic, key, chunk-id key, length.
 pub const SCOPED_FIXED_LEN: usize = 73;
 /// Longest scope name (a client name).
@@ -49,7 +49,7 @@ impl std::fmt::Debug for KeyScope {
 pub struct UnwrappedKey {
     /// The key.
     pub key: DataKey,
-    /// `Some` for a key of a client's own scope (`RSBKDK02`).
+    /// `Some` for a key of a client's own scope (`RSBKDKC1`).
     pub scope: Option<KeyScope>,
 }
 
@@ -347,7 +347,7 @@ pub fn wrap_data_key(key: &DataKey, recipients: &Recipients) -> Result<Vec<u8>> 
 }
 
 /// Wrap a data key of a client's dedup scope (format-spec/keys.md "Client scopes"):
-/// `RSBKDK02 || key || scope's chunk-id key || u8 name length || name`.
+/// `RSBKDKC1 || key || scope's chunk-id key || u8 name length || name`.
 pub fn wrap_scoped_data_key(
     key: &DataKey,
     scope: &KeyScope,
@@ -376,7 +376,7 @@ pub fn unwrap_data_key(wrapped: &[u8], identities: &Identities) -> Result<DataKe
 }
 
 /// Unwrap a data key of either form: a repository-wide key (`RSBKDK01`) or a key of a client's
-/// scope (`RSBKDK02`), with that scope.
+/// scope (`RSBKDKC1`), with that scope.
 pub fn unwrap_data_key_scoped(wrapped: &[u8], identities: &Identities) -> Result<UnwrappedKey> {
     let what = "data key";
     let max = SCOPED_FIXED_LEN + MAX_SCOPE_NAME;
@@ -453,3 +453,7 @@ pub fn unwrap_secret(wrapped: &[u8], identities: &Identities) -> Result<RepoSecr
 #[cfg(test)]
 #[path = "wrap_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "wrap_scope_tests.rs"]
+mod scope_tests;

@@ -305,3 +305,7 @@ impl FrameMessage for Message {
 
 /// A `restore-fetch` connection.
 pub type Conn<R, W> = FrameConn<R, W, Message>;
+
+#[cfg(test)]
+#[path = "wire_tests.rs"]
+mod tests;
