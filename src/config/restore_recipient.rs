@@ -54,3 +54,7 @@ impl SourceFile<'_> {
         }
     }
 }
+
+#[cfg(test)]
+#[path = "restore_recipient_tests.rs"]
+mod tests;
