@@ -314,6 +314,11 @@ fn unwrap(
     what: &str,
 ) -> Result<Zeroizing<[u8; 32]>> {
     let plain = unwrap_plaintext(wrapped, identities, WRAPPED_PLAINTEXT_LEN, what)?;
+    key_of(&plain, magic, what)
+}
+
+/// The key of a 40-byte plaintext `magic || key`; wrong length or magic are corrupt.
+fn key_of(plain: &[u8], magic: &[u8; 8], what: &str) -> Result<Zeroizing<[u8; 32]>> {
     if plain.len() != WRAPPED_PLAINTEXT_LEN {
         return Err(wrong_length(
             what,
@@ -411,25 +416,10 @@ pub fn unwrap_data_key_scoped(wrapped: &[u8], identities: &Identities) -> Result
         zeroize::Zeroize::zeroize(&mut id_key);
         return Ok(unwrapped);
     }
-    if plain.len() != WRAPPED_PLAINTEXT_LEN {
-        return Err(wrong_length(
-            what,
-            plain.len(),
-            WRAPPED_PLAINTEXT_LEN,
-            &WRAPPED_PLAINTEXT_LEN.to_string(),
-        ));
-    }
-    if &plain[..8] != DATA_KEY_MAGIC {
-        return Err(wrong_magic(what, DATA_KEY_MAGIC));
-    }
-    let mut key = [0u8; 32];
-    key.copy_from_slice(&plain[8..]);
-    let unwrapped = UnwrappedKey {
-        key: DataKey::from_bytes(key),
+    Ok(UnwrappedKey {
+        key: DataKey::from_bytes(*key_of(&plain, DATA_KEY_MAGIC, what)?),
         scope: None,
-    };
-    zeroize::Zeroize::zeroize(&mut key);
-    Ok(unwrapped)
+    })
 }
 
 /// Wrap the repository secret (age binary format over `RSBKSEC1 || secret`).

@@ -1,8 +1,6 @@
 //! Tests and vectors of client scopes: the scope's chunk-id key, and data keys wrapped with
 //! their scope (`RSBKDKC1`, format-spec/keys.md "Client scopes").
 
-use std::io::Write;
-
 use super::*;
 use crate::crypto::testvec::{Vector, path, pattern, writing};
 
@@ -91,44 +89,23 @@ fn vectors_keys_wrapped_scoped() {
     if writing() || !path(cases[0].0).exists() {
         let (text, recipient) = keygen();
         let identity = text.lines().nth(2).unwrap().to_string();
-        let rs = Recipients::parse(std::slice::from_ref(&recipient)).unwrap();
         for (name, client, n, outcome) in cases {
             let mut plain = SCOPED_DATA_KEY_MAGIC.to_vec();
             plain.extend_from_slice(&[0x5a; 32]);
             plain.extend_from_slice(scope(client).id_key.expose());
             plain.push(n);
             plain.extend_from_slice(client.as_bytes());
-            let mut v = Vector {
-                comments: vec![
-                    "A data key of client web1's own scope (keys.md \"Client scopes\") and a"
-                        .into(),
-                    "throwaway identity that unwraps it; data = the age file.".into(),
-                ],
-                ..Default::default()
-            };
-            v.field(
-                "expect",
-                if outcome == "success" {
-                    "success"
-                } else {
-                    "failure"
-                },
+            let comments = [
+                "A data key of client web1's own scope (keys.md \"Client scopes\") and a",
+                "throwaway identity that unwraps it; data = the age file.",
+            ];
+            super::tests::write_wrapped_vector(
+                name,
+                &comments,
+                outcome,
+                (&identity, &recipient),
+                &plain,
             );
-            if outcome != "success" {
-                v.field("error", outcome);
-            }
-            v.field("identity", &identity)
-                .field("recipient", &recipient)
-                .field("plaintext", hex::encode(&plain));
-            let enc =
-                age::Encryptor::with_recipients(rs.0.iter().map(|r| r as &dyn age::Recipient))
-                    .unwrap();
-            let mut out = Vec::new();
-            let mut w = enc.wrap_output(&mut out).unwrap();
-            w.write_all(&plain).unwrap();
-            w.finish().unwrap();
-            v.set_data_hex(&out);
-            std::fs::write(path(name), v.render()).unwrap();
         }
     }
     for (name, client, _, outcome) in cases {

@@ -5,7 +5,7 @@
 use crate::error::{Error, Result};
 use crate::ids::ChunkId;
 
-mod conn;
+pub(crate) mod conn;
 mod examples;
 
 pub use conn::{Conn, FrameConn, FrameMessage};
@@ -226,6 +226,16 @@ impl Enc {
     pub(crate) fn count(&mut self, n: usize) {
         self.u32(u32::try_from(n).unwrap_or(u32::MAX));
     }
+    /// An `Error` message's payload: the code, and the message cut to
+    /// [`MAX_ERROR_MESSAGE`] bytes at a character boundary.
+    pub(crate) fn error(&mut self, code: u16, message: &str) {
+        self.u16(code);
+        let mut cut = message.len().min(MAX_ERROR_MESSAGE);
+        while !message.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        self.bytes(&message.as_bytes()[..cut]);
+    }
     pub(crate) fn bytes(&mut self, b: &[u8]) {
         self.count(b.len());
         self.0.extend_from_slice(b);
@@ -413,12 +423,7 @@ impl Message {
                 0x02
             }
             Message::Error { code, message } => {
-                e.u16(*code);
-                let mut cut = message.len().min(MAX_ERROR_MESSAGE);
-                while !message.is_char_boundary(cut) {
-                    cut -= 1;
-                }
-                e.bytes(&message.as_bytes()[..cut]);
+                e.error(*code, message);
                 0x03
             }
             Message::HelloRead {

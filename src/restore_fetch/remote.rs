@@ -13,6 +13,7 @@ use crate::crypto::{ChunkIdKey, DataKey, envelope};
 use crate::error::{Error, ErrorKind, Result};
 use crate::ids::{ChunkId, KeyId, SessionId};
 use crate::index::ChunkKind;
+use crate::mirror::wire::FrameMessage;
 use crate::reader::{ChunkSource, MAX_MANIFEST_CHUNK};
 
 /// A connection to the server's `restore-fetch`, reading chunks of the client's own sessions.

@@ -17,6 +17,7 @@ use super::wire::{
 use crate::error::{Error, ErrorKind, Result};
 use crate::ids::{KeyId, SessionId};
 use crate::index::{Index, SessionState};
+use crate::mirror::wire::FrameMessage;
 use crate::repo::Repo;
 use crate::store::PackReader;
 

@@ -11,27 +11,18 @@ use crate::mirror::wire::{Dec, Enc, FrameConn, FrameMessage};
 pub const HELLO_MAGIC: &[u8; 8] = b"RSBKREST";
 /// The protocol version this build speaks.
 pub const PROTOCOL_VERSION: u32 = 1;
-/// Largest frame payload: a 17 MiB manifest chunk's envelope with room to spare.
-pub const MAX_FRAME_PAYLOAD: u32 = 32 << 20;
-/// Most sessions in a `SessionList`, manifest chunks in a `Root`, ids in a `GetChunks`.
-pub const MAX_IDS: u32 = 65536;
-/// Largest wrapped data key.
-pub const MAX_WRAPPED_KEY: u32 = 64 << 10;
-/// Longest client name.
-pub const MAX_CLIENT_NAME: u32 = 64;
-/// Longest error message carried (longer ones are cut).
-pub const MAX_ERROR_MESSAGE: usize = 4096;
+/// The mirror protocol's limits hold here too: frame payload, ids per message, wrapped key,
+/// client name and error message sizes.
+pub use crate::mirror::wire::{
+    MAX_CLIENT_NAME, MAX_ERROR_MESSAGE, MAX_FRAME_PAYLOAD, MAX_IDS, MAX_WRAPPED_KEY,
+};
 
-/// Error codes of an `Error` message.
+/// Error codes of an `Error` message: the mirror protocol's protocol (1), refused (2) and failed
+/// (5), and not found (3).
 pub mod code {
-    /// The peer broke the protocol.
-    pub const PROTOCOL: u16 = 1;
-    /// The request asks for what is not this client's (audited and mailed as a refusal).
-    pub const REFUSED: u16 = 2;
+    pub use crate::mirror::wire::code::{FAILED, PROTOCOL, REFUSED};
     /// The session does not exist (or is not visible).
     pub const NOT_FOUND: u16 = 3;
-    /// Anything else on the server's side.
-    pub const FAILED: u16 = 5;
 }
 
 /// One session, as listed to its client.
@@ -126,11 +117,6 @@ fn bad(what: std::fmt::Arguments<'_>) -> Error {
 pub const CHUNK_FIXED_LEN: usize = 32 + 1 + 8 + 4;
 
 impl Message {
-    /// The message's name, for errors.
-    pub fn name(&self) -> &'static str {
-        tag_name(self.encode_tag())
-    }
-
     fn encode_tag(&self) -> u8 {
         match self {
             Message::Hello(_) => 0x01,
@@ -144,9 +130,25 @@ impl Message {
             Message::Chunks { .. } => 0x15,
         }
     }
+}
 
-    /// The tag and payload of this message.
-    pub fn encode(&self) -> (u8, Vec<u8>) {
+impl FrameMessage for Message {
+    const CONNECTION: &'static str = "restore-fetch connection";
+    const MAX_PAYLOAD: u32 = MAX_FRAME_PAYLOAD;
+
+    fn name(&self) -> &'static str {
+        tag_name(self.encode_tag())
+    }
+
+    fn tag_name(tag: u8) -> &'static str {
+        tag_name(tag)
+    }
+
+    fn bad(what: std::fmt::Arguments<'_>) -> Error {
+        bad(what)
+    }
+
+    fn encode(&self) -> (u8, Vec<u8>) {
         let mut e = Enc(Vec::new());
         match self {
             Message::Hello(version) => {
@@ -157,14 +159,7 @@ impl Message {
                 e.u32(*version);
                 e.bytes(client.as_bytes());
             }
-            Message::Error { code, message } => {
-                e.u16(*code);
-                let mut cut = message.len().min(MAX_ERROR_MESSAGE);
-                while !message.is_char_boundary(cut) {
-                    cut -= 1;
-                }
-                e.bytes(&message.as_bytes()[..cut]);
-            }
+            Message::Error { code, message } => e.error(*code, message),
             Message::ListSessions => {}
             Message::SessionList(list) => {
                 e.count(list.len());
@@ -200,8 +195,7 @@ impl Message {
         (self.encode_tag(), e.0)
     }
 
-    /// Decode one frame's tag and payload; anything malformed is a protocol error.
-    pub fn decode(tag: u8, payload: &[u8]) -> Result<Message> {
+    fn decode(tag: u8, payload: &[u8]) -> Result<Message> {
         let mut d = Dec::new(payload, tag_name(tag), "restore-fetch");
         let msg = match tag {
             0x01 => {
@@ -281,26 +275,6 @@ impl Message {
 
 fn text(bytes: &[u8], what: &str) -> Result<String> {
     String::from_utf8(bytes.to_vec()).map_err(|_| bad(format_args!("{what} is not UTF-8")))
-}
-
-impl FrameMessage for Message {
-    const CONNECTION: &'static str = "restore-fetch connection";
-    const MAX_PAYLOAD: u32 = MAX_FRAME_PAYLOAD;
-    fn encode(&self) -> (u8, Vec<u8>) {
-        Message::encode(self)
-    }
-    fn decode(tag: u8, payload: &[u8]) -> Result<Self> {
-        Message::decode(tag, payload)
-    }
-    fn name(&self) -> &'static str {
-        Message::name(self)
-    }
-    fn tag_name(tag: u8) -> &'static str {
-        tag_name(tag)
-    }
-    fn bad(what: std::fmt::Arguments<'_>) -> Error {
-        bad(what)
-    }
 }
 
 /// A `restore-fetch` connection.

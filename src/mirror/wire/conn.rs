@@ -152,6 +152,48 @@ impl<R: Read, W: Write, M: FrameMessage> FrameConn<R, W, M> {
     }
 }
 
+/// Frame vectors shared by the protocols' tests: a case is one whole frame in
+/// format-spec/vectors/, checked (or written) and decoded back.
+#[cfg(test)]
+pub(crate) mod vectors {
+    use super::FrameMessage;
+    use crate::crypto::testvec::{Vector, pattern};
+    use crate::ids::ChunkId;
+
+    /// The chunk id `P(seed, 32)`.
+    pub(crate) fn id(seed: u8) -> ChunkId {
+        ChunkId(pattern(seed, 32).try_into().unwrap())
+    }
+
+    /// A whole frame: length, tag, payload.
+    pub(crate) fn frame<M: FrameMessage>(msg: &M) -> Vec<u8> {
+        let (tag, payload) = msg.encode();
+        let mut out = (payload.len() as u32).to_le_bytes().to_vec();
+        out.push(tag);
+        out.extend_from_slice(&payload);
+        out
+    }
+
+    /// Check `msg`'s frame against the vector `name` (written in writing mode), and that the
+    /// stored bytes decode to `msg`.
+    pub(crate) fn case<M: FrameMessage + PartialEq + std::fmt::Debug>(
+        name: &str,
+        description: &str,
+        msg: &M,
+    ) {
+        let bytes = frame(msg);
+        let mut v = Vector::default();
+        v.field("expect", "success")
+            .field("description", description)
+            .field("tag", format!("0x{:02x}", bytes[4]));
+        v.set_data_hex(&bytes);
+        v.check_or_write(name);
+        let stored = Vector::load(name).data_hex();
+        let decoded = M::decode(stored[4], &stored[5..]).unwrap();
+        assert_eq!(&decoded, msg, "{name}: decodes to another message");
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
