@@ -377,3 +377,75 @@ fn clients_without_the_permission_address_or_recipient_are_refused() {
         assert!(row[4].contains(why), "{row:?} lacks {why}");
     }
 }
+
+/// A new `restore-recipient` in server.toml and `key rewrap --config server.toml`: the client's
+/// keys follow it, its old identity opens nothing (exit 6, saying why), the new one restores.
+#[test]
+fn rewrap_with_the_server_config_moves_a_clients_keys_to_its_new_recipient() {
+    let keys = common::tempdir();
+    let (old, r_old) = keygen(keys.path(), "old");
+    let (new, r_new) = keygen(keys.path(), "new");
+    let s = Server::start(
+        &[(
+            "web1",
+            Some(&body(&format!(
+                "{PUSH_AND_RESTORE}\nrestore-recipient = {r_old:?}"
+            ))),
+        )],
+        None,
+    );
+    let src = s.dir.path().join("src");
+    std::fs::create_dir_all(src.join("d")).unwrap();
+    common::write_file(&src.join("d/f.bin"), &common::pattern(3, 100_000));
+    s.push("web1", &src, &[]);
+    let config = client_toml(&s, "web1");
+    let restore_with = |identity: &Path, name: &str| {
+        let target = s.dir.path().join(name);
+        let run = client_restore(
+            &config,
+            identity,
+            &["--session", "latest", "--target", target.to_str().unwrap()],
+        );
+        (run, target)
+    };
+    restore_with(&old, "before").0.ok();
+
+    let text = std::fs::read_to_string(&s.config).unwrap();
+    std::fs::write(&s.config, text.replace(&r_old, &r_new)).unwrap();
+    let run = rsbackup([
+        arg("key"),
+        arg("rewrap"),
+        arg("--repo"),
+        arg(&s.repo.repo),
+        arg("--identity"),
+        arg(&s.repo.identity),
+        arg("--config"),
+        arg(&s.config),
+    ]);
+    run.ok();
+    assert!(
+        run.stdout_str().contains(&format!(
+            "client web1's own keys are also wrapped to {r_new}"
+        )),
+        "{}",
+        run.stdout_str()
+    );
+    let list = rsbackup([arg("key"), arg("list"), arg("--repo"), arg(&s.repo.repo)]);
+    list.ok();
+    assert!(
+        list.stdout_str()
+            .contains(&format!("{r_new} (client web1's own sessions only)")),
+        "{}",
+        list.stdout_str()
+    );
+    assert!(!list.stdout_str().contains(&r_old));
+    restore_with(&old, "old")
+        .0
+        .fails_with(6, &["is not wrapped to this identity"]);
+    let (run, target) = restore_with(&new, "new");
+    run.ok();
+    assert_eq!(
+        std::fs::read(target.join("d/f.bin")).unwrap(),
+        common::pattern(3, 100_000)
+    );
+}
