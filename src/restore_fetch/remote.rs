@@ -113,6 +113,8 @@ impl<R: Read + Send, W: Write + Send> RemoteSource<R, W> {
     /// Open one chunk: its key, the AEAD, then its id under the client's scope.
     fn open(&self, chunk: &WireChunk) -> Result<Vec<u8>> {
         let (key, id_key) = self.data_key(chunk.key_id)?;
+        // One bound for both kinds: a data chunk is at most 16 MiB (the chunker's largest
+        // max-size), a manifest chunk at most this.
         let plaintext = envelope::open(
             &key,
             chunk.key_id,

@@ -215,7 +215,7 @@ fn a_client_restores_its_own_session_equal_to_the_source() {
     // The administrator reads the client's scope as well.
     s.restore_equals(session, &src);
 
-    let list = client_restore(&config, &identity, &["--list"]);
+    let list = rsbackup([arg("restore"), arg("--config"), arg(&config), arg("--list")]);
     list.ok();
     assert!(
         list.stdout_str()

@@ -19,7 +19,12 @@ use crate::restore::Args;
 pub fn run(args: &Args) -> Result<Outcome> {
     let path = args.config.as_deref().unwrap_or(std::path::Path::new(""));
     let config = ClientConfig::load(path)?;
-    let identities = crate::open::identities(crate::restore::identity(args)?)?;
+    // Listing opens nothing: no identity needed.
+    let identities = if args.list {
+        rsbackup::crypto::wrap::Identities(Vec::new())
+    } else {
+        crate::open::identities(crate::restore::identity(args)?)?
+    };
     let opts = if args.list {
         None
     } else {
@@ -46,6 +51,7 @@ pub fn run(args: &Args) -> Result<Outcome> {
         }
     };
     let closed = fetch.finish();
+    rsbackup::client::remote::close_master(&config, &conn);
     let outcome = outcome?;
     closed?;
     Ok(outcome)
