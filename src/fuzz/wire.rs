@@ -1,5 +1,6 @@
-//! Targets for what travels between machines: the mirror protocol's frames (either side may
-//! be hostile to the other) and the server's answer as a client reads it from ssh's output.
+//! Targets for what travels between machines: the mirror protocol's and `restore-fetch`'s
+//! frames (either side may be hostile to the other) and the server's answer as a client reads
+//! it from ssh's output.
 
 use std::io::Cursor;
 
@@ -23,6 +24,73 @@ pub fn frames(data: &[u8]) {
 /// one stream.
 pub fn frames_seeds() -> Vec<Vec<u8>> {
     let messages = crate::mirror::wire::one_of_each();
+    let frames: Vec<Vec<u8>> = messages
+        .iter()
+        .map(|m| {
+            let mut out = Vec::new();
+            Conn::new(std::io::empty(), &mut out)
+                .send(m)
+                .expect("seed frame");
+            out
+        })
+        .collect();
+    let mut seeds = vec![frames.concat()];
+    seeds.extend(frames);
+    seeds
+}
+
+/// `restore-fetch` frames (format-spec/wire.md "Restore fetch"), read until the first error, as
+/// either side reads them: every message decoded encodes and decodes back to itself.
+pub fn restore_frames(data: &[u8]) {
+    use crate::mirror::wire::FrameMessage;
+    use crate::restore_fetch::wire::{Conn, Message};
+    let mut conn: Conn<_, _> = Conn::new(Cursor::new(data), std::io::sink());
+    while let Ok(msg) = conn.recv() {
+        let (tag, payload) = msg.encode();
+        let back = Message::decode(tag, &payload).expect("an encoded message decodes");
+        assert_eq!(back, msg);
+    }
+    assert!(conn.received <= data.len() as u64);
+}
+
+/// Seeds for [`restore_frames`]: one frame of every message, each its own input, and all of
+/// them as one stream.
+pub fn restore_frames_seeds() -> Vec<Vec<u8>> {
+    use crate::ids::{ChunkId, KeyId};
+    use crate::index::ChunkKind;
+    use crate::restore_fetch::wire::{Conn, Message, WireChunk, WireSession, code};
+    let messages = [
+        Message::Hello(1),
+        Message::HelloOk {
+            version: 1,
+            client: "web1".into(),
+        },
+        Message::Error {
+            code: code::REFUSED,
+            message: "refused".into(),
+        },
+        Message::ListSessions,
+        Message::SessionList(vec![WireSession {
+            id: 3,
+            partial: false,
+            started: 1,
+            finished: 2,
+            files: 4,
+            bytes: 5,
+        }]),
+        Message::GetRoot(3),
+        Message::Root(vec![ChunkId([1; 32])]),
+        Message::GetChunks(vec![ChunkId([1; 32]), ChunkId([2; 32])]),
+        Message::Chunks {
+            keys: vec![(KeyId(1), vec![7; 40])],
+            chunks: vec![WireChunk {
+                id: ChunkId([1; 32]),
+                kind: ChunkKind::Manifest,
+                key_id: KeyId(1),
+                envelope: vec![9; 60],
+            }],
+        },
+    ];
     let frames: Vec<Vec<u8>> = messages
         .iter()
         .map(|m| {
