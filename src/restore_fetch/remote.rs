@@ -157,9 +157,10 @@ impl<R: Read + Send, W: Write + Send> RemoteSource<R, W> {
                     ErrorKind::WrongIdentity,
                     format!(
                         "data key {} is not wrapped to this identity: the session was stored \
-                         before client {} had a restore-recipient, or with another one (the \
-                         administrator rewraps keys with `rsbackup key rewrap --config \
-                         server.toml`, or restores it on the server)",
+                         before client {} had this restore-recipient (the administrator \
+                         restores it on the server, with `rsbackup restore --repo`), or the \
+                         recipient changed and `rsbackup key rewrap --config server.toml` has \
+                         not run since",
                         id.0, self.client
                     ),
                 )

@@ -215,7 +215,33 @@ fn a_client_restores_its_own_session_equal_to_the_source() {
     // The administrator reads the client's scope as well.
     s.restore_equals(session, &src);
 
+    // A session stored outside the client's scope (a direct ingest on the server) is the
+    // administrator's to restore: the client is told so.
+    let outside = s.repo.ingest("web1", &src.join("docs"));
+    client_restore(
+        &config,
+        &identity,
+        &[
+            "--session",
+            &outside.to_string(),
+            "--target",
+            s.dir.path().join("outside").to_str().unwrap(),
+        ],
+    )
+    .fails_with(
+        6,
+        &[
+            "is not wrapped to this identity",
+            "restores it on the server",
+        ],
+    );
+
     let list = rsbackup([arg("restore"), arg("--config"), arg(&config), arg("--list")]);
+    assert!(
+        list.stdout_str().contains(&format!("{outside} ")),
+        "{}",
+        list.stdout_str()
+    );
     list.ok();
     assert!(
         list.stdout_str()
@@ -226,7 +252,7 @@ fn a_client_restores_its_own_session_equal_to_the_source() {
     );
     let audit = s.audit();
     let fetches: Vec<_> = audit.iter().filter(|r| r[2] == "restore-fetch").collect();
-    assert_eq!(fetches.len(), 3, "{audit:?}");
+    assert_eq!(fetches.len(), 4, "{audit:?}");
     assert!(fetches.iter().all(|r| r[3] == "allow" && r[0] == "web1"));
     assert!(s.smtp().messages().is_empty(), "nothing was refused");
 }
