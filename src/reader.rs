@@ -68,6 +68,10 @@ pub trait ChunkSource: Sync {
     /// Read, open and verify a chunk of the kind `kind`: a chunk stored as another kind is
     /// corrupt.
     fn read_chunk_of(&self, id: &ChunkId, kind: ChunkKind) -> Result<Vec<u8>>;
+
+    /// A hint: these data chunks are read next, in this order. A source over a network fetches
+    /// them in one request (the reads then find them); the local one needs nothing.
+    fn prefetch(&self, _ids: &[ChunkId]) {}
 }
 
 /// Reads chunks and manifests with the administrator's identity. Cheap to share across threads.

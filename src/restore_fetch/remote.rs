@@ -25,7 +25,14 @@ pub struct RemoteSource<R, W> {
     wrapped: Mutex<HashMap<KeyId, Vec<u8>>>,
     /// Unwrapped keys, with the chunk-id key of the client's scope.
     keys: RwLock<HashMap<KeyId, (DataKey, ChunkIdKey)>>,
+    /// Data chunks fetched ahead ([`ChunkSource::prefetch`]), opened and verified, until read.
+    ahead: Mutex<HashMap<ChunkId, Vec<u8>>>,
+    /// Requests sent.
+    requests: std::sync::atomic::AtomicU64,
 }
+
+/// Most chunks held fetched ahead and not read yet (a reader that stops early leaves some).
+const MAX_AHEAD: usize = 1024;
 
 impl<R: Read + Send, W: Write + Send> RemoteSource<R, W> {
     /// Greet the server on `reader`/`writer` as `client`, and prepare to open chunks with
@@ -57,10 +64,19 @@ impl<R: Read + Send, W: Write + Send> RemoteSource<R, W> {
             identities,
             wrapped: Mutex::new(HashMap::new()),
             keys: RwLock::new(HashMap::new()),
+            ahead: Mutex::new(HashMap::new()),
+            requests: std::sync::atomic::AtomicU64::new(0),
         })
     }
 
+    /// How many requests were sent after the greeting (each one round trip).
+    pub fn requests(&self) -> u64 {
+        self.requests.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     fn request(&self, message: &Message) -> Result<Message> {
+        self.requests
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let mut conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
         conn.send(message)?;
         conn.recv()
@@ -205,6 +221,15 @@ impl<R: Read + Send, W: Write + Send> ChunkSource for RemoteSource<R, W> {
     }
 
     fn read_chunk_of(&self, id: &ChunkId, kind: ChunkKind) -> Result<Vec<u8>> {
+        if kind == ChunkKind::Data
+            && let Some(plaintext) = self
+                .ahead
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(id)
+        {
+            return Ok(plaintext);
+        }
         let (got, plaintext) = self
             .fetch(std::slice::from_ref(id))?
             .pop()
@@ -215,6 +240,29 @@ impl<R: Read + Send, W: Write + Send> ChunkSource for RemoteSource<R, W> {
             )));
         }
         Ok(plaintext)
+    }
+
+    fn prefetch(&self, ids: &[ChunkId]) {
+        self.fetch_ahead(ids);
+    }
+}
+
+impl<R: Read + Send, W: Write + Send> RemoteSource<R, W> {
+    /// Fetch `ids` in one go for the reads that follow; a failure is left to those reads, which
+    /// then fetch each chunk alone and report exactly which one is bad.
+    fn fetch_ahead(&self, ids: &[ChunkId]) {
+        if self.ahead.lock().unwrap_or_else(|p| p.into_inner()).len() >= MAX_AHEAD {
+            return;
+        }
+        let Ok(chunks) = self.fetch(ids) else {
+            return;
+        };
+        let mut ahead = self.ahead.lock().unwrap_or_else(|p| p.into_inner());
+        for (id, (kind, plaintext)) in ids.iter().zip(chunks) {
+            if kind == ChunkKind::Data {
+                ahead.insert(*id, plaintext);
+            }
+        }
     }
 }
 

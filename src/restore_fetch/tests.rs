@@ -180,6 +180,27 @@ fn a_client_restores_over_the_fetch_protocol_and_is_refused_anothers_chunk() {
             std::fs::read(ra.join(name)).unwrap()
         );
     }
+    // Chunks read after a prefetch cost no request each: one for the lot.
+    let big = t.path("big");
+    std::fs::create_dir_all(&big).unwrap();
+    std::fs::write(
+        big.join("big.bin"),
+        crate::restore::testutil::noise(8, 6 << 20),
+    )
+    .unwrap();
+    let session = push(&t, "a", &big, Some(&a_rec));
+    let ours = chunks_of(&t, session);
+    let data = &ours[t.reader().session_root(session).unwrap().len()..];
+    assert!(data.len() >= 2, "{} data chunks", data.len());
+    let before = source.requests();
+    source.prefetch(data);
+    for id in data {
+        source
+            .read_chunk_of(id, crate::index::ChunkKind::Data)
+            .unwrap();
+    }
+    assert_eq!(source.requests(), before + 1);
+
     let err = source.fetch(&theirs[..1]).unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Refused, "{err}");
     drop(source);
