@@ -5,105 +5,57 @@
 use std::io::Cursor;
 
 use crate::client::remote::ServerAnswer;
-use crate::mirror::wire::{Conn, Message};
+use crate::mirror::wire::{FrameConn, FrameMessage, Message};
 
-/// The bytes as a stream of frames, read until the first error; every message decoded
+/// The bytes as a stream of frames of `M`, read until the first error; every message decoded
 /// encodes and decodes back to itself.
-pub fn frames(data: &[u8]) {
-    let mut conn = Conn::new(Cursor::new(data), std::io::sink());
+fn frames_of<M: FrameMessage + PartialEq + std::fmt::Debug>(data: &[u8]) {
+    let mut conn: FrameConn<_, _, M> = FrameConn::new(Cursor::new(data), std::io::sink());
     // Each frame takes at least its 5-byte header, so the stream ends.
     while let Ok(msg) = conn.recv() {
         let (tag, payload) = msg.encode();
-        let back = Message::decode(tag, &payload).expect("an encoded message decodes");
+        let back = M::decode(tag, &payload).expect("an encoded message decodes");
         assert_eq!(back, msg);
     }
     assert!(conn.received <= data.len() as u64);
 }
 
-/// Seeds for [`frames`]: one frame of every message, each its own input, and all of them as
-/// one stream.
+/// One frame of every message in `messages`, each its own input, and all of them as one
+/// stream.
+fn seeds_of<M: FrameMessage>(messages: &[M]) -> Vec<Vec<u8>> {
+    let frames: Vec<Vec<u8>> = messages
+        .iter()
+        .map(|m| {
+            let mut out = Vec::new();
+            FrameConn::<_, _, M>::new(std::io::empty(), &mut out)
+                .send(m)
+                .expect("seed frame");
+            out
+        })
+        .collect();
+    let mut seeds = vec![frames.concat()];
+    seeds.extend(frames);
+    seeds
+}
+
+/// Mirror protocol frames (format-spec/wire.md).
+pub fn frames(data: &[u8]) {
+    frames_of::<Message>(data);
+}
+
+/// Seeds for [`frames`].
 pub fn frames_seeds() -> Vec<Vec<u8>> {
-    let messages = crate::mirror::wire::one_of_each();
-    let frames: Vec<Vec<u8>> = messages
-        .iter()
-        .map(|m| {
-            let mut out = Vec::new();
-            Conn::new(std::io::empty(), &mut out)
-                .send(m)
-                .expect("seed frame");
-            out
-        })
-        .collect();
-    let mut seeds = vec![frames.concat()];
-    seeds.extend(frames);
-    seeds
+    seeds_of(&crate::mirror::wire::one_of_each())
 }
 
-/// `restore-fetch` frames (format-spec/wire.md "Restore fetch"), read until the first error, as
-/// either side reads them: every message decoded encodes and decodes back to itself.
+/// `restore-fetch` frames (format-spec/wire.md "Restore fetch"), as either side reads them.
 pub fn restore_frames(data: &[u8]) {
-    use crate::mirror::wire::FrameMessage;
-    use crate::restore_fetch::wire::{Conn, Message};
-    let mut conn: Conn<_, _> = Conn::new(Cursor::new(data), std::io::sink());
-    while let Ok(msg) = conn.recv() {
-        let (tag, payload) = msg.encode();
-        let back = Message::decode(tag, &payload).expect("an encoded message decodes");
-        assert_eq!(back, msg);
-    }
-    assert!(conn.received <= data.len() as u64);
+    frames_of::<crate::restore_fetch::wire::Message>(data);
 }
 
-/// Seeds for [`restore_frames`]: one frame of every message, each its own input, and all of
-/// them as one stream.
+/// Seeds for [`restore_frames`].
 pub fn restore_frames_seeds() -> Vec<Vec<u8>> {
-    use crate::ids::{ChunkId, KeyId};
-    use crate::index::ChunkKind;
-    use crate::restore_fetch::wire::{Conn, Message, WireChunk, WireSession, code};
-    let messages = [
-        Message::Hello(1),
-        Message::HelloOk {
-            version: 1,
-            client: "web1".into(),
-        },
-        Message::Error {
-            code: code::REFUSED,
-            message: "refused".into(),
-        },
-        Message::ListSessions,
-        Message::SessionList(vec![WireSession {
-            id: 3,
-            partial: false,
-            started: 1,
-            finished: 2,
-            files: 4,
-            bytes: 5,
-        }]),
-        Message::GetRoot(3),
-        Message::Root(vec![ChunkId([1; 32])]),
-        Message::GetChunks(vec![ChunkId([1; 32]), ChunkId([2; 32])]),
-        Message::Chunks {
-            keys: vec![(KeyId(1), vec![7; 40])],
-            chunks: vec![WireChunk {
-                id: ChunkId([1; 32]),
-                kind: ChunkKind::Manifest,
-                key_id: KeyId(1),
-                envelope: vec![9; 60],
-            }],
-        },
-    ];
-    let frames: Vec<Vec<u8>> = messages
-        .iter()
-        .map(|m| {
-            let mut out = Vec::new();
-            Conn::new(std::io::empty(), &mut out)
-                .send(m)
-                .expect("seed frame");
-            out
-        })
-        .collect();
-    let mut seeds = vec![frames.concat()];
-    seeds.extend(frames);
-    seeds
+    seeds_of(&crate::restore_fetch::wire::one_of_each())
 }
 
 /// ssh's output as the client reads the server's answer from it: the last JSON object that

@@ -27,6 +27,7 @@ mod fake_acl;
 mod inflight;
 pub(crate) mod meta;
 mod read;
+mod scope;
 pub mod staging;
 mod walk;
 mod writer;
@@ -302,29 +303,18 @@ fn ingest_inner(
     let index = repo.index()?;
     let secret = repo.load_secret()?;
     let data_key = DataKey::generate();
-    let (wrapped, id_key, cache_name) = match &opts.restore_recipient {
-        None => (
-            crate::crypto::wrap::wrap_data_key(&data_key, &repo.recipients()?)?,
-            secret.chunk_id_key(),
-            opts.client.clone(),
-        ),
-        Some(recipient) => {
-            let scope = crate::crypto::wrap::KeyScope {
-                client: opts.client.clone(),
-                id_key: secret.client_chunk_id_key(&opts.client),
-            };
-            let recipients = crate::keys::client_recipients(repo, recipient)?;
-            // Remembered in the index so that `key rewrap` wraps this scope's keys to it again.
-            index.set_restore_recipient(&opts.client, recipient)?;
-            (
-                crate::crypto::wrap::wrap_scoped_data_key(&data_key, &scope, &recipients)?,
-                scope.id_key,
-                // The cache holds chunk ids: those of the repository-wide scope are not this
-                // scope's.
-                format!("{}{}", opts.client, crate::files_cache::SCOPED_CACHE_SUFFIX),
-            )
-        }
-    };
+    let scope::IngestScope {
+        wrapped,
+        id_key,
+        cache_name,
+    } = scope::choose(
+        repo,
+        &index,
+        &secret,
+        &opts.client,
+        opts.restore_recipient.as_deref(),
+        &data_key,
+    )?;
     let key_id = index.insert_data_key(&wrapped, started)?;
     // Durable beside the packs before anything is sealed with it (format-spec/records.md):
     // the key outlives this session in every chunk it seals.

@@ -273,6 +273,43 @@ impl FrameMessage for Message {
     }
 }
 
+/// One message of each kind, for round-trip tests and fuzz seeds.
+#[doc(hidden)]
+pub fn one_of_each() -> Vec<Message> {
+    vec![
+        Message::Hello(PROTOCOL_VERSION),
+        Message::HelloOk {
+            version: PROTOCOL_VERSION,
+            client: "web1".into(),
+        },
+        Message::Error {
+            code: code::REFUSED,
+            message: "refused".into(),
+        },
+        Message::ListSessions,
+        Message::SessionList(vec![WireSession {
+            id: 3,
+            partial: false,
+            started: 1,
+            finished: 2,
+            files: 4,
+            bytes: 5,
+        }]),
+        Message::GetRoot(-1),
+        Message::Root(vec![ChunkId([1; 32])]),
+        Message::GetChunks(vec![ChunkId([1; 32]), ChunkId([2; 32])]),
+        Message::Chunks {
+            keys: vec![(KeyId(1), vec![7; 40])],
+            chunks: vec![WireChunk {
+                id: ChunkId([1; 32]),
+                kind: ChunkKind::Manifest,
+                key_id: KeyId(1),
+                envelope: vec![9; 60],
+            }],
+        },
+    ]
+}
+
 fn text(bytes: &[u8], what: &str) -> Result<String> {
     String::from_utf8(bytes.to_vec()).map_err(|_| bad(format_args!("{what} is not UTF-8")))
 }

@@ -43,26 +43,7 @@ fn messages_match_their_vectors() {
 
 #[test]
 fn every_message_round_trips() {
-    let all = [
-        Message::Hello(1),
-        Message::HelloOk {
-            version: 1,
-            client: "web1".into(),
-        },
-        Message::Error {
-            code: code::REFUSED,
-            message: "no".into(),
-        },
-        Message::ListSessions,
-        Message::SessionList(Vec::new()),
-        Message::GetRoot(-1),
-        Message::Root(vec![id(2)]),
-        Message::GetChunks(vec![id(3), id(4)]),
-        Message::Chunks {
-            keys: Vec::new(),
-            chunks: Vec::new(),
-        },
-    ];
+    let all = one_of_each();
     for msg in all {
         let (tag, payload) = msg.encode();
         assert_eq!(Message::decode(tag, &payload).unwrap(), msg);
