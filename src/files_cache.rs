@@ -40,6 +40,10 @@ const RUN_BYTES: usize = 32 << 20;
 /// still change within the timestamp resolution.
 pub const RECENT_MTIME_NS: i64 = 2_000_000_000;
 
+/// Appended to a client's name for the cache of its own dedup scope
+/// (`cache/<client>+scoped.files`): `+` is in no client name, so it is never another client's.
+pub const SCOPED_CACHE_SUFFIX: &str = "+scoped";
+
 /// `cache/<client>.files` under the repository root.
 pub fn cache_path(root: &Path, client: &str) -> PathBuf {
     root.join("cache").join(format!("{client}.files"))

@@ -6,6 +6,7 @@
 //! read transaction would have to be upgraded.
 
 mod audit;
+mod client_scope;
 mod damaged;
 mod fleet;
 mod gc;

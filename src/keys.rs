@@ -13,7 +13,12 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::crypto::wrap::{Identities, unwrap_data_key, wrap_data_key, wrap_secret};
+use std::collections::BTreeMap;
+
+use crate::crypto::wrap::{
+    Identities, Recipients, unwrap_data_key_scoped, wrap_data_key, wrap_scoped_data_key,
+    wrap_secret,
+};
 use crate::error::{Error, ErrorKind, Result};
 use crate::gc::Failpoint;
 use crate::ids::KeyId;
@@ -52,6 +57,59 @@ pub struct RewrapReport {
     pub replaced: u64,
     /// The recipients every key is now wrapped to.
     pub recipients: Vec<String>,
+    /// The clients whose own scope's keys are also wrapped to their restore recipient.
+    pub client_recipients: BTreeMap<String, String>,
+}
+
+/// The recipients a key of `client`'s own scope is wrapped to: the repository's, then the
+/// client's `restore-recipient`.
+pub fn client_recipients(repo: &Repo, restore_recipient: &str) -> Result<Recipients> {
+    let mut list = repo.config().recipients.clone();
+    list.push(restore_recipient.trim().to_owned());
+    Recipients::parse(&list)
+        .map_err(|e| e.context("the repository's recipients and the client's restore-recipient"))
+}
+
+/// Record the restore recipient of each client in `clients` (`None`: it has none any more),
+/// as server.toml says, so that the next [`rewrap`] wraps each client's scoped keys to it.
+pub fn set_restore_recipients(repo: &Repo, clients: &[(String, Option<String>)]) -> Result<()> {
+    let index = repo.index()?;
+    for (client, recipient) in clients {
+        match recipient {
+            Some(r) => {
+                Recipients::parse(std::slice::from_ref(r))
+                    .map_err(|e| e.context(format!("restore-recipient of client {client}")))?;
+                index.set_restore_recipient(client, r.trim())?
+            }
+            None => index.remove_restore_recipient(client)?,
+        }
+    }
+    Ok(())
+}
+
+/// What a rewrap wraps to: the repository's recipients, one a line, then `client NAME
+/// RECIPIENT` for each client scope with a restore recipient (keys.md "Changing recipients").
+fn wanted_lines(repo: &Repo, clients: &BTreeMap<String, String>) -> Vec<String> {
+    let mut want = repo.config().recipients.clone();
+    want.extend(clients.iter().map(|(c, r)| format!("client {c} {r}")));
+    want
+}
+
+/// Wrap `key` anew: a key of a client's scope to the repository's recipients and the client's
+/// restore recipient (if it still has one), any other to the repository's recipients.
+fn rewrap_one(
+    repo: &Repo,
+    recipients: &Recipients,
+    clients: &BTreeMap<String, String>,
+    key: &crate::crypto::wrap::UnwrappedKey,
+) -> Result<Vec<u8>> {
+    match &key.scope {
+        None => wrap_data_key(&key.key, recipients),
+        Some(scope) => match clients.get(&scope.client) {
+            Some(r) => wrap_scoped_data_key(&key.key, scope, &client_recipients(repo, r)?),
+            None => wrap_scoped_data_key(&key.key, scope, recipients),
+        },
+    }
 }
 
 /// Whether an interrupted rewrap is waiting for a rerun.
@@ -155,6 +213,7 @@ fn stage(
     dir: &Path,
     identities: &Identities,
     want: &[String],
+    clients: &BTreeMap<String, String>,
     report: &mut RewrapReport,
     fail: &Failpoint,
 ) -> Result<()> {
@@ -184,16 +243,17 @@ fn stage(
             report.resumed += 1;
             continue;
         }
-        let key =
-            unwrap_data_key(&index.data_key(id)?, identities).map_err(|e| match e.kind() {
-                ErrorKind::WrongIdentity => e.context(format_args!(
-                    "data key {} (give every identity the keys are wrapped to now: a key \
+        let key = unwrap_data_key_scoped(&index.data_key(id)?, identities).map_err(|e| match e
+            .kind()
+        {
+            ErrorKind::WrongIdentity => e.context(format_args!(
+                "data key {} (give every identity the keys are wrapped to now: a key \
                      stored before an earlier change of recipients may need another one)",
-                    id.0
-                )),
-                _ => e.context(format_args!("data key {}", id.0)),
-            })?;
-        write_atomic(&path, &wrap_data_key(&key, &recipients)?, 0o600)?;
+                id.0
+            )),
+            _ => e.context(format_args!("data key {}", id.0)),
+        })?;
+        write_atomic(&path, &rewrap_one(repo, &recipients, clients, &key)?, 0o600)?;
         report.staged += 1;
         fail.hit("rewrap-after-stage");
     }
@@ -232,14 +292,17 @@ fn swap(repo: &Repo, dir: &Path, report: &mut RewrapReport, fail: &Failpoint) ->
 }
 
 /// Rewrap every data key (index rows and `keys/data/` files) and `keys/secret.age` to the
-/// recipients in `repository.toml`; resumes or finishes an interrupted rewrap. `identities`
-/// must open the keys as they are wrapped now.
+/// recipients in `repository.toml` (a key of a client's own scope also to the restore
+/// recipient the index records for that client: see [`set_restore_recipients`]); resumes or
+/// finishes an interrupted rewrap. `identities` must open the keys as they are wrapped now.
 pub fn rewrap(repo: &Repo, identities: &Identities, fail: &Failpoint) -> Result<RewrapReport> {
     let _lock = repo.lock_exclusive(false)?;
     let dir = repo.root().join(REWRAP_DIR);
-    let want = repo.config().recipients.clone();
+    let clients = repo.index()?.restore_recipients()?;
+    let want = wanted_lines(repo, &clients);
     let mut report = RewrapReport {
-        recipients: want.clone(),
+        recipients: repo.config().recipients.clone(),
+        client_recipients: clients.clone(),
         ..RewrapReport::default()
     };
     if dir.join(COMMIT_FILE).exists() {
@@ -250,7 +313,7 @@ pub fn rewrap(repo: &Repo, identities: &Identities, fail: &Failpoint) -> Result<
             return Ok(report);
         }
     }
-    stage(repo, &dir, identities, &want, &mut report, fail)?;
+    stage(repo, &dir, identities, &want, &clients, &mut report, fail)?;
     swap(repo, &dir, &mut report, fail)?;
     Ok(report)
 }

@@ -58,6 +58,7 @@ pub mod repair;
 pub mod repo;
 pub mod report;
 pub mod restore;
+pub mod restore_fetch;
 pub mod retention;
 pub mod server;
 pub mod status;

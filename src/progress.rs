@@ -78,6 +78,7 @@ mod tests {
             threads: None,
             files_cache: true,
             sources: None,
+            restore_recipient: None,
         };
         let seen = Recorded::default();
         let report = ingest_with_progress(&t.repo, &opts, &seen).unwrap();

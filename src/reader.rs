@@ -11,7 +11,7 @@ use std::ops::ControlFlow;
 use std::path::PathBuf;
 use std::sync::{Mutex, RwLock};
 
-use crate::crypto::wrap::{Identities, unwrap_data_key};
+use crate::crypto::wrap::{Identities, unwrap_data_key_scoped};
 use crate::crypto::{ChunkIdKey, DataKey, envelope};
 use crate::error::{Error, ErrorKind, Result};
 use crate::format::manifest::{Entry, ManifestReader};
@@ -57,6 +57,28 @@ impl IndexPool {
     }
 }
 
+/// Where a session's chunks come from: the repository on this machine ([`SessionReader`]) or a
+/// server through `serve` (`client::restore_fetch`). Restore, `cat` and the manifest walk read
+/// through it, so that one restore serves both; every implementation opens and verifies each
+/// chunk (AEAD, then its id) before returning its plaintext.
+pub trait ChunkSource: Sync {
+    /// The manifest chunks of a visible session's root, in order; `NotFound` otherwise.
+    fn session_root(&self, session: SessionId) -> Result<Vec<ChunkId>>;
+
+    /// Read, open and verify a chunk of the kind `kind`: a chunk stored as another kind is
+    /// corrupt.
+    fn read_chunk_of(&self, id: &ChunkId, kind: ChunkKind) -> Result<Vec<u8>>;
+
+    /// A hint: these data chunks are read next, in this order. A source over a network fetches
+    /// them in one request (the reads then find them); the local one needs nothing.
+    fn prefetch(&self, _ids: &[ChunkId]) {}
+
+    /// The bytes of a session's regular files, when this source knows them (a progress total).
+    fn session_bytes(&self, _session: SessionId) -> Option<u64> {
+        None
+    }
+}
+
 /// Reads chunks and manifests with the administrator's identity. Cheap to share across threads.
 pub struct SessionReader {
     repo: Repo,
@@ -64,7 +86,7 @@ pub struct SessionReader {
     identities: Identities,
     id_key: ChunkIdKey,
     packs: PackReader,
-    keys: RwLock<HashMap<KeyId, DataKey>>,
+    keys: RwLock<HashMap<KeyId, (DataKey, Option<ChunkIdKey>)>>,
 }
 
 impl std::fmt::Debug for SessionReader {
@@ -187,7 +209,7 @@ impl SessionReader {
     /// its data key, authenticate, decrypt, decompress within the size bound of its kind, and
     /// verify that the keyed hash of the plaintext is the chunk id.
     pub fn open_envelope(&self, loc: &ChunkLocation, envelope_bytes: &[u8]) -> Result<Vec<u8>> {
-        let key = self
+        let (key, scoped) = self
             .data_key(loc.key_id)
             .map_err(|e| e.context(format!("chunk {} in pack {}", loc.id, loc.pack)))?;
         let max = match loc.kind {
@@ -201,7 +223,8 @@ impl SessionReader {
                     loc.id, loc.pack, loc.offset
                 ))
             })?;
-        let actual = self.id_key.chunk_id(&plaintext);
+        // A chunk of a client's own scope is named with that scope's key (keys.md).
+        let actual = scoped.as_ref().unwrap_or(&self.id_key).chunk_id(&plaintext);
         if actual != loc.id {
             return Err(Error::corrupt(format!(
                 "chunk {} (pack {}, offset {}) decrypted but its content hashes to {actual}: \
@@ -212,8 +235,8 @@ impl SessionReader {
         Ok(plaintext)
     }
 
-    /// The data key `id`, unwrapped once and cached.
-    fn data_key(&self, id: KeyId) -> Result<DataKey> {
+    /// The data key `id` and its scope's chunk-id key, unwrapped once and cached.
+    fn data_key(&self, id: KeyId) -> Result<(DataKey, Option<ChunkIdKey>)> {
         if let Some(key) = self.keys.read().unwrap_or_else(|p| p.into_inner()).get(&id) {
             return Ok(key.clone());
         }
@@ -224,8 +247,9 @@ impl SessionReader {
                 e.context(format!("reading data key {}", id.0))
             }
         })?;
-        let key = unwrap_data_key(&wrapped, &self.identities)
+        let unwrapped = unwrap_data_key_scoped(&wrapped, &self.identities)
             .map_err(|e| e.context(format!("unwrapping data key {}", id.0)))?;
+        let key = (unwrapped.key, unwrapped.scope.map(|s| s.id_key));
         self.keys
             .write()
             .unwrap_or_else(|p| p.into_inner())
@@ -302,61 +326,120 @@ impl SessionReader {
         &self,
         session: SessionId,
         visit: &mut dyn FnMut(Entry) -> Result<ControlFlow<()>>,
-        mut lost: Option<&mut dyn FnMut(LostChunk) -> Result<()>>,
+        lost: Option<&mut dyn FnMut(LostChunk) -> Result<()>>,
     ) -> Result<()> {
-        let root = self.manifest_root(session)?;
-        let mut manifest = ManifestReader::new();
-        for (seq, id) in root.iter().enumerate() {
-            let read = self.read_manifest_chunk(session, seq, id);
-            let (result, fed) = match read {
-                Ok(bytes) => (
-                    manifest.feed(&bytes).map_err(|e| {
-                        e.context(format!(
-                            "session {session}: decoding manifest chunk {seq} ({id})"
-                        ))
-                    }),
-                    true,
-                ),
-                Err(e) => (Err(e), false),
-            };
-            let entries = match (result, lost.as_mut()) {
-                (Ok(entries), _) => entries,
-                (Err(e), Some(lost)) if salvageable(&e) => {
-                    lost(LostChunk::skip(&mut manifest, &root, seq, fed, &e))?;
-                    continue;
-                }
-                (Err(e), _) => return Err(e),
-            };
-            for entry in entries {
-                if visit(entry)?.is_break() {
-                    return Ok(());
-                }
-            }
-        }
-        let rest = manifest
-            .finish()
-            .map_err(|e| e.context(format!("session {session}: end of manifest")))?;
-        for entry in rest {
-            if visit(entry)?.is_break() {
-                return Ok(());
-            }
-        }
-        Ok(())
+        walk_source(self, session, visit, lost)
     }
 
     /// The entry of `path` in `session`, if any (stops reading at it).
     pub fn find_entry(&self, session: SessionId, path: &[u8]) -> Result<Option<Entry>> {
-        let mut found = None;
-        self.walk(session, &mut |entry| {
+        find_entry(self, session, path)
+    }
+}
+
+impl ChunkSource for SessionReader {
+    fn session_bytes(&self, session: SessionId) -> Option<u64> {
+        self.session(session).ok().map(|info| info.stats.bytes)
+    }
+
+    fn session_root(&self, session: SessionId) -> Result<Vec<ChunkId>> {
+        self.pool.with(|index| {
+            index.session(session)?;
+            index.session_root(session)
+        })
+    }
+
+    fn read_chunk_of(&self, id: &ChunkId, kind: ChunkKind) -> Result<Vec<u8>> {
+        let loc = self.locate(id)?;
+        if loc.kind != kind {
+            return Err(Error::corrupt(format!(
+                "chunk {id} is recorded as a {} chunk, where a {} chunk is needed",
+                kind_name(loc.kind),
+                kind_name(kind)
+            )));
+        }
+        self.read_located(&loc)
+    }
+}
+
+fn kind_name(kind: ChunkKind) -> &'static str {
+    match kind {
+        ChunkKind::Data => "data",
+        ChunkKind::Manifest => "manifest",
+    }
+}
+
+/// The entry of `path` in `session` of `source`, if any (stops reading at it).
+pub fn find_entry(
+    source: &dyn ChunkSource,
+    session: SessionId,
+    path: &[u8],
+) -> Result<Option<Entry>> {
+    let mut found = None;
+    walk_source(
+        source,
+        session,
+        &mut |entry| {
             if entry.path == path {
                 found = Some(entry);
                 Ok(ControlFlow::Break(()))
             } else {
                 Ok(ControlFlow::Continue(()))
             }
-        })?;
-        Ok(found)
+        },
+        None,
+    )?;
+    Ok(found)
+}
+
+/// Walk the manifest of `session` from `source` in order (see [`SessionReader::walk`]); with
+/// `lost`, going on past a manifest chunk that cannot be read or decoded.
+pub fn walk_source(
+    source: &dyn ChunkSource,
+    session: SessionId,
+    visit: &mut dyn FnMut(Entry) -> Result<ControlFlow<()>>,
+    mut lost: Option<&mut dyn FnMut(LostChunk) -> Result<()>>,
+) -> Result<()> {
+    let root = source.session_root(session)?;
+    let mut manifest = ManifestReader::new();
+    for (seq, id) in root.iter().enumerate() {
+        let read = source
+            .read_chunk_of(id, ChunkKind::Manifest)
+            .map_err(|e| e.context(format!("session {session}, manifest chunk {seq}")));
+        let (result, fed) = match read {
+            Ok(bytes) => (
+                manifest.feed(&bytes).map_err(|e| {
+                    e.context(format!(
+                        "session {session}: decoding manifest chunk {seq} ({id})"
+                    ))
+                }),
+                true,
+            ),
+            Err(e) => (Err(e), false),
+        };
+        let entries = match (result, lost.as_mut()) {
+            (Ok(entries), _) => entries,
+            (Err(e), Some(lost)) if salvageable(&e) => {
+                lost(LostChunk::skip(&mut manifest, &root, seq, fed, &e))?;
+                continue;
+            }
+            (Err(e), _) => return Err(e),
+        };
+        for entry in entries {
+            if visit(entry)?.is_break() {
+                return Ok(());
+            }
+        }
     }
+    let rest = manifest
+        .finish()
+        .map_err(|e| e.context(format!("session {session}: end of manifest")))?;
+    for entry in rest {
+        if visit(entry)?.is_break() {
+            return Ok(());
+        }
+    }
+    Ok(())
 }
 
 // A reader is shared by restore's worker threads.

@@ -16,6 +16,7 @@ pub mod limits;
 pub mod mail;
 pub mod mirror;
 pub mod preflight;
+mod restore_recipient;
 pub mod retention;
 pub mod server;
 pub mod source;

@@ -45,11 +45,23 @@ pub enum Command {
     Complete,
     /// `sessions`: list this client's sessions.
     Sessions,
+    /// `restore-fetch`: read its own sessions' manifests and chunks, as stored, to restore on
+    /// the client. Never in the default list.
+    Restore,
 }
 
 impl Command {
-    /// Every command, in the order of a run.
-    pub const ALL: [Command; 4] = [
+    /// Every command, in the order of a run, then `restore`.
+    pub const ALL: [Command; 5] = [
+        Command::Prepare,
+        Command::Upload,
+        Command::Complete,
+        Command::Sessions,
+        Command::Restore,
+    ];
+
+    /// The commands a client without `commands = [...]` may run: those of a backup run.
+    pub const DEFAULT: [Command; 4] = [
         Command::Prepare,
         Command::Upload,
         Command::Complete,
@@ -63,6 +75,7 @@ impl Command {
             Command::Upload => "upload",
             Command::Complete => "complete",
             Command::Sessions => "sessions",
+            Command::Restore => "restore",
         }
     }
 
@@ -197,6 +210,9 @@ pub struct ClientPolicy {
     pub quota: Option<u64>,
     /// May it download (rsync `--sender`) from its staging area?
     pub restore: bool,
+    /// Its own age recipient (`restore-recipient`): its sessions go into its own dedup scope,
+    /// their keys wrapped to it too, so that it restores them itself (`restore-fetch`).
+    pub restore_recipient: Option<String>,
     /// Hooks the server runs on `prepare`.
     pub prepare_hooks: Vec<Hook>,
     /// Hooks the server runs after a successful `complete`.
@@ -283,7 +299,9 @@ impl ServerConfig {
         if raw.defaults.retention.is_some() {
             return Err(src.error("[defaults.retention]: write the defaults as [retention]"));
         }
+        src.no_default_restore_recipient(&raw.defaults.restore_recipient)?;
         let defaults = src.default_values(raw.defaults)?;
+        let mut recipient_owner = BTreeMap::new();
         let mut clients = BTreeMap::new();
         let mut retention = Vec::new();
         let mut key_owner: BTreeMap<String, ClientName> = BTreeMap::new();
@@ -294,7 +312,13 @@ impl ServerConfig {
             if let Some(r) = raw_client.retention.take() {
                 retention.push((name.clone(), r));
             }
-            let policy = src.policy(&name, raw_client, &defaults)?;
+            let restore_recipient = src.restore_recipient(
+                name.as_str(),
+                raw_client.restore_recipient.take(),
+                &mut recipient_owner,
+            )?;
+            let mut policy = src.policy(&name, raw_client, &defaults)?;
+            policy.restore_recipient = restore_recipient;
             for key in &policy.keys {
                 if let Some(other) = key_owner.insert(key.blob.clone(), name.clone()) {
                     let whose = if other == name {
@@ -434,6 +458,7 @@ struct RawPolicy {
     keep_basis: Option<Spanned<Vec<String>>>,
     quota: Option<Spanned<toml::Value>>,
     restore: Option<bool>,
+    restore_recipient: Option<Spanned<String>>,
     prepare_hooks: Option<Vec<RawHook>>,
     complete_hooks: Option<Vec<RawHook>>,
     lease_hours: Option<Spanned<toml::Value>>,
@@ -563,7 +588,7 @@ impl SourceFile<'_> {
                                 &list.span(),
                                 format!(
                                     "commands: {c:?} is not one of prepare, upload, complete, \
-                                     sessions"
+                                     sessions, restore"
                                 ),
                             )
                         })
@@ -740,11 +765,12 @@ impl SourceFile<'_> {
             timezone_name,
             commands: values
                 .commands
-                .unwrap_or_else(|| Command::ALL.into_iter().collect()),
+                .unwrap_or_else(|| Command::DEFAULT.into_iter().collect()),
             staging_mode: values.staging_mode.unwrap_or(StagingMode::Hollow),
             keep_basis: values.keep_basis.unwrap_or_default(),
             quota: values.quota,
             restore: values.restore.unwrap_or(false),
+            restore_recipient: None,
             prepare_hooks: values.prepare_hooks.unwrap_or_default(),
             complete_hooks: values.complete_hooks.unwrap_or_default(),
             lease_timeout: Duration::from_secs(

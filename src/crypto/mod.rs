@@ -26,6 +26,8 @@ pub mod context {
     pub const FILES_CACHE_PATH: &str = "rsbackup 2026-11 files cache path v1";
     /// Secret check value.
     pub const SECRET_CHECK: &str = "rsbackup 2026-11 secret check v1";
+    /// Key of the per-client chunk-id keys (keyed BLAKE3 of the client name).
+    pub const CLIENT_CHUNK_ID: &str = "rsbackup 2026-12 client chunk id v1";
 }
 
 /// `N` random bytes from the operating system's CSPRNG.
@@ -71,6 +73,16 @@ impl RepoSecret {
     pub fn chunk_id_key(&self) -> ChunkIdKey {
         ChunkIdKey(self.derive(context::CHUNK_ID))
     }
+
+    /// The key for chunk ids in `client`'s own dedup scope (format-spec/conventions.md):
+    /// `BLAKE3-keyed(derive_key(CLIENT_CHUNK_ID, secret), client name)`. A client that holds it
+    /// can name its own chunks, and nothing about the repository-wide ids or other scopes.
+    pub fn client_chunk_id_key(&self, client: &str) -> ChunkIdKey {
+        let base = self.derive(context::CLIENT_CHUNK_ID);
+        ChunkIdKey(Zeroizing::new(
+            *blake3::keyed_hash(&base, client.as_bytes()).as_bytes(),
+        ))
+    }
 }
 
 impl std::fmt::Debug for RepoSecret {
@@ -84,6 +96,16 @@ impl std::fmt::Debug for RepoSecret {
 pub struct ChunkIdKey(Zeroizing<[u8; 32]>);
 
 impl ChunkIdKey {
+    /// A chunk-id key from its bytes (as a scoped data key carries it).
+    pub fn from_bytes(bytes: [u8; 32]) -> Self {
+        ChunkIdKey(Zeroizing::new(bytes))
+    }
+
+    /// The raw bytes (for wrapping only).
+    pub fn expose(&self) -> &[u8; 32] {
+        &self.0
+    }
+
     /// The chunk id of `plaintext`.
     pub fn chunk_id(&self, plaintext: &[u8]) -> ChunkId {
         ChunkId(*blake3::keyed_hash(&self.0, plaintext).as_bytes())

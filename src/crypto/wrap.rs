@@ -11,7 +11,7 @@ use std::path::Path;
 use age::secrecy::ExposeSecret;
 use zeroize::Zeroizing;
 
-use crate::crypto::{DataKey, RepoSecret};
+use crate::crypto::{ChunkIdKey, DataKey, RepoSecret};
 use crate::error::{Error, ErrorKind, Result};
 
 /// Magic of a wrapped data key's plaintext.
@@ -20,6 +20,38 @@ pub const DATA_KEY_MAGIC: &[u8; 8] = b"RSBKDK01";
 pub const SECRET_MAGIC: &[u8; 8] = b"RSBKSEC1";
 /// Length of a wrapped plaintext: magic and key.
 pub const WRAPPED_PLAINTEXT_LEN: usize = 40;
+/// Magic of a scoped data key's plaintext (a client's own dedup scope, keys.md).
+pub const SCOPED_DATA_KEY_MAGIC: &[u8; 8] = b"RSBKDKC1";
+/// A scoped data key's plaintext before the scope's name: magic, key, chunk-id key, length.
+pub const SCOPED_FIXED_LEN: usize = 73;
+/// Longest scope name (a client name).
+pub const MAX_SCOPE_NAME: usize = 64;
+
+/// A client's own dedup scope: its name and the key that names its chunks.
+#[derive(Clone)]
+pub struct KeyScope {
+    /// The client.
+    pub client: String,
+    /// The chunk-id key of its scope ([`RepoSecret::client_chunk_id_key`]).
+    pub id_key: ChunkIdKey,
+}
+
+impl std::fmt::Debug for KeyScope {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KeyScope")
+            .field("client", &self.client)
+            .finish_non_exhaustive()
+    }
+}
+
+/// An unwrapped data key, with its client scope when it has one.
+#[derive(Debug, Clone)]
+pub struct UnwrappedKey {
+    /// The key.
+    pub key: DataKey,
+    /// `Some` for a key of a client's own scope (`RSBKDKC1`).
+    pub scope: Option<KeyScope>,
+}
 
 /// The repository's age recipients (public keys).
 #[derive(Clone)]
@@ -197,12 +229,8 @@ pub fn keygen() -> (String, String) {
     (text, recipient)
 }
 
-/// age-encrypt a 40-byte plaintext to every recipient.
-fn wrap(
-    plaintext: &[u8; WRAPPED_PLAINTEXT_LEN],
-    recipients: &Recipients,
-    what: &str,
-) -> Result<Vec<u8>> {
+/// age-encrypt a plaintext (40 bytes, or a scoped data key's 74 to 137) to every recipient.
+fn wrap(plaintext: &[u8], recipients: &Recipients, what: &str) -> Result<Vec<u8>> {
     let encryptor =
         age::Encryptor::with_recipients(recipients.0.iter().map(|r| r as &dyn age::Recipient))
             .map_err(|e| Error::invalid(format!("cannot wrap the {what}: {e}")))?;
@@ -219,13 +247,14 @@ fn wrap(
     Ok(out)
 }
 
-/// age-decrypt a wrapped 40-byte plaintext and check its magic; returns the 32-byte key.
-fn unwrap(
+/// age-decrypt a wrapped plaintext of at most `max` bytes (a longer one is refused without
+/// reading it whole).
+fn unwrap_plaintext(
     wrapped: &[u8],
     identities: &Identities,
-    magic: &[u8; 8],
+    max: usize,
     what: &str,
-) -> Result<Zeroizing<[u8; 32]>> {
+) -> Result<Zeroizing<Vec<u8>>> {
     let corrupt = |why: String| Error::corrupt(format!("wrapped {what} {why}"));
     let decryptor = age::Decryptor::new_buffered(wrapped).map_err(|e| match e {
         age::DecryptError::UnknownFormat => Error::new(
@@ -252,28 +281,54 @@ fn unwrap(
             ),
             other => corrupt(format!("cannot be decrypted: {other}")),
         })?;
-    // Read one byte more than expected: a longer payload is refused without reading it all.
-    let mut plain = Zeroizing::new(Vec::with_capacity(WRAPPED_PLAINTEXT_LEN + 1));
+    let mut plain = Zeroizing::new(Vec::with_capacity(max + 1));
     (&mut reader)
-        .take(WRAPPED_PLAINTEXT_LEN as u64 + 1)
+        .take(max as u64 + 1)
         .read_to_end(&mut plain)
         .map_err(|e| corrupt(format!("failed authentication: {e}")))?;
+    Ok(plain)
+}
+
+/// The refusal of a plaintext of the wrong length.
+fn wrong_length(what: &str, len: usize, max: usize, expected: &str) -> Error {
+    Error::corrupt(format!(
+        "wrapped {what} has a plaintext of {}{} bytes, expected {expected}",
+        len.min(max),
+        if len > max { "+" } else { "" }
+    ))
+}
+
+/// The refusal of a plaintext with another magic.
+fn wrong_magic(what: &str, magic: &[u8; 8]) -> Error {
+    Error::corrupt(format!(
+        "wrapped {what} has the wrong magic (expected {}): it is not a {what}",
+        String::from_utf8_lossy(magic)
+    ))
+}
+
+/// age-decrypt a wrapped 40-byte plaintext and check its magic; returns the 32-byte key.
+fn unwrap(
+    wrapped: &[u8],
+    identities: &Identities,
+    magic: &[u8; 8],
+    what: &str,
+) -> Result<Zeroizing<[u8; 32]>> {
+    let plain = unwrap_plaintext(wrapped, identities, WRAPPED_PLAINTEXT_LEN, what)?;
+    key_of(&plain, magic, what)
+}
+
+/// The key of a 40-byte plaintext `magic || key`; wrong length or magic are corrupt.
+fn key_of(plain: &[u8], magic: &[u8; 8], what: &str) -> Result<Zeroizing<[u8; 32]>> {
     if plain.len() != WRAPPED_PLAINTEXT_LEN {
-        return Err(corrupt(format!(
-            "has a plaintext of {}{} bytes, expected {WRAPPED_PLAINTEXT_LEN}",
-            plain.len().min(WRAPPED_PLAINTEXT_LEN),
-            if plain.len() > WRAPPED_PLAINTEXT_LEN {
-                "+"
-            } else {
-                ""
-            }
-        )));
+        return Err(wrong_length(
+            what,
+            plain.len(),
+            WRAPPED_PLAINTEXT_LEN,
+            &WRAPPED_PLAINTEXT_LEN.to_string(),
+        ));
     }
     if &plain[..8] != magic {
-        return Err(corrupt(format!(
-            "has the wrong magic (expected {}): it is not a {what}",
-            String::from_utf8_lossy(magic)
-        )));
+        return Err(wrong_magic(what, magic));
     }
     let mut key = Zeroizing::new([0u8; 32]);
     key.copy_from_slice(&plain[8..]);
@@ -290,23 +345,87 @@ fn with_magic(magic: &[u8; 8], key: &[u8; 32]) -> Zeroizing<[u8; WRAPPED_PLAINTE
 /// Wrap a data key to the recipients (age binary format over `RSBKDK01 || key`).
 pub fn wrap_data_key(key: &DataKey, recipients: &Recipients) -> Result<Vec<u8>> {
     wrap(
-        &with_magic(DATA_KEY_MAGIC, key.expose()),
+        &*with_magic(DATA_KEY_MAGIC, key.expose()),
         recipients,
         "data key",
     )
 }
 
+/// Wrap a data key of a client's dedup scope (format-spec/keys.md "Client scopes"):
+/// `RSBKDKC1 || key || scope's chunk-id key || u8 name length || name`.
+pub fn wrap_scoped_data_key(
+    key: &DataKey,
+    scope: &KeyScope,
+    recipients: &Recipients,
+) -> Result<Vec<u8>> {
+    let name = scope.client.as_bytes();
+    if name.is_empty() || name.len() > MAX_SCOPE_NAME {
+        return Err(Error::invalid(format!(
+            "client name {:?} cannot name a key scope (1 to {MAX_SCOPE_NAME} bytes)",
+            scope.client
+        )));
+    }
+    let mut plain = Zeroizing::new(Vec::with_capacity(SCOPED_FIXED_LEN + name.len()));
+    plain.extend_from_slice(SCOPED_DATA_KEY_MAGIC);
+    plain.extend_from_slice(key.expose());
+    plain.extend_from_slice(scope.id_key.expose());
+    plain.push(name.len() as u8);
+    plain.extend_from_slice(name);
+    wrap(&plain, recipients, "data key")
+}
+
 /// Unwrap a data key; `ErrorKind::WrongIdentity` when no identity matches, `Corrupt` when the
-/// plaintext is malformed.
+/// plaintext is malformed. A scoped key's scope is dropped: see [`unwrap_data_key_scoped`].
 pub fn unwrap_data_key(wrapped: &[u8], identities: &Identities) -> Result<DataKey> {
-    let key = unwrap(wrapped, identities, DATA_KEY_MAGIC, "data key")?;
-    Ok(DataKey::from_bytes(*key))
+    Ok(unwrap_data_key_scoped(wrapped, identities)?.key)
+}
+
+/// Unwrap a data key of either form: a repository-wide key (`RSBKDK01`) or a key of a client's
+/// scope (`RSBKDKC1`), with that scope.
+pub fn unwrap_data_key_scoped(wrapped: &[u8], identities: &Identities) -> Result<UnwrappedKey> {
+    let what = "data key";
+    let max = SCOPED_FIXED_LEN + MAX_SCOPE_NAME;
+    let plain = unwrap_plaintext(wrapped, identities, max, what)?;
+    if plain.len() >= 8 && &plain[..8] == SCOPED_DATA_KEY_MAGIC {
+        let expected = || format!("{SCOPED_FIXED_LEN} plus the scope's name");
+        if plain.len() <= SCOPED_FIXED_LEN || plain.len() > max {
+            return Err(wrong_length(what, plain.len(), max, &expected()));
+        }
+        let n = plain[SCOPED_FIXED_LEN - 1] as usize;
+        if n == 0 || SCOPED_FIXED_LEN + n != plain.len() {
+            return Err(Error::corrupt(format!(
+                "wrapped data key names a scope of {n} bytes in a plaintext of {} bytes",
+                plain.len()
+            )));
+        }
+        let client = std::str::from_utf8(&plain[SCOPED_FIXED_LEN..])
+            .map_err(|_| Error::corrupt("wrapped data key names a scope that is not UTF-8"))?
+            .to_owned();
+        let mut key = [0u8; 32];
+        key.copy_from_slice(&plain[8..40]);
+        let mut id_key = [0u8; 32];
+        id_key.copy_from_slice(&plain[40..72]);
+        let unwrapped = UnwrappedKey {
+            key: DataKey::from_bytes(key),
+            scope: Some(KeyScope {
+                client,
+                id_key: ChunkIdKey::from_bytes(id_key),
+            }),
+        };
+        zeroize::Zeroize::zeroize(&mut key);
+        zeroize::Zeroize::zeroize(&mut id_key);
+        return Ok(unwrapped);
+    }
+    Ok(UnwrappedKey {
+        key: DataKey::from_bytes(*key_of(&plain, DATA_KEY_MAGIC, what)?),
+        scope: None,
+    })
 }
 
 /// Wrap the repository secret (age binary format over `RSBKSEC1 || secret`).
 pub fn wrap_secret(secret: &RepoSecret, recipients: &Recipients) -> Result<Vec<u8>> {
     wrap(
-        &with_magic(SECRET_MAGIC, secret.expose()),
+        &*with_magic(SECRET_MAGIC, secret.expose()),
         recipients,
         "repository secret",
     )
@@ -324,3 +443,7 @@ pub fn unwrap_secret(wrapped: &[u8], identities: &Identities) -> Result<RepoSecr
 #[cfg(test)]
 #[path = "wrap_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "wrap_scope_tests.rs"]
+mod scope_tests;

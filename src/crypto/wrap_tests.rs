@@ -10,7 +10,7 @@ fn identity() -> (Identities, Recipients) {
 }
 
 /// age-encrypt arbitrary bytes (to build malformed wrapped keys).
-fn age_encrypt(plain: &[u8], rs: &Recipients) -> Vec<u8> {
+pub(super) fn age_encrypt(plain: &[u8], rs: &Recipients) -> Vec<u8> {
     let enc =
         age::Encryptor::with_recipients(rs.0.iter().map(|r| r as &dyn age::Recipient)).unwrap();
     let mut out = Vec::new();
@@ -274,6 +274,39 @@ fn vectors_keys_derived() {
     );
 }
 
+/// Write the vector `name`: `plain` wrapped to `recipient`, with the throwaway `identity`
+/// that unwraps it and the outcome expected (`success`, or the error kind).
+pub(super) fn write_wrapped_vector(
+    name: &str,
+    comments: &[&str],
+    outcome: &str,
+    (identity, recipient): (&str, &str),
+    plain: &[u8],
+) {
+    use crate::crypto::testvec::Vector;
+    let rs = Recipients::parse(&[recipient.to_owned()]).unwrap();
+    let mut v = Vector {
+        comments: comments.iter().map(|c| c.to_string()).collect(),
+        ..Default::default()
+    };
+    v.field(
+        "expect",
+        if outcome == "success" {
+            "success"
+        } else {
+            "failure"
+        },
+    );
+    if outcome != "success" {
+        v.field("error", outcome);
+    }
+    v.field("identity", identity)
+        .field("recipient", recipient)
+        .field("plaintext", hex::encode(plain));
+    v.set_data_hex(&age_encrypt(plain, &rs));
+    std::fs::write(crate::crypto::testvec::path(name), v.render()).unwrap();
+}
+
 /// Wrapped-key vectors: age output is randomized, so the files are written once and then
 /// checked by unwrapping them with the identity they hold.
 #[test]
@@ -288,37 +321,17 @@ fn vectors_keys_wrapped() {
     if writing() {
         let (text, recipient) = keygen();
         let identity = text.lines().nth(2).unwrap().to_string();
-        let rs = Recipients::parse(std::slice::from_ref(&recipient)).unwrap();
         for (name, magic, outcome) in cases {
             let mut plain = magic.to_vec();
             plain.extend_from_slice(&[0x5a; 32]);
             if name.ends_with("short.txt") {
                 plain.pop();
             }
-            let mut v = Vector {
-                comments: vec![
-                    "age-wrapped key (keys.md) and a throwaway test identity that unwraps it."
-                        .into(),
-                    "data = the age file (binary format).".into(),
-                ],
-                ..Default::default()
-            };
-            v.field(
-                "expect",
-                if outcome == "success" {
-                    "success"
-                } else {
-                    "failure"
-                },
-            );
-            if outcome != "success" {
-                v.field("error", outcome);
-            }
-            v.field("identity", &identity)
-                .field("recipient", &recipient)
-                .field("plaintext", hex::encode(&plain));
-            v.set_data_hex(&age_encrypt(&plain, &rs));
-            std::fs::write(crate::crypto::testvec::path(name), v.render()).unwrap();
+            let comments = [
+                "age-wrapped key (keys.md) and a throwaway test identity that unwraps it.",
+                "data = the age file (binary format).",
+            ];
+            write_wrapped_vector(name, &comments, outcome, (&identity, &recipient), &plain);
         }
     }
     for (name, magic, outcome) in cases {

@@ -83,6 +83,12 @@ pub const TARGETS: &[Target] = &[
         seeds: wire::frames_seeds,
     },
     Target {
+        name: "restore_wire",
+        what: "restore-fetch frames and messages (format-spec/wire.md \"Restore fetch\")",
+        run: wire::restore_frames,
+        seeds: wire::restore_frames_seeds,
+    },
+    Target {
         name: "server_answer",
         what: "the server's JSON answer as the client reads it from ssh's output",
         run: wire::server_answer,

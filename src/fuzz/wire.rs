@@ -1,33 +1,33 @@
-//! Targets for what travels between machines: the mirror protocol's frames (either side may
-//! be hostile to the other) and the server's answer as a client reads it from ssh's output.
+//! Targets for what travels between machines: the mirror protocol's and `restore-fetch`'s
+//! frames (either side may be hostile to the other) and the server's answer as a client reads
+//! it from ssh's output.
 
 use std::io::Cursor;
 
 use crate::client::remote::ServerAnswer;
-use crate::mirror::wire::{Conn, Message};
+use crate::mirror::wire::{FrameConn, FrameMessage, Message};
 
-/// The bytes as a stream of frames, read until the first error; every message decoded
+/// The bytes as a stream of frames of `M`, read until the first error; every message decoded
 /// encodes and decodes back to itself.
-pub fn frames(data: &[u8]) {
-    let mut conn = Conn::new(Cursor::new(data), std::io::sink());
+fn frames_of<M: FrameMessage + PartialEq + std::fmt::Debug>(data: &[u8]) {
+    let mut conn: FrameConn<_, _, M> = FrameConn::new(Cursor::new(data), std::io::sink());
     // Each frame takes at least its 5-byte header, so the stream ends.
     while let Ok(msg) = conn.recv() {
         let (tag, payload) = msg.encode();
-        let back = Message::decode(tag, &payload).expect("an encoded message decodes");
+        let back = M::decode(tag, &payload).expect("an encoded message decodes");
         assert_eq!(back, msg);
     }
     assert!(conn.received <= data.len() as u64);
 }
 
-/// Seeds for [`frames`]: one frame of every message, each its own input, and all of them as
-/// one stream.
-pub fn frames_seeds() -> Vec<Vec<u8>> {
-    let messages = crate::mirror::wire::one_of_each();
+/// One frame of every message in `messages`, each its own input, and all of them as one
+/// stream.
+fn seeds_of<M: FrameMessage>(messages: &[M]) -> Vec<Vec<u8>> {
     let frames: Vec<Vec<u8>> = messages
         .iter()
         .map(|m| {
             let mut out = Vec::new();
-            Conn::new(std::io::empty(), &mut out)
+            FrameConn::<_, _, M>::new(std::io::empty(), &mut out)
                 .send(m)
                 .expect("seed frame");
             out
@@ -36,6 +36,26 @@ pub fn frames_seeds() -> Vec<Vec<u8>> {
     let mut seeds = vec![frames.concat()];
     seeds.extend(frames);
     seeds
+}
+
+/// Mirror protocol frames (format-spec/wire.md).
+pub fn frames(data: &[u8]) {
+    frames_of::<Message>(data);
+}
+
+/// Seeds for [`frames`].
+pub fn frames_seeds() -> Vec<Vec<u8>> {
+    seeds_of(&crate::mirror::wire::one_of_each())
+}
+
+/// `restore-fetch` frames (format-spec/wire.md "Restore fetch"), as either side reads them.
+pub fn restore_frames(data: &[u8]) {
+    frames_of::<crate::restore_fetch::wire::Message>(data);
+}
+
+/// Seeds for [`restore_frames`].
+pub fn restore_frames_seeds() -> Vec<Vec<u8>> {
+    seeds_of(&crate::restore_fetch::wire::one_of_each())
 }
 
 /// ssh's output as the client reads the server's answer from it: the last JSON object that

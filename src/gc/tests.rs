@@ -45,6 +45,7 @@ fn ingest_tree(t: &TestRepo, client: &str, dir: &Path) -> SessionId {
             threads: Some(2),
             files_cache: false,
             sources: None,
+            restore_recipient: None,
         },
     )
     .unwrap();
@@ -592,6 +593,7 @@ fn files_cache_is_rechecked_after_a_collection() {
                 threads: Some(2),
                 sources: None,
                 files_cache: cache,
+                restore_recipient: None,
             },
         )
         .unwrap()

@@ -27,6 +27,7 @@ mod fake_acl;
 mod inflight;
 pub(crate) mod meta;
 mod read;
+mod scope;
 pub mod staging;
 mod walk;
 mod writer;
@@ -152,6 +153,10 @@ pub struct IngestOptions {
     /// paths: written as the session's sources record (format-spec/records.md). `None`: paths
     /// are as staged, no record.
     pub sources: Option<Vec<Vec<u8>>>,
+    /// The client's own age recipient (`restore-recipient` of server.toml): the session goes
+    /// into the client's own dedup scope, its data key is wrapped to this recipient too
+    /// (format-spec/keys.md "Client scopes"). `None`: the repository-wide scope.
+    pub restore_recipient: Option<String>,
 }
 
 /// A path that could not be backed up.
@@ -329,7 +334,18 @@ fn ingest_inner(
     let index = repo.index()?;
     let secret = repo.load_secret()?;
     let data_key = DataKey::generate();
-    let wrapped = crate::crypto::wrap::wrap_data_key(&data_key, &repo.recipients()?)?;
+    let scope::IngestScope {
+        wrapped,
+        id_key,
+        cache_name,
+    } = scope::choose(
+        repo,
+        &index,
+        &secret,
+        &opts.client,
+        opts.restore_recipient.as_deref(),
+        &data_key,
+    )?;
     let key_id = index.insert_data_key(&wrapped, started)?;
     // Durable beside the packs before anything is sealed with it (format-spec/records.md):
     // the key outlives this session in every chunk it seals.
@@ -337,7 +353,7 @@ fn ingest_inner(
     let session = index.create_session(&opts.client, &writer.id, started)?;
     let gc_generation = index.gc_generation()?;
 
-    let final_cache = cache_path(repo.root(), &opts.client);
+    let final_cache = cache_path(repo.root(), &cache_name);
     let (cache_read, cache_trusted, cache_writer) = if opts.files_cache {
         let reader = CacheReader::open(&final_cache);
         let trusted = reader
@@ -366,7 +382,7 @@ fn ingest_inner(
         repo,
         params: config.chunker,
         gear: GearTable::from_key(&secret.derive(context::CHUNKER_GEAR)),
-        id_key: secret.chunk_id_key(),
+        id_key,
         manifest_cut_key: secret.derive(context::MANIFEST_CUT),
         data_key,
         key_id,

@@ -43,6 +43,7 @@ pub(super) fn opts(client: &str, source: &Path) -> IngestOptions {
         threads: Some(3),
         files_cache: true,
         sources: None,
+        restore_recipient: None,
     }
 }
 

@@ -670,6 +670,7 @@ fn twenty_mirror_runs_beside_ingests() {
                         threads: Some(2),
                         files_cache: true,
                         sources: None,
+                        restore_recipient: None,
                     },
                 )
                 .unwrap();

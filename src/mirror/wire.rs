@@ -5,10 +5,10 @@
 use crate::error::{Error, Result};
 use crate::ids::ChunkId;
 
-mod conn;
+pub(crate) mod conn;
 mod examples;
 
-pub use conn::Conn;
+pub use conn::{Conn, FrameConn, FrameMessage};
 #[doc(hidden)]
 pub use examples::one_of_each;
 
@@ -203,47 +203,58 @@ fn bad(what: impl std::fmt::Display) -> Error {
     Error::protocol(format!("mirror protocol: {what}"))
 }
 
-struct Enc(Vec<u8>);
+/// Encodes a message's fields (format-spec/wire.md "Frames"): little-endian, u32 counts.
+pub(crate) struct Enc(pub(crate) Vec<u8>);
 
 impl Enc {
-    fn u8(&mut self, v: u8) {
+    pub(crate) fn u8(&mut self, v: u8) {
         self.0.push(v);
     }
-    fn u16(&mut self, v: u16) {
+    pub(crate) fn u16(&mut self, v: u16) {
         self.0.extend_from_slice(&v.to_le_bytes());
     }
-    fn u32(&mut self, v: u32) {
+    pub(crate) fn u32(&mut self, v: u32) {
         self.0.extend_from_slice(&v.to_le_bytes());
     }
-    fn u64(&mut self, v: u64) {
+    pub(crate) fn u64(&mut self, v: u64) {
         self.0.extend_from_slice(&v.to_le_bytes());
     }
-    fn i64(&mut self, v: i64) {
+    pub(crate) fn i64(&mut self, v: i64) {
         self.0.extend_from_slice(&v.to_le_bytes());
     }
     /// Lengths and counts are u32 on the wire; the senders keep them within the limits.
-    fn count(&mut self, n: usize) {
+    pub(crate) fn count(&mut self, n: usize) {
         self.u32(u32::try_from(n).unwrap_or(u32::MAX));
     }
-    fn bytes(&mut self, b: &[u8]) {
+    /// An `Error` message's payload: the code, and the message cut to
+    /// [`MAX_ERROR_MESSAGE`] bytes at a character boundary.
+    pub(crate) fn error(&mut self, code: u16, message: &str) {
+        self.u16(code);
+        let mut cut = message.len().min(MAX_ERROR_MESSAGE);
+        while !message.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        self.bytes(&message.as_bytes()[..cut]);
+    }
+    pub(crate) fn bytes(&mut self, b: &[u8]) {
         self.count(b.len());
         self.0.extend_from_slice(b);
     }
-    fn ids(&mut self, ids: &[ChunkId]) {
+    pub(crate) fn ids(&mut self, ids: &[ChunkId]) {
         self.count(ids.len());
         for id in ids {
             self.0.extend_from_slice(&id.0);
         }
     }
-    fn u64s(&mut self, ids: &[u64]) {
+    pub(crate) fn u64s(&mut self, ids: &[u64]) {
         self.count(ids.len());
         ids.iter().for_each(|v| self.u64(*v));
     }
-    fn i64s(&mut self, ids: &[i64]) {
+    pub(crate) fn i64s(&mut self, ids: &[i64]) {
         self.count(ids.len());
         ids.iter().for_each(|v| self.i64(*v));
     }
-    fn records(&mut self, records: &[WireRecord]) {
+    pub(crate) fn records(&mut self, records: &[WireRecord]) {
         self.count(records.len());
         for r in records {
             self.u8(r.kind);
@@ -254,69 +265,79 @@ impl Enc {
     }
 }
 
-struct Dec<'a> {
+/// Decodes a message's fields, every count checked against its limit and the bytes left.
+pub(crate) struct Dec<'a> {
     buf: &'a [u8],
     what: &'static str,
+    protocol: &'static str,
 }
 
 impl<'a> Dec<'a> {
-    fn take(&mut self, n: usize) -> Result<&'a [u8]> {
+    /// A decoder of `buf`, the payload of `what`, in the protocol named `protocol`.
+    pub(crate) fn new(buf: &'a [u8], what: &'static str, protocol: &'static str) -> Self {
+        Dec {
+            buf,
+            what,
+            protocol,
+        }
+    }
+    fn bad(&self, what: std::fmt::Arguments<'_>) -> Error {
+        Error::protocol(format!("{} protocol: {what}", self.protocol))
+    }
+    pub(crate) fn take(&mut self, n: usize) -> Result<&'a [u8]> {
         if self.buf.len() < n {
-            return Err(bad(format_args!("{} is truncated", self.what)));
+            return Err(self.bad(format_args!("{} is truncated", self.what)));
         }
         let (head, rest) = self.buf.split_at(n);
         self.buf = rest;
         Ok(head)
     }
-    fn u8(&mut self) -> Result<u8> {
+    pub(crate) fn u8(&mut self) -> Result<u8> {
         Ok(self.take(1)?[0])
     }
-    fn u16(&mut self) -> Result<u16> {
+    pub(crate) fn u16(&mut self) -> Result<u16> {
         Ok(u16::from_le_bytes(self.take(2)?.try_into().expect("2")))
     }
-    fn u32(&mut self) -> Result<u32> {
+    pub(crate) fn u32(&mut self) -> Result<u32> {
         Ok(u32::from_le_bytes(self.take(4)?.try_into().expect("4")))
     }
-    fn u64(&mut self) -> Result<u64> {
+    pub(crate) fn u64(&mut self) -> Result<u64> {
         Ok(u64::from_le_bytes(self.take(8)?.try_into().expect("8")))
     }
-    fn i64(&mut self) -> Result<i64> {
+    pub(crate) fn i64(&mut self) -> Result<i64> {
         Ok(i64::from_le_bytes(self.take(8)?.try_into().expect("8")))
     }
-    fn hash(&mut self) -> Result<[u8; 32]> {
+    pub(crate) fn hash(&mut self) -> Result<[u8; 32]> {
         Ok(self.take(32)?.try_into().expect("32"))
     }
     /// A count of items of `item` bytes each, checked against `max` and what is left.
-    fn count(&mut self, max: u32, item: usize) -> Result<usize> {
+    pub(crate) fn count(&mut self, max: u32, item: usize) -> Result<usize> {
         let n = self.u32()?;
         if n > max {
-            return Err(bad(format_args!(
-                "{}: {n} items, more than {max}",
-                self.what
-            )));
+            return Err(self.bad(format_args!("{}: {n} items, more than {max}", self.what)));
         }
         let n = n as usize;
         if n.saturating_mul(item) > self.buf.len() {
-            return Err(bad(format_args!(
+            return Err(self.bad(format_args!(
                 "{}: {n} items do not fit the frame",
                 self.what
             )));
         }
         Ok(n)
     }
-    fn bytes(&mut self, max: u32) -> Result<&'a [u8]> {
+    pub(crate) fn bytes(&mut self, max: u32) -> Result<&'a [u8]> {
         let n = self.count(max, 1)?;
         self.take(n)
     }
-    fn ids(&mut self) -> Result<Vec<ChunkId>> {
+    pub(crate) fn ids(&mut self) -> Result<Vec<ChunkId>> {
         let n = self.count(MAX_IDS, 32)?;
         (0..n).map(|_| Ok(ChunkId(self.hash()?))).collect()
     }
-    fn u64s(&mut self) -> Result<Vec<u64>> {
+    pub(crate) fn u64s(&mut self) -> Result<Vec<u64>> {
         let n = self.count(MAX_IDS, 8)?;
         (0..n).map(|_| self.u64()).collect()
     }
-    fn i64s(&mut self) -> Result<Vec<i64>> {
+    pub(crate) fn i64s(&mut self) -> Result<Vec<i64>> {
         let n = self.count(MAX_IDS, 8)?;
         (0..n).map(|_| self.i64()).collect()
     }
@@ -354,9 +375,9 @@ impl<'a> Dec<'a> {
             ))),
         }
     }
-    fn end(&self) -> Result<()> {
+    pub(crate) fn end(&self) -> Result<()> {
         if !self.buf.is_empty() {
-            return Err(bad(format_args!(
+            return Err(self.bad(format_args!(
                 "{}: {} bytes after the message",
                 self.what,
                 self.buf.len()
@@ -402,12 +423,7 @@ impl Message {
                 0x02
             }
             Message::Error { code, message } => {
-                e.u16(*code);
-                let mut cut = message.len().min(MAX_ERROR_MESSAGE);
-                while !message.is_char_boundary(cut) {
-                    cut -= 1;
-                }
-                e.bytes(&message.as_bytes()[..cut]);
+                e.error(*code, message);
                 0x03
             }
             Message::HelloRead {
@@ -485,10 +501,7 @@ impl Message {
 
     /// Decode one frame's tag and payload; anything malformed is `Corrupt`.
     pub fn decode(tag: u8, payload: &[u8]) -> Result<Message> {
-        let mut d = Dec {
-            buf: payload,
-            what: tag_name(tag),
-        };
+        let mut d = Dec::new(payload, tag_name(tag), "mirror");
         let msg = match tag {
             0x01 => {
                 if d.take(8)? != HELLO_MAGIC {

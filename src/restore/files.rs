@@ -7,11 +7,16 @@ use std::os::fd::AsFd;
 use std::os::unix::fs::FileExt;
 
 use crate::format::manifest::{Extent, Meta};
-use crate::reader::SessionReader;
+use crate::index::ChunkKind;
+use crate::reader::ChunkSource;
 use crate::restore::fsops;
 
 /// Granularity of hole detection: a filesystem block on every common Linux filesystem.
 const BLOCK: u64 = 4096;
+/// Most plaintext bytes and chunks of a file handed to [`ChunkSource::prefetch`] at once: one
+/// request instead of one per chunk over a network, with memory bounded per worker.
+const PREFETCH_BYTES: u64 = 8 << 20;
+const PREFETCH_CHUNKS: usize = 32;
 
 /// A file created (empty, `O_EXCL`) by the walker and handed to a worker to fill.
 pub(super) struct FileJob {
@@ -35,14 +40,18 @@ pub(super) struct FileOutcome {
 /// Fill `job.file`. A chunk that cannot be read is reported and its range left as zeros; the
 /// other chunks are still written, so that as much of the file as exists comes back.
 pub(super) fn fill(
-    reader: &SessionReader,
+    reader: &dyn ChunkSource,
     job: FileJob,
     restore_owner: bool,
     progress: &dyn crate::progress::Progress,
 ) -> FileOutcome {
     let mut problems = Vec::new();
     let mut offset = 0u64;
-    for extent in &job.extents {
+    let mut ahead = 0;
+    for (i, extent) in job.extents.iter().enumerate() {
+        if i >= ahead {
+            ahead = prefetch_window(reader, &job.extents, i);
+        }
         match extent {
             Extent::Hole { len } => {
                 offset += len;
@@ -59,7 +68,7 @@ pub(super) fn fill(
             Extent::Chunk { len, id } => {
                 let len = u64::from(*len);
                 progress.advance(len);
-                match reader.read_chunk(id) {
+                match reader.read_chunk_of(id, ChunkKind::Data) {
                     Ok(data) if data.len() as u64 == len => {
                         if let Err(e) = write_sparse(&job.file, offset, &data) {
                             problems.push(format!("writing at offset {offset}: {e}"));
@@ -92,6 +101,29 @@ pub(super) fn fill(
         problems.push(e.to_string());
     }
     FileOutcome { problems }
+}
+
+/// Hand `reader` the data chunks from extent `from` on, up to [`PREFETCH_BYTES`] of plaintext
+/// or [`PREFETCH_CHUNKS`] chunks; returns the index after the last extent handed over.
+fn prefetch_window(reader: &dyn ChunkSource, extents: &[Extent], from: usize) -> usize {
+    let mut ids = Vec::new();
+    let mut bytes = 0u64;
+    let mut end = from;
+    for extent in &extents[from..] {
+        if let Extent::Chunk { len, id } = extent {
+            let len = u64::from(*len);
+            if !ids.is_empty() && (bytes + len > PREFETCH_BYTES || ids.len() == PREFETCH_CHUNKS) {
+                break;
+            }
+            ids.push(*id);
+            bytes += len;
+        }
+        end += 1;
+    }
+    if ids.len() > 1 {
+        reader.prefetch(&ids);
+    }
+    end
 }
 
 /// Write `data` at `offset` of a file that is new (all zeros so far), skipping every all-zero

@@ -20,8 +20,9 @@ use std::path::PathBuf;
 use crate::error::{Error, ErrorKind, Result};
 use crate::format::manifest::{Body, Extent, validate_path};
 use crate::ids::SessionId;
+use crate::index::ChunkKind;
 use crate::ingest::PathError;
-use crate::reader::SessionReader;
+use crate::reader::{ChunkSource, find_entry, walk_source};
 
 /// How to restore.
 #[derive(Debug, Clone, Default)]
@@ -55,7 +56,7 @@ pub struct RestoreReport {
 /// Restore `session` as `opts` says. Fails outright for a bad target; a damaged file is listed in
 /// `errors` and the rest is still restored.
 pub fn restore(
-    reader: &SessionReader,
+    reader: &dyn ChunkSource,
     session: SessionId,
     opts: &RestoreOptions,
 ) -> Result<RestoreReport> {
@@ -65,15 +66,20 @@ pub fn restore(
 /// [`restore`], reporting the regular files' bytes as they are written (one phase,
 /// `restoring`; its total is the session's bytes for a full restore, unknown for a subset).
 pub fn restore_with_progress(
-    reader: &SessionReader,
+    reader: &dyn ChunkSource,
     session: SessionId,
     opts: &RestoreOptions,
     progress: &dyn crate::progress::Progress,
 ) -> Result<RestoreReport> {
     let selection = Selection::new(&opts.paths)?;
     let target = inspect_target(opts)?;
-    let info = reader.session(session)?;
-    progress.start("restoring", selection.is_all().then_some(info.stats.bytes));
+    reader.session_root(session)?;
+    let total = if selection.is_all() {
+        reader.session_bytes(session)
+    } else {
+        None
+    };
+    progress.start("restoring", total);
     // A subset restore reads the manifest twice: first to refuse a path that is not in the
     // session before anything is written, and to learn which hard-link targets outside the
     // subset must have their content restored at a selected link.
@@ -96,7 +102,7 @@ pub fn restore_with_progress(
 
 /// Write the content of the regular file `path` of `session` to `out`.
 pub fn cat(
-    reader: &SessionReader,
+    reader: &dyn ChunkSource,
     session: SessionId,
     path: &[u8],
     out: &mut dyn Write,
@@ -114,10 +120,10 @@ pub fn cat(
             format!("{shown} is not in session {session}"),
         )
     };
-    let entry = reader.find_entry(session, &path)?.ok_or_else(not_found)?;
+    let entry = find_entry(reader, session, &path)?.ok_or_else(not_found)?;
     let body = match entry.body {
         Body::Hardlink { target } => {
-            let linked = reader.find_entry(session, &target)?;
+            let linked = find_entry(reader, session, &target)?;
             match linked.map(|e| e.body) {
                 Some(body @ Body::File { .. }) => body,
                 _ => {
@@ -157,7 +163,7 @@ pub fn cat(
         match extent {
             Extent::Chunk { len, id } => {
                 let data = reader
-                    .read_chunk(id)
+                    .read_chunk_of(id, ChunkKind::Data)
                     .map_err(|e| e.context(format!("{shown} in session {session}")))?;
                 if data.len() != *len as usize {
                     return Err(Error::corrupt(format!(
@@ -284,14 +290,15 @@ impl Selection {
 /// Read the manifest once: every selected path must exist; returns the hard-link targets that
 /// are not selected but are linked from a selected path.
 fn prescan(
-    reader: &SessionReader,
+    reader: &dyn ChunkSource,
     session: SessionId,
     selection: &Selection,
 ) -> Result<HashSet<Vec<u8>>> {
     let mut found = vec![false; selection.roots.len()];
     let mut wanted = HashSet::new();
     let mut lost = 0;
-    reader.walk_salvaging(
+    walk_source(
+        reader,
         session,
         &mut |entry| {
             for (i, root) in selection.roots.iter().enumerate() {
@@ -307,10 +314,10 @@ fn prescan(
             }
             Ok(ControlFlow::Continue(()))
         },
-        &mut |_| {
+        Some(&mut |_| {
             lost += 1;
             Ok(())
-        },
+        }),
     )?;
     // A path that may have been in a lost manifest chunk is not "not found": the restore
     // reports the lost range instead.

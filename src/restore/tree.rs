@@ -14,7 +14,7 @@ use crate::error::Result;
 use crate::format::manifest::{Body, Entry, Extent, Meta};
 use crate::ids::SessionId;
 use crate::ingest::PathError;
-use crate::reader::SessionReader;
+use crate::reader::{ChunkSource, walk_source};
 use crate::restore::files::{self, FileJob};
 use crate::restore::fsops::{self, NodeKind};
 use crate::restore::gaps::Gaps;
@@ -54,7 +54,7 @@ struct Walker<'a> {
 
 /// Restore with `root` opened; see [`crate::restore::restore`].
 pub(super) fn run(
-    reader: &SessionReader,
+    reader: &dyn ChunkSource,
     session: SessionId,
     opts: &RestoreOptions,
     selection: &Selection,
@@ -110,17 +110,18 @@ pub(super) fn run(
         };
         // A damaged manifest chunk loses only its own entries: the walk goes on with the next.
         let gaps = std::cell::RefCell::new(Gaps::default());
-        let walked = reader.walk_salvaging(
+        let walked = walk_source(
+            reader,
             session,
             &mut |entry| {
                 gaps.borrow_mut().entry(&entry.path);
                 walker.visit(entry);
                 Ok(ControlFlow::Continue(()))
             },
-            &mut |lost| {
+            Some(&mut |lost| {
                 gaps.borrow_mut().lost(lost);
                 Ok(())
-            },
+            }),
         );
         // Closes the queue (the workers finish what is queued, then stop) and leaves every
         // directory still open, applying its metadata.

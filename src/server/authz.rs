@@ -37,6 +37,10 @@ pub enum Request {
     Complete(CompleteArgs),
     /// `sessions`.
     Sessions,
+    /// `restore-fetch`: the client reads its own sessions over a framed protocol on the
+    /// connection (format-spec/wire.md "Restore fetch"); needs `restore` in its commands and a
+    /// `restore-recipient`.
+    RestoreFetch,
 }
 
 impl Request {
@@ -49,6 +53,7 @@ impl Request {
             Request::Download(_) => None,
             Request::Complete(_) => Some(Command::Complete),
             Request::Sessions => Some(Command::Sessions),
+            Request::RestoreFetch => Some(Command::Restore),
         }
     }
 
@@ -56,6 +61,7 @@ impl Request {
     pub fn name(&self) -> &'static str {
         match self {
             Request::Download(_) => "download",
+            Request::RestoreFetch => "restore-fetch",
             other => other.command().map_or("?", Command::name),
         }
     }
@@ -203,6 +209,14 @@ pub fn authorize_bytes(
     if matches!(request, Request::Download(_)) && policy.staging_mode != StagingMode::Keep {
         return refuse(download_refusal(policy), request);
     }
+    if request == Request::RestoreFetch && policy.restore_recipient.is_none() {
+        return refuse(
+            "restore-fetch needs a restore-recipient for the client (its own age public key), \
+             and its sessions stored after it was set"
+                .to_owned(),
+            request,
+        );
+    }
     Decision {
         allowed: true,
         reason: format!(
@@ -304,6 +318,7 @@ pub fn parse_command(value: Option<&str>) -> Result<(StatedIdentity, Request), S
         "prepare" => simple(Request::Prepare),
         "complete" => CompleteArgs::parse(&words[1..]).map(Request::Complete),
         "sessions" => simple(Request::Sessions),
+        "restore-fetch" => simple(Request::RestoreFetch),
         "rsync" => {
             let req = RsyncRequest::parse(words)?;
             Ok(if req.sender {

@@ -415,3 +415,57 @@ fn a_command_that_is_not_utf8_is_refused_with_its_byte() {
     );
     assert!(d.reason.contains("is not in its addresses"), "{}", d.reason);
 }
+
+/// `restore-fetch` takes no arguments, is not among the default commands, and needs a
+/// `restore-recipient` besides `restore` in the client's commands.
+#[test]
+fn restore_fetch_needs_the_command_and_a_recipient() {
+    let refused = |d: &Decision, why: &str| {
+        assert!(!d.allowed);
+        assert!(d.reason.contains(why), "{} lacks {why}", d.reason);
+    };
+    let d = decide("web1", "192.0.2.10", "restore-fetch", saturday_night());
+    refused(&d, "command restore is not in its commands");
+    assert_eq!(d.request, Some(Request::RestoreFetch));
+    let d = decide("web1", "192.0.2.10", "restore-fetch now", saturday_night());
+    refused(&d, "restore-fetch takes no arguments");
+
+    let recipient = crate::crypto::wrap::keygen().1;
+    let base = String::from(
+        "repository = \"/srv/repo\"\nstaging-root = \"/srv/staging\"\n[mail]\n\
+         from = \"rsbackup@example.org\"\nadmin = [\"root@example.org\"]\n\
+         transport = \"directory\"\ndirectory = \"/tmp/mail\"\n\n[clients.web1]\n\
+         keys = [\"ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIE1111111111111111111111111111111111111111\"]\n\
+         addresses = [\"192.0.2.10\"]\nwindows = [\"daily 00:00-24:00\"]\n\
+         commands = [\"restore\"]\n",
+    );
+    let decide_with = |text: &str| {
+        let config = ServerConfig::parse(text, Path::new("/etc/rsbackup/server.toml")).unwrap();
+        let cmd = stated("web1", "restore-fetch");
+        authorize(
+            &config,
+            "web1",
+            Some(&conn("192.0.2.10")),
+            Some(&cmd),
+            saturday_night(),
+        )
+    };
+    refused(
+        &decide_with(&base),
+        "restore-fetch needs a restore-recipient",
+    );
+    let with = format!("{base}restore-recipient = {recipient:?}\n");
+    let d = decide_with(&with);
+    assert!(d.allowed, "{}", d.reason);
+    assert_eq!(d.request.unwrap().name(), "restore-fetch");
+    refused(
+        &authorize(
+            &ServerConfig::parse(&with, Path::new("/etc/rsbackup/server.toml")).unwrap(),
+            "web1",
+            Some(&conn("192.0.2.11")),
+            Some(&stated("web1", "restore-fetch")),
+            saturday_night(),
+        ),
+        "address 192.0.2.11 is not in its addresses",
+    );
+}

@@ -129,6 +129,7 @@ fn complete_run(
                 .map(|s| [&b"/"[..], s].concat())
                 .collect()
         }),
+        restore_recipient: policy.restore_recipient.clone(),
     };
     let ingested = ingest_staged(&repo, &opts, &decode);
     drop(decode);

@@ -98,6 +98,8 @@ pub enum ServeOutcome {
     /// The upload or download: run this confined rsync between the client's channel and the
     /// daemon ([`RsyncRun::run`]), then [`finish_rsync`] with how it ended.
     Rsync(Box<RsyncRun>),
+    /// `restore-fetch`: run [`serve_restore_fetch`] on the client's channel.
+    RestoreFetch,
 }
 
 /// Handle one request whose standard input carries nothing for us.
@@ -200,6 +202,7 @@ pub fn serve_with_body(
                 Err(e) => ServeOutcome::Failed(e),
             };
         }
+        Request::RestoreFetch => return ServeOutcome::RestoreFetch,
         Request::Download(req) => {
             return match rsync_run(config, policy, &req, None) {
                 Ok(run) => ServeOutcome::Rsync(Box::new(run)),
@@ -506,6 +509,21 @@ pub fn finish_rsync(
     );
     audit_refusal(config, input, reason);
     cleaned
+}
+
+/// After [`ServeOutcome::RestoreFetch`]: answer the client's `restore-fetch` requests on its
+/// channel (`crate::restore_fetch::serve`) until it closes it. A request for what is not its
+/// own is audited and mailed as a refusal, and ends the connection.
+pub fn serve_restore_fetch(
+    config: &ServerConfig,
+    input: &ServeInput,
+    reader: impl std::io::Read,
+    writer: impl std::io::Write,
+) -> Result<crate::restore_fetch::serve::FetchStats> {
+    let repo = Repo::open(&config.repository)?;
+    crate::restore_fetch::serve::serve_fetch(&repo, &input.client, reader, writer, &mut |why| {
+        audit_refusal(config, input, why)
+    })
 }
 
 /// An `allow` row saying what `prepare renames` did in staging (sent, applied, skipped), or

@@ -5,6 +5,7 @@ mod common;
 mod bad_day;
 mod check_damage;
 mod cli_basic;
+mod client_restore;
 mod confine;
 mod conventions;
 mod find_diff;

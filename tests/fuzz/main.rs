@@ -282,6 +282,7 @@ targets!(
     files_cache,
     repository_toml,
     wire,
+    restore_wire,
     server_answer,
     command,
     machines,

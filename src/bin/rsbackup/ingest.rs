@@ -72,6 +72,7 @@ pub fn run(args: Args) -> Result<Outcome> {
         threads: args.threads.map(usize::from),
         files_cache: !args.no_files_cache,
         sources: None,
+        restore_recipient: None,
     };
     let bar = crate::progress::Bar::new(args.quiet);
     let report = ingest_with_progress(&repo, &opts, &bar)?;

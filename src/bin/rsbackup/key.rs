@@ -6,7 +6,9 @@ use std::path::PathBuf;
 use anyhow::Result;
 use rsbackup::crypto::wrap::{Identities, Recipients};
 use rsbackup::gc::Failpoint;
-use rsbackup::keys::{add_recipient, remove_recipient, rewrap, rewrap_pending};
+use rsbackup::keys::{
+    add_recipient, remove_recipient, rewrap, rewrap_pending, set_restore_recipients,
+};
 
 use crate::Outcome;
 
@@ -64,6 +66,11 @@ pub struct RewrapArgs {
     /// are wrapped to different lists (a mirror that received keys before and after a change).
     #[arg(long, value_name = "FILE", env = "RSBACKUP_IDENTITY", required = true)]
     identity: Vec<PathBuf>,
+    /// The server.toml whose clients' `restore-recipient` each client's own keys are wrapped
+    /// to as well (recorded for the next rewraps); without it, the recipients recorded by
+    /// earlier ingests and rewraps.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
 }
 
 /// Run `key`.
@@ -81,6 +88,9 @@ pub fn run(what: What) -> Result<Outcome> {
                 for r in recipients {
                     println!("{r}");
                 }
+            }
+            for (client, r) in repo.index()?.restore_recipients()? {
+                println!("{r} (client {client}'s own sessions only)");
             }
             if rewrap_pending(&repo) {
                 eprintln!("rsbackup: an interrupted `key rewrap` has not finished: run it again");
@@ -110,6 +120,15 @@ pub fn run(what: What) -> Result<Outcome> {
         }
         What::Rewrap(a) => {
             let repo = crate::open::repo(&a.repo)?;
+            if let Some(path) = &a.config {
+                let config = rsbackup::config::ServerConfig::load(path)?;
+                let clients: Vec<(String, Option<String>)> = config
+                    .clients
+                    .values()
+                    .map(|p| (p.name.to_string(), p.restore_recipient.clone()))
+                    .collect();
+                set_restore_recipients(&repo, &clients)?;
+            }
             let mut identities = Identities(Vec::new());
             for path in &a.identity {
                 identities.0.extend(crate::open::identities(path)?.0);
@@ -125,6 +144,9 @@ pub fn run(what: What) -> Result<Outcome> {
                 report.staged,
                 report.resumed
             );
+            for (client, r) in &report.client_recipients {
+                println!("client {client}'s own keys are also wrapped to {r}");
+            }
         }
     }
     Ok(Outcome::Ok)

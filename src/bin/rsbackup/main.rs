@@ -32,6 +32,7 @@ mod progress;
 mod prune;
 mod repair;
 mod restore;
+mod restore_client;
 mod run;
 mod run_dry;
 mod serve;

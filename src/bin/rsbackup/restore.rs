@@ -1,11 +1,16 @@
 //! `rsbackup restore --repo R --session ID --identity F --target DIR [--force]
-//! [--to-original-paths] [PATH...]`.
+//! [--to-original-paths] [--json] [--quiet] [PATH...]`, or on
+//! a client, `rsbackup restore --config client.toml --session ID|latest --identity F --target
+//! DIR [PATH...]` (its own sessions through the server's `restore-fetch`, decrypted here), and
+//! `rsbackup restore --config client.toml --list`.
 
 use std::ffi::OsString;
 use std::io::Write;
 use std::path::PathBuf;
 
 use anyhow::Result;
+use rsbackup::ids::SessionId;
+use rsbackup::reader::ChunkSource;
 use rsbackup::restore::{RestoreOptions, restore_with_progress};
 use rsbackup::{Error, ErrorKind};
 
@@ -16,32 +21,92 @@ use crate::output::{duration, rate, size_exact};
 /// Arguments of `restore`.
 #[derive(clap::Args)]
 pub struct Args {
-    #[command(flatten)]
-    at: crate::open::SessionArgs,
+    /// The repository directory (on the server, or a copy of it).
+    #[arg(
+        long,
+        value_name = "DIR",
+        env = "RSBACKUP_REPO",
+        required_unless_present = "config"
+    )]
+    repo: Option<PathBuf>,
+    /// On a client: its client.toml; the session is fetched from the server through ssh and
+    /// decrypted here with the client's own identity (its restore-recipient's).
+    #[arg(long, value_name = "FILE", conflicts_with = "repo")]
+    pub(crate) config: Option<PathBuf>,
+    /// Session id, or `latest` (with --client, or on a client).
+    #[arg(long, value_name = "ID|latest", required_unless_present = "list")]
+    pub(crate) session: Option<String>,
+    /// The client, for `--session latest` (or to confirm a session id's client).
+    #[arg(long, value_name = "NAME", conflicts_with = "config")]
+    client: Option<String>,
+    /// The age identity file: the repository's, or with --config the client's own.
+    #[arg(long, value_name = "FILE", env = "RSBACKUP_IDENTITY")]
+    pub(crate) identity: Option<PathBuf>,
+    /// With --config: list the client's sessions on the server instead of restoring.
+    #[arg(long, requires = "config")]
+    pub(crate) list: bool,
+    /// With --config: the directory of ssh's shared connection (default: client.toml's
+    /// state-dir).
+    #[arg(long, value_name = "DIR", requires = "config")]
+    pub(crate) state_dir: Option<PathBuf>,
     /// Where to restore (created if missing; must be empty unless --force).
-    #[arg(long, value_name = "DIR")]
-    target: PathBuf,
+    #[arg(long, value_name = "DIR", required_unless_present = "list")]
+    pub(crate) target: Option<PathBuf>,
     /// Restore into a non-empty target, replacing what is in the way.
     #[arg(long)]
-    force: bool,
+    pub(crate) force: bool,
     /// Put each source back at its original path under --target (`--target / --force`: where
     /// it was on the client). Only for sessions that recorded their sources' full paths.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "config")]
     to_original_paths: bool,
     /// Print the summary as JSON on standard output (docs/usage.md "restore").
     #[arg(long)]
-    json: bool,
+    pub(crate) json: bool,
     /// No progress bar, and nothing on standard output when all went well (problems are still
     /// reported on standard error; --json still prints).
     #[arg(long)]
-    quiet: bool,
+    pub(crate) quiet: bool,
     /// Restore only these paths of the session (and what is below them).
     #[arg(value_name = "PATH")]
-    paths: Vec<OsString>,
+    pub(crate) paths: Vec<OsString>,
+}
+
+/// The identity file, required by every restore.
+pub(crate) fn identity(args: &Args) -> Result<&std::path::Path> {
+    args.identity.as_deref().ok_or_else(|| {
+        crate::UsageError("--identity FILE is needed (or RSBACKUP_IDENTITY)".into()).into()
+    })
 }
 
 /// Run `restore`.
 pub fn run(args: Args) -> Result<Outcome> {
+    if args.config.is_some() {
+        return crate::restore_client::run(&args);
+    }
+    let opts = options(&args)?;
+    let at = crate::open::SessionArgs {
+        repo: args.repo.clone().unwrap_or_default(),
+        session: args.session.clone().unwrap_or_default(),
+        client: args.client.clone(),
+        identity: identity(&args)?.to_owned(),
+    };
+    let (session, reader) = at.open()?;
+    let sources = if args.to_original_paths {
+        original_sources(&reader, session)?
+    } else {
+        None
+    };
+    restore_from(
+        &reader,
+        SessionId(session.0),
+        &opts,
+        &args,
+        sources.as_deref(),
+    )
+}
+
+/// The restore options of the command line.
+pub(crate) fn options(args: &Args) -> Result<RestoreOptions> {
     let mut paths = Vec::with_capacity(args.paths.len());
     for p in &args.paths {
         paths.push(crate::open::session_path(p)?);
@@ -49,8 +114,8 @@ pub fn run(args: Args) -> Result<Outcome> {
     if paths.iter().any(|p| p.is_empty()) {
         paths.clear(); // the root names everything
     }
-    let to_root = args
-        .target
+    let target = args.target.clone().unwrap_or_default();
+    let to_root = target
         .components()
         .eq(std::path::Path::new("/").components());
     if to_root && !args.to_original_paths {
@@ -61,21 +126,26 @@ pub fn run(args: Args) -> Result<Outcome> {
         )
         .into());
     }
-    let (session, reader) = args.at.open()?;
-    let sources = if args.to_original_paths {
-        original_sources(&reader, session)?
-    } else {
-        None
-    };
-    let opts = RestoreOptions {
-        target: args.target.clone(),
+    Ok(RestoreOptions {
+        target,
         paths,
         allow_non_empty: args.force,
         restore_owner: rustix::process::geteuid().is_root(),
-    };
+    })
+}
+
+/// Restore `session` from `source` as `opts` says, print the summary (as `args` asks; with
+/// where each of `sources` went, when restored to its original paths), and say how it went.
+pub(crate) fn restore_from(
+    source: &dyn ChunkSource,
+    session: SessionId,
+    opts: &RestoreOptions,
+    args: &Args,
+    sources: Option<&[Vec<u8>]>,
+) -> Result<Outcome> {
     let started = std::time::Instant::now();
     let bar = crate::progress::Bar::new(args.quiet);
-    let report = restore_with_progress(&reader, session, &opts, &bar).map_err(|e| {
+    let report = restore_with_progress(source, session, opts, &bar).map_err(|e| {
         if e.kind() == ErrorKind::TargetNotEmpty && !e.to_string().contains("--force") {
             Error::new(
                 ErrorKind::TargetNotEmpty,
@@ -87,17 +157,17 @@ pub fn run(args: Args) -> Result<Outcome> {
     })?;
     drop(bar);
     let seconds = started.elapsed().as_secs_f64();
-    // Where each source went, when restored to its original paths.
-    let placed: Vec<(String, std::path::PathBuf)> = sources
+    let placed: Vec<(String, PathBuf)> = sources
         .iter()
+        .copied()
         .flatten()
         .map(|source| {
             let source = String::from_utf8_lossy(source).into_owned();
             let rel = source.trim_start_matches('/');
             let to = if rel.is_empty() {
-                args.target.clone()
+                opts.target.clone()
             } else {
-                args.target.join(rel)
+                opts.target.join(rel)
             };
             (source, to)
         })
@@ -105,7 +175,7 @@ pub fn run(args: Args) -> Result<Outcome> {
     if args.json {
         crate::output::print_json(&serde_json::json!({
             "session": session.to_string(),
-            "target": args.target,
+            "target": opts.target,
             "outcome": if report.errors.is_empty() { "ok" } else { "partial" },
             "exit_code": if report.errors.is_empty() { exit::OK } else { exit::PARTIAL },
             "entries": report.entries,
@@ -124,7 +194,7 @@ pub fn run(args: Args) -> Result<Outcome> {
         writeln!(
             out,
             "restored session {session} into {}: {} entries, {} regular files, {} in {} ({})",
-            args.target.display(),
+            opts.target.display(),
             report.entries,
             report.files,
             size_exact(report.bytes),

@@ -14,7 +14,9 @@ use anyhow::Result;
 use rsbackup::config::ServerConfig;
 use rsbackup::config::server::MAX_LEASE_HOURS;
 use rsbackup::server::authz::REFUSAL_MESSAGE;
-use rsbackup::server::serve::{ServeInput, ServeOutcome, finish_rsync, serve_with_body};
+use rsbackup::server::serve::{
+    ServeInput, ServeOutcome, finish_rsync, serve_restore_fetch, serve_with_body,
+};
 
 use crate::Outcome;
 
@@ -106,6 +108,18 @@ pub fn run(args: Args) -> Result<Outcome> {
             std::process::exit(REFUSED);
         }
         ServeOutcome::Failed(e) => Err(e.into()),
+        ServeOutcome::RestoreFetch => {
+            let stdin = std::io::stdin().lock();
+            let stdout = std::io::BufWriter::new(std::io::stdout().lock());
+            match serve_restore_fetch(&config, &input, stdin, stdout) {
+                Ok(_) => Ok(Outcome::Ok),
+                Err(e) if e.kind() == rsbackup::ErrorKind::Refused => {
+                    eprintln!("{REFUSAL_MESSAGE}");
+                    std::process::exit(REFUSED);
+                }
+                Err(e) => Err(e.into()),
+            }
+        }
         ServeOutcome::Rsync(run) => {
             use std::os::fd::AsFd;
             let started = std::time::SystemTime::now();

@@ -53,7 +53,9 @@ pub fn outcome(log: &mut Log, input: &ServeInput, outcome: &ServeOutcome) {
         ServeOutcome::Refused => (Level::Warning, "refused", None, String::new()),
         ServeOutcome::Failed(e) => (Level::Error, "failed", None, format!(": {e}")),
         // The transfer's end is logged by `rsync_end`.
-        ServeOutcome::Rsync(_) => (Level::Info, "started", None, String::new()),
+        ServeOutcome::Rsync(_) | ServeOutcome::RestoreFetch => {
+            (Level::Info, "started", None, String::new())
+        }
     };
     let mut fields = vec![
         ("client", input.client.as_str()),

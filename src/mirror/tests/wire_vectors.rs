@@ -1,34 +1,9 @@
 //! The read-only requests' frames against format-spec/vectors/wire-*.txt.
 
-use crate::crypto::testvec::{Vector, pattern};
+use crate::crypto::testvec::pattern;
 use crate::ids::ChunkId;
+use crate::mirror::wire::conn::vectors::{case, id};
 use crate::mirror::wire::{Message, READ_PROTOCOL_VERSION, WireRecord};
-
-fn id(seed: u8) -> ChunkId {
-    ChunkId(pattern(seed, 32).try_into().unwrap())
-}
-
-/// A whole frame: length, tag, payload.
-fn frame(msg: &Message) -> Vec<u8> {
-    let (tag, payload) = msg.encode();
-    let mut out = (payload.len() as u32).to_le_bytes().to_vec();
-    out.push(tag);
-    out.extend_from_slice(&payload);
-    out
-}
-
-fn case(name: &str, description: &str, msg: &Message) {
-    let bytes = frame(msg);
-    let mut v = Vector::default();
-    v.field("expect", "success")
-        .field("description", description)
-        .field("tag", format!("0x{:02x}", bytes[4]));
-    v.set_data_hex(&bytes);
-    v.check_or_write(name);
-    let stored = Vector::load(name).data_hex();
-    let decoded = Message::decode(stored[4], &stored[5..]).unwrap();
-    assert_eq!(&decoded, msg, "{name}: decodes to another message");
-}
 
 #[test]
 fn read_only_requests_match_their_vectors() {
