@@ -393,13 +393,13 @@ fn two_clients_at_once_both_succeed_and_share_chunks() {
     let t = TestRepo::new();
     let (a, b) = (t.path("a"), t.path("b"));
     for i in 0..20u64 {
-        let data = noise(i, 200_000);
+        let data = noise(i, 50_000);
         write(&a.join(format!("x/{i}")), &data);
         write(&b.join(format!("y/{i}")), &data);
     }
-    // Under the chunker's minimum (256 KiB), so one chunk whatever the repository's random
-    // gear key (300,000 bytes was cut in two now and then).
-    write(&a.join("only-a"), &noise(100, 150_000));
+    // Under the chunker's minimum (64 KiB), so one chunk whatever the repository's random
+    // gear key (a file past the minimum is cut in two now and then).
+    write(&a.join("only-a"), &noise(100, 40_000));
     let (ra, rb) = std::thread::scope(|s| {
         let ha = s.spawn(|| ingest(&t.repo, &opts("alpha", &a)));
         let hb = s.spawn(|| ingest(&t.repo, &opts("beta", &b)));
@@ -410,7 +410,7 @@ fn two_clients_at_once_both_succeed_and_share_chunks() {
     // 21 distinct contents, each one chunk; a racing duplicate is dropped at seal time.
     assert_eq!(data_chunks(&t), 21);
     let eb = entries(&t, rb.session_id());
-    assert_eq!(content(&t, find(&eb, b"y/7")), noise(7, 200_000));
+    assert_eq!(content(&t, find(&eb, b"y/7")), noise(7, 50_000));
     assert_eq!(t.repo.index().unwrap().sessions(None).unwrap().len(), 2);
 }
 

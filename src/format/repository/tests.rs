@@ -17,7 +17,8 @@ fn example() -> RepoConfig {
         created: 1795675200,
         recipients: vec![RECIPIENT.into()],
         secret_check: "5a0c11223344556677889900aabbccdd".into(),
-        chunker: ChunkerParams::DEFAULT,
+        // The former default: the vector repository-example.txt predates the current one.
+        chunker: ChunkerParams::AVG_1_MIB,
         manifest: ManifestParams::DEFAULT,
         zstd_level: 3,
         pack_target_size: 32 << 20,
