@@ -3,7 +3,8 @@
 //! Every command lives in its own file. Errors are printed as one line on stderr,
 //! `rsbackup: <what>`, and mapped to an exit code from the library's [`rsbackup::ErrorKind`].
 
-#![forbid(unsafe_code)]
+// One exception, in heap.rs: the allocator's tuning, a single call before any thread starts.
+#![deny(unsafe_code)]
 
 mod accept_machine;
 mod add_client;
@@ -15,6 +16,7 @@ mod diff;
 mod entry_json;
 mod find;
 mod generate;
+mod heap;
 mod ingest;
 mod init;
 mod key;
@@ -209,6 +211,7 @@ fn raise_open_file_limit() {
 }
 
 fn main() -> ExitCode {
+    heap::bound_arenas();
     let cli = match Cli::try_parse_from(help_help(std::env::args_os().collect())) {
         Ok(cli) => cli,
         Err(err) => return clap_error(err),
