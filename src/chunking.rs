@@ -29,8 +29,18 @@ pub struct ChunkerParams {
 }
 
 impl ChunkerParams {
-    /// 256 KiB / 1 MiB / 4 MiB, level 1.
+    /// 64 KiB / 256 KiB / 1 MiB, level 1: the parameters of new repositories
+    /// (format-spec/chunking.md, "Parameters").
     pub const DEFAULT: ChunkerParams = ChunkerParams {
+        min_size: 64 << 10,
+        avg_size: 256 << 10,
+        max_size: 1 << 20,
+        normalization: 1,
+    };
+
+    /// 256 KiB / 1 MiB / 4 MiB, level 1: the default of repositories made before 2026-12,
+    /// which keep them (the parameters are frozen at init).
+    pub const AVG_1_MIB: ChunkerParams = ChunkerParams {
         min_size: 256 << 10,
         avg_size: 1 << 20,
         max_size: 4 << 20,

@@ -208,6 +208,14 @@ impl Index {
             .map_err(|e| self.err(e, "starting a read transaction"))
     }
 
+    /// Bound this connection's page cache to about `kib` KiB (SQLite's default is 2 MiB per
+    /// connection, and an ingest keeps one connection per thread that looks chunks up).
+    pub fn limit_page_cache(&self, kib: u32) -> Result<()> {
+        self.conn
+            .execute_batch(&format!("PRAGMA cache_size = -{kib}"))
+            .map_err(|e| self.err(e, "setting the page cache size"))
+    }
+
     /// End a read transaction started by [`Index::begin_read`].
     pub fn end_read(&self) -> Result<()> {
         self.conn

@@ -356,6 +356,20 @@ fn lengths_vector(table: &str, seed: u8, n: usize, p: ChunkerParams) -> Vector {
 fn vectors_chunking() {
     let cases = [
         (
+            "chunking-standard-avg1m.txt",
+            "standard",
+            1,
+            24 << 20,
+            ChunkerParams::AVG_1_MIB,
+        ),
+        (
+            "chunking-keyed-avg1m.txt",
+            "keyed",
+            1,
+            24 << 20,
+            ChunkerParams::AVG_1_MIB,
+        ),
+        (
             "chunking-standard-default.txt",
             "standard",
             1,

@@ -86,6 +86,9 @@ pub fn seal_with_nonce(
         }
     };
     out.truncate(ENVELOPE_HEADER_LEN + body_len);
+    // Give back the room the plaintext needed: an envelope waits in the pack writer's queue,
+    // and text compressed 4:1 would otherwise hold four times its size there.
+    out.shrink_to(ENVELOPE_HEADER_LEN + body_len + TAG_LEN);
     encrypt_envelope(key, key_id, id, flags, nonce, out)
 }
 

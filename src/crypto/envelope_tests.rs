@@ -475,3 +475,19 @@ fn vectors_chunk() {
     );
     assert_eq!(Vector::load("chunk-bad-tag.txt").get("error"), "corrupt");
 }
+
+/// A compressed envelope gives back the room its plaintext needed: envelopes wait in the pack
+/// writer's queue, whose budget counts what they hold in memory.
+#[test]
+fn a_compressed_envelope_holds_no_more_than_its_length() {
+    let plaintext = vec![b'a'; 1 << 20];
+    let id = id_of(&plaintext);
+    let sealed = seal(&key(), KEY_ID, &id, &plaintext, 1).unwrap();
+    assert!(sealed.len() < 1024, "{} bytes", sealed.len());
+    assert!(
+        sealed.capacity() < 2 * 1024,
+        "capacity {}",
+        sealed.capacity()
+    );
+    assert_eq!(open(&key(), KEY_ID, &id, &sealed, MAX).unwrap(), plaintext);
+}

@@ -695,6 +695,10 @@ struct IndexPool<'r> {
     epoch: AtomicU64,
 }
 
+/// Page cache of a lookup connection: a lookup reads one path down the chunks table, whose
+/// upper pages fit easily; the leaves come from the operating system's cache.
+const LOOKUP_PAGE_CACHE_KIB: u32 = 512;
+
 /// Longest a lookup connection keeps one snapshot.
 const SNAPSHOT_MAX_AGE: std::time::Duration = std::time::Duration::from_millis(500);
 
@@ -728,6 +732,7 @@ impl IndexPool<'_> {
             }
             None => {
                 let index = self.repo.index()?;
+                index.limit_page_cache(LOOKUP_PAGE_CACHE_KIB)?;
                 index.begin_read()?;
                 Snapshot {
                     index,

@@ -35,7 +35,7 @@ impl WriteMsg {
 /// Envelope bytes that may wait for the pack writer. Generous, so that sealing goes on while
 /// the writer commits a pack or waits for its fsync (a count of 8 chunks stalled every worker
 /// behind each commit of a pack of small files); bounded, so memory is.
-const WRITE_BUDGET: usize = 24 << 20;
+const WRITE_BUDGET: usize = 12 << 20;
 
 /// Bytes queued for the writer, and whether it has stopped taking any.
 #[derive(Default)]
@@ -81,7 +81,8 @@ impl WriteQueue {
     /// Queue a chunk, waiting while the queue holds [`WRITE_BUDGET`] bytes (a chunk always
     /// fits an empty queue). `Err` once the writer is gone.
     pub fn send(&self, msg: WriteMsg) -> std::result::Result<(), ()> {
-        let n = msg.chunk.envelope.len();
+        // What the envelope holds in memory, which may exceed its length.
+        let n = msg.chunk.envelope.capacity();
         let mut state = self.budget.lock();
         loop {
             if state.1 {
@@ -105,7 +106,7 @@ impl WriteQueue {
 impl WriteInbox {
     fn recv(&self) -> Option<WriteMsg> {
         let msg = self.rx.recv().ok()?;
-        self.budget.lock().0 -= msg.chunk.envelope.len();
+        self.budget.lock().0 -= msg.chunk.envelope.capacity();
         self.budget.freed.notify_all();
         Some(msg)
     }

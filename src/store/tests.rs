@@ -410,3 +410,30 @@ fn writer_matches_the_one_record_vector() {
         header(&headers, "stored-hash")
     );
 }
+
+/// Ids of committed packs are kept as their first 8 bytes: a match is confirmed in the index,
+/// so another id with the same prefix, or a chunk the index no longer has, is written.
+#[test]
+fn committed_ids_are_remembered_by_prefix_and_confirmed_in_the_index() {
+    let f = fixture();
+    let mut w = PackWriter::new(f.dir.path(), &f.index, &writer_id(2), 1000);
+    // Three records fill a pack, which is sealed and committed at once.
+    for n in 0..4 {
+        assert!(w.append(chunk(n, f.key, 300)).unwrap());
+    }
+    assert!(f.index.has_chunk(&chunk(0, f.key, 1).id).unwrap());
+    assert!(!w.append(chunk(0, f.key, 300)).unwrap());
+    let mut twin = chunk(1, f.key, 300);
+    twin.id.0[31] = 0xff;
+    assert!(w.append(twin).unwrap());
+    f.index
+        .conn()
+        .execute(
+            "DELETE FROM chunks WHERE id = ?1",
+            [&chunk(2, f.key, 1).id.0],
+        )
+        .unwrap();
+    assert!(w.append(chunk(2, f.key, 300)).unwrap());
+    assert_eq!(w.finish().unwrap().chunks, 6);
+    assert!(f.index.has_chunk(&chunk(2, f.key, 1).id).unwrap());
+}

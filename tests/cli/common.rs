@@ -463,7 +463,7 @@ pub fn sample_tree(root: &Path) -> SampleTree {
     add("docs/readme.md", &text(1, 20_000));
     add("docs/deep/er/still/leaf.txt", &text(2, 3_000));
     add("data/random.bin", &pattern(3, 300_000));
-    add("data/big.bin", &pattern(4, 5 << 20)); // several chunks at the default 1 MiB average
+    add("data/big.bin", &pattern(4, 5 << 20)); // several chunks at the default 256 KiB average
     add("data/text-big.log", &text(5, 3 << 20));
     add("data/dup-a.bin", &pattern(6, 700_000));
     add("data/dup-b.bin", &pattern(6, 700_000)); // same content, dedups

@@ -3,7 +3,8 @@
 //! Every command lives in its own file. Errors are printed as one line on stderr,
 //! `rsbackup: <what>`, and mapped to an exit code from the library's [`rsbackup::ErrorKind`].
 
-#![forbid(unsafe_code)]
+// One exception, in heap.rs: the allocator's tuning, a single call before any thread starts.
+#![deny(unsafe_code)]
 
 mod accept_machine;
 mod add_client;
@@ -16,6 +17,7 @@ mod entry_json;
 mod exit;
 mod find;
 mod generate;
+mod heap;
 mod ingest;
 mod init;
 mod key;
@@ -164,6 +166,7 @@ fn raise_open_file_limit() {
 }
 
 fn main() -> ExitCode {
+    heap::bound_arenas();
     let args = help_help(std::env::args_os().collect());
     // Before the parse: a bad command line of a `--json` command answers in JSON too.
     let json_args = args

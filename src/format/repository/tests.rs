@@ -17,9 +17,9 @@ fn example() -> RepoConfig {
         created: 1795675200,
         recipients: vec![RECIPIENT.into()],
         secret_check: "5a0c11223344556677889900aabbccdd".into(),
-        chunker: ChunkerParams::DEFAULT,
         // The example (and its vector) keep the sizes of a repository made before the
         // defaults shrank.
+        chunker: ChunkerParams::AVG_1_MIB,
         manifest: ManifestParams {
             min_size: 16384,
             avg_size: 65536,
