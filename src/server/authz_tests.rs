@@ -435,7 +435,7 @@ fn restore_fetch_needs_the_command_and_a_recipient() {
         "repository = \"/srv/repo\"\nstaging-root = \"/srv/staging\"\n[mail]\n\
          from = \"rsbackup@example.org\"\nadmin = [\"root@example.org\"]\n\
          transport = \"directory\"\ndirectory = \"/tmp/mail\"\n\n[clients.web1]\n\
-         keys = [\"ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIE1111111111111111111111111111111111111111\"]\n\
+         keys = [\"ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIE111111111111111111111111111111111111111111\"]\n\
          addresses = [\"192.0.2.10\"]\nwindows = [\"daily 00:00-24:00\"]\n\
          commands = [\"restore\"]\n",
     );

@@ -16,7 +16,7 @@ use crate::push_client::known_hosts;
 use crate::push_server::{ANY, MACHINE, Server};
 
 /// Exit code of `serve` for a refused request.
-const REFUSED: i32 = 12;
+const REFUSED: i32 = 16;
 
 /// The commands of a client that pushes and restores.
 const PUSH_AND_RESTORE: &str =
@@ -384,7 +384,7 @@ fn clients_without_the_permission_address_or_recipient_are_refused() {
         None,
     );
     let config = client_toml(&s, "nope");
-    client_restore(&config, &id_a, &["--list"]).fails_with(1, &["refused restore-fetch"]);
+    client_restore(&config, &id_a, &["--list"]).fails_with(16, &["refused restore-fetch"]);
     let out = s.ssh("web1", Some("127.0.0.2"), "restore-fetch");
     assert_eq!(out.status.code(), Some(REFUSED));
     let out = s.ssh("norecipient", None, "restore-fetch");

@@ -203,7 +203,13 @@ pub const COMMANDS: &[(&str, &[&[u8]])] = &[
         &[
             REPO,
             READ,
-            &[PARTIAL, TARGET_NOT_EMPTY, TARGET_NOT_DIRECTORY],
+            &[
+                PARTIAL,
+                TARGET_NOT_EMPTY,
+                TARGET_NOT_DIRECTORY,
+                CONFIG,
+                REFUSED,
+            ],
         ],
     ),
     ("cat", &[REPO, READ]),
