@@ -25,7 +25,7 @@ pub use remote::RemoteSource;
 pub const COMMAND: &str = "restore-fetch";
 
 /// Exit code of `rsbackup serve` for a refused request.
-const SERVE_REFUSED: i32 = 16;
+const SERVE_REFUSED: i32 = crate::server::REFUSED_EXIT as i32;
 
 /// A `restore-fetch` over ssh: the connection and the ssh process carrying it.
 pub struct SshFetch {

@@ -17,6 +17,10 @@
 //! own decision ([`mirror_serve::authorize_mirror`]), then the same audit row and refusal alert
 //! ([`audit::record_decision`]), then the mirror protocol.
 
+/// Exit code of `rsbackup serve` and `mirror-serve` for a refused request: what a client's ssh
+/// returns when the server refused it (docs/usage.md "Exit codes").
+pub const REFUSED_EXIT: u8 = 16;
+
 pub mod alerts;
 pub mod answer;
 pub mod audit;

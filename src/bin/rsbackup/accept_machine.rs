@@ -3,8 +3,6 @@
 //! becomes the client's only recorded machine (a rebuilt machine replaces the old one); without
 //! it, every recorded machine is forgotten and the client's next request is a first use.
 
-use std::path::PathBuf;
-
 use anyhow::Result;
 use rsbackup::config::ServerConfig;
 use rsbackup::format::client_identity::MachineId;
@@ -15,14 +13,8 @@ use crate::{Outcome, UsageError};
 /// Arguments of `accept-machine`.
 #[derive(clap::Args)]
 pub struct Args {
-    /// The server configuration.
-    #[arg(
-        long,
-        value_name = "FILE",
-        default_value = "/etc/rsbackup/server.toml",
-        env = "RSBACKUP_SERVER_CONFIG"
-    )]
-    config: PathBuf,
+    #[command(flatten)]
+    server: crate::open::ServerConfigArg,
     /// The client (as in `[clients.NAME]`).
     #[arg(long, value_name = "NAME")]
     client: String,
@@ -34,12 +26,12 @@ pub struct Args {
 
 /// Run `accept-machine`.
 pub fn run(args: Args) -> Result<Outcome> {
-    let config = ServerConfig::load(&args.config)?;
+    let config = ServerConfig::load(&args.server.path)?;
     let Some(policy) = config.client(&args.client) else {
         return Err(UsageError(format!(
             "--client {:?}: no such client in {}",
             args.client,
-            args.config.display()
+            args.server.path.display()
         ))
         .into());
     };

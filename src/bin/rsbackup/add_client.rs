@@ -26,20 +26,14 @@ pub struct Args {
     /// the `[defaults]` windows apply.
     #[arg(long, value_name = "SPEC")]
     window: Vec<String>,
-    /// The server configuration to extend.
-    #[arg(
-        long,
-        value_name = "FILE",
-        default_value = "/etc/rsbackup/server.toml",
-        env = "RSBACKUP_SERVER_CONFIG"
-    )]
-    config: PathBuf,
+    #[command(flatten)]
+    server: crate::open::ServerConfigArg,
 }
 
 /// Run `add-client`.
 pub fn run(args: Args) -> Result<Outcome> {
-    let text = std::fs::read_to_string(&args.config)
-        .with_context(|| format!("cannot read {}", args.config.display()))?;
+    let text = std::fs::read_to_string(&args.server.path)
+        .with_context(|| format!("cannot read {}", args.server.path.display()))?;
     let key_text = std::fs::read_to_string(&args.key)
         .with_context(|| format!("--key {}: cannot read it", args.key.display()))?;
     let client = NewClient {
@@ -49,18 +43,18 @@ pub fn run(args: Args) -> Result<Outcome> {
         addresses: args.address,
         windows: args.window,
     };
-    let (new_text, config) = append_client(&text, &args.config, &client)?;
-    let meta = std::fs::metadata(&args.config)
-        .with_context(|| format!("cannot inspect {}", args.config.display()))?;
+    let (new_text, config) = append_client(&text, &args.server.path, &client)?;
+    let meta = std::fs::metadata(&args.server.path)
+        .with_context(|| format!("cannot inspect {}", args.server.path.display()))?;
     rsbackup::store::durable::write_atomic(
-        &args.config,
+        &args.server.path,
         new_text.as_bytes(),
         meta.mode() & 0o7777,
     )?;
     // The account reads server.toml through its group: keep the owner and group it had.
-    std::os::unix::fs::chown(&args.config, Some(meta.uid()), Some(meta.gid()))
-        .with_context(|| format!("cannot give {} its owner back", args.config.display()))?;
-    let file = args.config.display();
+    std::os::unix::fs::chown(&args.server.path, Some(meta.uid()), Some(meta.gid()))
+        .with_context(|| format!("cannot give {} its owner back", args.server.path.display()))?;
+    let file = args.server.path.display();
     let staging = config.staging_root.display();
     println!(
         "added client {name} to {file}

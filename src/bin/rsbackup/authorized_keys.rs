@@ -12,14 +12,8 @@ use crate::Outcome;
 /// Arguments of `authorized-keys`.
 #[derive(clap::Args)]
 pub struct Args {
-    /// The server configuration.
-    #[arg(
-        long,
-        value_name = "FILE",
-        default_value = "/etc/rsbackup/server.toml",
-        env = "RSBACKUP_SERVER_CONFIG"
-    )]
-    config: PathBuf,
+    #[command(flatten)]
+    server: crate::open::ServerConfigArg,
     /// The rsbackup binary sshd should run (default: this one).
     #[arg(long, value_name = "PATH")]
     program: Option<PathBuf>,
@@ -27,7 +21,7 @@ pub struct Args {
 
 /// Run `authorized-keys`.
 pub fn run(args: Args) -> Result<Outcome> {
-    let config = ServerConfig::load(&args.config)?;
+    let config = ServerConfig::load(&args.server.path)?;
     for warning in config.warnings() {
         eprintln!("rsbackup: warning: {warning}");
     }
@@ -36,8 +30,8 @@ pub fn run(args: Args) -> Result<Outcome> {
         None => std::env::current_exe()?,
     };
     let mut prefix = format!("{} serve", program.display());
-    if args.config != std::path::Path::new("/etc/rsbackup/server.toml") {
-        let config_path = std::path::absolute(&args.config)?;
+    if args.server.path != std::path::Path::new(crate::open::SERVER_CONFIG) {
+        let config_path = std::path::absolute(&args.server.path)?;
         prefix.push_str(&format!(" --config {}", config_path.display()));
     }
     if prefix.contains(' ') && prefix.split(' ').any(str::is_empty) {

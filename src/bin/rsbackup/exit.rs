@@ -38,7 +38,7 @@ pub const INIT_HOOK: u8 = 14;
 /// The server cannot be reached.
 pub const UNREACHABLE: u8 = 15;
 /// Refused: by the server (`run`) or this request (`serve`, `mirror-serve`).
-pub const REFUSED: u8 = 16;
+pub const REFUSED: u8 = rsbackup::server::REFUSED_EXIT;
 /// A connection, the transfer or a server step timed out.
 pub const TIMED_OUT: u8 = 17;
 /// rsync failed.

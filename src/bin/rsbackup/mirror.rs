@@ -27,7 +27,7 @@ use crate::output::size_exact;
 use crate::{Outcome, UsageError};
 
 /// `server.toml` when `--config` is not given.
-const DEFAULT_CONFIG: &str = "/etc/rsbackup/server.toml";
+const DEFAULT_CONFIG: &str = crate::open::SERVER_CONFIG;
 /// Buffer of the connection in each direction.
 const CONN_BUFFER: usize = 1 << 20;
 /// Most of ssh's standard error kept for the error message.

@@ -33,6 +33,24 @@ pub struct SessionArgs {
     pub identity: PathBuf,
 }
 
+/// Where the server configuration is unless `--config` or `RSBACKUP_SERVER_CONFIG` says.
+pub const SERVER_CONFIG: &str = "/etc/rsbackup/server.toml";
+
+/// `--config FILE` of the commands that read the server configuration. Not for the ssh forced
+/// commands (`serve`, `mirror-serve`), which never take it from the environment.
+#[derive(clap::Args)]
+pub struct ServerConfigArg {
+    /// The server configuration.
+    #[arg(
+        id = "config",
+        long = "config",
+        value_name = "FILE",
+        default_value = SERVER_CONFIG,
+        env = "RSBACKUP_SERVER_CONFIG"
+    )]
+    pub path: PathBuf,
+}
+
 /// The flags of the commands that read sessions with the identity but name them their own way
 /// (`find`, `diff`).
 #[derive(clap::Args)]

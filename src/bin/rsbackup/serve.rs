@@ -35,7 +35,7 @@ pub struct Args {
     client: String,
     /// The server configuration (a forced command: only from its authorized_keys line, never
     /// from the environment, which an ssh client may be allowed to set).
-    #[arg(long, value_name = "FILE", default_value = "/etc/rsbackup/server.toml")]
+    #[arg(long, value_name = "FILE", default_value = crate::open::SERVER_CONFIG)]
     config: PathBuf,
     /// A run's lease (taken by prepare) expires after this many hours without complete;
     /// overrides `lease-hours` of the configuration (default 12).

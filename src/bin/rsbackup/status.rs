@@ -18,14 +18,8 @@ use crate::Outcome;
 /// Arguments of `status`.
 #[derive(clap::Args)]
 pub struct Args {
-    /// The server configuration.
-    #[arg(
-        long,
-        value_name = "FILE",
-        default_value = "/etc/rsbackup/server.toml",
-        env = "RSBACKUP_SERVER_CONFIG"
-    )]
-    config: PathBuf,
+    #[command(flatten)]
+    server: crate::open::ServerConfigArg,
     /// Print the status as JSON.
     #[arg(long)]
     json: bool,
@@ -67,7 +61,7 @@ pub fn now() -> Result<jiff::Timestamp> {
 
 /// Run `status`.
 pub fn run(args: Args) -> Result<Outcome> {
-    let config = ServerConfig::load(&args.config)?;
+    let config = ServerConfig::load(&args.server.path)?;
     let repo = crate::open::repo(&config.repository)?;
     let index = repo.index()?;
     let fleet = fleet_status(&config, &index, now()?)?;

@@ -2,8 +2,6 @@
 //! mailed; exits 1 when a mail could not be sent (it is tried again next run), 0 otherwise,
 //! overdue clients or not (`status` reports those by its exit code).
 
-use std::path::PathBuf;
-
 use anyhow::Result;
 use rsbackup::config::ServerConfig;
 
@@ -13,19 +11,13 @@ use crate::log::{Level, Log};
 /// Arguments of `watch`.
 #[derive(clap::Args)]
 pub struct Args {
-    /// The server configuration.
-    #[arg(
-        long,
-        value_name = "FILE",
-        default_value = "/etc/rsbackup/server.toml",
-        env = "RSBACKUP_SERVER_CONFIG"
-    )]
-    config: PathBuf,
+    #[command(flatten)]
+    server: crate::open::ServerConfigArg,
 }
 
 /// Run `watch`.
 pub fn run(args: Args) -> Result<Outcome> {
-    let config = ServerConfig::load(&args.config)?;
+    let config = ServerConfig::load(&args.server.path)?;
     let mut log = Log::open(&config.log, true);
     let host = crate::serve::host_name();
     let now = crate::status::now()?;
