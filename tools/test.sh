@@ -14,6 +14,14 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 apt_ensure rsync openssh-server openssh-client python3-aiosmtpd attr acl libcap2-bin util-linux bsdutils sqlite3 ca-certificates \
   chromium dpkg-dev binutils lintian systemd man-db fuse3 diffutils
 
+# The mount tests need the kernel's FUSE device. A fresh machine or container may not have the
+# node yet although its kernel has FUSE: load the module and make the node (major 10, minor 229,
+# as udev would). Where the kernel has no FUSE the mount tests fail and say so.
+if [ ! -e /dev/fuse ]; then
+  modprobe fuse 2>/dev/null || true
+  [ -e /dev/fuse ] || mknod -m 0666 /dev/fuse c 10 229 || echo "test.sh: cannot make /dev/fuse" >&2
+fi
+
 # Every step runs even when an earlier one failed, so one run shows every problem.
 failed=()
 step() {
