@@ -69,8 +69,9 @@ pub trait ChunkSource: Sync {
     /// corrupt.
     fn read_chunk_of(&self, id: &ChunkId, kind: ChunkKind) -> Result<Vec<u8>>;
 
-    /// A hint: these data chunks are read next, in this order. A source over a network fetches
-    /// them in one request (the reads then find them); the local one needs nothing.
+    /// A hint: these chunks (a file's data chunks, or the next manifest chunks of a walk) are
+    /// read next, in this order. A source over a network fetches them in one request (the reads
+    /// then find them); the local one needs nothing.
     fn prefetch(&self, _ids: &[ChunkId]) {}
 
     /// The bytes of a session's regular files, when this source knows them (a progress total).
@@ -392,6 +393,9 @@ pub fn find_entry(
     Ok(found)
 }
 
+/// Manifest chunks a walk asks its source for at once ([`ChunkSource::prefetch`]).
+const MANIFEST_AHEAD: usize = 64;
+
 /// Walk the manifest of `session` from `source` in order (see [`SessionReader::walk`]); with
 /// `lost`, going on past a manifest chunk that cannot be read or decoded.
 pub fn walk_source(
@@ -403,6 +407,10 @@ pub fn walk_source(
     let root = source.session_root(session)?;
     let mut manifest = ManifestReader::new();
     for (seq, id) in root.iter().enumerate() {
+        if seq % MANIFEST_AHEAD == 0 {
+            // One request for the next window of manifest chunks, not one each.
+            source.prefetch(&root[seq..root.len().min(seq + MANIFEST_AHEAD)]);
+        }
         let read = source
             .read_chunk_of(id, ChunkKind::Manifest)
             .map_err(|e| e.context(format!("session {session}, manifest chunk {seq}")));

@@ -25,8 +25,9 @@ pub struct RemoteSource<R, W> {
     wrapped: Mutex<HashMap<KeyId, Vec<u8>>>,
     /// Unwrapped keys, with the chunk-id key of the client's scope.
     keys: RwLock<HashMap<KeyId, (DataKey, ChunkIdKey)>>,
-    /// Data chunks fetched ahead ([`ChunkSource::prefetch`]), opened and verified, until read.
-    ahead: Mutex<HashMap<ChunkId, Vec<u8>>>,
+    /// Chunks fetched ahead ([`ChunkSource::prefetch`]), opened and verified, with the kind
+    /// they are stored as, until read.
+    ahead: Mutex<HashMap<ChunkId, (ChunkKind, Vec<u8>)>>,
     /// Requests sent.
     requests: std::sync::atomic::AtomicU64,
 }
@@ -160,7 +161,11 @@ impl<R: Read + Send, W: Write + Send> RemoteSource<R, W> {
             .wrapped
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .remove(&id)
+            // Kept until it unwraps: the server sends each key once, and a later read of a
+            // chunk sealed with it must fail for the same reason (a prefetch's failure is
+            // left to the reads that follow).
+            .get(&id)
+            .cloned()
             .ok_or_else(|| {
                 Error::protocol(format!(
                     "restore-fetch: the server sent a chunk sealed with data key {} without the key",
@@ -204,6 +209,10 @@ impl<R: Read + Send, W: Write + Send> RemoteSource<R, W> {
             }
         };
         let key = (unwrapped.key, scope.id_key);
+        self.wrapped
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&id);
         self.keys
             .write()
             .unwrap_or_else(|p| p.into_inner())
@@ -221,19 +230,18 @@ impl<R: Read + Send, W: Write + Send> ChunkSource for RemoteSource<R, W> {
     }
 
     fn read_chunk_of(&self, id: &ChunkId, kind: ChunkKind) -> Result<Vec<u8>> {
-        if kind == ChunkKind::Data
-            && let Some(plaintext) = self
-                .ahead
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .remove(id)
-        {
-            return Ok(plaintext);
-        }
-        let (got, plaintext) = self
-            .fetch(std::slice::from_ref(id))?
-            .pop()
-            .ok_or_else(|| Error::protocol("restore-fetch: no chunk answered"))?;
+        let ahead = self
+            .ahead
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(id);
+        let (got, plaintext) = match ahead {
+            Some(fetched) => fetched,
+            None => self
+                .fetch(std::slice::from_ref(id))?
+                .pop()
+                .ok_or_else(|| Error::protocol("restore-fetch: no chunk answered"))?,
+        };
         if got != kind {
             return Err(Error::corrupt(format!(
                 "chunk {id} is stored as a {got:?} chunk, where a {kind:?} chunk is needed"
@@ -258,10 +266,8 @@ impl<R: Read + Send, W: Write + Send> RemoteSource<R, W> {
             return;
         };
         let mut ahead = self.ahead.lock().unwrap_or_else(|p| p.into_inner());
-        for (id, (kind, plaintext)) in ids.iter().zip(chunks) {
-            if kind == ChunkKind::Data {
-                ahead.insert(*id, plaintext);
-            }
+        for (id, fetched) in ids.iter().zip(chunks) {
+            ahead.insert(*id, fetched);
         }
     }
 }

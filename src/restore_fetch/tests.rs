@@ -256,3 +256,56 @@ fn rewrap_keeps_and_moves_a_clients_recipient() {
     // The administrator still restores it, ids checked under the client's scope.
     t.reader().read_chunk(&chunks_of(&t, a)[0]).unwrap();
 }
+
+/// A walk of a session cut into many manifest chunks asks the server for them a window at a
+/// time, not one request each, and still visits every entry.
+#[test]
+fn a_manifest_walk_fetches_its_chunks_in_windows() {
+    let t = TestRepo::new();
+    let (ids, rec) = identity();
+    let src = t.path("many");
+    std::fs::create_dir_all(&src).unwrap();
+    for i in 0..1500u32 {
+        // Over the inline limit, so that every file is an entry with a chunk reference.
+        let mut data = crate::restore::testutil::noise(u64::from(i), 1100);
+        data.extend_from_slice(&i.to_le_bytes());
+        std::fs::write(src.join(format!("file-{i:05}-with-a-longer-name")), data).unwrap();
+    }
+    let session = push(&t, "a", &src, Some(&rec));
+    let manifest_chunks = t.reader().session_root(session).unwrap().len();
+    assert!(manifest_chunks > 128, "{manifest_chunks} manifest chunks");
+    let (server_end, client_end) = UnixStream::pair().unwrap();
+    let root = t.repo.root().to_path_buf();
+    let server = std::thread::spawn(move || {
+        let repo = crate::repo::Repo::open(&root).unwrap();
+        serve_fetch(
+            &repo,
+            "a",
+            server_end.try_clone().unwrap(),
+            server_end,
+            &mut |_| {},
+        )
+    });
+    let source =
+        RemoteSource::connect(client_end.try_clone().unwrap(), client_end, "a", ids).unwrap();
+    let before = source.requests();
+    let mut entries = 0;
+    crate::reader::walk_source(
+        &source,
+        session,
+        &mut |_| {
+            entries += 1;
+            Ok(std::ops::ControlFlow::Continue(()))
+        },
+        None,
+    )
+    .unwrap();
+    assert_eq!(entries, 1501, "the root and every file");
+    let requests = source.requests() - before;
+    assert!(
+        requests <= 2 + manifest_chunks.div_ceil(64) as u64,
+        "{requests} requests for {manifest_chunks} manifest chunks"
+    );
+    drop(source);
+    server.join().unwrap().unwrap();
+}
