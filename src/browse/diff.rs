@@ -4,7 +4,9 @@
 //!
 //! Content is compared by extent lists (chunk ids and holes), never by reading data: equal
 //! lists mean equal content; different lists mean changed content (or the same bytes cut
-//! differently, which only a change of chunker parameters can cause).
+//! differently, which only a change of chunker parameters can cause). One exception: a small
+//! file kept inline (manifest version 2) on one side and in a chunk on the other (a session
+//! from before inline content, or from `hollow` staging) is compared by its bytes.
 
 use std::cmp::Ordering;
 use std::ops::ControlFlow;
@@ -12,7 +14,7 @@ use std::ops::ControlFlow;
 use serde::Serialize;
 
 use crate::error::{Error, ErrorKind, Result};
-use crate::format::manifest::{Body, Entry, cmp_paths};
+use crate::format::manifest::{Body, Entry, Extent, MAX_INLINE_LEN, cmp_paths};
 use crate::ids::SessionId;
 use crate::reader::{LostChunk, SessionReader};
 
@@ -220,6 +222,7 @@ pub fn diff(
             }
         });
         let mut merge = Merge {
+            reader,
             rx,
             pending: None,
             out: Diff::default(),
@@ -254,15 +257,57 @@ pub fn diff(
     })
 }
 
+/// Whether `a` and `b`, file entries whose extent lists differ, hold the same bytes because one
+/// keeps its content inline and the other in chunks. Only files up to the inline limit are
+/// read; a chunk that cannot be read counts as a change.
+fn same_small_content(reader: &SessionReader, a: &Entry, b: &Entry) -> bool {
+    let (
+        Body::File {
+            size: sa,
+            extents: x,
+        },
+        Body::File {
+            size: sb,
+            extents: y,
+        },
+    ) = (&a.body, &b.body)
+    else {
+        return false;
+    };
+    let inline_on_one_side = x.iter().any(Extent::is_inline) != y.iter().any(Extent::is_inline);
+    if sa != sb || *sa > MAX_INLINE_LEN as u64 || !inline_on_one_side {
+        return false;
+    }
+    let bytes = |extents: &[Extent]| -> Option<Vec<u8>> {
+        let mut out = Vec::new();
+        for e in extents {
+            match e {
+                Extent::Inline { data } => out.extend_from_slice(data),
+                Extent::Hole { len } => out.resize(out.len() + *len as usize, 0),
+                Extent::Chunk { id, len } => {
+                    let data = reader.read_chunk(id).ok()?;
+                    if data.len() != *len as usize {
+                        return None;
+                    }
+                    out.extend_from_slice(&data);
+                }
+            }
+        }
+        Some(out)
+    };
+    matches!((bytes(x), bytes(y)), (Some(p), Some(q)) if p == q)
+}
+
 /// The merge state: the next entry of the second session not yet matched.
-struct Merge {
+struct Merge<'r> {
+    reader: &'r SessionReader,
     rx: crossbeam_channel::Receiver<Msg>,
     pending: Option<Entry>,
     out: Diff,
     b: SessionId,
 }
 
-impl Merge {
+impl Merge<'_> {
     /// The next entry of the second session, noting lost chunks on the way.
     fn next(&mut self) -> Result<Option<Entry>> {
         if let Some(e) = self.pending.take() {
@@ -299,7 +344,12 @@ impl Merge {
                 Ordering::Equal => {
                     let s = &mut self.out.summary;
                     s.size_delta += entry_size(&new) as i64 - entry_size(&old) as i64;
-                    let aspects = aspects(&old, &new);
+                    let mut aspects = aspects(&old, &new);
+                    if aspects.contains(&Aspect::Content)
+                        && same_small_content(self.reader, &old, &new)
+                    {
+                        aspects.retain(|a| *a != Aspect::Content);
+                    }
                     if aspects.is_empty() {
                         s.unchanged += 1;
                         return Ok(());

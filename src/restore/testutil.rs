@@ -71,6 +71,8 @@ pub(crate) enum Piece {
     Data(Vec<u8>),
     /// A hole of that many zero bytes.
     Hole(u64),
+    /// Kept inline in the manifest entry (manifest version 2).
+    Inline(Vec<u8>),
 }
 
 /// Collects chunks and entries of one session, then stores them.
@@ -166,6 +168,10 @@ impl<'t> SessionBuilder<'t> {
                 Piece::Hole(len) => {
                     size += len;
                     extents.push(Extent::Hole { len });
+                }
+                Piece::Inline(data) => {
+                    size += data.len() as u64;
+                    extents.push(Extent::Inline { data });
                 }
             }
         }

@@ -124,3 +124,27 @@ fn a_missing_session_is_not_found() {
     let err = diff(&reader, a, SessionId(a.0 + 50), b"", &mut |_| Ok(())).unwrap_err();
     assert_eq!(err.kind(), ErrorKind::NotFound);
 }
+
+/// A small file kept in a chunk in one session and inline in the next (a session from before
+/// inline content, or from hollow staging) is unchanged when its bytes are equal, and changed
+/// when they are not.
+#[test]
+fn inline_and_chunked_forms_of_the_same_bytes_are_unchanged() {
+    use crate::restore::testutil::{Piece, meta};
+    let t = TestRepo::new();
+    let m = || meta(0o644, 1_650_000_000);
+    let a = SessionBuilder::new(&t)
+        .file_pieces(b"same", m(), vec![Piece::Data(b"small text".to_vec())])
+        .file_pieces(b"text", m(), vec![Piece::Data(b"version one".to_vec())])
+        .commit();
+    let b = SessionBuilder::new(&t)
+        .file_pieces(b"same", m(), vec![Piece::Inline(b"small text".to_vec())])
+        .file_pieces(b"text", m(), vec![Piece::Inline(b"version two".to_vec())])
+        .commit();
+    let (changes, d) = run(&t, a, b, b"");
+    assert_eq!(
+        brief(&changes),
+        vec![(ChangeKind::Changed, "text".into(), vec![Aspect::Content])]
+    );
+    assert_eq!((d.summary.unchanged, d.summary.content_changed), (2, 1));
+}
