@@ -515,6 +515,10 @@ impl Pusher<'_> {
                     stats: [st.files, st.bytes, st.errors, st.new_chunks, st.new_bytes],
                     pinned: s.pinned,
                     root: self.index.session_root(SessionId(s.id))?,
+                    sources: crate::store::records::read_session_sources(
+                        self.repo.root(),
+                        SessionId(s.id),
+                    )?,
                 }))?;
                 match reply(conn)? {
                     Message::PutSessionOk => report.sessions_sent += 1,

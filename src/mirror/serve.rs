@@ -9,7 +9,8 @@ use std::path::PathBuf;
 use super::ChunkSetDigest;
 use super::create::{create_mirror, is_vacant};
 use super::wire::{
-    Conn, MAX_IDS, Message, PROTOCOL_VERSION, WireKey, WireRecord, WireSession, code,
+    Conn, MAX_IDS, MIN_PROTOCOL_VERSION, Message, PROTOCOL_VERSION, WireKey, WireRecord,
+    WireSession, code,
 };
 use crate::error::{Error, ErrorKind, Result};
 use crate::format::pack::{RECORD_HEADER_LEN, RecordHeader, decode_record_header};
@@ -118,12 +119,12 @@ fn run<R: Read, W: Write>(
             ));
         }
     };
-    if version != PROTOCOL_VERSION {
+    if !(MIN_PROTOCOL_VERSION..=PROTOCOL_VERSION).contains(&version) {
         return Err(Error::new(
             ErrorKind::UnsupportedVersion,
             format!(
                 "mirror protocol version {version} is not supported (this mirror speaks \
-                 version {PROTOCOL_VERSION})"
+                 versions {MIN_PROTOCOL_VERSION} to {PROTOCOL_VERSION})"
             ),
         ));
     }
@@ -140,7 +141,8 @@ fn run<R: Read, W: Write>(
     let state = ChunkSetDigest::of_index(&index)?;
     let damaged = index.damaged_count()?;
     conn.send(&Message::HelloOk {
-        version: PROTOCOL_VERSION,
+        // The primary's own version: it sends nothing the mirror cannot read.
+        version,
         created: report.created,
         chunks: state.count,
         digest: state.digest,
@@ -416,7 +418,17 @@ impl Mirror<'_> {
                 pinned: s.pinned,
                 root: &s.root,
             },
-            || crate::store::records::write_session_record(self.repo.root(), &record),
+            || {
+                // The sources before the session record, as on the primary.
+                if let Some(sources) = &s.sources {
+                    crate::store::records::write_session_sources(
+                        self.repo.root(),
+                        SessionId(s.id),
+                        sources,
+                    )?;
+                }
+                crate::store::records::write_session_record(self.repo.root(), &record)
+            },
             |chunk| {
                 protocol(format_args!(
                     "session {} names manifest chunk {chunk}, which the mirror does not hold",

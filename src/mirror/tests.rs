@@ -449,7 +449,7 @@ fn protocol_misuse_is_refused() {
         Message::Bye,
         "first message was neither Hello nor HelloRead",
     );
-    refused_by_mirror(&dest, vec![], hello(2), "version 2 is not supported");
+    refused_by_mirror(&dest, vec![], hello(3), "version 3 is not supported");
     refused_by_mirror(
         &dest,
         vec![hello(1)],
@@ -467,6 +467,7 @@ fn protocol_misuse_is_refused() {
         stats: [0; 5],
         pinned: false,
         root: vec![missing],
+        sources: None,
     };
     refused_by_mirror(
         &dest,
@@ -477,7 +478,7 @@ fn protocol_misuse_is_refused() {
     let bad_name = WireSession {
         client: "../etc".into(),
         root: vec![],
-        ..session
+        ..session.clone()
     };
     refused_by_mirror(
         &dest,
@@ -485,6 +486,15 @@ fn protocol_misuse_is_refused() {
         Message::PutSession(bad_name),
         "client name",
     );
+    // Sources a sources record could not hold (a relative path) are refused on decoding.
+    let (_, payload) = Message::PutSession(WireSession {
+        sources: Some(vec![b"var/www".to_vec()]),
+        ..session.clone()
+    })
+    .encode();
+    let err = Message::decode(0x38, &payload).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Protocol);
+    assert!(err.message().contains("sources"), "{}", err.message());
     // A key the mirror holds is never overwritten with other bytes.
     let key = WireKey {
         id: 1,

@@ -14,8 +14,11 @@ pub use examples::one_of_each;
 
 /// First bytes of a `Hello` payload.
 pub const HELLO_MAGIC: &[u8; 8] = b"RSBKMIRR";
-/// The protocol version this build speaks.
-pub const PROTOCOL_VERSION: u32 = 1;
+/// The protocol version this build speaks (and sends in its `Hello`).
+pub const PROTOCOL_VERSION: u32 = 2;
+/// The oldest version a mirror of this build still serves (a primary of that version never
+/// sends a session's sources).
+pub const MIN_PROTOCOL_VERSION: u32 = 1;
 /// The version of the read-only requests (`HelloRead`, `GetChunks`) this build speaks.
 pub const READ_PROTOCOL_VERSION: u32 = 1;
 /// Largest frame payload: a 17 MiB manifest record with its references fits with room to spare.
@@ -90,6 +93,10 @@ pub struct WireSession {
     pub pinned: bool,
     /// Manifest chunk ids, in order.
     pub root: Vec<ChunkId>,
+    /// The session's sources record (absolute paths on the client), for a session with full
+    /// paths; `None` for one recorded before them (sent as `PutSession`, tag 0x32; with
+    /// sources the tag is 0x38, version 2).
+    pub sources: Option<Vec<Vec<u8>>>,
 }
 
 /// One message; the tag is fixed per variant (format-spec/wire.md).
@@ -361,6 +368,18 @@ impl<'a> Dec<'a> {
         }
         Ok(out)
     }
+    /// A session's sources: each a non-empty absolute path, as its sources record allows.
+    fn sources(&mut self) -> Result<Vec<Vec<u8>>> {
+        use crate::format::records::{MAX_SOURCE_LEN, MAX_SOURCES};
+        let n = self.count(MAX_SOURCES as u32, 4)?;
+        let mut out = Vec::with_capacity(n);
+        for _ in 0..n {
+            out.push(self.bytes(MAX_SOURCE_LEN as u32)?.to_vec());
+        }
+        crate::format::records::encode_sources(&out)
+            .map_err(|e| bad(format_args!("{}: sources: {}", self.what, e.message())))?;
+        Ok(out)
+    }
     fn text(&mut self, max: u32) -> Result<String> {
         String::from_utf8(self.bytes(max)?.to_vec())
             .map_err(|_| bad(format_args!("{}: text is not UTF-8", self.what)))
@@ -476,7 +495,14 @@ impl Message {
                 s.stats.iter().for_each(|v| e.u64(*v));
                 e.u8(u8::from(s.pinned));
                 e.ids(&s.root);
-                0x32
+                match &s.sources {
+                    None => 0x32,
+                    Some(sources) => {
+                        e.u32(sources.len() as u32);
+                        sources.iter().for_each(|p| e.bytes(p));
+                        0x38
+                    }
+                }
             }
             Message::PutSessionOk => 0x33,
             Message::ListSessions => 0x34,
@@ -566,7 +592,7 @@ impl Message {
             0x27 => Message::RepairOk(d.u32()?),
             0x30 => Message::HaveSessions(d.i64s()?),
             0x31 => Message::LackSessions(d.i64s()?),
-            0x32 => {
+            tag @ (0x32 | 0x38) => {
                 let id = d.i64()?;
                 let client = d.text(MAX_CLIENT_NAME)?;
                 let state = d.u8()?;
@@ -589,6 +615,11 @@ impl Message {
                     stats,
                     pinned: d.bool()?,
                     root: d.ids()?,
+                    sources: if tag == 0x38 {
+                        Some(d.sources()?)
+                    } else {
+                        None
+                    },
                 })
             }
             0x33 => Message::PutSessionOk,
@@ -633,7 +664,7 @@ fn tag_name(tag: u8) -> &'static str {
         0x27 => "RepairOk",
         0x30 => "HaveSessions",
         0x31 => "LackSessions",
-        0x32 => "PutSession",
+        0x32 | 0x38 => "PutSession",
         0x33 => "PutSessionOk",
         0x34 => "ListSessions",
         0x35 => "SessionList",

@@ -134,6 +134,27 @@ fn two_sources_with_the_same_name_keep_their_full_paths() {
     }
     restore(&server, &session, Path::new("/"), &["--force"]).fails_with(2, &["--target /"]);
 
+    // An offsite mirror carries the sources record: the mirror restores to the original paths.
+    let mirror = client.path("mirror");
+    server.repo.run("mirror", &[arg("--to"), arg(&mirror)]).ok();
+    let target = client.path("restored-from-mirror");
+    common::rsbackup([
+        arg("restore"),
+        arg("--repo"),
+        arg(&mirror),
+        arg("--identity"),
+        arg(&server.repo.identity),
+        arg("--session"),
+        arg(&session),
+        arg("--target"),
+        arg(&target),
+        arg("--to-original-paths"),
+    ])
+    .ok();
+    for source in [&var, &srv] {
+        common::assert_trees_equal(source, &target.join(rel(source)));
+    }
+
     // A change in one source travels alone and the next session restores both right.
     common::write_file(&srv.join("index.html"), &common::text(9, 3000));
     client.run(&config, &[]).code(code::OK);

@@ -366,7 +366,10 @@ fn ids_at(b: &[u8]) -> Vec<ChunkId> {
 }
 
 mod sources;
-pub use sources::{SOURCES_MAGIC, SOURCES_RECORD_VERSION, decode_sources, encode_sources};
+pub use sources::{
+    MAX_SOURCE_LEN, MAX_SOURCES, SOURCES_MAGIC, SOURCES_RECORD_VERSION, decode_sources,
+    encode_sources,
+};
 
 #[cfg(test)]
 mod tests;
