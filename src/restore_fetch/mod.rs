@@ -35,11 +35,13 @@ pub struct SshFetch {
     stderr: std::thread::JoinHandle<Vec<u8>>,
 }
 
-/// Start `ssh ... 'PREFIX restore-fetch'` to the server of `config` and greet it.
+/// Start `ssh ... 'PREFIX restore-fetch'` to the server of `config` and greet it with
+/// protocol `version` (see [`RemoteSource::connect`]).
 pub fn connect_ssh(
     config: &ClientConfig,
     conn: &Connection,
     identities: Identities,
+    version: u32,
 ) -> Result<SshFetch> {
     let identity = crate::client::identity::stated_identity(config)?;
     let mut command = ssh_command(config, conn, &identity, COMMAND);
@@ -65,7 +67,7 @@ pub fn connect_ssh(
         let _ = std::io::copy(&mut err, &mut std::io::sink());
         out
     });
-    match RemoteSource::connect(stdout, stdin, config.name.as_str(), identities) {
+    match RemoteSource::connect(stdout, stdin, config.name.as_str(), identities, version) {
         Ok(source) => Ok(SshFetch {
             source,
             child,

@@ -7,7 +7,9 @@ use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::sync::{Mutex, RwLock};
 
-use super::wire::{Conn, Message, PROTOCOL_VERSION, WireChunk, WireSession, code};
+use super::wire::{
+    Conn, MIN_PROTOCOL_VERSION, Message, SOURCES_VERSION, WireChunk, WireSession, code,
+};
 use crate::crypto::wrap::{Identities, unwrap_data_key_scoped};
 use crate::crypto::{ChunkIdKey, DataKey, envelope};
 use crate::error::{Error, ErrorKind, Result};
@@ -30,23 +32,37 @@ pub struct RemoteSource<R, W> {
     ahead: Mutex<HashMap<ChunkId, (ChunkKind, Vec<u8>)>>,
     /// Requests sent.
     requests: std::sync::atomic::AtomicU64,
+    /// The protocol version greeted with (and served).
+    version: u32,
 }
 
 /// Most chunks held fetched ahead and not read yet (a reader that stops early leaves some).
 const MAX_AHEAD: usize = 1024;
 
 impl<R: Read + Send, W: Write + Send> RemoteSource<R, W> {
-    /// Greet the server on `reader`/`writer` as `client`, and prepare to open chunks with
-    /// `identities` (the client's own identity, whose public key is its `restore-recipient`).
+    /// Greet the server on `reader`/`writer` as `client` with protocol `version` (the oldest
+    /// that has what the caller will ask: [`MIN_PROTOCOL_VERSION`], or [`SOURCES_VERSION`] to
+    /// ask for a session's sources), and prepare to open chunks with `identities` (the client's
+    /// own identity, whose public key is its `restore-recipient`).
     pub fn connect(
         reader: R,
         writer: W,
         client: &str,
         identities: Identities,
+        version: u32,
     ) -> Result<RemoteSource<R, W>> {
         let mut conn = Conn::new(reader, writer);
-        conn.send(&Message::Hello(PROTOCOL_VERSION))?;
+        conn.send(&Message::Hello(version))?;
         match conn.recv()? {
+            Message::HelloOk {
+                version: served_version,
+                ..
+            } if served_version != version => {
+                return Err(Error::protocol(format!(
+                    "restore-fetch: the server answered version {served_version} to a greeting \
+                     of version {version}"
+                )));
+            }
             Message::HelloOk { client: served, .. } if served == client => {}
             Message::HelloOk { client: served, .. } => {
                 return Err(Error::new(
@@ -57,9 +73,23 @@ impl<R: Read + Send, W: Write + Send> RemoteSource<R, W> {
                     ),
                 ));
             }
+            Message::Error {
+                code: code::PROTOCOL,
+                message,
+            } if version > MIN_PROTOCOL_VERSION && message.contains("protocol version") => {
+                return Err(Error::new(
+                    ErrorKind::UnsupportedVersion,
+                    format!(
+                        "the server's rsbackup is older than restore-fetch version {version} \
+                         (it said: {message}); upgrade it, or restore without what needs that \
+                         version (--to-original-paths)"
+                    ),
+                ));
+            }
             other => return Err(unexpected(other, "Hello")),
         }
         Ok(RemoteSource {
+            version,
             conn: Mutex::new(conn),
             client: client.to_owned(),
             identities,
@@ -88,6 +118,22 @@ impl<R: Read + Send, W: Write + Send> RemoteSource<R, W> {
         match self.request(&Message::ListSessions)? {
             Message::SessionList(list) => Ok(list),
             other => Err(unexpected(other, "ListSessions")),
+        }
+    }
+
+    /// The sources of the client's session `id` (absolute paths on the client), or `None` for
+    /// a session recorded before sessions kept full paths. Needs a connection greeted with
+    /// [`SOURCES_VERSION`].
+    pub fn sources(&self, id: SessionId) -> Result<Option<Vec<Vec<u8>>>> {
+        if self.version < SOURCES_VERSION {
+            return Err(Error::new(
+                ErrorKind::Internal,
+                "restore-fetch: sources asked on a connection greeted without them",
+            ));
+        }
+        match self.request(&Message::GetSources(id.0))? {
+            Message::Sources(sources) => Ok(sources),
+            other => Err(unexpected(other, "GetSources")),
         }
     }
 

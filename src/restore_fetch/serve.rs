@@ -11,8 +11,8 @@ use std::collections::HashSet;
 use std::io::{Read, Write};
 
 use super::wire::{
-    CHUNK_FIXED_LEN, Conn, MAX_FRAME_PAYLOAD, Message, PROTOCOL_VERSION, WireChunk, WireSession,
-    code,
+    CHUNK_FIXED_LEN, Conn, MAX_FRAME_PAYLOAD, MIN_PROTOCOL_VERSION, Message, PROTOCOL_VERSION,
+    WireChunk, WireSession, code,
 };
 use crate::error::{Error, ErrorKind, Result};
 use crate::ids::{KeyId, SessionId};
@@ -49,16 +49,20 @@ pub fn serve_fetch<R: Read, W: Write>(
     let packs = PackReader::new(repo.root());
     let mut stats = FetchStats::default();
     match conn.recv()? {
-        Message::Hello(v) if v == PROTOCOL_VERSION => conn.send(&Message::HelloOk {
-            version: PROTOCOL_VERSION,
-            client: client.to_owned(),
-        })?,
+        // The client's own version: it asks for nothing that version lacks.
+        Message::Hello(v) if (MIN_PROTOCOL_VERSION..=PROTOCOL_VERSION).contains(&v) => {
+            conn.send(&Message::HelloOk {
+                version: v,
+                client: client.to_owned(),
+            })?
+        }
         Message::Hello(v) => {
             return fail(
                 &mut conn,
                 code::PROTOCOL,
                 format!(
-                    "protocol version {v} is not {PROTOCOL_VERSION}, the one this server speaks"
+                    "protocol version {v} is not one this server speaks \
+                     ({MIN_PROTOCOL_VERSION} to {PROTOCOL_VERSION})"
                 ),
             );
         }
@@ -83,6 +87,7 @@ pub fn serve_fetch<R: Read, W: Write>(
         let answer = match request {
             Message::ListSessions => session_list(&index, client),
             Message::GetRoot(id) => root(&index, client, SessionId(id), &mut stats),
+            Message::GetSources(id) => sources(repo, &index, client, SessionId(id)),
             Message::GetChunks(ids) if ids.len() > MAX_CHUNKS_PER_REQUEST => Err(Answer::Fail(
                 code::PROTOCOL,
                 format!(
@@ -157,12 +162,8 @@ fn session_list(index: &Index, client: &str) -> std::result::Result<Message, Ans
     Ok(Message::SessionList(list))
 }
 
-fn root(
-    index: &Index,
-    client: &str,
-    id: SessionId,
-    stats: &mut FetchStats,
-) -> std::result::Result<Message, Answer> {
+/// `id` as a visible session of `client`: another client's is refused, a missing one not found.
+fn own_session(index: &Index, client: &str, id: SessionId) -> std::result::Result<(), Answer> {
     let session = match index.session(id) {
         Ok(s) => s,
         Err(e) if e.kind() == ErrorKind::NotFound => {
@@ -176,6 +177,28 @@ fn root(
             session.client
         )));
     }
+    Ok(())
+}
+
+fn sources(
+    repo: &Repo,
+    index: &Index,
+    client: &str,
+    id: SessionId,
+) -> std::result::Result<Message, Answer> {
+    own_session(index, client, id)?;
+    Ok(Message::Sources(
+        crate::store::records::read_session_sources(repo.root(), id)?,
+    ))
+}
+
+fn root(
+    index: &Index,
+    client: &str,
+    id: SessionId,
+    stats: &mut FetchStats,
+) -> std::result::Result<Message, Answer> {
+    own_session(index, client, id)?;
     stats.roots += 1;
     Ok(Message::Root(index.session_root(id)?))
 }

@@ -153,8 +153,14 @@ fn a_client_restores_over_the_fetch_protocol_and_is_refused_anothers_chunk() {
         );
         (result, refused)
     });
-    let source =
-        RemoteSource::connect(client_end.try_clone().unwrap(), client_end, "a", a_ids).unwrap();
+    let source = RemoteSource::connect(
+        client_end.try_clone().unwrap(),
+        client_end,
+        "a",
+        a_ids,
+        super::wire::MIN_PROTOCOL_VERSION,
+    )
+    .unwrap();
     assert_eq!(
         source
             .sessions()
@@ -286,8 +292,14 @@ fn a_manifest_walk_fetches_its_chunks_in_windows() {
             &mut |_| {},
         )
     });
-    let source =
-        RemoteSource::connect(client_end.try_clone().unwrap(), client_end, "a", ids).unwrap();
+    let source = RemoteSource::connect(
+        client_end.try_clone().unwrap(),
+        client_end,
+        "a",
+        ids,
+        super::wire::MIN_PROTOCOL_VERSION,
+    )
+    .unwrap();
     let before = source.requests();
     let mut entries = 0;
     crate::reader::walk_source(
@@ -308,4 +320,40 @@ fn a_manifest_walk_fetches_its_chunks_in_windows() {
     );
     drop(source);
     server.join().unwrap().unwrap();
+}
+
+/// A client that needs version 2 (a session's sources) and meets a server of version 1 only is
+/// told the server is older and what to do, not a bare protocol error.
+#[test]
+fn a_version_2_greeting_to_an_older_server_says_so() {
+    use super::wire::{Conn, Message, SOURCES_VERSION, code};
+    let (server_end, client_end) = UnixStream::pair().unwrap();
+    let server = std::thread::spawn(move || {
+        let mut conn = Conn::new(server_end.try_clone().unwrap(), server_end);
+        assert_eq!(conn.recv().unwrap(), Message::Hello(SOURCES_VERSION));
+        // What a server that speaks version 1 alone answers.
+        conn.send(&Message::Error {
+            code: code::PROTOCOL,
+            message: "protocol version 2 is not 1, the one this server speaks".into(),
+        })
+        .unwrap();
+    });
+    let (ids, _) = identity();
+    let err = RemoteSource::connect(
+        client_end.try_clone().unwrap(),
+        client_end,
+        "a",
+        ids,
+        SOURCES_VERSION,
+    )
+    .err()
+    .expect("an older server cannot serve version 2");
+    server.join().unwrap();
+    assert_eq!(err.kind(), ErrorKind::UnsupportedVersion);
+    assert!(err.message().contains("older"), "{}", err.message());
+    assert!(
+        err.message().contains("--to-original-paths"),
+        "{}",
+        err.message()
+    );
 }

@@ -9,8 +9,14 @@ use crate::mirror::wire::{Dec, Enc, FrameConn, FrameMessage};
 
 /// First bytes of a `Hello` payload.
 pub const HELLO_MAGIC: &[u8; 8] = b"RSBKREST";
-/// The protocol version this build speaks.
-pub const PROTOCOL_VERSION: u32 = 1;
+/// The newest protocol version this build speaks. A client greets with the oldest version that
+/// has what it needs (1, unless it asks for a session's sources), so that it can restore from
+/// an older server too.
+pub const PROTOCOL_VERSION: u32 = 2;
+/// The oldest version a server of this build still serves.
+pub const MIN_PROTOCOL_VERSION: u32 = 1;
+/// The version that added `GetSources`/`Sources`.
+pub const SOURCES_VERSION: u32 = 2;
 /// The mirror protocol's limits hold here too: frame payload, ids per message, wrapped key,
 /// client name and error message sizes.
 pub use crate::mirror::wire::{
@@ -92,6 +98,11 @@ pub enum Message {
         /// The chunks.
         chunks: Vec<WireChunk>,
     },
+    /// 0x16 C->S (version 2): the sources of one of my sessions.
+    GetSources(i64),
+    /// 0x17 S->C: its sources record (absolute paths on the client), or none (a session
+    /// recorded before sessions kept full paths).
+    Sources(Option<Vec<Vec<u8>>>),
 }
 
 fn tag_name(tag: u8) -> &'static str {
@@ -105,6 +116,8 @@ fn tag_name(tag: u8) -> &'static str {
         0x13 => "Root",
         0x14 => "GetChunks",
         0x15 => "Chunks",
+        0x16 => "GetSources",
+        0x17 => "Sources",
         _ => "unknown message",
     }
 }
@@ -128,6 +141,8 @@ impl Message {
             Message::Root(_) => 0x13,
             Message::GetChunks(_) => 0x14,
             Message::Chunks { .. } => 0x15,
+            Message::GetSources(_) => 0x16,
+            Message::Sources(_) => 0x17,
         }
     }
 }
@@ -172,7 +187,13 @@ impl FrameMessage for Message {
                     e.u64(s.bytes);
                 }
             }
-            Message::GetRoot(session) => e.i64(*session),
+            Message::GetRoot(session) | Message::GetSources(session) => e.i64(*session),
+            Message::Sources(None) => e.u8(0),
+            Message::Sources(Some(sources)) => {
+                e.u8(1);
+                e.count(sources.len());
+                sources.iter().for_each(|p| e.bytes(p));
+            }
             Message::Root(ids) | Message::GetChunks(ids) => e.ids(ids),
             Message::Chunks { keys, chunks } => {
                 e.count(keys.len());
@@ -239,6 +260,12 @@ impl FrameMessage for Message {
             0x12 => Message::GetRoot(d.i64()?),
             0x13 => Message::Root(d.ids()?),
             0x14 => Message::GetChunks(d.ids()?),
+            0x16 => Message::GetSources(d.i64()?),
+            0x17 => Message::Sources(match d.u8()? {
+                0 => None,
+                1 => Some(sources(&mut d)?),
+                other => return Err(bad(format_args!("sources flag {other}"))),
+            }),
             0x15 => {
                 let n = d.count(MAX_IDS, 8 + 4)?;
                 let mut keys = Vec::with_capacity(n);
@@ -307,7 +334,21 @@ pub fn one_of_each() -> Vec<Message> {
                 envelope: vec![9; 60],
             }],
         },
+        Message::GetSources(3),
+        Message::Sources(Some(vec![b"/var/www".to_vec(), b"/etc".to_vec()])),
     ]
+}
+
+/// A session's sources: each an absolute path, as its sources record allows.
+fn sources(d: &mut Dec<'_>) -> Result<Vec<Vec<u8>>> {
+    use crate::format::records::{MAX_SOURCE_LEN, MAX_SOURCES, encode_sources};
+    let n = d.count(MAX_SOURCES as u32, 4)?;
+    let mut out = Vec::with_capacity(n);
+    for _ in 0..n {
+        out.push(d.bytes(MAX_SOURCE_LEN as u32)?.to_vec());
+    }
+    encode_sources(&out).map_err(|e| bad(format_args!("sources: {}", e.message())))?;
+    Ok(out)
 }
 
 fn text(bytes: &[u8], what: &str) -> Result<String> {

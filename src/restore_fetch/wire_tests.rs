@@ -10,7 +10,12 @@ fn messages_match_their_vectors() {
     case(
         "wire-restore-hello.txt",
         "Hello: magic RSBKREST, version 1",
-        &Message::Hello(PROTOCOL_VERSION),
+        &Message::Hello(MIN_PROTOCOL_VERSION),
+    );
+    case(
+        "wire-restore-sources.txt",
+        "Sources (version 2): a sources record of two paths, /var/www and /srv/www",
+        &Message::Sources(Some(vec![b"/var/www".to_vec(), b"/srv/www".to_vec()])),
     );
     case(
         "wire-restore-session-list.txt",

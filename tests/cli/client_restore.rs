@@ -257,6 +257,81 @@ fn a_client_restores_its_own_session_equal_to_the_source() {
     assert!(s.smtp().messages().is_empty(), "nothing was refused");
 }
 
+/// `restore --config --to-original-paths`: the session's sources come from the server (protocol
+/// version 2), each source lands at its own path under the target, and a session recorded
+/// before full paths is refused with the reason.
+#[test]
+fn a_client_restores_to_the_original_paths_its_session_recorded() {
+    let keys = common::tempdir();
+    let (identity, recipient) = keygen(keys.path(), "web1");
+    let s = Server::start(
+        &[(
+            "web1",
+            Some(&body(&format!(
+                "{PUSH_AND_RESTORE}\nrestore-recipient = {recipient:?}"
+            ))),
+        )],
+        None,
+    );
+    let src = s.dir.path().join("src");
+    common::sample_tree(&src);
+    let config = client_toml(&s, "web1");
+
+    // Pushed without full paths: no sources record.
+    let old = s.push("web1", &src, &[])["session"].as_i64().unwrap();
+    client_restore(
+        &config,
+        &identity,
+        &[
+            "--session",
+            &old.to_string(),
+            "--to-original-paths",
+            "--target",
+            s.dir.path().join("old").to_str().unwrap(),
+        ],
+    )
+    .fails_with(2, &["recorded before sessions kept full paths"]);
+
+    // Pushed with full paths: `docs` is the source /docs.
+    let prepared = s.json("web1", "prepare");
+    assert_eq!(prepared["ok"], true, "{prepared}");
+    assert!(s.rsync("web1", &src, &[]).status.success());
+    let done = s.json("web1", "complete rsync-exit=0 paths=full sources=docs");
+    let session = done["session"].as_i64().unwrap();
+    let target = s.dir.path().join("restored");
+    let run = client_restore(
+        &config,
+        &identity,
+        &[
+            "--session",
+            "latest",
+            "--to-original-paths",
+            "--target",
+            target.to_str().unwrap(),
+        ],
+    );
+    run.ok();
+    assert!(
+        run.stdout_str()
+            .contains(&format!("/docs -> {}", target.join("docs").display())),
+        "{}",
+        run.stdout_str()
+    );
+    let diffs = common::compare_trees_with(
+        &src.join("docs"),
+        &target.join("docs"),
+        &CompareOptions {
+            root_meta: false,
+            xattrs: false,
+            ..Default::default()
+        },
+    );
+    assert!(diffs.is_empty(), "{}", diffs.join("\n"));
+    let top: Vec<_> = std::fs::read_dir(&target).unwrap().collect();
+    assert_eq!(top.len(), 1, "only the source docs: {top:?}");
+    assert!(session > old);
+}
+
 /// web1 and web2 each have their own scope and push the same tree: no chunk is shared, and
 /// web1 asking over the wire for web2's session or for a chunk only web2's session holds is
 /// refused, audited with the reason, mailed, and ends the connection.
@@ -313,6 +388,10 @@ fn a_client_asking_for_another_clients_session_or_chunk_is_refused() {
         (
             Message::GetChunks(vec![c2]),
             format!("asked for chunk {c2}, which no session of client web1 holds"),
+        ),
+        (
+            Message::GetSources(two),
+            format!("asked for session {two}, which is client web2's"),
         ),
     ] {
         let (answers, status) = raw_fetch(&s, "web1", &[request]);

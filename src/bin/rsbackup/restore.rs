@@ -57,8 +57,8 @@ pub struct Args {
     pub(crate) force: bool,
     /// Put each source back at its original path under --target (`--target / --force`: where
     /// it was on the client). Only for sessions that recorded their sources' full paths.
-    #[arg(long, conflicts_with = "config")]
-    to_original_paths: bool,
+    #[arg(long)]
+    pub(crate) to_original_paths: bool,
     /// Print the summary as JSON on standard output (docs/usage.md "restore").
     #[arg(long)]
     pub(crate) json: bool,
@@ -240,7 +240,19 @@ fn original_sources(
     reader: &rsbackup::reader::SessionReader,
     session: rsbackup::ids::SessionId,
 ) -> Result<Option<Vec<Vec<u8>>>> {
-    match rsbackup::store::records::read_session_sources(reader.repo().root(), session)? {
+    recorded_sources(
+        session,
+        rsbackup::store::records::read_session_sources(reader.repo().root(), session)?,
+    )
+}
+
+/// `sources` (a session's sources record, if it has one) for `--to-original-paths`, or why
+/// that session cannot be restored to its original paths.
+pub(crate) fn recorded_sources(
+    session: rsbackup::ids::SessionId,
+    sources: Option<Vec<Vec<u8>>>,
+) -> Result<Option<Vec<Vec<u8>>>> {
+    match sources {
         Some(sources) => Ok(Some(sources)),
         None => Err(crate::UsageError(format!(
             "session {session} was recorded before sessions kept full paths: each source lies \

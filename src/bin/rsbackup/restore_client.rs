@@ -41,13 +41,24 @@ pub fn run(args: &Args) -> Result<Outcome> {
             .flatten(),
         ..Connection::default()
     };
-    let fetch = connect_ssh(&config, &conn, identities)?;
+    // The oldest protocol that has what this restore asks, so that an older server serves it.
+    let version = if args.to_original_paths {
+        rsbackup::restore_fetch::wire::SOURCES_VERSION
+    } else {
+        rsbackup::restore_fetch::wire::MIN_PROTOCOL_VERSION
+    };
+    let fetch = connect_ssh(&config, &conn, identities, version)?;
     let sessions = fetch.source.sessions()?;
     let outcome = match opts {
         None => list(&config, &sessions),
         Some(opts) => {
             let session = pick(&config, &sessions, args.session.as_deref().unwrap_or(""))?;
-            crate::restore::restore_from(&fetch.source, session, &opts, args, None)
+            let sources = if args.to_original_paths {
+                crate::restore::recorded_sources(session, fetch.source.sources(session)?)?
+            } else {
+                None
+            };
+            crate::restore::restore_from(&fetch.source, session, &opts, args, sources.as_deref())
         }
     };
     let closed = fetch.finish();
