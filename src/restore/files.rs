@@ -33,8 +33,40 @@ pub(super) struct FileJob {
 }
 
 /// What filling a file produced: the problems, each naming the chunk where one is concerned.
+#[derive(Default)]
 pub(super) struct FileOutcome {
     pub problems: Vec<String>,
+    /// Writing failed: the file was emptied (a truncated file must not pass for the original,
+    /// and its blocks are given back), so it is not restored at all.
+    pub not_written: bool,
+    /// ... because the target's file system is full (or over quota).
+    pub disk_full: bool,
+}
+
+impl FileOutcome {
+    /// A write into `file` failed with `e` at `offset`: empty the file and say so.
+    fn write_failed(mut self, file: &File, what: String, e: &io::Error) -> FileOutcome {
+        let emptied = file.set_len(0).is_ok();
+        self.problems.push(format!(
+            "{what}: {e}{}",
+            if emptied {
+                " (the file was left empty)"
+            } else {
+                ""
+            }
+        ));
+        self.not_written = true;
+        self.disk_full = is_disk_full(e);
+        self
+    }
+}
+
+/// `e` says the file system has no room left for this user (ENOSPC, EDQUOT).
+pub(super) fn is_disk_full(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded
+    )
 }
 
 /// Fill `job.file`. A chunk that cannot be read is reported and its range left as zeros; the
@@ -45,7 +77,8 @@ pub(super) fn fill(
     restore_owner: bool,
     progress: &dyn crate::progress::Progress,
 ) -> FileOutcome {
-    let mut problems = Vec::new();
+    let mut outcome = FileOutcome::default();
+    let problems = &mut outcome.problems;
     let mut offset = 0u64;
     let mut ahead = 0;
     for (i, extent) in job.extents.iter().enumerate() {
@@ -59,8 +92,11 @@ pub(super) fn fill(
             }
             Extent::Inline { data } => {
                 if let Err(e) = write_sparse(&job.file, offset, data) {
-                    problems.push(format!("writing at offset {offset}: {e}"));
-                    return FileOutcome { problems };
+                    return outcome.write_failed(
+                        &job.file,
+                        format!("writing at offset {offset}"),
+                        &e,
+                    );
                 }
                 offset += data.len() as u64;
                 progress.advance(data.len() as u64);
@@ -71,9 +107,12 @@ pub(super) fn fill(
                 match reader.read_chunk_of(id, ChunkKind::Data) {
                     Ok(data) if data.len() as u64 == len => {
                         if let Err(e) = write_sparse(&job.file, offset, &data) {
-                            problems.push(format!("writing at offset {offset}: {e}"));
-                            // A write error (disk full...) will repeat for every chunk.
-                            return FileOutcome { problems };
+                            // A write error (disk full...) would repeat for every chunk.
+                            return outcome.write_failed(
+                                &job.file,
+                                format!("writing at offset {offset}"),
+                                &e,
+                            );
                         }
                     }
                     Ok(data) => problems.push(format!(
@@ -92,15 +131,14 @@ pub(super) fn fill(
         }
     }
     if let Err(e) = job.file.set_len(job.size) {
-        problems.push(format!("setting the size to {}: {e}", job.size));
-        return FileOutcome { problems };
+        return outcome.write_failed(&job.file, format!("setting the size to {}", job.size), &e);
     }
     // A damaged file keeps the time of the restore, so that it does not pass for the original.
     let complete = problems.is_empty();
     if let Err(e) = fsops::apply_meta_fd(job.file.as_fd(), &job.meta, restore_owner, complete) {
         problems.push(e.to_string());
     }
-    FileOutcome { problems }
+    outcome
 }
 
 /// Hand `reader` the data chunks from extent `from` on, up to [`PREFETCH_BYTES`] of plaintext

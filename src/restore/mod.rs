@@ -51,6 +51,8 @@ pub struct RestoreReport {
     pub errors: Vec<PathError>,
     /// Manifest chunks that could not be read: the entries they described are not restored.
     pub lost_manifest_chunks: u64,
+    /// The target's file system filled up: the restore stopped there (why, in words).
+    pub disk_full: Option<String>,
 }
 
 /// Restore `session` as `opts` says. Fails outright for a bad target; a damaged file is listed in

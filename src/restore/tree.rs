@@ -7,6 +7,7 @@ use std::collections::{HashMap, HashSet};
 use std::ops::ControlFlow;
 use std::os::fd::{AsFd, OwnedFd};
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use crossbeam_channel::Sender;
 
@@ -50,6 +51,8 @@ struct Walker<'a> {
     link_to: HashMap<Vec<u8>, Vec<u8>>,
     jobs: Sender<FileJob>,
     report: RestoreReport,
+    /// The target's file system is full (set here or by a worker).
+    full: &'a AtomicBool,
 }
 
 /// Restore with `root` opened; see [`crate::restore::restore`].
@@ -70,15 +73,30 @@ pub(super) fn run(
         .min(16);
     let (tx, rx) = crossbeam_channel::bounded::<FileJob>(QUEUE);
     let worker_errors = Mutex::new(Vec::new());
+    // Set when the target's file system is full: the walk stops (every further entry would
+    // fail the same way).
+    let full = AtomicBool::new(false);
+    // Files the workers could not write (emptied): not counted as restored.
+    let unwritten = Mutex::new((0u64, 0u64));
     let restore_owner = opts.restore_owner;
     let (walked, mut report) = std::thread::scope(|scope| {
         for _ in 0..workers {
             let rx = rx.clone();
             let worker_errors = &worker_errors;
+            let (full, unwritten) = (&full, &unwritten);
             scope.spawn(move || {
                 for job in rx {
                     let path = display(&job.path);
+                    let size = job.size;
                     let outcome = files::fill(reader, job, restore_owner, progress);
+                    if outcome.disk_full {
+                        full.store(true, Ordering::Relaxed);
+                    }
+                    if outcome.not_written {
+                        let mut n = unwritten.lock().unwrap_or_else(|p| p.into_inner());
+                        n.0 += 1;
+                        n.1 += size;
+                    }
                     if !outcome.problems.is_empty() {
                         worker_errors
                             .lock()
@@ -107,6 +125,7 @@ pub(super) fn run(
             link_to: HashMap::new(),
             jobs: tx,
             report: RestoreReport::default(),
+            full: &full,
         };
         // A damaged manifest chunk loses only its own entries: the walk goes on with the next.
         let gaps = std::cell::RefCell::new(Gaps::default());
@@ -114,6 +133,9 @@ pub(super) fn run(
             reader,
             session,
             &mut |entry| {
+                if full.load(Ordering::Relaxed) {
+                    return Ok(ControlFlow::Break(()));
+                }
                 gaps.borrow_mut().entry(&entry.path);
                 walker.visit(entry);
                 Ok(ControlFlow::Continue(()))
@@ -138,6 +160,19 @@ pub(super) fn run(
             .into_inner()
             .unwrap_or_else(|p| p.into_inner()),
     );
+    let (files, bytes) = unwritten.into_inner().unwrap_or_else(|p| p.into_inner());
+    report.entries -= files.min(report.entries);
+    report.files -= files.min(report.files);
+    report.bytes -= bytes.min(report.bytes);
+    if full.into_inner() {
+        report.disk_full = Some(format!(
+            "the target's file system is full (no space left on device, or over quota): the \
+             restore stopped there; {} entries were restored, the files being written were \
+             left empty (named above), and the rest of the session was not restored. Free \
+             space and restore again (into the same target with --force)",
+            report.entries
+        ));
+    }
     report.errors.sort_by(|a, b| a.path.cmp(&b.path));
     Ok(report)
 }
@@ -196,7 +231,8 @@ impl Walker<'_> {
             .fd
             .as_fd();
         let kind = kind_name(&body);
-        let fail = |e: std::io::Error| format!("restoring the {kind}: {e}");
+        let full = self.full;
+        let fail = |e: std::io::Error| format!("restoring the {kind}: {}", noted(full, e));
         match body {
             Body::Dir => match fsops::make_dir(dir, name) {
                 Ok(fd) => self.stack.push(OpenDir {
@@ -207,7 +243,8 @@ impl Walker<'_> {
                 Err(e) => {
                     self.failed_dir = Some(path);
                     return Err(format!(
-                        "restoring the directory: {e} (nothing below it was restored)"
+                        "restoring the directory: {} (nothing below it was restored)",
+                        noted(full, e)
                     ));
                 }
             },
@@ -240,7 +277,8 @@ impl Walker<'_> {
         kind_name: &str,
     ) -> Result<(), String> {
         let dir = self.stack.last().expect("root").fd.as_fd();
-        let fail = |e: std::io::Error| format!("restoring the {kind_name}: {e}");
+        let full = self.full;
+        let fail = |e: std::io::Error| format!("restoring the {kind_name}: {}", noted(full, e));
         fsops::make_node(dir, name, fsops::node_type(kind), rdev).map_err(fail)?;
         fsops::apply_meta_at(dir, name, meta, self.restore_owner, false).map_err(fail)
     }
@@ -278,7 +316,7 @@ impl Walker<'_> {
         } else if let Some((size, extents)) = self.held.remove(target) {
             let dir = self.stack.last().expect("root").fd.as_fd();
             let file = fsops::create_file(dir, name)
-                .map_err(|e| format!("restoring the hard-linked file: {e}"))?;
+                .map_err(|e| format!("restoring the hard-linked file: {}", noted(self.full, e)))?;
             self.link_to.insert(target.to_vec(), path.to_vec());
             return self.queue(path.to_vec(), file, size, extents, meta);
         } else {
@@ -293,7 +331,7 @@ impl Walker<'_> {
             .map_err(|e| format!("opening the directory of {}: {e}", display(&source)))?;
         let dir = self.stack.last().expect("root").fd.as_fd();
         fsops::make_link(source_dir.as_fd(), source_name, dir, name)
-            .map_err(|e| format!("linking to {}: {e}", display(&source)))
+            .map_err(|e| format!("linking to {}: {}", display(&source), noted(self.full, e)))
     }
 
     /// Open an already restored directory by its session path, from the deepest open directory
@@ -327,8 +365,9 @@ impl Walker<'_> {
             let fd = match fsops::open_dir(top.fd.as_fd(), &component) {
                 Ok(fd) => fd,
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                    fsops::make_dir(top.fd.as_fd(), &component)
-                        .map_err(|e| format!("creating its parent directory: {e}"))?
+                    fsops::make_dir(top.fd.as_fd(), &component).map_err(|e| {
+                        format!("creating its parent directory: {}", noted(self.full, e))
+                    })?
                 }
                 Err(e) => {
                     return Err(format!(
@@ -366,6 +405,14 @@ impl Walker<'_> {
         }
         self.report
     }
+}
+
+/// `e`, noting in `full` when it says the file system is full.
+fn noted(full: &AtomicBool, e: std::io::Error) -> std::io::Error {
+    if files::is_disk_full(&e) {
+        full.store(true, Ordering::Relaxed);
+    }
+    e
 }
 
 /// Split a non-empty session path into its parent ("" for the root) and last component.
@@ -425,6 +472,7 @@ pub(super) fn walk_entries_for_test(
         link_to: HashMap::new(),
         jobs: tx,
         report: RestoreReport::default(),
+        full: &AtomicBool::new(false),
     };
     for entry in entries {
         walker.visit(entry);

@@ -218,3 +218,63 @@ fn full_disk_reads_the_write_ahead_log() {
     assert_eq!(run.json()[0]["pinned"], true, "{}", run.stdout_str());
     says_disk_full(&t.run("pin", &["--session", &id.to_string()]), &t.repo);
 }
+
+/// A restore onto a file system that fills up stops there: it says the target is full, counts
+/// only the files it wrote whole, leaves no truncated file behind (each file is equal to the
+/// source or empty), exits 3; once there is room, a restore into the same target with
+/// `--force` brings everything back.
+#[test]
+fn a_restore_onto_a_full_disk_stops_says_so_and_leaves_no_truncated_file() {
+    let t = TestRepo::new();
+    let src = t.path("src");
+    for i in 0..8u8 {
+        write_file(&src.join(format!("f{i}")), &pattern(i, 3 << 20));
+    }
+    let id = t.ingest("c1", &src);
+    let mnt = Tmpfs::mount(&t.path("target-disk"), "32m");
+    // 24 MiB of files onto 32 MiB less 18 MiB of filler.
+    write_file(&mnt.at.join("filler"), &vec![1u8; 18 << 20]);
+    let target = mnt.at.join("restored");
+    let run = t.restore_run(id, &target, &[b"--json"]);
+    assert_eq!(run.code, 3, "{run:?}");
+    assert!(
+        run.stderr.contains("the target's file system is full"),
+        "{}",
+        run.stderr
+    );
+    let json: serde_json::Value = serde_json::from_str(&run.stdout_str()).unwrap();
+    assert!(json["disk_full"].is_string(), "{json:#}");
+    let mut whole = 0;
+    for i in 0..8u8 {
+        let name = format!("f{i}");
+        match std::fs::read(target.join(&name)) {
+            Ok(bytes) if bytes.is_empty() => {}
+            Ok(bytes) => {
+                assert_eq!(bytes, pattern(i, 3 << 20), "{name} is truncated");
+                whole += 1;
+            }
+            Err(e) => assert_eq!(e.kind(), std::io::ErrorKind::NotFound, "{name}: {e}"),
+        }
+    }
+    assert!(whole < 8, "the disk never filled");
+    assert_eq!(json["files"], whole, "{json:#}");
+    assert_eq!(json["bytes"], whole * (3 << 20), "{json:#}");
+    // Not one error line per remaining file: the restore stopped.
+    assert!(
+        json["errors"].as_array().unwrap().len() <= 8 - whole as usize,
+        "{json:#}"
+    );
+
+    std::fs::remove_file(mnt.at.join("filler")).unwrap();
+    t.restore_run(id, &target, &[b"--force"]).ok();
+    // Into a non-empty target the root keeps its own metadata (docs/usage.md "restore").
+    let diffs = compare_trees_with(
+        &src,
+        &target,
+        &CompareOptions {
+            root_meta: false,
+            ..Default::default()
+        },
+    );
+    assert!(diffs.is_empty(), "{}", diffs.join("\n"));
+}

@@ -184,6 +184,7 @@ pub(crate) fn restore_from(
             "seconds": seconds,
             "errors": report.errors,
             "lost_manifest_chunks": report.lost_manifest_chunks,
+            "disk_full": report.disk_full,
             "sources": placed
                 .iter()
                 .map(|(source, to)| serde_json::json!({"source": source, "target": to}))
@@ -230,6 +231,9 @@ pub(crate) fn restore_from(
         report.errors.len(),
         if report.errors.len() == 1 { "" } else { "s" }
     );
+    if let Some(full) = &report.disk_full {
+        eprintln!("rsbackup: {full}");
+    }
     Ok(Outcome::Partial)
 }
 
