@@ -332,6 +332,85 @@ fn a_client_restores_to_the_original_paths_its_session_recorded() {
     assert!(session > old);
 }
 
+/// A copy of the client's key on another machine (a clone, or a thief with the key) cannot
+/// restore the client's sessions while `on-new-machine = "refuse"`: refused (exit 16), audited
+/// with the machine, nothing sent. The administrator's `accept-machine` for a rebuilt machine
+/// lets it restore.
+#[test]
+fn a_new_machine_restores_only_once_the_administrator_accepts_it() {
+    let keys = common::tempdir();
+    let (identity, recipient) = keygen(keys.path(), "web1");
+    let s = Server::start(
+        &[(
+            "web1",
+            Some(&format!(
+                "{ANY}\nstaging-mode = \"purge\"\non-new-machine = \"refuse\"\n\
+                 {PUSH_AND_RESTORE}\nrestore-recipient = {recipient:?}"
+            )),
+        )],
+        None,
+    );
+    let src = s.dir.path().join("src");
+    common::sample_tree(&src);
+    // The push records the harness's machine as web1's.
+    let session = s.push("web1", &src, &[])["session"].as_i64().unwrap();
+    // The restoring machine states another machine id (its machine-id file).
+    let config = client_toml(&s, "web1");
+    let target = s.dir.path().join("restored");
+    let run = client_restore(
+        &config,
+        &identity,
+        &["--session", "latest", "--target", target.to_str().unwrap()],
+    );
+    run.fails_with(REFUSED, &["refused restore-fetch"]);
+    assert!(
+        !target.join("docs").exists(),
+        "a refused restore wrote something"
+    );
+    let audit = s.audit();
+    let last = audit.last().unwrap();
+    assert_eq!((last[0].as_str(), last[3].as_str()), ("web1", "refuse"));
+    assert!(
+        last[4].contains("is not a machine recorded for this client"),
+        "{last:?}"
+    );
+
+    let machine = rsbackup::client::identity::machine_id_from(MACHINE, Path::new("machine-id"))
+        .unwrap()
+        .to_string();
+    rsbackup([
+        arg("accept-machine"),
+        arg("--config"),
+        arg(&s.config),
+        arg("--client"),
+        arg("web1"),
+        arg("--machine"),
+        arg(&machine),
+    ])
+    .ok();
+    client_restore(
+        &config,
+        &identity,
+        &[
+            "--session",
+            &session.to_string(),
+            "--target",
+            target.to_str().unwrap(),
+        ],
+    )
+    .ok();
+    let diffs = common::compare_trees_with(
+        &src,
+        &target,
+        &CompareOptions {
+            root_meta: false,
+            xattrs: false,
+            ..Default::default()
+        },
+    );
+    assert!(diffs.is_empty(), "{}", diffs.join("\n"));
+}
+
 /// web1 and web2 each have their own scope and push the same tree: no chunk is shared, and
 /// web1 asking over the wire for web2's session or for a chunk only web2's session holds is
 /// refused, audited with the reason, mailed, and ends the connection.
