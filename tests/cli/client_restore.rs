@@ -36,6 +36,24 @@ fn body(extra: &str) -> String {
     format!("{ANY}\nstaging-mode = \"purge\"\non-new-machine = \"accept\"\n{extra}")
 }
 
+/// A server whose only client web1 may push and restore, with a restore-recipient whose
+/// identity is returned (in the returned directory); `body_of` makes its `[clients.web1]` body
+/// around those two settings.
+fn restoring_web1(body_of: impl Fn(&str) -> String) -> (tempfile::TempDir, PathBuf, Server) {
+    let keys = common::tempdir();
+    let (identity, recipient) = keygen(keys.path(), "web1");
+    let s = Server::start(
+        &[(
+            "web1",
+            Some(&body_of(&format!(
+                "{PUSH_AND_RESTORE}\nrestore-recipient = {recipient:?}"
+            ))),
+        )],
+        None,
+    );
+    (keys, identity, s)
+}
+
 /// client.toml of `client` for the harness server (its key, the sshd's host key).
 fn client_toml(s: &Server, client: &str) -> PathBuf {
     let dir = s.dir.path().join(format!("client-{client}"));
@@ -142,17 +160,7 @@ fn data_chunk_of(s: &Server, session: i64) -> ChunkId {
 /// client's listing names it; every request audited as allowed.
 #[test]
 fn a_client_restores_its_own_session_equal_to_the_source() {
-    let keys = common::tempdir();
-    let (identity, recipient) = keygen(keys.path(), "web1");
-    let s = Server::start(
-        &[(
-            "web1",
-            Some(&body(&format!(
-                "{PUSH_AND_RESTORE}\nrestore-recipient = {recipient:?}"
-            ))),
-        )],
-        None,
-    );
+    let (_keys, identity, s) = restoring_web1(body);
     let src = s.dir.path().join("src");
     let tree = common::sample_tree(&src);
     let session = s.push("web1", &src, &[])["session"].as_i64().unwrap();
@@ -262,17 +270,7 @@ fn a_client_restores_its_own_session_equal_to_the_source() {
 /// before full paths is refused with the reason.
 #[test]
 fn a_client_restores_to_the_original_paths_its_session_recorded() {
-    let keys = common::tempdir();
-    let (identity, recipient) = keygen(keys.path(), "web1");
-    let s = Server::start(
-        &[(
-            "web1",
-            Some(&body(&format!(
-                "{PUSH_AND_RESTORE}\nrestore-recipient = {recipient:?}"
-            ))),
-        )],
-        None,
-    );
+    let (_keys, identity, s) = restoring_web1(body);
     let src = s.dir.path().join("src");
     common::sample_tree(&src);
     let config = client_toml(&s, "web1");
@@ -338,18 +336,9 @@ fn a_client_restores_to_the_original_paths_its_session_recorded() {
 /// lets it restore.
 #[test]
 fn a_new_machine_restores_only_once_the_administrator_accepts_it() {
-    let keys = common::tempdir();
-    let (identity, recipient) = keygen(keys.path(), "web1");
-    let s = Server::start(
-        &[(
-            "web1",
-            Some(&format!(
-                "{ANY}\nstaging-mode = \"purge\"\non-new-machine = \"refuse\"\n\
-                 {PUSH_AND_RESTORE}\nrestore-recipient = {recipient:?}"
-            )),
-        )],
-        None,
-    );
+    let (_keys, identity, s) = restoring_web1(|extra| {
+        format!("{ANY}\nstaging-mode = \"purge\"\non-new-machine = \"refuse\"\n{extra}")
+    });
     let src = s.dir.path().join("src");
     common::sample_tree(&src);
     // The push records the harness's machine as web1's.
