@@ -397,13 +397,13 @@ fn two_clients_at_once_both_succeed_and_share_chunks() {
     let t = TestRepo::new();
     let (a, b) = (t.path("a"), t.path("b"));
     for i in 0..20u64 {
-        let data = noise(i, 50_000);
+        let data = noise(i, 30_000);
         write(&a.join(format!("x/{i}")), &data);
         write(&b.join(format!("y/{i}")), &data);
     }
-    // Under the chunker's minimum (64 KiB), so one chunk whatever the repository's random
+    // Under the chunker's minimum (32 KiB), so one chunk whatever the repository's random
     // gear key (a file past the minimum is cut in two now and then).
-    write(&a.join("only-a"), &noise(100, 40_000));
+    write(&a.join("only-a"), &noise(100, 20_000));
     let (ra, rb) = std::thread::scope(|s| {
         let ha = s.spawn(|| ingest(&t.repo, &opts("alpha", &a)));
         let hb = s.spawn(|| ingest(&t.repo, &opts("beta", &b)));
@@ -414,7 +414,7 @@ fn two_clients_at_once_both_succeed_and_share_chunks() {
     // 21 distinct contents, each one chunk; a racing duplicate is dropped at seal time.
     assert_eq!(data_chunks(&t), 21);
     let eb = entries(&t, rb.session_id());
-    assert_eq!(content(&t, find(&eb, b"y/7")), noise(7, 50_000));
+    assert_eq!(content(&t, find(&eb, b"y/7")), noise(7, 30_000));
     assert_eq!(t.repo.index().unwrap().sessions(None).unwrap().len(), 2);
 }
 
@@ -635,8 +635,14 @@ fn a_repository_with_the_former_chunker_parameters_keeps_them() {
     let mut t = TestRepo::new();
     let toml = t.repo.root().join("repository.toml");
     let text = fs::read_to_string(&toml).unwrap();
+    let defaults = format!(
+        "min-size = {}\navg-size = {}\nmax-size = {}\n",
+        ChunkerParams::DEFAULT.min_size,
+        ChunkerParams::DEFAULT.avg_size,
+        ChunkerParams::DEFAULT.max_size
+    );
     let former = text.replacen(
-        "min-size = 65536\navg-size = 262144\nmax-size = 1048576\n",
+        &defaults,
         "min-size = 262144\navg-size = 1048576\nmax-size = 4194304\n",
         1,
     );
