@@ -63,18 +63,21 @@ impl Index {
     /// Where chunk `id` is stored, when a visible session of `client` holds it (in its root or
     /// named by a manifest chunk of its root); `None` for a chunk no session of `client` holds,
     /// whoever else's it may be.
+    ///
+    /// A key lookup per session of `client` (`session_manifest` is keyed by session and chunk);
+    /// CROSS JOIN makes SQLite take the chunk's few parents first, not a whole root.
     pub fn client_chunk(&self, client: &str, id: &ChunkId) -> Result<Option<ChunkLocation>> {
         let what = format!("looking up chunk {id} for client {client}");
         let mut stmt = self
             .conn
             .prepare_cached(location_select!(
-                "WHERE c.id = ?1 AND ( \
-                   EXISTS (SELECT 1 FROM session_manifest m JOIN sessions s ON s.id = m.session \
-                           WHERE m.chunk = c.num AND s.client = ?2 AND s.state != 'running') \
-                   OR EXISTS (SELECT 1 FROM chunk_refs r \
-                              JOIN session_manifest m ON m.chunk = r.parent \
-                              JOIN sessions s ON s.id = m.session \
-                              WHERE r.child = c.num AND s.client = ?2 AND s.state != 'running'))"
+                "WHERE c.id = ?1 AND EXISTS (SELECT 1 FROM sessions s \
+                   WHERE s.client = ?2 AND s.state != 'running' AND ( \
+                   EXISTS (SELECT 1 FROM session_manifest m \
+                           WHERE m.session = s.id AND m.chunk = c.num) \
+                   OR EXISTS (SELECT 1 FROM chunk_refs r CROSS JOIN session_manifest m \
+                              ON m.session = s.id AND m.chunk = r.parent \
+                              WHERE r.child = c.num)))"
             ))
             .map_err(|e| self.err(e, &what))?;
         stmt.query_row(rusqlite::params![&id.0, client], location_from_row)

@@ -67,12 +67,12 @@ fn open_refuses_foreign_and_future_databases() {
     drop(new_index(dir.path()));
     {
         let conn = Connection::open(&path).unwrap();
-        conn.execute_batch("PRAGMA user_version = 3").unwrap();
+        conn.execute_batch("PRAGMA user_version = 4").unwrap();
     }
     let err = Index::open(&path).unwrap_err();
     assert_eq!(err.kind(), ErrorKind::UnsupportedVersion);
     assert!(
-        err.message().contains("schema version 3"),
+        err.message().contains("schema version 4"),
         "{}",
         err.message()
     );
@@ -440,6 +440,9 @@ fn schema_matches_the_spec() {
     let from_code = Connection::open_in_memory().unwrap();
     from_code.execute_batch(schema::DDL_COMMON).unwrap();
     from_code.execute_batch(schema::SESSIONS_V2).unwrap();
+    from_code
+        .execute_batch(schema::SESSION_MANIFEST_V3)
+        .unwrap();
     let spec_schema = normalized_schema(&from_spec);
     // The sql block was found and holds the v1 core (later additions are compared as well).
     for name in [
@@ -507,6 +510,7 @@ fn version_1_index_is_migrated_to_partial() {
         .unwrap();
         conn.execute_batch(schema::DDL_COMMON).unwrap();
         conn.execute_batch(schema::SESSIONS_V1).unwrap();
+        conn.execute_batch(schema::SESSION_MANIFEST_V2).unwrap();
         conn.execute_batch(
             "INSERT INTO meta (key, value) VALUES ('repository-id', 'ab'), ('gc-generation', 0);
              INSERT INTO sessions (id, client, state, started, finished, errors)
@@ -563,6 +567,7 @@ fn version_1_index_is_migrated_to_partial() {
     let fresh = Connection::open_in_memory().unwrap();
     fresh.execute_batch(schema::DDL_COMMON).unwrap();
     fresh.execute_batch(schema::SESSIONS_V2).unwrap();
+    fresh.execute_batch(schema::SESSION_MANIFEST_V3).unwrap();
     let normal = |c: &Connection| {
         normalized_schema(c)
             .into_iter()
