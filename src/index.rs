@@ -548,21 +548,14 @@ impl Index {
 
     /// Visible sessions whose root or whose manifest chunks' references include `id`.
     pub fn sessions_using_chunk(&self, id: &ChunkId) -> Result<Vec<SessionId>> {
-        // Session by session: `session_manifest` is keyed by (session, chunk), with no index
-        // by chunk alone (format-spec/index.md "The session root"). CROSS JOIN keeps SQLite
-        // from walking a whole root: the chunk's few parents first, then a key lookup each.
         let mut stmt = self
             .conn
-            .prepare_cached(
+            .prepare_cached(concat!(
                 "SELECT s.id FROM sessions s, chunks c WHERE c.id = ?1 \
-                   AND s.state != 'running' AND ( \
-                   EXISTS (SELECT 1 FROM session_manifest m \
-                           WHERE m.session = s.id AND m.chunk = c.num) \
-                   OR EXISTS (SELECT 1 FROM chunk_refs r CROSS JOIN session_manifest m \
-                              ON m.session = s.id AND m.chunk = r.parent \
-                              WHERE r.child = c.num)) \
-                 ORDER BY s.id",
-            )
+                   AND s.state != 'running' AND ",
+                rows::session_holds_chunk!(),
+                " ORDER BY s.id"
+            ))
             .map_err(|e| self.err(e, "finding sessions using a chunk"))?;
         stmt.query_map([&id.0], |r| Ok(SessionId(r.get(0)?)))
             .and_then(|rows| rows.collect())

@@ -70,8 +70,29 @@ fn version_2_index_is_migrated_keeping_every_root() {
     let s = |ids: &[i64]| ids.iter().map(|&i| SessionId(i)).collect::<Vec<_>>();
     assert_eq!(index.sessions_using_chunk(&cid(2)).unwrap(), s(&[1, 2]));
     assert_eq!(index.sessions_using_chunk(&cid(4)).unwrap(), s(&[1]));
-    assert!(index.client_chunk("web1", &cid(4)).unwrap().is_some());
-    assert!(index.client_chunk("db1", &cid(4)).unwrap().is_none());
+    assert!(index.client_chunk("web1", &[], &cid(4)).unwrap().is_some());
+    assert!(index.client_chunk("db1", &[], &cid(4)).unwrap().is_none());
+    // Tried in a session first: found there, or in another session of the client after it,
+    // never in a session of another client.
+    let first = [SessionId(2)];
+    assert!(
+        index
+            .client_chunk("web1", &first, &cid(4))
+            .unwrap()
+            .is_some()
+    );
+    assert!(
+        index
+            .client_chunk("web1", &first, &cid(2))
+            .unwrap()
+            .is_some()
+    );
+    assert!(
+        index
+            .client_chunk("db1", &first, &cid(2))
+            .unwrap()
+            .is_none()
+    );
     let broken: Option<String> = index
         .conn()
         .query_row("PRAGMA foreign_key_check", [], |r| r.get(0))
