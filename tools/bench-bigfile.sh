@@ -25,19 +25,13 @@ BENCH_DIR=${BENCH_DIR:-/var/tmp/rsbackup-bench-bigfile}
 bench_dir_ok bench-bigfile.sh
 bench_build
 
-rm -rf "$BENCH_DIR"
-mkdir -p "$BENCH_DIR/tree"
-TREE=$BENCH_DIR/tree
-REPO=$BENCH_DIR/repo
-RESULTS=$BENCH_DIR/results.txt
-cleanup() { [ "${KEEP_DIR:-0}" = 1 ] || rm -rf "$TREE" "$REPO"; }
-trap cleanup EXIT
+bench_fresh_dir
+mkdir -p "$TREE"
 
 head -c "$((BIG_MIB << 20))" /dev/urandom >"$TREE/big.img"
 "$RSBACKUP" keygen --output "$BENCH_DIR/identity.txt" >"$BENCH_DIR/recipient.txt"
 "$RSBACKUP" init --repo "$REPO" --recipient "$(cat "$BENCH_DIR/recipient.txt")" >/dev/null
 
-bytes_of() { if [ -e "$1" ]; then du -sb "$1" | cut -f1; else echo 0; fi; }
 # sizes: total packs index sessions
 sizes() {
   local idx=$(( $(bytes_of "$REPO/index.db") + $(bytes_of "$REPO/index.db-wal") ))

@@ -2,7 +2,7 @@
 //! session roots keep their chunks in order, and the lookups that used the index by chunk
 //! still find them.
 
-use rusqlite::{Connection, OptionalExtension};
+use rusqlite::Connection;
 
 use super::*;
 
@@ -13,18 +13,9 @@ fn cid(n: u8) -> ChunkId {
 /// A version 2 index as a build of that version left it: two sessions of `web1`, the first
 /// with a root naming chunk 3 twice, and manifest chunk 1 naming data chunk 4.
 fn version_2_index(path: &Path) {
-    let conn = Connection::open(path).unwrap();
-    conn.execute_batch(&format!(
-        "PRAGMA journal_mode = WAL; PRAGMA application_id = {}; PRAGMA user_version = 2;",
-        schema::APPLICATION_ID
-    ))
-    .unwrap();
-    conn.execute_batch(schema::DDL_COMMON).unwrap();
-    conn.execute_batch(schema::SESSIONS_V2).unwrap();
-    conn.execute_batch(schema::SESSION_MANIFEST_V2).unwrap();
+    let conn = super::tests::old_index(path, 2);
     conn.execute_batch(
-        "INSERT INTO meta (key, value) VALUES ('repository-id', 'ab'), ('gc-generation', 0);
-         INSERT INTO data_keys (id, wrapped, created) VALUES (1, x'00', 1);
+        "INSERT INTO data_keys (id, wrapped, created) VALUES (1, x'00', 1);
          INSERT INTO packs (id, name, state, size, created)
            VALUES (1, x'00000000000000000000000000000001', 'sealed', 100, 1);
          INSERT INTO sessions (id, client, state, started, finished)
@@ -58,12 +49,7 @@ fn version_2_index_is_migrated_keeping_every_root() {
     assert_eq!(ro.session_root(SessionId(1)).unwrap(), root_1);
     drop(ro);
 
-    let index = Index::open(&path).unwrap();
-    let version: i32 = index
-        .conn()
-        .query_row("PRAGMA user_version", [], |r| r.get(0))
-        .unwrap();
-    assert_eq!(version, INDEX_VERSION);
+    let index = super::tests::open_migrated(&path);
     assert_eq!(index.session_root(SessionId(1)).unwrap(), root_1);
     assert_eq!(index.session_root(SessionId(2)).unwrap(), [cid(2)]);
     // Lookups by chunk: in a root, through a reference, in no session.
@@ -93,12 +79,6 @@ fn version_2_index_is_migrated_keeping_every_root() {
             .unwrap()
             .is_none()
     );
-    let broken: Option<String> = index
-        .conn()
-        .query_row("PRAGMA foreign_key_check", [], |r| r.get(0))
-        .optional()
-        .unwrap();
-    assert_eq!(broken, None);
     // The index by chunk is gone with the old table; the schema is a new index's.
     let indexes: i64 = index
         .conn()

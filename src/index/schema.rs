@@ -206,26 +206,54 @@ pub(super) fn check_version(conn: &Connection, path: &Path) -> Result<i32> {
     Ok(version)
 }
 
-/// Migrate a version 1 index to version 2 (format-spec/index.md, "Migrations"): rebuild
-/// `sessions` with the state `partial` in place of `incomplete` and the new column `reason`
-/// (NULL for every old row), in one `BEGIN IMMEDIATE` transaction that also bumps
-/// `user_version`. Foreign keys must be off on `conn` (the old table is dropped while
-/// `session_manifest` still names it); they are checked before the commit. Two processes
-/// opening the same version 1 index at once: the second finds version 2 inside its
-/// transaction and does nothing.
-pub(super) fn migrate_v1(conn: &Connection, path: &Path) -> Result<()> {
+/// Run the migration from version `from` to `from + 1` (format-spec/index.md, "Migrations"):
+/// in one `BEGIN IMMEDIATE` transaction, `body` rebuilds what changed, `user_version` is bumped
+/// and `PRAGMA foreign_key_check` must come back empty before the commit. A process that finds
+/// another version inside its transaction (another one migrated first) does nothing.
+fn migration(
+    conn: &Connection,
+    path: &Path,
+    from: i32,
+    body: impl FnOnce(&Connection) -> rusqlite::Result<()>,
+) -> Result<()> {
+    let to = from + 1;
     let ctx = |e: rusqlite::Error| {
         Error::from(e).context(format!(
-            "migrating index {} from version 1 to 2",
+            "migrating index {} from version {from} to {to}",
             path.display()
         ))
     };
     conn.execute_batch("BEGIN IMMEDIATE").map_err(ctx)?;
-    let result = (|| -> rusqlite::Result<bool> {
+    let result = (|| -> rusqlite::Result<()> {
         let version: i32 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
-        if version != 1 {
-            return Ok(false);
+        if version == from {
+            body(conn)?;
+            conn.execute_batch(&format!("PRAGMA user_version = {to};"))?;
+            let broken: Option<String> = conn
+                .query_row("PRAGMA foreign_key_check", [], |r| r.get(0))
+                .optional()?;
+            if let Some(table) = broken {
+                return Err(rusqlite::Error::SqliteFailure(
+                    rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_CONSTRAINT),
+                    Some(format!("foreign key check failed in table {table}")),
+                ));
+            }
         }
+        conn.execute_batch("COMMIT")
+    })();
+    if let Err(e) = result {
+        let _ = conn.execute_batch("ROLLBACK");
+        return Err(ctx(e));
+    }
+    Ok(())
+}
+
+/// Migrate a version 1 index to version 2 (format-spec/index.md, "Migrations"): rebuild
+/// `sessions` with the state `partial` in place of `incomplete` and the new column `reason`
+/// (NULL for every old row). Foreign keys must be off on `conn` (the old table is dropped while
+/// `session_manifest` still names it); they are checked before the commit.
+pub(super) fn migrate_v1(conn: &Connection, path: &Path) -> Result<()> {
+    migration(conn, path, 1, |conn| {
         // SQLite's recipe for changing a table's constraints: build the new table beside the
         // old one, copy, drop the old, rename the new (foreign keys off, so that
         // `session_manifest`'s reference to `sessions` is left as it is and names the new
@@ -264,63 +292,24 @@ pub(super) fn migrate_v1(conn: &Connection, path: &Path) -> Result<()> {
                 [seq],
             )?;
         }
-        conn.execute_batch("PRAGMA user_version = 2;")?;
-        Ok(true)
-    })();
-    let result = result.and_then(|migrated| {
-        if migrated {
-            let broken: Option<String> = conn
-                .query_row("PRAGMA foreign_key_check", [], |r| r.get(0))
-                .optional()?;
-            if let Some(table) = broken {
-                return Err(rusqlite::Error::SqliteFailure(
-                    rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_CONSTRAINT),
-                    Some(format!("foreign key check failed in table {table}")),
-                ));
-            }
-        }
-        conn.execute_batch("COMMIT")
-    });
-    if let Err(e) = result {
-        let _ = conn.execute_batch("ROLLBACK");
-        return Err(ctx(e));
-    }
-    Ok(())
+        Ok(())
+    })
 }
 
 /// Migrate a version 2 index to version 3 (format-spec/index.md, "Migrations"): rebuild
 /// `session_manifest` keyed by (session, chunk, seq), without its index by chunk and without
-/// the foreign key to `chunks`, in one `BEGIN IMMEDIATE` transaction that also bumps
-/// `user_version`; a second process finds version 3 inside its transaction and does nothing.
+/// the foreign key to `chunks`.
 pub(super) fn migrate_v2(conn: &Connection, path: &Path) -> Result<()> {
-    let ctx = |e: rusqlite::Error| {
-        Error::from(e).context(format!(
-            "migrating index {} from version 2 to {INDEX_VERSION}",
-            path.display()
-        ))
-    };
-    conn.execute_batch("BEGIN IMMEDIATE").map_err(ctx)?;
-    let result = (|| -> rusqlite::Result<()> {
-        let version: i32 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
-        if version != 2 {
-            return Ok(());
-        }
+    migration(conn, path, 2, |conn| {
         conn.execute_batch(&SESSION_MANIFEST_V3.replace(
             "CREATE TABLE session_manifest",
             "CREATE TABLE session_manifest_v3",
         ))?;
-        conn.execute_batch(&format!(
+        conn.execute_batch(
             "INSERT INTO session_manifest_v3 (session, chunk, seq) \
                SELECT session, chunk, seq FROM session_manifest ORDER BY session, chunk, seq;
              DROP TABLE session_manifest;
-             ALTER TABLE session_manifest_v3 RENAME TO session_manifest;
-             PRAGMA user_version = {INDEX_VERSION};"
-        ))
-    })();
-    let result = result.and_then(|()| conn.execute_batch("COMMIT"));
-    if let Err(e) = result {
-        let _ = conn.execute_batch("ROLLBACK");
-        return Err(ctx(e));
-    }
-    Ok(())
+             ALTER TABLE session_manifest_v3 RENAME TO session_manifest;",
+        )
+    })
 }

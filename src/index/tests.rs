@@ -427,6 +427,39 @@ fn normalized_schema(conn: &Connection) -> Vec<(String, String)> {
         .collect()
 }
 
+/// An index of schema version 1 or 2 as a build of that version made it, with its meta rows.
+pub(super) fn old_index(path: &Path, version: i32) -> Connection {
+    let conn = Connection::open(path).unwrap();
+    conn.execute_batch(&format!(
+        "PRAGMA journal_mode = WAL; PRAGMA application_id = {}; PRAGMA user_version = {version};",
+        schema::APPLICATION_ID
+    ))
+    .unwrap();
+    conn.execute_batch(schema::DDL_COMMON).unwrap();
+    let sessions = match version {
+        1 => schema::SESSIONS_V1,
+        _ => schema::SESSIONS_V2,
+    };
+    conn.execute_batch(sessions).unwrap();
+    conn.execute_batch(schema::SESSION_MANIFEST_V2).unwrap();
+    conn.execute_batch(
+        "INSERT INTO meta (key, value) VALUES ('repository-id', 'ab'), ('gc-generation', 0);",
+    )
+    .unwrap();
+    conn
+}
+
+/// Open an old index for writing: it comes out at this build's version.
+pub(super) fn open_migrated(path: &Path) -> Index {
+    let index = Index::open(path).unwrap();
+    let version: i32 = index
+        .conn()
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(version, INDEX_VERSION);
+    index
+}
+
 /// The code's DDL is the DDL of format-spec/index.md (the spec is normative).
 #[test]
 fn schema_matches_the_spec() {
@@ -502,18 +535,9 @@ fn version_1_index_is_migrated_to_partial() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("index.db");
     {
-        let conn = Connection::open(&path).unwrap();
-        conn.execute_batch(&format!(
-            "PRAGMA journal_mode = WAL; PRAGMA application_id = {}; PRAGMA user_version = 1;",
-            schema::APPLICATION_ID
-        ))
-        .unwrap();
-        conn.execute_batch(schema::DDL_COMMON).unwrap();
-        conn.execute_batch(schema::SESSIONS_V1).unwrap();
-        conn.execute_batch(schema::SESSION_MANIFEST_V2).unwrap();
+        let conn = old_index(&path, 1);
         conn.execute_batch(
-            "INSERT INTO meta (key, value) VALUES ('repository-id', 'ab'), ('gc-generation', 0);
-             INSERT INTO sessions (id, client, state, started, finished, errors)
+            "INSERT INTO sessions (id, client, state, started, finished, errors)
                VALUES (1, 'web1', 'complete', 10, 11, 0), (2, 'web1', 'incomplete', 20, 21, 3),
                       (7, 'web1', 'complete', 30, 31, 0);
              DELETE FROM sessions WHERE id = 7;",
@@ -527,12 +551,7 @@ fn version_1_index_is_migrated_to_partial() {
     assert_eq!(old[1].reason, None);
     drop(ro);
 
-    let index = Index::open(&path).unwrap();
-    let version: i32 = index
-        .conn()
-        .query_row("PRAGMA user_version", [], |r| r.get(0))
-        .unwrap();
-    assert_eq!(version, INDEX_VERSION);
+    let index = open_migrated(&path);
     let raw: Vec<String> = index
         .conn()
         .prepare("SELECT state FROM sessions ORDER BY id")

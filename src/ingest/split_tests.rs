@@ -4,40 +4,20 @@
 use std::fs;
 use std::os::unix::fs::FileExt;
 
-use super::tests::{content, entries, find, opts, write};
+use super::tests::{content, entries, find, opts, with_chunker, write};
 use super::*;
 use crate::format::manifest::{MANIFEST_MAGIC_V3, split_extents};
-use crate::restore::testutil::{TestRepo, noise};
-
-/// A repository cutting files into chunks of about 4 KiB, so that a few MiB make a list of
-/// thousands of extents.
-fn small_chunk_repo() -> TestRepo {
-    let mut t = TestRepo::new();
-    let toml = t.repo.root().join("repository.toml");
-    let text = fs::read_to_string(&toml).unwrap();
-    let defaults = format!(
-        "min-size = {}\navg-size = {}\nmax-size = {}\n",
-        ChunkerParams::DEFAULT.min_size,
-        ChunkerParams::DEFAULT.avg_size,
-        ChunkerParams::DEFAULT.max_size
-    );
-    let small = text.replacen(
-        &defaults,
-        "min-size = 1024\navg-size = 4096\nmax-size = 16384\n",
-        1,
-    );
-    assert_ne!(
-        small, text,
-        "repository.toml does not hold the default chunker"
-    );
-    fs::write(&toml, small).unwrap();
-    t.repo = Repo::open(t.repo.root()).unwrap();
-    t
-}
+use crate::restore::testutil::noise;
 
 #[test]
 fn an_edited_large_file_stores_only_the_pieces_around_its_edits() {
-    let t = small_chunk_repo();
+    // Chunks of about 4 KiB, so that a few MiB make a list of thousands of extents.
+    let t = with_chunker(ChunkerParams {
+        min_size: 1024,
+        avg_size: 4096,
+        max_size: 16384,
+        normalization: 1,
+    });
     let src = t.path("src");
     let mut big = noise(5, 12 << 20);
     write(&src.join("big"), &big);

@@ -632,26 +632,7 @@ fn a_staged_ingest_stops_past_its_new_bytes_limit_and_leaves_no_session() {
 /// keeps cutting with them, and what it stores reads back.
 #[test]
 fn a_repository_with_the_former_chunker_parameters_keeps_them() {
-    let mut t = TestRepo::new();
-    let toml = t.repo.root().join("repository.toml");
-    let text = fs::read_to_string(&toml).unwrap();
-    let defaults = format!(
-        "min-size = {}\navg-size = {}\nmax-size = {}\n",
-        ChunkerParams::DEFAULT.min_size,
-        ChunkerParams::DEFAULT.avg_size,
-        ChunkerParams::DEFAULT.max_size
-    );
-    let former = text.replacen(
-        &defaults,
-        "min-size = 262144\navg-size = 1048576\nmax-size = 4194304\n",
-        1,
-    );
-    assert_ne!(
-        former, text,
-        "repository.toml does not hold the current defaults"
-    );
-    fs::write(&toml, former).unwrap();
-    t.repo = Repo::open(t.repo.root()).unwrap();
+    let t = with_chunker(ChunkerParams::AVG_1_MIB);
     assert_eq!(t.repo.config().chunker, ChunkerParams::AVG_1_MIB);
     let src = t.path("src");
     let big = noise(3, 12 << 20);
@@ -671,4 +652,26 @@ fn a_repository_with_the_former_chunker_parameters_keeps_them() {
         );
     }
     assert_eq!(content(&t, file), big);
+}
+
+/// A repository whose `repository.toml` says `chunker` instead of init's default.
+pub(super) fn with_chunker(chunker: ChunkerParams) -> TestRepo {
+    let mut t = TestRepo::new();
+    let toml = t.repo.root().join("repository.toml");
+    let text = fs::read_to_string(&toml).unwrap();
+    let sizes = |p: ChunkerParams| {
+        format!(
+            "min-size = {}\navg-size = {}\nmax-size = {}\n",
+            p.min_size, p.avg_size, p.max_size
+        )
+    };
+    let changed = text.replacen(&sizes(ChunkerParams::DEFAULT), &sizes(chunker), 1);
+    assert_ne!(
+        changed, text,
+        "repository.toml does not hold the default chunker"
+    );
+    fs::write(&toml, changed).unwrap();
+    t.repo = Repo::open(t.repo.root()).unwrap();
+    assert_eq!(t.repo.config().chunker, chunker);
+    t
 }
