@@ -29,9 +29,18 @@ pub struct ChunkerParams {
 }
 
 impl ChunkerParams {
-    /// 64 KiB / 256 KiB / 1 MiB, level 1: the parameters of new repositories
+    /// 32 KiB / 128 KiB / 512 KiB, level 1: the parameters of new repositories
     /// (format-spec/chunking.md, "Parameters").
     pub const DEFAULT: ChunkerParams = ChunkerParams {
+        min_size: 32 << 10,
+        avg_size: 128 << 10,
+        max_size: 512 << 10,
+        normalization: 1,
+    };
+
+    /// 64 KiB / 256 KiB / 1 MiB, level 1: the default of repositories made in 2026-12 before
+    /// split extent lists, which keep them.
+    pub const AVG_256_KIB: ChunkerParams = ChunkerParams {
         min_size: 64 << 10,
         avg_size: 256 << 10,
         max_size: 1 << 20,

@@ -395,9 +395,7 @@ impl Index {
                     format!("session {id} is not a running session"),
                 ));
             }
-            let mut insert = conn.prepare_cached(
-                "INSERT INTO session_manifest (session, seq, chunk) VALUES (?1, ?2, ?3)",
-            )?;
+            let mut rows = Vec::with_capacity(root.len());
             for (seq, chunk) in root.iter().enumerate() {
                 let Some(num) = chunk_num(conn, chunk)? else {
                     return Err(Error::new(
@@ -405,8 +403,9 @@ impl Index {
                         format!("root chunk {chunk} of session {id} is not stored"),
                     ));
                 };
-                insert.execute(params![id.0, seq as i64, num])?;
+                rows.push((num, seq as i64));
             }
+            insert_root(conn, id, rows)?;
             let updated = conn.execute(
                 "UPDATE sessions SET state = ?1, finished = ?2, files = ?3, bytes = ?4, \
                  errors = ?5, new_chunks = ?6, new_bytes = ?7, writer = NULL, reason = ?9 \
@@ -551,15 +550,12 @@ impl Index {
     pub fn sessions_using_chunk(&self, id: &ChunkId) -> Result<Vec<SessionId>> {
         let mut stmt = self
             .conn
-            .prepare_cached(
-                "SELECT s.id FROM sessions s WHERE s.state != 'running' AND s.id IN ( \
-                   SELECT m.session FROM chunks c \
-                     JOIN session_manifest m ON m.chunk = c.num WHERE c.id = ?1 \
-                   UNION \
-                   SELECT m.session FROM chunks c JOIN chunk_refs r ON r.child = c.num \
-                     JOIN session_manifest m ON m.chunk = r.parent WHERE c.id = ?1) \
-                 ORDER BY s.id",
-            )
+            .prepare_cached(concat!(
+                "SELECT s.id FROM sessions s, chunks c WHERE c.id = ?1 \
+                   AND s.state != 'running' AND ",
+                rows::session_holds_chunk!(),
+                " ORDER BY s.id"
+            ))
             .map_err(|e| self.err(e, "finding sessions using a chunk"))?;
         stmt.query_map([&id.0], |r| Ok(SessionId(r.get(0)?)))
             .and_then(|rows| rows.collect())
@@ -621,6 +617,8 @@ impl Index {
 }
 
 #[cfg(test)]
+mod migration_tests;
+#[cfg(test)]
 mod tests;
 
 /// A new, empty SQLite file at `path`, which must not exist (`Index::create` and the rebuild's
@@ -637,6 +635,22 @@ pub(crate) fn create_new_database(path: &Path) -> Result<Connection> {
         | OpenFlags::SQLITE_OPEN_NO_MUTEX;
     Connection::open_with_flags(path, flags)
         .map_err(|e| Error::from(e).context(format!("creating index {}", path.display())))
+}
+
+/// Insert the root of `session`: (chunk number, seq) pairs, written in key order (session,
+/// chunk, seq) so that the table's pages fill as they would by appending.
+pub(crate) fn insert_root(
+    conn: &Connection,
+    session: SessionId,
+    mut rows: Vec<(i64, i64)>,
+) -> rusqlite::Result<()> {
+    rows.sort_unstable();
+    let mut insert = conn
+        .prepare_cached("INSERT INTO session_manifest (session, chunk, seq) VALUES (?1, ?2, ?3)")?;
+    for (num, seq) in rows {
+        insert.execute(params![session.0, num, seq])?;
+    }
+    Ok(())
 }
 
 /// The number (`chunks.num`) of a stored chunk, or `None`. Numbers are local to one index and

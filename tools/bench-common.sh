@@ -17,3 +17,17 @@ bench_build() {
     RSBACKUP=$ROOT/target/release/rsbackup
   fi
 }
+
+# bench_fresh_dir: make BENCH_DIR afresh and set TREE, REPO and RESULTS in it; TREE and REPO
+# are removed when the script exits, unless KEEP_DIR=1.
+bench_fresh_dir() {
+  rm -rf "$BENCH_DIR"
+  mkdir -p "$BENCH_DIR"
+  TREE=$BENCH_DIR/tree
+  REPO=$BENCH_DIR/repo
+  RESULTS=$BENCH_DIR/results.txt
+  trap '[ "${KEEP_DIR:-0}" = 1 ] || rm -rf "$TREE" "$REPO"' EXIT
+}
+
+# bytes_of PATH: apparent bytes under PATH (du -sb), 0 when it does not exist.
+bytes_of() { if [ -e "$1" ]; then du -sb "$1" | cut -f1; else echo 0; fi; }

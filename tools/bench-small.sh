@@ -31,13 +31,7 @@ BENCH_DIR=${BENCH_DIR:-/var/tmp/rsbackup-bench-small}
 bench_dir_ok bench-small.sh
 bench_build
 
-rm -rf "$BENCH_DIR"
-mkdir -p "$BENCH_DIR"
-TREE=$BENCH_DIR/tree
-REPO=$BENCH_DIR/repo
-RESULTS=$BENCH_DIR/results.txt
-cleanup() { [ "${KEEP_DIR:-0}" = 1 ] || rm -rf "$TREE" "$REPO"; }
-trap cleanup EXIT
+bench_fresh_dir
 
 echo "== generating the tree (scale $SCALE, seed $SEED)" >&2
 python3 tools/gen_corpus.py generate "$TREE" --profile tiny --seed "$SEED" --scale "$SCALE" >&2
@@ -61,7 +55,6 @@ open(p, "w").write(head + sep + tail)
 PY
 fi
 
-bytes_of() { if [ -e "$1" ]; then du -sb "$1" | cut -f1; else echo 0; fi; }
 sizes() {
   local idx=$(( $(bytes_of "$REPO/index.db") + $(bytes_of "$REPO/index.db-wal") ))
   echo "$(bytes_of "$REPO/packs") $idx $(bytes_of "$REPO/cache") $(bytes_of "$REPO")"

@@ -370,6 +370,20 @@ fn vectors_chunking() {
             ChunkerParams::AVG_1_MIB,
         ),
         (
+            "chunking-standard-avg256k.txt",
+            "standard",
+            1,
+            24 << 20,
+            ChunkerParams::AVG_256_KIB,
+        ),
+        (
+            "chunking-keyed-avg256k.txt",
+            "keyed",
+            1,
+            24 << 20,
+            ChunkerParams::AVG_256_KIB,
+        ),
+        (
             "chunking-standard-default.txt",
             "standard",
             1,

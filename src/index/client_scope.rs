@@ -7,9 +7,10 @@ use std::collections::BTreeMap;
 use rusqlite::OptionalExtension;
 
 use super::Index;
+use super::rows::session_holds_chunk;
 use super::{location_from_row, location_select};
 use crate::error::Result;
-use crate::ids::ChunkId;
+use crate::ids::{ChunkId, SessionId};
 use crate::index::ChunkLocation;
 
 /// Prefix of the `meta` keys that hold a client's restore recipient.
@@ -62,22 +63,48 @@ impl Index {
 
     /// Where chunk `id` is stored, when a visible session of `client` holds it (in its root or
     /// named by a manifest chunk of its root); `None` for a chunk no session of `client` holds,
-    /// whoever else's it may be.
-    pub fn client_chunk(&self, client: &str, id: &ChunkId) -> Result<Option<ChunkLocation>> {
+    /// whoever else's it may be. The sessions of `first` (the ones being read: a restore asks
+    /// for their roots before their chunks) are tried first, each with a few key lookups; only
+    /// a chunk none of them holds costs a lookup per session of the client.
+    pub fn client_chunk(
+        &self,
+        client: &str,
+        first: &[SessionId],
+        id: &ChunkId,
+    ) -> Result<Option<ChunkLocation>> {
         let what = format!("looking up chunk {id} for client {client}");
-        let mut stmt = self
+        let mut in_session = self
             .conn
             .prepare_cached(location_select!(
-                "WHERE c.id = ?1 AND ( \
-                   EXISTS (SELECT 1 FROM session_manifest m JOIN sessions s ON s.id = m.session \
-                           WHERE m.chunk = c.num AND s.client = ?2 AND s.state != 'running') \
-                   OR EXISTS (SELECT 1 FROM chunk_refs r \
-                              JOIN session_manifest m ON m.chunk = r.parent \
-                              JOIN sessions s ON s.id = m.session \
-                              WHERE r.child = c.num AND s.client = ?2 AND s.state != 'running'))"
+                "WHERE c.id = ?1 AND EXISTS (SELECT 1 FROM sessions s \
+                   WHERE s.id = ?3 AND s.client = ?2 AND s.state != 'running' AND ",
+                session_holds_chunk!(),
+                ")"
             ))
             .map_err(|e| self.err(e, &what))?;
-        stmt.query_row(rusqlite::params![&id.0, client], location_from_row)
+        for session in first {
+            let found = in_session
+                .query_row(
+                    rusqlite::params![&id.0, client, session.0],
+                    location_from_row,
+                )
+                .optional()
+                .map_err(|e| self.err(e, &what))?;
+            if found.is_some() {
+                return Ok(found);
+            }
+        }
+        let mut any_session = self
+            .conn
+            .prepare_cached(location_select!(
+                "WHERE c.id = ?1 AND EXISTS (SELECT 1 FROM sessions s \
+                   WHERE s.client = ?2 AND s.state != 'running' AND ",
+                session_holds_chunk!(),
+                ")"
+            ))
+            .map_err(|e| self.err(e, &what))?;
+        any_session
+            .query_row(rusqlite::params![&id.0, client], location_from_row)
             .optional()
             .map_err(|e| self.err(e, &what))
     }

@@ -229,12 +229,8 @@ impl Index {
                     i64::from(s.pinned)
                 ],
             )?;
-            let mut insert = conn.prepare_cached(
-                "INSERT INTO session_manifest (session, seq, chunk) VALUES (?1, ?2, ?3)",
-            )?;
-            for (seq, num) in root.iter().enumerate() {
-                insert.execute(params![s.id.0, seq as i64, num])?;
-            }
+            let rows = root.iter().enumerate().map(|(seq, &num)| (num, seq as i64));
+            super::insert_root(conn, s.id, rows.collect())?;
             Ok(true)
         })
     }

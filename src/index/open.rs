@@ -54,6 +54,13 @@ impl Index {
                 .map_err(|e| Error::from(e).context(format!("opening index {}", path.display())))?;
             schema::migrate_v1(&index.conn, path)?;
         }
+        if version <= 2 {
+            index
+                .conn
+                .busy_timeout(BUSY_TIMEOUT)
+                .map_err(|e| Error::from(e).context(format!("opening index {}", path.display())))?;
+            schema::migrate_v2(&index.conn, path)?;
+        }
         index.version = INDEX_VERSION;
         index.configure()?;
         Ok(index)

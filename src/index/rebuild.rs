@@ -221,15 +221,8 @@ impl IndexBuilder {
                 ])
             })
             .map_err(ctx)?;
-        let mut insert = self
-            .conn
-            .prepare_cached(
-                "INSERT INTO session_manifest (session, seq, chunk) VALUES (?1, ?2, ?3)",
-            )
-            .map_err(ctx)?;
-        for (seq, n) in nums.iter().enumerate() {
-            insert.execute(params![s.id, seq as i64, n]).map_err(ctx)?;
-        }
+        let rows = nums.iter().enumerate().map(|(seq, &n)| (n, seq as i64));
+        super::insert_root(&self.conn, SessionId(s.id), rows.collect()).map_err(ctx)?;
         Ok(())
     }
 

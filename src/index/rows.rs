@@ -176,15 +176,28 @@ fn kind_from_sql(v: i64) -> rusqlite::Result<ChunkKind> {
 /// no formatting). Columns: c.id, c.kind, c.pack, p.name, c.offset, c.length, c.key_id,
 /// c.stored_hash.
 macro_rules! location_select {
-    ($rest:literal) => {
+    ($($rest:expr),+ $(,)?) => {
         concat!(
             "SELECT c.id, c.kind, c.pack, p.name, c.offset, c.length, c.key_id, c.stored_hash \
              FROM chunks c JOIN packs p ON p.id = c.pack ",
-            $rest
+            $($rest),+
         )
     };
 }
 pub(super) use location_select;
+
+/// SQL: session `s` holds chunk `c` (in its root, or named by a manifest chunk of its root).
+/// `session_manifest` is keyed by (session, chunk) with no index by chunk alone
+/// (format-spec/index.md "The session root"), so this is a key lookup for the chunk and one per
+/// parent of it; CROSS JOIN keeps SQLite from walking the whole root instead.
+macro_rules! session_holds_chunk {
+    () => {
+        "(EXISTS (SELECT 1 FROM session_manifest m WHERE m.session = s.id AND m.chunk = c.num) \
+          OR EXISTS (SELECT 1 FROM chunk_refs r CROSS JOIN session_manifest m \
+                     ON m.session = s.id AND m.chunk = r.parent WHERE r.child = c.num))"
+    };
+}
+pub(super) use session_holds_chunk;
 
 pub(super) fn location_from_row(row: &Row<'_>) -> rusqlite::Result<ChunkLocation> {
     let length: i64 = row.get(5)?;

@@ -1,5 +1,5 @@
-//! The schema (format-spec/index.md "Schema"), version 2, its migration from version 1, and
-//! the version check on open.
+//! The schema (format-spec/index.md "Schema"), version 3, its migrations from versions 1 and
+//! 2, and the version check on open.
 
 use std::path::Path;
 
@@ -10,7 +10,7 @@ use crate::error::{Error, ErrorKind, Result};
 /// `PRAGMA application_id` of `index.db`: `'RSBA'`.
 pub const APPLICATION_ID: i32 = 1381188161;
 /// `PRAGMA user_version` of this build's schema.
-pub const INDEX_VERSION: i32 = 2;
+pub const INDEX_VERSION: i32 = 3;
 
 /// The `sessions` table of schema version 1: a session that is not wholly right is
 /// `incomplete`. Kept to describe (and test) the migration.
@@ -54,8 +54,35 @@ CREATE TABLE sessions (
 CREATE INDEX sessions_by_client ON sessions(client, started);
 ";
 
+/// `session_manifest` of schema versions 1 and 2: keyed by (session, seq), with an index by
+/// chunk and a foreign key to `chunks`. Kept to describe (and test) the migration.
+#[cfg(test)]
+pub(super) const SESSION_MANIFEST_V2: &str = "
+CREATE TABLE session_manifest (
+  session INTEGER NOT NULL REFERENCES sessions(id),
+  seq     INTEGER NOT NULL,
+  chunk   INTEGER NOT NULL REFERENCES chunks(num),
+  PRIMARY KEY (session, seq)
+) STRICT, WITHOUT ROWID;
+CREATE INDEX session_manifest_by_chunk ON session_manifest(chunk);
+";
+
+/// `session_manifest` of schema version 3 (format-spec/index.md "The session root"): keyed by
+/// (session, chunk, seq), so that "does this session hold that chunk" is a key lookup without
+/// a second index, and with no foreign key to `chunks` (whose check on every chunk deleted
+/// would need that index).
+pub(super) const SESSION_MANIFEST_V3: &str = "
+CREATE TABLE session_manifest (
+  session INTEGER NOT NULL REFERENCES sessions(id),
+  chunk   INTEGER NOT NULL,
+  seq     INTEGER NOT NULL,
+  PRIMARY KEY (session, chunk, seq)
+) STRICT, WITHOUT ROWID;
+";
+
 /// The DDL of format-spec/index.md, verbatim, except the `sessions` table, which is
-/// [`SESSIONS_V2`] (and was `SESSIONS_V1`).
+/// [`SESSIONS_V2`] (and was `SESSIONS_V1`), and `session_manifest`, which is
+/// [`SESSION_MANIFEST_V3`] (and was [`SESSION_MANIFEST_V2`]).
 pub(super) const DDL_COMMON: &str = "
 CREATE TABLE meta (
   key   TEXT PRIMARY KEY,
@@ -97,14 +124,6 @@ CREATE TABLE chunk_refs (
 CREATE INDEX chunk_refs_by_child ON chunk_refs(child);
 
 
-CREATE TABLE session_manifest (
-  session INTEGER NOT NULL REFERENCES sessions(id),
-  seq     INTEGER NOT NULL,
-  chunk   INTEGER NOT NULL REFERENCES chunks(num),
-  PRIMARY KEY (session, seq)
-) STRICT, WITHOUT ROWID;
-CREATE INDEX session_manifest_by_chunk ON session_manifest(chunk);
-
 CREATE TABLE audit (
   id       INTEGER PRIMARY KEY AUTOINCREMENT,
   time     INTEGER NOT NULL,
@@ -137,6 +156,7 @@ pub(super) fn create(conn: &Connection, repository_id: &str) -> Result<()> {
     ))?;
     conn.execute_batch(DDL_COMMON)?;
     conn.execute_batch(SESSIONS_V2)?;
+    conn.execute_batch(SESSION_MANIFEST_V3)?;
     conn.execute(
         "INSERT INTO meta (key, value) VALUES ('repository-id', ?1), ('gc-generation', 0)",
         [repository_id],
@@ -145,8 +165,8 @@ pub(super) fn create(conn: &Connection, repository_id: &str) -> Result<()> {
 }
 
 /// Refuse a database that is not an rsbackup index of a version this build knows; returns
-/// the version (1 or 2: version 1 is migrated by [`migrate_v1`] when opened for writing, and
-/// read as it is otherwise).
+/// the version (1, 2 or 3: versions 1 and 2 are migrated by [`migrate_v1`] and [`migrate_v2`]
+/// when opened for writing, and read as they are otherwise).
 pub(super) fn check_version(conn: &Connection, path: &Path) -> Result<i32> {
     let read = |pragma: &str| -> Result<i32> {
         conn.query_row(&format!("PRAGMA {pragma}"), [], |r| r.get(0))
@@ -173,11 +193,11 @@ pub(super) fn check_version(conn: &Connection, path: &Path) -> Result<i32> {
         ));
     }
     let version = read("user_version")?;
-    if version != 1 && version != INDEX_VERSION {
+    if !(1..=INDEX_VERSION).contains(&version) {
         return Err(Error::new(
             ErrorKind::UnsupportedVersion,
             format!(
-                "index {} has schema version {version}; this build reads versions 1 and \
+                "index {} has schema version {version}; this build reads versions 1 to \
                  {INDEX_VERSION}",
                 path.display()
             ),
@@ -186,26 +206,54 @@ pub(super) fn check_version(conn: &Connection, path: &Path) -> Result<i32> {
     Ok(version)
 }
 
-/// Migrate a version 1 index to version 2 (format-spec/index.md, "Migrations"): rebuild
-/// `sessions` with the state `partial` in place of `incomplete` and the new column `reason`
-/// (NULL for every old row), in one `BEGIN IMMEDIATE` transaction that also bumps
-/// `user_version`. Foreign keys must be off on `conn` (the old table is dropped while
-/// `session_manifest` still names it); they are checked before the commit. Two processes
-/// opening the same version 1 index at once: the second finds version 2 inside its
-/// transaction and does nothing.
-pub(super) fn migrate_v1(conn: &Connection, path: &Path) -> Result<()> {
+/// Run the migration from version `from` to `from + 1` (format-spec/index.md, "Migrations"):
+/// in one `BEGIN IMMEDIATE` transaction, `body` rebuilds what changed, `user_version` is bumped
+/// and `PRAGMA foreign_key_check` must come back empty before the commit. A process that finds
+/// another version inside its transaction (another one migrated first) does nothing.
+fn migration(
+    conn: &Connection,
+    path: &Path,
+    from: i32,
+    body: impl FnOnce(&Connection) -> rusqlite::Result<()>,
+) -> Result<()> {
+    let to = from + 1;
     let ctx = |e: rusqlite::Error| {
         Error::from(e).context(format!(
-            "migrating index {} from version 1 to {INDEX_VERSION}",
+            "migrating index {} from version {from} to {to}",
             path.display()
         ))
     };
     conn.execute_batch("BEGIN IMMEDIATE").map_err(ctx)?;
-    let result = (|| -> rusqlite::Result<bool> {
+    let result = (|| -> rusqlite::Result<()> {
         let version: i32 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
-        if version != 1 {
-            return Ok(false);
+        if version == from {
+            body(conn)?;
+            conn.execute_batch(&format!("PRAGMA user_version = {to};"))?;
+            let broken: Option<String> = conn
+                .query_row("PRAGMA foreign_key_check", [], |r| r.get(0))
+                .optional()?;
+            if let Some(table) = broken {
+                return Err(rusqlite::Error::SqliteFailure(
+                    rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_CONSTRAINT),
+                    Some(format!("foreign key check failed in table {table}")),
+                ));
+            }
         }
+        conn.execute_batch("COMMIT")
+    })();
+    if let Err(e) = result {
+        let _ = conn.execute_batch("ROLLBACK");
+        return Err(ctx(e));
+    }
+    Ok(())
+}
+
+/// Migrate a version 1 index to version 2 (format-spec/index.md, "Migrations"): rebuild
+/// `sessions` with the state `partial` in place of `incomplete` and the new column `reason`
+/// (NULL for every old row). Foreign keys must be off on `conn` (the old table is dropped while
+/// `session_manifest` still names it); they are checked before the commit.
+pub(super) fn migrate_v1(conn: &Connection, path: &Path) -> Result<()> {
+    migration(conn, path, 1, |conn| {
         // SQLite's recipe for changing a table's constraints: build the new table beside the
         // old one, copy, drop the old, rename the new (foreign keys off, so that
         // `session_manifest`'s reference to `sessions` is left as it is and names the new
@@ -244,26 +292,24 @@ pub(super) fn migrate_v1(conn: &Connection, path: &Path) -> Result<()> {
                 [seq],
             )?;
         }
-        conn.execute_batch(&format!("PRAGMA user_version = {INDEX_VERSION};"))?;
-        Ok(true)
-    })();
-    let result = result.and_then(|migrated| {
-        if migrated {
-            let broken: Option<String> = conn
-                .query_row("PRAGMA foreign_key_check", [], |r| r.get(0))
-                .optional()?;
-            if let Some(table) = broken {
-                return Err(rusqlite::Error::SqliteFailure(
-                    rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_CONSTRAINT),
-                    Some(format!("foreign key check failed in table {table}")),
-                ));
-            }
-        }
-        conn.execute_batch("COMMIT")
-    });
-    if let Err(e) = result {
-        let _ = conn.execute_batch("ROLLBACK");
-        return Err(ctx(e));
-    }
-    Ok(())
+        Ok(())
+    })
+}
+
+/// Migrate a version 2 index to version 3 (format-spec/index.md, "Migrations"): rebuild
+/// `session_manifest` keyed by (session, chunk, seq), without its index by chunk and without
+/// the foreign key to `chunks`.
+pub(super) fn migrate_v2(conn: &Connection, path: &Path) -> Result<()> {
+    migration(conn, path, 2, |conn| {
+        conn.execute_batch(&SESSION_MANIFEST_V3.replace(
+            "CREATE TABLE session_manifest",
+            "CREATE TABLE session_manifest_v3",
+        ))?;
+        conn.execute_batch(
+            "INSERT INTO session_manifest_v3 (session, chunk, seq) \
+               SELECT session, chunk, seq FROM session_manifest ORDER BY session, chunk, seq;
+             DROP TABLE session_manifest;
+             ALTER TABLE session_manifest_v3 RENAME TO session_manifest;",
+        )
+    })
 }

@@ -67,12 +67,12 @@ fn open_refuses_foreign_and_future_databases() {
     drop(new_index(dir.path()));
     {
         let conn = Connection::open(&path).unwrap();
-        conn.execute_batch("PRAGMA user_version = 3").unwrap();
+        conn.execute_batch("PRAGMA user_version = 4").unwrap();
     }
     let err = Index::open(&path).unwrap_err();
     assert_eq!(err.kind(), ErrorKind::UnsupportedVersion);
     assert!(
-        err.message().contains("schema version 3"),
+        err.message().contains("schema version 4"),
         "{}",
         err.message()
     );
@@ -427,6 +427,39 @@ fn normalized_schema(conn: &Connection) -> Vec<(String, String)> {
         .collect()
 }
 
+/// An index of schema version 1 or 2 as a build of that version made it, with its meta rows.
+pub(super) fn old_index(path: &Path, version: i32) -> Connection {
+    let conn = Connection::open(path).unwrap();
+    conn.execute_batch(&format!(
+        "PRAGMA journal_mode = WAL; PRAGMA application_id = {}; PRAGMA user_version = {version};",
+        schema::APPLICATION_ID
+    ))
+    .unwrap();
+    conn.execute_batch(schema::DDL_COMMON).unwrap();
+    let sessions = match version {
+        1 => schema::SESSIONS_V1,
+        _ => schema::SESSIONS_V2,
+    };
+    conn.execute_batch(sessions).unwrap();
+    conn.execute_batch(schema::SESSION_MANIFEST_V2).unwrap();
+    conn.execute_batch(
+        "INSERT INTO meta (key, value) VALUES ('repository-id', 'ab'), ('gc-generation', 0);",
+    )
+    .unwrap();
+    conn
+}
+
+/// Open an old index for writing: it comes out at this build's version.
+pub(super) fn open_migrated(path: &Path) -> Index {
+    let index = Index::open(path).unwrap();
+    let version: i32 = index
+        .conn()
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(version, INDEX_VERSION);
+    index
+}
+
 /// The code's DDL is the DDL of format-spec/index.md (the spec is normative).
 #[test]
 fn schema_matches_the_spec() {
@@ -440,6 +473,9 @@ fn schema_matches_the_spec() {
     let from_code = Connection::open_in_memory().unwrap();
     from_code.execute_batch(schema::DDL_COMMON).unwrap();
     from_code.execute_batch(schema::SESSIONS_V2).unwrap();
+    from_code
+        .execute_batch(schema::SESSION_MANIFEST_V3)
+        .unwrap();
     let spec_schema = normalized_schema(&from_spec);
     // The sql block was found and holds the v1 core (later additions are compared as well).
     for name in [
@@ -499,17 +535,9 @@ fn version_1_index_is_migrated_to_partial() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("index.db");
     {
-        let conn = Connection::open(&path).unwrap();
-        conn.execute_batch(&format!(
-            "PRAGMA journal_mode = WAL; PRAGMA application_id = {}; PRAGMA user_version = 1;",
-            schema::APPLICATION_ID
-        ))
-        .unwrap();
-        conn.execute_batch(schema::DDL_COMMON).unwrap();
-        conn.execute_batch(schema::SESSIONS_V1).unwrap();
+        let conn = old_index(&path, 1);
         conn.execute_batch(
-            "INSERT INTO meta (key, value) VALUES ('repository-id', 'ab'), ('gc-generation', 0);
-             INSERT INTO sessions (id, client, state, started, finished, errors)
+            "INSERT INTO sessions (id, client, state, started, finished, errors)
                VALUES (1, 'web1', 'complete', 10, 11, 0), (2, 'web1', 'incomplete', 20, 21, 3),
                       (7, 'web1', 'complete', 30, 31, 0);
              DELETE FROM sessions WHERE id = 7;",
@@ -523,12 +551,7 @@ fn version_1_index_is_migrated_to_partial() {
     assert_eq!(old[1].reason, None);
     drop(ro);
 
-    let index = Index::open(&path).unwrap();
-    let version: i32 = index
-        .conn()
-        .query_row("PRAGMA user_version", [], |r| r.get(0))
-        .unwrap();
-    assert_eq!(version, INDEX_VERSION);
+    let index = open_migrated(&path);
     let raw: Vec<String> = index
         .conn()
         .prepare("SELECT state FROM sessions ORDER BY id")
@@ -563,6 +586,7 @@ fn version_1_index_is_migrated_to_partial() {
     let fresh = Connection::open_in_memory().unwrap();
     fresh.execute_batch(schema::DDL_COMMON).unwrap();
     fresh.execute_batch(schema::SESSIONS_V2).unwrap();
+    fresh.execute_batch(schema::SESSION_MANIFEST_V3).unwrap();
     let normal = |c: &Connection| {
         normalized_schema(c)
             .into_iter()

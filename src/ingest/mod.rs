@@ -35,6 +35,8 @@ mod writer;
 #[cfg(test)]
 mod inline_tests;
 #[cfg(test)]
+mod split_tests;
+#[cfg(test)]
 mod tests;
 
 use std::path::PathBuf;

@@ -397,13 +397,13 @@ fn two_clients_at_once_both_succeed_and_share_chunks() {
     let t = TestRepo::new();
     let (a, b) = (t.path("a"), t.path("b"));
     for i in 0..20u64 {
-        let data = noise(i, 50_000);
+        let data = noise(i, 30_000);
         write(&a.join(format!("x/{i}")), &data);
         write(&b.join(format!("y/{i}")), &data);
     }
-    // Under the chunker's minimum (64 KiB), so one chunk whatever the repository's random
+    // Under the chunker's minimum (32 KiB), so one chunk whatever the repository's random
     // gear key (a file past the minimum is cut in two now and then).
-    write(&a.join("only-a"), &noise(100, 40_000));
+    write(&a.join("only-a"), &noise(100, 20_000));
     let (ra, rb) = std::thread::scope(|s| {
         let ha = s.spawn(|| ingest(&t.repo, &opts("alpha", &a)));
         let hb = s.spawn(|| ingest(&t.repo, &opts("beta", &b)));
@@ -414,7 +414,7 @@ fn two_clients_at_once_both_succeed_and_share_chunks() {
     // 21 distinct contents, each one chunk; a racing duplicate is dropped at seal time.
     assert_eq!(data_chunks(&t), 21);
     let eb = entries(&t, rb.session_id());
-    assert_eq!(content(&t, find(&eb, b"y/7")), noise(7, 50_000));
+    assert_eq!(content(&t, find(&eb, b"y/7")), noise(7, 30_000));
     assert_eq!(t.repo.index().unwrap().sessions(None).unwrap().len(), 2);
 }
 
@@ -632,20 +632,7 @@ fn a_staged_ingest_stops_past_its_new_bytes_limit_and_leaves_no_session() {
 /// keeps cutting with them, and what it stores reads back.
 #[test]
 fn a_repository_with_the_former_chunker_parameters_keeps_them() {
-    let mut t = TestRepo::new();
-    let toml = t.repo.root().join("repository.toml");
-    let text = fs::read_to_string(&toml).unwrap();
-    let former = text.replacen(
-        "min-size = 65536\navg-size = 262144\nmax-size = 1048576\n",
-        "min-size = 262144\navg-size = 1048576\nmax-size = 4194304\n",
-        1,
-    );
-    assert_ne!(
-        former, text,
-        "repository.toml does not hold the current defaults"
-    );
-    fs::write(&toml, former).unwrap();
-    t.repo = Repo::open(t.repo.root()).unwrap();
+    let t = with_chunker(ChunkerParams::AVG_1_MIB);
     assert_eq!(t.repo.config().chunker, ChunkerParams::AVG_1_MIB);
     let src = t.path("src");
     let big = noise(3, 12 << 20);
@@ -665,4 +652,26 @@ fn a_repository_with_the_former_chunker_parameters_keeps_them() {
         );
     }
     assert_eq!(content(&t, file), big);
+}
+
+/// A repository whose `repository.toml` says `chunker` instead of init's default.
+pub(super) fn with_chunker(chunker: ChunkerParams) -> TestRepo {
+    let mut t = TestRepo::new();
+    let toml = t.repo.root().join("repository.toml");
+    let text = fs::read_to_string(&toml).unwrap();
+    let sizes = |p: ChunkerParams| {
+        format!(
+            "min-size = {}\navg-size = {}\nmax-size = {}\n",
+            p.min_size, p.avg_size, p.max_size
+        )
+    };
+    let changed = text.replacen(&sizes(ChunkerParams::DEFAULT), &sizes(chunker), 1);
+    assert_ne!(
+        changed, text,
+        "repository.toml does not hold the default chunker"
+    );
+    fs::write(&toml, changed).unwrap();
+    t.repo = Repo::open(t.repo.root()).unwrap();
+    assert_eq!(t.repo.config().chunker, chunker);
+    t
 }

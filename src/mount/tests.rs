@@ -143,3 +143,42 @@ fn a_continued_file_reads_as_one_extent_list() {
     // The continuation is no entry of its own: the next path is found after it.
     assert!(tree.find(b"a/c", &mut load).unwrap().is_some());
 }
+
+/// A large file's extent list split into content-defined pieces (manifest version 3) reads
+/// back whole through the lazy tree, and the paths after it are found.
+#[test]
+fn a_split_extent_list_reads_as_one_extent_list() {
+    let t = small_manifest_chunks();
+    let mut s = SessionBuilder::new(&t);
+    let data: Vec<Vec<u8>> = (0..2000u32).map(|i| i.to_le_bytes().to_vec()).collect();
+    s.file_pieces(
+        b"big",
+        meta(0o600, 1),
+        data.iter().cloned().map(Piece::Data).collect(),
+    );
+    s.file(b"z", b"z");
+    let id = s.commit();
+    let reader = t.reader();
+    let tree = SessionTree::open(&reader, id, &mut |lost| panic!("lost {lost:?}")).unwrap();
+    let mut load = |tree: &SessionTree, seq| read_pieces(&reader, tree, seq);
+    let (pos, entry): (Pos, Entry) = tree.find(b"big", &mut load).unwrap().unwrap();
+    let Body::File { extents, .. } = &entry.body else {
+        panic!("not a file: {entry:?}");
+    };
+    // The first piece alone is in the entry: the list was split.
+    assert!(
+        extents.len() < 2000,
+        "{} extents in the first piece",
+        extents.len()
+    );
+    let all = tree.file_extents(pos, &mut load).unwrap();
+    assert_eq!(all.len(), 2000);
+    for (i, (offset, extent)) in all.iter().enumerate() {
+        let Extent::Chunk { len, id } = extent else {
+            panic!("{extent:?}")
+        };
+        assert_eq!((*offset, *len), (4 * i as u64, 4));
+        assert_eq!(reader.read_chunk(id).unwrap(), data[i]);
+    }
+    assert!(tree.find(b"z", &mut load).unwrap().is_some());
+}

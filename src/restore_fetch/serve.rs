@@ -75,6 +75,9 @@ pub fn serve_fetch<R: Read, W: Write>(
         }
     }
     let mut keys_sent = HashSet::new();
+    // The sessions whose roots were sent, latest first: their chunks are looked up in them
+    // first (Index::client_chunk).
+    let mut reading: Vec<SessionId> = Vec::new();
     loop {
         let request = match conn.recv() {
             Ok(m) => m,
@@ -86,7 +89,15 @@ pub fn serve_fetch<R: Read, W: Write>(
         };
         let answer = match request {
             Message::ListSessions => session_list(&index, client),
-            Message::GetRoot(id) => root(&index, client, SessionId(id), &mut stats),
+            Message::GetRoot(id) => {
+                let answer = root(&index, client, SessionId(id), &mut stats);
+                if answer.is_ok() {
+                    reading.retain(|s| s.0 != id);
+                    reading.insert(0, SessionId(id));
+                    reading.truncate(READING_FIRST);
+                }
+                answer
+            }
             Message::GetSources(id) => sources(repo, &index, client, SessionId(id)),
             Message::GetChunks(ids) if ids.len() > MAX_CHUNKS_PER_REQUEST => Err(Answer::Fail(
                 code::PROTOCOL,
@@ -95,9 +106,14 @@ pub fn serve_fetch<R: Read, W: Write>(
                     ids.len()
                 ),
             )),
-            Message::GetChunks(ids) => {
-                chunks(&index, &packs, client, &ids, &mut keys_sent, &mut stats)
-            }
+            Message::GetChunks(ids) => chunks(
+                &index,
+                &packs,
+                (client, &reading),
+                &ids,
+                &mut keys_sent,
+                &mut stats,
+            ),
             other => Err(Answer::Fail(
                 code::PROTOCOL,
                 format!("{} is not a request", other.name()),
@@ -203,10 +219,13 @@ fn root(
     Ok(Message::Root(index.session_root(id)?))
 }
 
+/// How many sessions whose roots were sent are tried first for a chunk.
+const READING_FIRST: usize = 4;
+
 fn chunks(
     index: &Index,
     packs: &PackReader,
-    client: &str,
+    (client, reading): (&str, &[SessionId]),
     ids: &[crate::ids::ChunkId],
     keys_sent: &mut HashSet<KeyId>,
     stats: &mut FetchStats,
@@ -216,7 +235,7 @@ fn chunks(
     // Room for the two counts; each key and chunk is added only while the frame has room.
     let mut size = 8usize;
     for id in ids {
-        let Some(loc) = index.client_chunk(client, id)? else {
+        let Some(loc) = index.client_chunk(client, reading, id)? else {
             return Err(Answer::Refuse(format!(
                 "asked for chunk {id}, which no session of client {client} holds"
             )));

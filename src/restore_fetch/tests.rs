@@ -116,7 +116,7 @@ fn a_clients_identity_cannot_open_another_clients_keys_or_chunks() {
         let wrapped = index.data_key(key_of(&t, id)).unwrap();
         let err = unwrap_data_key_scoped(&wrapped, &a_ids).unwrap_err();
         assert_eq!(err.kind(), ErrorKind::WrongIdentity);
-        assert!(index.client_chunk("a", id).unwrap().is_none());
+        assert!(index.client_chunk("a", &[], id).unwrap().is_none());
     }
     // The administrator still reads every scope.
     let reader = t.reader();

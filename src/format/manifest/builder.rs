@@ -4,8 +4,8 @@
 use super::entry::{self, Problem};
 use super::order::{OrderCheck, show};
 use super::{
-    Body, Entry, Extent, MANIFEST_MAGIC, MANIFEST_MAGIC_V2, MAX_ENTRY_LEN, MAX_EXTENTS_PER_ENTRY,
-    ManifestChunk, ManifestParams,
+    Body, Entry, Extent, MANIFEST_MAGIC, MAX_ENTRY_LEN, MAX_EXTENTS_PER_ENTRY, ManifestChunk,
+    ManifestParams, magic_of, split_extents,
 };
 use crate::error::{Error, ErrorKind, Result};
 use crate::ids::ChunkId;
@@ -25,6 +25,8 @@ pub struct ManifestBuilder {
     /// The current chunk's length as the cut rule counts it: inline content left out.
     weight: u64,
     has_entry: bool,
+    /// The version the current chunk needs (format-spec/manifest.md): 1, 2 or 3.
+    version: u8,
     refs: Vec<ChunkId>,
     /// Reused encoding buffer for one entry.
     scratch: Vec<u8>,
@@ -42,6 +44,7 @@ impl ManifestBuilder {
             buf: MANIFEST_MAGIC.to_vec(),
             weight: MANIFEST_MAGIC.len() as u64,
             has_entry: false,
+            version: 1,
             refs: Vec::new(),
             scratch: Vec::new(),
             failed: false,
@@ -100,7 +103,7 @@ impl ManifestBuilder {
             )));
         }
         entry::check_meta(&entry.meta).map_err(bug)?;
-        let (first, rest): (&[Extent], &[Extent]) = match &entry.body {
+        let pieces: Vec<&[Extent]> = match &entry.body {
             Body::File { size, extents } => {
                 let total = entry::extents_len(extents).map_err(bug)?;
                 if total != *size {
@@ -108,10 +111,12 @@ impl ManifestBuilder {
                         "extents add up to {total} bytes, the size is {size}"
                     )));
                 }
-                extents.split_at(extents.len().min(MAX_EXTENTS_PER_ENTRY))
+                split_extents(extents)
             }
-            _ => (&[], &[]),
+            _ => vec![&[]],
         };
+        let (first, rest) = pieces.split_first().expect("at least one piece");
+        let first: &[Extent] = first;
         // Encode before touching any state: an entry too large to store is refused with the
         // builder unchanged, so the caller can push a replacement for that path. Continuations
         // are at most 32768 extents and one path, far below the limit.
@@ -142,7 +147,7 @@ impl ManifestBuilder {
         entry: &Entry,
         encoded: &[u8],
         first: &[Extent],
-        rest: &[Extent],
+        rest: &[&[Extent]],
     ) -> Result<Vec<ManifestChunk>> {
         let path = &entry.path;
         let bug = |problem: Problem| {
@@ -161,13 +166,18 @@ impl ManifestBuilder {
             self.order.file(path, *size, first).map_err(bug)?;
         }
         let mut out = Vec::new();
-        self.append(encoded, first, path, &mut out)?;
+        self.append(encoded, first, path, 1, &mut out)?;
         let mut piece_bytes = Vec::new();
-        for piece in rest.chunks(MAX_EXTENTS_PER_ENTRY) {
-            self.order.continued(path, piece).map_err(bug)?;
+        let mut before = first.len();
+        for &piece in rest {
+            self.order.continued(path, piece, true).map_err(bug)?;
             piece_bytes.clear();
             entry::encode_continued(path, piece, &mut piece_bytes).map_err(bug)?;
-            self.append(&piece_bytes, piece, path, &mut out)?;
+            // A continuation of a short piece is what a version 3 chunk may hold; one after a
+            // full entry of 32768 extents is what every version reads.
+            let version = if before < MAX_EXTENTS_PER_ENTRY { 3 } else { 1 };
+            self.append(&piece_bytes, piece, path, version, &mut out)?;
+            before = piece.len();
         }
         Ok(out)
     }
@@ -178,6 +188,7 @@ impl ManifestBuilder {
         encoded: &[u8],
         extents: &[Extent],
         path: &[u8],
+        version: u8,
         out: &mut Vec<ManifestChunk>,
     ) -> Result<()> {
         let e = encoded.len() as u64;
@@ -217,12 +228,13 @@ impl ManifestBuilder {
         self.buf.extend_from_slice(encoded);
         self.weight += weight;
         self.has_entry = true;
+        self.version = self.version.max(version);
         for extent in extents {
             match extent {
                 Extent::Chunk { id, .. } => self.refs.push(*id),
-                // A chunk holding inline content is version 2; any other stays version 1,
-                // byte for byte what earlier writers produced, so it still dedups with theirs.
-                Extent::Inline { .. } => self.buf[..8].copy_from_slice(MANIFEST_MAGIC_V2),
+                // A chunk holding inline content is version 2 (or 3); any other stays version
+                // 1, byte for byte what earlier writers produced, so it still dedups with theirs.
+                Extent::Inline { .. } => self.version = self.version.max(2),
                 Extent::Hole { .. } => {}
             }
         }
@@ -238,7 +250,9 @@ impl ManifestBuilder {
     }
 
     fn emit(&mut self) -> ManifestChunk {
-        let bytes = std::mem::replace(&mut self.buf, MANIFEST_MAGIC.to_vec());
+        let mut bytes = std::mem::replace(&mut self.buf, MANIFEST_MAGIC.to_vec());
+        bytes[..8].copy_from_slice(magic_of(self.version));
+        self.version = 1;
         self.weight = MANIFEST_MAGIC.len() as u64;
         let mut refs = std::mem::take(&mut self.refs);
         refs.sort_unstable();

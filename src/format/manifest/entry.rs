@@ -287,7 +287,9 @@ impl<'a> Cursor<'a> {
                 }
             }
             TAG_INLINE => {
-                return Err("an inline extent (tag 2) outside a version 2 manifest chunk".into());
+                return Err(
+                    "an inline extent (tag 2) outside a version 2 or 3 manifest chunk".into(),
+                );
             }
             tag => return Err(format!("unknown extent tag {tag}")),
         };

@@ -37,6 +37,18 @@ use crate::ids::ChunkId;
 pub const MANIFEST_MAGIC: &[u8; 8] = b"RSBKMAN1";
 /// Manifest chunk magic of version 2: a chunk holding at least one inline extent.
 pub const MANIFEST_MAGIC_V2: &[u8; 8] = b"RSBKMAN2";
+/// Manifest chunk magic of version 3: a chunk holding a kind-9 entry that continues an entry
+/// of fewer than [`MAX_EXTENTS_PER_ENTRY`] extents (a file's extent list split by
+/// [`split_extents`]); it may also hold inline extents.
+pub const MANIFEST_MAGIC_V3: &[u8; 8] = b"RSBKMAN3";
+/// The magic of the chunk version `v` (1, 2 or 3).
+pub(crate) fn magic_of(v: u8) -> &'static [u8; 8] {
+    match v {
+        1 => MANIFEST_MAGIC,
+        2 => MANIFEST_MAGIC_V2,
+        _ => MANIFEST_MAGIC_V3,
+    }
+}
 /// Longest inline extent a reader accepts (format-spec/manifest.md "Extent list").
 pub const MAX_INLINE_LEN: usize = 4096;
 /// Files of at most this many bytes are stored inline in their manifest entry by ingest:
@@ -46,6 +58,38 @@ pub const MAX_INLINE_LEN: usize = 4096;
 pub const INLINE_WRITE_MAX: u64 = 1024;
 /// Most extents in one kind-2 or kind-9 entry.
 pub const MAX_EXTENTS_PER_ENTRY: usize = 32768;
+/// Fewest extents a piece of a split extent list holds before a content-defined cut
+/// (format-spec/manifest.md "Split extent lists").
+pub const PIECE_MIN_EXTENTS: usize = 16;
+/// A piece is cut after a chunk extent whose id's first four bytes, as a little-endian u32,
+/// are below this: one chunk extent in 128.
+pub const PIECE_CUT_BELOW: u32 = 1 << 25;
+
+/// Split a file's extent list into the pieces a writer stores as one kind-2 entry and kind-9
+/// continuations (format-spec/manifest.md "Split extent lists"): a piece ends after a chunk
+/// extent whose id is below [`PIECE_CUT_BELOW`] once it holds [`PIECE_MIN_EXTENTS`], and at
+/// [`MAX_EXTENTS_PER_ENTRY`]. The cuts depend on the extents alone, so an edit of a large file
+/// changes only the pieces around its new chunks, and only their manifest chunks are new.
+pub fn split_extents(extents: &[Extent]) -> Vec<&[Extent]> {
+    let mut pieces = Vec::new();
+    let mut start = 0;
+    for (i, extent) in extents.iter().enumerate() {
+        let len = i + 1 - start;
+        let cut = match extent {
+            Extent::Chunk { id, .. } => {
+                len >= PIECE_MIN_EXTENTS
+                    && u32::from_le_bytes(id.0[..4].try_into().expect("4 bytes")) < PIECE_CUT_BELOW
+            }
+            Extent::Hole { .. } | Extent::Inline { .. } => false,
+        };
+        if (cut || len == MAX_EXTENTS_PER_ENTRY) && i + 1 < extents.len() {
+            pieces.push(&extents[start..=i]);
+            start = i + 1;
+        }
+    }
+    pieces.push(&extents[start..]);
+    pieces
+}
 /// Largest encoded entry.
 pub const MAX_ENTRY_LEN: usize = 16 << 20;
 /// Largest manifest chunk a reader accepts.

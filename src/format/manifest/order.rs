@@ -213,8 +213,14 @@ impl OrderCheck {
         Ok(())
     }
 
-    /// A kind-9 entry.
-    pub(super) fn continued(&mut self, path: &[u8], extents: &[Extent]) -> Result<(), Problem> {
+    /// A kind-9 entry; `split` when it is in a version 3 chunk, where it may continue an entry
+    /// of fewer than 32768 extents.
+    pub(super) fn continued(
+        &mut self,
+        path: &[u8],
+        extents: &[Extent],
+        split: bool,
+    ) -> Result<(), Problem> {
         let Some(p) = &mut self.pending else {
             return Err("a continuation that does not follow an incomplete file".into());
         };
@@ -224,10 +230,10 @@ impl OrderCheck {
                 show(&p.path)
             ));
         }
-        if p.last_count != MAX_EXTENTS_PER_ENTRY {
+        if p.last_count != MAX_EXTENTS_PER_ENTRY && !split {
             return Err(format!(
                 "a continuation after an entry of only {} extents (only a full entry of {} \
-                 continues)",
+                 continues, outside a version 3 chunk)",
                 p.last_count, MAX_EXTENTS_PER_ENTRY
             ));
         }

@@ -2,7 +2,9 @@
 
 use super::entry::{Cursor, Piece, Problem};
 use super::order::{OrderCheck, show};
-use super::{Body, Entry, MANIFEST_MAGIC, MANIFEST_MAGIC_V2, MAX_CHUNK_LEN, MAX_ENTRY_LEN};
+use super::{
+    Body, Entry, MANIFEST_MAGIC, MANIFEST_MAGIC_V2, MANIFEST_MAGIC_V3, MAX_CHUNK_LEN, MAX_ENTRY_LEN,
+};
 use crate::error::{Error, ErrorKind, Result};
 
 /// Decodes manifest chunks in session order into entries, joining file continuations and
@@ -94,7 +96,8 @@ impl ManifestReader {
         if chunk.len() < MANIFEST_MAGIC.len() {
             return Err(self.corrupt(0, None, "too short for the magic".into()));
         }
-        let inline = &chunk[..8] == MANIFEST_MAGIC_V2;
+        let split = &chunk[..8] == MANIFEST_MAGIC_V3;
+        let inline = &chunk[..8] == MANIFEST_MAGIC_V2 || split;
         if &chunk[..8] != MANIFEST_MAGIC && !inline {
             let what = if chunk[..7] == MANIFEST_MAGIC[..7] {
                 format!("manifest version {:?}", char::from(chunk[7]))
@@ -105,10 +108,11 @@ impl ManifestReader {
                 ErrorKind::UnsupportedVersion,
                 format!(
                     "manifest chunk {} (counting from 0): {what} is not known to this build \
-                     (expected {:?} or {:?}); a newer rsbackup may read it",
+                     (expected {:?}, {:?} or {:?}); a newer rsbackup may read it",
                     self.chunks,
                     String::from_utf8_lossy(MANIFEST_MAGIC),
-                    String::from_utf8_lossy(MANIFEST_MAGIC_V2)
+                    String::from_utf8_lossy(MANIFEST_MAGIC_V2),
+                    String::from_utf8_lossy(MANIFEST_MAGIC_V3)
                 ),
             ));
         }
@@ -142,13 +146,13 @@ impl ManifestReader {
                 let len = cur.pos() - start;
                 return Err(self.corrupt(start, Some(path), format!("{len} bytes, over 16 MiB")));
             }
-            self.accept(piece, &mut out)
+            self.accept(piece, split, &mut out)
                 .map_err(|p| self.corrupt(start, Some(path), p))?;
         }
         Ok(out)
     }
 
-    fn accept(&mut self, piece: Piece, out: &mut Vec<Entry>) -> Result<(), Problem> {
+    fn accept(&mut self, piece: Piece, split: bool, out: &mut Vec<Entry>) -> Result<(), Problem> {
         match piece {
             Piece::Entry(entry) => {
                 let hardlink = match &entry.body {
@@ -167,7 +171,7 @@ impl ManifestReader {
                 out.push(entry);
             }
             Piece::Continued { path, extents } => {
-                self.order.continued(&path, &extents)?;
+                self.order.continued(&path, &extents, split)?;
                 let Some(Entry {
                     body: Body::File { extents: all, .. },
                     ..
@@ -223,13 +227,12 @@ impl Default for ManifestReader {
 /// entry needs: for a reader that has already read the session in order once (`mount`) or
 /// that rebuilds lost reference lists. `Corrupt` if it does not decode.
 pub fn decode_pieces(chunk: &[u8]) -> Result<Vec<Piece>> {
-    if chunk.len() <= MANIFEST_MAGIC.len()
-        || (&chunk[..8] != MANIFEST_MAGIC && &chunk[..8] != MANIFEST_MAGIC_V2)
-    {
+    let inline = chunk.len() > MANIFEST_MAGIC.len()
+        && (&chunk[..8] == MANIFEST_MAGIC_V2 || &chunk[..8] == MANIFEST_MAGIC_V3);
+    if chunk.len() <= MANIFEST_MAGIC.len() || (&chunk[..8] != MANIFEST_MAGIC && !inline) {
         return Err(Error::corrupt("not a manifest chunk"));
     }
     let mut pieces = Vec::new();
-    let inline = &chunk[..8] == MANIFEST_MAGIC_V2;
     let mut cur = Cursor::new(chunk, MANIFEST_MAGIC.len(), inline);
     while !cur.is_empty() {
         let start = cur.pos();

@@ -126,9 +126,9 @@ fn hard_link_targets_are_checked() {
 fn reader_refuses_bad_chunks() {
     let good = raw_chunk(&every_kind());
     reader_refuses(
-        b"RSBKMAN3xxxx",
+        b"RSBKMAN4xxxx",
         ErrorKind::UnsupportedVersion,
-        "version '3'",
+        "version '4'",
     );
     reader_refuses(b"NOTAMANIxxxx", ErrorKind::UnsupportedVersion, "magic");
     reader_refuses(b"RSBK", ErrorKind::Corrupt, "too short");
@@ -233,6 +233,13 @@ fn continuations_are_checked() {
         ErrorKind::Corrupt,
         "only 1 extents",
     );
+    // A version 3 chunk may continue a short entry (a split extent list), nothing else may.
+    let mut split = chunk(n + 2, &[("f", 1), ("f", 1)]);
+    split[..8].copy_from_slice(MANIFEST_MAGIC_V3);
+    assert_eq!(read([split.as_slice()]).unwrap().len(), 2);
+    let mut v2 = chunk(n + 2, &[("f", 1), ("f", 1)]);
+    v2[..8].copy_from_slice(MANIFEST_MAGIC_V2);
+    reader_refuses(&v2, ErrorKind::Corrupt, "only 1 extents");
     reader_refuses(
         &chunk(n, &[("f", 1)]),
         ErrorKind::Corrupt,

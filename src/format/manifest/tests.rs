@@ -277,30 +277,65 @@ fn long_extent_list_splits_into_continuations_and_joins_back() {
             _ => Extent::Hole { len: i },
         })
         .collect();
-    let entries = vec![dir(""), file("big", extents), file("small", vec![])];
+    let entries = vec![dir(""), file("big", extents.clone()), file("small", vec![])];
     let chunks = round_trip(LARGE, &entries);
-    // 32768 extents, mostly chunks, exceed the 1 MiB max: kind 2 and both kind 9 each alone.
-    let lens: Vec<usize> = chunks.iter().map(|c| c.bytes.len()).collect();
-    assert!(chunks.len() >= 4, "{lens:?}");
-    assert_eq!(chunks[1].bytes[8], 2, "{lens:?}");
-    assert_eq!(chunks[2].bytes[8], 9);
-    assert_eq!(chunks[3].bytes[8], 9);
+    // The list is split where split_extents says: a kind-2 entry, then kind-9 entries, the
+    // chunks holding a continuation of a short piece being version 3.
+    let pieces = split_extents(&extents);
+    assert!(pieces.len() > 100, "{} pieces", pieces.len());
+    assert!(
+        pieces[..pieces.len() - 1]
+            .iter()
+            .all(|p| p.len() >= PIECE_MIN_EXTENTS)
+    );
+    assert_eq!(pieces.iter().map(|p| p.len()).sum::<usize>(), 70_000);
+    let continued: usize = chunks
+        .iter()
+        .map(|c| decode_pieces(&c.bytes).unwrap())
+        .map(|p| {
+            p.iter()
+                .filter(|p| matches!(p, Piece::Continued { .. }))
+                .count()
+        })
+        .sum();
+    assert_eq!(continued, pieces.len() - 1);
+    for chunk in &chunks {
+        let has_continued = decode_pieces(&chunk.bytes)
+            .unwrap()
+            .iter()
+            .any(|p| matches!(p, Piece::Continued { .. }));
+        let magic: &[u8] = if has_continued {
+            MANIFEST_MAGIC_V3
+        } else {
+            MANIFEST_MAGIC
+        };
+        assert_eq!(&chunk.bytes[..8], magic);
+    }
     let refs: usize = chunks.iter().map(|c| c.refs.len()).sum();
     assert_eq!(refs, 61_250);
     // Read chunk by chunk: the file is held back until its last continuation arrives.
+    let last = chunks
+        .iter()
+        .rposition(|c| {
+            decode_pieces(&c.bytes)
+                .unwrap()
+                .iter()
+                .any(|p| matches!(p, Piece::Continued { .. }))
+        })
+        .unwrap();
     let mut reader = ManifestReader::new();
-    assert_eq!(reader.feed(&chunks[0].bytes).unwrap().len(), 1);
-    assert!(reader.feed(&chunks[1].bytes).unwrap().is_empty());
-    assert!(reader.feed(&chunks[2].bytes).unwrap().is_empty());
-    let mut rest = reader.feed(&chunks[3].bytes).unwrap();
-    assert_eq!(rest[0], entries[1]);
-    for chunk in &chunks[4..] {
-        rest.extend(reader.feed(&chunk.bytes).unwrap());
+    let mut rest = Vec::new();
+    for (i, chunk) in chunks.iter().enumerate() {
+        let got = reader.feed(&chunk.bytes).unwrap();
+        if (1..last).contains(&i) {
+            assert!(got.is_empty(), "chunk {i}");
+        }
+        rest.extend(got);
     }
-    assert_eq!(rest, entries[1..]);
+    assert_eq!(rest, entries);
     assert!(reader.finish().unwrap().is_empty());
     // Without the last continuation the manifest is incomplete.
-    let err = read(chunks[..3].iter().map(|c| c.bytes.as_slice())).unwrap_err();
+    let err = read(chunks[..last].iter().map(|c| c.bytes.as_slice())).unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Corrupt);
     assert!(err.message().contains("ends inside file \"big\""), "{err}");
 }
@@ -511,4 +546,55 @@ fn every_boundary_follows_the_cut_rule() {
     }
     assert!(rule1 > 0, "rule 1 never decided");
     assert!(chunks.len() > 20);
+}
+
+#[test]
+fn split_extent_lists_resync_after_an_edit() {
+    let extents: Vec<Extent> = (0..20_000u64)
+        .map(|i| Extent::Chunk {
+            len: 100,
+            id: id(i),
+        })
+        .collect();
+    let pieces = split_extents(&extents);
+    // One cut in 128 chunk extents past the minimum: about 140 pieces of 16 or more.
+    assert!(
+        (100..200).contains(&pieces.len()),
+        "{} pieces",
+        pieces.len()
+    );
+    for piece in &pieces[..pieces.len() - 1] {
+        let Extent::Chunk { id, .. } = piece.last().unwrap() else {
+            panic!()
+        };
+        assert!(u32::from_le_bytes(id.0[..4].try_into().unwrap()) < PIECE_CUT_BELOW);
+        assert!(piece.len() >= PIECE_MIN_EXTENTS);
+    }
+    // An edit (one chunk replaced by two) changes only the piece that holds it, or its
+    // neighbour when the replaced chunk ended a piece.
+    let mut edited = extents.clone();
+    edited.splice(
+        10_000..10_001,
+        [
+            Extent::Chunk {
+                len: 60,
+                id: id(1 << 40),
+            },
+            Extent::Chunk {
+                len: 40,
+                id: id(1 << 41),
+            },
+        ],
+    );
+    let after = split_extents(&edited);
+    let changed = after.iter().filter(|p| !pieces.contains(p)).count();
+    assert!((1..=2).contains(&changed), "{changed} pieces changed");
+    // Holes never end a piece; a list of 32768 extents or more is cut at 32768.
+    let holes = vec![Extent::Hole { len: 1 }; 40_000];
+    let lens: Vec<usize> = split_extents(&holes).iter().map(|p| p.len()).collect();
+    assert_eq!(
+        lens,
+        [MAX_EXTENTS_PER_ENTRY, 40_000 - MAX_EXTENTS_PER_ENTRY]
+    );
+    assert_eq!(split_extents(&[]), [&[] as &[Extent]]);
 }

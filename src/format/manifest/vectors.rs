@@ -49,6 +49,15 @@ fn cases() -> Vec<Case> {
         ),
         file("z", vec![]),
     ];
+    // 600 chunk extents of 1000 bytes: split into pieces by the ids' values (version 3).
+    let split_extents_list: Vec<Extent> = (0..600u64)
+        .map(|i| Extent::Chunk {
+            len: 1000,
+            id: super::tests::id(i),
+        })
+        .collect();
+    assert!(split_extents(&split_extents_list).len() >= 3);
+    let split = vec![dir(""), file("big", split_extents_list), file("z", vec![])];
     let one = built(default, &every_kind()).remove(0);
     let mut bad_magic = one.clone();
     bad_magic[7] = b'9';
@@ -84,6 +93,15 @@ fn cases() -> Vec<Case> {
             error: None,
             params: default,
             chunks: built(default, &continued),
+        },
+        Case {
+            name: "manifest-split",
+            description: "a file of 600 chunk extents split into a kind-2 entry and kind-9 \
+                          entries by the ids (split extent lists): the chunks holding a \
+                          continuation are version 3",
+            error: None,
+            params: small,
+            chunks: built(small, &split),
         },
         Case {
             name: "manifest-small-chunks",
