@@ -309,3 +309,54 @@ fn a_manifest_walk_fetches_its_chunks_in_windows() {
     drop(source);
     server.join().unwrap().unwrap();
 }
+
+/// A client restoring over the fetch protocol opens chunks compressed with the dictionary its
+/// scope's key carries: the key travels with them.
+#[test]
+fn a_client_restores_chunks_compressed_with_a_dictionary() {
+    let t = TestRepo::new();
+    let (ids, rec) = identity();
+    let src = t.path("src");
+    crate::restore::testutil::small_files(&src, 900);
+    let session = push(&t, "a", &src, Some(&rec));
+    let index = t.repo.index().unwrap();
+    let keys = index.data_key_ids().unwrap();
+    assert_eq!(keys.len(), 2, "a second key, with the dictionary");
+    let second = unwrap_data_key_scoped(&index.data_key(keys[1]).unwrap(), &ids).unwrap();
+    assert!(second.key.dictionary().is_some() && second.scope.is_some());
+    let (server_end, client_end) = UnixStream::pair().unwrap();
+    let root = t.repo.root().to_path_buf();
+    let server = std::thread::spawn(move || {
+        let repo = crate::repo::Repo::open(&root).unwrap();
+        serve_fetch(
+            &repo,
+            "a",
+            server_end.try_clone().unwrap(),
+            server_end,
+            &mut |_| {},
+        )
+    });
+    let source =
+        RemoteSource::connect(client_end.try_clone().unwrap(), client_end, "a", ids).unwrap();
+    let target = t.path("restored");
+    let report = restore(
+        &source,
+        session,
+        &RestoreOptions {
+            target: target.clone(),
+            ..RestoreOptions::default()
+        },
+    )
+    .unwrap();
+    assert!(report.errors.is_empty(), "{:?}", report.errors);
+    for i in [0usize, 450, 899] {
+        let rel = format!("d{}/f{i}.rs", i % 20);
+        assert_eq!(
+            std::fs::read(target.join(&rel)).unwrap(),
+            std::fs::read(src.join(&rel)).unwrap(),
+            "{rel}"
+        );
+    }
+    drop(source);
+    server.join().unwrap().unwrap();
+}
