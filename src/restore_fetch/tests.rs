@@ -54,6 +54,27 @@ fn push(t: &TestRepo, client: &str, root: &Path, recipient: Option<&str>) -> Ses
     SessionId(report.session)
 }
 
+type Served = std::thread::JoinHandle<crate::error::Result<super::serve::FetchStats>>;
+
+/// Client "a" connected with `ids` to a fetch server of `t` on a thread.
+fn serve_a(t: &TestRepo, ids: Identities) -> (RemoteSource<UnixStream, UnixStream>, Served) {
+    let (server_end, client_end) = UnixStream::pair().unwrap();
+    let root = t.repo.root().to_path_buf();
+    let server = std::thread::spawn(move || {
+        let repo = crate::repo::Repo::open(&root).unwrap();
+        serve_fetch(
+            &repo,
+            "a",
+            server_end.try_clone().unwrap(),
+            server_end,
+            &mut |_| {},
+        )
+    });
+    let source =
+        RemoteSource::connect(client_end.try_clone().unwrap(), client_end, "a", ids).unwrap();
+    (source, server)
+}
+
 /// Every chunk `session` holds (its root and the chunks its files name), read by the
 /// administrator.
 fn chunks_of(t: &TestRepo, session: SessionId) -> Vec<ChunkId> {
@@ -274,20 +295,7 @@ fn a_manifest_walk_fetches_its_chunks_in_windows() {
     let session = push(&t, "a", &src, Some(&rec));
     let manifest_chunks = t.reader().session_root(session).unwrap().len();
     assert!(manifest_chunks > 128, "{manifest_chunks} manifest chunks");
-    let (server_end, client_end) = UnixStream::pair().unwrap();
-    let root = t.repo.root().to_path_buf();
-    let server = std::thread::spawn(move || {
-        let repo = crate::repo::Repo::open(&root).unwrap();
-        serve_fetch(
-            &repo,
-            "a",
-            server_end.try_clone().unwrap(),
-            server_end,
-            &mut |_| {},
-        )
-    });
-    let source =
-        RemoteSource::connect(client_end.try_clone().unwrap(), client_end, "a", ids).unwrap();
+    let (source, server) = serve_a(&t, ids);
     let before = source.requests();
     let mut entries = 0;
     crate::reader::walk_source(
@@ -311,7 +319,7 @@ fn a_manifest_walk_fetches_its_chunks_in_windows() {
 }
 
 /// A client restoring over the fetch protocol opens chunks compressed with the dictionary its
-/// scope's key carries: the key travels with them.
+/// scope's key carries: the key travels with them; a rewrap keeps it.
 #[test]
 fn a_client_restores_chunks_compressed_with_a_dictionary() {
     let t = TestRepo::new();
@@ -324,20 +332,7 @@ fn a_client_restores_chunks_compressed_with_a_dictionary() {
     assert_eq!(keys.len(), 2, "a second key, with the dictionary");
     let second = unwrap_data_key_scoped(&index.data_key(keys[1]).unwrap(), &ids).unwrap();
     assert!(second.key.dictionary().is_some() && second.scope.is_some());
-    let (server_end, client_end) = UnixStream::pair().unwrap();
-    let root = t.repo.root().to_path_buf();
-    let server = std::thread::spawn(move || {
-        let repo = crate::repo::Repo::open(&root).unwrap();
-        serve_fetch(
-            &repo,
-            "a",
-            server_end.try_clone().unwrap(),
-            server_end,
-            &mut |_| {},
-        )
-    });
-    let source =
-        RemoteSource::connect(client_end.try_clone().unwrap(), client_end, "a", ids).unwrap();
+    let (source, server) = serve_a(&t, ids);
     let target = t.path("restored");
     let report = restore(
         &source,
@@ -359,4 +354,12 @@ fn a_client_restores_chunks_compressed_with_a_dictionary() {
     }
     drop(source);
     server.join().unwrap().unwrap();
+    // A rewrap wraps the key again with its dictionary.
+    crate::keys::rewrap(&t.repo, &t.identities(), &Failpoint::default()).unwrap();
+    let wrapped = t.repo.index().unwrap().data_key(keys[1]).unwrap();
+    let again = unwrap_data_key_scoped(&wrapped, &t.identities()).unwrap();
+    assert_eq!(
+        again.key.dictionary().unwrap().bytes(),
+        second.key.dictionary().unwrap().bytes()
+    );
 }
