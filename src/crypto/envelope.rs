@@ -41,7 +41,8 @@ const PROBE_MAX_SAMPLES: usize = 16;
 const PROBE_LEVEL: i32 = 1;
 
 /// Seal `plaintext` (the chunk named `id`) under `key`/`key_id`, compressing with zstd at
-/// `zstd_level` when that makes it strictly shorter. Returns the envelope bytes.
+/// `zstd_level` (at least [`SMALL_CHUNK_MIN_LEVEL`] for a small chunk) when that makes it
+/// strictly shorter. Returns the envelope bytes.
 ///
 /// The nonce is 24 fresh bytes from the operating system's CSPRNG (the nonce rule of
 /// format-spec/chunk.md): with a fresh data key per ingest a repeat is negligible.
@@ -56,7 +57,8 @@ pub fn seal(
 }
 
 /// [`seal`], compressing a chunk of at most [`DICTIONARY_INPUT_MAX`] bytes against
-/// `dictionary` (which MUST be the one `key` carries, prepared at `zstd_level`): an envelope
+/// `dictionary` (which MUST be the one `key` carries, prepared at
+/// `level_for(DICTIONARY_INPUT_MAX, zstd_level)`): an envelope
 /// of version 2 (format-spec/chunk.md). A larger chunk, or one the frame would not shorten, is
 /// sealed as [`seal`] does.
 pub fn seal_with(
@@ -113,7 +115,9 @@ pub fn seal_with_nonce_and(
         let dst = &mut out[ENVELOPE_HEADER_LEN..ENVELOPE_HEADER_LEN + n - 1];
         match dictionary {
             Some(d) => compress_with_dictionary(plaintext, dst, d)?.map(|len| (len, true)),
-            None => compress_into(plaintext, dst, zstd_level)?.map(|len| (len, false)),
+            None => {
+                compress_into(plaintext, dst, level_for(n, zstd_level))?.map(|len| (len, false))
+            }
         }
     } else {
         None
@@ -131,6 +135,20 @@ pub fn seal_with_nonce_and(
     // and text compressed 4:1 would otherwise hold four times its size there.
     out.shrink_to(ENVELOPE_HEADER_LEN + body_len + TAG_LEN);
     encrypt_envelope(key, key_id, id, version, flags, nonce, out)
+}
+
+/// The lowest zstd level a chunk of at most [`DICTIONARY_INPUT_MAX`] bytes is compressed at:
+/// on inputs that small, level 3 is as fast as level 1 (the crates of a source tree, files of
+/// 1 to 64 KiB: 258 against 234 MB/s) and stores 3.4% less.
+pub const SMALL_CHUNK_MIN_LEVEL: i32 = 3;
+
+/// The level a chunk of `len` bytes is compressed at, in a repository of level `zstd_level`.
+pub fn level_for(len: usize, zstd_level: i32) -> i32 {
+    if len <= DICTIONARY_INPUT_MAX {
+        zstd_level.max(SMALL_CHUNK_MIN_LEVEL)
+    } else {
+        zstd_level
+    }
 }
 
 /// Seal `body` as it is, with `flags` saying what it is (a zstd frame or raw bytes), without

@@ -114,7 +114,8 @@ impl Trainer {
             .index()?
             .insert_data_key(&wrapped, crate::store::now())?;
         crate::store::records::write_data_key(place.repo.root(), key_id, &wrapped)?;
-        let encoder = DictionaryEncoder::new(&dictionary, place.zstd_level);
+        let level = crate::crypto::envelope::level_for(DICTIONARY_INPUT_MAX, place.zstd_level);
+        let encoder = DictionaryEncoder::new(&dictionary, level);
         let _ = self.ready.set(Installed {
             key,
             key_id,

@@ -48,7 +48,7 @@ fn init_then_open_round_trip() {
     assert_eq!(opened.config().chunker, ChunkerParams::DEFAULT);
     assert_eq!(opened.config().pack_target_size, 32 << 20);
     assert_eq!(opened.config().zstd_level, crate::repo::DEFAULT_ZSTD_LEVEL);
-    assert_eq!(crate::repo::DEFAULT_ZSTD_LEVEL, 3);
+    assert_eq!(crate::repo::DEFAULT_ZSTD_LEVEL, 1);
     assert_eq!(opened.recipients().unwrap().0.len(), 1);
     let index = opened.index().unwrap();
     assert_eq!(index.repository_id().unwrap(), opened.config().id);
