@@ -406,7 +406,7 @@ fn vectors_chunk() {
     };
     let n = env.len();
     let cases: Vec<(&str, &str, Vec<u8>, KeyId, ChunkId)> = vec![
-        ("chunk-bad-version.txt", "version 2", flip(0, 3), KEY_ID, id),
+        ("chunk-bad-version.txt", "version 3", flip(0, 2), KEY_ID, id),
         (
             "chunk-reserved-flag.txt",
             "flag bit 7 set",

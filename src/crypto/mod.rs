@@ -1,6 +1,7 @@
 //! Keys and sealing: the repository secret and what is derived from it, data keys, age
 //! wrapping, and the chunk envelope (format-spec/keys.md, format-spec/chunk.md).
 
+pub mod dictionary;
 pub mod envelope;
 pub mod passphrase;
 #[cfg(test)]
@@ -112,24 +113,38 @@ impl ChunkIdKey {
     }
 }
 
-/// A 32-byte data key for XChaCha20-Poly1305. Zeroized on drop; never printed.
+/// A 32-byte data key for XChaCha20-Poly1305, with the zstd dictionary its ingest trained, if
+/// any (format-spec/keys.md "Dictionaries"). Zeroized on drop; never printed.
 #[derive(Clone)]
-pub struct DataKey(Zeroizing<[u8; 32]>);
+pub struct DataKey(
+    Zeroizing<[u8; 32]>,
+    Option<std::sync::Arc<dictionary::Dictionary>>,
+);
 
 impl DataKey {
     /// A fresh random data key.
     pub fn generate() -> Self {
-        DataKey(Zeroizing::new(random_array()))
+        DataKey(Zeroizing::new(random_array()), None)
     }
 
     /// A data key from its bytes.
     pub fn from_bytes(bytes: [u8; 32]) -> Self {
-        DataKey(Zeroizing::new(bytes))
+        DataKey(Zeroizing::new(bytes), None)
+    }
+
+    /// The same key, carrying `dictionary`.
+    pub fn with_dictionary(&self, dictionary: std::sync::Arc<dictionary::Dictionary>) -> Self {
+        DataKey(self.0.clone(), Some(dictionary))
     }
 
     /// The raw bytes (for the AEAD and wrapping only).
     pub fn expose(&self) -> &[u8; 32] {
         &self.0
+    }
+
+    /// The dictionary that envelopes of version 2 sealed under this key were compressed with.
+    pub fn dictionary(&self) -> Option<&std::sync::Arc<dictionary::Dictionary>> {
+        self.1.as_ref()
     }
 }
 

@@ -7,10 +7,12 @@
 
 use std::io::{Read, Write};
 use std::path::Path;
+use std::sync::Arc;
 
 use age::secrecy::ExposeSecret;
 use zeroize::Zeroizing;
 
+use crate::crypto::dictionary::{Dictionary, MAX_DICTIONARY_FRAME};
 use crate::crypto::{ChunkIdKey, DataKey, RepoSecret};
 use crate::error::{Error, ErrorKind, Result};
 
@@ -22,6 +24,13 @@ pub const SECRET_MAGIC: &[u8; 8] = b"RSBKSEC1";
 pub const WRAPPED_PLAINTEXT_LEN: usize = 40;
 /// Magic of a scoped data key's plaintext (a client's own dedup scope, keys.md).
 pub const SCOPED_DATA_KEY_MAGIC: &[u8; 8] = b"RSBKDKC1";
+/// Largest wrapped key (age file) the wire formats carry; a writer keeps a dictionary out of a
+/// key that would be larger with it.
+pub const MAX_WRAPPED_KEY: usize = 64 << 10;
+/// Magic of a data key that carries its ingest's dictionary (keys.md "Dictionaries").
+pub const DICT_DATA_KEY_MAGIC: &[u8; 8] = b"RSBKDK02";
+/// Magic of a key of a client's scope that carries its ingest's dictionary.
+pub const DICT_SCOPED_DATA_KEY_MAGIC: &[u8; 8] = b"RSBKDKC2";
 /// A scoped data key's plaintext before the scope's name: magic, key, chunk-id key, length.
 pub const SCOPED_FIXED_LEN: usize = 73;
 /// Longest scope name (a client name).
@@ -229,7 +238,8 @@ pub fn keygen() -> (String, String) {
     (text, recipient)
 }
 
-/// age-encrypt a plaintext (40 bytes, or a scoped data key's 74 to 137) to every recipient.
+/// age-encrypt a plaintext (40 bytes, a scoped data key's 74 to 137, or either with a
+/// dictionary section) to every recipient.
 fn wrap(plaintext: &[u8], recipients: &Recipients, what: &str) -> Result<Vec<u8>> {
     let encryptor =
         age::Encryptor::with_recipients(recipients.0.iter().map(|r| r as &dyn age::Recipient))
@@ -342,13 +352,44 @@ fn with_magic(magic: &[u8; 8], key: &[u8; 32]) -> Zeroizing<[u8; WRAPPED_PLAINTE
     plain
 }
 
-/// Wrap a data key to the recipients (age binary format over `RSBKDK01 || key`).
+/// Wrap a data key to the recipients (age binary format over `RSBKDK01 || key`, or
+/// `RSBKDK02 || key || dictionary` for a key that carries a dictionary).
 pub fn wrap_data_key(key: &DataKey, recipients: &Recipients) -> Result<Vec<u8>> {
-    wrap(
-        &*with_magic(DATA_KEY_MAGIC, key.expose()),
-        recipients,
-        "data key",
-    )
+    let Some(dictionary) = key.dictionary() else {
+        return wrap(
+            &*with_magic(DATA_KEY_MAGIC, key.expose()),
+            recipients,
+            "data key",
+        );
+    };
+    let mut plain = Zeroizing::new(Vec::with_capacity(
+        WRAPPED_PLAINTEXT_LEN + 4 + dictionary.stored().len(),
+    ));
+    plain.extend_from_slice(DICT_DATA_KEY_MAGIC);
+    plain.extend_from_slice(key.expose());
+    push_dictionary(&mut plain, key);
+    wrap(&plain, recipients, "data key")
+}
+
+/// Append a key's dictionary section (u32 length, stored form), if it has a dictionary.
+fn push_dictionary(plain: &mut Vec<u8>, key: &DataKey) {
+    if let Some(d) = key.dictionary() {
+        plain.extend_from_slice(&(d.stored().len() as u32).to_le_bytes());
+        plain.extend_from_slice(d.stored());
+    }
+}
+
+/// Split a dictionary section (u32 length, then exactly that many bytes) off the end of a
+/// plaintext and decode it.
+fn dictionary_section(section: &[u8]) -> Result<Arc<Dictionary>> {
+    let bad = |why: &str| Error::corrupt(format!("wrapped data key's dictionary section {why}"));
+    let Some((len, frame)) = section.split_first_chunk::<4>() else {
+        return Err(bad("is truncated"));
+    };
+    if u32::from_le_bytes(*len) as usize != frame.len() {
+        return Err(bad("does not have the length it declares"));
+    }
+    Dictionary::decode(frame)
 }
 
 /// Wrap a data key of a client's dedup scope (format-spec/keys.md "Client scopes"):
@@ -365,12 +406,18 @@ pub fn wrap_scoped_data_key(
             scope.client
         )));
     }
-    let mut plain = Zeroizing::new(Vec::with_capacity(SCOPED_FIXED_LEN + name.len()));
-    plain.extend_from_slice(SCOPED_DATA_KEY_MAGIC);
+    let dict_len = key.dictionary().map_or(0, |d| 4 + d.stored().len());
+    let mut plain = Zeroizing::new(Vec::with_capacity(SCOPED_FIXED_LEN + name.len() + dict_len));
+    plain.extend_from_slice(if key.dictionary().is_some() {
+        DICT_SCOPED_DATA_KEY_MAGIC
+    } else {
+        SCOPED_DATA_KEY_MAGIC
+    });
     plain.extend_from_slice(key.expose());
     plain.extend_from_slice(scope.id_key.expose());
     plain.push(name.len() as u8);
     plain.extend_from_slice(name);
+    push_dictionary(&mut plain, key);
     wrap(&plain, recipients, "data key")
 }
 
@@ -384,37 +431,66 @@ pub fn unwrap_data_key(wrapped: &[u8], identities: &Identities) -> Result<DataKe
 /// scope (`RSBKDKC1`), with that scope.
 pub fn unwrap_data_key_scoped(wrapped: &[u8], identities: &Identities) -> Result<UnwrappedKey> {
     let what = "data key";
-    let max = SCOPED_FIXED_LEN + MAX_SCOPE_NAME;
+    let max = SCOPED_FIXED_LEN + MAX_SCOPE_NAME + 4 + MAX_DICTIONARY_FRAME;
     let plain = unwrap_plaintext(wrapped, identities, max, what)?;
-    if plain.len() >= 8 && &plain[..8] == SCOPED_DATA_KEY_MAGIC {
+    let magic = plain.get(..8);
+    let scoped = magic == Some(SCOPED_DATA_KEY_MAGIC) || magic == Some(DICT_SCOPED_DATA_KEY_MAGIC);
+    let with_dictionary =
+        magic == Some(DICT_DATA_KEY_MAGIC) || magic == Some(DICT_SCOPED_DATA_KEY_MAGIC);
+    if scoped {
         let expected = || format!("{SCOPED_FIXED_LEN} plus the scope's name");
         if plain.len() <= SCOPED_FIXED_LEN || plain.len() > max {
             return Err(wrong_length(what, plain.len(), max, &expected()));
         }
         let n = plain[SCOPED_FIXED_LEN - 1] as usize;
-        if n == 0 || SCOPED_FIXED_LEN + n != plain.len() {
+        let end = SCOPED_FIXED_LEN + n;
+        if n == 0
+            || n > MAX_SCOPE_NAME
+            || end > plain.len()
+            || (!with_dictionary && end != plain.len())
+        {
             return Err(Error::corrupt(format!(
                 "wrapped data key names a scope of {n} bytes in a plaintext of {} bytes",
                 plain.len()
             )));
         }
-        let client = std::str::from_utf8(&plain[SCOPED_FIXED_LEN..])
+        let client = std::str::from_utf8(&plain[SCOPED_FIXED_LEN..end])
             .map_err(|_| Error::corrupt("wrapped data key names a scope that is not UTF-8"))?
             .to_owned();
         let mut key = [0u8; 32];
         key.copy_from_slice(&plain[8..40]);
         let mut id_key = [0u8; 32];
         id_key.copy_from_slice(&plain[40..72]);
+        let mut data_key = DataKey::from_bytes(key);
+        zeroize::Zeroize::zeroize(&mut key);
+        if with_dictionary {
+            data_key = data_key.with_dictionary(dictionary_section(&plain[end..])?);
+        }
         let unwrapped = UnwrappedKey {
-            key: DataKey::from_bytes(key),
+            key: data_key,
             scope: Some(KeyScope {
                 client,
                 id_key: ChunkIdKey::from_bytes(id_key),
             }),
         };
-        zeroize::Zeroize::zeroize(&mut key);
         zeroize::Zeroize::zeroize(&mut id_key);
         return Ok(unwrapped);
+    }
+    if with_dictionary {
+        if plain.len() <= WRAPPED_PLAINTEXT_LEN {
+            return Err(wrong_length(
+                what,
+                plain.len(),
+                max,
+                &format!("{WRAPPED_PLAINTEXT_LEN} plus the dictionary section"),
+            ));
+        }
+        let key = key_of(&plain[..WRAPPED_PLAINTEXT_LEN], DICT_DATA_KEY_MAGIC, what)?;
+        let dictionary = dictionary_section(&plain[WRAPPED_PLAINTEXT_LEN..])?;
+        return Ok(UnwrappedKey {
+            key: DataKey::from_bytes(*key).with_dictionary(dictionary),
+            scope: None,
+        });
     }
     Ok(UnwrappedKey {
         key: DataKey::from_bytes(*key_of(&plain, DATA_KEY_MAGIC, what)?),

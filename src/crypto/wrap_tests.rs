@@ -364,3 +364,87 @@ fn vectors_keys_wrapped() {
         assert_eq!(err.kind(), ErrorKind::WrongIdentity, "{name}");
     }
 }
+
+/// A key that carries a dictionary, plain or scoped, unwraps with it; a dictionary section
+/// that disagrees with its length, or without a dictionary, is corrupt.
+#[test]
+fn a_data_key_carries_its_dictionary() {
+    use crate::crypto::dictionary::Dictionary;
+    let (ids, rs) = identity();
+    let dict = Dictionary::new(b"fn main() { println!(\"hello\"); }".repeat(20))
+        .unwrap()
+        .unwrap();
+    let key = DataKey::from_bytes([9; 32]).with_dictionary(dict.clone());
+    let back = unwrap_data_key_scoped(&wrap_data_key(&key, &rs).unwrap(), &ids).unwrap();
+    assert_eq!(back.key.expose(), key.expose());
+    assert_eq!(back.key.dictionary().unwrap().bytes(), dict.bytes());
+    assert!(back.scope.is_none());
+
+    let scope = KeyScope {
+        client: "web1".into(),
+        id_key: ChunkIdKey::from_bytes([4; 32]),
+    };
+    let wrapped = wrap_scoped_data_key(&key, &scope, &rs).unwrap();
+    let back = unwrap_data_key_scoped(&wrapped, &ids).unwrap();
+    assert_eq!(back.key.dictionary().unwrap().bytes(), dict.bytes());
+    assert_eq!(back.scope.unwrap().client, "web1");
+    // A key without a dictionary is wrapped as before.
+    let plain = wrap_data_key(&DataKey::from_bytes([9; 32]), &rs).unwrap();
+    assert!(
+        unwrap_data_key_scoped(&plain, &ids)
+            .unwrap()
+            .key
+            .dictionary()
+            .is_none()
+    );
+
+    let stored = dict.stored();
+    let section = |declared: usize, frame: &[u8]| {
+        let mut p = DICT_DATA_KEY_MAGIC.to_vec();
+        p.extend_from_slice(&[9; 32]);
+        p.extend_from_slice(&(declared as u32).to_le_bytes());
+        p.extend_from_slice(frame);
+        p
+    };
+    for (what, plain) in [
+        ("length one short", section(stored.len() - 1, stored)),
+        ("length one long", section(stored.len() + 1, stored)),
+        ("no section", section(0, &[])[..40].to_vec()),
+        ("not a frame", section(4, b"junk")),
+    ] {
+        let err = unwrap_data_key_scoped(&age_encrypt(&plain, &rs), &ids).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Corrupt, "{what}: {err}");
+    }
+}
+
+/// `keys-wrapped-dictionary.txt`: a data key with a dictionary section MUST unwrap to the key
+/// and the dictionary its plaintext holds.
+#[test]
+fn vectors_keys_wrapped_dictionary() {
+    use crate::crypto::dictionary::Dictionary;
+    use crate::crypto::testvec::{Vector, pattern, writing};
+    let name = "keys-wrapped-dictionary.txt";
+    if writing() {
+        let (text, recipient) = keygen();
+        let identity = text.lines().nth(2).unwrap().to_string();
+        let dict = Dictionary::new(pattern(5, 512)).unwrap().unwrap();
+        let mut plain = DICT_DATA_KEY_MAGIC.to_vec();
+        plain.extend_from_slice(&[0x5a; 32]);
+        plain.extend_from_slice(&(dict.stored().len() as u32).to_le_bytes());
+        plain.extend_from_slice(dict.stored());
+        let comments = [
+            "age-wrapped data key with a dictionary section (keys.md \"Dictionaries\"): the",
+            "dictionary is P(5, 512), stored as one zstd frame; a throwaway test identity",
+            "unwraps it. data = the age file (binary format).",
+        ];
+        write_wrapped_vector(name, &comments, "success", (&identity, &recipient), &plain);
+    }
+    let v = Vector::load(name);
+    assert_eq!(v.get("expect"), "success");
+    let ids = Identities::parse(v.get("identity"), name).unwrap();
+    let key = unwrap_data_key_scoped(&v.data_hex(), &ids).unwrap().key;
+    let plain = v.hex("plaintext");
+    assert_eq!(&plain[..8], DICT_DATA_KEY_MAGIC);
+    assert_eq!(key.expose()[..], plain[8..40]);
+    assert_eq!(key.dictionary().unwrap().bytes(), pattern(5, 512));
+}

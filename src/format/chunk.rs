@@ -5,8 +5,11 @@
 use crate::error::{Error, ErrorKind, Result};
 use crate::ids::{ChunkId, KeyId};
 
-/// Envelope version written by this build.
+/// Envelope version of a chunk stored raw or compressed on its own.
 pub const ENVELOPE_VERSION: u8 = 1;
+/// Envelope version of a chunk compressed with its data key's dictionary (the body is always
+/// a zstd frame: `flags` is exactly [`FLAG_ZSTD`]).
+pub const ENVELOPE_VERSION_DICTIONARY: u8 = 2;
 /// Flag bit: the body is a zstd frame.
 pub const FLAG_ZSTD: u8 = 0b0000_0001;
 /// Length of the envelope header (version, flags, nonce).
@@ -36,7 +39,7 @@ pub fn associated_data(id: &ChunkId, key_id: KeyId, version: u8, flags: u8) -> [
 /// The decoded fixed part of an envelope.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct EnvelopeHeader {
-    /// Format version (always [`ENVELOPE_VERSION`] once parsed).
+    /// Format version ([`ENVELOPE_VERSION`] or [`ENVELOPE_VERSION_DICTIONARY`] once parsed).
     pub version: u8,
     /// Flags (only [`FLAG_ZSTD`] may be set once parsed).
     pub flags: u8,
@@ -63,12 +66,13 @@ impl EnvelopeHeader {
         let Some(&version) = envelope.first() else {
             return Err(Error::corrupt(format!("chunk {id}: envelope is empty")));
         };
-        if version != ENVELOPE_VERSION {
+        if version != ENVELOPE_VERSION && version != ENVELOPE_VERSION_DICTIONARY {
             return Err(Error::new(
                 ErrorKind::UnsupportedVersion,
                 format!(
                     "chunk {id}: envelope version {version} is not supported by this build \
-                     (it reads version {ENVELOPE_VERSION}); upgrade rsbackup"
+                     (it reads versions {ENVELOPE_VERSION} and {ENVELOPE_VERSION_DICTIONARY}); \
+                     upgrade rsbackup"
                 ),
             ));
         }
@@ -82,6 +86,11 @@ impl EnvelopeHeader {
         if flags & !FLAG_ZSTD != 0 {
             return Err(Error::corrupt(format!(
                 "chunk {id}: envelope has reserved flag bits set (flags {flags:#04x})"
+            )));
+        }
+        if version == ENVELOPE_VERSION_DICTIONARY && flags != FLAG_ZSTD {
+            return Err(Error::corrupt(format!(
+                "chunk {id}: envelope of version {version} without its zstd flag"
             )));
         }
         let mut nonce = [0u8; NONCE_LEN];
@@ -133,12 +142,20 @@ mod tests {
             EnvelopeHeader::parse(&[], &id).unwrap_err().kind(),
             ErrorKind::Corrupt
         );
-        let mut v2 = env.clone();
-        v2[0] = 2;
+        let mut v3 = env.clone();
+        v3[0] = 3;
         assert_eq!(
-            EnvelopeHeader::parse(&v2, &id).unwrap_err().kind(),
+            EnvelopeHeader::parse(&v3, &id).unwrap_err().kind(),
             ErrorKind::UnsupportedVersion
         );
+        // Version 2 (dictionary) is read, and its body is always a zstd frame.
+        let mut v2 = env.clone();
+        v2[0] = 2;
+        assert_eq!(EnvelopeHeader::parse(&v2, &id).unwrap().0.version, 2);
+        v2[1] = 0;
+        let err = EnvelopeHeader::parse(&v2, &id).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Corrupt);
+        assert!(err.message().contains("without its zstd flag"), "{err}");
         let mut bad_flags = env.clone();
         bad_flags[1] = 0x80;
         let err = EnvelopeHeader::parse(&bad_flags, &id).unwrap_err();

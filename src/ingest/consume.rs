@@ -7,7 +7,6 @@ use crossbeam_channel::Receiver;
 
 use super::writer::{WriteMsg, WriteQueue};
 use super::{Done, PathError, Results, Shared, Window};
-use crate::crypto::envelope;
 use crate::error::Result;
 use crate::files_cache::{CacheWriter, RECENT_MTIME_NS};
 use crate::format::manifest::{Body, ManifestBuilder, ManifestChunk};
@@ -207,12 +206,12 @@ impl<'s, 'r> Consumer<'s, 'r> {
         if !sh.inflight.wait_submitted(&chunk.refs, &sh.abort.flag) {
             return Err(super::read::aborted());
         }
-        let envelope = envelope::seal(&sh.data_key, sh.key_id, &id, &chunk.bytes, sh.zstd_level)?;
+        let (envelope, key_id) = sh.seal_new(&id, &chunk.bytes)?;
         let plain_len = chunk.bytes.len() as u64;
         let pending = PendingChunk {
             id,
             kind: ChunkKind::Manifest,
-            key_id: sh.key_id,
+            key_id,
             envelope,
             refs: chunk.refs,
         };

@@ -23,6 +23,7 @@
 //! renamed into place only after that.
 
 mod consume;
+mod dictionary;
 mod fake_acl;
 mod inflight;
 pub(crate) mod meta;
@@ -32,6 +33,8 @@ pub mod staging;
 mod walk;
 mod writer;
 
+#[cfg(test)]
+mod dictionary_tests;
 #[cfg(test)]
 mod inline_tests;
 #[cfg(test)]
@@ -338,6 +341,7 @@ fn ingest_inner(
     let data_key = DataKey::generate();
     let scope::IngestScope {
         wrapped,
+        wrap,
         id_key,
         cache_name,
     } = scope::choose(
@@ -389,6 +393,8 @@ fn ingest_inner(
         data_key,
         key_id,
         zstd_level: config.zstd_level,
+        wrap_key: wrap,
+        dictionary: dictionary::Trainer::default(),
         inline_max: if decode.ingested.is_some() {
             0
         } else {
@@ -625,6 +631,32 @@ fn panicked(what: &str) -> Error {
     )
 }
 
+impl Shared<'_> {
+    /// Seal a new chunk (one the index does not have): under this ingest's dictionary key once
+    /// it has one (compressed with the dictionary when small enough), else under its first
+    /// key. Returns the envelope and the id of the key it was sealed under.
+    fn seal_new(&self, id: &crate::ids::ChunkId, plaintext: &[u8]) -> Result<(Vec<u8>, KeyId)> {
+        let place = dictionary::KeyPlace {
+            repo: self.repo,
+            zstd_level: self.zstd_level,
+            wrap: &*self.wrap_key,
+        };
+        let (key, key_id, encoder) = match self.dictionary.for_new_chunk(plaintext, &place)? {
+            Some(d) => (&d.key, d.key_id, Some(&d.encoder)),
+            None => (&self.data_key, self.key_id, None),
+        };
+        let envelope = crate::crypto::envelope::seal_with(
+            key,
+            key_id,
+            id,
+            plaintext,
+            self.zstd_level,
+            encoder,
+        )?;
+        Ok((envelope, key_id))
+    }
+}
+
 /// What every thread of one ingest shares (read-only, or internally synchronised).
 pub(super) struct Shared<'r> {
     repo: &'r Repo,
@@ -635,6 +667,10 @@ pub(super) struct Shared<'r> {
     data_key: DataKey,
     key_id: KeyId,
     zstd_level: i32,
+    /// Wraps a data key as this ingest's scope wants (the dictionary key).
+    wrap_key: scope::WrapKey,
+    /// This ingest's dictionary, once trained.
+    dictionary: dictionary::Trainer,
     /// Regular files of 1 to this many bytes are kept inline in the manifest; 0 in hollow mode,
     /// whose placeholder table would otherwise need their content in the clear.
     inline_max: u64,

@@ -20,7 +20,6 @@ use super::walk::FileJob;
 use super::writer::{WriteMsg, WriteQueue};
 use super::{Done, Shared};
 use crate::chunking::Chunker;
-use crate::crypto::envelope;
 use crate::error::{Error, ErrorKind, Result};
 use crate::files_cache::{CacheReader, CachedFile};
 use crate::format::manifest::{Body, Extent};
@@ -376,11 +375,11 @@ fn seal_chunk(sh: &Shared<'_>, tx: &WriteQueue, plaintext: &[u8]) -> Result<Exte
     if let Some(claim) = sh.inflight.claim(id) {
         let stored = sh.indexes.get()?.has_chunk(&id)?;
         if !stored {
-            let envelope = envelope::seal(&sh.data_key, sh.key_id, &id, plaintext, sh.zstd_level)?;
+            let (envelope, key_id) = sh.seal_new(&id, plaintext)?;
             let chunk = PendingChunk {
                 id,
                 kind: ChunkKind::Data,
-                key_id: sh.key_id,
+                key_id,
                 envelope,
                 refs: Vec::new(),
             };

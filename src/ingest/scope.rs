@@ -8,10 +8,16 @@ use crate::error::Result;
 use crate::index::Index;
 use crate::repo::Repo;
 
+/// Wraps a data key to an ingest's recipients, in its scope's form.
+pub(super) type WrapKey = Box<dyn Fn(&DataKey) -> Result<Vec<u8>> + Send + Sync>;
+
 /// What an ingest's scope decides.
 pub(super) struct IngestScope {
     /// The data key, wrapped.
     pub wrapped: Vec<u8>,
+    /// Wraps another data key (one that carries a dictionary) to the same recipients, in the
+    /// same form.
+    pub wrap: WrapKey,
     /// The key that names this ingest's chunks.
     pub id_key: ChunkIdKey,
     /// The name of its files cache (`cache/<name>.files`).
@@ -29,8 +35,10 @@ pub(super) fn choose(
     data_key: &DataKey,
 ) -> Result<IngestScope> {
     let Some(recipient) = restore_recipient else {
+        let recipients = repo.recipients()?;
         return Ok(IngestScope {
-            wrapped: wrap_data_key(data_key, &repo.recipients()?)?,
+            wrapped: wrap_data_key(data_key, &recipients)?,
+            wrap: Box::new(move |key| wrap_data_key(key, &recipients)),
             id_key: secret.chunk_id_key(),
             cache_name: client.to_owned(),
         });
@@ -43,7 +51,8 @@ pub(super) fn choose(
     index.set_restore_recipient(client, recipient)?;
     Ok(IngestScope {
         wrapped: wrap_scoped_data_key(data_key, &scope, &recipients)?,
-        id_key: scope.id_key,
+        id_key: scope.id_key.clone(),
+        wrap: Box::new(move |key| wrap_scoped_data_key(key, &scope, &recipients)),
         // The cache holds chunk ids: the repository scope's are not this scope's.
         cache_name: format!("{client}{}", crate::files_cache::SCOPED_CACHE_SUFFIX),
     })

@@ -26,7 +26,7 @@ pub const MAX_FRAME_PAYLOAD: u32 = 32 << 20;
 /// Most ids (chunk, key or session) in one message.
 pub const MAX_IDS: u32 = 65536;
 /// Largest wrapped data key or `keys/secret.age` accepted.
-pub const MAX_WRAPPED_KEY: u32 = 64 << 10;
+pub const MAX_WRAPPED_KEY: u32 = crate::crypto::wrap::MAX_WRAPPED_KEY as u32;
 /// Largest `repository.toml` accepted in a `Hello`.
 pub const MAX_REPOSITORY_TOML: u32 = 64 << 10;
 /// Longest client name in a session (as `ingest` allows).

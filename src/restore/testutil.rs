@@ -263,3 +263,20 @@ pub fn noise(seed: u64, n: usize) -> Vec<u8> {
     out.truncate(n);
     out
 }
+
+/// `n` small source-like files of 2 to 5 KiB (over the inline limit, so each is a chunk).
+pub fn small_files(root: &std::path::Path, n: usize) {
+    for i in 0..n {
+        let mut text = format!("//! File {i}.\nuse std::collections::BTreeMap;\n\n");
+        for j in 0..(20 + i % 40) {
+            text.push_str(&format!(
+                "pub fn item_{i}_{j}(map: &BTreeMap<String, u64>) -> Option<u64> {{\n    \
+                 map.get(\"key-{j}\").copied().map(|v| v.wrapping_mul({}))\n}}\n",
+                (i * 31 + j) % 97
+            ));
+        }
+        let dir = root.join(format!("d{}", i % 20));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join(format!("f{i}.rs")), text).unwrap();
+    }
+}

@@ -54,6 +54,33 @@ fn push(t: &TestRepo, client: &str, root: &Path, recipient: Option<&str>) -> Ses
     SessionId(report.session)
 }
 
+type Served = std::thread::JoinHandle<crate::error::Result<super::serve::FetchStats>>;
+
+/// Client "a" connected with `ids` to a fetch server of `t` on a thread.
+fn serve_a(t: &TestRepo, ids: Identities) -> (RemoteSource<UnixStream, UnixStream>, Served) {
+    let (server_end, client_end) = UnixStream::pair().unwrap();
+    let root = t.repo.root().to_path_buf();
+    let server = std::thread::spawn(move || {
+        let repo = crate::repo::Repo::open(&root).unwrap();
+        serve_fetch(
+            &repo,
+            "a",
+            server_end.try_clone().unwrap(),
+            server_end,
+            &mut |_| {},
+        )
+    });
+    let source = RemoteSource::connect(
+        client_end.try_clone().unwrap(),
+        client_end,
+        "a",
+        ids,
+        super::wire::MIN_PROTOCOL_VERSION,
+    )
+    .unwrap();
+    (source, server)
+}
+
 /// Every chunk `session` holds (its root and the chunks its files name), read by the
 /// administrator.
 fn chunks_of(t: &TestRepo, session: SessionId) -> Vec<ChunkId> {
@@ -280,26 +307,7 @@ fn a_manifest_walk_fetches_its_chunks_in_windows() {
     let session = push(&t, "a", &src, Some(&rec));
     let manifest_chunks = t.reader().session_root(session).unwrap().len();
     assert!(manifest_chunks > 128, "{manifest_chunks} manifest chunks");
-    let (server_end, client_end) = UnixStream::pair().unwrap();
-    let root = t.repo.root().to_path_buf();
-    let server = std::thread::spawn(move || {
-        let repo = crate::repo::Repo::open(&root).unwrap();
-        serve_fetch(
-            &repo,
-            "a",
-            server_end.try_clone().unwrap(),
-            server_end,
-            &mut |_| {},
-        )
-    });
-    let source = RemoteSource::connect(
-        client_end.try_clone().unwrap(),
-        client_end,
-        "a",
-        ids,
-        super::wire::MIN_PROTOCOL_VERSION,
-    )
-    .unwrap();
+    let (source, server) = serve_a(&t, ids);
     let before = source.requests();
     let mut entries = 0;
     crate::reader::walk_source(
@@ -355,5 +363,51 @@ fn a_version_2_greeting_to_an_older_server_says_so() {
         err.message().contains("--to-original-paths"),
         "{}",
         err.message()
+    );
+}
+
+/// A client restoring over the fetch protocol opens chunks compressed with the dictionary its
+/// scope's key carries: the key travels with them; a rewrap keeps it.
+#[test]
+fn a_client_restores_chunks_compressed_with_a_dictionary() {
+    let t = TestRepo::new();
+    let (ids, rec) = identity();
+    let src = t.path("src");
+    crate::restore::testutil::small_files(&src, 900);
+    let session = push(&t, "a", &src, Some(&rec));
+    let index = t.repo.index().unwrap();
+    let keys = index.data_key_ids().unwrap();
+    assert_eq!(keys.len(), 2, "a second key, with the dictionary");
+    let second = unwrap_data_key_scoped(&index.data_key(keys[1]).unwrap(), &ids).unwrap();
+    assert!(second.key.dictionary().is_some() && second.scope.is_some());
+    let (source, server) = serve_a(&t, ids);
+    let target = t.path("restored");
+    let report = restore(
+        &source,
+        session,
+        &RestoreOptions {
+            target: target.clone(),
+            ..RestoreOptions::default()
+        },
+    )
+    .unwrap();
+    assert!(report.errors.is_empty(), "{:?}", report.errors);
+    for i in [0usize, 450, 899] {
+        let rel = format!("d{}/f{i}.rs", i % 20);
+        assert_eq!(
+            std::fs::read(target.join(&rel)).unwrap(),
+            std::fs::read(src.join(&rel)).unwrap(),
+            "{rel}"
+        );
+    }
+    drop(source);
+    server.join().unwrap().unwrap();
+    // A rewrap wraps the key again with its dictionary.
+    crate::keys::rewrap(&t.repo, &t.identities(), &Failpoint::default()).unwrap();
+    let wrapped = t.repo.index().unwrap().data_key(keys[1]).unwrap();
+    let again = unwrap_data_key_scoped(&wrapped, &t.identities()).unwrap();
+    assert_eq!(
+        again.key.dictionary().unwrap().bytes(),
+        second.key.dictionary().unwrap().bytes()
     );
 }
