@@ -15,6 +15,7 @@ use super::identity::stated_identity;
 use super::lock::ClientLock;
 use super::remote::{
     Connection, ServerAnswer, rsync_command, server_label, server_problem, ssh_command,
+    start_master,
 };
 use super::renames::{renames_to_send, session_recorded};
 use super::resume::RunNote;
@@ -301,6 +302,8 @@ impl Run<'_> {
             return (None, None);
         };
 
+        // The connection is made while the sources are walked.
+        let master = start_master(self.config, &self.options.connection);
         let note_path = self.options.note_path.clone();
         let note = RunNote::load(&note_path);
         let (seen, renames) = renames_to_send(
@@ -308,6 +311,9 @@ impl Run<'_> {
             self.options.seen_path.as_deref(),
             self.options.first_run,
         );
+        if let Some(mut master) = master {
+            let _ = master.wait();
+        }
         let prepare = if renames.is_empty() {
             self.remote("prepare", self.options.connection.prepare_timeout)
         } else {

@@ -117,6 +117,26 @@ pub fn control_path(state_dir: &Path, name: &str) -> Option<PathBuf> {
     (path.as_os_str().len() <= 80).then_some(path)
 }
 
+/// Start the run's shared connection in the background (`ssh -f -N`: no session, so no request
+/// reaches the server), so that it is made while the client walks its sources for renames;
+/// `prepare` then runs over it. `None` without a control socket. Wait for the child before the
+/// first request: it exits once the connection is up (or has failed, and `prepare` then
+/// connects by itself and reports why: on an unreachable server the connect timeout is paid
+/// twice).
+pub fn start_master(config: &ClientConfig, conn: &Connection) -> Option<std::process::Child> {
+    conn.control_path.as_ref()?;
+    let mut command = Command::new(&config.ssh_path);
+    command
+        .args(ssh_options(config, conn))
+        .args(["-f", "-N"])
+        .arg(format!("{}@{}", config.server.user, config.server.host))
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    clean_env(&mut command);
+    command.spawn().ok()
+}
+
 /// End the run's shared connection, if any (best effort: it also ends by itself).
 pub fn close_master(config: &ClientConfig, conn: &Connection) {
     if conn.control_path.is_none() {
@@ -204,7 +224,8 @@ pub fn rsync_command(
         "--delete",
         // Deletions and new contents wait until the transfer has finished (new contents in
         // .~tmp~ directories), so that an upload the server stops half-way (over the quota)
-        // leaves staging as it was: see server::rsync_argv::ALLOWED_LONG.
+        // leaves staging as it was: see server::rsync_argv::ALLOWED_LONG. Without a quota
+        // the upload plan takes --delay-updates off (upload_plan::UploadPlan::no_quota).
         "--delete-delay",
         "--delay-updates",
         "--partial",
