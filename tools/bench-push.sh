@@ -37,7 +37,7 @@ SEED=${SEED:-20261126}
 MODES=${MODES:-keep hollow purge hollow-basis}
 BIG_MIB=${BIG_MIB:-1024}
 REPEAT=${REPEAT:-3}
-CASES=${CASES:-edited renamed big}
+CASES=${CASES-edited renamed big}
 RSBACKUP=${RSBACKUP:-$ROOT/target/release/rsbackup}
 
 if [ -z "${RSBACKUP_PREBUILT:-}" ]; then

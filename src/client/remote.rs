@@ -125,16 +125,7 @@ pub fn control_path(state_dir: &Path, name: &str) -> Option<PathBuf> {
 /// twice).
 pub fn start_master(config: &ClientConfig, conn: &Connection) -> Option<std::process::Child> {
     conn.control_path.as_ref()?;
-    let mut command = Command::new(&config.ssh_path);
-    command
-        .args(ssh_options(config, conn))
-        .args(["-f", "-N"])
-        .arg(format!("{}@{}", config.server.user, config.server.host))
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null());
-    clean_env(&mut command);
-    command.spawn().ok()
+    master_command(config, conn, &["-f", "-N"]).spawn().ok()
 }
 
 /// End the run's shared connection, if any (best effort: it also ends by itself).
@@ -142,16 +133,21 @@ pub fn close_master(config: &ClientConfig, conn: &Connection) {
     if conn.control_path.is_none() {
         return;
     }
+    let _ = master_command(config, conn, &["-O", "exit"]).status();
+}
+
+/// `ssh OPTIONS ARGS user@host`, silent, for the shared connection itself (no request).
+fn master_command(config: &ClientConfig, conn: &Connection, args: &[&str]) -> Command {
     let mut command = Command::new(&config.ssh_path);
     command
         .args(ssh_options(config, conn))
-        .args(["-O", "exit"])
+        .args(args)
         .arg(format!("{}@{}", config.server.user, config.server.host))
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null());
     clean_env(&mut command);
-    let _ = command.status();
+    command
 }
 
 /// `ssh ... user@host -- 'rsbackup-client=NAME rsbackup-machine=ID WORD'`: `prepare` or

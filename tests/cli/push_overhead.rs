@@ -34,12 +34,17 @@ fn acl(path: &Path) -> String {
     common::must("getfacl", &["--omit-header", "-n", path.to_str().unwrap()])
 }
 
-fn state(server: &Server) -> serde_json::Value {
+/// `(apparent, allocated)` of the staging state `complete` recorded.
+fn state(server: &Server) -> (u64, u64) {
     let path = server.staging.join(".leases/web1.staging.json");
-    serde_json::from_slice(&std::fs::read(&path).unwrap_or_else(|e| {
+    let s: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).unwrap_or_else(|e| {
         panic!("{}: {e}", path.display());
     }))
-    .unwrap()
+    .unwrap();
+    (
+        s["apparent"].as_u64().unwrap(),
+        s["allocated"].as_u64().unwrap(),
+    )
 }
 
 /// The prepare step's answer, from a job report printed by `run --print`.
@@ -95,15 +100,7 @@ fn an_unchanged_push_walks_staging_once_and_loses_no_check() {
     let (config, _mail) = client.config_for(&server);
     let staged = server.staging.join("web1");
     client.run(&config, &[]).code(code::OK);
-    let s = state(&server);
-    assert_eq!(
-        (
-            s["apparent"].as_u64().unwrap(),
-            s["allocated"].as_u64().unwrap()
-        ),
-        usage(&staged),
-        "{s}"
-    );
+    assert_eq!(state(&server), usage(&staged));
     let restored = server.restore_latest("restored-1").join(client.staged());
     assert!(acl(&src.join("acl")).contains("user:65534:rw-"));
     assert_eq!(acl(&src.join("acl")), acl(&restored.join("acl")));
@@ -135,14 +132,10 @@ fn an_unchanged_push_walks_staging_once_and_loses_no_check() {
     run.code(code::OK);
     let answer = prepared(&run.stdout_str());
     assert_eq!(answer["staging_bytes"], 123456789, "{answer:#}");
-    let s = state(&server);
     assert_eq!(
-        (
-            s["apparent"].as_u64().unwrap(),
-            s["allocated"].as_u64().unwrap()
-        ),
+        state(&server),
         usage(&staged),
-        "complete recorded staging anew: {s}"
+        "complete recorded staging anew"
     );
     let restored = server.restore_latest("restored-2").join(client.staged());
     let caps = common::must("getcap", &["-r", restored.to_str().unwrap()]);
