@@ -62,7 +62,7 @@ impl Ended {
         }
     }
 
-    fn from_status(status: ExitStatus) -> Ended {
+    pub(crate) fn from_status(status: ExitStatus) -> Ended {
         match (status.code(), status.signal()) {
             (Some(code), _) => Ended::Exited(code),
             (None, Some(sig)) => Ended::Signaled(sig),

@@ -14,8 +14,8 @@ use super::hooks::{OnFailure, hook_name, run_hook};
 use super::identity::stated_identity;
 use super::lock::ClientLock;
 use super::remote::{
-    Connection, ServerAnswer, rsync_command, server_label, server_problem, ssh_command,
-    start_master,
+    Connection, ServerAnswer, master_failure, rsync_command, server_label, server_problem,
+    ssh_command, start_master,
 };
 use super::renames::{renames_to_send, session_recorded};
 use super::resume::RunNote;
@@ -162,6 +162,9 @@ struct Run<'a> {
     identity: Option<StatedIdentity>,
     /// What `complete` is told about the transfer.
     complete_args: CompleteArgs,
+    /// The shared connection could not be made: how ssh ended, reported as the first
+    /// request's own attempt.
+    connect_failure: Option<crate::process::Captured>,
 }
 
 /// Run the backup once. Never panics on a failing step: every outcome ends up in the result.
@@ -177,6 +180,7 @@ pub fn run(config: &ClientConfig, options: &RunOptions) -> RunResult {
         hook_failed: false,
         identity: None,
         complete_args: CompleteArgs::default(),
+        connect_failure: None,
     };
     let lock = match ClientLock::acquire(&options.lock_path) {
         Ok(lock) => lock,
@@ -303,6 +307,7 @@ impl Run<'_> {
         };
 
         // The connection is made while the sources are walked.
+        let connecting = std::time::Instant::now();
         let master = start_master(self.config, &self.options.connection);
         let note_path = self.options.note_path.clone();
         let note = RunNote::load(&note_path);
@@ -311,9 +316,7 @@ impl Run<'_> {
             self.options.seen_path.as_deref(),
             self.options.first_run,
         );
-        if let Some(mut master) = master {
-            let _ = master.wait();
-        }
+        self.connect_failure = master.and_then(|m| master_failure(m, connecting));
         let prepare = if renames.is_empty() {
             self.remote("prepare", self.options.connection.prepare_timeout)
         } else {
@@ -505,16 +508,18 @@ impl Run<'_> {
                 std::fs::File::open(&file).ok()
             })
             .map_or_else(std::process::Stdio::null, std::process::Stdio::from);
-        let got = run_captured_from(
-            ssh_command(self.config, &self.options.connection, &identity, command),
-            Limits {
-                timeout: Some(timeout),
-                own_group: false,
-            },
-            Capture::Interleaved,
-            None,
-            stdin,
-        );
+        let got = self.connect_failure.take().unwrap_or_else(|| {
+            run_captured_from(
+                ssh_command(self.config, &self.options.connection, &identity, command),
+                Limits {
+                    timeout: Some(timeout),
+                    own_group: false,
+                },
+                Capture::Interleaved,
+                None,
+                stdin,
+            )
+        });
         let server = server_label(self.config);
         let answer = ServerAnswer::parse(&got.output);
         // complete answers 3 when the session was recorded but something was left out.

@@ -119,13 +119,49 @@ pub fn control_path(state_dir: &Path, name: &str) -> Option<PathBuf> {
 
 /// Start the run's shared connection in the background (`ssh -f -N`: no session, so no request
 /// reaches the server), so that it is made while the client walks its sources for renames;
-/// `prepare` then runs over it. `None` without a control socket. Wait for the child before the
-/// first request: it exits once the connection is up (or has failed, and `prepare` then
-/// connects by itself and reports why: on an unreachable server the connect timeout is paid
-/// twice).
+/// `prepare` then runs over it. `None` without a control socket. Before the first request,
+/// [`master_failure`] waits for it.
 pub fn start_master(config: &ClientConfig, conn: &Connection) -> Option<std::process::Child> {
     conn.control_path.as_ref()?;
-    master_command(config, conn, &["-f", "-N"]).spawn().ok()
+    // A master that is still up (an earlier run's, lingering) is used as it is: `ssh -N` would
+    // become its client, and a client of a master opens a session even with -N, which reaches
+    // the server as a request without a command (refused, audited, mailed).
+    if master_command(config, conn, &["-O", "check"])
+        .status()
+        .is_ok_and(|s| s.success())
+    {
+        return None;
+    }
+    let mut command = master_command(config, conn, &["-f", "-N"]);
+    // Read only when it failed: then no background process holds the pipe (ssh forks only
+    // once the connection is up, and ignores SIGPIPE should it write later).
+    command.stderr(std::process::Stdio::piped());
+    command.spawn().ok()
+}
+
+/// Wait for [`start_master`]'s child (it exits once the connection is up): `None` when it is
+/// up (or the wait failed), else what ssh said, as the first request's own attempt would have
+/// ended. The caller reports it as that request's failure instead of connecting again, so
+/// that an unreachable server costs one connect timeout, not two.
+pub fn master_failure(
+    mut child: std::process::Child,
+    started: std::time::Instant,
+) -> Option<crate::process::Captured> {
+    use std::io::Read;
+    let status = child.wait().ok()?;
+    if status.success() {
+        return None;
+    }
+    let mut output = String::new();
+    if let Some(mut stderr) = child.stderr.take() {
+        let _ = stderr.read_to_string(&mut output);
+    }
+    Some(crate::process::Captured {
+        ended: crate::process::Ended::from_status(status),
+        status: Some(status),
+        output,
+        elapsed: started.elapsed(),
+    })
 }
 
 /// End the run's shared connection, if any (best effort: it also ends by itself).
