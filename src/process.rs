@@ -62,7 +62,7 @@ impl Ended {
         }
     }
 
-    fn from_status(status: ExitStatus) -> Ended {
+    pub(crate) fn from_status(status: ExitStatus) -> Ended {
         match (status.code(), status.signal()) {
             (Some(code), _) => Ended::Exited(code),
             (None, Some(sig)) => Ended::Signaled(sig),
@@ -219,6 +219,7 @@ pub fn run_captured_from(
     // Only the readers may hold a sender: a reader that died must not be waited for forever.
     drop(done_tx);
 
+    let exited = exit_signal(&child);
     let (ended, status) = loop {
         match child.try_wait() {
             Ok(Some(status)) => break (Ended::from_status(status), Some(status)),
@@ -232,7 +233,7 @@ pub fn run_captured_from(
             let status = child.wait().ok();
             break (Ended::TimedOut(limit), status);
         }
-        std::thread::sleep(Duration::from_millis(20));
+        wait_for_exit(&exited, Duration::from_millis(20));
     };
     let elapsed = start.elapsed();
     let closed = match capture.grace() {
@@ -260,6 +261,29 @@ pub fn run_captured_from(
         status,
         output,
         elapsed,
+    }
+}
+
+/// Says once that `child` has ended, without reaping it (its status stays for `try_wait`), so
+/// that a loop polling the child wakes when it ends instead of at its next poll: every step
+/// of a run (each ssh request, each rsync pass) would otherwise end on average half a poll late.
+pub(crate) fn exit_signal(child: &std::process::Child) -> mpsc::Receiver<()> {
+    let (tx, rx) = mpsc::channel();
+    if let Some(pid) = rustix::process::Pid::from_raw(child.id() as i32) {
+        std::thread::spawn(move || {
+            use rustix::process::{WaitId, WaitIdOptions, waitid};
+            let options = WaitIdOptions::EXITED | WaitIdOptions::NOWAIT;
+            while let Err(rustix::io::Errno::INTR) = waitid(WaitId::Pid(pid), options) {}
+            let _ = tx.send(());
+        });
+    }
+    rx
+}
+
+/// Wait at most `poll` for [`exit_signal`]'s word (a plain sleep once it has been given).
+pub(crate) fn wait_for_exit(exited: &mpsc::Receiver<()>, poll: Duration) {
+    if let Err(mpsc::RecvTimeoutError::Disconnected) = exited.recv_timeout(poll) {
+        std::thread::sleep(poll);
     }
 }
 

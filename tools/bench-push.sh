@@ -5,13 +5,15 @@
 #   tools/bench-push.sh [TREE]     TREE: a directory to back up (copied first); default: the
 #                                  bench corpus of tools/gen_corpus.py at SCALE (default 1)
 #   MODES="keep hollow purge hollow-basis" BIG_MIB=1024 REPEAT=3 BENCH_DIR=/var/tmp/rsbackup-bench-push
+#   CASES="edited renamed big"     which cases run after the first and unchanged pushes
 #
 # Cases per mode: first push, unchanged push, edited copy (a line appended to 1% of the files), a renamed
 # directory (the largest top-level one), then a big file (BIG_MIB of random bytes) pushed once
 # and again after three 4 KiB edits. `hollow-basis` is hollow with keep-basis = ["*.img"], which
 # covers the big file. The unchanged push (and the bare rsync's) runs REPEAT times. Columns:
 # wall seconds and client CPU (rsync and ssh included) of the whole `rsbackup run`, and rsync's
-# `Total bytes sent`. As root (sshd, and caches dropped before the first push of each mode).
+# `Total bytes sent`, and where the run's time went (`steps`: from the job report's step start
+# times, ms: before prepare, prepare, the rsync passes, complete and the reports). As root (sshd, and caches dropped before the first push of each mode).
 # Raw numbers go to BENCH_DIR/push-results.tsv. Not part of CI.
 #
 # sshd runs every request through the account's shell, and bash sources ~/.bashrc for a
@@ -35,6 +37,7 @@ SEED=${SEED:-20261126}
 MODES=${MODES:-keep hollow purge hollow-basis}
 BIG_MIB=${BIG_MIB:-1024}
 REPEAT=${REPEAT:-3}
+CASES=${CASES-edited renamed big}
 RSBACKUP=${RSBACKUP:-$ROOT/target/release/rsbackup}
 
 if [ -z "${RSBACKUP_PREBUILT:-}" ]; then
@@ -57,7 +60,7 @@ trap stop EXIT
 rm -rf "$RUN"
 mkdir -p "$RUN"/{home,mail,bare}
 RESULTS=$BENCH_DIR/push-results.tsv
-printf 'mode\tcase\twall_s\tclient_cpu_s\tbytes_sent\n' >"$RESULTS"
+printf 'mode\tcase\twall_s\tclient_cpu_s\tbytes_sent\tsteps_ms\n' >"$RESULTS"
 
 drop_caches() { sync; echo 3 >/proc/sys/vm/drop_caches 2>/dev/null || true; }
 
@@ -147,19 +150,33 @@ record() {
     tail -n 30 "$RUN/out.txt" >&2
     exit 1
   }
-  local wall user sys sent
+  local wall user sys sent steps
   cp "$RUN/out.txt" "$RUN/out-$mode-$case.txt"
   read -r wall user sys < <(tail -n 1 "$RUN/time.txt")
-  sent=$(python3 - "$RUN/out.txt" <<'PY'
+  read -r sent steps < <(python3 - "$RUN/out.txt" <<'PY'
 import re, sys
+from datetime import datetime
 text = open(sys.argv[1], errors="replace").read()
 m = re.findall(r"bytes sent by rsync\s+([\d,]+)", text) or re.findall(r"Total bytes sent: ([\d,]+)", text)
-print(sum(int(x.replace(",", "")) for x in m) if m else "-")
+sent = sum(int(x.replace(",", "")) for x in m) if m else "-"
+def t(s):  # 2026-12-03T18:24:55.818013774Z, to the microsecond
+    return datetime.fromisoformat(s[:26].rstrip("Z")).timestamp()
+start = re.search(r"^started:\s+(\S+)", text, re.M)
+end = re.search(r"^finished:\s+(\S+)", text, re.M)
+marks = [("pre", t(start.group(1)))] if start else []
+for name, at in re.findall(r"^--- output of step \d+: (\w+)[^(]*\(started (\S+)\) ---", text, re.M):
+    if marks and marks[-1][0] == name:
+        continue  # a second rsync pass counts with the first
+    marks.append((name, t(at)))
+if end and marks:
+    marks.append(("end", t(end.group(1))))
+steps = ",".join(f"{a}={1000 * (tb - ta):.0f}" for (a, ta), (_, tb) in zip(marks, marks[1:]))
+print(sent, steps or "-")
 PY
 )
   local cpu
   cpu=$(python3 -c "print(f'{$user + $sys:.2f}')")
-  printf '%s\t%s\t%s\t%s\t%s\n' "$mode" "$case" "$wall" "$cpu" "$sent" | tee -a "$RESULTS" >&2
+  printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$mode" "$case" "$wall" "$cpu" "$sent" "$steps" | tee -a "$RESULTS" >&2
 }
 
 PUSH=("$RSBACKUP" run --config "$RUN/client.toml" --state-dir "$RUN/state" --print)
@@ -191,13 +208,15 @@ for mode in $MODES; do
   for _ in $(seq 1 "$REPEAT"); do
     record "$mode" unchanged -- "${PUSH[@]}"
   done
-  edit_tree "$RUN/src"
-  record "$mode" edited -- "${PUSH[@]}"
-  if [ -n "$RENAME_FROM" ]; then
+  case " $CASES " in *" edited "*)
+    edit_tree "$RUN/src"
+    record "$mode" edited -- "${PUSH[@]}" ;;
+  esac
+  if [ -n "$RENAME_FROM" ] && [[ " $CASES " == *" renamed "* ]]; then
     mv "$RUN/src/$RENAME_FROM" "$RUN/src/$RENAME_FROM.renamed"
     record "$mode" renamed -- "${PUSH[@]}"
   fi
-  if [ "$BIG_MIB" -gt 0 ]; then
+  if [ "$BIG_MIB" -gt 0 ] && [[ " $CASES " == *" big "* ]]; then
     head -c "$((BIG_MIB << 20))" /dev/urandom >"$RUN/src/big.img"
     record "$mode" big-first -- "${PUSH[@]}"
     edit_big "$RUN/src/big.img"
@@ -207,3 +226,27 @@ done
 
 echo
 column -t -s $'\t' "$RESULTS"
+# Medians of the repeated rows, and the unchanged push against the bare rsync.
+python3 - "$RESULTS" <<'PY'
+import statistics, sys
+rows = [l.rstrip("\n").split("\t") for l in open(sys.argv[1])][1:]
+by = {}
+for mode, case, wall, cpu, sent, steps in rows:
+    by.setdefault((mode, case), []).append((float(wall), steps))
+bare = by.get(("bare-rsync", "unchanged"))
+base = statistics.median(w for w, _ in bare) if bare else None
+print()
+for (mode, case), runs in by.items():
+    if len(runs) < 2:
+        continue
+    wall = statistics.median(w for w, _ in runs)
+    parts = {}
+    for _, steps in runs:
+        for kv in steps.split(","):
+            if "=" in kv:
+                k, v = kv.split("=")
+                parts.setdefault(k, []).append(float(v))
+    split = " ".join(f"{k}={statistics.median(v):.0f}" for k, v in parts.items())
+    ratio = f" ({wall / base:.2f}x the bare rsync)" if base and mode != "bare-rsync" else ""
+    print(f"{mode} {case}: median {wall:.2f} s of {len(runs)}{ratio}  {split} (ms)")
+PY

@@ -9,12 +9,12 @@ use std::path::PathBuf;
 
 use jiff::Timestamp;
 
-use super::diagnosis::{FailureKind, classify_ssh, last_line, ssh_advice, step_status_words};
+use super::diagnosis::{FailureKind, last_line, step_status_words};
 use super::hooks::{OnFailure, hook_name, run_hook};
 use super::identity::stated_identity;
 use super::lock::ClientLock;
 use super::remote::{
-    Connection, ServerAnswer, rsync_command, server_label, server_problem, ssh_command,
+    Connection, ServerAnswer, master_failure, rsync_command, server_label, start_master,
 };
 use super::renames::{renames_to_send, session_recorded};
 use super::resume::RunNote;
@@ -26,13 +26,14 @@ use crate::error::{Error, ErrorKind};
 use crate::format::client_identity::StatedIdentity;
 use crate::format::complete_args::CompleteArgs;
 use crate::format::rename_list::encode;
-use crate::process::{Capture, Ended, Limits, run_captured_from};
 use crate::report::{ErrorReport, Failure, JobReport, RunOutcome, StepReport, StepStatus};
 
 #[path = "job_answer.rs"]
 mod answer;
 #[path = "job_guard_step.rs"]
 mod guard_step;
+#[path = "job_request.rs"]
+mod request;
 #[path = "job_upload.rs"]
 mod upload;
 
@@ -161,6 +162,9 @@ struct Run<'a> {
     identity: Option<StatedIdentity>,
     /// What `complete` is told about the transfer.
     complete_args: CompleteArgs,
+    /// The shared connection could not be made: how ssh ended, reported as the first
+    /// request's own attempt.
+    connect_failure: Option<crate::process::Captured>,
 }
 
 /// Run the backup once. Never panics on a failing step: every outcome ends up in the result.
@@ -176,6 +180,7 @@ pub fn run(config: &ClientConfig, options: &RunOptions) -> RunResult {
         hook_failed: false,
         identity: None,
         complete_args: CompleteArgs::default(),
+        connect_failure: None,
     };
     let lock = match ClientLock::acquire(&options.lock_path) {
         Ok(lock) => lock,
@@ -301,6 +306,9 @@ impl Run<'_> {
             return (None, None);
         };
 
+        // The connection is made while the sources are walked.
+        let connecting = std::time::Instant::now();
+        let master = start_master(self.config, &self.options.connection);
         let note_path = self.options.note_path.clone();
         let note = RunNote::load(&note_path);
         let (seen, renames) = renames_to_send(
@@ -308,6 +316,7 @@ impl Run<'_> {
             self.options.seen_path.as_deref(),
             self.options.first_run,
         );
+        self.connect_failure = master.and_then(|m| master_failure(m, connecting));
         let prepare = if renames.is_empty() {
             self.remote("prepare", self.options.connection.prepare_timeout)
         } else {
@@ -460,125 +469,6 @@ impl Run<'_> {
             &["prepare", "rsync", "complete"],
             "the configuration is unusable",
         );
-    }
-
-    /// `prepare` or `complete [ARGS]` over ssh; records the step, and the failure if any.
-    fn remote(&mut self, command: &str, timeout: std::time::Duration) -> Remote {
-        self.remote_body(command, None, timeout)
-    }
-
-    /// [`Self::remote`] with a body on the command's standard input, written first to a file
-    /// beside `at` (`(path, bytes)`).
-    fn remote_body(
-        &mut self,
-        command: &str,
-        body: Option<(&PathBuf, Vec<u8>)>,
-        timeout: std::time::Duration,
-    ) -> Remote {
-        let word = command.split(' ').next().unwrap_or(command);
-        let started = Timestamp::now();
-        let Some(identity) = self.identity.clone() else {
-            // steps() sets it before the first request; never send a made-up machine id.
-            let what = format!("{word}: no client identity (a bug)");
-            self.fail(
-                RunStatus::Failed,
-                word,
-                what.clone(),
-                self.options.host.clone(),
-                "report this bug".into(),
-            );
-            return Remote::Failed {
-                kind: FailureKind::ServerFailed,
-                output: what,
-            };
-        };
-        let stdin = body
-            .and_then(|(at, bytes)| {
-                let file = at.with_extension("renames");
-                std::fs::write(&file, bytes).ok()?;
-                std::fs::File::open(&file).ok()
-            })
-            .map_or_else(std::process::Stdio::null, std::process::Stdio::from);
-        let got = run_captured_from(
-            ssh_command(self.config, &self.options.connection, &identity, command),
-            Limits {
-                timeout: Some(timeout),
-                own_group: false,
-            },
-            Capture::Interleaved,
-            None,
-            stdin,
-        );
-        let server = server_label(self.config);
-        let answer = ServerAnswer::parse(&got.output);
-        // complete answers 3 when the session was recorded but something was left out.
-        let recorded = word == "complete"
-            && got.ended == Ended::Exited(3)
-            && answer
-                .as_ref()
-                .is_some_and(|a| a.field("session").is_some());
-        let (status, failure) = match &got.ended {
-            Ended::Exited(0) => (StepStatus::Ok, None),
-            Ended::Exited(3) if recorded => (
-                StepStatus::Failed("exit code 3: recorded with problems".into()),
-                None,
-            ),
-            Ended::TimedOut(limit) => (
-                StepStatus::TimedOut(*limit),
-                Some((
-                    FailureKind::TimedOut,
-                    format!("{word} did not finish in time"),
-                    format!(
-                        "the server took longer than {}: check its load and the step's output",
-                        crate::report::human_duration(*limit)
-                    ),
-                )),
-            ),
-            other => {
-                let kind = match classify_ssh(&got.output) {
-                    Some(kind) => kind,
-                    None if matches!(other, Ended::Exited(255)) => FailureKind::Unreachable,
-                    None => FailureKind::ServerFailed,
-                };
-                let (what, advice) = if kind == FailureKind::ServerFailed {
-                    (
-                        format!(
-                            "the server's {word} failed: {}",
-                            server_problem(&got.output)
-                        ),
-                        format!(
-                            "see the {word} step's output in the job report (the server keeps \
-                             no other log of it: its audit table has the request, not the \
-                             failure); staging keeps what was sent, and the next run resumes"
-                        ),
-                    )
-                } else {
-                    (
-                        format!("ssh {word}: {}{}", other.describe(), last_line(&got.output)),
-                        ssh_advice(kind, &got.output, &server),
-                    )
-                };
-                (
-                    StepStatus::Failed(other.describe()),
-                    Some((kind, what, advice)),
-                )
-            }
-        };
-        self.steps.push(StepReport {
-            name: word.into(),
-            started,
-            duration: got.elapsed,
-            status,
-            output: got.output.clone(),
-        });
-        if let Some((kind, what, action)) = failure {
-            self.fail(RunStatus::from_kind(kind), word, what, server, action);
-            return Remote::Failed {
-                kind,
-                output: got.output,
-            };
-        }
-        Remote::Answered(answer.unwrap_or_default())
     }
 
     fn fail(

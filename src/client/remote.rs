@@ -117,21 +117,77 @@ pub fn control_path(state_dir: &Path, name: &str) -> Option<PathBuf> {
     (path.as_os_str().len() <= 80).then_some(path)
 }
 
+/// Start the run's shared connection in the background (`ssh -f -N`: no session, so no request
+/// reaches the server), so that it is made while the client walks its sources for renames;
+/// `prepare` then runs over it. `None` without a control socket. Before the first request,
+/// [`master_failure`] waits for it.
+pub fn start_master(config: &ClientConfig, conn: &Connection) -> Option<std::process::Child> {
+    conn.control_path.as_ref()?;
+    // A master that is still up (an earlier run's, lingering) is used as it is: `ssh -N` would
+    // become its client, and a client of a master opens a session even with -N, which reaches
+    // the server as a request without a command (refused, audited, mailed).
+    if master_command(config, conn, &["-O", "check"])
+        .status()
+        .is_ok_and(|s| s.success())
+    {
+        return None;
+    }
+    let mut command = master_command(config, conn, &["-f", "-N"]);
+    // Read only when it failed: then no background process holds the pipe (ssh forks only
+    // once the connection is up, and ignores SIGPIPE should it write later).
+    command.stderr(std::process::Stdio::piped());
+    command.spawn().ok()
+}
+
+/// Wait for [`start_master`]'s child (it exits once the connection is up): `None` when it is
+/// up (or the wait failed, or ssh did not fail as ssh: exit code other than 255), else what ssh
+/// said, as the first request's own attempt would have
+/// ended. The caller reports it as that request's failure instead of connecting again, so
+/// that an unreachable server costs one connect timeout, not two.
+pub fn master_failure(
+    mut child: std::process::Child,
+    started: std::time::Instant,
+) -> Option<crate::process::Captured> {
+    use std::io::Read;
+    let status = child.wait().ok()?;
+    // 255 is ssh's own failure (unreachable, refused, authentication): the first request would
+    // fail the same way. Anything else (an `ssh-path` wrapper that cannot run `ssh -N`, say)
+    // leaves the first request to connect by itself.
+    if status.success() || status.code() != Some(255) {
+        return None;
+    }
+    let mut output = String::new();
+    if let Some(mut stderr) = child.stderr.take() {
+        let _ = stderr.read_to_string(&mut output);
+    }
+    Some(crate::process::Captured {
+        ended: crate::process::Ended::from_status(status),
+        status: Some(status),
+        output,
+        elapsed: started.elapsed(),
+    })
+}
+
 /// End the run's shared connection, if any (best effort: it also ends by itself).
 pub fn close_master(config: &ClientConfig, conn: &Connection) {
     if conn.control_path.is_none() {
         return;
     }
+    let _ = master_command(config, conn, &["-O", "exit"]).status();
+}
+
+/// `ssh OPTIONS ARGS user@host`, silent, for the shared connection itself (no request).
+fn master_command(config: &ClientConfig, conn: &Connection, args: &[&str]) -> Command {
     let mut command = Command::new(&config.ssh_path);
     command
         .args(ssh_options(config, conn))
-        .args(["-O", "exit"])
+        .args(args)
         .arg(format!("{}@{}", config.server.user, config.server.host))
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null());
     clean_env(&mut command);
-    let _ = command.status();
+    command
 }
 
 /// `ssh ... user@host -- 'rsbackup-client=NAME rsbackup-machine=ID WORD'`: `prepare` or
@@ -204,7 +260,8 @@ pub fn rsync_command(
         "--delete",
         // Deletions and new contents wait until the transfer has finished (new contents in
         // .~tmp~ directories), so that an upload the server stops half-way (over the quota)
-        // leaves staging as it was: see server::rsync_argv::ALLOWED_LONG.
+        // leaves staging as it was: see server::rsync_argv::ALLOWED_LONG. Without a quota
+        // the upload plan takes --delay-updates off (upload_plan::UploadPlan::no_quota).
         "--delete-delay",
         "--delay-updates",
         "--partial",

@@ -17,6 +17,12 @@ pub struct UploadPlan {
     pub whole_file: bool,
     /// `keep_basis`: files the server keeps whole, sent as deltas in a pass of their own.
     pub keep_basis: Vec<BasisPattern>,
+    /// `quota` is `null`: no upload of this run is stopped over a quota, so rsync puts each
+    /// new file in place as it arrives (no `--delay-updates`, which costs the receiver a look
+    /// into a `.~tmp~` directory for every file, changed or not). With a quota, or without an
+    /// answer, updates wait for the end of the transfer, so that a stopped upload leaves staging
+    /// as it was.
+    pub no_quota: bool,
 }
 
 /// One rsync pass: its step name and command.
@@ -45,25 +51,35 @@ impl UploadPlan {
                     .collect()
             })
             .unwrap_or_default();
+        let no_quota = answer.json.get("quota") == Some(&serde_json::Value::Null);
         UploadPlan {
             whole_file,
             keep_basis,
+            no_quota,
         }
     }
 
     /// The rsync passes for `rsync` (the configured upload command). Filter rules are added
     /// after the configured excludes, which therefore still win.
     pub fn passes(&self, rsync: &Command) -> Vec<Pass> {
+        let with_args = |extra: &[String]| {
+            let drop: &[&str] = if self.no_quota {
+                &["--delay-updates"]
+            } else {
+                &[]
+            };
+            with_args(rsync, extra, drop)
+        };
         if !self.whole_file {
             return vec![Pass {
                 name: "rsync",
-                command: with_args(rsync, &[]),
+                command: with_args(&[]),
             }];
         }
         if self.keep_basis.is_empty() {
             return vec![Pass {
                 name: "rsync",
-                command: with_args(rsync, &["--whole-file".to_owned()]),
+                command: with_args(&["--whole-file".to_owned()]),
             }];
         }
         // Directories are always included: a pattern names files, and an excluded directory
@@ -84,20 +100,22 @@ impl UploadPlan {
         vec![
             Pass {
                 name: "rsync",
-                command: with_args(rsync, &first),
+                command: with_args(&first),
             },
             Pass {
                 name: "rsync (keep-basis)",
-                command: with_args(rsync, &second),
+                command: with_args(&second),
             },
         ]
     }
 }
 
-/// A copy of `command` (program, arguments, environment, directory) with `extra` appended.
-fn with_args(command: &Command, extra: &[String]) -> Command {
+/// A copy of `command` (program, arguments, environment, directory) without the arguments
+/// `drop`, with `extra` appended.
+fn with_args(command: &Command, extra: &[String], drop: &[&str]) -> Command {
     let mut out = Command::new(command.get_program());
-    out.args(command.get_args()).args(extra);
+    out.args(command.get_args().filter(|a| !drop.iter().any(|d| a == d)))
+        .args(extra);
     // The upload command's environment is cleared and then set (remote::clean_env).
     out.env_clear();
     for (k, v) in command.get_envs() {
@@ -157,6 +175,10 @@ mod tests {
         let passes = old_server.passes(&rsync);
         assert_eq!(passes.len(), 1);
         assert_eq!(args(&passes[0].command), args(&rsync));
+        assert!(
+            !old_server.no_quota,
+            "no answer about the quota: updates are delayed"
+        );
         assert_eq!(
             passes[0].command.get_envs().collect::<Vec<_>>(),
             rsync.get_envs().collect::<Vec<_>>()
@@ -199,6 +221,40 @@ mod tests {
             ]
         );
         assert_eq!(passes[1].name, "rsync (keep-basis)");
+    }
+
+    /// Updates wait for the end of the transfer unless prepare said there is no quota.
+    #[test]
+    fn delayed_updates_only_under_a_quota() {
+        let mut rsync = Command::new("rsync");
+        rsync.args([
+            "-a",
+            "--delete-delay",
+            "--delay-updates",
+            "/var/www",
+            "u@h:",
+        ]);
+        let answer = |j: serde_json::Value| UploadPlan::from_answer(&ServerAnswer { json: j });
+        let has = |plan: &UploadPlan| {
+            plan.passes(&rsync)
+                .iter()
+                .map(|p| args(&p.command).contains(&"--delay-updates".to_owned()))
+                .collect::<Vec<_>>()
+        };
+        let quota = answer(serde_json::json!({"whole_file": true, "quota": 1_000_000}));
+        assert_eq!(has(&quota), [true]);
+        let free = answer(serde_json::json!({"whole_file": true, "quota": null}));
+        assert_eq!(has(&free), [false]);
+        let passes = free.passes(&rsync);
+        assert_eq!(
+            args(&passes[0].command),
+            ["-a", "--delete-delay", "/var/www", "u@h:", "--whole-file"]
+        );
+        let basis = answer(serde_json::json!({
+            "whole_file": true, "keep_basis": ["*.img"], "quota": null
+        }));
+        assert_eq!(has(&basis), [false, false]);
+        assert_eq!(has(&UploadPlan::default()), [true]);
     }
 
     #[test]

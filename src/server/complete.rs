@@ -20,7 +20,7 @@ use crate::repo::Repo;
 use crate::server::hooks::run_hooks;
 use crate::server::lock::{LeaseFile, UPLOAD_WAIT};
 use crate::server::serve::{mode_name, staging_dir};
-use crate::server::staging;
+use crate::server::{staging, staging_state};
 
 /// Run `complete` for `policy`'s client. Returns the JSON answer and the exit code (0 all
 /// done; 3 the session was recorded but something was left out or failed afterwards).
@@ -74,6 +74,10 @@ fn complete_run(
     let clock = Instant::now();
     let client = policy.name.as_str();
     let dir = staging_dir(config, policy)?;
+    // Staging changes below: the state the last complete left no longer holds (recorded again
+    // at the end of the staging step).
+    let state_path = staging_state::state_path(&config.staging_root, client);
+    staging_state::forget(&state_path)?;
     let hollow = policy.staging_mode == StagingMode::Hollow;
     if hollow {
         staging::check_btime(&dir)?;
@@ -160,10 +164,17 @@ fn complete_run(
         }
     }
 
+    // Staging as this complete leaves it, when the walk that measured it also stripped it.
+    let mut usage = None;
     let staging_result = match policy.staging_mode {
+        // Not stripped here: staging is the latest tree, which a download (`restore = true`)
+        // hands back whole, privileged attributes included; the upload strips it.
         StagingMode::Keep => json!({"mode": "keep"}),
         StagingMode::Purge => match staging::purge(&dir) {
             Ok(n) => {
+                usage = crate::server::staging_clean::strip_transport_xattrs(&dir)
+                    .ok()
+                    .map(|scan| (scan.apparent, scan.allocated));
                 // Nothing left for the table to describe.
                 let _ = std::fs::remove_file(&table_path);
                 json!({"mode": "purge", "removed": n})
@@ -185,6 +196,7 @@ fn complete_run(
             ) {
                 Ok(h) => {
                     notes.extend(h.errors.iter().cloned());
+                    usage = h.usage.filter(|_| h.errors.is_empty());
                     json!({"mode": "hollow", "hollowed": h.hollowed, "kept": h.kept,
                            "kept_whole": h.kept_whole, "removed": h.removed,
                            "errors": h.errors})
@@ -197,6 +209,11 @@ fn complete_run(
             }
         }
     };
+    // Nothing else in complete writes to staging: the next run may believe this. Without the
+    // record the next run walks staging again, nothing more.
+    if let Some((apparent, allocated)) = usage {
+        let _ = staging_state::record(&state_path, apparent, allocated);
+    }
     step("staging");
     let hooks = run_hooks(&policy.complete_hooks);
     let hooks_ok = hooks.iter().all(|h| h.ok);

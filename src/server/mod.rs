@@ -8,7 +8,8 @@
 //! [`authz::REFUSAL_MESSAGE`] and goes to the administrator through [`alerts`]; an allowed upload
 //! or download runs rsync confined to the client's staging as a single-module daemon
 //! ([`rsync_daemon`], with the options [`rsync_argv`] validated), watched by [`supervise`]
-//! (limits, hangup, quota), after [`rsync_version`] has vouched for the installed rsync; `prepare` takes the run's lease ([`lock`]) and runs the
+//! (limits, hangup, quota), after [`rsync_version`] has vouched for the installed rsync (once
+//! per binary: [`rsync_check`]); `prepare` takes the run's lease ([`lock`]) and runs the
 //! [`hooks`]; `complete` ingests staging and leaves it as its [`staging`] mode says. Every
 //! allowed request first checks the staging root, and the server keeps its modes
 //! ([`staging_root`]).
@@ -33,10 +34,12 @@ pub mod machines;
 pub mod mirror_serve;
 pub mod renames;
 pub mod rsync_argv;
+pub mod rsync_check;
 pub mod rsync_daemon;
 pub mod rsync_version;
 pub mod serve;
 pub mod staging;
 pub mod staging_clean;
 pub mod staging_root;
+pub mod staging_state;
 pub mod supervise;

@@ -42,9 +42,9 @@ pub const ALLOWED_CAPABILITIES: &str = "iLsfxCIvu";
 ///
 /// `--delete` (deletions as the transfer goes) and `--delete-delay` (deletions after it) are the
 /// deletion forms accepted: they only ever delete inside the destination. rsbackup's client sends
-/// `--delete-delay` and `--delay-updates` (new contents wait in `.~tmp~` directories until the
-/// transfer ends), so that an upload stopped half-way (over its quota, its client gone) has
-/// changed as little of staging as rsync allows. They must come from the client: a receiver
+/// `--delete-delay`, and `--delay-updates` (new contents wait in `.~tmp~` directories until the
+/// transfer ends) when `prepare` named a quota, so that an upload stopped half-way over its
+/// quota has changed as little of staging as rsync allows. They must come from the client: a receiver
 /// given `--delay-updates` that its sender does not know breaks the protocol on larger trees
 /// (seen with rsync 3.5.0 and 20,000 files), so the server passes options through, never adds. `--inplace` is absent on purpose: it rewrites staging files in
 /// place, which would defeat the hollow staging mode's placeholders.

@@ -27,11 +27,11 @@ use crate::server::authz::{Request, authorize_bytes};
 use crate::server::hooks::run_hooks;
 use crate::server::lock::LeaseFile;
 use crate::server::rsync_argv::{RsyncRequest, checked_staging_dir};
+use crate::server::rsync_check::{self, check_installed_rsync};
 use crate::server::rsync_daemon::{Module, daemon_config};
-use crate::server::rsync_version::check_rsync_safe;
-use crate::server::staging;
 use crate::server::staging_root::{own_client_staging, secure_staging_root, server_dir};
 use crate::server::supervise::{Limits, RsyncRun, RunEnd};
+use crate::server::{staging, staging_state};
 
 pub use crate::server::alerts::ALERT_MAIL_TIMEOUT;
 
@@ -283,7 +283,16 @@ fn prepare(
             }
         }
     };
-    let (apparent, allocated) = staging::staging_usage(&dir).map_err(release)?;
+    // Without a quota the figures only size the free-space check: staging as the last complete
+    // left it, when nothing changed it since (server::staging_state), else a walk.
+    let remembered = staging_state::read(&staging_state::state_path(
+        &config.staging_root,
+        policy.name.as_str(),
+    ));
+    let (apparent, allocated) = match (remembered, policy.quota) {
+        (Some(state), None) => (state.apparent, state.allocated),
+        _ => staging::staging_usage(&dir).map_err(release)?,
+    };
     let free = staging::free_space(&dir).map_err(release)?;
     if let Some(q) = policy.quota
         && allocated > q
@@ -368,7 +377,13 @@ fn rsync_run(
     if let Some((lease, now)) = upload {
         lease.check_prepared(now)?;
     }
-    check_installed_rsync(&config.rsync_path)?;
+    // Beside the leases, never inside staging: the client cannot read or replace it.
+    let runs = config.staging_root.join(".leases");
+    server_dir(&runs)?;
+    check_installed_rsync(
+        &config.rsync_path,
+        &rsync_check::record_path(&config.staging_root),
+    )?;
     let dir = staging_dir(config, policy)?;
     let mut req = req.clone();
     if policy.staging_mode == StagingMode::Hollow {
@@ -380,9 +395,17 @@ fn rsync_run(
         (Module::Download, 0)
     } else {
         // Every user.rsync.* name left after the upload must be this upload's receiver's. The
-        // same walk measures staging for the quota watch.
-        let scan = crate::server::staging_clean::strip_transport_xattrs(&dir)?;
-        (Module::Upload, scan.allocated)
+        // same walk measures staging for the quota watch. Staging as the last complete left it
+        // has been stripped by complete's own walk, and without a quota nothing needs the
+        // measure (see server::staging_state); the state is forgotten before rsync starts.
+        let path = staging_state::state_path(&config.staging_root, policy.name.as_str());
+        match (staging_state::take(&path), policy.quota) {
+            (Some(_), None) => (Module::Upload, 0),
+            _ => {
+                let scan = crate::server::staging_clean::strip_transport_xattrs(&dir)?;
+                (Module::Upload, scan.allocated)
+            }
+        }
     };
     let limits = Limits::from_config(&config.rsync_limits);
     let text = daemon_config(
@@ -396,9 +419,6 @@ fn rsync_run(
         }),
         limits.idle,
     )?;
-    // Beside the leases, never inside staging: the client cannot read or replace it.
-    let runs = config.staging_root.join(".leases");
-    server_dir(&runs)?;
     let config_file = runs.join(format!(
         "{}.rsyncd.{}.conf",
         policy.name,
@@ -440,34 +460,6 @@ fn rsync_run(
         limits,
         upload_lock: None,
     })
-}
-
-/// Refuse an rsync with the known receiver vulnerabilities (see `rsync_version`).
-fn check_installed_rsync(rsync: &std::path::Path) -> Result<()> {
-    let run = |program: &std::path::Path, args: &[&str]| -> Option<String> {
-        let out = std::process::Command::new(program)
-            .args(args)
-            .env_clear()
-            .stdin(std::process::Stdio::null())
-            .output()
-            .ok()?;
-        out.status
-            .success()
-            .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
-    };
-    let version = run(rsync, &["--version"]).ok_or_else(|| {
-        Error::new(
-            ErrorKind::Config,
-            format!("cannot run {} --version", rsync.display()),
-        )
-    })?;
-    let dpkg = run(
-        std::path::Path::new("/usr/bin/dpkg-query"),
-        &["-W", "-f", "${Version}", "rsync"],
-    );
-    check_rsync_safe(rsync, &version, dpkg.as_deref())
-        .map(drop)
-        .map_err(|why| Error::new(ErrorKind::Config, why))
 }
 
 /// After a watched rsync ([`ServeOutcome::Rsync`]): an upload the watcher stopped over the

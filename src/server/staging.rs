@@ -341,6 +341,11 @@ pub struct HollowReport {
     pub kept_whole: u64,
     /// Problems, one line each.
     pub errors: Vec<String>,
+    /// Staging after hollowing, `(apparent, allocated)` bytes, measured by the same walk, which
+    /// also took every privileged `user.rsync.*` name off (see
+    /// [`crate::server::staging_state`]); `None` when that failed.
+    #[serde(skip)]
+    pub usage: Option<(u64, u64)>,
 }
 
 /// After a committed ingest: make every regular file of `dir` a placeholder and write the new
@@ -363,7 +368,10 @@ pub fn hollow(
     // Untouched placeholders of one link each (an unchanged file: nearly all of them on a
     // quiet night), kept by path alone: their rows are the old table's.
     let mut kept: Vec<Vec<u8>> = Vec::new();
+    let mut tally = crate::server::staging_state::Tally::default();
+    tally.strip(dir);
     walk_tree(dir, b"", &mut |path, full, stx| {
+        tally.visit(full, stx);
         if u32::from(stx.stx_mode) & 0o170000 != 0o100000 {
             return;
         }
@@ -450,6 +458,9 @@ pub fn hollow(
             match make_placeholder(first) {
                 Ok(btime_ns) => {
                     report.hollowed += 1;
+                    // Every path of the inode counted its blocks; a placeholder has none.
+                    let blocks: u64 = group.iter().map(|f| f.blocks.saturating_mul(512)).sum();
+                    tally.allocated = tally.allocated.saturating_sub(blocks);
                     Some(PlaceholderRow {
                         dev: first.dev,
                         ino: first.ino,
@@ -475,7 +486,12 @@ pub fn hollow(
             None => {
                 for f in &group {
                     match std::fs::remove_file(&f.full) {
-                        Ok(()) => report.removed += 1,
+                        Ok(()) => {
+                            report.removed += 1;
+                            tally.apparent = tally.apparent.saturating_sub(f.size);
+                            tally.allocated =
+                                tally.allocated.saturating_sub(f.blocks.saturating_mul(512));
+                        }
                         Err(e) => report
                             .errors
                             .push(format!("removing {}: {e}", f.full.display())),
@@ -499,6 +515,10 @@ pub fn hollow(
         rows.sort_by(|a, b| a.0.cmp(&b.0));
         store_placeholders(table_path, &rows, gc_generation)?;
     }
+    report.usage = tally
+        .failed
+        .is_none()
+        .then_some((tally.apparent, tally.allocated));
     Ok(report)
 }
 

@@ -10,6 +10,7 @@ use rustix::io::Errno;
 
 use crate::error::{Error, Result};
 use crate::ingest::staging::FAKE_SUPER_PREFIX;
+use crate::server::staging_state::Tally;
 
 /// After an upload stopped half-way: remove what rsync's delayed updates had not yet put in
 /// place: every `.~tmp~` directory (`--delay-updates`), and every regular file named like an
@@ -69,6 +70,8 @@ pub struct UploadScan {
     /// counts them): the base of the upload's quota watch, so that the upload walks staging
     /// once, not once to strip and again to measure.
     pub allocated: u64,
+    /// Apparent bytes of the regular files below staging.
+    pub apparent: u64,
 }
 
 /// Take every `user.rsync.NAME` xattr whose NAME does not start with `%` off every entry of
@@ -82,24 +85,17 @@ pub struct UploadScan {
 /// file). rsync sets again, on unchanged files too, every attribute the client still has.
 /// `user.rsync.%stat`, `%aacl` and `%dacl` are rsync's own bookkeeping and stay.
 pub fn strip_transport_xattrs(dir: &Path) -> Result<UploadScan> {
-    let mut scan = UploadScan {
-        removed: 0,
-        allocated: 0,
-    };
-    let mut names = vec![0u8; 4096];
-    strip_one(dir, &mut names, &mut scan.removed)?;
-    let mut failed = None;
-    crate::server::staging::walk_tree(dir, b"", &mut |_, path, stx| {
-        scan.allocated = scan.allocated.saturating_add(allocated_bytes(stx));
-        // A symlink carries no user xattrs: never followed, never listed.
-        if failed.is_none() && u32::from(stx.stx_mode) & 0o170000 != 0o120000 {
-            failed = strip_one(path, &mut names, &mut scan.removed).err();
-        }
-    })
-    .map_err(|e| Error::io(format!("reading staging {}", dir.display()), e))?;
-    match failed {
+    let mut tally = Tally::default();
+    tally.strip(dir);
+    crate::server::staging::walk_tree(dir, b"", &mut |_, path, stx| tally.visit(path, stx))
+        .map_err(|e| Error::io(format!("reading staging {}", dir.display()), e))?;
+    match tally.failed {
         Some(e) => Err(e),
-        None => Ok(scan),
+        None => Ok(UploadScan {
+            removed: tally.removed,
+            allocated: tally.allocated,
+            apparent: tally.apparent,
+        }),
     }
 }
 
@@ -108,7 +104,8 @@ pub(crate) fn allocated_bytes(stx: &rustix::fs::Statx) -> u64 {
     stx.stx_blocks.saturating_mul(512)
 }
 
-fn strip_one(path: &Path, buf: &mut Vec<u8>, removed: &mut u64) -> Result<()> {
+/// Take the privileged `user.rsync.*` names off one entry (`buf`: a buffer for the name list).
+pub(crate) fn strip_one(path: &Path, buf: &mut Vec<u8>, removed: &mut u64) -> Result<()> {
     let fail = |e: Errno| Error::io(format!("xattrs of staged {}", path.display()), e.into());
     let len = loop {
         match rustix::fs::llistxattr(path, &mut buf[..]) {

@@ -75,6 +75,28 @@ pub fn server_dir(dir: &Path) -> Result<()> {
     }
 }
 
+/// Write `bytes` to `path` in one of the server's own directories: to a temporary file (0600)
+/// beside it, then renamed into place, so that a reader sees the old file or the new one.
+pub fn replace_owner_only(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(format!(".{}.new", std::process::id()));
+    let tmp = std::path::PathBuf::from(tmp);
+    let written = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)
+        .and_then(|mut f| f.write_all(bytes))
+        .and_then(|()| std::fs::rename(&tmp, path));
+    if written.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    written
+}
+
 /// Set a client's staging directory back to 0700. When the receiver gave it another mode
 /// (the client's root, sent with a trailing slash or as `/`) and recorded none in
 /// `user.rsync.%stat`, that mode, owner and group are recorded there first, as the receiver

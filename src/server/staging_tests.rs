@@ -213,3 +213,49 @@ fn a_rewritten_table_keeps_the_rows_of_untouched_placeholders() {
     paths.sort();
     assert_eq!(paths, [b"p".to_vec(), b"q".to_vec()]);
 }
+
+/// The walk that hollows also measures staging as it is left (what `complete` records for the
+/// next run: server::staging_state) and takes the privileged `user.rsync.*` names off, as the
+/// upload's strip walk would: a file read by the ingest (hollowed), one without a row (removed),
+/// a hard-linked pair, a directory.
+#[test]
+fn hollowing_measures_what_it_leaves_and_strips_privileged_names() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = dir.path();
+    std::fs::create_dir_all(s.join("d")).unwrap();
+    std::fs::write(s.join("d/read"), vec![1u8; 40_000]).unwrap();
+    std::fs::write(s.join("d/unknown"), vec![2u8; 9_000]).unwrap();
+    std::fs::write(s.join("pair"), vec![3u8; 20_000]).unwrap();
+    std::fs::hard_link(s.join("pair"), s.join("d/pair")).unwrap();
+    let set = |p: &Path, name: &str| {
+        rustix::fs::lsetxattr(p, name, b"v", rustix::fs::XattrFlags::empty())
+    };
+    set(&s.join("d"), "user.rsync.security.capability")
+        .expect("user xattrs on TMPDIR's filesystem (the strip cannot be tested without them)");
+    set(&s.join("d/read"), "user.rsync.trusted.x").unwrap();
+    set(&s.join("d/read"), "user.rsync.%stat").unwrap();
+    set(s, "user.rsync.security.y").unwrap();
+    let ingested = vec![
+        read_by_the_ingest(b"d/read", &s.join("d/read")),
+        read_by_the_ingest(b"pair", &s.join("pair")),
+    ];
+    let elsewhere = tempfile::tempdir().unwrap();
+    let table = elsewhere.path().join("table.db");
+    let r = hollow(s, &Placeholders::default(), ingested, &[], &table, 1).unwrap();
+    assert_eq!((r.hollowed, r.removed), (2, 1), "{r:?}");
+    assert!(!s.join("d/unknown").exists());
+    assert_eq!(r.usage, Some(staging_usage(s).unwrap()), "{r:?}");
+    assert_eq!(r.usage.unwrap().0, 40_000 + 2 * 20_000);
+    let names = |p: &Path| {
+        let mut buf = vec![0u8; 1024];
+        let n = rustix::fs::llistxattr(p, &mut buf[..]).unwrap();
+        buf[..n]
+            .split(|b| *b == 0)
+            .filter(|n| n.starts_with(b"user.rsync."))
+            .map(|n| String::from_utf8_lossy(n).into_owned())
+            .collect::<Vec<_>>()
+    };
+    assert!(names(&s.join("d")).is_empty());
+    assert!(names(s).is_empty());
+    assert_eq!(names(&s.join("d/read")), ["user.rsync.%stat"]);
+}

@@ -71,8 +71,8 @@ const QUOTA_PAUSE_FACTOR: u32 = 10;
 /// while staging is checked, so a fast transfer cannot finish (and rsync put its delayed updates
 /// in place) before it has been checked.
 const QUOTA_STREAM_BYTES: u64 = 64 << 10;
-/// How often the watcher looks at rsync: its end is noticed this late at most, and `complete`
-/// (which waits for the upload lock this process holds) waits as long.
+/// How often the watcher looks at the client's channel and the quota when nothing happens
+/// (rsync's end wakes it at once).
 const WATCH_POLL: Duration = Duration::from_millis(10);
 
 /// The quota watch shared by the stream and the watcher.
@@ -410,6 +410,7 @@ impl RsyncRun {
 
     /// Poll rsync, the client's channel and the staging size until one of them ends the run.
     fn watch(&self, child: &mut Child, group: Pid, shared: &Shared) -> Result<RunEnd> {
+        let exited = crate::process::exit_signal(child);
         let mut eof_seen: Option<Instant> = None;
         let mut next_measure = Instant::now();
         loop {
@@ -452,7 +453,7 @@ impl RsyncRun {
                     return Ok(end);
                 }
             }
-            std::thread::sleep(WATCH_POLL);
+            crate::process::wait_for_exit(&exited, WATCH_POLL);
         }
     }
 }

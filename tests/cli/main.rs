@@ -29,6 +29,7 @@ mod push_basis;
 mod push_client;
 mod push_full_paths;
 mod push_hollow;
+mod push_overhead;
 mod push_renames;
 mod push_server;
 mod quota_repo;

@@ -742,6 +742,10 @@ fn client_killed_mid_transfer_then_the_next_run_resumes_and_succeeds() {
     run.code(code::OK);
     let job = message_with(&eml_messages(&mail), "backup ok").to_owned();
     assert!(job.contains("prepare (resumed)"), "{job}");
+    // The killed run's ssh connection may still be up: the next run uses it, and sends nothing
+    // the server would refuse (a session without a command).
+    let audit = crate::common::audit_rows(&server.repo.repo);
+    assert!(!audit.iter().any(|row| row[3] == "refuse"), "{audit:#?}");
     assert_eq!(server.sessions(), 1);
     let restored = server.restore_latest("restored");
     crate::common::assert_trees_equal(&client.src, &restored.join(client.staged()));
