@@ -1,7 +1,7 @@
 //! Dictionary tests: training, envelopes of version 2, the stored form, the vector.
 
 use super::*;
-use crate::crypto::envelope::{open, seal, seal_with, seal_with_nonce_and};
+use crate::crypto::envelope::{open, seal, seal_with, seal_with_nonce};
 use crate::crypto::testvec::{Vector, pattern};
 use crate::crypto::{DataKey, RepoSecret};
 use crate::error::ErrorKind;
@@ -123,7 +123,7 @@ fn vectors_chunk_dictionary() {
     let key = DataKey::from_bytes(data_key).with_dictionary(dict.clone());
     let id = id_of(&plaintext);
     let encoder = DictionaryEncoder::new(&dict, 3);
-    let env = seal_with_nonce_and(&key, KEY_ID, &id, &plaintext, 3, Some(&encoder), nonce).unwrap();
+    let env = seal_with_nonce(&key, KEY_ID, &id, &plaintext, 3, Some(&encoder), nonce).unwrap();
     assert_eq!(env[0], 2);
     let mut v = Vector {
         comments: vec![

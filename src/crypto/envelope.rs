@@ -69,7 +69,7 @@ pub fn seal_with(
     zstd_level: i32,
     dictionary: Option<&DictionaryEncoder>,
 ) -> Result<Vec<u8>> {
-    seal_with_nonce_and(
+    seal_with_nonce(
         key,
         key_id,
         id,
@@ -80,23 +80,11 @@ pub fn seal_with(
     )
 }
 
-/// [`seal`] with a caller-chosen nonce. For test vectors only: reusing a nonce under one key
-/// destroys confidentiality and authenticity, so production code MUST call [`seal`].
+/// [`seal_with`] with a caller-chosen nonce. For test vectors only: reusing a nonce under one
+/// key destroys confidentiality and authenticity, so production code MUST call [`seal`] or
+/// [`seal_with`].
 #[doc(hidden)]
 pub fn seal_with_nonce(
-    key: &DataKey,
-    key_id: KeyId,
-    id: &ChunkId,
-    plaintext: &[u8],
-    zstd_level: i32,
-    nonce: [u8; NONCE_LEN],
-) -> Result<Vec<u8>> {
-    seal_with_nonce_and(key, key_id, id, plaintext, zstd_level, None, nonce)
-}
-
-/// [`seal_with`] with a caller-chosen nonce: for test vectors only, as [`seal_with_nonce`].
-#[doc(hidden)]
-pub fn seal_with_nonce_and(
     key: &DataKey,
     key_id: KeyId,
     id: &ChunkId,

@@ -315,7 +315,7 @@ const VECTOR_NONCE: [u8; NONCE_LEN] = [
 fn success_vector(seed: u8, n: usize, repeat: usize) -> (Vector, Vec<u8>) {
     let plaintext = pattern(seed, n).repeat(repeat);
     let id = id_of(&plaintext);
-    let env = seal_with_nonce(&key(), KEY_ID, &id, &plaintext, 3, VECTOR_NONCE).unwrap();
+    let env = seal_with_nonce(&key(), KEY_ID, &id, &plaintext, 3, None, VECTOR_NONCE).unwrap();
     let mut v = Vector {
         comments: vec![
             "Chunk envelope (chunk.md) sealed with the fixed nonce below; data = the envelope."

@@ -78,7 +78,7 @@ pub fn envelope(data: &[u8]) {
             let _ = envelope::open(&key, KEY_ID, &CHUNK_ID, rest, ENVELOPE_MAX);
         }
         1 => {
-            let sealed = envelope::seal_with_nonce(&key, KEY_ID, &CHUNK_ID, rest, 3, [7; 24])
+            let sealed = envelope::seal_with_nonce(&key, KEY_ID, &CHUNK_ID, rest, 3, None, [7; 24])
                 .expect("sealing never fails");
             let back = envelope::open(&key, KEY_ID, &CHUNK_ID, &sealed, rest.len())
                 .expect("a sealed chunk opens");
@@ -104,8 +104,8 @@ pub fn envelope(data: &[u8]) {
 /// Seeds for [`envelope`].
 pub fn envelope_seeds() -> Vec<Vec<u8>> {
     let text = b"a backup chunk, a backup chunk, a backup chunk, a backup chunk".to_vec();
-    let sealed =
-        envelope::seal_with_nonce(&data_key(), KEY_ID, &CHUNK_ID, &text, 3, [1; 24]).expect("seal");
+    let sealed = envelope::seal_with_nonce(&data_key(), KEY_ID, &CHUNK_ID, &text, 3, None, [1; 24])
+        .expect("seal");
     let frame = zstd::bulk::compress(&text, 3).expect("zstd");
     let mut streamed = Vec::new();
     {
