@@ -1,9 +1,10 @@
-//! The read-only requests' frames against format-spec/vectors/wire-*.txt.
+//! The read-only requests' frames, and version 2's `PutSession` with sources, against
+//! format-spec/vectors/wire-*.txt.
 
 use crate::crypto::testvec::pattern;
 use crate::ids::ChunkId;
 use crate::mirror::wire::conn::vectors::{case, id};
-use crate::mirror::wire::{Message, READ_PROTOCOL_VERSION, WireRecord};
+use crate::mirror::wire::{Message, READ_PROTOCOL_VERSION, WireRecord, WireSession};
 
 #[test]
 fn read_only_requests_match_their_vectors() {
@@ -34,6 +35,28 @@ fn read_only_requests_match_their_vectors() {
                 record,
             }],
         },
+    );
+}
+
+/// Version 2's `PutSession` with the session's sources (tag 0x38).
+#[test]
+fn put_session_with_sources_matches_its_vector() {
+    case(
+        "wire-put-session-sources.txt",
+        "PutSession with sources (version 2): session 7 of client web1, complete, started \
+         1700000000, finished 1700000060, stats 12 4096 0 3 2048, not pinned, root P(1,32), \
+         sources /var/www and /srv/www",
+        &Message::PutSession(WireSession {
+            id: 7,
+            client: "web1".into(),
+            state: 1,
+            started: 1_700_000_000,
+            finished: Some(1_700_000_060),
+            stats: [12, 4096, 0, 3, 2048],
+            pinned: false,
+            root: vec![id(1)],
+            sources: Some(vec![b"/var/www".to_vec(), b"/srv/www".to_vec()]),
+        }),
     );
 }
 
