@@ -184,9 +184,9 @@ impl Index {
     }
 
     /// Make a session taken from the primary visible, in one transaction: `false` if a session
-    /// with that id is already held (left as it is). `before_insert` runs before the row (it
-    /// writes the session record); every root chunk must be held, or `missing` makes the
-    /// error (nothing inserted).
+    /// with that id is already held (left as it is). Every root chunk must be held, or `missing`
+    /// makes the error (nothing inserted, `before_insert` not run); then `before_insert` runs
+    /// before the row (it writes the session record).
     pub fn put_mirrored_session(
         &self,
         s: &MirroredSession<'_>,
@@ -200,8 +200,9 @@ impl Index {
             {
                 return Ok(false);
             }
-            before_insert()?;
             // The root is stored by this index's chunk numbers; the caller names chunks by id.
+            // Resolved before the record is written, so that a session refused for a missing
+            // chunk leaves no record behind.
             let mut root = Vec::with_capacity(s.root.len());
             for chunk in s.root {
                 match chunk_num(conn, chunk)? {
@@ -209,6 +210,7 @@ impl Index {
                     None => return Err(missing(chunk)),
                 }
             }
+            before_insert()?;
             let state = if s.complete { "complete" } else { "partial" };
             let stat = |i: usize| to_i64(s.stats[i], "session statistic");
             conn.execute(

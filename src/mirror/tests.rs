@@ -467,14 +467,18 @@ fn protocol_misuse_is_refused() {
         stats: [0; 5],
         pinned: false,
         root: vec![missing],
-        sources: None,
+        sources: Some(vec![b"/var/www".to_vec()]),
     };
     refused_by_mirror(
         &dest,
-        vec![hello(1)],
+        vec![hello(2)],
         Message::PutSession(session.clone()),
         "does not hold",
     );
+    // ... and leaves no session or sources record that an index rebuild could take for one.
+    let id = crate::ids::SessionId(99);
+    assert!(!crate::store::records::session_record_path(&dest, id).exists());
+    assert!(!crate::store::records::sources_record_path(&dest, id).exists());
     let bad_name = WireSession {
         client: "../etc".into(),
         root: vec![],
